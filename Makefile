@@ -1,0 +1,74 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# kmcl: VMBus Kernel Mode Client Library for Linux.
+#
+#   make run      build what is needed, boot the test VM, load kmcl, show it
+#   make check    every test: host tests, module build, VM suite
+#
+#   make [modules]        build the modules against KDIR
+#   make KDIR=/path/to/a/rust-enabled/linux-7.x/build
+#   make modules_install  install into /lib/modules/<kernel release>
+#   make rust-analyzer    write rust-project.json for editors
+#   make clippy           build with CLIPPY=1
+#   make host-test        cargo test of the pure protocol layer
+#
+# The kernel toolchain is set here, in one place; override any of it on the
+# command line.  Debian 12 packages: see scripts/setup.sh.
+
+LLVM          ?= -19
+RUSTC         ?= /usr/bin/rustc
+RUSTDOC       ?= /usr/bin/rustdoc
+CLIPPY_DRIVER ?= /usr/bin/clippy-driver
+BINDGEN       ?= $(or $(CARGO_HOME),$(HOME)/.cargo)/bin/bindgen
+KMCL_CACHE    ?= $(HOME)/.cache/kmcl
+KFLAVOUR      ?= debug
+export KMCL_CACHE
+
+# Without KDIR, build against kmcl's own cached test kernel (built on first
+# use by scripts/kernel.sh).
+ifeq ($(origin KDIR),undefined)
+KDIR = $(shell scripts/kernel.sh kdir $(KFLAVOUR))
+KERNEL_DEP := kernel
+else
+KERNEL_DEP :=
+endif
+
+KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) RUSTC=$(RUSTC) \
+	RUSTDOC=$(RUSTDOC) BINDGEN=$(BINDGEN)
+
+.PHONY: all modules modules_install clean rust-analyzer clippy setup kernel \
+	host-test check run
+
+all: modules
+
+setup:
+	@scripts/setup.sh
+
+kernel: setup
+	@scripts/kernel.sh build $(KFLAVOUR)
+
+modules: $(KERNEL_DEP)
+	$(KMAKE) modules
+
+modules_install: modules
+	$(KMAKE) modules_install
+
+clippy: $(KERNEL_DEP)
+	$(KMAKE) CLIPPY=1 CLIPPY_DRIVER=$(CLIPPY_DRIVER) modules
+
+rust-analyzer: $(KERNEL_DEP)
+	$(KMAKE) rust-analyzer
+
+host-test:
+	cargo test --manifest-path rust/host/Cargo.toml
+
+check: setup
+	@scripts/check.sh
+
+run: setup
+	@scripts/run.sh
+
+clean:
+	-[ -d "$(KDIR)" ] && $(KMAKE) clean
+	-cargo clean --manifest-path rust/host/Cargo.toml
+	rm -rf out

@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * kmcl C glue: the C functions kmcl's Rust code calls.
+ *
+ * hv_vmbus exposes much of its API as macros and static inline functions
+ * (include/linux/hyperv.h), which Rust cannot call.  Each is wrapped here
+ * by a plain function; the Rust declarations live in rust/hv/mod.rs and
+ * must match these prototypes exactly.
+ */
+#ifndef _KMCL_GLUE_H
+#define _KMCL_GLUE_H
+
+#include <linux/types.h>
+
+bool kmcl_hv_vmbus_present(void);
+
+#endif /* _KMCL_GLUE_H */

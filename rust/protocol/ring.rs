@@ -1,0 +1,835 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! VMBus ring buffers: the writer and reader ends.
+//!
+//! A VMBus ring is a control page followed by a data area whose size is a
+//! multiple of the page size. The control page's first words are
+//! (`struct hv_ring_buffer` in `include/linux/hyperv.h`):
+//!
+//! | word | field             | owner  |
+//! |------|-------------------|--------|
+//! | 0    | `write_index`     | writer |
+//! | 1    | `read_index`      | reader |
+//! | 2    | `interrupt_mask`  | reader |
+//! | 3    | `pending_send_sz` | writer |
+//! | 16   | `feature_bits`    | both   |
+//!
+//! Indices are byte offsets into the data area, always 8-byte aligned. The
+//! ring is empty when they are equal; a writer never fills it completely, so
+//! a full ring is never mistaken for an empty one.
+//!
+//! Each end keeps its own index privately and only publishes it: a value the
+//! other endpoint wrote into our word is never read back. The other end's
+//! index is read once per operation and validated before use; a bad value
+//! fails the operation with [`RingError`] and nothing is read or written.
+//!
+//! Both ends batch: [`OutgoingRing::write`] and [`IncomingRing::read`] work on
+//! private cursors, and [`OutgoingRing::commit`] / [`IncomingRing::commit`]
+//! publish them, telling the caller whether the other endpoint must be
+//! signalled, by the rules hv_vmbus and Hyper-V use:
+//!
+//! - the writer signals only when the ring goes from empty to non-empty and
+//!   the reader's `interrupt_mask` is clear;
+//! - the reader signals only when the free space crosses the writer's
+//!   `pending_send_sz` (and the writer set the pending-send-size feature).
+
+use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+
+use super::packet::{
+    Descriptor, DescriptorError, PacketType, DESCRIPTOR_SIZE, PACKET_ALIGN, TRAILER_SIZE,
+};
+
+/// Number of 32-bit words of the control page kmcl accesses.
+pub const CONTROL_WORDS: usize = 32;
+
+const WRITE_INDEX: usize = 0;
+const READ_INDEX: usize = 1;
+const INTERRUPT_MASK: usize = 2;
+const PENDING_SEND_SIZE: usize = 3;
+const FEATURE_BITS: usize = 16;
+
+/// `feature_bits` bit: the writer uses `pending_send_sz` for flow control.
+pub const FEATURE_PENDING_SEND_SIZE: u32 = 1;
+
+/// Memory holding one ring: its control words and its data area.
+///
+/// Implementations decide how the shared memory is reached (atomics on the
+/// host, page mappings in the kernel). The ring calls the data accessors
+/// only with 8-byte aligned offsets and lengths that are multiples of 8 and
+/// never past [`data_len`](Self::data_len): wrap-around is split by the ring.
+pub trait RingMemory {
+    /// The control words at the start of the ring's first page.
+    fn control(&self) -> &[AtomicU32; CONTROL_WORDS];
+
+    /// Size of the data area in bytes: a non-zero multiple of 8.
+    fn data_len(&self) -> usize;
+
+    /// Copies `buf.len()` bytes of the data area at `offset` into `buf`.
+    fn read_data(&self, offset: usize, buf: &mut [u8]);
+
+    /// Copies `buf` into the data area at `offset`.
+    fn write_data(&self, offset: usize, buf: &[u8]);
+}
+
+/// A ring's shared state did not make sense.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingError {
+    /// The data area is empty, too large or not a multiple of 8 bytes.
+    BadSize(usize),
+    /// The other endpoint's index is out of range or misaligned.
+    BadIndex(u32),
+    /// A packet descriptor in the ring was malformed.
+    Descriptor(DescriptorError),
+    /// A packet is larger than the reader's buffer (its maximum packet size).
+    PacketTooLarge {
+        /// Bytes the packet needs.
+        len: usize,
+        /// Bytes the reader can take.
+        max: usize,
+    },
+}
+
+impl From<DescriptorError> for RingError {
+    fn from(e: DescriptorError) -> Self {
+        Self::Descriptor(e)
+    }
+}
+
+/// Why a packet was not written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteError {
+    /// Not enough free space now; `needed` bytes must be free (the value
+    /// to put in `pending_send_sz` before waiting).
+    Full {
+        /// Bytes the packet occupies in the ring, trailer included.
+        needed: usize,
+    },
+    /// The packet can never fit this ring, or its header is misaligned.
+    TooLarge,
+    /// The ring's shared state is corrupt.
+    Ring(RingError),
+}
+
+impl From<RingError> for WriteError {
+    fn from(e: RingError) -> Self {
+        Self::Ring(e)
+    }
+}
+
+fn checked_size<M: RingMemory>(mem: &M) -> Result<u32, RingError> {
+    let len = mem.data_len();
+    if len == 0 || len % PACKET_ALIGN != 0 {
+        return Err(RingError::BadSize(len));
+    }
+    u32::try_from(len).map_err(|_| RingError::BadSize(len))
+}
+
+fn checked_index(raw: u32, size: u32) -> Result<u32, RingError> {
+    if raw >= size || raw as usize % PACKET_ALIGN != 0 {
+        return Err(RingError::BadIndex(raw));
+    }
+    Ok(raw)
+}
+
+/// Bytes from `from` to `to` going forward around a ring of `size` bytes.
+fn distance(from: u32, to: u32, size: u32) -> u32 {
+    if to >= from {
+        to - from
+    } else {
+        size - from + to
+    }
+}
+
+/// Copies `buf` into the ring at `offset`, splitting at the end of the data
+/// area. Returns the offset after the copy.
+fn write_wrapped<M: RingMemory>(mem: &M, size: u32, offset: u32, buf: &[u8]) -> u32 {
+    let first = core::cmp::min(buf.len(), (size - offset) as usize);
+    mem.write_data(offset as usize, &buf[..first]);
+    if first < buf.len() {
+        mem.write_data(0, &buf[first..]);
+    }
+    ((offset as usize + buf.len()) % size as usize) as u32
+}
+
+/// Copies ring bytes at `offset` into `buf`, splitting at the end of the
+/// data area. Returns the offset after the copy.
+fn read_wrapped<M: RingMemory>(mem: &M, size: u32, offset: u32, buf: &mut [u8]) -> u32 {
+    let first = core::cmp::min(buf.len(), (size - offset) as usize);
+    mem.read_data(offset as usize, &mut buf[..first]);
+    if first < buf.len() {
+        mem.read_data(0, &mut buf[first..]);
+    }
+    ((offset as usize + buf.len()) % size as usize) as u32
+}
+
+/// The writer's end of a ring.
+///
+/// # Invariants
+///
+/// `size` is `mem.data_len()`, a non-zero multiple of 8 that fits in `u32`;
+/// `committed` and `next` are 8-aligned and below `size`; `next` is at most
+/// the free space ahead of `committed`, so the batch never overruns the
+/// reader.
+pub struct OutgoingRing<M: RingMemory> {
+    mem: M,
+    size: u32,
+    /// The `write_index` we last published.
+    committed: u32,
+    /// Where the next packet of the current batch goes.
+    next: u32,
+}
+
+impl<M: RingMemory> OutgoingRing<M> {
+    /// Takes the writer's end of an initialised ring (both indices zero, as
+    /// after [`init_control`]) and announces pending-send-size support.
+    pub fn new(mem: M) -> Result<Self, RingError> {
+        let size = checked_size(&mem)?;
+        let committed = checked_index(mem.control()[WRITE_INDEX].load(Ordering::Acquire), size)?;
+        mem.control()[FEATURE_BITS].fetch_or(FEATURE_PENDING_SEND_SIZE, Ordering::Relaxed);
+        // INVARIANT: size and committed were validated; next == committed.
+        Ok(Self {
+            mem,
+            size,
+            committed,
+            next: committed,
+        })
+    }
+
+    /// The ring memory.
+    pub fn memory(&self) -> &M {
+        &self.mem
+    }
+
+    /// The largest packet (trailer included) this ring can ever take.
+    pub fn capacity(&self) -> usize {
+        self.size as usize - PACKET_ALIGN
+    }
+
+    /// Reads and validates the reader's index.
+    fn read_index(&self) -> Result<u32, RingError> {
+        checked_index(
+            self.mem.control()[READ_INDEX].load(Ordering::Acquire),
+            self.size,
+        )
+    }
+
+    /// Bytes that can be written now, beyond the uncommitted batch.
+    pub fn free_bytes(&self) -> Result<usize, RingError> {
+        let read = self.read_index()?;
+        let used = distance(read, self.next, self.size);
+        // A ring is never filled completely: keep 8 bytes so that a full
+        // ring does not look empty.
+        Ok((self.size - used) as usize - PACKET_ALIGN)
+    }
+
+    /// Appends a packet to the batch: the descriptor, `header` (a
+    /// type-specific header such as a GPA range list, 8-byte multiple) and
+    /// `payload`, padded to 8 bytes, then the trailer. Nothing is visible to
+    /// the reader until [`commit`](Self::commit).
+    pub fn write(
+        &mut self,
+        ptype: PacketType,
+        header: &[u8],
+        payload: &[u8],
+        completion_requested: bool,
+        transaction_id: u64,
+    ) -> Result<(), WriteError> {
+        if header.len() % PACKET_ALIGN != 0 {
+            return Err(WriteError::TooLarge);
+        }
+        let desc = Descriptor::new(
+            ptype,
+            header.len(),
+            payload.len(),
+            completion_requested,
+            transaction_id,
+        )
+        .ok_or(WriteError::TooLarge)?;
+        let needed = desc.ring_len();
+        if needed > self.capacity() {
+            return Err(WriteError::TooLarge);
+        }
+        if needed > self.free_bytes()? {
+            return Err(WriteError::Full { needed });
+        }
+
+        let start = self.next;
+        let mut at = write_wrapped(&self.mem, self.size, start, &desc.to_bytes());
+        if !header.is_empty() {
+            at = write_wrapped(&self.mem, self.size, at, header);
+        }
+        let whole = payload.len() - payload.len() % PACKET_ALIGN;
+        if whole > 0 {
+            at = write_wrapped(&self.mem, self.size, at, &payload[..whole]);
+        }
+        if whole < payload.len() {
+            let mut last = [0u8; PACKET_ALIGN];
+            last[..payload.len() - whole].copy_from_slice(&payload[whole..]);
+            at = write_wrapped(&self.mem, self.size, at, &last);
+        }
+        // The trailer carries the packet's start offset in its upper half,
+        // as hv_vmbus writes it.
+        let trailer = (u64::from(start) << 32).to_le_bytes();
+        at = write_wrapped(&self.mem, self.size, at, &trailer);
+        // INVARIANT: `needed` bytes fit in the free space, so `at` is still
+        // behind the reader.
+        self.next = at;
+        Ok(())
+    }
+
+    /// Whether packets were written since the last commit.
+    pub fn has_uncommitted(&self) -> bool {
+        self.next != self.committed
+    }
+
+    /// Publishes the batch. Returns `true` when the reader must be
+    /// signalled: the ring was empty before the batch and the reader has not
+    /// masked interrupts.
+    pub fn commit(&mut self) -> Result<bool, RingError> {
+        if self.next == self.committed {
+            return Ok(false);
+        }
+        let old = self.committed;
+        // Release: the packet bytes are visible before the index.
+        self.mem.control()[WRITE_INDEX].store(self.next, Ordering::Release);
+        self.committed = self.next;
+        // Order the index store before reading the reader's state, so that
+        // either the reader sees our packets or we see its empty ring.
+        fence(Ordering::SeqCst);
+        if self.mem.control()[INTERRUPT_MASK].load(Ordering::Relaxed) != 0 {
+            return Ok(false);
+        }
+        Ok(self.read_index()? == old)
+    }
+
+    /// Asks the reader to signal once `bytes` are free (0: never).
+    pub fn set_pending_send_size(&self, bytes: u32) {
+        self.mem.control()[PENDING_SEND_SIZE].store(bytes, Ordering::Relaxed);
+        // The reader must see the request before we re-check free space.
+        fence(Ordering::SeqCst);
+    }
+}
+
+/// A packet read out of a ring into the reader's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IncomingPacket {
+    /// The validated descriptor.
+    pub descriptor: Descriptor,
+}
+
+impl IncomingPacket {
+    /// The type-specific header within the buffer the packet was read into.
+    pub fn header<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[DESCRIPTOR_SIZE..self.descriptor.data_offset()]
+    }
+
+    /// The payload (including the sender's padding) within the buffer the
+    /// packet was read into.
+    pub fn payload<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.descriptor.data_offset()..self.descriptor.packet_len()]
+    }
+}
+
+/// The reader's end of a ring.
+///
+/// # Invariants
+///
+/// `size` is `mem.data_len()`, a non-zero multiple of 8 that fits in `u32`;
+/// `committed` and `next` are 8-aligned and below `size`, and `next` never
+/// passes the last validated write index.
+pub struct IncomingRing<M: RingMemory> {
+    mem: M,
+    size: u32,
+    /// The `read_index` we last published.
+    committed: u32,
+    /// Where the next packet to read starts.
+    next: u32,
+}
+
+impl<M: RingMemory> IncomingRing<M> {
+    /// Takes the reader's end of an initialised ring.
+    pub fn new(mem: M) -> Result<Self, RingError> {
+        let size = checked_size(&mem)?;
+        let committed = checked_index(mem.control()[READ_INDEX].load(Ordering::Acquire), size)?;
+        // INVARIANT: size and committed were validated; next == committed.
+        Ok(Self {
+            mem,
+            size,
+            committed,
+            next: committed,
+        })
+    }
+
+    /// The ring memory.
+    pub fn memory(&self) -> &M {
+        &self.mem
+    }
+
+    /// Reads and validates the writer's index.
+    fn write_index(&self) -> Result<u32, RingError> {
+        checked_index(
+            self.mem.control()[WRITE_INDEX].load(Ordering::Acquire),
+            self.size,
+        )
+    }
+
+    /// Bytes the writer has published that we have not read yet.
+    pub fn available(&self) -> Result<usize, RingError> {
+        Ok(distance(self.next, self.write_index()?, self.size) as usize)
+    }
+
+    /// Copies the next packet into `buf` and validates it.
+    ///
+    /// Returns `Ok(None)` when the ring is empty. The packet, descriptor
+    /// included, is copied out of shared memory before any of it is parsed;
+    /// the descriptor is read once. On error nothing is consumed.
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<Option<IncomingPacket>, RingError> {
+        let available = self.available()?;
+        if available == 0 {
+            return Ok(None);
+        }
+        let mut raw = [0u8; DESCRIPTOR_SIZE];
+        if available < DESCRIPTOR_SIZE + TRAILER_SIZE {
+            return Err(DescriptorError::TooLong {
+                claimed: DESCRIPTOR_SIZE + TRAILER_SIZE,
+                available,
+            }
+            .into());
+        }
+        read_wrapped(&self.mem, self.size, self.next, &mut raw);
+        let descriptor = Descriptor::parse(&raw, available)?;
+        let len = descriptor.packet_len();
+        if len > buf.len() {
+            return Err(RingError::PacketTooLarge {
+                len,
+                max: buf.len(),
+            });
+        }
+        // Use the validated copy of the descriptor, not a second read.
+        buf[..DESCRIPTOR_SIZE].copy_from_slice(&raw);
+        let body_at = (self.next as usize + DESCRIPTOR_SIZE) % self.size as usize;
+        read_wrapped(
+            &self.mem,
+            self.size,
+            body_at as u32,
+            &mut buf[DESCRIPTOR_SIZE..len],
+        );
+        // INVARIANT: the packet and trailer are within `available`.
+        self.next = ((self.next as usize + descriptor.ring_len()) % self.size as usize) as u32;
+        Ok(Some(IncomingPacket { descriptor }))
+    }
+
+    /// Whether packets were read since the last commit.
+    pub fn has_uncommitted(&self) -> bool {
+        self.next != self.committed
+    }
+
+    /// Returns the packets read since the last commit to the writer.
+    /// Returns `true` when the writer must be signalled: it asked (through
+    /// `pending_send_sz`) to be told when this much space is free, and the
+    /// free space just crossed that amount.
+    pub fn commit(&mut self) -> bool {
+        if self.next == self.committed {
+            return false;
+        }
+        let old = self.committed;
+        // Release: our copies of the packets are complete before the writer
+        // may reuse the space.
+        self.mem.control()[READ_INDEX].store(self.next, Ordering::Release);
+        self.committed = self.next;
+        fence(Ordering::SeqCst);
+        let control = self.mem.control();
+        if control[FEATURE_BITS].load(Ordering::Relaxed) & FEATURE_PENDING_SEND_SIZE == 0 {
+            return false;
+        }
+        let pending = control[PENDING_SEND_SIZE].load(Ordering::Relaxed) as usize;
+        if pending == 0 {
+            return false;
+        }
+        let Ok(write) = self.write_index() else {
+            // A corrupt write index is reported by the next read.
+            return false;
+        };
+        let size = self.size as usize;
+        let free_before = size - distance(old, write, self.size) as usize - PACKET_ALIGN;
+        let free_now = size - distance(self.next, write, self.size) as usize - PACKET_ALIGN;
+        free_before < pending && free_now >= pending
+    }
+
+    /// Sets or clears `interrupt_mask`: while set, the writer does not
+    /// signal. After clearing it, check [`available`](Self::available) again:
+    /// a packet may have arrived while the mask was set.
+    pub fn set_interrupt_mask(&self, masked: bool) {
+        self.mem.control()[INTERRUPT_MASK].store(u32::from(masked), Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+}
+
+/// Resets a ring's control words: both indices zero, interrupts unmasked,
+/// no pending send size, no features.
+pub fn init_control(control: &[AtomicU32; CONTROL_WORDS]) {
+    for word in control {
+        word.store(0, Ordering::Relaxed);
+    }
+    fence(Ordering::SeqCst);
+}
+
+/// Ring memory made of atomic words the caller provides: safe shared
+/// memory for tests, benchmarks and in-process peers.
+pub struct WordRingMemory<'a> {
+    control: &'a [AtomicU32; CONTROL_WORDS],
+    data: &'a [AtomicU64],
+}
+
+impl<'a> WordRingMemory<'a> {
+    /// Wraps a control block and a data area of `data.len() * 8` bytes.
+    pub fn new(control: &'a [AtomicU32; CONTROL_WORDS], data: &'a [AtomicU64]) -> Self {
+        Self { control, data }
+    }
+}
+
+impl RingMemory for WordRingMemory<'_> {
+    fn control(&self) -> &[AtomicU32; CONTROL_WORDS] {
+        self.control
+    }
+
+    fn data_len(&self) -> usize {
+        self.data.len() * 8
+    }
+
+    fn read_data(&self, offset: usize, buf: &mut [u8]) {
+        let words = &self.data[offset / 8..(offset + buf.len()) / 8];
+        for (chunk, word) in buf.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+        }
+    }
+
+    fn write_data(&self, offset: usize, buf: &[u8]) {
+        let words = &self.data[offset / 8..(offset + buf.len()) / 8];
+        for (chunk, word) in buf.chunks_exact(8).zip(words) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(chunk);
+            word.store(u64::from_le_bytes(b), Ordering::Relaxed);
+        }
+    }
+}
+
+impl<M: RingMemory> RingMemory for &M {
+    fn control(&self) -> &[AtomicU32; CONTROL_WORDS] {
+        (**self).control()
+    }
+
+    fn data_len(&self) -> usize {
+        (**self).data_len()
+    }
+
+    fn read_data(&self, offset: usize, buf: &mut [u8]) {
+        (**self).read_data(offset, buf)
+    }
+
+    fn write_data(&self, offset: usize, buf: &[u8]) {
+        (**self).write_data(offset, buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::vec::Vec;
+
+    struct Ring {
+        control: [AtomicU32; CONTROL_WORDS],
+        data: Vec<AtomicU64>,
+    }
+
+    impl Ring {
+        fn new(bytes: usize) -> Self {
+            Self {
+                control: core::array::from_fn(|_| AtomicU32::new(0)),
+                data: (0..bytes / 8).map(|_| AtomicU64::new(0)).collect(),
+            }
+        }
+        fn mem(&self) -> WordRingMemory<'_> {
+            WordRingMemory::new(&self.control, &self.data)
+        }
+        fn set(&self, word: usize, v: u32) {
+            self.control[word].store(v, Ordering::SeqCst);
+        }
+    }
+
+    fn payload(n: usize, seed: u8) -> Vec<u8> {
+        (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+    }
+
+    #[test]
+    fn packet_bytes_on_the_wire() {
+        let r = Ring::new(4096);
+        let mut w = OutgoingRing::new(r.mem()).unwrap();
+        w.write(PacketType::InBand, &[], &[1, 2, 3], true, 77)
+            .unwrap();
+        assert!(w.commit().unwrap());
+        let mut bytes = [0u8; 40];
+        r.mem().read_data(0, &mut bytes);
+        // type 6, offset8 2, len8 3, flags 1, id 77, payload padded, trailer 0.
+        assert_eq!(&bytes[0..8], &[6, 0, 2, 0, 3, 0, 1, 0]);
+        assert_eq!(&bytes[8..16], &77u64.to_le_bytes());
+        assert_eq!(&bytes[16..24], &[1, 2, 3, 0, 0, 0, 0, 0]);
+        assert_eq!(&bytes[24..32], &[0; 8]);
+        assert_eq!(r.control[WRITE_INDEX].load(Ordering::SeqCst), 32);
+        // The second packet's trailer records its start offset.
+        w.write(PacketType::InBand, &[], &[9], false, 0).unwrap();
+        w.commit().unwrap();
+        r.mem().read_data(56, &mut bytes[..8]);
+        assert_eq!(u64::from_le_bytes(bytes[..8].try_into().unwrap()), 32 << 32);
+    }
+
+    #[test]
+    fn round_trip_across_the_wrap() {
+        let r = Ring::new(128);
+        let mut w = OutgoingRing::new(r.mem()).unwrap();
+        let mut rd = IncomingRing::new(r.mem()).unwrap();
+        let mut buf = [0u8; 128];
+        for i in 0..200usize {
+            let p = payload(i % 60, i as u8);
+            w.write(PacketType::InBand, &[], &p, i % 2 == 0, i as u64)
+                .unwrap();
+            w.commit().unwrap();
+            let pkt = rd.read(&mut buf).unwrap().unwrap();
+            assert_eq!(pkt.descriptor.transaction_id(), i as u64);
+            assert_eq!(pkt.descriptor.completion_requested(), i % 2 == 0);
+            assert_eq!(&pkt.payload(&buf)[..p.len()], &p[..]);
+            assert!(pkt.payload(&buf)[p.len()..].iter().all(|&b| b == 0));
+            assert_eq!(rd.read(&mut buf).unwrap(), None);
+            rd.commit();
+        }
+    }
+
+    #[test]
+    fn full_is_not_empty() {
+        let r = Ring::new(128);
+        let mut w = OutgoingRing::new(r.mem()).unwrap();
+        let mut rd = IncomingRing::new(r.mem()).unwrap();
+        // 120 bytes usable: five 24-byte empty packets fill it exactly.
+        for _ in 0..5 {
+            w.write(PacketType::InBand, &[], &[], false, 0).unwrap();
+        }
+        assert_eq!(w.free_bytes(), Ok(0));
+        assert_eq!(
+            w.write(PacketType::InBand, &[], &[], false, 0),
+            Err(WriteError::Full { needed: 24 })
+        );
+        w.commit().unwrap();
+        assert_eq!(rd.available(), Ok(120));
+        let mut buf = [0u8; 64];
+        let mut n = 0;
+        while rd.read(&mut buf).unwrap().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 5);
+    }
+
+    #[test]
+    fn too_large_for_the_ring() {
+        let r = Ring::new(128);
+        let mut w = OutgoingRing::new(r.mem()).unwrap();
+        assert_eq!(
+            w.write(PacketType::InBand, &[], &[0; 97], false, 0),
+            Err(WriteError::TooLarge)
+        );
+        assert_eq!(
+            w.write(PacketType::GpaDirect, &[0; 4], &[], false, 0),
+            Err(WriteError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn writer_signals_only_empty_to_non_empty_unmasked() {
+        let r = Ring::new(4096);
+        let mut w = OutgoingRing::new(r.mem()).unwrap();
+        let mut rd = IncomingRing::new(r.mem()).unwrap();
+        let mut buf = [0u8; 64];
+        w.write(PacketType::InBand, &[], &[1], false, 0).unwrap();
+        assert_eq!(w.commit(), Ok(true));
+        // Not empty before this commit: no signal.
+        w.write(PacketType::InBand, &[], &[2], false, 0).unwrap();
+        assert_eq!(w.commit(), Ok(false));
+        // Nothing new: no signal.
+        assert_eq!(w.commit(), Ok(false));
+        while rd.read(&mut buf).unwrap().is_some() {}
+        rd.commit();
+        // Empty again but masked: no signal.
+        rd.set_interrupt_mask(true);
+        w.write(PacketType::InBand, &[], &[3], false, 0).unwrap();
+        assert_eq!(w.commit(), Ok(false));
+        rd.set_interrupt_mask(false);
+        assert_eq!(rd.available(), Ok(32));
+        rd.read(&mut buf).unwrap().unwrap();
+        rd.commit();
+        w.write(PacketType::InBand, &[], &[4], false, 0).unwrap();
+        assert_eq!(w.commit(), Ok(true));
+    }
+
+    #[test]
+    fn reader_signals_when_pending_send_size_is_crossed() {
+        let r = Ring::new(128);
+        let mut w = OutgoingRing::new(r.mem()).unwrap();
+        let mut rd = IncomingRing::new(r.mem()).unwrap();
+        let mut buf = [0u8; 64];
+        for _ in 0..5 {
+            w.write(PacketType::InBand, &[], &[], false, 0).unwrap();
+        }
+        w.commit().unwrap();
+        let Err(WriteError::Full { needed }) = w.write(PacketType::InBand, &[0; 16], &[], false, 0)
+        else {
+            panic!("ring should be full");
+        };
+        assert_eq!(needed, 40);
+        w.set_pending_send_size(needed as u32);
+        // One 24-byte packet freed: 24 < 40, no signal yet.
+        rd.read(&mut buf).unwrap().unwrap();
+        assert!(!rd.commit());
+        // 48 free now: crossed.
+        rd.read(&mut buf).unwrap().unwrap();
+        assert!(rd.commit());
+        // Already past it: no second signal.
+        rd.read(&mut buf).unwrap().unwrap();
+        assert!(!rd.commit());
+        w.write(PacketType::InBand, &[0; 16], &[], false, 0)
+            .unwrap();
+    }
+
+    #[test]
+    fn no_signal_without_the_feature_bit() {
+        let r = Ring::new(128);
+        let mut rd = IncomingRing::new(r.mem()).unwrap();
+        // A writer that never announced pending-send-size support.
+        r.set(PENDING_SEND_SIZE, 8);
+        r.set(WRITE_INDEX, 0);
+        r.mem().write_data(
+            0,
+            &Descriptor::new(PacketType::InBand, 0, 0, false, 0)
+                .unwrap()
+                .to_bytes(),
+        );
+        r.set(WRITE_INDEX, 24);
+        let mut buf = [0u8; 64];
+        rd.read(&mut buf).unwrap().unwrap();
+        assert!(!rd.commit());
+    }
+
+    /// Writes raw descriptor fields at offset 0 and publishes `write`.
+    fn forge(r: &Ring, fields: [u16; 4], write: u32) {
+        let mut raw = [0u8; 16];
+        for (i, f) in fields.iter().enumerate() {
+            raw[i * 2..i * 2 + 2].copy_from_slice(&f.to_le_bytes());
+        }
+        r.mem().write_data(0, &raw);
+        r.set(WRITE_INDEX, write);
+    }
+
+    fn read_error(r: &Ring) -> RingError {
+        let mut rd = IncomingRing::new(r.mem()).unwrap();
+        let mut buf = [0u8; 256];
+        let before = rd.available();
+        let e = rd.read(&mut buf).unwrap_err();
+        // Nothing was consumed.
+        assert_eq!(rd.available(), before);
+        assert!(!rd.has_uncommitted());
+        e
+    }
+
+    #[test]
+    fn malformed_write_index() {
+        let r = Ring::new(128);
+        r.set(WRITE_INDEX, 128);
+        assert_eq!(read_error(&r), RingError::BadIndex(128));
+        r.set(WRITE_INDEX, 12);
+        assert_eq!(read_error(&r), RingError::BadIndex(12));
+    }
+
+    #[test]
+    fn malformed_read_index_seen_by_writer() {
+        let r = Ring::new(128);
+        let mut w = OutgoingRing::new(r.mem()).unwrap();
+        r.set(READ_INDEX, 0xffff_fff8);
+        assert_eq!(
+            w.write(PacketType::InBand, &[], &[1], false, 0),
+            Err(WriteError::Ring(RingError::BadIndex(0xffff_fff8)))
+        );
+        assert!(!w.has_uncommitted());
+    }
+
+    #[test]
+    fn malformed_descriptors() {
+        let r = Ring::new(128);
+        forge(&r, [7, 2, 2, 0], 24);
+        assert_eq!(read_error(&r), DescriptorError::UnknownType(7).into());
+        forge(&r, [6, 2, 2, 0x8000], 24);
+        assert_eq!(read_error(&r), DescriptorError::UnknownFlags(0x8000).into());
+        forge(&r, [6, 0, 2, 0], 24);
+        assert_eq!(
+            read_error(&r),
+            DescriptorError::BadOffset {
+                offset8: 0,
+                len8: 2
+            }
+            .into()
+        );
+        forge(&r, [6, 5, 4, 0], 40);
+        assert_eq!(
+            read_error(&r),
+            DescriptorError::BadOffset {
+                offset8: 5,
+                len8: 4
+            }
+            .into()
+        );
+        // len8 claims more than the writer published.
+        forge(&r, [6, 2, 9, 0], 24);
+        assert_eq!(
+            read_error(&r),
+            DescriptorError::TooLong {
+                claimed: 80,
+                available: 24
+            }
+            .into()
+        );
+        // Fewer bytes published than a descriptor and trailer.
+        forge(&r, [6, 2, 2, 0], 16);
+        assert_eq!(
+            read_error(&r),
+            DescriptorError::TooLong {
+                claimed: 24,
+                available: 16
+            }
+            .into()
+        );
+    }
+
+    #[test]
+    fn packet_larger_than_reader_buffer() {
+        let r = Ring::new(4096);
+        let mut w = OutgoingRing::new(r.mem()).unwrap();
+        w.write(PacketType::InBand, &[], &[0; 100], false, 0)
+            .unwrap();
+        w.commit().unwrap();
+        let mut rd = IncomingRing::new(r.mem()).unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            rd.read(&mut buf),
+            Err(RingError::PacketTooLarge { len: 120, max: 64 })
+        );
+        let mut big = [0u8; 120];
+        assert!(rd.read(&mut big).unwrap().is_some());
+    }
+
+    #[test]
+    fn bad_sizes_rejected() {
+        let r = Ring::new(0);
+        assert_eq!(
+            OutgoingRing::new(r.mem()).err(),
+            Some(RingError::BadSize(0))
+        );
+    }
+}

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# `make check`: every kmcl test, ending with "N passed, N failed".
+#
+#   1. host: cargo test of the protocol layer (each test counts)
+#   2. style: rustfmt and checkpatch.pl on our sources
+#   3. build: test kernel (cached), kmcl modules with warnings as errors,
+#      and the same under clippy (CLIPPY=1)
+#   4. vm: the kselftest suite (with KUnit results) in QEMU, plus a scan of
+#      the kernel log for oops/BUG/WARNING/KASAN/lockdep/kmemleak reports
+#
+# Logs are kept in out/.  Exits non-zero on any failure.
+set -uo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top" || exit 1
+mkdir -p out
+export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
+CARGO=/usr/bin/cargo
+KFLAVOUR=${KFLAVOUR:-debug}
+
+passed=0
+failed=0
+skipped=0
+step() { printf '\n== %s\n' "$*"; }
+result() { # NAME STATUS
+	if [ "$2" -eq 0 ]; then
+		passed=$((passed + 1)); echo "PASS $1"
+	else
+		failed=$((failed + 1)); echo "FAIL $1"
+	fi
+}
+finish() {
+	local line="$passed passed, $failed failed"
+	[ "$skipped" -gt 0 ] && line="$line, $skipped skipped"
+	echo
+	echo "$line"
+	[ "$failed" -eq 0 ]
+	exit
+}
+
+step "host: cargo test (rust/host: the protocol layer built for the host)"
+$CARGO test --manifest-path rust/host/Cargo.toml 2>&1 | tee out/host-test.log
+host_rc=${PIPESTATUS[0]}
+read -r hp hf < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' out/host-test.log)
+passed=$((passed + hp))
+failed=$((failed + hf))
+if [ "$host_rc" -ne 0 ] && [ "$hf" -eq 0 ]; then
+	result "host: cargo test ran (build failed?)" 1
+fi
+
+step "style: rustfmt --check"
+rustfmt_out=$(git ls-files -co --exclude-standard '*.rs' | xargs /usr/bin/rustfmt --check --color never --edition 2021 2>&1)
+rc=$?
+[ -n "$rustfmt_out" ] && echo "$rustfmt_out" | head -40
+result "rustfmt: all Rust sources formatted" $rc
+
+step "build: test kernel ($KFLAVOUR)"
+if ! scripts/kernel.sh build "$KFLAVOUR"; then
+	result "test kernel builds" 1
+	finish
+fi
+KDIR=$(scripts/kernel.sh kdir "$KFLAVOUR")
+KSRC=$(scripts/kernel.sh src "$KFLAVOUR")
+export KDIR KSRC
+
+step "style: checkpatch.pl on C sources"
+cfiles=$(git ls-files -co --exclude-standard '*.c' '*.h')
+perl "$KSRC/scripts/checkpatch.pl" --no-tree --quiet --show-types --strict \
+	--ignore SPDX_LICENSE_TAG -f $cfiles
+result "checkpatch: C glue clean" $?
+
+step "build: clippy (CLIPPY=1, warnings are errors)"
+make --no-print-directory KDIR="$KDIR" KRUSTFLAGS=-Dwarnings clippy >out/clippy.log 2>&1
+rc=$?
+[ "$rc" -ne 0 ] && tail -40 out/clippy.log
+result "clippy: kmcl builds clippy-clean" $rc
+
+step "build: modules (warnings are errors)"
+make --no-print-directory KDIR="$KDIR" KCFLAGS=-Werror KRUSTFLAGS=-Dwarnings modules 2>&1 |
+	tee out/modules.log
+rc=${PIPESTATUS[0]}
+result "build: kmcl.ko builds warning-free against the test kernel" $rc
+[ "$rc" -eq 0 ] || finish
+
+step "vm: kselftest suite in QEMU (TCG; logs in out/vm-check/)"
+scripts/vm.sh check
+vm_rc=$?
+python3 scripts/ktap_report.py out/vm-check/results.ktap out/vm-check/console.log |
+	tee out/vm-report.txt
+read -r vp vf vs < <(sed -n 's/^vm: \([0-9]*\) passed, \([0-9]*\) failed\(, \([0-9]*\) skipped\)\?$/\1 \2 \4/p' out/vm-report.txt)
+passed=$((passed + ${vp:-0}))
+failed=$((failed + ${vf:-1}))
+skipped=$((skipped + ${vs:-0}))
+if [ "$vm_rc" -ne 0 ]; then
+	result "vm: QEMU exited cleanly (status $vm_rc)" 1
+fi
+finish

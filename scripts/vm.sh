@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Boot kmcl's test kernel in QEMU (TCG: these machines have no usable KVM)
+# with a busybox initramfs holding the built modules and the tests.
+#
+#   scripts/vm.sh check   run the kselftest suite; KTAP goes to ttyS1
+#   scripts/vm.sh run     run the demo on the console
+#
+# Needs KDIR (kernel build dir) and KSRC (its source, for ktap_helpers.sh).
+# Logs are kept in out/vm-<mode>/: console.log (kernel console, ttyS0) and,
+# for check, results.ktap (the guest's test output, ttyS1).
+# Exit status: QEMU's, or 124 when the VM did not finish within VM_TIMEOUT.
+set -euo pipefail
+
+mode=${1:?usage: vm.sh check|run}
+top=$(cd "$(dirname "$0")/.." && pwd)
+: "${KDIR:?KDIR must name the kernel build directory}"
+: "${KSRC:?KSRC must name the kernel source directory}"
+VM_TIMEOUT=${VM_TIMEOUT:-900}
+VM_MEM=${VM_MEM:-1G}
+out=$top/out/vm-$mode
+root=$out/initramfs
+
+rm -rf "$out"
+mkdir -p "$root"/{bin,dev,proc,sys,tmp,kmcl,tests}
+cp /bin/busybox "$root/bin/busybox"
+cp "$top/tests/vm/init" "$root/init"
+cp "$top"/tests/vm/*.sh "$root/tests/"
+cp -r "$top/tests/kselftest/kmcl" "$root/tests/kmcl"
+cp "$KSRC/tools/testing/selftests/kselftest/ktap_helpers.sh" "$root/tests/"
+find "$top" -name '*.ko' -not -path "$top/out/*" -exec cp {} "$root/kmcl/" \;
+[ -f "$root/kmcl/kmcl.ko" ] || { echo "vm.sh: kmcl.ko is not built" >&2; exit 1; }
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out/initramfs.cpio.gz"
+
+qemu=(qemu-system-x86_64 -machine q35,accel=tcg -cpu max -m "$VM_MEM" -smp 2
+	-kernel "$KDIR/arch/x86/boot/bzImage" -initrd "$out/initramfs.cpio.gz"
+	-display none -monitor none -no-reboot)
+cmdline="console=ttyS0 panic=-1 KMCL_VM=$mode"
+
+set +e
+if [ "$mode" = run ]; then
+	timeout -k 10 "$VM_TIMEOUT" "${qemu[@]}" -append "$cmdline" \
+		-serial stdio </dev/null | tee "$out/console.log"
+	rc=${PIPESTATUS[0]}
+else
+	: >"$out/results.ktap"
+	timeout -k 10 "$VM_TIMEOUT" "${qemu[@]}" -append "$cmdline" \
+		-serial "file:$out/console.log" -serial "file:$out/results.ktap" </dev/null &
+	qpid=$!
+	# Show each test's top-level result as it arrives.
+	tail -n +1 -F "$out/results.ktap" 2>/dev/null |
+		grep --line-buffered -E '^(ok|not ok) |^Bail out' | sed -u 's/^/[vm] /' &
+	tpid=$!
+	wait "$qpid"
+	rc=$?
+	sleep 1
+	kill "$tpid" 2>/dev/null
+	wait "$tpid" 2>/dev/null
+fi
+set -e
+[ "$rc" -eq 124 ] && echo "vm.sh: the VM did not finish within ${VM_TIMEOUT}s" >&2
+exit "$rc"
