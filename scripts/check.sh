@@ -74,6 +74,7 @@ result "checkpatch: C glue clean" $?
 step "build: clippy (CLIPPY=1, warnings are errors)"
 make --no-print-directory KDIR="$KDIR" KRUSTFLAGS=-Dwarnings clippy >out/clippy.log 2>&1
 rc=$?
+grep -qi 'warning' out/clippy.log && rc=1
 [ "$rc" -ne 0 ] && tail -40 out/clippy.log
 result "clippy: kmcl builds clippy-clean" $rc
 
@@ -81,6 +82,11 @@ step "build: modules (warnings are errors)"
 make --no-print-directory KDIR="$KDIR" KCFLAGS=-Werror KRUSTFLAGS=-Dwarnings modules 2>&1 |
 	tee out/modules.log
 rc=${PIPESTATUS[0]}
+# objtool and modpost report problems as warnings that -Werror misses.
+if grep -qi 'warning' out/modules.log; then
+	grep -i 'warning' out/modules.log | head -20
+	rc=1
+fi
 result "build: kmcl.ko builds warning-free against the test kernel" $rc
 [ "$rc" -eq 0 ] || finish
 

@@ -12,5 +12,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod gpa;
 pub mod packet;
 pub mod ring;

@@ -310,12 +310,14 @@ mod kunit {
 
     #[test]
     fn rejects_truncated_packet() {
+        // 16-byte descriptor + 64-byte payload + 8-byte trailer = 88 bytes.
         let d = Descriptor::new(PacketType::InBand, 0, 64, false, 0).unwrap();
+        assert_eq!(d.ring_len(), 88);
         assert_eq!(
             Descriptor::parse(&d.to_bytes(), d.ring_len() - 8),
             Err(DescriptorError::TooLong {
-                claimed: 96,
-                available: 88
+                claimed: 88,
+                available: 80
             })
         );
     }
