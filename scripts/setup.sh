@@ -17,7 +17,7 @@ CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
 # package -> suite it must come from ("" = default candidate)
 PKGS_DEFAULT="clang-19 lld-19 llvm-19 libclang-19-dev flex bison bc libelf-dev
 libssl-dev cpio busybox-static rustc-web rust-web-src rust-web-clippy cargo-web
-rustfmt-web xz-utils make python3 perl kmod gzip"
+rustfmt-web gcc libc6-dev ca-certificates git xz-utils make python3 perl kmod gzip"
 PKGS_TRIXIE_BPO="linux-source-7.3"
 PKGS_BOOKWORM_BPO="qemu-system-x86"
 
@@ -54,6 +54,18 @@ if [ -n "$need_default$need_trixie$need_bpo" ]; then
 Types: deb
 URIs: http://deb.debian.org/debian
 Suites: bookworm-backports trixie-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+	fi
+	# rustc-web comes from bookworm-security; minimal installs may lack it.
+	sec=/etc/apt/sources.list.d/kmcl-security.sources
+	if ! grep -rqs 'bookworm-security' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+		say "adding bookworm-security to apt"
+		cat >"$sec" <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian-security
+Suites: bookworm-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
