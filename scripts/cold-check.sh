@@ -14,10 +14,12 @@ target=${2:-check}
 top=$(cd "$(dirname "$0")/.." && pwd)
 
 [ "$(id -u)" -eq 0 ] || { echo "cold-check.sh: needs root" >&2; exit 1; }
-if [ ! -x "$root/usr/bin/make" ]; then
+if [ ! -x "$root/usr/bin/apt-get" ]; then
 	command -v debootstrap >/dev/null || apt-get install -y -q debootstrap
 	debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian
-	cp /etc/resolv.conf "$root/etc/resolv.conf"
+fi
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+if [ ! -x "$root/usr/bin/make" ]; then
 	chroot "$root" apt-get install -y -q --no-install-recommends make git ca-certificates
 fi
 rm -rf "$root/root/kmcl"
