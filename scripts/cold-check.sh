@@ -22,6 +22,12 @@ cp /etc/resolv.conf "$root/etc/resolv.conf"
 if [ ! -x "$root/usr/bin/make" ]; then
 	chroot "$root" apt-get install -y -q --no-install-recommends make git ca-certificates
 fi
+# The machine's own local CAs (e.g. of a registry proxy) belong to the
+# machine, not to kmcl: a fresh machine has them, so the chroot gets them.
+if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
+	cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+	chroot "$root" update-ca-certificates >/dev/null
+fi
 rm -rf "$root/root/kmcl"
 git clone -q "$top" "$root/root/kmcl"
 

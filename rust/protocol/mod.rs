@@ -13,5 +13,6 @@
 #![forbid(unsafe_code)]
 
 pub mod gpa;
+pub mod lifecycle;
 pub mod packet;
 pub mod ring;
