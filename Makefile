@@ -33,7 +33,13 @@ else
 KERNEL_DEP :=
 endif
 
-KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) RUSTC=$(RUSTC) \
+# With a versioned LLVM (LLVM=-19) name the compiler and linker too: tools
+# such as DKMS pass a plain CC=clang LD=ld.lld, which Debian does not have.
+ifneq ($(filter -%,$(LLVM)),)
+KTOOLS = CC=clang$(LLVM) LD=ld.lld$(LLVM)
+endif
+
+KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) $(KTOOLS) RUSTC=$(RUSTC) \
 	RUSTDOC=$(RUSTDOC) BINDGEN=$(BINDGEN)
 
 .PHONY: all modules modules_install clean rust-analyzer clippy setup kernel \
