@@ -10,11 +10,14 @@
 //! Layers, each depending only on the ones above it:
 //!
 //! - [`protocol`]: the wire format and ring logic, pure and host-testable;
+//! - [`shmem`]: ring memory shared with the other endpoint (raw access,
+//!   confined here);
 //! - [`hv`]: the boundary to `hv_vmbus` (FFI, confined here).
 
 use kernel::prelude::*;
 
 pub mod protocol;
+pub mod shmem;
 
 mod hv;
 

@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Memory shared with the other endpoint of a channel.
+//!
+//! One of the few places in kmcl with `unsafe` code: ring memory is written
+//! by the other endpoint at any time, so it is reached through raw pointers
+//! and only ever accessed with atomics (the control page) or volatile 8-byte
+//! copies (the data area) — the Rust counterparts of the `READ_ONCE` /
+//! `WRITE_ONCE` accesses hv_vmbus uses on the same memory. Nothing here
+//! interprets the bytes; [`crate::protocol::ring`] validates them.
+
+use core::{
+    alloc::Layout,
+    ptr::NonNull,
+    sync::atomic::AtomicU32, //
+};
+
+use kernel::{
+    alloc::{
+        allocator::Vmalloc,
+        flags::__GFP_ZERO,
+        Allocator,
+        NumaNode, //
+    },
+    page::PAGE_SIZE,
+    prelude::*,
+};
+
+use crate::protocol::ring::{
+    RingMemory,
+    CONTROL_WORDS, //
+};
+
+/// The pages of one ring, owned by kmcl: a control page followed by
+/// `data_pages` pages of data area, in one zeroed vmalloc allocation, laid
+/// out exactly like Linux's `struct hv_ring_buffer`.
+///
+/// # Invariants
+///
+/// - `base` points to a live `Vmalloc` allocation of `layout`, which is
+///   `PAGE_SIZE + data_len` bytes aligned to `PAGE_SIZE`;
+/// - `data_len` is a non-zero multiple of `PAGE_SIZE`;
+/// - the memory is accessed only through atomics (the control page) and
+///   volatile copies (the data area), never through references to plain
+///   data, since the other endpoint may write it at any time.
+pub struct RingPages {
+    base: NonNull<u8>,
+    data_len: usize,
+    layout: Layout,
+}
+
+// SAFETY: `RingPages` owns its allocation and all accesses to it are
+// atomic or volatile (see the type invariants), so it may be moved to and
+// used from any thread.
+unsafe impl Send for RingPages {}
+
+// SAFETY: Shared access only performs atomic or volatile accesses (see the
+// type invariants); concurrent use from several threads is what the ring
+// protocol on top of it is designed for.
+unsafe impl Sync for RingPages {}
+
+impl RingPages {
+    /// Allocates a zeroed ring with `data_pages` pages of data area.
+    pub fn new(data_pages: usize) -> Result<Self> {
+        if data_pages == 0 {
+            return Err(EINVAL);
+        }
+        let data_len = data_pages.checked_mul(PAGE_SIZE).ok_or(EINVAL)?;
+        let total = data_len.checked_add(PAGE_SIZE).ok_or(EINVAL)?;
+        let layout = Layout::from_size_align(total, PAGE_SIZE).map_err(|_| EINVAL)?;
+        let buf = Vmalloc::alloc(layout, GFP_KERNEL | __GFP_ZERO, NumaNode::NO_NODE)?;
+        // INVARIANT: `buf` is a fresh zeroed allocation of `layout`.
+        Ok(Self {
+            base: buf.cast(),
+            data_len,
+            layout,
+        })
+    }
+
+    /// Number of pages in the data area.
+    pub fn data_pages(&self) -> usize {
+        self.data_len / PAGE_SIZE
+    }
+
+    /// Kernel virtual address of the control page (the start of the ring).
+    pub fn base_addr(&self) -> usize {
+        self.base.as_ptr() as usize
+    }
+
+    /// The data area's first byte.
+    fn data(&self) -> *mut u8 {
+        self.base.as_ptr().wrapping_add(PAGE_SIZE)
+    }
+
+    /// Whether `[offset, offset + len)` is an 8-aligned range of the data
+    /// area.
+    fn in_bounds(&self, offset: usize, len: usize) -> bool {
+        offset % 8 == 0
+            && len % 8 == 0
+            && offset
+                .checked_add(len)
+                .is_some_and(|end| end <= self.data_len)
+    }
+}
+
+impl Drop for RingPages {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants `base` is a live `Vmalloc`
+        // allocation of `layout`; we own it and it is not used again.
+        unsafe { Vmalloc::free(self.base, self.layout) };
+    }
+}
+
+impl RingMemory for RingPages {
+    fn control(&self) -> &[AtomicU32; CONTROL_WORDS] {
+        // SAFETY: The control page is the first `PAGE_SIZE` bytes of the
+        // allocation (type invariants), page aligned and larger than
+        // `CONTROL_WORDS` words; `AtomicU32` has the size and alignment of
+        // `u32` and every bit pattern is valid. The memory lives as long as
+        // `self`, and is only accessed atomically.
+        unsafe { &*self.base.as_ptr().cast::<[AtomicU32; CONTROL_WORDS]>() }
+    }
+
+    fn data_len(&self) -> usize {
+        self.data_len
+    }
+
+    fn read_data(&self, offset: usize, buf: &mut [u8]) {
+        // The ring only asks for aligned in-range copies; refuse anything
+        // else rather than touch memory outside the ring.
+        if !self.in_bounds(offset, buf.len()) {
+            return;
+        }
+        let src = self.data().wrapping_add(offset).cast::<u64>();
+        let (chunks, _) = buf.as_chunks_mut::<8>();
+        for (i, chunk) in chunks.iter_mut().enumerate() {
+            // SAFETY: `offset + 8 * (i + 1) <= data_len` (checked above), so
+            // the word is inside the allocation and 8-aligned (page-aligned
+            // data area, aligned offset). A volatile read is the only access
+            // made to memory the other endpoint may be writing.
+            let word = unsafe { src.add(i).read_volatile() };
+            *chunk = word.to_ne_bytes();
+        }
+    }
+
+    fn write_data(&self, offset: usize, buf: &[u8]) {
+        if !self.in_bounds(offset, buf.len()) {
+            return;
+        }
+        let dst = self.data().wrapping_add(offset).cast::<u64>();
+        let (chunks, _) = buf.as_chunks::<8>();
+        for (i, chunk) in chunks.iter().enumerate() {
+            // SAFETY: As in `read_data`: the word is inside the allocation
+            // and aligned, and the volatile write is the only access made.
+            unsafe { dst.add(i).write_volatile(u64::from_ne_bytes(*chunk)) };
+        }
+    }
+}
+
+#[kunit_tests(kmcl_shmem)]
+mod tests {
+    use super::*;
+    use crate::protocol::packet::PacketType;
+    use crate::protocol::ring::{IncomingRing, OutgoingRing};
+
+    #[test]
+    fn ring_pages_layout() -> Result {
+        let ring = RingPages::new(2)?;
+        assert_eq!(ring.base_addr() % PAGE_SIZE, 0);
+        assert_eq!(ring.data_len(), 2 * PAGE_SIZE);
+        assert_eq!(ring.data_pages(), 2);
+        let mut w = OutgoingRing::new(&ring).map_err(|_| EINVAL)?;
+        w.write(PacketType::InBand, &[], &[0xab; 5], false, 9)
+            .map_err(|_| EINVAL)?;
+        w.commit().map_err(|_| EINVAL)?;
+        // The write index is the first word of the control page, the data
+        // area starts one page later: read both back as raw bytes.
+        let mut first = [0u8; 8];
+        ring.read_data(0, &mut first);
+        // In-band, offset8 2, len8 3 (16 + 5 bytes padded to 24), no flags.
+        assert_eq!(first, [6, 0, 2, 0, 3, 0, 0, 0]);
+        assert_eq!(
+            ring.control()[0].load(core::sync::atomic::Ordering::SeqCst),
+            32
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn out_of_range_copies_are_refused() -> Result {
+        let ring = RingPages::new(1)?;
+        ring.write_data(0, &[0x5a; 16]);
+        let mut buf = [0u8; 16];
+        ring.read_data(PAGE_SIZE - 8, &mut buf);
+        assert_eq!(buf, [0u8; 16]);
+        ring.read_data(4, &mut buf);
+        assert_eq!(buf, [0u8; 16]);
+        ring.read_data(0, &mut buf);
+        assert_eq!(buf, [0x5a; 16]);
+        assert!(RingPages::new(0).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn wraps_on_real_pages() -> Result {
+        let ring = RingPages::new(1)?;
+        let mut w = OutgoingRing::new(&ring).map_err(|_| EINVAL)?;
+        let mut r = IncomingRing::new(&ring).map_err(|_| EINVAL)?;
+        let mut buf = KVec::from_elem(0u8, PAGE_SIZE, GFP_KERNEL)?;
+        let mut payload = KVec::from_elem(0u8, 1000, GFP_KERNEL)?;
+        // 1000-byte packets in a 4 KiB ring: every few packets wrap.
+        for i in 0..50u8 {
+            for (j, b) in payload.iter_mut().enumerate() {
+                *b = i.wrapping_mul(7) ^ (j as u8);
+            }
+            w.write(PacketType::InBand, &[], &payload, true, u64::from(i))
+                .map_err(|_| EINVAL)?;
+            w.commit().map_err(|_| EINVAL)?;
+            let pkt = r.read(&mut buf).map_err(|_| EINVAL)?.ok_or(EINVAL)?;
+            assert_eq!(pkt.descriptor.transaction_id(), u64::from(i));
+            assert_eq!(&pkt.payload(&buf)[..1000], &payload[..]);
+            r.commit();
+        }
+        Ok(())
+    }
+}
