@@ -16,3 +16,4 @@ pub mod gpa;
 pub mod lifecycle;
 pub mod packet;
 pub mod ring;
+pub mod status;
