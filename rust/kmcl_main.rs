@@ -12,10 +12,12 @@
 //! - [`protocol`]: the wire format and ring logic, pure and host-testable;
 //! - [`shmem`]: ring memory shared with the other endpoint (raw access,
 //!   confined here);
+//! - [`engine`]: channel objects, their lifecycle, the loopback VMBus;
 //! - [`hv`]: the boundary to `hv_vmbus` (FFI, confined here).
 
 use kernel::prelude::*;
 
+pub mod engine;
 pub mod protocol;
 pub mod shmem;
 

@@ -3,11 +3,16 @@
 """Summarise a kmcl VM run: nested KTAP results plus the kernel console log.
 
 Usage: ktap_report.py RESULTS.ktap CONSOLE.log
+       ktap_report.py --boot-reports CONSOLE.log
 
 Prints one line per leaf test (PASS/FAIL/SKIP), one FAIL per kernel report
 found in the console log (oops, BUG, WARNING, KASAN, lockdep, hung task,
 kmemleak), and ends with "vm: N passed, N failed, N skipped".  Exits 1 when
 anything failed, the VM did not finish, or a plan was not met.
+
+With --boot-reports, prints the kernel reports logged before the guest
+started its tests (BOOT_MARKER), that is before any kmcl code ran, and exits
+1 if there are any.
 """
 
 import re
@@ -36,6 +41,31 @@ KERNEL_REPORTS = [
     )
 ]
 TIMESTAMP = re.compile(r"^\[\s*\d+\.\d+\]\s?")
+BOOT_MARKER = "kmcl-vm: tests begin"
+
+
+def kernel_reports(lines):
+    """The lines of `lines` that are kernel bug reports, timestamps removed."""
+    out = []
+    for line in lines:
+        text = TIMESTAMP.sub("", line.rstrip("\n"))
+        if any(p.search(text) for p in KERNEL_REPORTS):
+            out.append(text)
+    return out
+
+
+def boot_reports(console_path):
+    with open(console_path, errors="replace") as f:
+        lines = f.readlines()
+    boot = []
+    for line in lines:
+        if BOOT_MARKER in line:
+            break
+        boot.append(line)
+    found = kernel_reports(boot)
+    for text in found:
+        print(text)
+    return 1 if found else 0
 
 
 def leaf_results(lines):
@@ -93,6 +123,8 @@ def leaf_results(lines):
 
 
 def main():
+    if sys.argv[1] == "--boot-reports":
+        return boot_reports(sys.argv[2])
     results_path, console_path = sys.argv[1], sys.argv[2]
     with open(results_path, errors="replace") as f:
         results = f.readlines()
@@ -125,11 +157,7 @@ def main():
         counts["FAIL"] += 1
         print("FAIL vm: the guest did not finish (crash, hang or timeout; see console.log)")
 
-    reports = []
-    for line in console:
-        text = TIMESTAMP.sub("", line.rstrip("\n"))
-        if any(p.search(text) for p in KERNEL_REPORTS):
-            reports.append(text)
+    reports = kernel_reports(console)
     for text in reports[:20]:
         print(f"FAIL kernel log: {text}")
     if len(reports) > 20:

@@ -47,16 +47,31 @@ if [ "$mode" = run ]; then
 		-serial stdio </dev/null | tee "$out/console.log"
 	rc=${PIPESTATUS[0]}
 else
-	: >"$out/results.ktap"
-	timeout -k 10 "$VM_TIMEOUT" "${qemu[@]}" -append "$cmdline" \
-		-serial "file:$out/console.log" -serial "file:$out/results.ktap" </dev/null &
-	qpid=$!
-	# Show each test's top-level result as it arrives; tail exits with QEMU.
-	tail -n +1 -F --pid="$qpid" "$out/results.ktap" 2>/dev/null |
-		grep --line-buffered -E '^(ok|not ok) |^Bail out' | sed -u 's/^/[vm] /' &
-	wait "$qpid"
-	rc=$?
-	wait
+	# A kernel report logged while booting, before the tests began, comes
+	# from the kernel under emulation, not from kmcl -- but it disables lock
+	# debugging for the rest of the run. Keep that log and boot once more;
+	# a second such boot fails the run (ktap_report.py sees the report).
+	for attempt in 1 2; do
+		: >"$out/results.ktap"
+		timeout -k 10 "$VM_TIMEOUT" "${qemu[@]}" -append "$cmdline" \
+			-serial "file:$out/console.log" -serial "file:$out/results.ktap" </dev/null &
+		qpid=$!
+		# Show each test's top-level result as it arrives; tail exits with QEMU.
+		tail -n +1 -F --pid="$qpid" "$out/results.ktap" 2>/dev/null |
+			grep --line-buffered -E '^(ok|not ok) |^Bail out' | sed -u 's/^/[vm] /' &
+		wait "$qpid"
+		rc=$?
+		wait
+		if [ "$attempt" -eq 1 ] &&
+			boot=$(python3 "$top/scripts/ktap_report.py" --boot-reports "$out/console.log"); then
+			break
+		fi
+		[ "$attempt" -eq 2 ] && break
+		echo "[vm] the kernel reported a problem while booting, before any kmcl code ran:"
+		echo "$boot" | head -3 | sed 's/^/[vm]   /'
+		echo "[vm] log kept in out/vm-$mode/console-boot-report.log; booting again"
+		mv "$out/console.log" "$out/console-boot-report.log"
+	done
 fi
 set -e
 [ "$rc" -eq 124 ] && echo "vm.sh: the VM did not finish within ${VM_TIMEOUT}s" >&2

@@ -46,8 +46,11 @@ pub enum Event {
     Pause,
     /// The driver called Start.
     Start,
-    /// The connection to the other endpoint was made.
+    /// The connection to the other endpoint was made; the engine delivers
+    /// `Opened` and reports its result with one of the next two events.
     Connected,
+    /// The driver's `Opened` callback succeeded.
+    OpenedOk,
     /// The driver's `Opened` callback failed: the connection is abandoned.
     OpenedFailed,
     /// The other endpoint closed the channel or rescinded its offer.
@@ -123,6 +126,8 @@ pub struct Lifecycle {
     role: Role,
     enabled: bool,
     connected: bool,
+    /// `Opened` was delivered and its result is not known yet.
+    opening: bool,
     paused: bool,
     running: bool,
 }
@@ -134,6 +139,7 @@ impl Lifecycle {
             role,
             enabled: false,
             connected: false,
+            opening: false,
             paused: role == Role::Server,
             running: false,
         }
@@ -155,6 +161,11 @@ impl Lifecycle {
         self.connected
     }
 
+    /// Whether `Opened` was delivered and its result is awaited.
+    pub fn is_opening(&self) -> bool {
+        self.opening
+    }
+
     /// Whether the channel is paused.
     pub fn is_paused(&self) -> bool {
         self.paused
@@ -172,7 +183,7 @@ impl Lifecycle {
     }
 
     fn enter_running(&mut self, out: &mut Actions) {
-        if self.enabled && self.connected && !self.paused && !self.running {
+        if self.enabled && self.connected && !self.opening && !self.paused && !self.running {
             self.running = true;
             out.push(Action::Started);
             out.push(Action::EnableIncoming);
@@ -192,10 +203,14 @@ impl Lifecycle {
     /// Applies `event` and returns what the engine must do, in order.
     ///
     /// An event that makes no sense in the current state (Enable twice,
-    /// Disable while disabled, a connection on a disabled channel) is
-    /// rejected and changes nothing.
+    /// Disable while disabled, a connection on a disabled channel, anything
+    /// but the `Opened` result while it is awaited) is rejected and changes
+    /// nothing.
     pub fn apply(&mut self, event: Event) -> Result<Actions, InvalidState> {
         let mut out = Actions::new();
+        if self.opening && !matches!(event, Event::OpenedOk | Event::OpenedFailed) {
+            return Err(InvalidState);
+        }
         match event {
             Event::Enable => {
                 if self.enabled {
@@ -239,14 +254,21 @@ impl Lifecycle {
                     return Err(InvalidState);
                 }
                 self.connected = true;
+                self.opening = true;
                 out.push(Action::Opened);
+            }
+            Event::OpenedOk => {
+                if !self.opening {
+                    return Err(InvalidState);
+                }
+                self.opening = false;
                 self.enter_running(&mut out);
             }
             Event::OpenedFailed => {
-                // Only right after `Connected`, before anything ran.
-                if !self.connected || self.running {
+                if !self.opening {
                     return Err(InvalidState);
                 }
+                self.opening = false;
                 self.connected = false;
                 out.push(Action::Disconnect);
                 if self.role == Role::Client {
@@ -289,9 +311,11 @@ mod tests {
         assert!(c.accepts_init());
         assert_eq!(run(&mut c, Event::Enable), [Connect]);
         assert!(!c.accepts_init());
+        assert_eq!(run(&mut c, Event::Connected), [Opened]);
+        assert!(!c.is_running());
         assert_eq!(
-            run(&mut c, Event::Connected),
-            [Opened, Started, EnableIncoming, PostStarted]
+            run(&mut c, Event::OpenedOk),
+            [Started, EnableIncoming, PostStarted]
         );
         assert!(c.is_running());
         assert_eq!(
@@ -306,6 +330,7 @@ mod tests {
         let mut s = Lifecycle::new(Role::Server);
         assert_eq!(run(&mut s, Event::Enable), [Offer]);
         assert_eq!(run(&mut s, Event::Connected), [Opened]);
+        assert_eq!(run(&mut s, Event::OpenedOk), []);
         assert!(!s.is_running());
         assert_eq!(
             run(&mut s, Event::Start),
@@ -318,9 +343,10 @@ mod tests {
         );
         assert!(s.is_enabled() && !s.is_paused());
         // The client comes back: straight to running (it was started).
+        assert_eq!(run(&mut s, Event::Connected), [Opened]);
         assert_eq!(
-            run(&mut s, Event::Connected),
-            [Opened, Started, EnableIncoming, PostStarted]
+            run(&mut s, Event::OpenedOk),
+            [Started, EnableIncoming, PostStarted]
         );
         assert_eq!(
             run(&mut s, Event::Disable),
@@ -340,6 +366,7 @@ mod tests {
         let mut c = Lifecycle::new(Role::Client);
         run(&mut c, Event::Enable);
         run(&mut c, Event::Connected);
+        run(&mut c, Event::OpenedOk);
         run(&mut c, Event::PeerClosed);
         assert!(!c.is_enabled() && c.accepts_init());
         assert_eq!(c.apply(Event::Disable), Err(InvalidState));
@@ -351,6 +378,7 @@ mod tests {
         let mut c = Lifecycle::new(Role::Client);
         run(&mut c, Event::Enable);
         run(&mut c, Event::Connected);
+        run(&mut c, Event::OpenedOk);
         assert_eq!(
             run(&mut c, Event::Pause),
             [StopIncoming, Suspend, DrainIncoming]
@@ -369,6 +397,7 @@ mod tests {
         assert_eq!(run(&mut c, Event::Pause), []);
         run(&mut c, Event::Enable);
         assert_eq!(run(&mut c, Event::Connected), [Opened]);
+        assert_eq!(run(&mut c, Event::OpenedOk), []);
         assert!(c.is_paused());
     }
 
@@ -376,10 +405,13 @@ mod tests {
     fn failed_open_rolls_back() {
         let mut c = Lifecycle::new(Role::Client);
         run(&mut c, Event::Enable);
-        c.apply(Event::Pause).unwrap();
         assert_eq!(run(&mut c, Event::Connected), [Opened]);
+        // Nothing else is accepted while the result of Opened is awaited.
+        assert_eq!(c.apply(Event::Pause), Err(InvalidState));
+        assert_eq!(c.apply(Event::Disable), Err(InvalidState));
         assert_eq!(run(&mut c, Event::OpenedFailed), [Disconnect]);
-        assert!(!c.is_enabled() && !c.is_connected());
+        assert!(!c.is_enabled() && !c.is_connected() && !c.is_running());
+        assert_eq!(c.apply(Event::OpenedOk), Err(InvalidState));
     }
 
     #[test]

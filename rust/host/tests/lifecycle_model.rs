@@ -13,6 +13,7 @@ fn event() -> impl Strategy<Value = Event> {
         Just(Event::Pause),
         Just(Event::Start),
         Just(Event::Connected),
+        Just(Event::OpenedOk),
         Just(Event::OpenedFailed),
         Just(Event::PeerClosed),
     ]
@@ -70,7 +71,10 @@ proptest! {
             // The state agrees with the trace.
             prop_assert_eq!(l.is_running(), started && incoming);
             prop_assert_eq!(l.is_connected(), open);
-            prop_assert_eq!(l.is_running(), l.is_enabled() && l.is_connected() && !l.is_paused());
+            prop_assert_eq!(
+                l.is_running(),
+                l.is_enabled() && l.is_connected() && !l.is_opening() && !l.is_paused()
+            );
             if role == Role::Client && (e == Event::PeerClosed || e == Event::OpenedFailed) {
                 prop_assert!(!l.is_enabled(), "a closed client must be re-enabled");
             }

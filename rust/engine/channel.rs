@@ -1,0 +1,379 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! KMCL channel objects and their lifecycle.
+//!
+//! # Locking
+//!
+//! - `control` (a mutex) serialises lifecycle transitions and is held while
+//!   a transition delivers state callbacks. Callbacks therefore must not call
+//!   [`Channel::enable`], [`Channel::disable`], [`Channel::pause`],
+//!   [`Channel::start`] or the init setters of the same channel (KMCL forbids
+//!   Start and Pause from state callbacks too).
+//! - `events` (a mutex) holds events posted by the loopback bus and the other
+//!   endpoint; the channel's control work drains it in process context.
+//! - Lock order: a channel's `control`, then the bus, then a connection's
+//!   state, then any channel's `events`. Nothing takes a second channel's
+//!   `control` while holding one: the other endpoint is only ever told
+//!   things through its `events`.
+
+use kernel::{
+    prelude::*,
+    sync::{
+        new_mutex,
+        Arc,
+        Mutex, //
+    },
+    workqueue::{
+        self,
+        impl_has_work,
+        new_work,
+        Work,
+        WorkItem, //
+    },
+};
+
+use super::loopback::{
+    Connection,
+    LoopbackBus, //
+};
+use crate::protocol::lifecycle::{
+    Action,
+    Event,
+    Lifecycle,
+    Role, //
+};
+
+/// A VMBus interface GUID, in wire byte order.
+pub type Guid = [u8; 16];
+
+/// State-change callbacks (KMCL `VMB_CHANNEL_STATE_CHANGE_CALLBACKS`).
+///
+/// All run in process context with the channel's control lock held; see the
+/// module documentation for what they must not call.
+pub trait StateCallbacks: Send + Sync {
+    /// `EvtChannelOpened`: the connection was made. An error abandons it.
+    fn opened(&self, _channel: &Arc<Channel>) -> Result {
+        Ok(())
+    }
+    /// `EvtChannelClosed`: the connection ended.
+    fn closed(&self, _channel: &Arc<Channel>) {}
+    /// `EvtChannelSuspend`: packets stop flowing.
+    fn suspend(&self, _channel: &Arc<Channel>) {}
+    /// `EvtChannelStarted`: packets are about to flow.
+    fn started(&self, _channel: &Arc<Channel>) {}
+    /// `EvtChannelPostStarted`: packets flow.
+    fn post_started(&self, _channel: &Arc<Channel>) {}
+}
+
+/// Init-time settings (KMCL's `VmbChannelInitSet*`), changeable only while
+/// the channel is disabled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Interface type GUID: offered (server) or looked for (client).
+    pub interface_type: Guid,
+    /// Interface instance GUID; for a client all zeroes means "any".
+    pub interface_instance: Guid,
+    /// Largest packet payload the driver will send (`MaximumPacketSize`).
+    pub max_packet_size: u32,
+    /// Client: pages of the ring the client receives on.
+    pub incoming_pages: u32,
+    /// Client: pages of the ring the client sends on.
+    pub outgoing_pages: u32,
+}
+
+impl Settings {
+    const fn new() -> Self {
+        Self {
+            interface_type: [0; 16],
+            interface_instance: [0; 16],
+            max_packet_size: 4096,
+            incoming_pages: 4,
+            outgoing_pages: 4,
+        }
+    }
+}
+
+/// What the control lock protects.
+struct Control {
+    lifecycle: Lifecycle,
+    settings: Settings,
+    callbacks: Option<Arc<dyn StateCallbacks>>,
+    connection: Option<Arc<Connection>>,
+}
+
+/// An event for a channel, from the bus or the other endpoint.
+pub(crate) enum PeerEvent {
+    /// A connection to the other endpoint was made.
+    Connected(Arc<Connection>),
+    /// The other endpoint left this connection.
+    Closed(Arc<Connection>),
+}
+
+/// A KMCL channel (`VMBCHANNEL`): one endpoint, client or server.
+#[pin_data]
+pub struct Channel {
+    role: Role,
+    bus: Arc<LoopbackBus>,
+    #[pin]
+    control: Mutex<Control>,
+    #[pin]
+    events: Mutex<KVec<PeerEvent>>,
+    #[pin]
+    work: Work<Channel>,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for Channel { self.work }
+}
+
+impl WorkItem for Channel {
+    type Pointer = Arc<Channel>;
+
+    fn run(this: Arc<Channel>) {
+        this.handle_events();
+    }
+}
+
+impl Channel {
+    /// Allocates a disabled channel on `bus` (KMCL `VmbChannelAllocate`).
+    pub fn new(role: Role, bus: Arc<LoopbackBus>) -> Result<Arc<Self>> {
+        let lifecycle = Lifecycle::new(role);
+        Arc::pin_init(
+            try_pin_init!(Channel {
+                role,
+                bus,
+                control <- new_mutex!(Control {
+                    lifecycle,
+                    settings: Settings::new(),
+                    callbacks: None,
+                    connection: None,
+                }),
+                events <- new_mutex!(KVec::new()),
+                work <- new_work!("kmcl::Channel::work"),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// The channel's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Changes init-time settings; `-EBUSY` unless the channel is disabled.
+    pub fn configure(&self, f: impl FnOnce(&mut Settings)) -> Result {
+        let mut ctl = self.control.lock();
+        if !ctl.lifecycle.accepts_init() {
+            return Err(EBUSY);
+        }
+        f(&mut ctl.settings);
+        Ok(())
+    }
+
+    /// The current settings.
+    pub fn settings(&self) -> Settings {
+        self.control.lock().settings
+    }
+
+    /// Sets the state callbacks; `-EBUSY` unless the channel is disabled.
+    pub fn set_state_callbacks(&self, callbacks: Arc<dyn StateCallbacks>) -> Result {
+        let mut ctl = self.control.lock();
+        if !ctl.lifecycle.accepts_init() {
+            return Err(EBUSY);
+        }
+        ctl.callbacks = Some(callbacks);
+        Ok(())
+    }
+
+    /// Whether the channel is enabled.
+    pub fn is_enabled(&self) -> bool {
+        self.control.lock().lifecycle.is_enabled()
+    }
+
+    /// Whether packets flow (enabled, connected, not paused).
+    pub fn is_running(&self) -> bool {
+        self.control.lock().lifecycle.is_running()
+    }
+
+    /// KMCL `VmbChannelEnable`: a server offers the channel, a client looks
+    /// for its target offer and opens it when it exists. Returns without
+    /// waiting for the other endpoint.
+    pub fn enable(self: &Arc<Self>) -> Result {
+        self.transition(Event::Enable)
+    }
+
+    /// KMCL `VmbChannelDisable`: closes (client) or rescinds (server), and
+    /// returns when the channel is torn down.
+    pub fn disable(self: &Arc<Self>) -> Result {
+        self.transition(Event::Disable)
+    }
+
+    /// KMCL `VmbChannelPause`.
+    pub fn pause(self: &Arc<Self>) -> Result {
+        self.transition(Event::Pause)
+    }
+
+    /// KMCL `VmbChannelStart`.
+    pub fn start(self: &Arc<Self>) -> Result {
+        self.transition(Event::Start)
+    }
+
+    /// KMCL `VmbChannelCleanup`: releases a disabled channel.
+    pub fn cleanup(self: Arc<Self>) -> Result {
+        if !self.control.lock().lifecycle.accepts_init() {
+            return Err(EBUSY);
+        }
+        Ok(())
+    }
+
+    /// The bus the channel belongs to.
+    pub(crate) fn bus(&self) -> &Arc<LoopbackBus> {
+        &self.bus
+    }
+
+    /// Queues an event for this channel's control work.
+    pub(crate) fn post(self: &Arc<Self>, event: PeerEvent) -> Result {
+        self.reserve_event()?;
+        self.post_reserved(event);
+        Ok(())
+    }
+
+    /// Makes room for one more event, so that [`Self::post_reserved`]
+    /// cannot fail.
+    pub(crate) fn reserve_event(&self) -> Result {
+        self.events.lock().reserve(1, GFP_KERNEL)?;
+        Ok(())
+    }
+
+    /// Queues an event after [`Self::reserve_event`].
+    pub(crate) fn post_reserved(self: &Arc<Self>, event: PeerEvent) {
+        if self.events.lock().push_within_capacity(event).is_err() {
+            pr_err!("channel event lost: no room reserved\n");
+        }
+        // Fails only when the work is already queued, and then it will
+        // drain this event too.
+        let _ = workqueue::system().enqueue(self.clone());
+    }
+
+    fn handle_events(self: &Arc<Self>) {
+        loop {
+            let event = {
+                let mut events = self.events.lock();
+                if events.is_empty() {
+                    return;
+                }
+                events.remove(0)
+            };
+            let Ok(event) = event else { return };
+            let mut ctl = self.control.lock();
+            match event {
+                PeerEvent::Connected(conn) => match ctl.lifecycle.apply(Event::Connected) {
+                    Ok(actions) => {
+                        ctl.connection = Some(conn);
+                        self.execute(&mut ctl, actions.as_slice());
+                    }
+                    Err(_) => {
+                        // Disabled meanwhile: leave the connection at once.
+                        drop(ctl);
+                        conn.detach(self);
+                    }
+                },
+                PeerEvent::Closed(conn) => {
+                    let current = ctl
+                        .connection
+                        .as_ref()
+                        .is_some_and(|c| Arc::ptr_eq(c, &conn));
+                    if !current {
+                        continue;
+                    }
+                    if let Ok(actions) = ctl.lifecycle.apply(Event::PeerClosed) {
+                        self.execute(&mut ctl, actions.as_slice());
+                    }
+                }
+            }
+        }
+    }
+
+    fn transition(self: &Arc<Self>, event: Event) -> Result {
+        let mut ctl = self.control.lock();
+        let before = ctl.lifecycle;
+        let actions = ctl.lifecycle.apply(event).map_err(|_| EBUSY)?;
+        // Offer and Connect can fail (duplicate offer, no memory); they come
+        // first, so a failure leaves nothing half done.
+        for action in actions.as_slice() {
+            let res = match action {
+                Action::Offer => self.bus.offer(self, &ctl.settings),
+                Action::Connect => self.bus.seek(self, &ctl.settings),
+                _ => continue,
+            };
+            if let Err(e) = res {
+                ctl.lifecycle = before;
+                return Err(e);
+            }
+        }
+        let waited_for = if event == Event::Disable && self.role == Role::Server {
+            ctl.connection.clone()
+        } else {
+            None
+        };
+        self.execute(&mut ctl, actions.as_slice());
+        if event == Event::Disable && self.role == Role::Client {
+            self.bus.cancel_seek(self);
+        }
+        // A server's Disable returns once its client has left the
+        // connection (KMCL: Disable waits until torn down).
+        if let Some(conn) = waited_for {
+            conn.wait_client_detached();
+        }
+        Ok(())
+    }
+
+    fn execute(self: &Arc<Self>, ctl: &mut Control, actions: &[Action]) {
+        let callbacks = ctl.callbacks.clone();
+        for action in actions {
+            match action {
+                Action::Offer | Action::Connect => {}
+                Action::Rescind => self.bus.rescind(self),
+                Action::Disconnect => {
+                    if let Some(conn) = ctl.connection.take() {
+                        conn.detach(self);
+                    }
+                }
+                Action::Opened => {
+                    // The lifecycle awaits the result before anything else.
+                    let ok = callbacks.as_ref().map_or(Ok(()), |cb| cb.opened(self));
+                    let result = if ok.is_ok() {
+                        Event::OpenedOk
+                    } else {
+                        Event::OpenedFailed
+                    };
+                    if let Ok(next) = ctl.lifecycle.apply(result) {
+                        self.execute(ctl, next.as_slice());
+                    }
+                }
+                Action::Started => {
+                    if let Some(cb) = &callbacks {
+                        cb.started(self);
+                    }
+                }
+                Action::PostStarted => {
+                    if let Some(cb) = &callbacks {
+                        cb.post_started(self);
+                    }
+                }
+                Action::Suspend => {
+                    if let Some(cb) = &callbacks {
+                        cb.suspend(self);
+                    }
+                }
+                Action::Closed => {
+                    if let Some(cb) = &callbacks {
+                        cb.closed(self);
+                    }
+                }
+                // The packet data path comes with the dispatcher.
+                Action::EnableIncoming | Action::StopIncoming | Action::DrainIncoming => {}
+            }
+        }
+    }
+}

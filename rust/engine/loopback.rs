@@ -1,0 +1,433 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! kmcl's in-guest loopback VMBus.
+//!
+//! Server channels offer an interface (type and instance GUIDs); a client
+//! channel that targets the same interface type (and the instance, unless
+//! it accepts any) is connected to the first free matching offer, now if
+//! one exists, or as soon as one appears (a client may be enabled before
+//! the server offers). Each offer serves one client at a time; when that
+//! client leaves, the offer is free for the next.
+//!
+//! Independent buses can coexist: a channel belongs to the bus it was
+//! allocated on, so tests and drivers can isolate themselves.
+
+use kernel::{
+    prelude::*,
+    sync::{
+        new_condvar,
+        new_mutex,
+        Arc,
+        CondVar,
+        Mutex, //
+    },
+};
+
+use super::channel::{
+    Channel,
+    Guid,
+    PeerEvent,
+    Settings, //
+};
+
+/// A server channel's offer.
+struct Offer {
+    server: Arc<Channel>,
+    interface_type: Guid,
+    interface_instance: Guid,
+    /// A client is connected.
+    taken: bool,
+}
+
+/// A client channel waiting for an offer.
+struct Waiting {
+    client: Arc<Channel>,
+    interface_type: Guid,
+    /// All zeroes: any instance.
+    interface_instance: Guid,
+}
+
+impl Waiting {
+    fn matches(&self, offer: &Offer) -> bool {
+        !offer.taken
+            && self.interface_type == offer.interface_type
+            && (self.interface_instance == [0; 16]
+                || self.interface_instance == offer.interface_instance)
+    }
+}
+
+struct BusInner {
+    offers: KVec<Offer>,
+    waiting: KVec<Waiting>,
+}
+
+/// One loopback VMBus instance.
+#[pin_data]
+pub struct LoopbackBus {
+    #[pin]
+    inner: Mutex<BusInner>,
+}
+
+impl LoopbackBus {
+    /// Creates an empty bus.
+    pub fn new() -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(LoopbackBus {
+                inner <- new_mutex!(BusInner {
+                    offers: KVec::new(),
+                    waiting: KVec::new(),
+                }),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Publishes `server`'s offer; `-EEXIST` if the interface is already
+    /// offered on this bus.
+    pub(crate) fn offer(&self, server: &Arc<Channel>, settings: &Settings) -> Result {
+        let mut bus = self.inner.lock();
+        if bus.offers.iter().any(|o| {
+            o.interface_type == settings.interface_type
+                && o.interface_instance == settings.interface_instance
+        }) {
+            return Err(EEXIST);
+        }
+        bus.offers.push(
+            Offer {
+                server: server.clone(),
+                interface_type: settings.interface_type,
+                interface_instance: settings.interface_instance,
+                taken: false,
+            },
+            GFP_KERNEL,
+        )?;
+        let idx = bus.offers.len() - 1;
+        Self::serve_waiting(&mut bus, idx)
+    }
+
+    /// Withdraws `server`'s offer.
+    pub(crate) fn rescind(&self, server: &Arc<Channel>) {
+        self.inner
+            .lock()
+            .offers
+            .retain(|o| !Arc::ptr_eq(&o.server, server));
+    }
+
+    /// Connects `client` to a matching free offer, or records it as waiting.
+    pub(crate) fn seek(&self, client: &Arc<Channel>, settings: &Settings) -> Result {
+        let mut bus = self.inner.lock();
+        let waiting = Waiting {
+            client: client.clone(),
+            interface_type: settings.interface_type,
+            interface_instance: settings.interface_instance,
+        };
+        if let Some(idx) = bus.offers.iter().position(|o| waiting.matches(o)) {
+            return Self::connect(&mut bus, idx, client);
+        }
+        bus.waiting.push(waiting, GFP_KERNEL)?;
+        Ok(())
+    }
+
+    /// Forgets `client` if it is still waiting for an offer.
+    pub(crate) fn cancel_seek(&self, client: &Arc<Channel>) {
+        self.inner
+            .lock()
+            .waiting
+            .retain(|w| !Arc::ptr_eq(&w.client, client));
+    }
+
+    /// `server`'s offer is free again: give it to the next waiting client.
+    fn release(&self, server: &Arc<Channel>) {
+        let mut bus = self.inner.lock();
+        if let Some(idx) = bus
+            .offers
+            .iter()
+            .position(|o| Arc::ptr_eq(&o.server, server))
+        {
+            bus.offers[idx].taken = false;
+            if let Err(e) = Self::serve_waiting(&mut bus, idx) {
+                pr_warn!("loopback: could not connect a waiting client: {:?}\n", e);
+            }
+        }
+    }
+
+    fn serve_waiting(bus: &mut BusInner, idx: usize) -> Result {
+        let Some(pos) = bus.waiting.iter().position(|w| w.matches(&bus.offers[idx])) else {
+            return Ok(());
+        };
+        let client = bus.waiting[pos].client.clone();
+        Self::connect(bus, idx, &client)?;
+        let _ = bus.waiting.remove(pos);
+        Ok(())
+    }
+
+    fn connect(bus: &mut BusInner, idx: usize, client: &Arc<Channel>) -> Result {
+        let server = bus.offers[idx].server.clone();
+        let conn = Connection::new(client.clone(), server.clone())?;
+        // Make room for both events first, so that either both endpoints
+        // learn of the connection or neither does.
+        client.reserve_event()?;
+        server.reserve_event()?;
+        client.post_reserved(PeerEvent::Connected(conn.clone()));
+        server.post_reserved(PeerEvent::Connected(conn));
+        bus.offers[idx].taken = true;
+        Ok(())
+    }
+}
+
+struct Attached {
+    client: bool,
+    server: bool,
+}
+
+/// A connection between a client channel and a server channel.
+#[pin_data]
+pub struct Connection {
+    client: Arc<Channel>,
+    server: Arc<Channel>,
+    bus: Arc<LoopbackBus>,
+    #[pin]
+    attached: Mutex<Attached>,
+    #[pin]
+    left: CondVar,
+}
+
+impl Connection {
+    fn new(client: Arc<Channel>, server: Arc<Channel>) -> Result<Arc<Self>> {
+        let bus = client.bus().clone();
+        Arc::pin_init(
+            pin_init!(Connection {
+                client,
+                server,
+                bus,
+                attached <- new_mutex!(Attached {
+                    client: true,
+                    server: true,
+                }),
+                left <- new_condvar!(),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// `channel` leaves the connection; the other endpoint, if still there,
+    /// is told to close.
+    pub(crate) fn detach(self: &Arc<Self>, channel: &Arc<Channel>) {
+        let is_client = Arc::ptr_eq(channel, &self.client);
+        let peer_attached = {
+            let mut a = self.attached.lock();
+            let mine = if is_client {
+                &mut a.client
+            } else {
+                &mut a.server
+            };
+            if !*mine {
+                return;
+            }
+            *mine = false;
+            if is_client {
+                a.server
+            } else {
+                a.client
+            }
+        };
+        self.left.notify_all();
+        if peer_attached {
+            let peer = if is_client {
+                &self.server
+            } else {
+                &self.client
+            };
+            if peer.post(PeerEvent::Closed(self.clone())).is_err() {
+                pr_warn!("loopback: out of memory telling the other endpoint to close\n");
+            }
+        }
+        if is_client {
+            self.bus.release(&self.server);
+        }
+    }
+
+    /// Waits until the client has left.
+    pub(crate) fn wait_client_detached(&self) {
+        let mut a = self.attached.lock();
+        while a.client {
+            self.left.wait(&mut a);
+        }
+    }
+}
+
+/// Channel pairs on a private loopback bus, driven the way a driver drives
+/// them: KMCL's callback order on both sides.
+#[kunit_tests(kmcl_engine_lifecycle)]
+mod tests {
+    use super::*;
+    use crate::engine::channel::StateCallbacks;
+    use crate::protocol::lifecycle::Role;
+    use kernel::time::{delay::fsleep, Delta};
+
+    /// Records each state callback as one letter: Opened `O`, Started `T`,
+    /// PostStarted `P`, Suspend `S`, Closed `C`.
+    #[pin_data]
+    struct Recorder {
+        #[pin]
+        log: Mutex<KVec<u8>>,
+        fail_open: bool,
+    }
+
+    impl Recorder {
+        fn new(fail_open: bool) -> Result<Arc<Self>> {
+            Arc::pin_init(
+                pin_init!(Recorder {
+                    log <- new_mutex!(KVec::new()),
+                    fail_open,
+                }),
+                GFP_KERNEL,
+            )
+        }
+
+        fn note(&self, c: u8) {
+            let _ = self.log.lock().push(c, GFP_KERNEL);
+        }
+
+        fn is(&self, expected: &[u8]) -> bool {
+            self.log.lock().as_slice() == expected
+        }
+
+        /// Waits up to five seconds for the log to read `expected`.
+        fn wait_for(&self, expected: &[u8]) -> bool {
+            for _ in 0..500 {
+                if self.is(expected) {
+                    return true;
+                }
+                fsleep(Delta::from_millis(10));
+            }
+            false
+        }
+    }
+
+    impl StateCallbacks for Recorder {
+        fn opened(&self, _c: &Arc<Channel>) -> Result {
+            self.note(b'O');
+            if self.fail_open {
+                Err(EIO)
+            } else {
+                Ok(())
+            }
+        }
+        fn closed(&self, _c: &Arc<Channel>) {
+            self.note(b'C');
+        }
+        fn suspend(&self, _c: &Arc<Channel>) {
+            self.note(b'S');
+        }
+        fn started(&self, _c: &Arc<Channel>) {
+            self.note(b'T');
+        }
+        fn post_started(&self, _c: &Arc<Channel>) {
+            self.note(b'P');
+        }
+    }
+
+    const TYPE: Guid = [0x11; 16];
+    const INSTANCE: Guid = [0x22; 16];
+
+    fn channel(bus: &Arc<LoopbackBus>, role: Role, rec: &Arc<Recorder>) -> Result<Arc<Channel>> {
+        let ch = Channel::new(role, bus.clone())?;
+        ch.configure(|s| {
+            s.interface_type = TYPE;
+            s.interface_instance = INSTANCE;
+        })?;
+        ch.set_state_callbacks(rec.clone())?;
+        Ok(ch)
+    }
+
+    #[test]
+    fn open_and_close_in_kmcl_order() -> Result {
+        let bus = LoopbackBus::new()?;
+        let (sr, cr) = (Recorder::new(false)?, Recorder::new(false)?);
+        let server = channel(&bus, Role::Server, &sr)?;
+        let client = channel(&bus, Role::Client, &cr)?;
+        server.enable()?;
+        client.enable()?;
+        // The server is opened but stays paused until it starts.
+        assert!(sr.wait_for(b"O"));
+        assert!(cr.wait_for(b"OTP"));
+        assert!(!server.is_running());
+        server.start()?;
+        assert!(sr.is(b"OTP"));
+        assert!(server.is_running() && client.is_running());
+        // The client closes: Suspend and Closed on both sides; the client
+        // is disabled, the server keeps its offer up.
+        client.disable()?;
+        assert!(cr.is(b"OTPSC"));
+        assert!(sr.wait_for(b"OTPSC"));
+        assert!(!client.is_enabled() && server.is_enabled());
+        server.disable()?;
+        assert!(sr.is(b"OTPSC"));
+        server.cleanup()?;
+        client.cleanup()?;
+        Ok(())
+    }
+
+    #[test]
+    fn client_enabled_before_the_offer_waits() -> Result {
+        let bus = LoopbackBus::new()?;
+        let (sr, cr) = (Recorder::new(false)?, Recorder::new(false)?);
+        let client = channel(&bus, Role::Client, &cr)?;
+        client.enable()?;
+        fsleep(Delta::from_millis(50));
+        assert!(cr.is(b""));
+        let server = channel(&bus, Role::Server, &sr)?;
+        server.enable()?;
+        server.start()?;
+        assert!(cr.wait_for(b"OTP"));
+        assert!(sr.wait_for(b"OTP"));
+        // Pause and start the client mid-stream.
+        client.pause()?;
+        assert!(cr.is(b"OTPS"));
+        client.start()?;
+        assert!(cr.is(b"OTPSTP"));
+        // The server disables while the client is open: it rescinds, and
+        // Disable returns once the client has received Suspend and Closed.
+        server.disable()?;
+        assert!(sr.is(b"OTPSC"));
+        assert!(cr.is(b"OTPSTPSC"));
+        assert!(!client.is_enabled());
+        client.cleanup()?;
+        server.cleanup()?;
+        Ok(())
+    }
+
+    #[test]
+    fn failed_open_and_bad_calls() -> Result {
+        let bus = LoopbackBus::new()?;
+        let (sr, cr) = (Recorder::new(false)?, Recorder::new(true)?);
+        let server = channel(&bus, Role::Server, &sr)?;
+        let client = channel(&bus, Role::Client, &cr)?;
+        // Nothing to disable or start yet.
+        assert_eq!(client.disable(), Err(EBUSY));
+        assert_eq!(client.start(), Err(EBUSY));
+        server.enable()?;
+        assert_eq!(server.enable(), Err(EBUSY));
+        // Init settings are frozen once enabled.
+        assert_eq!(server.configure(|s| s.max_packet_size = 1), Err(EBUSY));
+        // A second offer of the same interface is refused.
+        let dup = channel(&bus, Role::Server, &sr)?;
+        assert_eq!(dup.enable(), Err(EEXIST));
+        assert!(!dup.is_enabled());
+        dup.cleanup()?;
+        // The client's Opened fails: it is disabled again without Closed,
+        // and the server sees the connection close.
+        server.start()?;
+        client.enable()?;
+        assert!(cr.wait_for(b"O"));
+        assert!(sr.wait_for(b"OTPSC"));
+        assert!(!client.is_enabled());
+        // An enabled channel cannot be cleaned up.
+        assert_eq!(server.clone().cleanup(), Err(EBUSY));
+        server.disable()?;
+        server.cleanup()?;
+        client.cleanup()?;
+        Ok(())
+    }
+}
