@@ -19,9 +19,13 @@
 use kernel::{
     prelude::*,
     sync::{
+        new_condvar,
         new_mutex,
+        new_spinlock_irq,
         Arc,
-        Mutex, //
+        CondVar,
+        Mutex,
+        SpinLockIrq, //
     },
     workqueue::{
         self,
@@ -32,15 +36,26 @@ use kernel::{
     },
 };
 
+use super::datapath::{
+    Counters,
+    DataPath,
+    IncomingPacket,
+    PacketCallbacks,
+    Received,
+    SendCompletion, //
+};
 use super::loopback::{
     Connection,
     LoopbackBus, //
 };
-use crate::protocol::lifecycle::{
-    Action,
-    Event,
-    Lifecycle,
-    Role, //
+use crate::protocol::{
+    lifecycle::{
+        Action,
+        Event,
+        Lifecycle,
+        Role, //
+    },
+    packet::PacketType,
 };
 
 /// A VMBus interface GUID, in wire byte order.
@@ -109,6 +124,18 @@ pub(crate) enum PeerEvent {
     Closed(Arc<Connection>),
 }
 
+/// Receive-side state, shared by the receive work (softirq) and the
+/// control path (process context).
+struct RxState {
+    /// The lifecycle allows delivering packets.
+    enabled: bool,
+    /// The receive work is delivering packets right now.
+    active: bool,
+    /// Packets given to the driver and not completed yet.
+    outstanding: u32,
+    callbacks: Option<Arc<dyn PacketCallbacks>>,
+}
+
 /// A KMCL channel (`VMBCHANNEL`): one endpoint, client or server.
 #[pin_data]
 pub struct Channel {
@@ -119,18 +146,38 @@ pub struct Channel {
     #[pin]
     events: Mutex<KVec<PeerEvent>>,
     #[pin]
-    work: Work<Channel>,
+    work: Work<Channel, 0>,
+    #[pin]
+    data: SpinLockIrq<Option<DataPath>>,
+    #[pin]
+    rx: SpinLockIrq<RxState>,
+    /// Signalled when the receive work stops or a packet is completed.
+    #[pin]
+    rx_changed: CondVar,
+    #[pin]
+    rx_work: Work<Channel, 1>,
 }
 
 impl_has_work! {
-    impl HasWork<Self> for Channel { self.work }
+    impl HasWork<Self, 0> for Channel { self.work }
+    impl HasWork<Self, 1> for Channel { self.rx_work }
 }
 
-impl WorkItem for Channel {
+/// The control work: lifecycle events from the bus and the other endpoint.
+impl WorkItem<0> for Channel {
     type Pointer = Arc<Channel>;
 
     fn run(this: Arc<Channel>) {
         this.handle_events();
+    }
+}
+
+/// The receive work, on the BH workqueue (softirq context).
+impl WorkItem<1> for Channel {
+    type Pointer = Arc<Channel>;
+
+    fn run(this: Arc<Channel>) {
+        this.receive();
     }
 }
 
@@ -150,6 +197,15 @@ impl Channel {
                 }),
                 events <- new_mutex!(KVec::new()),
                 work <- new_work!("kmcl::Channel::work"),
+                data <- new_spinlock_irq!(None),
+                rx <- new_spinlock_irq!(RxState {
+                    enabled: false,
+                    active: false,
+                    outstanding: 0,
+                    callbacks: None,
+                }),
+                rx_changed <- new_condvar!(),
+                rx_work <- new_work!("kmcl::Channel::rx_work"),
             }),
             GFP_KERNEL,
         )
@@ -252,7 +308,145 @@ impl Channel {
         }
         // Fails only when the work is already queued, and then it will
         // drain this event too.
-        let _ = workqueue::system().enqueue(self.clone());
+        let _ = workqueue::system().enqueue::<Arc<Self>, 0>(self.clone());
+    }
+
+    /// Sets the packet callbacks; `-EBUSY` unless the channel is disabled.
+    pub fn set_packet_callbacks(&self, callbacks: Arc<dyn PacketCallbacks>) -> Result {
+        let ctl = self.control.lock();
+        if !ctl.lifecycle.accepts_init() {
+            return Err(EBUSY);
+        }
+        self.rx.lock().callbacks = Some(callbacks);
+        Ok(())
+    }
+
+    /// KMCL `VmbPacketSend` of an in-band packet. With
+    /// `wait_for_completion`, `completion` runs when the other endpoint
+    /// completes the packet, with its completion payload; otherwise when the
+    /// packet is in the ring. A full ring queues the packet. `-ENOTCONN` if
+    /// the channel is not connected (then `completion` does not run).
+    pub fn send(
+        self: &Arc<Self>,
+        payload: &[u8],
+        wait_for_completion: bool,
+        completion: KBox<dyn SendCompletion>,
+    ) -> Result {
+        let (kick, now, peer) = {
+            let mut data = self.data.lock();
+            let dp = Option::as_mut(&mut *data).ok_or(ENOTCONN)?;
+            let (kick, now) =
+                dp.send(PacketType::InBand, payload, completion, wait_for_completion)?;
+            (kick, now, dp.peer().clone())
+        };
+        if kick {
+            peer.kick_rx();
+        }
+        if let Some(mut routine) = now {
+            routine.complete(Ok(()), &[]);
+        }
+        Ok(())
+    }
+
+    /// The data path's counters (zero when not connected).
+    pub fn counters(&self) -> Counters {
+        self.data
+            .lock()
+            .as_ref()
+            .map_or(Counters::default(), |dp| dp.counters)
+    }
+
+    /// Completes an incoming packet (see [`IncomingPacket::complete`]).
+    pub(crate) fn complete_incoming(
+        &self,
+        completion_requested: bool,
+        id: u64,
+        payload: &[u8],
+    ) -> Result {
+        let mut result = Ok(());
+        if completion_requested {
+            let sent = {
+                let mut data = self.data.lock();
+                match Option::as_mut(&mut *data) {
+                    Some(dp) => dp
+                        .send_completion(id, payload)
+                        .map(|kick| (kick, dp.peer().clone())),
+                    // The connection is gone; nobody waits for this.
+                    None => Err(ENOTCONN),
+                }
+            };
+            match sent {
+                Ok((true, peer)) => peer.kick_rx(),
+                Ok((false, _)) => {}
+                Err(e) => result = Err(e),
+            }
+        }
+        {
+            let mut rx = self.rx.lock();
+            rx.outstanding = rx.outstanding.saturating_sub(1);
+        }
+        self.rx_changed.notify_all();
+        result
+    }
+
+    /// Makes the receive work look at the rings.
+    pub(crate) fn kick_rx(self: &Arc<Self>) {
+        // Fails only when the work is already queued.
+        let _ = workqueue::system_bh().enqueue::<Arc<Self>, 1>(self.clone());
+    }
+
+    /// The receive work: writes queued sends the other endpoint made room
+    /// for, then delivers incoming packets while the lifecycle allows.
+    fn receive(self: &Arc<Self>) {
+        let callbacks = {
+            let mut rx = self.rx.lock();
+            if rx.active {
+                return;
+            }
+            rx.active = true;
+            rx.callbacks.clone()
+        };
+        let mut delivered = 0u32;
+        loop {
+            let deliver = self.rx.lock().enabled;
+            let (step, kick, peer) = {
+                let mut data = self.data.lock();
+                let Some(dp) = Option::as_mut(&mut *data) else {
+                    break;
+                };
+                let (flushed, _) = dp.flush_queue().unwrap_or((false, 0));
+                let (step, made_room) = if deliver {
+                    dp.receive()
+                } else {
+                    (Received::Empty, false)
+                };
+                (step, flushed || made_room, dp.peer().clone())
+            };
+            if kick {
+                peer.kick_rx();
+            }
+            match step {
+                Received::Empty => break,
+                Received::Completion(mut routine, data) => routine.complete(Ok(()), &data),
+                Received::Data(data, id, completion_requested) => {
+                    self.rx.lock().outstanding += 1;
+                    delivered += 1;
+                    let packet = IncomingPacket::new(self.clone(), data, id, completion_requested);
+                    match &callbacks {
+                        Some(cb) => cb.process_packet(self, packet),
+                        // No driver callback: completed (empty) on drop.
+                        None => drop(packet),
+                    }
+                }
+            }
+        }
+        if delivered > 0 {
+            if let Some(cb) = &callbacks {
+                cb.processing_complete(self, delivered);
+            }
+        }
+        self.rx.lock().active = false;
+        self.rx_changed.notify_all();
     }
 
     fn handle_events(self: &Arc<Self>) {
@@ -269,6 +463,12 @@ impl Channel {
             match event {
                 PeerEvent::Connected(conn) => match ctl.lifecycle.apply(Event::Connected) {
                     Ok(actions) => {
+                        // The rings are usable from Opened on (Started may
+                        // already queue sends).
+                        match conn.data_path(self) {
+                            Ok(dp) => *self.data.lock() = Some(dp),
+                            Err(e) => pr_err!("cannot set up the rings: {:?}\n", e),
+                        }
                         ctl.connection = Some(conn);
                         self.execute(&mut ctl, actions.as_slice());
                     }
@@ -335,6 +535,12 @@ impl Channel {
                 Action::Offer | Action::Connect => {}
                 Action::Rescind => self.bus.rescind(self),
                 Action::Disconnect => {
+                    let unfinished = self.data.lock().take().map(|mut dp| dp.take_unfinished());
+                    // Every packet still waiting for its completion is
+                    // completed, with a defined failure status.
+                    if let Some(u) = unfinished {
+                        u.complete_all(Err(ENODEV));
+                    }
                     if let Some(conn) = ctl.connection.take() {
                         conn.detach(self);
                     }
@@ -371,8 +577,25 @@ impl Channel {
                         cb.closed(self);
                     }
                 }
-                // The packet data path comes with the dispatcher.
-                Action::EnableIncoming | Action::StopIncoming | Action::DrainIncoming => {}
+                Action::EnableIncoming => {
+                    self.rx.lock().enabled = true;
+                    self.kick_rx();
+                }
+                Action::StopIncoming => {
+                    // No delivery after this returns (KMCL Suspend rule).
+                    let mut rx = self.rx.lock();
+                    rx.enabled = false;
+                    while rx.active {
+                        self.rx_changed.wait(&mut rx);
+                    }
+                }
+                Action::DrainIncoming => {
+                    // KMCL blocks until the driver completed every packet.
+                    let mut rx = self.rx.lock();
+                    while rx.outstanding > 0 {
+                        self.rx_changed.wait(&mut rx);
+                    }
+                }
             }
         }
     }

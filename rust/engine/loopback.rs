@@ -29,6 +29,8 @@ use super::channel::{
     PeerEvent,
     Settings, //
 };
+use super::datapath::DataPath;
+use crate::shmem::RingPages;
 
 /// A server channel's offer.
 struct Offer {
@@ -45,6 +47,9 @@ struct Waiting {
     interface_type: Guid,
     /// All zeroes: any instance.
     interface_instance: Guid,
+    /// Ring sizes the client donates, in pages: (client outgoing, client
+    /// incoming).
+    pages: (u32, u32),
 }
 
 impl Waiting {
@@ -120,9 +125,10 @@ impl LoopbackBus {
             client: client.clone(),
             interface_type: settings.interface_type,
             interface_instance: settings.interface_instance,
+            pages: (settings.outgoing_pages, settings.incoming_pages),
         };
         if let Some(idx) = bus.offers.iter().position(|o| waiting.matches(o)) {
-            return Self::connect(&mut bus, idx, client);
+            return Self::connect(&mut bus, idx, client, waiting.pages);
         }
         bus.waiting.push(waiting, GFP_KERNEL)?;
         Ok(())
@@ -156,14 +162,15 @@ impl LoopbackBus {
             return Ok(());
         };
         let client = bus.waiting[pos].client.clone();
-        Self::connect(bus, idx, &client)?;
+        let pages = bus.waiting[pos].pages;
+        Self::connect(bus, idx, &client, pages)?;
         let _ = bus.waiting.remove(pos);
         Ok(())
     }
 
-    fn connect(bus: &mut BusInner, idx: usize, client: &Arc<Channel>) -> Result {
+    fn connect(bus: &mut BusInner, idx: usize, client: &Arc<Channel>, pages: (u32, u32)) -> Result {
         let server = bus.offers[idx].server.clone();
-        let conn = Connection::new(client.clone(), server.clone())?;
+        let conn = Connection::new(client.clone(), server.clone(), pages)?;
         // Make room for both events first, so that either both endpoints
         // learn of the connection or neither does.
         client.reserve_event()?;
@@ -186,6 +193,10 @@ pub struct Connection {
     client: Arc<Channel>,
     server: Arc<Channel>,
     bus: Arc<LoopbackBus>,
+    /// Client to server ring.
+    c2s: Arc<RingPages>,
+    /// Server to client ring.
+    s2c: Arc<RingPages>,
     #[pin]
     attached: Mutex<Attached>,
     #[pin]
@@ -193,13 +204,17 @@ pub struct Connection {
 }
 
 impl Connection {
-    fn new(client: Arc<Channel>, server: Arc<Channel>) -> Result<Arc<Self>> {
+    fn new(client: Arc<Channel>, server: Arc<Channel>, pages: (u32, u32)) -> Result<Arc<Self>> {
         let bus = client.bus().clone();
+        let c2s = Arc::new(RingPages::new(pages.0 as usize)?, GFP_KERNEL)?;
+        let s2c = Arc::new(RingPages::new(pages.1 as usize)?, GFP_KERNEL)?;
         Arc::pin_init(
             pin_init!(Connection {
                 client,
                 server,
                 bus,
+                c2s,
+                s2c,
                 attached <- new_mutex!(Attached {
                     client: true,
                     server: true,
@@ -208,6 +223,15 @@ impl Connection {
             }),
             GFP_KERNEL,
         )
+    }
+
+    /// `channel`'s data path on this connection.
+    pub(crate) fn data_path(&self, channel: &Arc<Channel>) -> Result<DataPath> {
+        if Arc::ptr_eq(channel, &self.client) {
+            DataPath::new(self.c2s.clone(), self.s2c.clone(), self.server.clone())
+        } else {
+            DataPath::new(self.s2c.clone(), self.c2s.clone(), self.client.clone())
+        }
     }
 
     /// `channel` leaves the connection; the other endpoint, if still there,

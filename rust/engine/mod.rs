@@ -8,4 +8,5 @@
 //! resulting actions on kernel objects.
 
 pub mod channel;
+pub mod datapath;
 pub mod loopback;
