@@ -9,8 +9,9 @@
 //!   [`Channel::enable`], [`Channel::disable`], [`Channel::pause`],
 //!   [`Channel::start`] or the init setters of the same channel (KMCL forbids
 //!   Start and Pause from state callbacks too).
-//! - `events` (a mutex) holds events posted by the loopback bus and the other
-//!   endpoint; the channel's control work drains it in process context.
+//! - `events` (an IRQ-safe spinlock, so that any context can post) holds
+//!   events from the loopback bus, the other endpoint and PacketFail; the
+//!   channel's control work drains it in process context.
 //! - Lock order: a channel's `control`, then the bus, then a connection's
 //!   state, then any channel's `events`. Nothing takes a second channel's
 //!   `control` while holding one: the other endpoint is only ever told
@@ -24,6 +25,7 @@ use kernel::{
         new_spinlock_irq,
         Arc,
         CondVar,
+        CondVarTimeoutResult,
         Mutex,
         SpinLockIrq, //
     },
@@ -122,6 +124,8 @@ pub(crate) enum PeerEvent {
     Connected(Arc<Connection>),
     /// The other endpoint left this connection.
     Closed(Arc<Connection>),
+    /// The driver failed an incoming packet: close the connection.
+    Failed,
 }
 
 /// Receive-side state, shared by the receive work (softirq) and the
@@ -133,6 +137,12 @@ struct RxState {
     active: bool,
     /// Packets given to the driver and not completed yet.
     outstanding: u32,
+    /// Most packets the driver may hold uncompleted (0: no limit).
+    quota: u32,
+    /// Delivery stopped at the quota; the next completion resumes it.
+    quota_blocked: bool,
+    /// Times delivery stopped at the quota.
+    quota_hits: u64,
     callbacks: Option<Arc<dyn PacketCallbacks>>,
 }
 
@@ -143,8 +153,9 @@ pub struct Channel {
     bus: Arc<LoopbackBus>,
     #[pin]
     control: Mutex<Control>,
+    /// Posted from any context (PacketFail runs in softirq).
     #[pin]
-    events: Mutex<KVec<PeerEvent>>,
+    events: SpinLockIrq<KVec<PeerEvent>>,
     #[pin]
     work: Work<Channel, 0>,
     #[pin]
@@ -195,13 +206,16 @@ impl Channel {
                     callbacks: None,
                     connection: None,
                 }),
-                events <- new_mutex!(KVec::new()),
+                events <- new_spinlock_irq!(KVec::new()),
                 work <- new_work!("kmcl::Channel::work"),
                 data <- new_spinlock_irq!(None),
                 rx <- new_spinlock_irq!(RxState {
                     enabled: false,
                     active: false,
                     outstanding: 0,
+                    quota: 0,
+                    quota_blocked: false,
+                    quota_hits: 0,
                     callbacks: None,
                 }),
                 rx_changed <- new_condvar!(),
@@ -295,9 +309,9 @@ impl Channel {
     }
 
     /// Makes room for one more event, so that [`Self::post_reserved`]
-    /// cannot fail.
+    /// cannot fail. Any context.
     pub(crate) fn reserve_event(&self) -> Result {
-        self.events.lock().reserve(1, GFP_KERNEL)?;
+        self.events.lock().reserve(1, GFP_ATOMIC)?;
         Ok(())
     }
 
@@ -335,9 +349,8 @@ impl Channel {
         let (kick, now, peer) = {
             let mut data = self.data.lock();
             let dp = Option::as_mut(&mut *data).ok_or(ENOTCONN)?;
-            let (kick, now) =
-                dp.send(PacketType::InBand, payload, completion, wait_for_completion)?;
-            (kick, now, dp.peer().clone())
+            let sent = dp.send(PacketType::InBand, payload, completion, wait_for_completion)?;
+            (sent.kick, sent.run_now, dp.peer().clone())
         };
         if kick {
             peer.kick_rx();
@@ -358,7 +371,7 @@ impl Channel {
 
     /// Completes an incoming packet (see [`IncomingPacket::complete`]).
     pub(crate) fn complete_incoming(
-        &self,
+        self: &Arc<Self>,
         completion_requested: bool,
         id: u64,
         payload: &[u8],
@@ -381,12 +394,129 @@ impl Channel {
                 Err(e) => result = Err(e),
             }
         }
-        {
+        self.release_incoming();
+        result
+    }
+
+    /// One delivered packet is done with; resumes delivery stopped at the
+    /// quota (KMCL: only a completion restarts it).
+    fn release_incoming(self: &Arc<Self>) {
+        let resume = {
             let mut rx = self.rx.lock();
             rx.outstanding = rx.outstanding.saturating_sub(1);
-        }
+            let resume = rx.quota_blocked && rx.outstanding < rx.quota;
+            if resume {
+                rx.quota_blocked = false;
+            }
+            resume
+        };
         self.rx_changed.notify_all();
-        result
+        if resume {
+            self.kick_rx();
+        }
+    }
+
+    /// KMCL `VmbChannelPacketFail`: the driver found a packet it cannot
+    /// handle. Delivery stops, and the connection is closed (Suspend and
+    /// Closed on both sides).
+    pub(crate) fn fail_incoming(self: &Arc<Self>) {
+        pr_warn!("a driver failed an incoming packet; closing the channel\n");
+        self.rx.lock().enabled = false;
+        self.release_incoming();
+        if self.post(PeerEvent::Failed).is_err() {
+            pr_err!("out of memory closing a failed channel\n");
+        }
+    }
+
+    /// KMCL `VmbChannelSetTransactionQuota`: at most `quota` delivered
+    /// packets may be uncompleted; delivery stops there and resumes on a
+    /// completion. `-EINVAL` for 0.
+    pub fn set_transaction_quota(&self, quota: u32) -> Result {
+        if quota == 0 {
+            return Err(EINVAL);
+        }
+        self.rx.lock().quota = quota;
+        Ok(())
+    }
+
+    /// Times delivery stopped at the transaction quota.
+    pub fn quota_hits(&self) -> u64 {
+        self.rx.lock().quota_hits
+    }
+
+    /// KMCL `VmbChannelSendSynchronousRequest`: sends `payload` and waits
+    /// for the other endpoint to complete it, copying the completion
+    /// payload into `reply` and returning its length. Process context only.
+    ///
+    /// `timeout_ms`: `None` waits for ever; `Some(0)` does not queue, so a
+    /// full ring gives `-EOVERFLOW`. Errors: `-ETIMEDOUT` (the request is
+    /// cancelled; a late completion is dropped), `-ENODEV` (not connected,
+    /// or the connection ended), `-EOVERFLOW` (`reply` too small; nothing
+    /// copied), `-EINTR` (a signal while waiting with a timeout).
+    pub fn send_sync(
+        self: &Arc<Self>,
+        payload: &[u8],
+        reply: &mut [u8],
+        timeout_ms: Option<u32>,
+    ) -> Result<usize> {
+        let wait = Arc::pin_init(
+            pin_init!(SyncWait {
+                state <- new_spinlock_irq!(SyncState {
+                    status: None,
+                    reply: KVec::new(),
+                }),
+                done <- new_condvar!(),
+            }),
+            GFP_KERNEL,
+        )?;
+        let routine = KBox::new(SyncCompletion(wait.clone()), GFP_KERNEL)?;
+        let may_queue = timeout_ms != Some(0);
+        let (kick, peer, id) = {
+            let mut data = self.data.lock();
+            let dp = Option::as_mut(&mut *data).ok_or(ENODEV)?;
+            let sent = dp.send_with_id(PacketType::InBand, payload, routine, true, may_queue)?;
+            (sent.kick, dp.peer().clone(), sent.id)
+        };
+        if kick {
+            peer.kick_rx();
+        }
+
+        let mut st = wait.state.lock();
+        let mut left = timeout_ms.map(|ms| kernel::time::msecs_to_jiffies(ms.max(1)));
+        let mut gave_up = None;
+        while st.status.is_none() {
+            match left {
+                None => wait.done.wait(&mut st),
+                Some(j) => match wait.done.wait_interruptible_timeout(&mut st, j) {
+                    CondVarTimeoutResult::Woken { jiffies } => left = Some(jiffies),
+                    CondVarTimeoutResult::Timeout => {
+                        gave_up = Some(ETIMEDOUT);
+                        break;
+                    }
+                    CondVarTimeoutResult::Signal { .. } => {
+                        gave_up = Some(EINTR);
+                        break;
+                    }
+                },
+            }
+        }
+        if let Some(e) = gave_up {
+            drop(st);
+            let cancelled = Option::as_mut(&mut *self.data.lock()).and_then(|dp| dp.cancel(id));
+            if cancelled.is_some() {
+                return Err(e);
+            }
+            // The completion won the race: wait for it to be recorded.
+            st = wait.state.lock();
+            while st.status.is_none() {
+                wait.done.wait(&mut st);
+            }
+        }
+        st.status.unwrap_or(Err(ENODEV))?;
+        let n = st.reply.len();
+        let dst = reply.get_mut(..n).ok_or(EOVERFLOW)?;
+        dst.copy_from_slice(&st.reply);
+        Ok(n)
     }
 
     /// Makes the receive work look at the rings.
@@ -409,6 +539,15 @@ impl Channel {
         let mut delivered = 0u32;
         loop {
             let deliver = self.rx.lock().enabled;
+            let deliver = deliver && {
+                let mut rx = self.rx.lock();
+                let blocked = rx.quota > 0 && rx.outstanding >= rx.quota;
+                if blocked && !rx.quota_blocked {
+                    rx.quota_blocked = true;
+                    rx.quota_hits += 1;
+                }
+                !blocked
+            };
             let (step, kick, peer) = {
                 let mut data = self.data.lock();
                 let Some(dp) = Option::as_mut(&mut *data) else {
@@ -478,6 +617,11 @@ impl Channel {
                         conn.detach(self);
                     }
                 },
+                PeerEvent::Failed => {
+                    if let Ok(actions) = ctl.lifecycle.apply(Event::PeerClosed) {
+                        self.execute(&mut ctl, actions.as_slice());
+                    }
+                }
                 PeerEvent::Closed(conn) => {
                     let current = ctl
                         .connection
@@ -598,5 +742,35 @@ impl Channel {
                 }
             }
         }
+    }
+}
+
+/// A synchronous request's rendezvous.
+#[pin_data]
+struct SyncWait {
+    #[pin]
+    state: SpinLockIrq<SyncState>,
+    #[pin]
+    done: CondVar,
+}
+
+struct SyncState {
+    status: Option<Result>,
+    reply: KVec<u8>,
+}
+
+/// The completion routine of a synchronous request.
+struct SyncCompletion(Arc<SyncWait>);
+
+impl SendCompletion for SyncCompletion {
+    fn complete(&mut self, status: Result, data: &[u8]) {
+        let mut st = self.0.state.lock();
+        let copied = st.reply.extend_from_slice(data, GFP_ATOMIC);
+        st.status = Some(match (status, copied) {
+            (Ok(()), Err(_)) => Err(ENOMEM),
+            (s, _) => s,
+        });
+        drop(st);
+        self.0.done.notify_all();
     }
 }

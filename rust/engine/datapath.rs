@@ -109,6 +109,16 @@ impl IncomingPacket {
     }
 }
 
+impl IncomingPacket {
+    /// KMCL `VmbChannelPacketFail`: the packet is malformed or cannot be
+    /// handled. Delivery on the channel stops and its connection is closed
+    /// (Suspend and Closed on both sides). No completion is sent.
+    pub fn fail(mut self) {
+        self.done = true;
+        self.channel.fail_incoming();
+    }
+}
+
 impl Drop for IncomingPacket {
     fn drop(&mut self) {
         if !self.done {
@@ -164,6 +174,17 @@ pub(crate) struct DataPath {
     pub(crate) counters: Counters,
 }
 
+/// The outcome of a send.
+pub(crate) struct Sent {
+    /// The other endpoint must be kicked.
+    pub(crate) kick: bool,
+    /// A routine to run now, without locks (a packet without a completion
+    /// request was written).
+    pub(crate) run_now: Option<KBox<dyn SendCompletion>>,
+    /// The transaction id (0 without a completion request).
+    pub(crate) id: u64,
+}
+
 /// What a receive step found.
 pub(crate) enum Received {
     /// A data packet for the driver.
@@ -212,7 +233,21 @@ impl DataPath {
         payload: &[u8],
         completion: KBox<dyn SendCompletion>,
         wait_for_completion: bool,
-    ) -> Result<(bool, Option<KBox<dyn SendCompletion>>)> {
+    ) -> Result<Sent> {
+        self.send_with_id(ptype, payload, completion, wait_for_completion, true)
+    }
+
+    /// [`Self::send`], also returning the transaction id (0 without a
+    /// completion request). With `may_queue` false a packet that does not
+    /// fit now fails with `-EOVERFLOW` instead of being queued.
+    pub(crate) fn send_with_id(
+        &mut self,
+        ptype: PacketType,
+        payload: &[u8],
+        completion: KBox<dyn SendCompletion>,
+        wait_for_completion: bool,
+        may_queue: bool,
+    ) -> Result<Sent> {
         let (transaction_id, routine) = if wait_for_completion {
             let id = self.next_id;
             self.next_id = self.next_id.wrapping_add(1).max(1);
@@ -227,14 +262,25 @@ impl DataPath {
                 Ok(()) => {
                     self.counters.packets_out += 1;
                     let kick = self.out.commit().unwrap_or(false);
-                    return Ok((kick, routine));
+                    return Ok(Sent {
+                        kick,
+                        run_now: routine,
+                        id,
+                    });
                 }
-                Err(WriteError::Full { .. }) => {}
+                Err(WriteError::Full { .. }) if may_queue => {}
+                Err(WriteError::Full { .. }) => {
+                    self.forget(transaction_id);
+                    return Err(EOVERFLOW);
+                }
                 Err(_) => {
                     self.forget(transaction_id);
                     return Err(EINVAL);
                 }
             }
+        } else if !may_queue {
+            self.forget(transaction_id);
+            return Err(EOVERFLOW);
         }
         let mut copy = KVec::with_capacity(payload.len(), GFP_ATOMIC)?;
         copy.extend_from_slice(payload, GFP_ATOMIC)?;
@@ -249,7 +295,19 @@ impl DataPath {
             GFP_ATOMIC,
         )?;
         self.counters.ring_full += 1;
-        self.flush_queue().map(|(kick, _)| (kick, None))
+        self.flush_queue().map(|(kick, _)| Sent {
+            kick,
+            run_now: None,
+            id,
+        })
+    }
+
+    /// Stops waiting for the completion of `id` (a synchronous request
+    /// that timed out). Returns the routine if it was still outstanding; a
+    /// completion arriving later is counted as a bad completion.
+    pub(crate) fn cancel(&mut self, id: u64) -> Option<KBox<dyn SendCompletion>> {
+        let pos = self.outstanding.iter().position(|(i, _)| *i == id)?;
+        self.outstanding.remove(pos).ok().map(|(_, r)| r)
     }
 
     fn forget(&mut self, id: Option<u64>) {
@@ -480,9 +538,16 @@ mod tests {
     const TYPE: Guid = [0x33; 16];
 
     fn pair(bus: &Arc<LoopbackBus>) -> Result<(Arc<Channel>, Arc<Channel>)> {
+        pair_with(bus, Arc::new(Echo, GFP_KERNEL)?)
+    }
+
+    fn pair_with(
+        bus: &Arc<LoopbackBus>,
+        server_callbacks: Arc<dyn PacketCallbacks>,
+    ) -> Result<(Arc<Channel>, Arc<Channel>)> {
         let server = Channel::new(Role::Server, bus.clone())?;
         server.configure(|s| s.interface_type = TYPE)?;
-        server.set_packet_callbacks(Arc::new(Echo, GFP_KERNEL)?)?;
+        server.set_packet_callbacks(server_callbacks)?;
         let client = Channel::new(Role::Client, bus.clone())?;
         client.configure(|s| s.interface_type = TYPE)?;
         server.enable()?;
@@ -582,6 +647,188 @@ mod tests {
             ),
             Err(ENOTCONN)
         );
+        server.disable()?;
+        client.cleanup()?;
+        server.cleanup()?;
+        Ok(())
+    }
+
+    /// Server side: keeps packets uncompleted until the test says so.
+    #[pin_data]
+    struct Holder {
+        #[pin]
+        held: kernel::sync::SpinLockIrq<KVec<IncomingPacket>>,
+        delivered: AtomicU32,
+        most_held: AtomicU32,
+        /// Fail packets whose first byte is 0xff instead of holding them.
+        fail_marked: bool,
+    }
+
+    impl Holder {
+        fn new(fail_marked: bool) -> Result<Arc<Self>> {
+            Arc::pin_init(
+                pin_init!(Holder {
+                    held <- kernel::new_spinlock_irq!(KVec::new()),
+                    delivered: AtomicU32::new(0),
+                    most_held: AtomicU32::new(0),
+                    fail_marked,
+                }),
+                GFP_KERNEL,
+            )
+        }
+
+        fn held(&self) -> u32 {
+            self.held.lock().len() as u32
+        }
+
+        /// Completes up to `n` held packets with an empty payload.
+        fn complete(&self, n: usize) {
+            for _ in 0..n {
+                let Some(p) = self.held.lock().pop() else {
+                    return;
+                };
+                let _ = p.complete(&[]);
+            }
+        }
+
+        fn wait(&self, what: impl Fn(&Self) -> bool) -> bool {
+            for _ in 0..500 {
+                if what(self) {
+                    return true;
+                }
+                fsleep(Delta::from_millis(10));
+            }
+            false
+        }
+    }
+
+    impl PacketCallbacks for Holder {
+        fn process_packet(&self, _channel: &Arc<Channel>, packet: IncomingPacket) {
+            self.delivered.fetch_add(1, Ordering::SeqCst);
+            if self.fail_marked && packet.data().first() == Some(&0xff) {
+                packet.fail();
+                return;
+            }
+            let mut held = self.held.lock();
+            // On failure the packet is dropped, which completes it.
+            if held.push(packet, GFP_ATOMIC).is_err() {
+                return;
+            }
+            self.most_held
+                .fetch_max(held.len() as u32, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn synchronous_request_round_trip() -> Result {
+        let bus = LoopbackBus::new()?;
+        let (server, client) = pair(&bus)?;
+        let mut reply = [0u8; 64];
+        // VMBus carries payloads in 8-byte units: 11 bytes come back as 16,
+        // zero-padded (as with hv_vmbus's hv_pkt_datalen()).
+        let n = client.send_sync(b"hello, kmcl", &mut reply, Some(2000))?;
+        assert_eq!(n, 16);
+        assert_eq!(&reply[..11], b"hello, kmcl");
+        assert_eq!(&reply[11..16], &[0; 5]);
+        let n = client.send_sync(&[7; 40], &mut reply, None)?;
+        assert_eq!(&reply[..n], &[7; 40]);
+        // The completion payload does not fit the caller's buffer.
+        let mut small = [0u8; 4];
+        assert_eq!(client.send_sync(&[1; 16], &mut small, None), Err(EOVERFLOW));
+        client.disable()?;
+        // Not connected any more.
+        assert_eq!(client.send_sync(&[1], &mut reply, None), Err(ENODEV));
+        server.disable()?;
+        client.cleanup()?;
+        server.cleanup()?;
+        Ok(())
+    }
+
+    #[test]
+    fn synchronous_request_times_out_and_late_completion_is_dropped() -> Result {
+        let bus = LoopbackBus::new()?;
+        let holder = Holder::new(false)?;
+        let (server, client) = pair_with(&bus, holder.clone())?;
+        let mut reply = [0u8; 16];
+        assert_eq!(
+            client.send_sync(&[1, 2, 3], &mut reply, Some(100)),
+            Err(ETIMEDOUT)
+        );
+        assert_eq!(holder.held(), 1);
+        // The server completes it after all: the id is no longer
+        // outstanding, so the completion is counted and dropped.
+        holder.complete(1);
+        let mut dropped = false;
+        for _ in 0..300 {
+            if client.counters().bad_completions == 1 {
+                dropped = true;
+                break;
+            }
+            fsleep(Delta::from_millis(10));
+        }
+        assert!(dropped);
+        assert_eq!(client.counters().completions_in, 0);
+        client.disable()?;
+        server.disable()?;
+        client.cleanup()?;
+        server.cleanup()?;
+        Ok(())
+    }
+
+    #[test]
+    fn transaction_quota_limits_outstanding_packets() -> Result {
+        const N: u32 = 20;
+        let bus = LoopbackBus::new()?;
+        let holder = Holder::new(false)?;
+        let (server, client) = pair_with(&bus, holder.clone())?;
+        assert_eq!(server.set_transaction_quota(0), Err(EINVAL));
+        server.set_transaction_quota(4)?;
+        let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
+        for i in 0..N {
+            send_one(&client, &tally, 16, i)?;
+        }
+        assert!(holder.wait(|h| h.held() == 4));
+        fsleep(Delta::from_millis(100));
+        assert_eq!(holder.delivered.load(Ordering::SeqCst), 4);
+        assert!(server.quota_hits() >= 1);
+        // Each completion lets exactly one more packet in.
+        holder.complete(1);
+        assert!(holder.wait(|h| h.delivered.load(Ordering::SeqCst) == 5));
+        while holder.delivered.load(Ordering::SeqCst) < N {
+            holder.complete(4);
+            fsleep(Delta::from_millis(10));
+        }
+        holder.complete(4);
+        assert!(tally.wait_total(N));
+        assert_eq!(tally.total(), N);
+        assert!(holder.most_held.load(Ordering::SeqCst) <= 4);
+        client.disable()?;
+        server.disable()?;
+        client.cleanup()?;
+        server.cleanup()?;
+        Ok(())
+    }
+
+    #[test]
+    fn packet_fail_closes_the_channel() -> Result {
+        let bus = LoopbackBus::new()?;
+        let holder = Holder::new(true)?;
+        let (server, client) = pair_with(&bus, holder.clone())?;
+        let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
+        let routine = KBox::new(
+            Expect {
+                sent: KVec::new(),
+                tally: tally.clone(),
+            },
+            GFP_KERNEL,
+        )?;
+        client.send(&[0xff, 1, 2], true, routine)?;
+        // The server fails the packet: both sides close, and the sender's
+        // routine runs with -ENODEV.
+        assert!(tally.wait_total(1));
+        assert_eq!(tally.removed.load(Ordering::SeqCst), 1);
+        assert!(holder.wait(|_| !client.is_enabled() && !server.is_running()));
+        assert!(server.is_enabled());
         server.disable()?;
         client.cleanup()?;
         server.cleanup()?;

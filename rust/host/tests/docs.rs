@@ -132,5 +132,8 @@ fn mapping_table_has_a_row_for_every_kmcl_name() {
         .copied()
         .filter(|n| !doc.lines().any(|l| l.split_whitespace().next() == Some(n)))
         .collect();
-    assert!(missing.is_empty(), "no row in kmcl-mapping.rst for: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "no row in kmcl-mapping.rst for: {missing:?}"
+    );
 }
