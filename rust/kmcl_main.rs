@@ -17,6 +17,7 @@
 
 use kernel::prelude::*;
 
+pub mod context;
 pub mod engine;
 pub mod protocol;
 pub mod shmem;

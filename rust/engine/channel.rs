@@ -143,6 +143,10 @@ struct RxState {
     quota_blocked: bool,
     /// Times delivery stopped at the quota.
     quota_hits: u64,
+    /// Deliver in process context (KMCL `PASSIVE_LEVEL`) instead of softirq.
+    at_passive: bool,
+    /// The deferral work is delivering packets right now.
+    passive_active: bool,
     callbacks: Option<Arc<dyn PacketCallbacks>>,
 }
 
@@ -167,11 +171,23 @@ pub struct Channel {
     rx_changed: CondVar,
     #[pin]
     rx_work: Work<Channel, 1>,
+    /// The receive work for channels that process incoming packets at
+    /// passive: the same function on the system workqueue. A separate work
+    /// item, so that each has one context (lockdep tracks work items).
+    #[pin]
+    rx_task_work: Work<Channel, 3>,
+    /// Packets deferred to process context, oldest first.
+    #[pin]
+    deferred: SpinLockIrq<KVec<IncomingPacket>>,
+    #[pin]
+    passive_work: Work<Channel, 2>,
 }
 
 impl_has_work! {
     impl HasWork<Self, 0> for Channel { self.work }
     impl HasWork<Self, 1> for Channel { self.rx_work }
+    impl HasWork<Self, 2> for Channel { self.passive_work }
+    impl HasWork<Self, 3> for Channel { self.rx_task_work }
 }
 
 /// The control work: lifecycle events from the bus and the other endpoint.
@@ -183,12 +199,32 @@ impl WorkItem<0> for Channel {
     }
 }
 
-/// The receive work, on the BH workqueue (softirq context).
+/// The receive work, on the BH workqueue (softirq context), or on the
+/// system workqueue when the channel processes incoming packets at passive.
 impl WorkItem<1> for Channel {
     type Pointer = Arc<Channel>;
 
     fn run(this: Arc<Channel>) {
         this.receive();
+    }
+}
+
+/// The receive work in process context, for channels set to process
+/// incoming packets at passive.
+impl WorkItem<3> for Channel {
+    type Pointer = Arc<Channel>;
+
+    fn run(this: Arc<Channel>) {
+        this.receive();
+    }
+}
+
+/// The deferral work (process context): redelivers deferred packets.
+impl WorkItem<2> for Channel {
+    type Pointer = Arc<Channel>;
+
+    fn run(this: Arc<Channel>) {
+        this.deliver_deferred();
     }
 }
 
@@ -216,8 +252,13 @@ impl Channel {
                     quota: 0,
                     quota_blocked: false,
                     quota_hits: 0,
+                    at_passive: false,
+                    passive_active: false,
                     callbacks: None,
                 }),
+                rx_task_work <- new_work!("kmcl::Channel::rx_task_work"),
+                deferred <- new_spinlock_irq!(KVec::new()),
+                passive_work <- new_work!("kmcl::Channel::passive_work"),
                 rx_changed <- new_condvar!(),
                 rx_work <- new_work!("kmcl::Channel::rx_work"),
             }),
@@ -522,7 +563,60 @@ impl Channel {
     /// Makes the receive work look at the rings.
     pub(crate) fn kick_rx(self: &Arc<Self>) {
         // Fails only when the work is already queued.
-        let _ = workqueue::system_bh().enqueue::<Arc<Self>, 1>(self.clone());
+        if self.rx.lock().at_passive {
+            let _ = workqueue::system().enqueue::<Arc<Self>, 3>(self.clone());
+        } else {
+            let _ = workqueue::system_bh().enqueue::<Arc<Self>, 1>(self.clone());
+        }
+    }
+
+    /// KMCL `VmbChannelSetIncomingProcessingAtPassive`: deliver incoming
+    /// packets in process context (a workqueue) rather than softirq. Only
+    /// while disabled (`-EBUSY` otherwise), so that a channel's receive
+    /// work always runs in one context.
+    pub fn set_incoming_processing_at_passive(&self, at_passive: bool) -> Result {
+        let ctl = self.control.lock();
+        if !ctl.lifecycle.accepts_init() {
+            return Err(EBUSY);
+        }
+        self.rx.lock().at_passive = at_passive;
+        Ok(())
+    }
+
+    /// KMCL `VmbChannelPacketDeferToPassive`: `packet` will be delivered
+    /// again, in process context. It stays outstanding until completed.
+    pub(crate) fn defer(self: &Arc<Self>, packet: IncomingPacket) {
+        if self.deferred.lock().push(packet, GFP_ATOMIC).is_err() {
+            // The packet was dropped, which completed it empty.
+            pr_err!("out of memory deferring a packet; it was completed empty\n");
+            return;
+        }
+        let _ = workqueue::system().enqueue::<Arc<Self>, 2>(self.clone());
+    }
+
+    fn deliver_deferred(self: &Arc<Self>) {
+        let callbacks = {
+            let mut rx = self.rx.lock();
+            rx.passive_active = true;
+            rx.callbacks.clone()
+        };
+        loop {
+            let next = {
+                let mut deferred = self.deferred.lock();
+                if deferred.is_empty() {
+                    None
+                } else {
+                    deferred.remove(0).ok()
+                }
+            };
+            let Some(packet) = next else { break };
+            match &callbacks {
+                Some(cb) => cb.process_packet(self, packet),
+                None => drop(packet),
+            }
+        }
+        self.rx.lock().passive_active = false;
+        self.rx_changed.notify_all();
     }
 
     /// The receive work: writes queued sends the other endpoint made room
@@ -726,10 +820,11 @@ impl Channel {
                     self.kick_rx();
                 }
                 Action::StopIncoming => {
-                    // No delivery after this returns (KMCL Suspend rule).
+                    // No delivery after this returns (KMCL Suspend rule);
+                    // packets already deferred are delivered first.
                     let mut rx = self.rx.lock();
                     rx.enabled = false;
-                    while rx.active {
+                    while rx.active || rx.passive_active || !self.deferred.lock().is_empty() {
                         self.rx_changed.wait(&mut rx);
                     }
                 }

@@ -110,6 +110,13 @@ impl IncomingPacket {
 }
 
 impl IncomingPacket {
+    /// KMCL `VmbChannelPacketDeferToPassive`: hands the packet back; it is
+    /// delivered again to `process_packet` in process context.
+    pub fn defer_to_passive(self) {
+        let channel = self.channel.clone();
+        channel.defer(self);
+    }
+
     /// KMCL `VmbChannelPacketFail`: the packet is malformed or cannot be
     /// handled. Delivery on the channel stops and its connection is closed
     /// (Suspend and Closed on both sides). No completion is sent.
@@ -832,6 +839,99 @@ mod tests {
         server.disable()?;
         client.cleanup()?;
         server.cleanup()?;
+        Ok(())
+    }
+
+    /// Records the context of each delivery; echoes, or defers packets
+    /// first seen in softirq context.
+    #[derive(Default)]
+    struct ContextProbe {
+        defer_from_softirq: bool,
+        in_softirq: AtomicU32,
+        in_task: AtomicU32,
+        deferred: AtomicU32,
+    }
+
+    impl PacketCallbacks for ContextProbe {
+        fn process_packet(&self, _channel: &Arc<Channel>, packet: IncomingPacket) {
+            if crate::context::in_task() {
+                self.in_task.fetch_add(1, Ordering::SeqCst);
+            } else {
+                self.in_softirq.fetch_add(1, Ordering::SeqCst);
+                if self.defer_from_softirq {
+                    self.deferred.fetch_add(1, Ordering::SeqCst);
+                    packet.defer_to_passive();
+                    return;
+                }
+            }
+            let _ = packet.complete(b"done");
+        }
+    }
+
+    fn probe_run(passive: bool, defer: bool) -> Result<Arc<ContextProbe>> {
+        const N: u32 = 50;
+        let bus = LoopbackBus::new()?;
+        let probe = Arc::new(
+            ContextProbe {
+                defer_from_softirq: defer,
+                ..Default::default()
+            },
+            GFP_KERNEL,
+        )?;
+        let server = Channel::new(Role::Server, bus.clone())?;
+        server.configure(|s| s.interface_type = TYPE)?;
+        server.set_packet_callbacks(probe.clone())?;
+        server.set_incoming_processing_at_passive(passive)?;
+        let client = Channel::new(Role::Client, bus.clone())?;
+        client.configure(|s| s.interface_type = TYPE)?;
+        server.enable()?;
+        server.start()?;
+        client.enable()?;
+        assert_eq!(
+            server.set_incoming_processing_at_passive(!passive),
+            Err(EBUSY)
+        );
+        for _ in 0..500 {
+            if client.is_running() && server.is_running() {
+                break;
+            }
+            fsleep(Delta::from_millis(10));
+        }
+        let mut reply = [0u8; 8];
+        for _ in 0..N {
+            let n = client.send_sync(&[1, 2, 3], &mut reply, Some(5000))?;
+            assert_eq!(&reply[..4], b"done");
+            assert_eq!(n, 8);
+        }
+        client.disable()?;
+        server.disable()?;
+        client.cleanup()?;
+        server.cleanup()?;
+        Ok(probe)
+    }
+
+    #[test]
+    fn delivery_runs_in_softirq_by_default() -> Result {
+        let p = probe_run(false, false)?;
+        assert_eq!(p.in_softirq.load(Ordering::SeqCst), 50);
+        assert_eq!(p.in_task.load(Ordering::SeqCst), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn incoming_processing_at_passive_runs_in_process_context() -> Result {
+        let p = probe_run(true, false)?;
+        assert_eq!(p.in_task.load(Ordering::SeqCst), 50);
+        assert_eq!(p.in_softirq.load(Ordering::SeqCst), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn deferred_packets_are_redelivered_in_process_context() -> Result {
+        let p = probe_run(false, true)?;
+        assert_eq!(p.deferred.load(Ordering::SeqCst), 50);
+        assert_eq!(p.in_softirq.load(Ordering::SeqCst), 50);
+        assert_eq!(p.in_task.load(Ordering::SeqCst), 50);
         Ok(())
     }
 }

@@ -13,5 +13,6 @@
 #include <linux/types.h>
 
 bool kmcl_hv_vmbus_present(void);
+bool kmcl_in_task(void);
 
 #endif /* _KMCL_GLUE_H */
