@@ -20,6 +20,7 @@ use kernel::prelude::*;
 pub mod context;
 pub mod engine;
 pub mod protocol;
+pub mod queues;
 pub mod shmem;
 
 mod hv;
@@ -33,16 +34,20 @@ module! {
 }
 
 /// The loaded kmcl module.
-struct Kmcl;
+struct Kmcl {
+    /// Dropped last of kmcl's state: waits for all queued work.
+    _queues: queues::Queues,
+}
 
 impl kernel::Module for Kmcl {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        let queues = queues::Queues::new()?;
         if hv::vmbus_host_present() {
             pr_info!("loaded; VMBus host present\n");
         } else {
             pr_info!("loaded; no VMBus host (hv_vmbus inactive), loopback only\n");
         }
-        Ok(Kmcl)
+        Ok(Kmcl { _queues: queues })
     }
 }
 

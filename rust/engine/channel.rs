@@ -30,7 +30,6 @@ use kernel::{
         SpinLockIrq, //
     },
     workqueue::{
-        self,
         impl_has_work,
         new_work,
         Work,
@@ -363,7 +362,7 @@ impl Channel {
         }
         // Fails only when the work is already queued, and then it will
         // drain this event too.
-        let _ = workqueue::system().enqueue::<Arc<Self>, 0>(self.clone());
+        let _ = crate::queues::process().enqueue::<Arc<Self>, 0>(self.clone());
     }
 
     /// Sets the packet callbacks; `-EBUSY` unless the channel is disabled.
@@ -564,9 +563,9 @@ impl Channel {
     pub(crate) fn kick_rx(self: &Arc<Self>) {
         // Fails only when the work is already queued.
         if self.rx.lock().at_passive {
-            let _ = workqueue::system().enqueue::<Arc<Self>, 3>(self.clone());
+            let _ = crate::queues::process().enqueue::<Arc<Self>, 3>(self.clone());
         } else {
-            let _ = workqueue::system_bh().enqueue::<Arc<Self>, 1>(self.clone());
+            let _ = crate::queues::bh().enqueue::<Arc<Self>, 1>(self.clone());
         }
     }
 
@@ -591,7 +590,7 @@ impl Channel {
             pr_err!("out of memory deferring a packet; it was completed empty\n");
             return;
         }
-        let _ = workqueue::system().enqueue::<Arc<Self>, 2>(self.clone());
+        let _ = crate::queues::process().enqueue::<Arc<Self>, 2>(self.clone());
     }
 
     fn deliver_deferred(self: &Arc<Self>) {

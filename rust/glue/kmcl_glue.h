@@ -15,4 +15,8 @@
 bool kmcl_hv_vmbus_present(void);
 bool kmcl_in_task(void);
 
+struct workqueue_struct;
+struct workqueue_struct *kmcl_wq_alloc(bool bh);
+void kmcl_wq_destroy(struct workqueue_struct *wq);
+
 #endif /* _KMCL_GLUE_H */
