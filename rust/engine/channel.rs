@@ -95,7 +95,19 @@ pub struct Settings {
     pub incoming_pages: u32,
     /// Client: pages of the ring the client sends on.
     pub outgoing_pages: u32,
+    /// Bytes of zeroed driver context given with each incoming packet
+    /// (`ClientContextSize`).
+    pub client_context_size: u32,
 }
+
+/// Longest friendly name, in bytes.
+pub const FRIENDLY_NAME_MAX: usize = 64;
+
+/// `VMBUS_CHANNEL_INIT_FLAG_IS_PIPE`: pipe mode (not supported).
+pub const CHANNEL_FLAG_IS_PIPE: u32 = 0x1;
+/// All server flags KMCL defines (`VMBUS_SERVER_CHANNEL_INIT_FLAG_*`);
+/// kmcl records them, none changes loopback behaviour.
+pub const SERVER_FLAGS_KNOWN: u32 = 0x1f;
 
 impl Settings {
     const fn new() -> Self {
@@ -105,6 +117,7 @@ impl Settings {
             max_packet_size: 4096,
             incoming_pages: 4,
             outgoing_pages: 4,
+            client_context_size: 0,
         }
     }
 }
@@ -113,6 +126,9 @@ impl Settings {
 struct Control {
     lifecycle: Lifecycle,
     settings: Settings,
+    friendly_name: [u8; FRIENDLY_NAME_MAX],
+    friendly_name_len: usize,
+    server_flags: u32,
     callbacks: Option<Arc<dyn StateCallbacks>>,
     connection: Option<Arc<Connection>>,
 }
@@ -180,6 +196,8 @@ pub struct Channel {
     deferred: SpinLockIrq<KVec<IncomingPacket>>,
     #[pin]
     passive_work: Work<Channel, 2>,
+    /// The driver's pointer (KMCL `VmbChannelSetPointer`).
+    pointer: core::sync::atomic::AtomicUsize,
 }
 
 impl_has_work! {
@@ -238,6 +256,9 @@ impl Channel {
                 control <- new_mutex!(Control {
                     lifecycle,
                     settings: Settings::new(),
+                    friendly_name: [0; FRIENDLY_NAME_MAX],
+                    friendly_name_len: 0,
+                    server_flags: 0,
                     callbacks: None,
                     connection: None,
                 }),
@@ -258,6 +279,7 @@ impl Channel {
                 rx_task_work <- new_work!("kmcl::Channel::rx_task_work"),
                 deferred <- new_spinlock_irq!(KVec::new()),
                 passive_work <- new_work!("kmcl::Channel::passive_work"),
+                pointer: core::sync::atomic::AtomicUsize::new(0),
                 rx_changed <- new_condvar!(),
                 rx_work <- new_work!("kmcl::Channel::rx_work"),
             }),
@@ -283,6 +305,76 @@ impl Channel {
     /// The current settings.
     pub fn settings(&self) -> Settings {
         self.control.lock().settings
+    }
+
+    /// KMCL `VmbChannelInitSetFriendlyName`: a name for debugging (at most
+    /// [`FRIENDLY_NAME_MAX`] bytes, else `-EINVAL`).
+    pub fn set_friendly_name(&self, name: &[u8]) -> Result {
+        let mut ctl = self.control.lock();
+        if !ctl.lifecycle.accepts_init() {
+            return Err(EBUSY);
+        }
+        let dst = ctl.friendly_name.get_mut(..name.len()).ok_or(EINVAL)?;
+        dst.copy_from_slice(name);
+        ctl.friendly_name_len = name.len();
+        Ok(())
+    }
+
+    /// Calls `f` with the friendly name.
+    pub fn with_friendly_name<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        let ctl = self.control.lock();
+        f(&ctl.friendly_name[..ctl.friendly_name_len])
+    }
+
+    /// KMCL `VmbChannelInitSetFlags`: `-EINVAL` for unknown bits,
+    /// `-EOPNOTSUPP` for pipe mode, which kmcl does not implement.
+    pub fn set_flags(&self, flags: u32) -> Result {
+        let ctl = self.control.lock();
+        if !ctl.lifecycle.accepts_init() {
+            return Err(EBUSY);
+        }
+        if flags & !CHANNEL_FLAG_IS_PIPE != 0 {
+            return Err(EINVAL);
+        }
+        if flags & CHANNEL_FLAG_IS_PIPE != 0 {
+            return Err(EOPNOTSUPP);
+        }
+        Ok(())
+    }
+
+    /// KMCL `VmbServerChannelInitSetFlags`: `-EINVAL` for unknown bits or
+    /// on a client channel.
+    pub fn set_server_flags(&self, flags: u32) -> Result {
+        let mut ctl = self.control.lock();
+        if !ctl.lifecycle.accepts_init() {
+            return Err(EBUSY);
+        }
+        if self.role != Role::Server || flags & !SERVER_FLAGS_KNOWN != 0 {
+            return Err(EINVAL);
+        }
+        ctl.server_flags = flags;
+        Ok(())
+    }
+
+    /// KMCL `VmbChannelSetPointer`.
+    pub fn set_pointer(&self, pointer: usize) {
+        self.pointer
+            .store(pointer, core::sync::atomic::Ordering::Release);
+    }
+
+    /// KMCL `VmbChannelGetPointer`.
+    pub fn pointer(&self) -> usize {
+        self.pointer.load(core::sync::atomic::Ordering::Acquire)
+    }
+
+    /// KMCL `VmbChannelGetInterfaceInstance`: the instance GUID of the
+    /// offer the channel is connected to (a client that accepted any
+    /// instance learns which), else the configured one.
+    pub fn interface_instance(&self) -> Guid {
+        let ctl = self.control.lock();
+        ctl.connection
+            .as_ref()
+            .map_or(ctl.settings.interface_instance, |c| c.interface_instance())
     }
 
     /// Sets the state callbacks; `-EBUSY` unless the channel is disabled.
@@ -660,10 +752,11 @@ impl Channel {
             match step {
                 Received::Empty => break,
                 Received::Completion(mut routine, data) => routine.complete(Ok(()), &data),
-                Received::Data(data, id, completion_requested) => {
+                Received::Data(data, id, completion_requested, context) => {
                     self.rx.lock().outstanding += 1;
                     delivered += 1;
-                    let packet = IncomingPacket::new(self.clone(), data, id, completion_requested);
+                    let packet =
+                        IncomingPacket::new(self.clone(), data, id, completion_requested, context);
                     match &callbacks {
                         Some(cb) => cb.process_packet(self, packet),
                         // No driver callback: completed (empty) on drop.
@@ -697,7 +790,11 @@ impl Channel {
                     Ok(actions) => {
                         // The rings are usable from Opened on (Started may
                         // already queue sends).
-                        match conn.data_path(self) {
+                        let limits = (
+                            ctl.settings.max_packet_size as usize,
+                            ctl.settings.client_context_size as usize,
+                        );
+                        match conn.data_path(self, limits) {
                             Ok(dp) => *self.data.lock() = Some(dp),
                             Err(e) => pr_err!("cannot set up the rings: {:?}\n", e),
                         }

@@ -64,6 +64,8 @@ pub trait PacketCallbacks: Send + Sync {
 pub struct IncomingPacket {
     channel: Arc<Channel>,
     data: KVec<u8>,
+    /// Zeroed driver context (KMCL `ClientContextSize`).
+    context: KVec<u8>,
     transaction_id: u64,
     completion_requested: bool,
     done: bool,
@@ -75,10 +77,12 @@ impl IncomingPacket {
         data: KVec<u8>,
         transaction_id: u64,
         completion_requested: bool,
+        context: KVec<u8>,
     ) -> Self {
         Self {
             channel,
             data,
+            context,
             transaction_id,
             completion_requested,
             done: false,
@@ -88,6 +92,11 @@ impl IncomingPacket {
     /// The packet's payload.
     pub fn data(&self) -> &[u8] {
         &self.data
+    }
+
+    /// The driver's context area for this packet, zeroed on arrival.
+    pub fn context_mut(&mut self) -> &mut [u8] {
+        &mut self.context
     }
 
     /// The sender's transaction id.
@@ -172,6 +181,10 @@ pub(crate) struct DataPath {
     peer: Arc<Channel>,
     /// Receive buffer: one packet of the largest allowed size.
     buf: KVec<u8>,
+    /// Largest payload this endpoint sends (`MaximumPacketSize`).
+    max_packet: usize,
+    /// Bytes of driver context per incoming packet.
+    context_size: usize,
     queue: KVec<Queued>,
     next_id: u64,
     /// Sent packets awaiting a completion: (transaction id, routine).
@@ -194,8 +207,9 @@ pub(crate) struct Sent {
 
 /// What a receive step found.
 pub(crate) enum Received {
-    /// A data packet for the driver.
-    Data(KVec<u8>, u64, bool),
+    /// A data packet for the driver: payload, transaction id, completion
+    /// requested, zeroed context area.
+    Data(KVec<u8>, u64, bool, KVec<u8>),
     /// A completion for one of our packets, with its routine.
     Completion(KBox<dyn SendCompletion>, KVec<u8>),
     /// Nothing (more) to read.
@@ -203,11 +217,13 @@ pub(crate) enum Received {
 }
 
 impl DataPath {
-    /// Sets up a channel's ends of the connection's rings.
+    /// Sets up a channel's ends of the connection's rings, with the
+    /// channel's maximum packet size and per-packet context size.
     pub(crate) fn new(
         out: Arc<RingPages>,
         inc: Arc<RingPages>,
         peer: Arc<Channel>,
+        (max_packet, context_size): (usize, usize),
     ) -> Result<Self> {
         // Any packet that fits the incoming ring fits this buffer.
         let buf_len = crate::protocol::ring::RingMemory::data_len(&*inc);
@@ -218,6 +234,8 @@ impl DataPath {
             inc,
             peer,
             buf: KVec::from_elem(0u8, buf_len, GFP_KERNEL)?,
+            max_packet,
+            context_size,
             queue: KVec::new(),
             next_id: 1,
             outstanding: KVec::new(),
@@ -255,6 +273,9 @@ impl DataPath {
         wait_for_completion: bool,
         may_queue: bool,
     ) -> Result<Sent> {
+        if payload.len() > self.max_packet {
+            return Err(EINVAL);
+        }
         let (transaction_id, routine) = if wait_for_completion {
             let id = self.next_id;
             self.next_id = self.next_id.wrapping_add(1).max(1);
@@ -383,11 +404,15 @@ impl DataPath {
             let d = pkt.descriptor;
             let payload = pkt.payload(&self.buf);
             let mut data = KVec::new();
-            if data.extend_from_slice(payload, GFP_ATOMIC).is_err() {
-                // Out of memory: leave the packet for the next attempt.
+            let context = KVec::from_elem(0u8, self.context_size, GFP_ATOMIC);
+            let (Ok(()), Ok(context)) = (data.extend_from_slice(payload, GFP_ATOMIC), context)
+            else {
+                // Out of memory. The packet was consumed: deliver it empty
+                // rather than lose its completion.
                 pr_warn!("out of memory receiving a packet\n");
+                self.inc.revert();
                 return (Received::Empty, false);
-            }
+            };
             let kick = self.inc.commit();
             match d.packet_type() {
                 PacketType::Completion => {
@@ -405,7 +430,7 @@ impl DataPath {
                 _ => {
                     self.counters.packets_in += 1;
                     return (
-                        Received::Data(data, d.transaction_id(), d.completion_requested()),
+                        Received::Data(data, d.transaction_id(), d.completion_requested(), context),
                         kick,
                     );
                 }
@@ -932,6 +957,83 @@ mod tests {
         assert_eq!(p.deferred.load(Ordering::SeqCst), 50);
         assert_eq!(p.in_softirq.load(Ordering::SeqCst), 50);
         assert_eq!(p.in_task.load(Ordering::SeqCst), 50);
+        Ok(())
+    }
+
+    /// Checks the per-packet context area, then dirties it.
+    #[derive(Default)]
+    struct ContextCheck {
+        clean: AtomicU32,
+        dirty: AtomicU32,
+    }
+
+    impl PacketCallbacks for ContextCheck {
+        fn process_packet(&self, _channel: &Arc<Channel>, mut packet: IncomingPacket) {
+            let ctx = packet.context_mut();
+            let counter = if ctx.len() == 24 && ctx.iter().all(|&b| b == 0) {
+                &self.clean
+            } else {
+                &self.dirty
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+            ctx.fill(0xaa);
+            let _ = packet.complete(&[]);
+        }
+    }
+
+    #[test]
+    fn init_settings_and_channel_information() -> Result {
+        use crate::engine::channel::CHANNEL_FLAG_IS_PIPE;
+        let bus = LoopbackBus::new()?;
+        let check = Arc::new(ContextCheck::default(), GFP_KERNEL)?;
+        let server = Channel::new(Role::Server, bus.clone())?;
+        server.configure(|s| {
+            s.interface_type = TYPE;
+            s.interface_instance = [0x44; 16];
+            s.client_context_size = 24;
+        })?;
+        server.set_packet_callbacks(check.clone())?;
+        assert_eq!(server.set_friendly_name(&[b'x'; 65]), Err(EINVAL));
+        server.set_friendly_name(b"echo-server")?;
+        assert!(server.with_friendly_name(|n| n == b"echo-server"));
+        assert_eq!(server.set_flags(CHANNEL_FLAG_IS_PIPE), Err(EOPNOTSUPP));
+        assert_eq!(server.set_flags(0x2), Err(EINVAL));
+        server.set_flags(0)?;
+        assert_eq!(server.set_server_flags(0x20), Err(EINVAL));
+        server.set_server_flags(0x1)?;
+        let client = Channel::new(Role::Client, bus.clone())?;
+        assert_eq!(client.set_server_flags(0x1), Err(EINVAL));
+        // Any instance, at most 100 bytes per packet.
+        client.configure(|s| {
+            s.interface_type = TYPE;
+            s.max_packet_size = 100;
+        })?;
+        assert_eq!(client.interface_instance(), [0; 16]);
+        client.set_pointer(0xfeed);
+        assert_eq!(client.pointer(), 0xfeed);
+        server.enable()?;
+        server.start()?;
+        client.enable()?;
+        for _ in 0..500 {
+            if client.is_running() && server.is_running() {
+                break;
+            }
+            fsleep(Delta::from_millis(10));
+        }
+        // The client learns the instance of the offer it opened.
+        assert_eq!(client.interface_instance(), [0x44; 16]);
+        let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
+        assert_eq!(send_one(&client, &tally, 101, 0), Err(EINVAL));
+        for i in 0..10 {
+            send_one(&client, &tally, 100, i)?;
+        }
+        assert!(tally.wait_total(10));
+        assert_eq!(check.clean.load(Ordering::SeqCst), 10);
+        assert_eq!(check.dirty.load(Ordering::SeqCst), 0);
+        client.disable()?;
+        server.disable()?;
+        client.cleanup()?;
+        server.cleanup()?;
         Ok(())
     }
 }

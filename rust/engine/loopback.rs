@@ -170,7 +170,8 @@ impl LoopbackBus {
 
     fn connect(bus: &mut BusInner, idx: usize, client: &Arc<Channel>, pages: (u32, u32)) -> Result {
         let server = bus.offers[idx].server.clone();
-        let conn = Connection::new(client.clone(), server.clone(), pages)?;
+        let instance = bus.offers[idx].interface_instance;
+        let conn = Connection::new(client.clone(), server.clone(), pages, instance)?;
         // Make room for both events first, so that either both endpoints
         // learn of the connection or neither does.
         client.reserve_event()?;
@@ -197,6 +198,8 @@ pub struct Connection {
     c2s: Arc<RingPages>,
     /// Server to client ring.
     s2c: Arc<RingPages>,
+    /// The offer's instance GUID.
+    instance: Guid,
     #[pin]
     attached: Mutex<Attached>,
     #[pin]
@@ -204,7 +207,12 @@ pub struct Connection {
 }
 
 impl Connection {
-    fn new(client: Arc<Channel>, server: Arc<Channel>, pages: (u32, u32)) -> Result<Arc<Self>> {
+    fn new(
+        client: Arc<Channel>,
+        server: Arc<Channel>,
+        pages: (u32, u32),
+        instance: Guid,
+    ) -> Result<Arc<Self>> {
         let bus = client.bus().clone();
         let c2s = Arc::new(RingPages::new(pages.0 as usize)?, GFP_KERNEL)?;
         let s2c = Arc::new(RingPages::new(pages.1 as usize)?, GFP_KERNEL)?;
@@ -215,6 +223,7 @@ impl Connection {
                 bus,
                 c2s,
                 s2c,
+                instance,
                 attached <- new_mutex!(Attached {
                     client: true,
                     server: true,
@@ -225,13 +234,33 @@ impl Connection {
         )
     }
 
-    /// `channel`'s data path on this connection.
-    pub(crate) fn data_path(&self, channel: &Arc<Channel>) -> Result<DataPath> {
+    /// `channel`'s data path on this connection; `limits` are its maximum
+    /// packet size and per-packet context size.
+    pub(crate) fn data_path(
+        &self,
+        channel: &Arc<Channel>,
+        limits: (usize, usize),
+    ) -> Result<DataPath> {
         if Arc::ptr_eq(channel, &self.client) {
-            DataPath::new(self.c2s.clone(), self.s2c.clone(), self.server.clone())
+            DataPath::new(
+                self.c2s.clone(),
+                self.s2c.clone(),
+                self.server.clone(),
+                limits,
+            )
         } else {
-            DataPath::new(self.s2c.clone(), self.c2s.clone(), self.client.clone())
+            DataPath::new(
+                self.s2c.clone(),
+                self.c2s.clone(),
+                self.client.clone(),
+                limits,
+            )
         }
+    }
+
+    /// The instance GUID of the offer this connection was made to.
+    pub(crate) fn interface_instance(&self) -> Guid {
+        self.instance
     }
 
     /// `channel` leaves the connection; the other endpoint, if still there,

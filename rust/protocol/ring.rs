@@ -438,6 +438,12 @@ impl<M: RingMemory> IncomingRing<M> {
         self.next != self.committed
     }
 
+    /// Forgets the packets read since the last commit: they will be read
+    /// again (for a reader that could not take a packet after all).
+    pub fn revert(&mut self) {
+        self.next = self.committed;
+    }
+
     /// Returns the packets read since the last commit to the writer.
     /// Returns `true` when the writer must be signalled: it asked (through
     /// `pending_send_sz`) to be told when this much space is free, and the
@@ -834,6 +840,45 @@ mod tests {
         );
         let mut big = [0u8; 120];
         assert!(rd.read(&mut big).unwrap().is_some());
+    }
+
+    #[test]
+    fn revert_reads_the_packet_again() {
+        let r = Ring::new(256);
+        let mut w = OutgoingRing::new(r.mem()).unwrap();
+        let mut rd = IncomingRing::new(r.mem()).unwrap();
+        w.write(PacketType::InBand, &[], &[1; 8], false, 1).unwrap();
+        w.write(PacketType::InBand, &[], &[2; 8], false, 2).unwrap();
+        w.commit().unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            rd.read(&mut buf)
+                .unwrap()
+                .unwrap()
+                .descriptor
+                .transaction_id(),
+            1
+        );
+        rd.commit();
+        assert_eq!(
+            rd.read(&mut buf)
+                .unwrap()
+                .unwrap()
+                .descriptor
+                .transaction_id(),
+            2
+        );
+        rd.revert();
+        assert!(!rd.has_uncommitted());
+        assert_eq!(
+            rd.read(&mut buf)
+                .unwrap()
+                .unwrap()
+                .descriptor
+                .transaction_id(),
+            2
+        );
+        assert_eq!(rd.read(&mut buf), Ok(None));
     }
 
     #[test]
