@@ -835,6 +835,25 @@ mod tests {
     }
 
     #[test]
+    fn synchronous_request_sees_the_device_removed_while_waiting() -> Result {
+        let bus = LoopbackBus::new()?;
+        let holder = Holder::new(true)?;
+        let (server, client) = pair_with(&bus, holder.clone())?;
+        let mut reply = [0u8; 16];
+        // The server fails the request, which closes the connection while
+        // the client waits: the request ends with -ENODEV, not a timeout.
+        assert_eq!(
+            client.send_sync(&[0xff], &mut reply, Some(10_000)),
+            Err(ENODEV)
+        );
+        assert!(holder.wait(|_| !client.is_enabled()));
+        server.disable()?;
+        client.cleanup()?;
+        server.cleanup()?;
+        Ok(())
+    }
+
+    #[test]
     fn transaction_quota_limits_outstanding_packets() -> Result {
         const N: u32 = 20;
         let bus = LoopbackBus::new()?;
