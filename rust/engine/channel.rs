@@ -98,6 +98,11 @@ pub struct Settings {
     /// Bytes of zeroed driver context given with each incoming packet
     /// (`ClientContextSize`).
     pub client_context_size: u32,
+    /// Most bytes of external data one packet may describe
+    /// (`MaximumExternalData`; 0: none).
+    pub max_external_bytes: u32,
+    /// Most ranges (chain length) one packet may describe.
+    pub max_external_ranges: u32,
 }
 
 /// Longest friendly name, in bytes.
@@ -118,6 +123,8 @@ impl Settings {
             incoming_pages: 4,
             outgoing_pages: 4,
             client_context_size: 0,
+            max_external_bytes: 0,
+            max_external_ranges: 0,
         }
     }
 }
@@ -354,6 +361,20 @@ impl Channel {
         }
         ctl.server_flags = flags;
         Ok(())
+    }
+
+    /// KMCL `VmbChannelInitSetMaximumExternalData`: the most external data
+    /// (bytes and chain length) one packet may describe; both must be
+    /// non-zero (`-EINVAL`). Incoming GPA-direct range lists beyond these
+    /// limits are rejected.
+    pub fn set_maximum_external_data(&self, bytes: u32, ranges: u32) -> Result {
+        if bytes == 0 || ranges == 0 {
+            return Err(EINVAL);
+        }
+        self.configure(|s| {
+            s.max_external_bytes = bytes;
+            s.max_external_ranges = ranges;
+        })
     }
 
     /// KMCL `VmbChannelSetPointer`.

@@ -1052,6 +1052,11 @@ mod tests {
         server.set_flags(0)?;
         assert_eq!(server.set_server_flags(0x20), Err(EINVAL));
         server.set_server_flags(0x1)?;
+        assert_eq!(server.set_maximum_external_data(0, 4), Err(EINVAL));
+        assert_eq!(server.set_maximum_external_data(4096, 0), Err(EINVAL));
+        server.set_maximum_external_data(1 << 20, 16)?;
+        assert_eq!(server.settings().max_external_bytes, 1 << 20);
+        assert_eq!(server.settings().max_external_ranges, 16);
         let client = Channel::new(Role::Client, bus.clone())?;
         assert_eq!(client.set_server_flags(0x1), Err(EINVAL));
         // Any instance, at most 100 bytes per packet.
@@ -1063,6 +1068,7 @@ mod tests {
         client.set_pointer(0xfeed);
         assert_eq!(client.pointer(), 0xfeed);
         server.enable()?;
+        assert_eq!(server.set_maximum_external_data(1, 1), Err(EBUSY));
         server.start()?;
         client.enable()?;
         for _ in 0..500 {
