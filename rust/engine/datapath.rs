@@ -587,16 +587,31 @@ mod tests {
         server.set_packet_callbacks(server_callbacks)?;
         let client = Channel::new(Role::Client, bus.clone())?;
         client.configure(|s| s.interface_type = TYPE)?;
+        open(&server, &client)?;
+        Ok((server, client))
+    }
+
+    /// Enables and starts `server`, enables `client`, and waits until both
+    /// run (the client connects asynchronously).
+    fn open(server: &Arc<Channel>, client: &Arc<Channel>) -> Result {
         server.enable()?;
         server.start()?;
         client.enable()?;
         for _ in 0..500 {
             if client.is_running() && server.is_running() {
-                return Ok((server, client));
+                return Ok(());
             }
             fsleep(Delta::from_millis(10));
         }
         Err(ETIMEDOUT)
+    }
+
+    /// Disables and releases both channels.
+    fn close(client: Arc<Channel>, server: Arc<Channel>) -> Result {
+        client.disable()?;
+        server.disable()?;
+        client.cleanup()?;
+        server.cleanup()
     }
 
     /// Deterministic pseudo-random sizes in `1..=max`.
@@ -635,15 +650,7 @@ mod tests {
         let client = Channel::new(Role::Client, bus.clone())?;
         client.configure(|s| s.interface_type = TYPE)?;
         client.set_packet_callbacks(Arc::new(Echo, GFP_KERNEL)?)?;
-        server.enable()?;
-        server.start()?;
-        client.enable()?;
-        for _ in 0..500 {
-            if client.is_running() && server.is_running() {
-                break;
-            }
-            fsleep(Delta::from_millis(10));
-        }
+        open(&server, &client)?;
         let (to_server, to_client) = (
             Arc::new(Tally::default(), GFP_KERNEL)?,
             Arc::new(Tally::default(), GFP_KERNEL)?,
@@ -672,11 +679,7 @@ mod tests {
         assert_eq!(c.bad_completions + s.bad_completions, 0);
         assert_eq!(c.ring_errors + s.ring_errors, 0);
         pr_info!("echo both ways: client {:?}, server {:?}\n", c, s);
-        client.disable()?;
-        server.disable()?;
-        client.cleanup()?;
-        server.cleanup()?;
-        Ok(())
+        close(client, server)
     }
 
     #[test]
@@ -832,11 +835,7 @@ mod tests {
         }
         assert!(dropped);
         assert_eq!(client.counters().completions_in, 0);
-        client.disable()?;
-        server.disable()?;
-        client.cleanup()?;
-        server.cleanup()?;
-        Ok(())
+        close(client, server)
     }
 
     #[test]
@@ -885,11 +884,7 @@ mod tests {
         assert!(tally.wait_total(N));
         assert_eq!(tally.total(), N);
         assert!(holder.most_held.load(Ordering::SeqCst) <= 4);
-        client.disable()?;
-        server.disable()?;
-        client.cleanup()?;
-        server.cleanup()?;
-        Ok(())
+        close(client, server)
     }
 
     #[test]
@@ -960,29 +955,18 @@ mod tests {
         server.set_incoming_processing_at_passive(passive)?;
         let client = Channel::new(Role::Client, bus.clone())?;
         client.configure(|s| s.interface_type = TYPE)?;
-        server.enable()?;
-        server.start()?;
-        client.enable()?;
+        open(&server, &client)?;
         assert_eq!(
             server.set_incoming_processing_at_passive(!passive),
             Err(EBUSY)
         );
-        for _ in 0..500 {
-            if client.is_running() && server.is_running() {
-                break;
-            }
-            fsleep(Delta::from_millis(10));
-        }
         let mut reply = [0u8; 8];
         for _ in 0..N {
             let n = client.send_sync(&[1, 2, 3], &mut reply, Some(5000))?;
             assert_eq!(&reply[..4], b"done");
             assert_eq!(n, 8);
         }
-        client.disable()?;
-        server.disable()?;
-        client.cleanup()?;
-        server.cleanup()?;
+        close(client, server)?;
         Ok(probe)
     }
 
@@ -1067,16 +1051,8 @@ mod tests {
         assert_eq!(client.interface_instance(), [0; 16]);
         client.set_pointer(0xfeed);
         assert_eq!(client.pointer(), 0xfeed);
-        server.enable()?;
+        open(&server, &client)?;
         assert_eq!(server.set_maximum_external_data(1, 1), Err(EBUSY));
-        server.start()?;
-        client.enable()?;
-        for _ in 0..500 {
-            if client.is_running() && server.is_running() {
-                break;
-            }
-            fsleep(Delta::from_millis(10));
-        }
         // The client learns the instance of the offer it opened.
         assert_eq!(client.interface_instance(), [0x44; 16]);
         let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
@@ -1087,11 +1063,7 @@ mod tests {
         assert!(tally.wait_total(10));
         assert_eq!(check.clean.load(Ordering::SeqCst), 10);
         assert_eq!(check.dirty.load(Ordering::SeqCst), 0);
-        client.disable()?;
-        server.disable()?;
-        client.cleanup()?;
-        server.cleanup()?;
-        Ok(())
+        close(client, server)
     }
 
     #[test]
@@ -1119,11 +1091,7 @@ mod tests {
         // While the server was paused ~200 packets went into a 16 KiB ring:
         // it filled and the rest were queued, then written after Start.
         assert!(client.counters().ring_full > 0);
-        client.disable()?;
-        server.disable()?;
-        client.cleanup()?;
-        server.cleanup()?;
-        Ok(())
+        close(client, server)
     }
 
     #[test]
@@ -1201,15 +1169,7 @@ mod tests {
         assert_eq!(e, ENOTCONN);
         assert_eq!(p.pointer(), 7);
         assert!(Arc::ptr_eq(p.channel(), &client));
-        server.enable()?;
-        server.start()?;
-        client.enable()?;
-        for _ in 0..500 {
-            if client.is_running() && server.is_running() {
-                break;
-            }
-            fsleep(Delta::from_millis(10));
-        }
+        open(&server, &client)?;
         // Over the maximum packet size: returned, nothing sent.
         let (mut p, e) = p.send(&[0; 65], true).err().ok_or(EINVAL)?;
         assert_eq!(e, EINVAL);
@@ -1242,10 +1202,6 @@ mod tests {
             fsleep(Delta::from_millis(10));
         }
         assert_eq!(server.counters().packets_in, 26);
-        client.disable()?;
-        server.disable()?;
-        client.cleanup()?;
-        server.cleanup()?;
-        Ok(())
+        close(client, server)
     }
 }
