@@ -157,24 +157,6 @@ impl RingMemory for RingPages {
     }
 }
 
-impl RingMemory for kernel::sync::Arc<RingPages> {
-    fn control(&self) -> &[AtomicU32; CONTROL_WORDS] {
-        (**self).control()
-    }
-
-    fn data_len(&self) -> usize {
-        (**self).data_len()
-    }
-
-    fn read_data(&self, offset: usize, buf: &mut [u8]) {
-        (**self).read_data(offset, buf)
-    }
-
-    fn write_data(&self, offset: usize, buf: &[u8]) {
-        (**self).write_data(offset, buf)
-    }
-}
-
 #[kunit_tests(kmcl_shmem)]
 mod tests {
     use super::*;

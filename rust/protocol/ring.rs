@@ -532,7 +532,13 @@ impl RingMemory for WordRingMemory<'_> {
     }
 }
 
-impl<M: RingMemory> RingMemory for &M {
+/// A reference or smart pointer to ring memory is ring memory (`&M`, and
+/// in the kernel `Arc<RingPages>`).
+impl<P> RingMemory for P
+where
+    P: core::ops::Deref,
+    P::Target: RingMemory,
+{
     fn control(&self) -> &[AtomicU32; CONTROL_WORDS] {
         (**self).control()
     }
