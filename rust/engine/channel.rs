@@ -299,14 +299,22 @@ impl Channel {
         self.role
     }
 
-    /// Changes init-time settings; `-EBUSY` unless the channel is disabled.
-    pub fn configure(&self, f: impl FnOnce(&mut Settings)) -> Result {
+    /// Runs `f` on the control state if init-time settings may change
+    /// (KMCL: only while disabled), else fails with `-EBUSY`.
+    fn init_time(&self, f: impl FnOnce(&mut Control) -> Result) -> Result {
         let mut ctl = self.control.lock();
         if !ctl.lifecycle.accepts_init() {
             return Err(EBUSY);
         }
-        f(&mut ctl.settings);
-        Ok(())
+        f(&mut ctl)
+    }
+
+    /// Changes init-time settings; `-EBUSY` unless the channel is disabled.
+    pub fn configure(&self, f: impl FnOnce(&mut Settings)) -> Result {
+        self.init_time(|ctl| {
+            f(&mut ctl.settings);
+            Ok(())
+        })
     }
 
     /// The current settings.
@@ -317,14 +325,12 @@ impl Channel {
     /// KMCL `VmbChannelInitSetFriendlyName`: a name for debugging (at most
     /// [`FRIENDLY_NAME_MAX`] bytes, else `-EINVAL`).
     pub fn set_friendly_name(&self, name: &[u8]) -> Result {
-        let mut ctl = self.control.lock();
-        if !ctl.lifecycle.accepts_init() {
-            return Err(EBUSY);
-        }
-        let dst = ctl.friendly_name.get_mut(..name.len()).ok_or(EINVAL)?;
-        dst.copy_from_slice(name);
-        ctl.friendly_name_len = name.len();
-        Ok(())
+        self.init_time(|ctl| {
+            let dst = ctl.friendly_name.get_mut(..name.len()).ok_or(EINVAL)?;
+            dst.copy_from_slice(name);
+            ctl.friendly_name_len = name.len();
+            Ok(())
+        })
     }
 
     /// Calls `f` with the friendly name.
@@ -336,31 +342,27 @@ impl Channel {
     /// KMCL `VmbChannelInitSetFlags`: `-EINVAL` for unknown bits,
     /// `-EOPNOTSUPP` for pipe mode, which kmcl does not implement.
     pub fn set_flags(&self, flags: u32) -> Result {
-        let ctl = self.control.lock();
-        if !ctl.lifecycle.accepts_init() {
-            return Err(EBUSY);
-        }
-        if flags & !CHANNEL_FLAG_IS_PIPE != 0 {
-            return Err(EINVAL);
-        }
-        if flags & CHANNEL_FLAG_IS_PIPE != 0 {
-            return Err(EOPNOTSUPP);
-        }
-        Ok(())
+        self.init_time(|_| {
+            if flags & !CHANNEL_FLAG_IS_PIPE != 0 {
+                return Err(EINVAL);
+            }
+            if flags & CHANNEL_FLAG_IS_PIPE != 0 {
+                return Err(EOPNOTSUPP);
+            }
+            Ok(())
+        })
     }
 
     /// KMCL `VmbServerChannelInitSetFlags`: `-EINVAL` for unknown bits or
     /// on a client channel.
     pub fn set_server_flags(&self, flags: u32) -> Result {
-        let mut ctl = self.control.lock();
-        if !ctl.lifecycle.accepts_init() {
-            return Err(EBUSY);
-        }
-        if self.role != Role::Server || flags & !SERVER_FLAGS_KNOWN != 0 {
-            return Err(EINVAL);
-        }
-        ctl.server_flags = flags;
-        Ok(())
+        self.init_time(|ctl| {
+            if self.role != Role::Server || flags & !SERVER_FLAGS_KNOWN != 0 {
+                return Err(EINVAL);
+            }
+            ctl.server_flags = flags;
+            Ok(())
+        })
     }
 
     /// KMCL `VmbChannelInitSetMaximumExternalData`: the most external data
@@ -400,12 +402,10 @@ impl Channel {
 
     /// Sets the state callbacks; `-EBUSY` unless the channel is disabled.
     pub fn set_state_callbacks(&self, callbacks: Arc<dyn StateCallbacks>) -> Result {
-        let mut ctl = self.control.lock();
-        if !ctl.lifecycle.accepts_init() {
-            return Err(EBUSY);
-        }
-        ctl.callbacks = Some(callbacks);
-        Ok(())
+        self.init_time(|ctl| {
+            ctl.callbacks = Some(callbacks);
+            Ok(())
+        })
     }
 
     /// Whether the channel is enabled.
@@ -480,12 +480,10 @@ impl Channel {
 
     /// Sets the packet callbacks; `-EBUSY` unless the channel is disabled.
     pub fn set_packet_callbacks(&self, callbacks: Arc<dyn PacketCallbacks>) -> Result {
-        let ctl = self.control.lock();
-        if !ctl.lifecycle.accepts_init() {
-            return Err(EBUSY);
-        }
-        self.rx.lock().callbacks = Some(callbacks);
-        Ok(())
+        self.init_time(|_| {
+            self.rx.lock().callbacks = Some(callbacks);
+            Ok(())
+        })
     }
 
     /// KMCL `VmbPacketSend` of an in-band packet. With
@@ -697,12 +695,10 @@ impl Channel {
     /// while disabled (`-EBUSY` otherwise), so that a channel's receive
     /// work always runs in one context.
     pub fn set_incoming_processing_at_passive(&self, at_passive: bool) -> Result {
-        let ctl = self.control.lock();
-        if !ctl.lifecycle.accepts_init() {
-            return Err(EBUSY);
-        }
-        self.rx.lock().at_passive = at_passive;
-        Ok(())
+        self.init_time(|_| {
+            self.rx.lock().at_passive = at_passive;
+            Ok(())
+        })
     }
 
     /// KMCL `VmbChannelPacketDeferToPassive`: `packet` will be delivered
