@@ -315,20 +315,32 @@ impl DataPath {
             self.forget(transaction_id);
             return Err(EOVERFLOW);
         }
-        let mut copy = KVec::with_capacity(payload.len(), GFP_ATOMIC)?;
-        copy.extend_from_slice(payload, GFP_ATOMIC)?;
-        self.queue.push(
-            Queued {
-                ptype,
-                payload: copy,
-                completion_requested: wait_for_completion,
-                transaction_id: id,
-                on_written: routine,
-            },
-            GFP_ATOMIC,
-        )?;
+        // An error from here on means the routine never runs: forget the
+        // transaction before returning it.
+        let queued = (|| -> Result {
+            let mut copy = KVec::with_capacity(payload.len(), GFP_ATOMIC)?;
+            copy.extend_from_slice(payload, GFP_ATOMIC)?;
+            self.queue.push(
+                Queued {
+                    ptype,
+                    payload: copy,
+                    completion_requested: wait_for_completion,
+                    transaction_id: id,
+                    on_written: routine,
+                },
+                GFP_ATOMIC,
+            )?;
+            Ok(())
+        })();
+        if let Err(e) = queued {
+            self.forget(transaction_id);
+            return Err(e);
+        }
         self.counters.ring_full += 1;
-        self.flush_queue().map(|(kick, _)| Sent {
+        // The packet is queued: it completes later whatever happens now (a
+        // corrupt ring shows up on the next read).
+        let (kick, _) = self.flush_queue().unwrap_or((false, 0));
+        Ok(Sent {
             kick,
             run_now: None,
             id,
@@ -481,7 +493,8 @@ impl DataPath {
             GFP_ATOMIC,
         )?;
         self.counters.ring_full += 1;
-        self.flush_queue().map(|(kick, _)| kick)
+        // Queued: it is written later whatever happens now.
+        Ok(self.flush_queue().is_ok_and(|(kick, _)| kick))
     }
 }
 
