@@ -695,42 +695,47 @@ mod tests {
         close(client, server)
     }
 
-    #[test]
-    fn disable_under_traffic_accounts_for_every_packet() -> Result {
+    /// Sends 500 packets, then disables one side while they are in
+    /// flight: every completion routine must run exactly once, echoed or
+    /// with -ENODEV, and the client must end up closed.
+    fn disable_under_traffic(server_side: bool, mut seed: u32) -> Result {
         const N: u32 = 500;
         let bus = LoopbackBus::new()?;
         let (server, client) = pair(&bus)?;
         let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
-        let mut seed = 7;
         for i in 0..N {
             send_one(&client, &tally, sizes(&mut seed, 3000), i)?;
         }
-        client.disable()?;
-        // Every completion routine ran exactly once: echoed, or failed with
-        // -ENODEV because the channel closed first.
+        if server_side {
+            // The server rescinds: the client gets Suspend and Closed.
+            server.disable()?;
+        } else {
+            client.disable()?;
+        }
+        assert!(!client.is_enabled());
         assert!(tally.wait_total(N));
         fsleep(Delta::from_millis(50));
         assert_eq!(tally.total(), N);
         assert_eq!(tally.mismatched.load(Ordering::SeqCst), 0);
         assert_eq!(tally.other.load(Ordering::SeqCst), 0);
-        assert_eq!(
-            client.send(
-                &[1],
-                false,
-                KBox::new(
-                    Expect {
-                        sent: KVec::new(),
-                        tally: tally.clone()
-                    },
-                    GFP_KERNEL
-                )?
-            ),
-            Err(ENOTCONN)
-        );
-        server.disable()?;
+        let late = KBox::new(
+            Expect {
+                sent: KVec::new(),
+                tally: tally.clone(),
+            },
+            GFP_KERNEL,
+        )?;
+        assert_eq!(client.send(&[1], false, late), Err(ENOTCONN));
+        if !server_side {
+            server.disable()?;
+        }
         client.cleanup()?;
-        server.cleanup()?;
-        Ok(())
+        server.cleanup()
+    }
+
+    #[test]
+    fn disable_under_traffic_accounts_for_every_packet() -> Result {
+        disable_under_traffic(false, 7)
     }
 
     /// Server side: keeps packets uncompleted until the test says so.
@@ -1109,26 +1114,7 @@ mod tests {
 
     #[test]
     fn server_disable_under_traffic_accounts_for_every_packet() -> Result {
-        const N: u32 = 500;
-        let bus = LoopbackBus::new()?;
-        let (server, client) = pair(&bus)?;
-        let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
-        let mut seed = 11;
-        for i in 0..N {
-            send_one(&client, &tally, sizes(&mut seed, 3000), i)?;
-        }
-        // The server rescinds: the client gets Suspend and Closed, and every
-        // send is completed once, echoed or with -ENODEV.
-        server.disable()?;
-        assert!(!client.is_enabled());
-        assert!(tally.wait_total(N));
-        fsleep(Delta::from_millis(50));
-        assert_eq!(tally.total(), N);
-        assert_eq!(tally.mismatched.load(Ordering::SeqCst), 0);
-        assert_eq!(tally.other.load(Ordering::SeqCst), 0);
-        client.cleanup()?;
-        server.cleanup()?;
-        Ok(())
+        disable_under_traffic(true, 11)
     }
 
     /// Re-sends its packet until `left` runs out, checking what comes back.

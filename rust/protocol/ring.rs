@@ -857,34 +857,18 @@ mod tests {
         w.write(PacketType::InBand, &[], &[2; 8], false, 2).unwrap();
         w.commit().unwrap();
         let mut buf = [0u8; 64];
-        assert_eq!(
+        let mut next_id = |rd: &mut IncomingRing<_>| {
             rd.read(&mut buf)
                 .unwrap()
-                .unwrap()
-                .descriptor
-                .transaction_id(),
-            1
-        );
+                .map(|p| p.descriptor.transaction_id())
+        };
+        assert_eq!(next_id(&mut rd), Some(1));
         rd.commit();
-        assert_eq!(
-            rd.read(&mut buf)
-                .unwrap()
-                .unwrap()
-                .descriptor
-                .transaction_id(),
-            2
-        );
+        assert_eq!(next_id(&mut rd), Some(2));
         rd.revert();
         assert!(!rd.has_uncommitted());
-        assert_eq!(
-            rd.read(&mut buf)
-                .unwrap()
-                .unwrap()
-                .descriptor
-                .transaction_id(),
-            2
-        );
-        assert_eq!(rd.read(&mut buf), Ok(None));
+        assert_eq!(next_id(&mut rd), Some(2));
+        assert_eq!(next_id(&mut rd), None);
     }
 
     #[test]
