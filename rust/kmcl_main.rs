@@ -19,6 +19,7 @@ use kernel::prelude::*;
 
 pub mod context;
 pub mod engine;
+pub mod ffi;
 pub mod protocol;
 pub mod queues;
 pub mod shmem;
@@ -42,6 +43,7 @@ struct Kmcl {
 impl kernel::Module for Kmcl {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let queues = queues::Queues::new()?;
+        ffi::init()?;
         if hv::vmbus_host_present() {
             pr_info!("loaded; VMBus host present\n");
         } else {
@@ -53,6 +55,7 @@ impl kernel::Module for Kmcl {
 
 impl Drop for Kmcl {
     fn drop(&mut self) {
+        ffi::exit();
         pr_info!("unloaded\n");
     }
 }

@@ -2,16 +2,39 @@
 /*
  * kmcl: the VMBus Kernel Mode Client Library for Linux - public C header.
  *
- * Constants of the KMCL API (vmbuskernelmodeclientlibapi.h) with their
- * Windows names and values, so drivers ported from Windows keep their flag
- * arguments.  kmcl's functions return 0 or a negative errno; see
- * Documentation/status.rst for the errno each KMCL NTSTATUS maps to.
+ * The channel API of Windows' KMCL (vmbuskernelmodeclientlibapi.h) for
+ * Linux kernel modules.  Every KMCL function has a kmcl_ counterpart,
+ * exported with EXPORT_SYMBOL_NS_GPL in the "KMCL" namespace (a user says
+ * MODULE_IMPORT_NS("KMCL")) and reachable through the interface tables of
+ * kmcl_query_interface().  Documentation/kmcl-mapping.rst maps each KMCL
+ * name to its kmcl function and lists what differs from Windows.
  *
- * The channel and packet functions are declared here as they are exported
- * (see Documentation/index.rst for what exists today).
+ * Conventions:
+ *  - Functions return 0 or a negative errno where KMCL returns NTSTATUS
+ *    (Documentation/status.rst gives the errno of each NTSTATUS), and also
+ *    where KMCL returns VOID but kmcl can refuse a call (the error is then
+ *    informative; ignoring it is as safe as on Windows).
+ *  - Contexts: "process" is KMCL's PASSIVE_LEVEL (may sleep), "any" is up
+ *    to DISPATCH_LEVEL (softirq, or with a spinlock held).  Packet
+ *    callbacks run in softirq context (BH work) unless the channel
+ *    processes incoming packets at passive; state callbacks run in process
+ *    context with the channel's control lock held, so they must not call
+ *    enable, disable, pause, start or the init setters of their channel.
+ *  - A NULL handle is refused with -EINVAL (or ignored by functions
+ *    without a return value); other invalid handles are the caller's bug.
+ *  - GUIDs are guid_t, which has Windows' GUID memory layout.
+ *
+ * Rust drivers use include/kmcl/rust/kmcl.rs instead, a safe wrapper over
+ * this ABI.
  */
 #ifndef _KMCL_KMCL_H
 #define _KMCL_KMCL_H
+
+#include <linux/types.h>
+#include <linux/uuid.h>
+
+struct module;
+struct page;
 
 /* VmbPacketSend() and friends: Flags. */
 #define VMBUS_CHANNEL_FORMAT_FLAG_WAIT_FOR_COMPLETION		0x1
@@ -39,5 +62,527 @@
 
 /* Largest "extra data" of an offer (Linux: MAX_USER_DEFINED_BYTES). */
 #define VMBUS_SERVER_CHANNEL_INIT_MAXIMUM_OFFER_DATA		120
+
+/* Longest friendly name, in bytes. */
+#define KMCL_FRIENDLY_NAME_MAX					64
+
+/* A channel endpoint (KMCL VMBCHANNEL); opaque. */
+struct kmcl_channel;
+
+/* An outgoing packet object (KMCL VMBPACKET); opaque. */
+struct kmcl_packet;
+
+/*
+ * An incoming packet (KMCL VMBPACKETCOMPLETION); opaque.  Valid from
+ * EvtVmbChannelProcessPacket until it is completed, deferred or failed.
+ */
+struct kmcl_incoming;
+
+/**
+ * struct kmcl_mdl - kmcl's counterpart of a Windows MDL.
+ * @pages:    the pages, in order.
+ * @nr_pages: number of entries in @pages.
+ * @offset:   byte offset of the data in the first page.
+ * @length:   bytes of data.
+ *
+ * A page array with an offset and a length describes the same thing as an
+ * MDL and maps one-to-one to a VMBus GPA range.
+ */
+struct kmcl_mdl {
+	struct page **pages;
+	u32 nr_pages;
+	u32 offset;
+	u32 length;
+};
+
+/* Callbacks (KMCL EVT_VMB_*). */
+typedef int (*kmcl_evt_channel_opened)(struct kmcl_channel *channel);
+typedef void (*kmcl_evt_channel_state)(struct kmcl_channel *channel);
+typedef void (*kmcl_evt_channel_pnp_failure)(struct kmcl_channel *channel,
+					     int status);
+typedef void (*kmcl_evt_process_packet)(struct kmcl_channel *channel,
+					struct kmcl_incoming *packet,
+					const void *buffer, u32 length,
+					u32 flags);
+typedef void (*kmcl_evt_processing_complete)(struct kmcl_channel *channel,
+					     u32 packets);
+typedef void (*kmcl_evt_packet_completion)(struct kmcl_packet *packet,
+					   int status, const void *buffer,
+					   u32 length);
+typedef int (*kmcl_evt_save_packet)(struct kmcl_channel *channel,
+				    struct kmcl_incoming *packet,
+				    void *buffer, u32 size, u32 *needed);
+typedef int (*kmcl_evt_restore_packet)(struct kmcl_channel *channel,
+				       const void *lib_buffer, u32 lib_size,
+				       const void *buffer, u32 size);
+
+#define KMCL_STATE_CALLBACKS_VERSION 1
+
+/**
+ * struct kmcl_state_callbacks - KMCL VMB_CHANNEL_STATE_CHANGE_CALLBACKS.
+ * @version:      KMCL_STATE_CALLBACKS_VERSION.
+ * @size:         sizeof(struct kmcl_state_callbacks).
+ * @opened:       EvtChannelOpened: connected; an error abandons the
+ *                connection.  Process context.
+ * @closed:       EvtChannelClosed: the connection ended.
+ * @suspend:      EvtChannelSuspend: packets stop flowing.
+ * @started:      EvtChannelStarted: packets are about to flow.
+ * @post_started: EvtChannelPostStarted: packets flow.
+ *
+ * Fill with kmcl_state_callbacks_init(), then set the callbacks wanted.
+ */
+struct kmcl_state_callbacks {
+	u32 version;
+	u32 size;
+	kmcl_evt_channel_opened opened;
+	kmcl_evt_channel_state closed;
+	kmcl_evt_channel_state suspend;
+	kmcl_evt_channel_state started;
+	kmcl_evt_channel_state post_started;
+};
+
+/**
+ * kmcl_state_callbacks_init() - VMB_CHANNEL_STATE_CHANGE_CALLBACKS_INIT.
+ * @callbacks: the structure to initialise: version and size set, every
+ *             callback NULL.
+ */
+static inline void kmcl_state_callbacks_init(struct kmcl_state_callbacks *callbacks)
+{
+	*callbacks = (struct kmcl_state_callbacks) {
+		.version = KMCL_STATE_CALLBACKS_VERSION,
+		.size = sizeof(*callbacks),
+	};
+}
+
+/**
+ * kmcl_channel_allocate() - VmbChannelAllocate: a new disabled channel.
+ * @owner:     THIS_MODULE.  If that module is unloaded with the channel
+ *             still allocated, kmcl disables and frees it (and logs it)
+ *             without calling into the module again.
+ * @is_server: true for a server endpoint (VSP), false for a client (VSC).
+ * @channel:   receives the handle.
+ *
+ * Context: process.
+ * Return: 0, -EINVAL (NULL @channel), -ENOMEM, -ENODEV (kmcl unloading).
+ */
+int kmcl_channel_allocate(struct module *owner, bool is_server,
+			  struct kmcl_channel **channel);
+
+/**
+ * kmcl_channel_cleanup() - VmbChannelCleanup: frees a channel.
+ * @channel: the channel; disabled first if it is enabled.
+ *
+ * Packets allocated for the channel must be freed first.  A channel
+ * cleaned up twice is reported in the kernel log.
+ * Context: process, may sleep.
+ */
+void kmcl_channel_cleanup(struct kmcl_channel *channel);
+
+/**
+ * kmcl_channel_enable() - VmbChannelEnable: offer (server) or open (client).
+ * @channel: a disabled channel.
+ *
+ * Returns at once; the state callbacks report progress.  A client enabled
+ * before a matching offer exists waits for it.
+ * Context: process.
+ * Return: 0, -EBUSY (already enabled), -EEXIST (a server with the same
+ * interface type and instance is enabled), -ENOMEM.
+ */
+int kmcl_channel_enable(struct kmcl_channel *channel);
+
+/**
+ * kmcl_channel_disable() - VmbChannelDisable: close (client) or rescind
+ * (server), waiting until the channel is torn down.
+ * @channel: an enabled channel.
+ *
+ * Context: process, sleeps; not from the channel's callbacks.
+ * Return: 0, -EBUSY (not enabled).
+ */
+int kmcl_channel_disable(struct kmcl_channel *channel);
+
+/**
+ * kmcl_channel_pause() - VmbChannelPause: stop delivering packets, and
+ * wait for delivered ones to be completed.
+ * @channel: the channel.
+ *
+ * Context: process, sleeps; not from the channel's callbacks.
+ * Return: 0, -EBUSY (not running).
+ */
+int kmcl_channel_pause(struct kmcl_channel *channel);
+
+/**
+ * kmcl_channel_start() - VmbChannelStart: resume a paused channel.
+ * @channel: the channel.
+ *
+ * Context: process; not from the channel's callbacks.
+ * Return: 0, -EBUSY (not paused).
+ */
+int kmcl_channel_start(struct kmcl_channel *channel);
+
+/*
+ * Init-time settings (KMCL VmbChannelInitSet*, VmbClientChannelInitSet*,
+ * VmbServerChannelInitSet*): only while the channel is disabled
+ * (-EBUSY otherwise).  Context: process.  Client-only and server-only
+ * setters return -EINVAL on a channel of the other role.
+ */
+
+/** kmcl_channel_init_set_maximum_packet_size() - largest payload sent (> 0). */
+int kmcl_channel_init_set_maximum_packet_size(struct kmcl_channel *channel,
+					      u32 size);
+/** kmcl_channel_init_set_maximum_external_data() - external data limits. */
+int kmcl_channel_init_set_maximum_external_data(struct kmcl_channel *channel,
+						u32 size, u32 chain_length);
+/** kmcl_channel_init_set_client_context_size() - zeroed bytes per incoming packet (<= 4096). */
+int kmcl_channel_init_set_client_context_size(struct kmcl_channel *channel,
+					      u32 size);
+/** kmcl_channel_init_set_flags() - VMBUS_CHANNEL_INIT_FLAG_* (pipe mode: -EOPNOTSUPP). */
+int kmcl_channel_init_set_flags(struct kmcl_channel *channel, u32 flags);
+/** kmcl_channel_init_set_friendly_name() - a name for logs (<= 64 bytes). */
+int kmcl_channel_init_set_friendly_name(struct kmcl_channel *channel,
+					const char *name);
+
+/**
+ * kmcl_channel_init_set_process_packet_callbacks() - packet callbacks.
+ * @channel:             the channel.
+ * @process_packet:      EvtVmbChannelProcessPacket (required).  It owns
+ *                       @packet until it calls kmcl_channel_packet_complete(),
+ *                       _defer_to_passive() or _fail(), now or later; the
+ *                       payload stays valid until then.
+ * @complete:            EvtVmbChannelProcessingComplete, or NULL.
+ *
+ * Return: 0, -EINVAL (no @process_packet), -EBUSY, -ENOMEM.
+ */
+int kmcl_channel_init_set_process_packet_callbacks(struct kmcl_channel *channel,
+						   kmcl_evt_process_packet process_packet,
+						   kmcl_evt_processing_complete complete);
+
+/**
+ * kmcl_channel_init_set_state_change_callbacks() - state callbacks.
+ * @channel:   the channel.
+ * @callbacks: from kmcl_state_callbacks_init(); copied.
+ *
+ * Return: 0, -EINVAL (NULL, or a version or size kmcl does not know; the
+ * log says which), -EBUSY, -ENOMEM.
+ */
+int kmcl_channel_init_set_state_change_callbacks(struct kmcl_channel *channel,
+						 const struct kmcl_state_callbacks *callbacks);
+
+/** kmcl_client_channel_init_set_ring_buffer_page_count() - ring sizes in pages (> 0). */
+int kmcl_client_channel_init_set_ring_buffer_page_count(struct kmcl_channel *channel,
+							u32 incoming, u32 outgoing);
+
+/**
+ * kmcl_client_channel_init_set_target_pnp() - the offer a client opens.
+ * @channel:        a client channel.
+ * @interface_type: required.
+ * @instance:       NULL: any instance of @interface_type.
+ * @pnp_failure:    EvtChannelPnpFailure (hv_vmbus channels), or NULL.
+ *
+ * Return: 0, -EINVAL (server channel, NULL @interface_type), -EBUSY.
+ */
+int kmcl_client_channel_init_set_target_pnp(struct kmcl_channel *channel,
+					    const guid_t *interface_type,
+					    const guid_t *instance,
+					    kmcl_evt_channel_pnp_failure pnp_failure);
+
+/** kmcl_server_channel_init_set_target_interface_id() - what a server offers (both required). */
+int kmcl_server_channel_init_set_target_interface_id(struct kmcl_channel *channel,
+						     const guid_t *interface_type,
+						     const guid_t *instance);
+/** kmcl_server_channel_init_set_flags() - VMBUS_SERVER_CHANNEL_INIT_FLAG_*. */
+int kmcl_server_channel_init_set_flags(struct kmcl_channel *channel, u32 flags);
+/** kmcl_server_channel_init_set_target_vtl() - VTL 0 only for now (else -EOPNOTSUPP). */
+int kmcl_server_channel_init_set_target_vtl(struct kmcl_channel *channel, u8 vtl);
+/** kmcl_server_channel_init_set_mmio_megabytes() - -EOPNOTSUPP for now. */
+int kmcl_server_channel_init_set_mmio_megabytes(struct kmcl_channel *channel,
+						u16 megabytes, u16 optional_megabytes);
+/** kmcl_server_channel_init_set_save_restore_packet_callbacks() - -EOPNOTSUPP for now. */
+int kmcl_server_channel_init_set_save_restore_packet_callbacks(struct kmcl_channel *channel,
+							       kmcl_evt_save_packet save,
+							       kmcl_evt_restore_packet restore);
+/** kmcl_server_channel_init_set_vmbus_handle() - -EOPNOTSUPP for now. */
+int kmcl_server_channel_init_set_vmbus_handle(struct kmcl_channel *channel,
+					      void *handle);
+
+/** kmcl_channel_set_incoming_processing_at_passive() - deliver in process context (init time). */
+int kmcl_channel_set_incoming_processing_at_passive(struct kmcl_channel *channel,
+						    bool at_passive);
+/** kmcl_channel_set_transaction_quota() - most packets held uncompleted (0: any). */
+int kmcl_channel_set_transaction_quota(struct kmcl_channel *channel, u32 quota);
+/** kmcl_channel_set_interrupt_latency() - -EOPNOTSUPP for now. */
+int kmcl_channel_set_interrupt_latency(struct kmcl_channel *channel,
+				       u16 latency, u16 *original);
+
+/* Channel information.  Context: any. */
+
+/** kmcl_channel_get_interface_instance() - the instance GUID of the channel. */
+void kmcl_channel_get_interface_instance(struct kmcl_channel *channel,
+					 guid_t *instance);
+/** kmcl_channel_set_pointer() - the driver's pointer for the channel. */
+void kmcl_channel_set_pointer(struct kmcl_channel *channel, void *pointer);
+/** kmcl_channel_get_pointer() - what kmcl_channel_set_pointer() stored. */
+void *kmcl_channel_get_pointer(struct kmcl_channel *channel);
+/** kmcl_channel_get_mmio_space() - -EOPNOTSUPP for now. */
+int kmcl_channel_get_mmio_space(struct kmcl_channel *channel, void **address,
+				u64 *size);
+
+/* Incoming packets: the handle given to EvtVmbChannelProcessPacket. */
+
+/**
+ * kmcl_channel_packet_complete() - VmbChannelPacketComplete.
+ * @packet: the packet; invalid afterwards, whatever the result.
+ * @buffer: completion payload sent back if the sender asked for one.
+ * @length: bytes in @buffer.
+ *
+ * Context: any.
+ * Return: 0, -ENOMEM (the completion could not be queued),
+ * -EINVAL (NULL @buffer with a length; completed empty).
+ */
+int kmcl_channel_packet_complete(struct kmcl_incoming *packet,
+				 const void *buffer, u32 length);
+/**
+ * kmcl_channel_packet_defer_to_passive() - redeliver @packet to
+ * EvtVmbChannelProcessPacket in process context.
+ * @packet: the packet, from within EvtVmbChannelProcessPacket.
+ */
+void kmcl_channel_packet_defer_to_passive(struct kmcl_incoming *packet);
+/**
+ * kmcl_channel_packet_fail() - VmbChannelPacketFail: the packet cannot be
+ * handled; delivery stops and the connection closes.  No completion.
+ * @packet: the packet.
+ */
+void kmcl_channel_packet_fail(struct kmcl_incoming *packet);
+/** kmcl_channel_packet_get_external_data() - -EOPNOTSUPP for now. */
+int kmcl_channel_packet_get_external_data(struct kmcl_incoming *packet,
+					  u32 flags, struct kmcl_mdl **mdl);
+
+/* Outgoing packets. */
+
+/** kmcl_packet_allocate() - VmbPacketAllocate (any context); NULL on failure. */
+struct kmcl_packet *kmcl_packet_allocate(struct kmcl_channel *channel);
+/** kmcl_packet_free() - VmbPacketFree; also ends a kmcl_packet_initialize() packet. */
+void kmcl_packet_free(struct kmcl_packet *packet);
+/** kmcl_channel_sizeof_packet() - bytes kmcl_packet_initialize() needs. */
+u32 kmcl_channel_sizeof_packet(struct kmcl_channel *channel);
+
+/**
+ * kmcl_packet_initialize() - VmbPacketInitialize: a packet object in the
+ * caller's memory.
+ * @channel: the channel.
+ * @buffer:  at least kmcl_channel_sizeof_packet() bytes, pointer-aligned,
+ *           kept until kmcl_packet_free().
+ * @size:    bytes in @buffer.
+ * @packet:  receives the handle.
+ *
+ * Return: 0, -EINVAL (too small, misaligned or NULL).
+ */
+int kmcl_packet_initialize(struct kmcl_channel *channel, void *buffer,
+			   u32 size, struct kmcl_packet **packet);
+
+/** kmcl_packet_get_channel() - VmbPacketGetChannel. */
+struct kmcl_channel *kmcl_packet_get_channel(struct kmcl_packet *packet);
+/** kmcl_packet_set_pointer() - the driver's pointer for the packet. */
+void kmcl_packet_set_pointer(struct kmcl_packet *packet, void *pointer);
+/** kmcl_packet_get_pointer() - what kmcl_packet_set_pointer() stored. */
+void *kmcl_packet_get_pointer(struct kmcl_packet *packet);
+/**
+ * kmcl_packet_set_completion_routine() - EvtVmbPacketCompletionRoutine.
+ * @packet:  a packet not in flight.
+ * @routine: gets the packet back when its transaction is over (softirq or
+ *           process context) with 0, or -ENODEV when the connection ended
+ *           first.  NULL: kmcl frees the packet then.
+ */
+void kmcl_packet_set_completion_routine(struct kmcl_packet *packet,
+					kmcl_evt_packet_completion routine);
+
+/**
+ * kmcl_packet_send() - VmbPacketSend (in-band).
+ * @packet: a packet not in flight; kmcl's until its routine runs.
+ * @buffer: the payload, copied before this returns.
+ * @length: bytes in @buffer (<= the maximum packet size).
+ * @mdl:    external data: NULL (-EOPNOTSUPP otherwise, for now).
+ * @flags:  VMBUS_CHANNEL_FORMAT_FLAG_*.  With WAIT_FOR_COMPLETION the
+ *          routine runs when the other endpoint completes the packet,
+ *          otherwise once it is in the ring.  A full ring queues it.
+ *
+ * Context: any.
+ * Return: 0 (the routine will run), or -ENOTCONN, -EINVAL (unknown flag,
+ * too long), -ENOMEM: the routine will not run and the packet is the
+ * caller's again.
+ */
+int kmcl_packet_send(struct kmcl_packet *packet, const void *buffer,
+		     u32 length, const struct kmcl_mdl *mdl, u32 flags);
+/** kmcl_packet_send_with_external_mdl() - -EOPNOTSUPP for now. */
+int kmcl_packet_send_with_external_mdl(struct kmcl_packet *packet,
+				       const void *buffer, u32 length,
+				       const struct kmcl_mdl *mdl,
+				       u32 mdl_offset, u32 mdl_length, u32 flags);
+/** kmcl_packet_send_with_external_pfns() - -EOPNOTSUPP for now. */
+int kmcl_packet_send_with_external_pfns(struct kmcl_packet *packet,
+					const void *buffer, u32 length,
+					const u64 *pfns, u32 pfn_count,
+					u32 flags);
+
+/**
+ * kmcl_channel_send_synchronous_request() - VmbChannelSendSynchronousRequest.
+ * @channel:      a connected channel.
+ * @buffer:       the request payload.
+ * @length:       bytes in @buffer.
+ * @mdl:          NULL (-EOPNOTSUPP otherwise, for now).
+ * @flags:        VMBUS_CHANNEL_FORMAT_FLAG_* (a completion is always asked).
+ * @reply:        receives the completion payload.
+ * @reply_length: in: bytes in @reply; out: bytes of the reply.
+ * @timeout_ms:   NULL waits for ever; 0 fails at once on a full ring.
+ *
+ * Context: process, sleeps.
+ * Return: 0, -ETIMEDOUT (cancelled; a late reply is dropped), -ENODEV
+ * (not connected or the connection ended), -EOVERFLOW (@reply too small),
+ * -EINTR, -EINVAL (atomic context, unknown flag).
+ */
+int kmcl_channel_send_synchronous_request(struct kmcl_channel *channel,
+					  const void *buffer, u32 length,
+					  const struct kmcl_mdl *mdl, u32 flags,
+					  void *reply, u32 *reply_length,
+					  const u32 *timeout_ms);
+
+/* GPADLs, save/restore, VMBus handles: -EOPNOTSUPP for now. */
+int kmcl_channel_create_gpadl_from_buffer(struct kmcl_channel *channel,
+					  u32 flags, void *buffer, u32 length,
+					  u32 *gpadl);
+int kmcl_channel_create_gpadl_from_mdl(struct kmcl_channel *channel,
+				       u32 flags, const struct kmcl_mdl *mdl,
+				       u32 offset, u32 length, u32 *gpadl);
+int kmcl_channel_delete_gpadl(struct kmcl_channel *channel, u32 gpadl);
+int kmcl_channel_map_gpadl(struct kmcl_channel *channel, u32 flags,
+			   u32 gpadl, struct kmcl_mdl **mdl);
+int kmcl_channel_unmap_gpadl(struct kmcl_channel *channel, u32 gpadl);
+int kmcl_channel_save_begin(struct kmcl_channel *channel);
+int kmcl_channel_save_continue(struct kmcl_channel *channel, void *buffer,
+			       u32 size, u32 *filled, u32 *required);
+void kmcl_channel_save_end(struct kmcl_channel *channel);
+int kmcl_channel_restore_from_buffer(struct kmcl_channel *channel,
+				     const void *buffer, u32 size);
+int kmcl_packet_restore(struct kmcl_packet *packet, const void *buffer,
+			u32 size);
+int kmcl_convert_vmbus_handle_to_kernel_handle(u64 handle, void **kernel_handle);
+
+/* Interface tables (KMCL_CLIENT_INTERFACE_V1, KMCL_SERVER_ONLY_METHODS). */
+
+#define KMCL_CLIENT_INTERFACE	1
+#define KMCL_SERVER_INTERFACE	2
+#define KMCL_INTERFACE_VERSION_1 1
+
+/*
+ * struct kmcl_client_interface_v1 - KMCL_CLIENT_INTERFACE_V1: every client
+ * function, in KMCL's order; each member points to the kmcl_ function of
+ * its name.  @size is the size of the table asked for (this one or the
+ * server table), @version KMCL_INTERFACE_VERSION_1.
+ */
+struct kmcl_client_interface_v1 {
+	u32 size;
+	u32 version;
+	typeof(kmcl_channel_allocate) *channel_allocate;
+	typeof(kmcl_channel_cleanup) *channel_cleanup;
+	typeof(kmcl_channel_create_gpadl_from_buffer) *channel_create_gpadl_from_buffer;
+	typeof(kmcl_channel_create_gpadl_from_mdl) *channel_create_gpadl_from_mdl;
+	typeof(kmcl_channel_delete_gpadl) *channel_delete_gpadl;
+	typeof(kmcl_channel_disable) *channel_disable;
+	typeof(kmcl_channel_enable) *channel_enable;
+	typeof(kmcl_channel_get_interface_instance) *channel_get_interface_instance;
+	typeof(kmcl_channel_get_mmio_space) *channel_get_mmio_space;
+	typeof(kmcl_channel_get_pointer) *channel_get_pointer;
+	typeof(kmcl_channel_init_set_client_context_size) *channel_init_set_client_context_size;
+	typeof(kmcl_channel_init_set_flags) *channel_init_set_flags;
+	typeof(kmcl_channel_init_set_friendly_name) *channel_init_set_friendly_name;
+	typeof(kmcl_channel_init_set_maximum_external_data) *channel_init_set_maximum_external_data;
+	typeof(kmcl_channel_init_set_maximum_packet_size) *channel_init_set_maximum_packet_size;
+
+	typeof(kmcl_channel_init_set_process_packet_callbacks)
+		*channel_init_set_process_packet_callbacks;
+
+	typeof(kmcl_channel_init_set_state_change_callbacks)
+		*channel_init_set_state_change_callbacks;
+	typeof(kmcl_channel_packet_complete) *channel_packet_complete;
+	typeof(kmcl_channel_packet_defer_to_passive) *channel_packet_defer_to_passive;
+	typeof(kmcl_channel_packet_fail) *channel_packet_fail;
+	typeof(kmcl_channel_packet_get_external_data) *channel_packet_get_external_data;
+	typeof(kmcl_channel_pause) *channel_pause;
+	typeof(kmcl_channel_send_synchronous_request) *channel_send_synchronous_request;
+
+	typeof(kmcl_channel_set_incoming_processing_at_passive)
+		*channel_set_incoming_processing_at_passive;
+
+	typeof(kmcl_channel_set_interrupt_latency) *channel_set_interrupt_latency;
+	typeof(kmcl_channel_set_pointer) *channel_set_pointer;
+	typeof(kmcl_channel_set_transaction_quota) *channel_set_transaction_quota;
+	typeof(kmcl_channel_sizeof_packet) *channel_sizeof_packet;
+	typeof(kmcl_channel_start) *channel_start;
+
+	typeof(kmcl_client_channel_init_set_ring_buffer_page_count)
+		*client_channel_init_set_ring_buffer_page_count;
+
+	typeof(kmcl_client_channel_init_set_target_pnp) *client_channel_init_set_target_pnp;
+	typeof(kmcl_packet_allocate) *packet_allocate;
+	typeof(kmcl_packet_free) *packet_free;
+	typeof(kmcl_packet_get_channel) *packet_get_channel;
+	typeof(kmcl_packet_get_pointer) *packet_get_pointer;
+	typeof(kmcl_packet_initialize) *packet_initialize;
+	typeof(kmcl_packet_send) *packet_send;
+	typeof(kmcl_packet_send_with_external_mdl) *packet_send_with_external_mdl;
+	typeof(kmcl_packet_send_with_external_pfns) *packet_send_with_external_pfns;
+	typeof(kmcl_packet_set_completion_routine) *packet_set_completion_routine;
+	typeof(kmcl_packet_set_pointer) *packet_set_pointer;
+};
+
+/*
+ * struct kmcl_server_only_methods - KMCL_SERVER_ONLY_METHODS, in KMCL's
+ * order; each member points to the kmcl_ function of its name.
+ */
+struct kmcl_server_only_methods {
+	typeof(kmcl_channel_map_gpadl) *channel_map_gpadl;
+	typeof(kmcl_channel_restore_from_buffer) *channel_restore_from_buffer;
+	typeof(kmcl_channel_save_begin) *channel_save_begin;
+	typeof(kmcl_channel_save_continue) *channel_save_continue;
+	typeof(kmcl_channel_save_end) *channel_save_end;
+	typeof(kmcl_channel_unmap_gpadl) *channel_unmap_gpadl;
+	typeof(kmcl_convert_vmbus_handle_to_kernel_handle) *convert_vmbus_handle_to_kernel_handle;
+	typeof(kmcl_packet_restore) *packet_restore;
+	typeof(kmcl_server_channel_init_set_flags) *server_channel_init_set_flags;
+	typeof(kmcl_server_channel_init_set_mmio_megabytes) *server_channel_init_set_mmio_megabytes;
+
+	typeof(kmcl_server_channel_init_set_save_restore_packet_callbacks)
+		*server_channel_init_set_save_restore_packet_callbacks;
+
+	typeof(kmcl_server_channel_init_set_target_interface_id)
+		*server_channel_init_set_target_interface_id;
+	typeof(kmcl_server_channel_init_set_target_vtl) *server_channel_init_set_target_vtl;
+	typeof(kmcl_server_channel_init_set_vmbus_handle) *server_channel_init_set_vmbus_handle;
+};
+
+/**
+ * struct kmcl_server_interface_v1 - the server interface: the client
+ * table, then the server-only methods.
+ * @client: every client function.
+ * @server: the server-only functions.
+ */
+struct kmcl_server_interface_v1 {
+	struct kmcl_client_interface_v1 client;
+	struct kmcl_server_only_methods server;
+};
+
+/**
+ * kmcl_query_interface() - fill an interface table (KMCL's
+ * WdfFdoQueryForInterface of KMCL_CLIENT_INTERFACE_TYPE/_SERVER_).
+ * @kind:      KMCL_CLIENT_INTERFACE or KMCL_SERVER_INTERFACE.
+ * @size:      sizeof the caller's table.
+ * @version:   KMCL_INTERFACE_VERSION_1.
+ * @interface: the caller's struct kmcl_client_interface_v1 or
+ *             struct kmcl_server_interface_v1.
+ *
+ * Context: any.
+ * Return: 0, -EINVAL (unknown @kind, NULL, or @size not the table's size
+ * for @version), -EOPNOTSUPP (unknown @version).  The log says which.
+ */
+int kmcl_query_interface(u32 kind, u32 size, u32 version, void *interface);
 
 #endif /* _KMCL_KMCL_H */

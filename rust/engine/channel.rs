@@ -441,11 +441,19 @@ impl Channel {
         self.transition(Event::Start)
     }
 
-    /// KMCL `VmbChannelCleanup`: releases a disabled channel.
+    /// KMCL `VmbChannelCleanup`: releases a disabled channel, and with it
+    /// the driver's callbacks (which may hold references back to it).
     pub fn cleanup(self: Arc<Self>) -> Result {
-        if !self.control.lock().lifecycle.accepts_init() {
-            return Err(EBUSY);
-        }
+        let callbacks = {
+            let mut ctl = self.control.lock();
+            if !ctl.lifecycle.accepts_init() {
+                return Err(EBUSY);
+            }
+            ctl.callbacks.take()
+        };
+        let packet_callbacks = self.rx.lock().callbacks.take();
+        // Dropped without locks: their drop may drop the last reference.
+        drop((callbacks, packet_callbacks));
         Ok(())
     }
 
@@ -767,7 +775,7 @@ impl Channel {
                 };
                 let (flushed, _) = dp.flush_queue().unwrap_or((false, 0));
                 let (step, made_room) = if deliver {
-                    dp.receive()
+                    dp.receive(self)
                 } else {
                     (Received::Empty, false)
                 };
@@ -779,11 +787,9 @@ impl Channel {
             match step {
                 Received::Empty => break,
                 Received::Completion(mut routine, data) => routine.complete(Ok(()), &data),
-                Received::Data(data, id, completion_requested, context) => {
+                Received::Data(packet) => {
                     self.rx.lock().outstanding += 1;
                     delivered += 1;
-                    let packet =
-                        IncomingPacket::new(self.clone(), data, id, completion_requested, context);
                     match &callbacks {
                         Some(cb) => cb.process_packet(self, packet),
                         // No driver callback: completed (empty) on drop.

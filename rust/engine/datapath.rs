@@ -61,7 +61,14 @@ pub trait PacketCallbacks: Send + Sync {
 /// to the other endpoint if it asked for one. Dropping it uncompleted
 /// completes it with an empty payload, so the other endpoint is never left
 /// waiting.
-pub struct IncomingPacket {
+///
+/// One allocation, made before the packet leaves the ring, so that handing
+/// it to a driver (or to C, as a handle: [`IncomingPacket::into_box`])
+/// cannot fail.
+pub struct IncomingPacket(KBox<Incoming>);
+
+/// The state of an [`IncomingPacket`].
+pub struct Incoming {
     channel: Arc<Channel>,
     data: KVec<u8>,
     /// Zeroed driver context (KMCL `ClientContextSize`).
@@ -72,57 +79,44 @@ pub struct IncomingPacket {
 }
 
 impl IncomingPacket {
-    pub(crate) fn new(
-        channel: Arc<Channel>,
-        data: KVec<u8>,
-        transaction_id: u64,
-        completion_requested: bool,
-        context: KVec<u8>,
-    ) -> Self {
-        Self {
-            channel,
-            data,
-            context,
-            transaction_id,
-            completion_requested,
-            done: false,
-        }
-    }
-
     /// The packet's payload.
     pub fn data(&self) -> &[u8] {
-        &self.data
+        &self.0.data
     }
 
     /// The driver's context area for this packet, zeroed on arrival.
     pub fn context_mut(&mut self) -> &mut [u8] {
-        &mut self.context
+        &mut self.0.context
     }
 
     /// The sender's transaction id.
     pub fn transaction_id(&self) -> u64 {
-        self.transaction_id
+        self.0.transaction_id
     }
 
     /// Whether the sender asked for a completion.
     pub fn completion_requested(&self) -> bool {
-        self.completion_requested
+        self.0.completion_requested
+    }
+
+    /// The channel the packet arrived on.
+    pub fn channel(&self) -> &Arc<Channel> {
+        &self.0.channel
     }
 
     /// KMCL `VmbChannelPacketComplete`: releases the packet and, if the
     /// sender asked for one, sends a completion carrying `payload`.
     pub fn complete(mut self, payload: &[u8]) -> Result {
-        self.done = true;
-        self.channel
-            .complete_incoming(self.completion_requested, self.transaction_id, payload)
+        let p = &mut *self.0;
+        p.done = true;
+        p.channel
+            .complete_incoming(p.completion_requested, p.transaction_id, payload)
     }
-}
 
-impl IncomingPacket {
     /// KMCL `VmbChannelPacketDeferToPassive`: hands the packet back; it is
     /// delivered again to `process_packet` in process context.
     pub fn defer_to_passive(self) {
-        let channel = self.channel.clone();
+        let channel = self.0.channel.clone();
         channel.defer(self);
     }
 
@@ -130,12 +124,30 @@ impl IncomingPacket {
     /// handled. Delivery on the channel stops and its connection is closed
     /// (Suspend and Closed on both sides). No completion is sent.
     pub fn fail(mut self) {
-        self.done = true;
-        self.channel.fail_incoming();
+        self.0.done = true;
+        self.0.channel.fail_incoming();
+    }
+
+    /// The packet as one box, whose address stays put until it is turned
+    /// back with [`IncomingPacket::from_box`] (the C API's handle).
+    pub(crate) fn into_box(self) -> KBox<Incoming> {
+        self.0
+    }
+
+    /// The packet [`IncomingPacket::into_box`] gave.
+    pub(crate) fn from_box(b: KBox<Incoming>) -> Self {
+        Self(b)
     }
 }
 
-impl Drop for IncomingPacket {
+impl Incoming {
+    /// The packet's payload.
+    pub(crate) fn data(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for Incoming {
     fn drop(&mut self) {
         if !self.done {
             let _ =
@@ -207,9 +219,8 @@ pub(crate) struct Sent {
 
 /// What a receive step found.
 pub(crate) enum Received {
-    /// A data packet for the driver: payload, transaction id, completion
-    /// requested, zeroed context area.
-    Data(KVec<u8>, u64, bool, KVec<u8>),
+    /// A data packet for the driver.
+    Data(IncomingPacket),
     /// A completion for one of our packets, with its routine.
     Completion(KBox<dyn SendCompletion>, KVec<u8>),
     /// Nothing (more) to read.
@@ -400,7 +411,7 @@ impl DataPath {
 
     /// Reads one packet. Returns what it was, and whether the peer must be
     /// kicked (it is waiting for room we just made).
-    pub(crate) fn receive(&mut self) -> (Received, bool) {
+    pub(crate) fn receive(&mut self, channel: &Arc<Channel>) -> (Received, bool) {
         if self.broken {
             return (Received::Empty, false);
         }
@@ -420,19 +431,40 @@ impl DataPath {
             };
             let d = pkt.descriptor;
             let payload = pkt.payload(&self.buf);
+            let is_completion = d.packet_type() == PacketType::Completion;
             let mut data = KVec::new();
-            let context = KVec::from_elem(0u8, self.context_size, GFP_ATOMIC);
-            let (Ok(()), Ok(context)) = (data.extend_from_slice(payload, GFP_ATOMIC), context)
-            else {
-                // Out of memory. The packet was consumed: deliver it empty
-                // rather than lose its completion.
+            let copied = data
+                .extend_from_slice(payload, GFP_ATOMIC)
+                .ok()
+                .and_then(|()| {
+                    if is_completion {
+                        return Some(None);
+                    }
+                    let context = KVec::from_elem(0u8, self.context_size, GFP_ATOMIC).ok()?;
+                    // Built as done, so that dropping it (no memory for the
+                    // box) sends no completion: the data lock is held here.
+                    let incoming = Incoming {
+                        channel: channel.clone(),
+                        data: core::mem::take(&mut data),
+                        context,
+                        transaction_id: d.transaction_id(),
+                        completion_requested: d.completion_requested(),
+                        done: true,
+                    };
+                    let mut boxed = KBox::new(incoming, GFP_ATOMIC).ok()?;
+                    boxed.done = false;
+                    Some(Some(boxed))
+                });
+            let Some(packet) = copied else {
+                // Out of memory: leave the packet in the ring for the next
+                // pass.
                 pr_warn!("out of memory receiving a packet\n");
                 self.inc.revert();
                 return (Received::Empty, false);
             };
             let kick = self.inc.commit();
-            match d.packet_type() {
-                PacketType::Completion => {
+            match packet {
+                None => {
                     let id = d.transaction_id();
                     match self.outstanding.iter().position(|(i, _)| *i == id) {
                         Some(pos) => {
@@ -444,12 +476,9 @@ impl DataPath {
                         None => self.counters.bad_completions += 1,
                     }
                 }
-                _ => {
+                Some(packet) => {
                     self.counters.packets_in += 1;
-                    return (
-                        Received::Data(data, d.transaction_id(), d.completion_requested(), context),
-                        kick,
-                    );
+                    return (Received::Data(IncomingPacket(packet)), kick);
                 }
             }
         }

@@ -19,4 +19,11 @@ struct workqueue_struct;
 struct workqueue_struct *kmcl_wq_alloc(bool bh);
 void kmcl_wq_destroy(struct workqueue_struct *wq);
 
+struct module;
+int kmcl_glue_watch_modules(void);
+void kmcl_glue_unwatch_modules(void);
+const u32 *kmcl_glue_c_layout(u32 *count);
+/* Defined in Rust (rust/ffi/mod.rs). */
+void kmcl_ffi_module_going(struct module *mod, const char *name);
+
 #endif /* _KMCL_GLUE_H */

@@ -1,0 +1,447 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! KUnit tests of the exported C ABI, called as another module would: by
+//! the exported functions and through the interface tables.
+
+use kernel::prelude::*;
+
+#[kunit_tests(kmcl_abi)]
+mod tests {
+    use super::super::abi::{
+        ClientInterfaceV1, Guid, KmclChannel, KmclIncoming, KmclMdl, KmclPacket, Module,
+        ServerInterfaceV1, ServerOnlyMethods, StateCallbacks, CLIENT_INTERFACE,
+        FORMAT_FLAG_WAIT_FOR_COMPLETION, SERVER_INTERFACE, STATE_CALLBACKS_VERSION,
+    };
+    use super::super::*;
+    use core::ffi::{c_int, c_void};
+    use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+    use kernel::time::{delay::fsleep, Delta};
+
+    fn wait_until(what: impl Fn() -> bool) -> bool {
+        for _ in 0..3000 {
+            if what() {
+                return true;
+            }
+            fsleep(Delta::from_millis(10));
+        }
+        false
+    }
+
+    #[test]
+    fn c_and_rust_layouts_agree() {
+        use core::mem::{offset_of, size_of};
+        let mut n = 0u32;
+        // SAFETY: returns a static array and writes its length.
+        let c = unsafe { glue::kmcl_glue_c_layout(&mut n) };
+        // SAFETY: `c` has `n` entries.
+        let c = unsafe { core::slice::from_raw_parts(c, n as usize) };
+        let rust = [
+            size_of::<StateCallbacks>(),
+            size_of::<KmclMdl>(),
+            size_of::<ClientInterfaceV1>(),
+            size_of::<ServerOnlyMethods>(),
+            size_of::<ServerInterfaceV1>(),
+            offset_of!(StateCallbacks, version),
+            offset_of!(StateCallbacks, size),
+            offset_of!(StateCallbacks, opened),
+            offset_of!(StateCallbacks, closed),
+            offset_of!(StateCallbacks, suspend),
+            offset_of!(StateCallbacks, started),
+            offset_of!(StateCallbacks, post_started),
+            offset_of!(KmclMdl, pages),
+            offset_of!(KmclMdl, nr_pages),
+            offset_of!(KmclMdl, offset),
+            offset_of!(KmclMdl, length),
+            offset_of!(ClientInterfaceV1, version),
+            offset_of!(ClientInterfaceV1, channel_allocate),
+            offset_of!(ClientInterfaceV1, channel_init_set_state_change_callbacks),
+            offset_of!(ClientInterfaceV1, channel_start),
+            offset_of!(ClientInterfaceV1, packet_set_pointer),
+            offset_of!(ServerOnlyMethods, server_channel_init_set_vmbus_handle),
+            offset_of!(ServerInterfaceV1, server),
+        ];
+        assert_eq!(c.len(), rust.len());
+        for (i, (c, r)) in c.iter().zip(rust.iter()).enumerate() {
+            if *c as usize != *r {
+                pr_err!("ABI layout entry {}: C {} Rust {}\n", i, c, r);
+            }
+            assert_eq!(*c as usize, *r);
+        }
+        // 41 client functions and 14 server-only ones, as in KMCL.
+        assert_eq!(size_of::<ClientInterfaceV1>(), 8 + 41 * 8);
+        assert_eq!(size_of::<ServerOnlyMethods>(), 14 * 8);
+    }
+
+    #[test]
+    fn interface_query_checks_kind_size_and_version() {
+        let mut client = core::mem::MaybeUninit::<ClientInterfaceV1>::zeroed();
+        let mut server = core::mem::MaybeUninit::<ServerInterfaceV1>::zeroed();
+        let csize = core::mem::size_of::<ClientInterfaceV1>() as u32;
+        let ssize = core::mem::size_of::<ServerInterfaceV1>() as u32;
+        let cptr = client.as_mut_ptr().cast::<c_void>();
+        let sptr = server.as_mut_ptr().cast::<c_void>();
+        // SAFETY: each call gets a buffer of at least `size` bytes.
+        unsafe {
+            assert_eq!(
+                kmcl_query_interface(CLIENT_INTERFACE, csize - 8, 1, cptr),
+                -22
+            );
+            assert_eq!(kmcl_query_interface(CLIENT_INTERFACE, csize, 2, cptr), -95);
+            assert_eq!(kmcl_query_interface(CLIENT_INTERFACE, csize, 0, cptr), -95);
+            assert_eq!(kmcl_query_interface(7, csize, 1, cptr), -22);
+            assert_eq!(
+                kmcl_query_interface(CLIENT_INTERFACE, csize, 1, core::ptr::null_mut()),
+                -22
+            );
+            // The server table is larger: a client-sized buffer is refused.
+            assert_eq!(kmcl_query_interface(SERVER_INTERFACE, csize, 1, cptr), -22);
+            assert_eq!(kmcl_query_interface(CLIENT_INTERFACE, csize, 1, cptr), 0);
+            assert_eq!(kmcl_query_interface(SERVER_INTERFACE, ssize, 1, sptr), 0);
+        }
+        // SAFETY: filled by the successful queries.
+        let (client, server) = unsafe { (client.assume_init(), server.assume_init()) };
+        assert_eq!((client.size, client.version), (csize, 1));
+        assert_eq!((server.client.size, server.client.version), (ssize, 1));
+        let enable: abi::FnChannelEnable = kmcl_channel_enable;
+        let set_pointer: abi::FnPacketSetPointer = kmcl_packet_set_pointer;
+        let allocate: abi::FnChannelAllocate = kmcl_channel_allocate;
+        let target: abi::FnServerChannelInitSetTargetInterfaceId =
+            kmcl_server_channel_init_set_target_interface_id;
+        assert!(client.channel_enable as usize == enable as usize);
+        assert!(client.packet_set_pointer as usize == set_pointer as usize);
+        assert!(server.client.channel_allocate as usize == allocate as usize);
+        assert!(
+            server.server.server_channel_init_set_target_interface_id as usize == target as usize
+        );
+    }
+
+    /// Allocates a channel with no owner.
+    fn allocate(server: bool) -> *mut KmclChannel {
+        let mut ch = core::ptr::null_mut();
+        // SAFETY: `ch` is writable.
+        let rc = unsafe { kmcl_channel_allocate(core::ptr::null_mut(), server, &mut ch) };
+        assert_eq!(rc, 0);
+        assert!(!ch.is_null());
+        ch
+    }
+
+    #[test]
+    fn state_callbacks_are_checked_for_version_and_size() {
+        let ch = allocate(false);
+        let mut cb = StateCallbacks::new();
+        // SAFETY: `ch` is live; `cb` is a readable structure.
+        unsafe {
+            cb.version = 2;
+            assert_eq!(kmcl_channel_init_set_state_change_callbacks(ch, &cb), -22);
+            cb.version = STATE_CALLBACKS_VERSION;
+            cb.size -= 8;
+            assert_eq!(kmcl_channel_init_set_state_change_callbacks(ch, &cb), -22);
+            cb.size += 16;
+            assert_eq!(kmcl_channel_init_set_state_change_callbacks(ch, &cb), -22);
+            assert_eq!(
+                kmcl_channel_init_set_state_change_callbacks(ch, core::ptr::null()),
+                -22
+            );
+            cb = StateCallbacks::new();
+            assert_eq!(kmcl_channel_init_set_state_change_callbacks(ch, &cb), 0);
+            // NULL handles are refused, role-specific setters check the role.
+            assert_eq!(kmcl_channel_enable(core::ptr::null_mut()), -22);
+            let ty = Guid { b: [1; 16] };
+            assert_eq!(
+                kmcl_server_channel_init_set_target_interface_id(ch, &ty, &ty),
+                -22
+            );
+            assert_eq!(
+                kmcl_client_channel_init_set_ring_buffer_page_count(ch, 0, 4),
+                -22
+            );
+            assert_eq!(kmcl_channel_init_set_maximum_packet_size(ch, 0), -22);
+            assert_eq!(kmcl_channel_init_set_client_context_size(ch, 4097), -22);
+            kmcl_channel_cleanup(ch);
+        }
+    }
+
+    // The echo pair below talks through these (one test at a time).
+    static SERVER_PACKETS: AtomicU32 = AtomicU32::new(0);
+    static ROUTINE_OK: AtomicU32 = AtomicU32::new(0);
+    static ROUTINE_BAD: AtomicU32 = AtomicU32::new(0);
+    static CLOSED: AtomicU32 = AtomicU32::new(0);
+    static LAST_POINTER: AtomicUsize = AtomicUsize::new(0);
+
+    /// Server: echoes each packet back as its completion payload.
+    ///
+    /// # Safety
+    ///
+    /// Called by kmcl as `EvtVmbChannelProcessPacket`.
+    unsafe extern "C" fn echo(
+        _ch: *mut KmclChannel,
+        packet: *mut KmclIncoming,
+        buffer: *const c_void,
+        length: u32,
+        _flags: u32,
+    ) {
+        SERVER_PACKETS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: the packet and its payload are live until completed.
+        unsafe { kmcl_channel_packet_complete(packet, buffer, length) };
+    }
+
+    /// Client: checks that the echo matches the pattern for the packet's
+    /// pointer (its tag).
+    ///
+    /// # Safety
+    ///
+    /// Called by kmcl as `EvtVmbPacketCompletionRoutine`.
+    unsafe extern "C" fn routine(
+        packet: *mut KmclPacket,
+        status: c_int,
+        buffer: *const c_void,
+        length: u32,
+    ) {
+        // SAFETY: the packet is ours again; the payload lives for the call.
+        let (tag, data) = unsafe {
+            (
+                kmcl_packet_get_pointer(packet) as usize,
+                bytes(buffer, length).unwrap_or(&[]),
+            )
+        };
+        LAST_POINTER.store(tag, Ordering::SeqCst);
+        let good = status == 0
+            && data.len() == tag.max(8).next_multiple_of(8)
+            && data
+                .iter()
+                .take(tag)
+                .enumerate()
+                .all(|(i, b)| *b == (i + tag) as u8);
+        if good {
+            ROUTINE_OK.fetch_add(1, Ordering::SeqCst);
+        } else {
+            ROUTINE_BAD.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Counts `EvtChannelClosed`.
+    ///
+    /// # Safety
+    ///
+    /// Called by kmcl.
+    unsafe extern "C" fn closed(_ch: *mut KmclChannel) {
+        CLOSED.fetch_add(1, Ordering::SeqCst);
+    }
+
+    const TYPE: Guid = Guid { b: [0x6c; 16] };
+    const INSTANCE: Guid = Guid { b: [0x17; 16] };
+
+    /// A C-API server and client on `TYPE`/`INSTANCE`, connected.
+    fn echo_pair(owner: *mut Module) -> (*mut KmclChannel, *mut KmclChannel) {
+        let (mut server, mut client) = (core::ptr::null_mut(), core::ptr::null_mut());
+        let mut cb = StateCallbacks::new();
+        cb.closed = Some(closed);
+        // SAFETY: all handles are live; structures readable.
+        unsafe {
+            assert_eq!(kmcl_channel_allocate(owner, true, &mut server), 0);
+            assert_eq!(kmcl_channel_allocate(owner, false, &mut client), 0);
+            assert_eq!(
+                kmcl_server_channel_init_set_target_interface_id(server, &TYPE, &INSTANCE),
+                0
+            );
+            assert_eq!(
+                kmcl_channel_init_set_process_packet_callbacks(server, Some(echo), None),
+                0
+            );
+            assert_eq!(
+                kmcl_client_channel_init_set_target_pnp(client, &TYPE, &INSTANCE, None),
+                0
+            );
+            assert_eq!(kmcl_channel_init_set_state_change_callbacks(client, &cb), 0);
+            assert_eq!(
+                kmcl_channel_init_set_friendly_name(client, c"abi-test".as_char_ptr()),
+                0
+            );
+            assert_eq!(kmcl_channel_enable(server), 0);
+            assert_eq!(kmcl_channel_start(server), 0);
+            assert_eq!(kmcl_channel_enable(client), 0);
+            let c = handle(client).map(|h| h.channel.clone());
+            let s = handle(server).map(|h| h.channel.clone());
+            let (c, s) = (c.unwrap(), s.unwrap());
+            assert!(wait_until(|| c.is_running() && s.is_running()));
+            // A second enable is refused; init setters too once enabled.
+            assert_eq!(kmcl_channel_enable(client), -16);
+            assert_eq!(kmcl_channel_init_set_maximum_packet_size(client, 64), -16);
+        }
+        (server, client)
+    }
+
+    #[test]
+    fn echo_through_the_c_abi_with_both_kinds_of_packet_object() {
+        SERVER_PACKETS.store(0, Ordering::SeqCst);
+        ROUTINE_OK.store(0, Ordering::SeqCst);
+        ROUTINE_BAD.store(0, Ordering::SeqCst);
+        CLOSED.store(0, Ordering::SeqCst);
+        let (server, client) = echo_pair(core::ptr::null_mut());
+        // SAFETY: the handles are live; buffers sized as passed.
+        unsafe {
+            let mut instance = Guid::default();
+            kmcl_channel_get_interface_instance(client, &mut instance);
+            assert_eq!(instance, INSTANCE);
+            kmcl_channel_set_pointer(client, 0x1234 as *mut c_void);
+            assert_eq!(kmcl_channel_get_pointer(client) as usize, 0x1234);
+
+            // A packet in our own memory, reused for every send.
+            let need = kmcl_channel_sizeof_packet(client) as usize;
+            let mut slot = KVec::<u64>::from_elem(0, need.div_ceil(8), GFP_KERNEL).unwrap();
+            let mut mine = core::ptr::null_mut();
+            assert_eq!(
+                kmcl_packet_initialize(
+                    client,
+                    slot.as_mut_ptr().cast(),
+                    need as u32 - 1,
+                    &mut mine
+                ),
+                -22
+            );
+            assert_eq!(
+                kmcl_packet_initialize(client, slot.as_mut_ptr().cast(), need as u32, &mut mine),
+                0
+            );
+            assert!(kmcl_packet_get_channel(mine) == client);
+            kmcl_packet_set_completion_routine(mine, Some(routine));
+
+            let mut payload = [0u8; 300];
+            let wait = FORMAT_FLAG_WAIT_FOR_COMPLETION;
+            for tag in 1..=200usize {
+                for (i, b) in payload.iter_mut().enumerate() {
+                    *b = (i + tag) as u8;
+                }
+                if tag % 2 == 0 {
+                    // Reuse our packet once its previous send completed.
+                    assert!(wait_until(|| LAST_POINTER.load(Ordering::SeqCst) == tag - 1));
+                    kmcl_packet_set_pointer(mine, tag as *mut c_void);
+                    assert_eq!(
+                        kmcl_packet_send(
+                            mine,
+                            payload.as_ptr().cast(),
+                            tag as u32,
+                            core::ptr::null(),
+                            wait
+                        ),
+                        0
+                    );
+                } else {
+                    let p = kmcl_packet_allocate(client);
+                    assert!(!p.is_null());
+                    kmcl_packet_set_pointer(p, tag as *mut c_void);
+                    kmcl_packet_set_completion_routine(p, Some(routine));
+                    assert_eq!(
+                        kmcl_packet_send(
+                            p,
+                            payload.as_ptr().cast(),
+                            tag as u32,
+                            core::ptr::null(),
+                            wait
+                        ),
+                        0
+                    );
+                    // Wait for it, so that LAST_POINTER steps in order.
+                    assert!(wait_until(|| LAST_POINTER.load(Ordering::SeqCst) == tag));
+                    kmcl_packet_free(p);
+                }
+            }
+            assert!(wait_until(|| ROUTINE_OK.load(Ordering::SeqCst)
+                + ROUTINE_BAD.load(Ordering::SeqCst)
+                == 200));
+            assert_eq!(ROUTINE_BAD.load(Ordering::SeqCst), 0);
+            assert_eq!(SERVER_PACKETS.load(Ordering::SeqCst), 200);
+
+            // Bad sends give the packet back and never run the routine.
+            assert_eq!(
+                kmcl_packet_send(mine, payload.as_ptr().cast(), 8, core::ptr::null(), 0x100),
+                -22
+            );
+            assert_eq!(
+                kmcl_packet_send(mine, core::ptr::null(), 8, core::ptr::null(), 0),
+                -22
+            );
+            assert_eq!(
+                kmcl_packet_send(
+                    mine,
+                    payload.as_ptr().cast(),
+                    8,
+                    core::ptr::dangling::<KmclMdl>(),
+                    0
+                ),
+                -95
+            );
+            kmcl_packet_free(mine);
+
+            // A synchronous request gets the echo back.
+            let mut reply = [0u8; 64];
+            let mut len = reply.len() as u32;
+            let timeout = 5000u32;
+            assert_eq!(
+                kmcl_channel_send_synchronous_request(
+                    client,
+                    payload.as_ptr().cast(),
+                    24,
+                    core::ptr::null(),
+                    0,
+                    reply.as_mut_ptr().cast(),
+                    &mut len,
+                    &timeout
+                ),
+                0
+            );
+            assert_eq!(len, 24);
+            assert_eq!(&reply[..24], &payload[..24]);
+            let mut small = 8u32;
+            assert_eq!(
+                kmcl_channel_send_synchronous_request(
+                    client,
+                    payload.as_ptr().cast(),
+                    24,
+                    core::ptr::null(),
+                    0,
+                    reply.as_mut_ptr().cast(),
+                    &mut small,
+                    &timeout
+                ),
+                -75
+            );
+
+            assert_eq!(kmcl_channel_disable(client), 0);
+            assert_eq!(CLOSED.load(Ordering::SeqCst), 1);
+            assert_eq!(kmcl_channel_disable(client), -16);
+            kmcl_channel_cleanup(client);
+            // The server is still enabled: cleanup disables it first.
+            kmcl_channel_cleanup(server);
+        }
+        assert_eq!(ROUTINE_OK.load(Ordering::SeqCst), 200);
+    }
+
+    #[test]
+    fn a_module_going_away_takes_its_channels_without_calls_into_it() {
+        static FAKE_MODULE: u8 = 0;
+        let owner = core::ptr::from_ref(&FAKE_MODULE)
+            .cast_mut()
+            .cast::<Module>();
+        CLOSED.store(0, Ordering::SeqCst);
+        let (_server, client) = echo_pair(owner);
+        // SAFETY: the client handle is live until the module goes.
+        let engine = unsafe { handle(client) }
+            .map(|h| h.channel.clone())
+            .unwrap();
+        let count = || {
+            let r = REGISTRY.lock();
+            r.handles
+                .iter()
+                .filter(|h| h.owner == owner as usize)
+                .count()
+        };
+        assert_eq!(count(), 2);
+        // SAFETY: a NUL-terminated name.
+        unsafe { kmcl_ffi_module_going(owner, c"fake_vsc".as_char_ptr()) };
+        assert_eq!(count(), 0);
+        assert!(!engine.is_enabled());
+        // The client was closed, but its (gone) Closed callback not called.
+        assert_eq!(CLOSED.load(Ordering::SeqCst), 0);
+    }
+}

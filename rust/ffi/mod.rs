@@ -1,0 +1,1557 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! kmcl's exported API: the C functions of `include/kmcl/kmcl.h`, their
+//! interface tables, and the bookkeeping that ties handles to their owners.
+//!
+//! Every raw pointer another module hands kmcl is turned into a safe engine
+//! object here and nowhere else; the engine never sees C.
+//!
+//! - A channel handle (`struct kmcl_channel *`) is the address of a
+//!   [`Handle`] in an [`Arc`]; kmcl's registry holds that `Arc` from
+//!   `kmcl_channel_allocate` until `kmcl_channel_cleanup`. The registry
+//!   knows each handle's owner module: when a module is unloaded with
+//!   channels it did not clean up, kmcl disables and frees them without
+//!   calling into the module again.
+//! - An incoming packet handle (`struct kmcl_incoming *`) is the engine's
+//!   boxed [`IncomingPacket`], turned back into it by whichever of
+//!   complete, defer or fail the driver calls.
+//! - An outgoing packet (`struct kmcl_packet *`) is a [`CPacket`], either
+//!   kmalloc'ed (`kmcl_packet_allocate`) or placed in the driver's memory
+//!   (`kmcl_packet_initialize`).
+//!
+//! Handles are trusted as kernel APIs trust their pointers: NULL is refused
+//! with `-EINVAL`; a dangling handle is the caller's bug (a channel cleaned
+//! up twice is caught and logged).
+
+use core::ffi::{c_int, c_void};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use kernel::ffi::c_char;
+
+use kernel::{
+    error::to_result,
+    new_spinlock,
+    prelude::*,
+    sync::{Arc, ArcBorrow, SpinLock},
+};
+
+use crate::engine::{
+    channel::{Channel, StateCallbacks},
+    datapath::{Incoming, IncomingPacket, PacketCallbacks, SendCompletion},
+    loopback::LoopbackBus,
+};
+use crate::protocol::lifecycle::Role;
+
+#[path = "../../include/kmcl/rust/abi.rs"]
+pub mod abi;
+
+use abi::{
+    ClientInterfaceV1, EvtPacketCompletion, EvtPnpFailure, EvtProcessPacket, EvtProcessingComplete,
+    EvtRestorePacket, EvtSavePacket, Guid, KmclChannel, KmclIncoming, KmclMdl, KmclPacket,
+    ServerInterfaceV1, ServerOnlyMethods,
+};
+
+/// What every exported function shares.
+struct Registry {
+    /// The loopback bus channels are allocated on.
+    bus: Option<Arc<LoopbackBus>>,
+    /// Every channel handle between allocate and cleanup.
+    handles: KVec<Arc<Handle>>,
+}
+
+kernel::sync::global_lock! {
+    // SAFETY: `init` runs in kmcl's module initialiser, before any other
+    // module can call an exported function.
+    unsafe(uninit) static REGISTRY: Mutex<Registry> = Registry {
+        bus: None,
+        handles: KVec::new(),
+    };
+}
+
+mod glue {
+    extern "C" {
+        pub(super) fn kmcl_glue_watch_modules() -> core::ffi::c_int;
+        pub(super) fn kmcl_glue_unwatch_modules();
+        pub(super) fn kmcl_glue_c_layout(count: *mut u32) -> *const u32;
+    }
+}
+
+/// Sets up the registry and starts watching for modules that go away
+/// (module init, once).
+pub(crate) fn init() -> Result {
+    // SAFETY: called once, from the module initialiser, before any use.
+    unsafe { REGISTRY.init() };
+    let bus = LoopbackBus::new()?;
+    REGISTRY.lock().bus = Some(bus);
+    // SAFETY: registers a static notifier block; undone in `exit`.
+    to_result(unsafe { glue::kmcl_glue_watch_modules() })
+}
+
+/// Releases the registry (module exit). No module that uses kmcl is loaded
+/// any more, so only handles kmcl's own tests leaked can be left.
+pub(crate) fn exit() {
+    // SAFETY: registered in `init`.
+    unsafe { glue::kmcl_glue_unwatch_modules() };
+    let (bus, handles) = {
+        let mut r = REGISTRY.lock();
+        (r.bus.take(), core::mem::take(&mut r.handles))
+    };
+    for h in handles.iter() {
+        h.gone.store(true, Ordering::Release);
+        release(h);
+    }
+    drop((bus, handles));
+}
+
+/// A channel handle: the engine channel plus what the C API adds.
+#[pin_data]
+pub struct Handle {
+    channel: Arc<Channel>,
+    /// The module that allocated the channel (0: none given).
+    owner: usize,
+    /// The owner is being unloaded: call none of its functions any more.
+    gone: AtomicBool,
+    /// `EvtChannelPnpFailure`, for hv_vmbus channels.
+    #[pin]
+    pnp_failure: SpinLock<EvtPnpFailure>,
+}
+
+impl Handle {
+    /// The handle as C sees it.
+    fn as_raw(&self) -> *mut KmclChannel {
+        core::ptr::from_ref(self).cast_mut().cast()
+    }
+
+    /// Whether the owner's functions may still be called.
+    fn alive(&self) -> bool {
+        !self.gone.load(Ordering::Acquire)
+    }
+}
+
+/// The handle behind `channel`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a handle from [`kmcl_channel_allocate`] that is not
+/// cleaned up before the returned borrow ends.
+unsafe fn handle<'a>(channel: *mut KmclChannel) -> Option<ArcBorrow<'a, Handle>> {
+    if channel.is_null() {
+        return None;
+    }
+    // SAFETY: a live handle is the address of an `Arc<Handle>`'s object,
+    // kept alive by the registry's reference until cleanup (caller's
+    // promise).
+    Some(unsafe { ArcBorrow::from_raw(channel.cast::<Handle>().cast_const()) })
+}
+
+/// Runs `f` on the channel behind `channel`; NULL gives `-EINVAL`.
+///
+/// # Safety
+///
+/// As for [`handle`].
+unsafe fn with_channel(channel: *mut KmclChannel, f: impl FnOnce(&Handle) -> Result) -> c_int {
+    // SAFETY: forwarded from the caller.
+    match unsafe { handle(channel) } {
+        None => EINVAL.to_errno(),
+        Some(h) => errno(f(&h)),
+    }
+}
+
+/// 0 or a negative errno.
+fn errno(r: Result) -> c_int {
+    match r {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// `len` bytes at `ptr` (NULL allowed when `len` is 0).
+///
+/// # Safety
+///
+/// Unless `len` is 0, `ptr` points to `len` readable bytes that stay
+/// unchanged for `'a`.
+unsafe fn bytes<'a>(ptr: *const c_void, len: u32) -> Result<&'a [u8]> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(EINVAL);
+    }
+    // SAFETY: the caller's promise.
+    Ok(unsafe { core::slice::from_raw_parts(ptr.cast::<u8>(), len as usize) })
+}
+
+/// The allocation flags for the caller's context.
+fn gfp() -> kernel::alloc::Flags {
+    if crate::context::in_task() {
+        GFP_KERNEL
+    } else {
+        GFP_ATOMIC
+    }
+}
+
+/// Disables and frees a channel whose handle left the registry.
+fn release(h: &Arc<Handle>) {
+    if h.channel.is_enabled() {
+        if let Err(e) = h.channel.disable() {
+            pr_err!("channel disable failed ({:?})\n", e);
+        }
+    }
+    if let Err(e) = h.channel.clone().cleanup() {
+        pr_err!("channel cleanup failed ({:?})\n", e);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Channel objects.
+
+/// `VmbChannelAllocate`.
+///
+/// # Safety
+///
+/// `owner` is NULL or the calling module; `channel` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_allocate(
+    owner: *mut abi::Module,
+    is_server: bool,
+    channel: *mut *mut KmclChannel,
+) -> c_int {
+    if channel.is_null() {
+        return EINVAL.to_errno();
+    }
+    let made = (|| -> Result<*mut KmclChannel> {
+        let bus = REGISTRY.lock().bus.clone().ok_or(ENODEV)?;
+        let role = if is_server {
+            Role::Server
+        } else {
+            Role::Client
+        };
+        let engine = Channel::new(role, bus)?;
+        let h = Arc::pin_init(
+            pin_init!(Handle {
+                channel: engine,
+                owner: owner as usize,
+                gone: AtomicBool::new(false),
+                pnp_failure <- new_spinlock!(None),
+            }),
+            GFP_KERNEL,
+        )?;
+        let raw = h.as_raw();
+        REGISTRY.lock().handles.push(h, GFP_KERNEL)?;
+        Ok(raw)
+    })();
+    match made {
+        Ok(raw) => {
+            // SAFETY: checked non-NULL; the caller's promise.
+            unsafe { *channel = raw };
+            0
+        }
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// `VmbChannelCleanup`: disables the channel if needed and frees it.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle, not used again afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_cleanup(channel: *mut KmclChannel) {
+    if channel.is_null() {
+        return;
+    }
+    let target = channel.cast::<Handle>().cast_const();
+    let taken = {
+        let mut r = REGISTRY.lock();
+        let pos = r
+            .handles
+            .iter()
+            .position(|h| core::ptr::eq(Arc::as_ptr(h), target));
+        pos.and_then(|p| r.handles.remove(p).ok())
+    };
+    match taken {
+        Some(h) => release(&h),
+        None => pr_err!(
+            "kmcl_channel_cleanup: {:p} is not a channel (cleaned up twice?)\n",
+            target
+        ),
+    }
+}
+
+/// Releases every channel `module` left behind (called from the module
+/// notifier when `module` is going away).
+///
+/// # Safety
+///
+/// `name` is a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_ffi_module_going(module: *mut abi::Module, name: *const c_char) {
+    let owner = module as usize;
+    // First mark them all: tearing one down makes calls on the others (its
+    // peer closes).
+    for h in REGISTRY.lock().handles.iter() {
+        if h.owner == owner {
+            h.gone.store(true, Ordering::Release);
+        }
+    }
+    let mut released = 0usize;
+    loop {
+        // One at a time, so that nothing is allocated and no lock is held
+        // while a channel is torn down.
+        let next = {
+            let mut r = REGISTRY.lock();
+            let pos = r.handles.iter().position(|h| h.owner == owner);
+            pos.and_then(|p| r.handles.remove(p).ok())
+        };
+        let Some(h) = next else { break };
+        release(&h);
+        released += 1;
+    }
+    if released > 0 {
+        // SAFETY: the notifier passes the module's NUL-terminated name.
+        let name = unsafe { CStr::from_char_ptr(name) };
+        pr_warn!(
+            "module {} was unloaded with {} channel(s) not cleaned up; kmcl disabled and freed them\n",
+            name.to_str().unwrap_or("?"),
+            released
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Callback adapters: the engine's traits, implemented by calling C.
+
+/// A driver's state-change callbacks.
+struct CState {
+    handle: Arc<Handle>,
+    cb: abi::StateCallbacks,
+}
+
+impl CState {
+    /// Calls `f` on the handle unless the owner is gone.
+    fn call(&self, f: abi::EvtState) {
+        if let (Some(f), true) = (f, self.handle.alive()) {
+            // SAFETY: the driver registered `f` for this channel; its module
+            // is not gone, so `f` is still code.
+            unsafe { f(self.handle.as_raw()) }
+        }
+    }
+}
+
+impl StateCallbacks for CState {
+    fn opened(&self, _channel: &Arc<Channel>) -> Result {
+        match (self.cb.opened, self.handle.alive()) {
+            // SAFETY: as in `CState::call`.
+            (Some(f), true) => to_result(unsafe { f(self.handle.as_raw()) }),
+            _ => Ok(()),
+        }
+    }
+    fn closed(&self, _channel: &Arc<Channel>) {
+        self.call(self.cb.closed);
+    }
+    fn suspend(&self, _channel: &Arc<Channel>) {
+        self.call(self.cb.suspend);
+    }
+    fn started(&self, _channel: &Arc<Channel>) {
+        self.call(self.cb.started);
+    }
+    fn post_started(&self, _channel: &Arc<Channel>) {
+        self.call(self.cb.post_started);
+    }
+}
+
+/// A driver's packet callbacks.
+struct CPackets {
+    handle: Arc<Handle>,
+    process: EvtProcessPacket,
+    complete: EvtProcessingComplete,
+}
+
+impl PacketCallbacks for CPackets {
+    fn process_packet(&self, _channel: &Arc<Channel>, packet: IncomingPacket) {
+        let (Some(f), true) = (self.process, self.handle.alive()) else {
+            // Dropping completes it (empty): the sender is not left waiting.
+            return;
+        };
+        let boxed = packet.into_box();
+        let (data, len) = (boxed.data().as_ptr(), boxed.data().len());
+        let raw = KBox::into_raw(boxed);
+        // SAFETY: `f` is the driver's callback (module alive). `raw` is the
+        // packet handle, which the driver gives back through complete,
+        // defer or fail; `data` stays valid until then (it lives in the
+        // box). The length came from a ring packet, so it fits `u32`.
+        unsafe { f(self.handle.as_raw(), raw.cast(), data.cast(), len as u32, 0) }
+    }
+
+    fn processing_complete(&self, _channel: &Arc<Channel>, count: u32) {
+        if let (Some(f), true) = (self.complete, self.handle.alive()) {
+            // SAFETY: the driver's callback, its module alive.
+            unsafe { f(self.handle.as_raw(), count) }
+        }
+    }
+}
+
+// SAFETY: the C callbacks are plain function pointers that kmcl's API
+// documents as callable from any CPU (softirq or process context); the
+// handle is `Sync`.
+unsafe impl Send for CState {}
+// SAFETY: see above.
+unsafe impl Sync for CState {}
+// SAFETY: see above.
+unsafe impl Send for CPackets {}
+// SAFETY: see above.
+unsafe impl Sync for CPackets {}
+
+// ---------------------------------------------------------------------------
+// Init-time settings and channel information.
+
+/// Runs `f` on the handle if the channel has `role`, else `-EINVAL`.
+fn for_role(h: &Handle, role: Role, f: impl FnOnce(&Handle) -> Result) -> Result {
+    if h.channel.role() != role {
+        return Err(EINVAL);
+    }
+    f(h)
+}
+
+/// Largest `ClientContextSize`: the context is allocated per packet in
+/// softirq context.
+const CLIENT_CONTEXT_MAX: u32 = 4096;
+
+/// `VmbChannelInitSetClientContextSize`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_init_set_client_context_size(
+    channel: *mut KmclChannel,
+    size: u32,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    unsafe {
+        with_channel(channel, |h| {
+            if size > CLIENT_CONTEXT_MAX {
+                return Err(EINVAL);
+            }
+            h.channel.configure(|s| s.client_context_size = size)
+        })
+    }
+}
+
+/// `VmbChannelInitSetFlags`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_init_set_flags(
+    channel: *mut KmclChannel,
+    flags: u32,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    unsafe { with_channel(channel, |h| h.channel.set_flags(flags)) }
+}
+
+/// `VmbChannelInitSetFriendlyName`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle; `name` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_init_set_friendly_name(
+    channel: *mut KmclChannel,
+    name: *const c_char,
+) -> c_int {
+    if name.is_null() {
+        return EINVAL.to_errno();
+    }
+    // SAFETY: the caller's promise: NUL-terminated.
+    let name = unsafe { CStr::from_char_ptr(name) };
+    // SAFETY: the caller's promise.
+    unsafe { with_channel(channel, |h| h.channel.set_friendly_name(name.to_bytes())) }
+}
+
+/// `VmbChannelInitSetMaximumExternalData`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_init_set_maximum_external_data(
+    channel: *mut KmclChannel,
+    size: u32,
+    chain_length: u32,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    unsafe {
+        with_channel(channel, |h| {
+            h.channel.set_maximum_external_data(size, chain_length)
+        })
+    }
+}
+
+/// `VmbChannelInitSetMaximumPacketSize`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_init_set_maximum_packet_size(
+    channel: *mut KmclChannel,
+    size: u32,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    unsafe {
+        with_channel(channel, |h| {
+            if size == 0 {
+                return Err(EINVAL);
+            }
+            h.channel.configure(|s| s.max_packet_size = size)
+        })
+    }
+}
+
+/// `VmbChannelInitSetProcessPacketCallbacks`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle; the callbacks are NULL or functions
+/// that stay loaded while the channel exists.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_init_set_process_packet_callbacks(
+    channel: *mut KmclChannel,
+    process_packet: EvtProcessPacket,
+    processing_complete: EvtProcessingComplete,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(h) = (unsafe { handle(channel) }) else {
+        return EINVAL.to_errno();
+    };
+    if process_packet.is_none() {
+        return EINVAL.to_errno();
+    }
+    let set = (|| -> Result {
+        let cb = Arc::new(
+            CPackets {
+                handle: h.into(),
+                process: process_packet,
+                complete: processing_complete,
+            },
+            GFP_KERNEL,
+        )?;
+        h.channel.set_packet_callbacks(cb)
+    })();
+    errno(set)
+}
+
+/// `VmbChannelInitSetStateChangeCallbacks`: refuses a structure of another
+/// version or size (`-EINVAL`).
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle; `callbacks` is NULL or points to at
+/// least its own `size` bytes, `version` and `size` first.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_init_set_state_change_callbacks(
+    channel: *mut KmclChannel,
+    callbacks: *const abi::StateCallbacks,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(h) = (unsafe { handle(channel) }) else {
+        return EINVAL.to_errno();
+    };
+    if callbacks.is_null() {
+        return EINVAL.to_errno();
+    }
+    // Read the version and size first: a smaller structure must not be
+    // read past its end.
+    // SAFETY: every version starts with `version` and `size`.
+    let (version, size) = unsafe {
+        (
+            core::ptr::addr_of!((*callbacks).version).read(),
+            core::ptr::addr_of!((*callbacks).size).read(),
+        )
+    };
+    let expected = core::mem::size_of::<abi::StateCallbacks>();
+    if version != abi::STATE_CALLBACKS_VERSION || size as usize != expected {
+        pr_warn!(
+            "state change callbacks: version {} size {}; kmcl supports version {} size {}\n",
+            version,
+            size,
+            abi::STATE_CALLBACKS_VERSION,
+            expected
+        );
+        return EINVAL.to_errno();
+    }
+    // SAFETY: checked: the caller's structure is this layout.
+    let cb = unsafe { callbacks.read() };
+    let set = (|| -> Result {
+        let adapter = Arc::new(
+            CState {
+                handle: h.into(),
+                cb,
+            },
+            GFP_KERNEL,
+        )?;
+        h.channel.set_state_callbacks(adapter)
+    })();
+    errno(set)
+}
+
+/// `VmbClientChannelInitSetRingBufferPageCount`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_client_channel_init_set_ring_buffer_page_count(
+    channel: *mut KmclChannel,
+    incoming: u32,
+    outgoing: u32,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    unsafe {
+        with_channel(channel, |h| {
+            for_role(h, Role::Client, |h| {
+                if incoming == 0 || outgoing == 0 {
+                    return Err(EINVAL);
+                }
+                h.channel.configure(|s| {
+                    s.incoming_pages = incoming;
+                    s.outgoing_pages = outgoing;
+                })
+            })
+        })
+    }
+}
+
+/// Reads an optional GUID.
+///
+/// # Safety
+///
+/// `g` is NULL or readable.
+unsafe fn guid(g: *const Guid) -> Option<[u8; 16]> {
+    // SAFETY: the caller's promise.
+    (!g.is_null()).then(|| unsafe { g.read() }.b)
+}
+
+/// `VmbClientChannelInitSetTargetPnp`: the interface type (required) and
+/// instance (NULL: any) of the offer to open.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle; the GUIDs are NULL or readable.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_client_channel_init_set_target_pnp(
+    channel: *mut KmclChannel,
+    interface_type: *const Guid,
+    instance: *const Guid,
+    pnp_failure: EvtPnpFailure,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    let (ty, inst) = unsafe { (guid(interface_type), guid(instance)) };
+    // SAFETY: the caller's promise.
+    unsafe {
+        with_channel(channel, |h| {
+            for_role(h, Role::Client, |h| {
+                let ty = ty.ok_or(EINVAL)?;
+                h.channel.configure(|s| {
+                    s.interface_type = ty;
+                    s.interface_instance = inst.unwrap_or([0; 16]);
+                })?;
+                *h.pnp_failure.lock() = pnp_failure;
+                Ok(())
+            })
+        })
+    }
+}
+
+/// `VmbServerChannelInitSetTargetInterfaceId`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle; the GUIDs are NULL or readable.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_server_channel_init_set_target_interface_id(
+    channel: *mut KmclChannel,
+    interface_type: *const Guid,
+    instance: *const Guid,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    let (ty, inst) = unsafe { (guid(interface_type), guid(instance)) };
+    // SAFETY: the caller's promise.
+    unsafe {
+        with_channel(channel, |h| {
+            for_role(h, Role::Server, |h| {
+                let (ty, inst) = (ty.ok_or(EINVAL)?, inst.ok_or(EINVAL)?);
+                h.channel.configure(|s| {
+                    s.interface_type = ty;
+                    s.interface_instance = inst;
+                })
+            })
+        })
+    }
+}
+
+/// `VmbServerChannelInitSetFlags`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_server_channel_init_set_flags(
+    channel: *mut KmclChannel,
+    flags: u32,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    unsafe {
+        with_channel(channel, |h| {
+            for_role(h, Role::Server, |h| h.channel.set_server_flags(flags))
+        })
+    }
+}
+
+/// `VmbServerChannelInitSetTargetVtl`: loopback offers are in VTL 0 only
+/// so far (other VTLs: `-EOPNOTSUPP`).
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_server_channel_init_set_target_vtl(
+    channel: *mut KmclChannel,
+    vtl: u8,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    unsafe {
+        with_channel(channel, |h| {
+            for_role(h, Role::Server, |_| match vtl {
+                0 => Ok(()),
+                _ => Err(EOPNOTSUPP),
+            })
+        })
+    }
+}
+
+/// `VmbChannelSetIncomingProcessingAtPassive`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_set_incoming_processing_at_passive(
+    channel: *mut KmclChannel,
+    at_passive: bool,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    unsafe {
+        with_channel(channel, |h| {
+            h.channel.set_incoming_processing_at_passive(at_passive)
+        })
+    }
+}
+
+/// `VmbChannelSetTransactionQuota`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_set_transaction_quota(
+    channel: *mut KmclChannel,
+    quota: u32,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    unsafe { with_channel(channel, |h| h.channel.set_transaction_quota(quota)) }
+}
+
+/// `VmbChannelGetInterfaceInstance`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle; `instance` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_get_interface_instance(
+    channel: *mut KmclChannel,
+    instance: *mut Guid,
+) {
+    // SAFETY: the caller's promise.
+    if let (Some(h), false) = (unsafe { handle(channel) }, instance.is_null()) {
+        let b = h.channel.interface_instance();
+        // SAFETY: checked non-NULL; writable (the caller's promise).
+        unsafe { instance.write(Guid { b }) };
+    }
+}
+
+/// `VmbChannelSetPointer`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_set_pointer(channel: *mut KmclChannel, pointer: *mut c_void) {
+    // SAFETY: the caller's promise.
+    if let Some(h) = unsafe { handle(channel) } {
+        h.channel.set_pointer(pointer as usize);
+    }
+}
+
+/// `VmbChannelGetPointer`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_get_pointer(channel: *mut KmclChannel) -> *mut c_void {
+    // SAFETY: the caller's promise.
+    match unsafe { handle(channel) } {
+        Some(h) => h.channel.pointer() as *mut c_void,
+        None => core::ptr::null_mut(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Lifecycle.
+
+/// `VmbChannelEnable`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_enable(channel: *mut KmclChannel) -> c_int {
+    // SAFETY: the caller's promise.
+    unsafe { with_channel(channel, |h| h.channel.enable()) }
+}
+
+/// `VmbChannelDisable`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_disable(channel: *mut KmclChannel) -> c_int {
+    // SAFETY: the caller's promise.
+    unsafe { with_channel(channel, |h| h.channel.disable()) }
+}
+
+/// `VmbChannelPause`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_pause(channel: *mut KmclChannel) -> c_int {
+    // SAFETY: the caller's promise.
+    unsafe { with_channel(channel, |h| h.channel.pause()) }
+}
+
+/// `VmbChannelStart`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_start(channel: *mut KmclChannel) -> c_int {
+    // SAFETY: the caller's promise.
+    unsafe { with_channel(channel, |h| h.channel.start()) }
+}
+
+// ---------------------------------------------------------------------------
+// Incoming packets.
+
+/// The incoming packet behind a handle, which the caller gives up.
+///
+/// # Safety
+///
+/// `packet` is a handle passed to a process-packet callback and not yet
+/// completed, deferred or failed.
+unsafe fn incoming(packet: *mut KmclIncoming) -> IncomingPacket {
+    // SAFETY: the handle is `KBox::into_raw` of the packet's box (see
+    // `CPackets::process_packet`), given back exactly once.
+    IncomingPacket::from_box(unsafe { KBox::from_raw(packet.cast::<Incoming>()) })
+}
+
+/// `VmbChannelPacketComplete`.
+///
+/// # Safety
+///
+/// `packet` is NULL or a live incoming packet handle; `buffer` holds
+/// `length` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_packet_complete(
+    packet: *mut KmclIncoming,
+    buffer: *const c_void,
+    length: u32,
+) -> c_int {
+    if packet.is_null() {
+        return EINVAL.to_errno();
+    }
+    // SAFETY: the caller's promise.
+    let packet = unsafe { incoming(packet) };
+    // SAFETY: the caller's promise.
+    match unsafe { bytes(buffer, length) } {
+        Ok(payload) => errno(packet.complete(payload)),
+        Err(e) => {
+            // Completed without a payload rather than leaked.
+            drop(packet);
+            e.to_errno()
+        }
+    }
+}
+
+/// `VmbChannelPacketDeferToPassive`.
+///
+/// # Safety
+///
+/// `packet` is NULL or a live incoming packet handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_packet_defer_to_passive(packet: *mut KmclIncoming) {
+    if !packet.is_null() {
+        // SAFETY: the caller's promise.
+        unsafe { incoming(packet) }.defer_to_passive();
+    }
+}
+
+/// `VmbChannelPacketFail`.
+///
+/// # Safety
+///
+/// `packet` is NULL or a live incoming packet handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_packet_fail(packet: *mut KmclIncoming) {
+    if !packet.is_null() {
+        // SAFETY: the caller's promise.
+        unsafe { incoming(packet) }.fail();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Outgoing packets.
+
+/// An outgoing packet object (`VMBPACKET`).
+pub struct CPacket {
+    handle: Arc<Handle>,
+    pointer: AtomicUsize,
+    routine: EvtPacketCompletion,
+    /// In the driver's memory (`kmcl_packet_initialize`), not kmalloc'ed.
+    in_caller_memory: bool,
+}
+
+/// Frees a packet object.
+///
+/// # Safety
+///
+/// `p` is a live packet object, not used again.
+unsafe fn free_packet(p: *mut CPacket) {
+    // SAFETY: `p` is live; `in_caller_memory` tells how it was made.
+    unsafe {
+        if (*p).in_caller_memory {
+            core::ptr::drop_in_place(p);
+        } else {
+            drop(KBox::from_raw(p));
+        }
+    }
+}
+
+/// A packet object handed to the engine for one send.
+struct CInFlight(*mut CPacket);
+
+// SAFETY: the packet object belongs to kmcl while it is in flight; the
+// driver's routine may run on any CPU.
+unsafe impl Send for CInFlight {}
+
+impl SendCompletion for CInFlight {
+    fn complete(&mut self, status: Result, data: &[u8]) {
+        let p = self.0;
+        // SAFETY: the packet object is live while in flight.
+        let (routine, alive) = unsafe { ((*p).routine, (*p).handle.alive()) };
+        match (routine, alive) {
+            // SAFETY: the driver's routine gets its packet back, with the
+            // completion payload for the duration of the call.
+            (Some(f), true) => unsafe {
+                f(
+                    p.cast(),
+                    errno(status),
+                    data.as_ptr().cast(),
+                    data.len() as u32,
+                )
+            },
+            // KMCL's default: a packet without a routine is freed once its
+            // transaction is over; so is every packet of a module gone.
+            // SAFETY: nobody else uses it any more.
+            _ => unsafe { free_packet(p) },
+        }
+    }
+}
+
+/// The packet object behind a handle.
+///
+/// # Safety
+///
+/// `packet` is NULL or a live packet handle, used by one thread at a time
+/// while not in flight.
+unsafe fn packet_ref<'a>(packet: *mut KmclPacket) -> Option<&'a CPacket> {
+    // SAFETY: the caller's promise.
+    unsafe { packet.cast::<CPacket>().as_ref() }
+}
+
+/// `VmbChannelSizeofPacket`: the bytes `kmcl_packet_initialize` needs.
+///
+/// # Safety
+///
+/// None beyond the C signature: the channel is not used.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_sizeof_packet(_channel: *mut KmclChannel) -> u32 {
+    core::mem::size_of::<CPacket>() as u32
+}
+
+/// `VmbPacketAllocate`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_packet_allocate(channel: *mut KmclChannel) -> *mut KmclPacket {
+    // SAFETY: the caller's promise.
+    let Some(h) = (unsafe { handle(channel) }) else {
+        return core::ptr::null_mut();
+    };
+    let p = CPacket {
+        handle: h.into(),
+        pointer: AtomicUsize::new(0),
+        routine: None,
+        in_caller_memory: false,
+    };
+    match KBox::new(p, gfp()) {
+        Ok(b) => KBox::into_raw(b).cast(),
+        Err(_) => core::ptr::null_mut(),
+    }
+}
+
+/// `VmbPacketInitialize`: makes a packet object in `buffer`, which must be
+/// at least `kmcl_channel_sizeof_packet()` bytes and pointer-aligned.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle; `buffer` is NULL or `size` writable
+/// bytes that stay allocated until the packet is freed; `packet` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_packet_initialize(
+    channel: *mut KmclChannel,
+    buffer: *mut c_void,
+    size: u32,
+    packet: *mut *mut KmclPacket,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(h) = (unsafe { handle(channel) }) else {
+        return EINVAL.to_errno();
+    };
+    let fits = (size as usize) >= core::mem::size_of::<CPacket>();
+    let aligned = (buffer as usize) & (core::mem::align_of::<CPacket>() - 1) == 0;
+    if buffer.is_null() || packet.is_null() || !fits || !aligned {
+        return EINVAL.to_errno();
+    }
+    let p = buffer.cast::<CPacket>();
+    // SAFETY: checked: large enough and aligned; writable (caller).
+    unsafe {
+        p.write(CPacket {
+            handle: h.into(),
+            pointer: AtomicUsize::new(0),
+            routine: None,
+            in_caller_memory: true,
+        });
+        *packet = p.cast();
+    }
+    0
+}
+
+/// `VmbPacketFree`: also ends a packet made by `kmcl_packet_initialize`
+/// (its memory stays the driver's).
+///
+/// # Safety
+///
+/// `packet` is NULL or a live packet handle, not in flight, not used again.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_packet_free(packet: *mut KmclPacket) {
+    if !packet.is_null() {
+        // SAFETY: the caller's promise.
+        unsafe { free_packet(packet.cast()) };
+    }
+}
+
+/// `VmbPacketGetChannel`.
+///
+/// # Safety
+///
+/// `packet` is NULL or a live packet handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_packet_get_channel(packet: *mut KmclPacket) -> *mut KmclChannel {
+    // SAFETY: the caller's promise.
+    match unsafe { packet_ref(packet) } {
+        Some(p) => p.handle.as_raw(),
+        None => core::ptr::null_mut(),
+    }
+}
+
+/// `VmbPacketGetPointer`.
+///
+/// # Safety
+///
+/// `packet` is NULL or a live packet handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_packet_get_pointer(packet: *mut KmclPacket) -> *mut c_void {
+    // SAFETY: the caller's promise.
+    match unsafe { packet_ref(packet) } {
+        Some(p) => p.pointer.load(Ordering::Relaxed) as *mut c_void,
+        None => core::ptr::null_mut(),
+    }
+}
+
+/// `VmbPacketSetPointer`.
+///
+/// # Safety
+///
+/// `packet` is NULL or a live packet handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_packet_set_pointer(packet: *mut KmclPacket, pointer: *mut c_void) {
+    // SAFETY: the caller's promise.
+    if let Some(p) = unsafe { packet_ref(packet) } {
+        p.pointer.store(pointer as usize, Ordering::Relaxed);
+    }
+}
+
+/// `VmbPacketSetCompletionRoutine`.
+///
+/// # Safety
+///
+/// `packet` is NULL or a live packet handle, not in flight.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_packet_set_completion_routine(
+    packet: *mut KmclPacket,
+    routine: EvtPacketCompletion,
+) {
+    // SAFETY: the caller's promise: not in flight, so kmcl does not read
+    // the packet concurrently.
+    if let Some(p) = unsafe { packet.cast::<CPacket>().as_mut() } {
+        p.routine = routine;
+    }
+}
+
+/// Flags `kmcl_packet_send` knows.
+const FORMAT_FLAGS: u32 = abi::FORMAT_FLAG_WAIT_FOR_COMPLETION
+    | abi::FORMAT_FLAG_FORCE_MDL_LENGTH
+    | abi::FORMAT_FLAG_PAGED_BUFFER;
+
+/// `VmbPacketSend` (in-band; external data: `-EOPNOTSUPP` for now). On an
+/// error the routine does not run and the packet is the driver's again.
+///
+/// # Safety
+///
+/// `packet` is NULL or a live packet handle, not in flight; `buffer` holds
+/// `length` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_packet_send(
+    packet: *mut KmclPacket,
+    buffer: *const c_void,
+    length: u32,
+    mdl: *const KmclMdl,
+    flags: u32,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(p) = (unsafe { packet_ref(packet) }) else {
+        return EINVAL.to_errno();
+    };
+    let sent = (|| -> Result {
+        if flags & !FORMAT_FLAGS != 0 {
+            return Err(EINVAL);
+        }
+        if !mdl.is_null() {
+            return Err(EOPNOTSUPP);
+        }
+        // SAFETY: the caller's promise; the bytes are copied into the ring
+        // (or the send queue) before this returns.
+        let payload = unsafe { bytes(buffer, length) }?;
+        let in_flight = KBox::new(CInFlight(packet.cast()), GFP_ATOMIC)?;
+        let wait = flags & abi::FORMAT_FLAG_WAIT_FOR_COMPLETION != 0;
+        p.handle.channel.send(payload, wait, in_flight)
+    })();
+    errno(sent)
+}
+
+/// `VmbChannelSendSynchronousRequest` (in-band). `timeout_ms` NULL waits
+/// for ever; `*reply_length` is the reply buffer's size on entry and the
+/// reply's on return. Process context only.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle; `buffer` holds `length` bytes;
+/// `reply` holds `*reply_length` writable bytes; `reply_length` and
+/// `timeout_ms` are NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_send_synchronous_request(
+    channel: *mut KmclChannel,
+    buffer: *const c_void,
+    length: u32,
+    mdl: *const KmclMdl,
+    flags: u32,
+    reply: *mut c_void,
+    reply_length: *mut u32,
+    timeout_ms: *const u32,
+) -> c_int {
+    if !crate::context::in_task() {
+        return EINVAL.to_errno();
+    }
+    // SAFETY: the caller's promise.
+    unsafe {
+        with_channel(channel, |h| {
+            if flags & !FORMAT_FLAGS != 0 {
+                return Err(EINVAL);
+            }
+            if !mdl.is_null() {
+                return Err(EOPNOTSUPP);
+            }
+            let payload = bytes(buffer, length)?;
+            let cap = if reply_length.is_null() {
+                0
+            } else {
+                *reply_length
+            };
+            let out: &mut [u8] = if cap == 0 {
+                &mut []
+            } else if reply.is_null() {
+                return Err(EINVAL);
+            } else {
+                core::slice::from_raw_parts_mut(reply.cast::<u8>(), cap as usize)
+            };
+            let timeout = timeout_ms.as_ref().copied();
+            let n = h.channel.send_sync(payload, out, timeout)?;
+            if !reply_length.is_null() {
+                *reply_length = n as u32;
+            }
+            Ok(())
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Functions of the GPADL, external-data, MMIO, save/restore and VMBus
+// handle work (issue 4): present in the tables, refused for now.
+
+/// `VmbChannelCreateGpadlFromBuffer` (`-EOPNOTSUPP` for now).
+#[no_mangle]
+pub extern "C" fn kmcl_channel_create_gpadl_from_buffer(
+    _channel: *mut KmclChannel,
+    _flags: u32,
+    _buffer: *mut c_void,
+    _length: u32,
+    _gpadl: *mut u32,
+) -> c_int {
+    EOPNOTSUPP.to_errno()
+}
+
+/// `VmbChannelCreateGpadlFromMdl` (`-EOPNOTSUPP` for now).
+#[no_mangle]
+pub extern "C" fn kmcl_channel_create_gpadl_from_mdl(
+    _channel: *mut KmclChannel,
+    _flags: u32,
+    _mdl: *const KmclMdl,
+    _offset: u32,
+    _length: u32,
+    _gpadl: *mut u32,
+) -> c_int {
+    EOPNOTSUPP.to_errno()
+}
+
+/// `VmbChannelDeleteGpadl` (`-EOPNOTSUPP` for now).
+#[no_mangle]
+pub extern "C" fn kmcl_channel_delete_gpadl(_channel: *mut KmclChannel, _gpadl: u32) -> c_int {
+    EOPNOTSUPP.to_errno()
+}
+
+/// `VmbChannelGetMmioSpace` (`-EOPNOTSUPP` for now).
+#[no_mangle]
+pub extern "C" fn kmcl_channel_get_mmio_space(
+    _channel: *mut KmclChannel,
+    _address: *mut *mut c_void,
+    _size: *mut u64,
+) -> c_int {
+    EOPNOTSUPP.to_errno()
+}
+
+/// `VmbChannelPacketGetExternalData` (`-EOPNOTSUPP` for now).
+#[no_mangle]
+pub extern "C" fn kmcl_channel_packet_get_external_data(
+    _packet: *mut KmclIncoming,
+    _flags: u32,
+    _mdl: *mut *mut KmclMdl,
+) -> c_int {
+    EOPNOTSUPP.to_errno()
+}
+
+/// `VmbChannelSetInterruptLatency` (`-EOPNOTSUPP` for now).
+#[no_mangle]
+pub extern "C" fn kmcl_channel_set_interrupt_latency(
+    _channel: *mut KmclChannel,
+    _latency: u16,
+    _original: *mut u16,
+) -> c_int {
+    EOPNOTSUPP.to_errno()
+}
+
+/// `VmbPacketSendWithExternalMdl` (`-EOPNOTSUPP` for now).
+#[no_mangle]
+pub extern "C" fn kmcl_packet_send_with_external_mdl(
+    _packet: *mut KmclPacket,
+    _buffer: *const c_void,
+    _length: u32,
+    _mdl: *const KmclMdl,
+    _mdl_offset: u32,
+    _mdl_length: u32,
+    _flags: u32,
+) -> c_int {
+    EOPNOTSUPP.to_errno()
+}
+
+/// `VmbPacketSendWithExternalPfns` (`-EOPNOTSUPP` for now).
+#[no_mangle]
+pub extern "C" fn kmcl_packet_send_with_external_pfns(
+    _packet: *mut KmclPacket,
+    _buffer: *const c_void,
+    _length: u32,
+    _pfns: *const u64,
+    _pfn_count: u32,
+    _flags: u32,
+) -> c_int {
+    EOPNOTSUPP.to_errno()
+}
+
+/// `VmbChannelMapGpadl` (`-EOPNOTSUPP` for now).
+#[no_mangle]
+pub extern "C" fn kmcl_channel_map_gpadl(
+    _channel: *mut KmclChannel,
+    _flags: u32,
+    _gpadl: u32,
+    _mdl: *mut *mut KmclMdl,
+) -> c_int {
+    EOPNOTSUPP.to_errno()
+}
+
+/// `VmbChannelUnmapGpadl` (`-EOPNOTSUPP` for now).
+#[no_mangle]
+pub extern "C" fn kmcl_channel_unmap_gpadl(_channel: *mut KmclChannel, _gpadl: u32) -> c_int {
+    EOPNOTSUPP.to_errno()
+}
+
+/// `VmbChannelRestoreFromBuffer` (`-EOPNOTSUPP` for now).
+#[no_mangle]
+pub extern "C" fn kmcl_channel_restore_from_buffer(
+    _channel: *mut KmclChannel,
+    _buffer: *const c_void,
+    _size: u32,
+) -> c_int {
+    EOPNOTSUPP.to_errno()
+}
+
+/// `VmbChannelSaveBegin` (`-EOPNOTSUPP` for now).
+#[no_mangle]
+pub extern "C" fn kmcl_channel_save_begin(_channel: *mut KmclChannel) -> c_int {
+    EOPNOTSUPP.to_errno()
+}
+
+/// `VmbChannelSaveContinue` (`-EOPNOTSUPP` for now).
+#[no_mangle]
+pub extern "C" fn kmcl_channel_save_continue(
+    _channel: *mut KmclChannel,
+    _buffer: *mut c_void,
+    _size: u32,
+    _filled: *mut u32,
+    _required: *mut u32,
+) -> c_int {
+    EOPNOTSUPP.to_errno()
+}
+
+/// `VmbChannelSaveEnd` (nothing to end for now).
+#[no_mangle]
+pub extern "C" fn kmcl_channel_save_end(_channel: *mut KmclChannel) {}
+
+/// `VmbConvertVmbusHandleToKernelHandle` (`-EOPNOTSUPP` for now).
+#[no_mangle]
+pub extern "C" fn kmcl_convert_vmbus_handle_to_kernel_handle(
+    _handle: u64,
+    _kernel_handle: *mut *mut c_void,
+) -> c_int {
+    EOPNOTSUPP.to_errno()
+}
+
+/// `VmbPacketRestore` (`-EOPNOTSUPP` for now).
+#[no_mangle]
+pub extern "C" fn kmcl_packet_restore(
+    _packet: *mut KmclPacket,
+    _buffer: *const c_void,
+    _size: u32,
+) -> c_int {
+    EOPNOTSUPP.to_errno()
+}
+
+/// `VmbServerChannelInitSetMmioMegabytes` (`-EOPNOTSUPP` for now).
+#[no_mangle]
+pub extern "C" fn kmcl_server_channel_init_set_mmio_megabytes(
+    _channel: *mut KmclChannel,
+    _megabytes: u16,
+    _optional_megabytes: u16,
+) -> c_int {
+    EOPNOTSUPP.to_errno()
+}
+
+/// `VmbServerChannelInitSetSaveRestorePacketCallbacks` (`-EOPNOTSUPP` for
+/// now).
+#[no_mangle]
+pub extern "C" fn kmcl_server_channel_init_set_save_restore_packet_callbacks(
+    _channel: *mut KmclChannel,
+    _save: EvtSavePacket,
+    _restore: EvtRestorePacket,
+) -> c_int {
+    EOPNOTSUPP.to_errno()
+}
+
+/// `VmbServerChannelInitSetVmbusHandle` (`-EOPNOTSUPP` for now).
+#[no_mangle]
+pub extern "C" fn kmcl_server_channel_init_set_vmbus_handle(
+    _channel: *mut KmclChannel,
+    _handle: *mut c_void,
+) -> c_int {
+    EOPNOTSUPP.to_errno()
+}
+
+// ---------------------------------------------------------------------------
+// Interface tables.
+
+/// `KMCL_CLIENT_INTERFACE_V1` as kmcl hands it out.
+const CLIENT_V1: ClientInterfaceV1 = ClientInterfaceV1 {
+    size: core::mem::size_of::<ClientInterfaceV1>() as u32,
+    version: abi::INTERFACE_VERSION_1,
+    channel_allocate: kmcl_channel_allocate,
+    channel_cleanup: kmcl_channel_cleanup,
+    channel_create_gpadl_from_buffer: kmcl_channel_create_gpadl_from_buffer,
+    channel_create_gpadl_from_mdl: kmcl_channel_create_gpadl_from_mdl,
+    channel_delete_gpadl: kmcl_channel_delete_gpadl,
+    channel_disable: kmcl_channel_disable,
+    channel_enable: kmcl_channel_enable,
+    channel_get_interface_instance: kmcl_channel_get_interface_instance,
+    channel_get_mmio_space: kmcl_channel_get_mmio_space,
+    channel_get_pointer: kmcl_channel_get_pointer,
+    channel_init_set_client_context_size: kmcl_channel_init_set_client_context_size,
+    channel_init_set_flags: kmcl_channel_init_set_flags,
+    channel_init_set_friendly_name: kmcl_channel_init_set_friendly_name,
+    channel_init_set_maximum_external_data: kmcl_channel_init_set_maximum_external_data,
+    channel_init_set_maximum_packet_size: kmcl_channel_init_set_maximum_packet_size,
+    channel_init_set_process_packet_callbacks: kmcl_channel_init_set_process_packet_callbacks,
+    channel_init_set_state_change_callbacks: kmcl_channel_init_set_state_change_callbacks,
+    channel_packet_complete: kmcl_channel_packet_complete,
+    channel_packet_defer_to_passive: kmcl_channel_packet_defer_to_passive,
+    channel_packet_fail: kmcl_channel_packet_fail,
+    channel_packet_get_external_data: kmcl_channel_packet_get_external_data,
+    channel_pause: kmcl_channel_pause,
+    channel_send_synchronous_request: kmcl_channel_send_synchronous_request,
+    channel_set_incoming_processing_at_passive: kmcl_channel_set_incoming_processing_at_passive,
+    channel_set_interrupt_latency: kmcl_channel_set_interrupt_latency,
+    channel_set_pointer: kmcl_channel_set_pointer,
+    channel_set_transaction_quota: kmcl_channel_set_transaction_quota,
+    channel_sizeof_packet: kmcl_channel_sizeof_packet,
+    channel_start: kmcl_channel_start,
+    client_channel_init_set_ring_buffer_page_count:
+        kmcl_client_channel_init_set_ring_buffer_page_count,
+    client_channel_init_set_target_pnp: kmcl_client_channel_init_set_target_pnp,
+    packet_allocate: kmcl_packet_allocate,
+    packet_free: kmcl_packet_free,
+    packet_get_channel: kmcl_packet_get_channel,
+    packet_get_pointer: kmcl_packet_get_pointer,
+    packet_initialize: kmcl_packet_initialize,
+    packet_send: kmcl_packet_send,
+    packet_send_with_external_mdl: kmcl_packet_send_with_external_mdl,
+    packet_send_with_external_pfns: kmcl_packet_send_with_external_pfns,
+    packet_set_completion_routine: kmcl_packet_set_completion_routine,
+    packet_set_pointer: kmcl_packet_set_pointer,
+};
+
+/// `KMCL_SERVER_ONLY_METHODS` as kmcl hands them out.
+const SERVER_ONLY: ServerOnlyMethods = ServerOnlyMethods {
+    channel_map_gpadl: kmcl_channel_map_gpadl,
+    channel_restore_from_buffer: kmcl_channel_restore_from_buffer,
+    channel_save_begin: kmcl_channel_save_begin,
+    channel_save_continue: kmcl_channel_save_continue,
+    channel_save_end: kmcl_channel_save_end,
+    channel_unmap_gpadl: kmcl_channel_unmap_gpadl,
+    convert_vmbus_handle_to_kernel_handle: kmcl_convert_vmbus_handle_to_kernel_handle,
+    packet_restore: kmcl_packet_restore,
+    server_channel_init_set_flags: kmcl_server_channel_init_set_flags,
+    server_channel_init_set_mmio_megabytes: kmcl_server_channel_init_set_mmio_megabytes,
+    server_channel_init_set_save_restore_packet_callbacks:
+        kmcl_server_channel_init_set_save_restore_packet_callbacks,
+    server_channel_init_set_target_interface_id: kmcl_server_channel_init_set_target_interface_id,
+    server_channel_init_set_target_vtl: kmcl_server_channel_init_set_target_vtl,
+    server_channel_init_set_vmbus_handle: kmcl_server_channel_init_set_vmbus_handle,
+};
+
+/// The interface query: fills `interface` with the client (`kind` 1) or
+/// server (`kind` 2) table. `-EINVAL` for an unknown kind, a NULL buffer or
+/// a size that is not the table's; `-EOPNOTSUPP` for an unknown version.
+///
+/// # Safety
+///
+/// `interface` is NULL or `size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_query_interface(
+    kind: u32,
+    size: u32,
+    version: u32,
+    interface: *mut c_void,
+) -> c_int {
+    let (expected, name) = match kind {
+        abi::CLIENT_INTERFACE => (core::mem::size_of::<ClientInterfaceV1>(), "client"),
+        abi::SERVER_INTERFACE => (core::mem::size_of::<ServerInterfaceV1>(), "server"),
+        _ => {
+            pr_warn!("interface query: unknown interface type {}\n", kind);
+            return EINVAL.to_errno();
+        }
+    };
+    if version != abi::INTERFACE_VERSION_1 {
+        pr_warn!(
+            "interface query: {} interface version {} unknown (kmcl has version {})\n",
+            name,
+            version,
+            abi::INTERFACE_VERSION_1
+        );
+        return EOPNOTSUPP.to_errno();
+    }
+    if interface.is_null() || size as usize != expected {
+        pr_warn!(
+            "interface query: {} interface version {} is {} bytes, caller has {}\n",
+            name,
+            version,
+            expected,
+            size
+        );
+        return EINVAL.to_errno();
+    }
+    // SAFETY: `interface` has `size` writable bytes, which is the table's
+    // size; the tables hold only integers and function pointers, for which
+    // any alignment of a caller's structure of this type is right.
+    unsafe {
+        match kind {
+            abi::CLIENT_INTERFACE => interface.cast::<ClientInterfaceV1>().write(CLIENT_V1),
+            _ => {
+                let mut t = ServerInterfaceV1 {
+                    client: CLIENT_V1,
+                    server: SERVER_ONLY,
+                };
+                t.client.size = expected as u32;
+                interface.cast::<ServerInterfaceV1>().write(t)
+            }
+        }
+    }
+    0
+}
+mod abi_tests;
