@@ -5,7 +5,8 @@
 #   make run      build what is needed, boot the test VM, load kmcl, show it
 #   make check    every test: host tests, module build, VM suite
 #
-#   make [modules]        build the modules against KDIR
+#   make [modules]        build kmcl.ko against KDIR
+#   make samples          build the sample drivers (separate modules)
 #   make KDIR=/path/to/a/rust-enabled/linux-7.x/build
 #   make modules_install  install into /lib/modules/<kernel release>
 #   make rust-analyzer    write rust-project.json for editors
@@ -39,13 +40,17 @@ ifneq ($(filter -%,$(LLVM)),)
 KTOOLS = CC=clang$(LLVM) LD=ld.lld$(LLVM)
 endif
 
-KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) $(KTOOLS) RUSTC=$(RUSTC) \
+KBASE = $(MAKE) -C $(KDIR) LLVM=$(LLVM) $(KTOOLS) RUSTC=$(RUSTC) \
 	RUSTDOC=$(RUSTDOC) BINDGEN=$(BINDGEN)
+KMAKE = $(KBASE) M=$(CURDIR)
+# The samples are separate modules, built as any out-of-tree user of kmcl
+# is: against kmcl's Module.symvers.
+SMAKE = $(KBASE) M=$(CURDIR)/samples KBUILD_EXTRA_SYMBOLS=$(CURDIR)/Module.symvers
 
-.PHONY: all modules modules_install clean rust-analyzer clippy setup kernel \
-	host-test check run
+.PHONY: all modules samples modules_install clean rust-analyzer clippy setup \
+	kernel host-test check run
 
-all: modules
+all: modules samples
 
 setup:
 	@scripts/setup.sh
@@ -56,11 +61,15 @@ kernel: setup
 modules: $(KERNEL_DEP)
 	$(KMAKE) modules
 
+samples: modules
+	$(SMAKE) modules
+
 modules_install: modules
 	$(KMAKE) modules_install
 
 clippy: $(KERNEL_DEP)
 	$(KMAKE) CLIPPY=1 CLIPPY_DRIVER=$(CLIPPY_DRIVER) modules
+	$(SMAKE) CLIPPY=1 CLIPPY_DRIVER=$(CLIPPY_DRIVER) modules
 
 rust-analyzer: $(KERNEL_DEP)
 	$(KMAKE) rust-analyzer
@@ -75,6 +84,6 @@ run: setup
 	@scripts/run.sh
 
 clean:
-	-[ -d "$(KDIR)" ] && $(KMAKE) clean
+	-[ -d "$(KDIR)" ] && $(KMAKE) clean && $(SMAKE) clean
 	-cargo clean --manifest-path rust/host/Cargo.toml
 	rm -rf out

@@ -77,6 +77,11 @@ cfiles=$(git ls-files -co --exclude-standard '*.c' '*.h' | grep -v '^rust/glue/e
 }
 result "checkpatch: C glue clean" $?
 
+# The public header's kernel-doc must parse without a warning.
+kdoc_out=$("$KSRC/scripts/kernel-doc" -none -Wall include/kmcl/kmcl.h 2>&1)
+[ -n "$kdoc_out" ] && echo "$kdoc_out" | head -20
+result "kernel-doc: include/kmcl/kmcl.h documented" "$([ -z "$kdoc_out" ]; echo $?)"
+
 step "build: clippy (CLIPPY=1, warnings are errors)"
 make --no-print-directory KDIR="$KDIR" KRUSTFLAGS=-Dwarnings clippy >out/clippy.log 2>&1
 rc=$?
@@ -84,8 +89,8 @@ grep -qi 'warning' out/clippy.log && rc=1
 [ "$rc" -ne 0 ] && tail -40 out/clippy.log
 result "clippy: kmcl builds clippy-clean" $rc
 
-step "build: modules (warnings are errors)"
-make --no-print-directory KDIR="$KDIR" KCFLAGS=-Werror KRUSTFLAGS=-Dwarnings modules 2>&1 |
+step "build: modules and samples (warnings are errors)"
+make --no-print-directory KDIR="$KDIR" KCFLAGS=-Werror KRUSTFLAGS=-Dwarnings modules samples 2>&1 |
 	tee out/modules.log
 rc=${PIPESTATUS[0]}
 # objtool and modpost report problems as warnings that -Werror misses.
@@ -93,7 +98,7 @@ if grep -qi 'warning' out/modules.log; then
 	grep -i 'warning' out/modules.log | head -20
 	rc=1
 fi
-result "build: kmcl.ko builds warning-free against the test kernel" $rc
+result "build: kmcl.ko and the samples build warning-free against the test kernel" $rc
 [ "$rc" -eq 0 ] || finish
 
 step "vm: kselftest suite in QEMU (TCG; logs in out/vm-check/)"

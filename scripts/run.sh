@@ -14,7 +14,7 @@ KDIR=$(scripts/kernel.sh kdir "$KFLAVOUR")
 KSRC=$(scripts/kernel.sh src "$KFLAVOUR")
 export KDIR KSRC
 echo "[run] building kmcl against $KDIR"
-make --no-print-directory KDIR="$KDIR" modules
+make --no-print-directory KDIR="$KDIR" modules samples
 echo "[run] booting the VM (QEMU TCG, debug kernel: about a minute)"
 scripts/vm.sh run
 if ! grep -q '^kmcl-vm: finished rc=0' out/vm-run/console.log; then

@@ -520,16 +520,6 @@ impl Channel {
         Ok(())
     }
 
-    /// Whether a payload of `len` bytes can be sent now: `-ENOTCONN` when
-    /// not connected, `-EINVAL` above the maximum packet size.
-    pub(crate) fn check_send(&self, len: usize) -> Result {
-        match self.data.lock().as_ref() {
-            None => Err(ENOTCONN),
-            Some(dp) if !dp.fits(len) => Err(EINVAL),
-            Some(_) => Ok(()),
-        }
-    }
-
     /// The data path's counters (zero when not connected).
     pub fn counters(&self) -> Counters {
         self.data

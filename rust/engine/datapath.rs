@@ -255,11 +255,6 @@ impl DataPath {
         })
     }
 
-    /// Whether a payload of `len` bytes is within the maximum packet size.
-    pub(crate) fn fits(&self, len: usize) -> bool {
-        len <= self.max_packet
-    }
-
     /// The other endpoint.
     pub(crate) fn peer(&self) -> &Arc<Channel> {
         &self.peer
@@ -1144,92 +1139,5 @@ mod tests {
     #[test]
     fn server_disable_under_traffic_accounts_for_every_packet() -> Result {
         disable_under_traffic(true, 11)
-    }
-
-    /// Re-sends its packet until `left` runs out, checking what comes back.
-    #[derive(Default)]
-    struct Resend {
-        left: AtomicU32,
-        completions: AtomicU32,
-        intact: AtomicU32,
-        freed: AtomicU32,
-    }
-
-    impl crate::engine::packet::PacketCompletion for Resend {
-        fn complete(
-            &self,
-            packet: KBox<crate::engine::packet::Packet>,
-            status: Result,
-            data: &[u8],
-        ) {
-            self.completions.fetch_add(1, Ordering::SeqCst);
-            if status.is_ok() && data.get(..4) == Some(b"ping") && packet.pointer() == 0xabc {
-                self.intact.fetch_add(1, Ordering::SeqCst);
-            }
-            let left = self.left.load(Ordering::SeqCst);
-            if left == 0 {
-                self.freed.fetch_add(1, Ordering::SeqCst);
-                return;
-            }
-            self.left.store(left - 1, Ordering::SeqCst);
-            // Reuse the same packet object, from the completion context.
-            if let Err((_packet, _e)) = packet.send(b"ping", true) {
-                self.freed.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-    }
-
-    #[test]
-    fn packet_objects_are_reused_and_returned_on_error() -> Result {
-        let bus = LoopbackBus::new()?;
-        let server = Channel::new(Role::Server, bus.clone())?;
-        server.configure(|s| s.interface_type = TYPE)?;
-        server.set_packet_callbacks(Arc::new(Echo, GFP_KERNEL)?)?;
-        let client = Channel::new(Role::Client, bus.clone())?;
-        client.configure(|s| {
-            s.interface_type = TYPE;
-            s.max_packet_size = 64;
-        })?;
-        // Not connected yet: the packet comes back with the error.
-        let mut p = client.allocate_packet()?;
-        p.set_pointer(7);
-        let (p, e) = p.send(b"early", true).err().ok_or(EINVAL)?;
-        assert_eq!(e, ENOTCONN);
-        assert_eq!(p.pointer(), 7);
-        assert!(Arc::ptr_eq(p.channel(), &client));
-        open(&server, &client)?;
-        // Over the maximum packet size: returned, nothing sent.
-        let (mut p, e) = p.send(&[0; 65], true).err().ok_or(EINVAL)?;
-        assert_eq!(e, EINVAL);
-        // One object, sent 25 times: 24 times again from its routine.
-        let routine = Arc::new(Resend::default(), GFP_KERNEL)?;
-        routine.left.store(24, Ordering::SeqCst);
-        p.set_pointer(0xabc);
-        p.set_completion_routine(routine.clone());
-        if p.send(b"ping", true).is_err() {
-            return Err(EIO);
-        }
-        for _ in 0..500 {
-            if routine.freed.load(Ordering::SeqCst) == 1 {
-                break;
-            }
-            fsleep(Delta::from_millis(10));
-        }
-        assert_eq!(routine.freed.load(Ordering::SeqCst), 1);
-        assert_eq!(routine.completions.load(Ordering::SeqCst), 25);
-        assert_eq!(routine.intact.load(Ordering::SeqCst), 25);
-        // No routine: freed when its transaction is over (kmemleak checks).
-        let plain = client.allocate_packet()?;
-        if plain.send(b"ping", false).is_err() {
-            return Err(EIO);
-        }
-        for _ in 0..500 {
-            if server.counters().packets_in == 26 {
-                break;
-            }
-            fsleep(Delta::from_millis(10));
-        }
-        assert_eq!(server.counters().packets_in, 26);
-        close(client, server)
     }
 }

@@ -10,4 +10,3 @@
 pub mod channel;
 pub mod datapath;
 pub mod loopback;
-pub mod packet;

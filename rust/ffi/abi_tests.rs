@@ -444,4 +444,118 @@ mod tests {
         // The client was closed, but its (gone) Closed callback not called.
         assert_eq!(CLOSED.load(Ordering::SeqCst), 0);
     }
+
+    static RESEND_LEFT: AtomicU32 = AtomicU32::new(0);
+    static RESEND_SEEN: AtomicU32 = AtomicU32::new(0);
+    static RESEND_INTACT: AtomicU32 = AtomicU32::new(0);
+    static RESEND_FREED: AtomicU32 = AtomicU32::new(0);
+
+    /// Re-sends its packet from its own completion routine until
+    /// `RESEND_LEFT` runs out, checking each echo, then frees it.
+    ///
+    /// # Safety
+    ///
+    /// Called by kmcl as `EvtVmbPacketCompletionRoutine`.
+    unsafe extern "C" fn resend(
+        packet: *mut KmclPacket,
+        status: c_int,
+        buffer: *const c_void,
+        length: u32,
+    ) {
+        RESEND_SEEN.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: the packet is ours again; the payload lives for the call.
+        unsafe {
+            let data = bytes(buffer, length).unwrap_or(&[]);
+            let tag = kmcl_packet_get_pointer(packet) as usize;
+            if status == 0 && data.get(..4) == Some(&b"ping"[..]) && tag == 0xabc {
+                RESEND_INTACT.fetch_add(1, Ordering::SeqCst);
+            }
+            let left = RESEND_LEFT.load(Ordering::SeqCst);
+            if left > 0 {
+                RESEND_LEFT.store(left - 1, Ordering::SeqCst);
+                let wait = FORMAT_FLAG_WAIT_FOR_COMPLETION;
+                if kmcl_packet_send(packet, b"ping".as_ptr().cast(), 4, core::ptr::null(), wait)
+                    == 0
+                {
+                    return;
+                }
+            }
+            kmcl_packet_free(packet);
+            RESEND_FREED.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn packet_objects_are_reused_from_their_routine_and_returned_on_error() {
+        RESEND_SEEN.store(0, Ordering::SeqCst);
+        RESEND_INTACT.store(0, Ordering::SeqCst);
+        RESEND_FREED.store(0, Ordering::SeqCst);
+        let (mut server, mut client) = (core::ptr::null_mut(), core::ptr::null_mut());
+        let wait = FORMAT_FLAG_WAIT_FOR_COMPLETION;
+        // SAFETY: all handles are live; buffers sized as passed.
+        unsafe {
+            assert_eq!(
+                kmcl_channel_allocate(core::ptr::null_mut(), true, &mut server),
+                0
+            );
+            assert_eq!(
+                kmcl_channel_allocate(core::ptr::null_mut(), false, &mut client),
+                0
+            );
+            assert_eq!(
+                kmcl_server_channel_init_set_target_interface_id(server, &TYPE, &INSTANCE),
+                0
+            );
+            assert_eq!(
+                kmcl_channel_init_set_process_packet_callbacks(server, Some(echo), None),
+                0
+            );
+            assert_eq!(
+                kmcl_client_channel_init_set_target_pnp(client, &TYPE, core::ptr::null(), None),
+                0
+            );
+            assert_eq!(kmcl_channel_init_set_maximum_packet_size(client, 64), 0);
+            // Not connected yet: the send fails and the packet is ours.
+            let p = kmcl_packet_allocate(client);
+            assert!(!p.is_null());
+            kmcl_packet_set_pointer(p, 0xabc as *mut c_void);
+            kmcl_packet_set_completion_routine(p, Some(resend));
+            assert_eq!(
+                kmcl_packet_send(p, b"early".as_ptr().cast(), 5, core::ptr::null(), wait),
+                -107
+            );
+            assert_eq!(kmcl_channel_enable(server), 0);
+            assert_eq!(kmcl_channel_start(server), 0);
+            assert_eq!(kmcl_channel_enable(client), 0);
+            let c = handle(client).map(|h| h.channel.clone()).unwrap();
+            let s = handle(server).map(|h| h.channel.clone()).unwrap();
+            assert!(wait_until(|| c.is_running() && s.is_running()));
+            // Over the maximum packet size: refused, nothing sent.
+            let big = [0u8; 65];
+            assert_eq!(
+                kmcl_packet_send(p, big.as_ptr().cast(), 65, core::ptr::null(), wait),
+                -22
+            );
+            assert_eq!(RESEND_SEEN.load(Ordering::SeqCst), 0);
+            // One object, sent 25 times: 24 times again from its routine.
+            RESEND_LEFT.store(24, Ordering::SeqCst);
+            assert_eq!(
+                kmcl_packet_send(p, b"ping".as_ptr().cast(), 4, core::ptr::null(), wait),
+                0
+            );
+            assert!(wait_until(|| RESEND_FREED.load(Ordering::SeqCst) == 1));
+            assert_eq!(RESEND_SEEN.load(Ordering::SeqCst), 25);
+            assert_eq!(RESEND_INTACT.load(Ordering::SeqCst), 25);
+            // No routine: kmcl frees it when its transaction is over
+            // (kmemleak checks).
+            let plain = kmcl_packet_allocate(client);
+            assert_eq!(
+                kmcl_packet_send(plain, b"ping".as_ptr().cast(), 4, core::ptr::null(), 0),
+                0
+            );
+            assert!(wait_until(|| s.counters().packets_in == 26));
+            kmcl_channel_cleanup(client);
+            kmcl_channel_cleanup(server);
+        }
+    }
 }

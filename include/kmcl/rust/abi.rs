@@ -14,7 +14,7 @@
 //! Everything here is raw: pointers, errnos. Drivers use the safe types of
 //! `kmcl.rs` instead.
 
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use core::ffi::{c_int, c_void};
 use kernel::ffi::c_char;

@@ -137,3 +137,88 @@ fn mapping_table_has_a_row_for_every_kmcl_name() {
         "no row in kmcl-mapping.rst for: {missing:?}"
     );
 }
+
+/// The header with comments removed and whitespace collapsed.
+fn header() -> String {
+    let src = include_str!("../../../include/kmcl/kmcl.h");
+    let mut out = String::new();
+    let mut rest = src;
+    while let Some(start) = rest.find("/*") {
+        out.push_str(&rest[..start]);
+        rest = rest[start..]
+            .split_once("*/")
+            .map_or("", |(_, after)| after);
+    }
+    out.push_str(rest);
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Names of the functions the header declares (`kmcl_x(`), excluding the
+/// static inline helper and function-pointer typedefs.
+fn header_functions() -> Vec<String> {
+    let h = header();
+    let mut names: Vec<String> = h
+        .split(';')
+        .filter(|decl| !decl.contains("typedef") && !decl.contains("static inline"))
+        .filter_map(|decl| {
+            let open = decl.find('(')?;
+            let name = decl[..open].rsplit([' ', '*']).next()?;
+            name.starts_with("kmcl_").then(|| name.to_string())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[test]
+fn header_exports_and_rust_abi_name_the_same_functions() {
+    let exports = sorted(
+        include_str!("../../glue/exports.c")
+            .lines()
+            .filter_map(|l| l.strip_prefix("EXPORT_SYMBOL_NS_GPL("))
+            .map(|l| l.split(',').next().unwrap().to_string())
+            .collect(),
+    );
+    let abi = sorted(
+        include_str!("../../../include/kmcl/rust/abi.rs")
+            .split_whitespace()
+            .filter(|w| w.starts_with("kmcl_") && w.contains('('))
+            .map(|w| w.split('(').next().unwrap().to_string())
+            .collect(),
+    );
+    let declared = header_functions();
+    assert_eq!(declared.len(), 56, "header: {declared:?}");
+    assert_eq!(exports, declared, "exports.c vs kmcl.h");
+    assert_eq!(abi, declared, "abi.rs vs kmcl.h");
+}
+
+#[test]
+fn mapping_signatures_are_the_headers_and_cover_every_function() {
+    let doc = include_str!("../../../Documentation/kmcl-mapping.rst");
+    let h = header();
+    let sigs: Vec<&str> = doc
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(":C: ``"))
+        .filter_map(|l| l.strip_suffix("``"))
+        .filter(|s| s.contains('('))
+        .collect();
+    for sig in &sigs {
+        assert!(
+            h.contains(&format!("{sig};")) || h.contains(&format!("{sig} {{")),
+            "kmcl-mapping.rst signature is not the header's: {sig}"
+        );
+    }
+    for f in header_functions() {
+        assert!(
+            sigs.iter()
+                .any(|s| s.contains(&format!(" {f}(")) || s.contains(&format!("*{f}("))),
+            "{f} is declared in kmcl.h but has no entry in kmcl-mapping.rst"
+        );
+    }
+}

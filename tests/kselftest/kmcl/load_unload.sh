@@ -6,12 +6,8 @@
 # cleanly.
 
 . /tests/ktap_helpers.sh
+. "$(dirname "$0")/lib/common.sh"
 KO=/kmcl/kmcl.ko
-KUNIT_GLOB=/sys/module/kunit/parameters/filter_glob
-
-log_since() {
-	dmesg | awk -v m="$1" 'f; index($0, m) { f = 1 }'
-}
 
 ktap_print_header
 ktap_set_plan 5
@@ -19,19 +15,12 @@ ktap_set_plan 5
 marker="kmcl-test: load_unload $$"
 echo "$marker" >/dev/kmsg
 
-# KUnit runs a module's suites at every load; kunit.sh covers them, so
-# select none for this load.
-old_glob=$(cat "$KUNIT_GLOB" 2>/dev/null)
-[ -w "$KUNIT_GLOB" ] && echo "kmcl_no_suite" >"$KUNIT_GLOB"
-restore_glob() { [ -w "$KUNIT_GLOB" ] && echo "$old_glob" >"$KUNIT_GLOB"; }
-
-if insmod "$KO"; then
+# KUnit runs a module's suites at every load; kunit.sh covers them.
+if insmod_quiet "$KO"; then
 	ktap_test_pass "insmod kmcl.ko succeeds"
 else
-	restore_glob
 	ktap_exit_fail_msg "insmod kmcl.ko failed"
 fi
-restore_glob
 
 if grep -q '^kmcl ' /proc/modules; then
 	ktap_test_pass "kmcl is listed in /proc/modules"

@@ -1,0 +1,612 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! kmcl for Rust drivers: a safe API over the functions `kmcl.ko` exports.
+//!
+//! Out-of-tree Rust modules use this file as source (kmcl ships no Rust
+//! crate a module could link to): include it in your crate, build against
+//! kmcl's `Module.symvers`, and import the `KMCL` symbol namespace.
+//!
+//! ```ignore
+//! // In your module's crate root:
+//! #[path = "../kmcl/include/kmcl/rust/kmcl.rs"] // where kmcl is
+//! mod kmcl;
+//!
+//! module! {
+//!     type: EchoClient,
+//!     name: "my_vsc",
+//!     license: "GPL",
+//!     imports_ns: ["KMCL"],
+//! }
+//! // and build with: make -C $KDIR M=$PWD KBUILD_EXTRA_SYMBOLS=.../kmcl/Module.symvers
+//! ```
+//!
+//! A driver implements [`Driver`] (KMCL's state-change and packet
+//! callbacks), makes a [`Channel`] for it, sets the channel up while it is
+//! disabled, and enables it:
+//!
+//! ```ignore
+//! struct Vsc;
+//! impl kmcl::Driver for Vsc {
+//!     fn started(&self, _channel: kmcl::ChannelRef<'_>) {
+//!         pr_info!("connected\n");
+//!     }
+//! }
+//!
+//! let mut channel = kmcl::Channel::new(module, kmcl::Role::Client, Arc::new(Vsc, GFP_KERNEL)?)?;
+//! channel.set_target(&INTERFACE_TYPE, Some(&INSTANCE))?;
+//! channel.enable()?;
+//! // ... channel.send(b"ping", true, KBox::new(MyDone, GFP_KERNEL)?)?;
+//! drop(channel); // disables and frees it
+//! ```
+//!
+//! Nothing here needs `unsafe` in the driver. Dropping a [`Channel`]
+//! disables and frees it; dropping an [`Incoming`] packet uncompleted
+//! completes it with an empty payload; dropping a [`Packet`] frees it.
+//! Context rules are kmcl's (`include/kmcl/kmcl.h`): the driver's packet
+//! callbacks run in softirq context unless the channel processes incoming
+//! packets at passive, its state callbacks in process context.
+//!
+//! The wrapper keeps the channel's pointer slot (`VmbChannelSetPointer`)
+//! for itself: a driver keeps its state in its [`Driver`] object instead.
+
+#![allow(dead_code, unreachable_pub)]
+
+#[path = "abi.rs"]
+pub mod abi;
+
+use abi::{KmclChannel, KmclIncoming, KmclPacket};
+use core::ffi::{c_int, c_void};
+use core::marker::PhantomData;
+use core::mem::ManuallyDrop;
+use kernel::{error::to_result, prelude::*, sync::Arc};
+
+pub use abi::Guid;
+
+/// Which endpoint a channel is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Opens an offer (a VSC).
+    Client,
+    /// Offers the channel (a VSP).
+    Server,
+}
+
+/// A channel's callbacks: KMCL's state-change callbacks and its packet
+/// callbacks, all optional.
+pub trait Driver: Send + Sync {
+    /// `EvtChannelOpened` (process context). An error abandons the
+    /// connection.
+    fn opened(&self, _channel: ChannelRef<'_>) -> Result {
+        Ok(())
+    }
+    /// `EvtChannelClosed` (process context).
+    fn closed(&self, _channel: ChannelRef<'_>) {}
+    /// `EvtChannelSuspend` (process context).
+    fn suspend(&self, _channel: ChannelRef<'_>) {}
+    /// `EvtChannelStarted` (process context).
+    fn started(&self, _channel: ChannelRef<'_>) {}
+    /// `EvtChannelPostStarted` (process context).
+    fn post_started(&self, _channel: ChannelRef<'_>) {}
+    /// `EvtVmbChannelProcessPacket` (softirq, or process context at
+    /// passive). The default completes the packet with no payload.
+    fn process_packet(&self, _channel: ChannelRef<'_>, _packet: Incoming) {}
+    /// `EvtVmbChannelProcessingComplete`.
+    fn processing_complete(&self, _channel: ChannelRef<'_>, _packets: u32) {}
+}
+
+/// Called once when a sent packet's transaction is over (KMCL
+/// `EvtVmbPacketCompletionRoutine`), in softirq or process context.
+pub trait PacketDone: Send {
+    /// `packet` is the driver's again (to send again or drop); `status` is
+    /// `Ok` or `ENODEV` (the connection ended first); `reply` is the
+    /// completion payload, valid for the call.
+    fn done(&mut self, packet: Packet, status: Result, reply: &[u8]);
+}
+
+/// [`PacketDone`] for sends that do not reuse their packet.
+pub trait SendDone: Send {
+    /// As [`PacketDone::done`], without the packet.
+    fn done(&mut self, status: Result, reply: &[u8]);
+}
+
+/// 0 or a negative errno as a `Result`.
+fn result(rc: c_int) -> Result {
+    to_result(rc)
+}
+
+/// A slice's length as the ABI's `u32`.
+fn len32(bytes: &[u8]) -> Result<u32> {
+    u32::try_from(bytes.len()).map_err(|_| EINVAL)
+}
+
+/// A channel endpoint (KMCL `VMBCHANNEL`), owned: dropping it disables the
+/// channel if needed (waiting for teardown) and frees it. Process context.
+pub struct Channel {
+    raw: *mut KmclChannel,
+    /// The driver, at a stable address the callbacks find through the
+    /// channel's pointer slot.
+    driver: KBox<Arc<dyn Driver>>,
+}
+
+// SAFETY: kmcl's channel functions may be called from any thread; the
+// driver object is `Send + Sync`.
+unsafe impl Send for Channel {}
+// SAFETY: see above.
+unsafe impl Sync for Channel {}
+
+impl Channel {
+    /// KMCL `VmbChannelAllocate` plus the driver's callbacks. `module` is
+    /// the calling module (`&THIS_MODULE`): kmcl frees the channel if the
+    /// module is unloaded without dropping it.
+    pub fn new(module: &'static ThisModule, role: Role, driver: Arc<dyn Driver>) -> Result<Self> {
+        let mut raw = core::ptr::null_mut();
+        let owner = module.as_ptr().cast::<abi::Module>();
+        // SAFETY: `raw` is writable; `owner` is this module.
+        result(unsafe { abi::kmcl_channel_allocate(owner, role == Role::Server, &mut raw) })?;
+        // From here on, dropping `channel` cleans it up.
+        let channel = Channel {
+            raw,
+            driver: KBox::new(driver, GFP_KERNEL)?,
+        };
+        let slot: *const Arc<dyn Driver> = &*channel.driver;
+        let mut callbacks = abi::StateCallbacks::new();
+        callbacks.opened = Some(on_opened);
+        callbacks.closed = Some(on_closed);
+        callbacks.suspend = Some(on_suspend);
+        callbacks.started = Some(on_started);
+        callbacks.post_started = Some(on_post_started);
+        // SAFETY: `raw` is live; the trampolines find the driver through
+        // the pointer slot, which stays valid until `drop` (after cleanup,
+        // so no callback runs later).
+        unsafe {
+            abi::kmcl_channel_set_pointer(raw, slot.cast_mut().cast());
+            result(abi::kmcl_channel_init_set_state_change_callbacks(
+                raw, &callbacks,
+            ))?;
+            result(abi::kmcl_channel_init_set_process_packet_callbacks(
+                raw,
+                Some(on_packet),
+                Some(on_processing_complete),
+            ))?;
+        }
+        Ok(channel)
+    }
+
+    /// The channel, borrowed (what callbacks get).
+    pub fn as_ref(&self) -> ChannelRef<'_> {
+        ChannelRef {
+            raw: self.raw,
+            _life: PhantomData,
+        }
+    }
+
+    /// Client: `VmbClientChannelInitSetTargetPnp` (instance `None`: any).
+    pub fn set_target(&mut self, interface_type: &Guid, instance: Option<&Guid>) -> Result {
+        let inst = instance.map_or(core::ptr::null(), core::ptr::from_ref);
+        // SAFETY: `raw` is live; the GUIDs are readable for the call.
+        result(unsafe {
+            abi::kmcl_client_channel_init_set_target_pnp(self.raw, interface_type, inst, None)
+        })
+    }
+
+    /// Server: `VmbServerChannelInitSetTargetInterfaceId`.
+    pub fn set_offer(&mut self, interface_type: &Guid, instance: &Guid) -> Result {
+        // SAFETY: `raw` is live; the GUIDs are readable for the call.
+        result(unsafe {
+            abi::kmcl_server_channel_init_set_target_interface_id(
+                self.raw,
+                interface_type,
+                instance,
+            )
+        })
+    }
+
+    /// `VmbChannelInitSetMaximumPacketSize`.
+    pub fn set_maximum_packet_size(&mut self, bytes: u32) -> Result {
+        // SAFETY: `raw` is live.
+        result(unsafe { abi::kmcl_channel_init_set_maximum_packet_size(self.raw, bytes) })
+    }
+
+    /// Client: `VmbClientChannelInitSetRingBufferPageCount`.
+    pub fn set_ring_pages(&mut self, incoming: u32, outgoing: u32) -> Result {
+        // SAFETY: `raw` is live.
+        result(unsafe {
+            abi::kmcl_client_channel_init_set_ring_buffer_page_count(self.raw, incoming, outgoing)
+        })
+    }
+
+    /// `VmbChannelInitSetFriendlyName`.
+    pub fn set_friendly_name(&mut self, name: &CStr) -> Result {
+        // SAFETY: `raw` is live; `name` is NUL-terminated.
+        result(unsafe { abi::kmcl_channel_init_set_friendly_name(self.raw, name.as_char_ptr()) })
+    }
+
+    /// `VmbChannelSetTransactionQuota`.
+    pub fn set_transaction_quota(&mut self, quota: u32) -> Result {
+        // SAFETY: `raw` is live.
+        result(unsafe { abi::kmcl_channel_set_transaction_quota(self.raw, quota) })
+    }
+
+    /// `VmbChannelSetIncomingProcessingAtPassive`.
+    pub fn set_incoming_processing_at_passive(&mut self, at_passive: bool) -> Result {
+        // SAFETY: `raw` is live.
+        result(unsafe {
+            abi::kmcl_channel_set_incoming_processing_at_passive(self.raw, at_passive)
+        })
+    }
+
+    /// `VmbChannelEnable`: offer (server) or open (client); returns at once.
+    pub fn enable(&self) -> Result {
+        // SAFETY: `raw` is live.
+        result(unsafe { abi::kmcl_channel_enable(self.raw) })
+    }
+
+    /// `VmbChannelDisable`: waits until the channel is torn down.
+    pub fn disable(&self) -> Result {
+        // SAFETY: `raw` is live.
+        result(unsafe { abi::kmcl_channel_disable(self.raw) })
+    }
+
+    /// `VmbChannelStart` (a server starts paused).
+    pub fn start(&self) -> Result {
+        // SAFETY: `raw` is live.
+        result(unsafe { abi::kmcl_channel_start(self.raw) })
+    }
+
+    /// `VmbChannelPause`: waits for delivered packets to be completed.
+    pub fn pause(&self) -> Result {
+        // SAFETY: `raw` is live.
+        result(unsafe { abi::kmcl_channel_pause(self.raw) })
+    }
+}
+
+impl core::ops::Deref for Channel {
+    type Target = ChannelRef<'static>;
+
+    fn deref(&self) -> &ChannelRef<'static> {
+        // SAFETY: `ChannelRef` is a transparent wrapper of the raw handle,
+        // which lives as long as `self`; the returned reference cannot
+        // outlive `self`.
+        unsafe { &*core::ptr::from_ref(&self.raw).cast::<ChannelRef<'static>>() }
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        // SAFETY: `raw` is live and not used again; cleanup disables the
+        // channel first, so no callback uses `driver` after this.
+        unsafe { abi::kmcl_channel_cleanup(self.raw) };
+    }
+}
+
+/// A borrowed channel: what callbacks get, and what [`Channel`] derefs to.
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+pub struct ChannelRef<'a> {
+    raw: *mut KmclChannel,
+    _life: PhantomData<&'a Channel>,
+}
+
+impl ChannelRef<'_> {
+    /// `VmbChannelGetInterfaceInstance`.
+    pub fn interface_instance(&self) -> Guid {
+        let mut g = Guid::default();
+        // SAFETY: `raw` is live for `'a`; `g` is writable.
+        unsafe { abi::kmcl_channel_get_interface_instance(self.raw, &mut g) };
+        g
+    }
+
+    /// Sends `payload` in a new packet object (`VmbPacketAllocate` +
+    /// `VmbPacketSend`); `done` runs once when the transaction is over
+    /// (with `wait_for_completion`: when the other endpoint completed it).
+    /// Any context. On an error `done` does not run.
+    pub fn send(
+        &self,
+        payload: &[u8],
+        wait_for_completion: bool,
+        done: KBox<dyn SendDone>,
+    ) -> Result {
+        let packet = Packet::new(*self)?;
+        let adapter = KBox::new(OneShot(done), GFP_ATOMIC)?;
+        packet
+            .send(payload, wait_for_completion, adapter)
+            .map_err(|(_, e)| e)
+    }
+
+    /// `VmbChannelSendSynchronousRequest`: sends `payload`, waits for the
+    /// completion, copies its payload into `reply` and returns its length.
+    /// `timeout_ms` `None` waits for ever. Process context.
+    pub fn send_sync(
+        &self,
+        payload: &[u8],
+        reply: &mut [u8],
+        timeout_ms: Option<u32>,
+    ) -> Result<usize> {
+        let mut len = len32(reply)?;
+        let timeout = timeout_ms
+            .as_ref()
+            .map_or(core::ptr::null(), core::ptr::from_ref);
+        // SAFETY: `raw` is live; the buffers are valid for the call with
+        // the lengths passed.
+        result(unsafe {
+            abi::kmcl_channel_send_synchronous_request(
+                self.raw,
+                payload.as_ptr().cast(),
+                len32(payload)?,
+                core::ptr::null(),
+                0,
+                reply.as_mut_ptr().cast(),
+                &mut len,
+                timeout,
+            )
+        })?;
+        Ok(len as usize)
+    }
+}
+
+/// An outgoing packet object (KMCL `VMBPACKET`), reusable: sending hands it
+/// to kmcl until its transaction is over, then [`PacketDone`] gets it back.
+/// Dropping it frees it (`VmbPacketFree`).
+pub struct Packet {
+    raw: *mut KmclPacket,
+}
+
+// SAFETY: a packet object not in flight is only used by its owner.
+unsafe impl Send for Packet {}
+
+/// What a packet in flight carries (in its pointer slot).
+struct InFlight(KBox<dyn PacketDone>);
+
+impl Packet {
+    /// `VmbPacketAllocate`. Any context.
+    pub fn new(channel: ChannelRef<'_>) -> Result<Self> {
+        // SAFETY: the channel is live.
+        let raw = unsafe { abi::kmcl_packet_allocate(channel.raw) };
+        if raw.is_null() {
+            return Err(ENOMEM);
+        }
+        Ok(Packet { raw })
+    }
+
+    /// `VmbPacketSend` (in-band). On an error the packet is given back and
+    /// `done` does not run.
+    pub fn send(
+        self,
+        payload: &[u8],
+        wait_for_completion: bool,
+        done: KBox<dyn PacketDone>,
+    ) -> core::result::Result<(), (Packet, Error)> {
+        let Ok(len) = len32(payload) else {
+            return Err((self, EINVAL));
+        };
+        let in_flight = match KBox::new(InFlight(done), GFP_ATOMIC) {
+            Ok(b) => KBox::into_raw(b),
+            Err(_) => return Err((self, ENOMEM)),
+        };
+        let flags = if wait_for_completion {
+            abi::FORMAT_FLAG_WAIT_FOR_COMPLETION
+        } else {
+            0
+        };
+        // SAFETY: the packet is live and not in flight; the payload is
+        // copied before the call returns; `in_flight` is taken back by
+        // `on_packet_done` (after a successful send) or below.
+        let rc = unsafe {
+            abi::kmcl_packet_set_pointer(self.raw, in_flight.cast());
+            abi::kmcl_packet_set_completion_routine(self.raw, Some(on_packet_done));
+            abi::kmcl_packet_send(
+                self.raw,
+                payload.as_ptr().cast(),
+                len,
+                core::ptr::null(),
+                flags,
+            )
+        };
+        match result(rc) {
+            Ok(()) => {
+                // kmcl has the packet until `on_packet_done`.
+                let _ = ManuallyDrop::new(self);
+                Ok(())
+            }
+            Err(e) => {
+                // SAFETY: the send failed: the routine will not run.
+                drop(unsafe { KBox::from_raw(in_flight) });
+                Err((self, e))
+            }
+        }
+    }
+}
+
+impl Drop for Packet {
+    fn drop(&mut self) {
+        // SAFETY: the packet is live, not in flight, not used again.
+        unsafe { abi::kmcl_packet_free(self.raw) };
+    }
+}
+
+/// A [`SendDone`] as a [`PacketDone`] that drops the packet.
+struct OneShot(KBox<dyn SendDone>);
+
+impl PacketDone for OneShot {
+    fn done(&mut self, packet: Packet, status: Result, reply: &[u8]) {
+        drop(packet);
+        self.0.done(status, reply);
+    }
+}
+
+/// An incoming packet (KMCL `VMBPACKETCOMPLETION`), given to
+/// [`Driver::process_packet`]. Completing, deferring or failing consumes
+/// it; dropping it completes it with an empty payload.
+pub struct Incoming {
+    raw: *mut KmclIncoming,
+    data: *const u8,
+    len: usize,
+}
+
+// SAFETY: kmcl lets an incoming packet be completed from any context.
+unsafe impl Send for Incoming {}
+
+impl Incoming {
+    /// The payload (padded to 8 bytes by VMBus).
+    pub fn data(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: kmcl keeps the payload valid until the packet is
+        // completed, which takes `self`.
+        unsafe { core::slice::from_raw_parts(self.data, self.len) }
+    }
+
+    /// `VmbChannelPacketComplete`, with `reply` as the completion payload
+    /// if the sender asked for one.
+    pub fn complete(self, reply: &[u8]) -> Result {
+        let me = ManuallyDrop::new(self);
+        let len = len32(reply)?;
+        // SAFETY: the packet is live and given up here.
+        result(unsafe { abi::kmcl_channel_packet_complete(me.raw, reply.as_ptr().cast(), len) })
+    }
+
+    /// `VmbChannelPacketDeferToPassive`: delivered again in process context.
+    pub fn defer_to_passive(self) {
+        let me = ManuallyDrop::new(self);
+        // SAFETY: the packet is live and given up here.
+        unsafe { abi::kmcl_channel_packet_defer_to_passive(me.raw) };
+    }
+
+    /// `VmbChannelPacketFail`: delivery stops and the connection closes.
+    pub fn fail(self) {
+        let me = ManuallyDrop::new(self);
+        // SAFETY: the packet is live and given up here.
+        unsafe { abi::kmcl_channel_packet_fail(me.raw) };
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        // SAFETY: the packet is live and given up here.
+        unsafe { abi::kmcl_channel_packet_complete(self.raw, core::ptr::null(), 0) };
+    }
+}
+
+// Trampolines: kmcl calls these; they find the driver through the
+// channel's pointer slot (set by `Channel::new`).
+
+/// The driver of `channel`.
+///
+/// # Safety
+///
+/// `channel` is a live channel made by [`Channel::new`].
+unsafe fn driver<'a>(channel: *mut KmclChannel) -> (&'a Arc<dyn Driver>, ChannelRef<'a>) {
+    // SAFETY: the slot holds the address of the `Channel`'s boxed driver,
+    // which outlives every callback (see `Channel::drop`).
+    let d = unsafe { &*abi::kmcl_channel_get_pointer(channel).cast::<Arc<dyn Driver>>() };
+    (
+        d,
+        ChannelRef {
+            raw: channel,
+            _life: PhantomData,
+        },
+    )
+}
+
+/// # Safety
+///
+/// Called by kmcl for a channel made by [`Channel::new`].
+unsafe extern "C" fn on_opened(channel: *mut KmclChannel) -> c_int {
+    // SAFETY: the caller's promise.
+    let (d, c) = unsafe { driver(channel) };
+    match d.opened(c) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// # Safety
+///
+/// Called by kmcl for a channel made by [`Channel::new`].
+unsafe extern "C" fn on_closed(channel: *mut KmclChannel) {
+    // SAFETY: the caller's promise.
+    let (d, c) = unsafe { driver(channel) };
+    d.closed(c);
+}
+
+/// # Safety
+///
+/// Called by kmcl for a channel made by [`Channel::new`].
+unsafe extern "C" fn on_suspend(channel: *mut KmclChannel) {
+    // SAFETY: the caller's promise.
+    let (d, c) = unsafe { driver(channel) };
+    d.suspend(c);
+}
+
+/// # Safety
+///
+/// Called by kmcl for a channel made by [`Channel::new`].
+unsafe extern "C" fn on_started(channel: *mut KmclChannel) {
+    // SAFETY: the caller's promise.
+    let (d, c) = unsafe { driver(channel) };
+    d.started(c);
+}
+
+/// # Safety
+///
+/// Called by kmcl for a channel made by [`Channel::new`].
+unsafe extern "C" fn on_post_started(channel: *mut KmclChannel) {
+    // SAFETY: the caller's promise.
+    let (d, c) = unsafe { driver(channel) };
+    d.post_started(c);
+}
+
+/// # Safety
+///
+/// Called by kmcl for a channel made by [`Channel::new`], with a live
+/// packet whose payload is `length` bytes at `buffer`.
+unsafe extern "C" fn on_packet(
+    channel: *mut KmclChannel,
+    packet: *mut KmclIncoming,
+    buffer: *const c_void,
+    length: u32,
+    _flags: u32,
+) {
+    // SAFETY: the caller's promise.
+    let (d, c) = unsafe { driver(channel) };
+    let packet = Incoming {
+        raw: packet,
+        data: buffer.cast(),
+        len: length as usize,
+    };
+    d.process_packet(c, packet);
+}
+
+/// # Safety
+///
+/// Called by kmcl for a channel made by [`Channel::new`].
+unsafe extern "C" fn on_processing_complete(channel: *mut KmclChannel, packets: u32) {
+    // SAFETY: the caller's promise.
+    let (d, c) = unsafe { driver(channel) };
+    d.processing_complete(c, packets);
+}
+
+/// # Safety
+///
+/// Called by kmcl for a packet sent by [`Packet::send`], whose pointer slot
+/// holds its [`InFlight`]; `buffer` holds `length` bytes for the call.
+unsafe extern "C" fn on_packet_done(
+    packet: *mut KmclPacket,
+    status: c_int,
+    buffer: *const c_void,
+    length: u32,
+) {
+    // SAFETY: set by `Packet::send`, taken back once, here.
+    let mut in_flight =
+        unsafe { KBox::from_raw(abi::kmcl_packet_get_pointer(packet).cast::<InFlight>()) };
+    let reply = if length == 0 || buffer.is_null() {
+        &[][..]
+    } else {
+        // SAFETY: the caller's promise.
+        unsafe { core::slice::from_raw_parts(buffer.cast::<u8>(), length as usize) }
+    };
+    in_flight
+        .0
+        .done(Packet { raw: packet }, result(status), reply);
+}

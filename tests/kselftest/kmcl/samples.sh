@@ -1,0 +1,85 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# The sample drivers, separate modules using kmcl's exported API: the C
+# echo server (kmcl_echo_vsp) and the Rust echo client (kmcl_echo_vsc)
+# exchange packets byte-exact; kmcl stays loaded while they use it; a
+# module unloaded with its channel still allocated is cleaned up by kmcl.
+
+. /tests/ktap_helpers.sh
+. "$(dirname "$0")/lib/common.sh"
+DIR=/kmcl
+PACKETS=2000
+
+# check NAME COMMAND...: one KTAP result from a command's exit status.
+check() {
+	name=$1
+	shift
+	if "$@"; then
+		ktap_test_pass "$name"
+	else
+		ktap_test_fail "$name"
+	fi
+}
+
+logged() {
+	log_since "$marker" | grep -qF "$1"
+}
+
+loaded() {
+	grep -q "^$1 " /proc/modules
+}
+
+ktap_print_header
+ktap_set_plan 14
+
+marker="kmcl-test: samples $$"
+echo "$marker" >/dev/kmsg
+
+insmod_quiet "$DIR/kmcl.ko" || ktap_exit_fail_msg "insmod kmcl.ko failed"
+
+# 1-3: echo between the C server and the Rust client.
+check "C echo server (kmcl_echo_vsp) loads and offers" \
+	sh -c "insmod $DIR/kmcl_echo_vsp.ko && dmesg | grep -qF 'kmcl_echo_vsp: echo interface offered'"
+check "Rust echo client (kmcl_echo_vsc) loads: $PACKETS packets sent" \
+	insmod "$DIR/kmcl_echo_vsc.ko" packets=$PACKETS
+check "every packet and the synchronous request echoed byte-exact" \
+	logged "kmcl_echo_vsc: $PACKETS of $PACKETS packets echoed byte-exact, 0 bad; synchronous request ok"
+
+# 4-5: module references keep kmcl loaded while its users are.
+holders=$(ls /sys/module/kmcl/holders 2>/dev/null | sort | tr '\n' ' ')
+check "kmcl's holders are the two samples ($holders)" \
+	[ "$holders" = "kmcl_echo_vsc kmcl_echo_vsp " ]
+rmmod kmcl 2>/dev/null
+check "rmmod kmcl is refused while the samples use it" loaded kmcl
+
+# 6-7: orderly unload.
+rmmod kmcl_echo_vsc
+check "unloading the client closes the server's connection" \
+	logged "kmcl_echo_vsp: client disconnected; $((PACKETS + 1)) packets echoed"
+rmmod kmcl_echo_vsp
+check "unloading the server withdraws its offer" \
+	logged "kmcl_echo_vsp: echo interface withdrawn"
+
+# 8-11: a module that leaves its channel allocated.
+marker="kmcl-test: samples leak $$"
+echo "$marker" >/dev/kmsg
+insmod "$DIR/kmcl_echo_vsp.ko" leak=1
+check "a client connects to the leaking server" insmod "$DIR/kmcl_echo_vsc.ko" packets=10
+rmmod kmcl_echo_vsp
+check "kmcl frees the channel of a module unloaded without cleanup" \
+	logged "kmcl: module kmcl_echo_vsp was unloaded with 1 channel(s) not cleaned up"
+check "the client sees the connection close" \
+	logged "kmcl_echo_vsc: channel closed"
+rmmod kmcl_echo_vsc
+check "the client unloads afterwards" sh -c "! grep -q '^kmcl_echo_vsc ' /proc/modules"
+
+# 12: no server: the client gives up and fails to load.
+check "the client fails to load without a server" \
+	sh -c "! insmod $DIR/kmcl_echo_vsc.ko packets=1 wait_ms=500 2>/dev/null"
+check "and says why" logged "kmcl_echo_vsc: no echo server"
+
+# 14: kmcl unloads once nobody uses it.
+check "rmmod kmcl succeeds afterwards" sh -c "rmmod kmcl && ! grep -q '^kmcl ' /proc/modules"
+
+ktap_finished
