@@ -8,6 +8,8 @@
 #   scripts/vm.sh run     run the demo on the console
 #
 # Needs KDIR (kernel build dir) and KSRC (its source, for ktap_helpers.sh).
+# KMCL_APPEND adds words to the kernel command line (for experiments, e.g.
+# kmemleak=off to see what kmemleak costs).
 # Logs are kept in out/vm-<mode>/: console.log (kernel console, ttyS0) and,
 # for check, results.ktap (the guest's test output, ttyS1).
 # Exit status: QEMU's, or 124 when the VM did not finish within VM_TIMEOUT.
@@ -39,7 +41,7 @@ qemu=(qemu-system-x86_64 -machine q35,accel=tcg -cpu max -m "$VM_MEM" -smp 2
 # panic=-1 reboot=t: a panic resets the VM at once (a triple fault always
 # works, other reboot methods can hang under TCG) and -no-reboot makes QEMU
 # exit.  Only kmcl's KUnit suites run: the kernel's own would add a minute.
-cmdline="console=ttyS0 panic=-1 reboot=t kunit.filter_glob=kmcl_* KMCL_VM=$mode"
+cmdline="console=ttyS0 panic=-1 reboot=t kunit.filter_glob=kmcl_* KMCL_VM=$mode ${KMCL_APPEND:-}"
 
 set +e
 if [ "$mode" = run ]; then

@@ -43,6 +43,7 @@ use super::datapath::{
     IncomingPacket,
     PacketCallbacks,
     Received,
+    Routine,
     SendCompletion, //
 };
 use super::loopback::{
@@ -503,19 +504,24 @@ impl Channel {
         self: &Arc<Self>,
         payload: &[u8],
         wait_for_completion: bool,
-        completion: KBox<dyn SendCompletion>,
+        completion: impl Into<Routine>,
     ) -> Result {
         let (kick, now, peer) = {
             let mut data = self.data.lock();
             let dp = Option::as_mut(&mut *data).ok_or(ENOTCONN)?;
-            let sent = dp.send(PacketType::InBand, payload, completion, wait_for_completion)?;
+            let sent = dp.send(
+                PacketType::InBand,
+                payload,
+                completion.into(),
+                wait_for_completion,
+            )?;
             (sent.kick, sent.run_now, dp.peer().clone())
         };
         if kick {
             peer.kick_rx();
         }
-        if let Some(mut routine) = now {
-            routine.complete(Ok(()), &[]);
+        if let Some(routine) = now {
+            routine.run(Ok(()), &[]);
         }
         Ok(())
     }
@@ -555,6 +561,16 @@ impl Channel {
         }
         self.release_incoming();
         result
+    }
+
+    /// Keeps a completed incoming packet object for reuse.
+    pub(crate) fn recycle(&self, b: KBox<super::datapath::Incoming>) {
+        let rejected = match Option::as_mut(&mut *self.data.lock()) {
+            Some(dp) => dp.recycle(b),
+            None => Some(b),
+        };
+        // Freed without the lock.
+        drop(rejected);
     }
 
     /// One delivered packet is done with; resumes delivery stopped at the
@@ -633,7 +649,8 @@ impl Channel {
         let (kick, peer, id) = {
             let mut data = self.data.lock();
             let dp = Option::as_mut(&mut *data).ok_or(ENODEV)?;
-            let sent = dp.send_with_id(PacketType::InBand, payload, routine, true, may_queue)?;
+            let sent =
+                dp.send_with_id(PacketType::InBand, payload, routine.into(), true, may_queue)?;
             (sent.kick, dp.peer().clone(), sent.id)
         };
         if kick {
@@ -776,7 +793,12 @@ impl Channel {
             }
             match step {
                 Received::Empty => break,
-                Received::Completion(mut routine, data) => routine.complete(Ok(()), &data),
+                Received::Completion(routine, data) => {
+                    routine.run(Ok(()), &data);
+                    if let Some(dp) = Option::as_mut(&mut *self.data.lock()) {
+                        dp.return_spare(data);
+                    }
+                }
                 Received::Data(packet) => {
                     self.rx.lock().outstanding += 1;
                     delivered += 1;

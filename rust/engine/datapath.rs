@@ -46,6 +46,31 @@ pub trait SendCompletion: Send {
     fn complete(&mut self, status: Result, data: &[u8]);
 }
 
+/// What runs once when a sent packet's transaction is over.
+pub enum Routine {
+    /// A completion object.
+    Boxed(KBox<dyn SendCompletion>),
+    /// A function and a word for it: sending allocates nothing (the C API
+    /// passes its packet objects this way).
+    Function(fn(usize, Result, &[u8]), usize),
+}
+
+impl Routine {
+    /// Runs the routine (once: it is consumed).
+    pub(crate) fn run(self, status: Result, data: &[u8]) {
+        match self {
+            Routine::Boxed(mut b) => b.complete(status, data),
+            Routine::Function(f, word) => f(word, status, data),
+        }
+    }
+}
+
+impl<T: SendCompletion + 'static> From<KBox<T>> for Routine {
+    fn from(b: KBox<T>) -> Self {
+        Routine::Boxed(b)
+    }
+}
+
 /// Incoming packet callbacks (KMCL `EvtVmbChannelProcessPacket` and
 /// `EvtVmbChannelProcessingComplete`), called in softirq context.
 pub trait PacketCallbacks: Send + Sync {
@@ -109,8 +134,10 @@ impl IncomingPacket {
     pub fn complete(mut self, payload: &[u8]) -> Result {
         let p = &mut *self.0;
         p.done = true;
-        p.channel
-            .complete_incoming(p.completion_requested, p.transaction_id, payload)
+        let channel = p.channel.clone();
+        let result = channel.complete_incoming(p.completion_requested, p.transaction_id, payload);
+        channel.recycle(self.0);
+        result
     }
 
     /// KMCL `VmbChannelPacketDeferToPassive`: hands the packet back; it is
@@ -164,7 +191,7 @@ struct Queued {
     completion_requested: bool,
     transaction_id: u64,
     /// For packets without a completion request: run once written.
-    on_written: Option<KBox<dyn SendCompletion>>,
+    on_written: Option<Routine>,
 }
 
 /// Counters of one channel's data path.
@@ -200,10 +227,57 @@ pub(crate) struct DataPath {
     queue: KVec<Queued>,
     next_id: u64,
     /// Sent packets awaiting a completion: (transaction id, routine).
-    outstanding: KVec<(u64, KBox<dyn SendCompletion>)>,
+    outstanding: KVec<(u64, Routine)>,
+    /// Completed incoming packet objects kept for reuse, so that receiving
+    /// allocates nothing once the pool is warm.
+    pool: KVec<KBox<Incoming>>,
+    /// The buffer completion payloads are received into.
+    spare: KVec<u8>,
     /// The incoming ring was found corrupt: stop reading it.
     broken: bool,
     pub(crate) counters: Counters,
+}
+
+/// Incoming packet objects kept for reuse per channel.
+const POOL_SIZE: usize = 64;
+
+/// An incoming packet object for `payload`: a recycled one if there is
+/// one (keeping its buffers), else a new one. `None`: out of memory.
+fn take_incoming(
+    pool: &mut KVec<KBox<Incoming>>,
+    context_size: usize,
+    channel: &Arc<Channel>,
+    payload: &[u8],
+    (transaction_id, completion_requested): (u64, bool),
+) -> Option<KBox<Incoming>> {
+    let mut b = match pool.pop() {
+        Some(b) => b,
+        // Built as done, so that dropping it sends no completion: the
+        // data lock is held here.
+        None => KBox::new(
+            Incoming {
+                channel: channel.clone(),
+                data: KVec::new(),
+                context: KVec::from_elem(0u8, context_size, GFP_ATOMIC).ok()?,
+                transaction_id: 0,
+                completion_requested: false,
+                done: true,
+            },
+            GFP_ATOMIC,
+        )
+        .ok()?,
+    };
+    b.data.clear();
+    if b.data.extend_from_slice(payload, GFP_ATOMIC).is_err() {
+        // Back to the pool (it came from there or has room to).
+        let _ = pool.push_within_capacity(b);
+        return None;
+    }
+    b.context.fill(0);
+    b.transaction_id = transaction_id;
+    b.completion_requested = completion_requested;
+    b.done = false;
+    Some(b)
 }
 
 /// The outcome of a send.
@@ -212,7 +286,7 @@ pub(crate) struct Sent {
     pub(crate) kick: bool,
     /// A routine to run now, without locks (a packet without a completion
     /// request was written).
-    pub(crate) run_now: Option<KBox<dyn SendCompletion>>,
+    pub(crate) run_now: Option<Routine>,
     /// The transaction id (0 without a completion request).
     pub(crate) id: u64,
 }
@@ -222,7 +296,7 @@ pub(crate) enum Received {
     /// A data packet for the driver.
     Data(IncomingPacket),
     /// A completion for one of our packets, with its routine.
-    Completion(KBox<dyn SendCompletion>, KVec<u8>),
+    Completion(Routine, KVec<u8>),
     /// Nothing (more) to read.
     Empty,
 }
@@ -250,6 +324,8 @@ impl DataPath {
             queue: KVec::new(),
             next_id: 1,
             outstanding: KVec::new(),
+            pool: KVec::with_capacity(POOL_SIZE, GFP_KERNEL)?,
+            spare: KVec::new(),
             broken: false,
             counters: Counters::default(),
         })
@@ -267,7 +343,7 @@ impl DataPath {
         &mut self,
         ptype: PacketType,
         payload: &[u8],
-        completion: KBox<dyn SendCompletion>,
+        completion: Routine,
         wait_for_completion: bool,
     ) -> Result<Sent> {
         self.send_with_id(ptype, payload, completion, wait_for_completion, true)
@@ -280,7 +356,7 @@ impl DataPath {
         &mut self,
         ptype: PacketType,
         payload: &[u8],
-        completion: KBox<dyn SendCompletion>,
+        completion: Routine,
         wait_for_completion: bool,
         may_queue: bool,
     ) -> Result<Sent> {
@@ -356,7 +432,7 @@ impl DataPath {
     /// Stops waiting for the completion of `id` (a synchronous request
     /// that timed out). Returns the routine if it was still outstanding; a
     /// completion arriving later is counted as a bad completion.
-    pub(crate) fn cancel(&mut self, id: u64) -> Option<KBox<dyn SendCompletion>> {
+    pub(crate) fn cancel(&mut self, id: u64) -> Option<Routine> {
         let pos = self.outstanding.iter().position(|(i, _)| *i == id)?;
         self.outstanding.remove(pos).ok().map(|(_, r)| r)
     }
@@ -383,10 +459,10 @@ impl DataPath {
                     self.counters.packets_out += 1;
                     written += 1;
                     if let Ok(mut q) = self.queue.remove(0) {
-                        if let Some(mut r) = q.on_written.take() {
+                        if let Some(r) = q.on_written.take() {
                             // Written: a packet without a completion
                             // request is complete.
-                            r.complete(Ok(()), &[]);
+                            r.run(Ok(()), &[]);
                         }
                     }
                 }
@@ -426,30 +502,18 @@ impl DataPath {
             };
             let d = pkt.descriptor;
             let payload = pkt.payload(&self.buf);
-            let is_completion = d.packet_type() == PacketType::Completion;
-            let mut data = KVec::new();
-            let copied = data
-                .extend_from_slice(payload, GFP_ATOMIC)
-                .ok()
-                .and_then(|()| {
-                    if is_completion {
-                        return Some(None);
-                    }
-                    let context = KVec::from_elem(0u8, self.context_size, GFP_ATOMIC).ok()?;
-                    // Built as done, so that dropping it (no memory for the
-                    // box) sends no completion: the data lock is held here.
-                    let incoming = Incoming {
-                        channel: channel.clone(),
-                        data: core::mem::take(&mut data),
-                        context,
-                        transaction_id: d.transaction_id(),
-                        completion_requested: d.completion_requested(),
-                        done: true,
-                    };
-                    let mut boxed = KBox::new(incoming, GFP_ATOMIC).ok()?;
-                    boxed.done = false;
-                    Some(Some(boxed))
-                });
+            let copied = if d.packet_type() == PacketType::Completion {
+                // The completion payload goes into the spare buffer, which
+                // the receive work hands back after the routine ran.
+                let mut data = core::mem::take(&mut self.spare);
+                data.clear();
+                data.extend_from_slice(payload, GFP_ATOMIC)
+                    .ok()
+                    .map(|()| Err(data))
+            } else {
+                let header = (d.transaction_id(), d.completion_requested());
+                take_incoming(&mut self.pool, self.context_size, channel, payload, header).map(Ok)
+            };
             let Some(packet) = copied else {
                 // Out of memory: leave the packet in the ring for the next
                 // pass.
@@ -459,7 +523,7 @@ impl DataPath {
             };
             let kick = self.inc.commit();
             match packet {
-                None => {
+                Err(data) => {
                     let id = d.transaction_id();
                     match self.outstanding.iter().position(|(i, _)| *i == id) {
                         Some(pos) => {
@@ -470,12 +534,26 @@ impl DataPath {
                         }
                         None => self.counters.bad_completions += 1,
                     }
+                    self.spare = data;
                 }
-                Some(packet) => {
+                Ok(packet) => {
                     self.counters.packets_in += 1;
                     return (Received::Data(IncomingPacket(packet)), kick);
                 }
             }
+        }
+    }
+
+    /// Keeps a completed incoming packet object for reuse; gives it back if
+    /// the pool is full.
+    pub(crate) fn recycle(&mut self, b: KBox<Incoming>) -> Option<KBox<Incoming>> {
+        self.pool.push_within_capacity(b).err().map(|e| e.0)
+    }
+
+    /// Hands back the buffer of a [`Received::Completion`].
+    pub(crate) fn return_spare(&mut self, data: KVec<u8>) {
+        if data.capacity() > self.spare.capacity() {
+            self.spare = data;
         }
     }
 
@@ -524,19 +602,19 @@ impl DataPath {
 
 /// Completion routines of a connection that ended.
 pub(crate) struct Unfinished {
-    outstanding: KVec<(u64, KBox<dyn SendCompletion>)>,
+    outstanding: KVec<(u64, Routine)>,
     queue: KVec<Queued>,
 }
 
 impl Unfinished {
     /// Runs every routine with `status` (call without locks held).
     pub(crate) fn complete_all(mut self, status: Result) {
-        while let Some((_, mut r)) = self.outstanding.pop() {
-            r.complete(status, &[]);
+        while let Some((_, r)) = self.outstanding.pop() {
+            r.run(status, &[]);
         }
         while let Some(mut q) = self.queue.pop() {
-            if let Some(mut r) = q.on_written.take() {
-                r.complete(status, &[]);
+            if let Some(r) = q.on_written.take() {
+                r.run(status, &[]);
             }
         }
     }

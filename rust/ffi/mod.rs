@@ -36,7 +36,7 @@ use kernel::{
 
 use crate::engine::{
     channel::{Channel, StateCallbacks},
-    datapath::{Incoming, IncomingPacket, PacketCallbacks, SendCompletion},
+    datapath::{Incoming, IncomingPacket, PacketCallbacks, Routine},
     loopback::LoopbackBus,
 };
 use crate::protocol::lifecycle::Role;
@@ -954,34 +954,28 @@ unsafe fn free_packet(p: *mut CPacket) {
     }
 }
 
-/// A packet object handed to the engine for one send.
-struct CInFlight(*mut CPacket);
-
-// SAFETY: the packet object belongs to kmcl while it is in flight; the
-// driver's routine may run on any CPU.
-unsafe impl Send for CInFlight {}
-
-impl SendCompletion for CInFlight {
-    fn complete(&mut self, status: Result, data: &[u8]) {
-        let p = self.0;
-        // SAFETY: the packet object is live while in flight.
-        let (routine, alive) = unsafe { ((*p).routine, (*p).handle.alive()) };
-        match (routine, alive) {
-            // SAFETY: the driver's routine gets its packet back, with the
-            // completion payload for the duration of the call.
-            (Some(f), true) => unsafe {
-                f(
-                    p.cast(),
-                    errno(status),
-                    data.as_ptr().cast(),
-                    data.len() as u32,
-                )
-            },
-            // KMCL's default: a packet without a routine is freed once its
-            // transaction is over; so is every packet of a module gone.
-            // SAFETY: nobody else uses it any more.
-            _ => unsafe { free_packet(p) },
-        }
+/// The routine of a C packet object's send: `word` is the packet object.
+/// A plain function, so that a send allocates nothing.
+fn packet_done(word: usize, status: Result, data: &[u8]) {
+    let p = word as *mut CPacket;
+    // SAFETY: `word` is the packet object of the send (see
+    // `kmcl_packet_send`), which belongs to kmcl until this runs, once.
+    let (routine, alive) = unsafe { ((*p).routine, (*p).handle.alive()) };
+    match (routine, alive) {
+        // SAFETY: the driver's routine gets its packet back, with the
+        // completion payload for the duration of the call.
+        (Some(f), true) => unsafe {
+            f(
+                p.cast(),
+                errno(status),
+                data.as_ptr().cast(),
+                data.len() as u32,
+            )
+        },
+        // KMCL's default: a packet without a routine is freed once its
+        // transaction is over; so is every packet of a module gone.
+        // SAFETY: nobody else uses it any more.
+        _ => unsafe { free_packet(p) },
     }
 }
 
@@ -1173,9 +1167,9 @@ pub unsafe extern "C" fn kmcl_packet_send(
         // SAFETY: the caller's promise; the bytes are copied into the ring
         // (or the send queue) before this returns.
         let payload = unsafe { bytes(buffer, length) }?;
-        let in_flight = KBox::new(CInFlight(packet.cast()), GFP_ATOMIC)?;
         let wait = flags & abi::FORMAT_FLAG_WAIT_FOR_COMPLETION != 0;
-        p.handle.channel.send(payload, wait, in_flight)
+        let routine = Routine::Function(packet_done, packet as usize);
+        p.handle.channel.send(payload, wait, routine)
     })();
     errno(sent)
 }
