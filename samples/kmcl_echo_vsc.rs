@@ -2,11 +2,14 @@
 
 //! kmcl_echo_vsc: a VMBus echo client (VSC) on kmcl, written in Rust.
 //!
-//! On load it opens the echo interface that `kmcl_echo_vsp` offers, sends
-//! `packets` packets of varying sizes with a completion request, checks
-//! that every completion carries the packet's bytes back, makes one
-//! synchronous request, and reports. Loading fails if anything did not come
-//! back byte for byte. The channel stays open until the module is unloaded.
+//! On load it opens the echo interface that `kmcl_echo_vsp` offers and
+//! sends `packets` packets of random sizes (1 byte to the maximum packet
+//! size) with a completion request, keeping `window` of them in flight and
+//! reusing the packet objects. It checks that every completion carries the
+//! packet's bytes back, makes one synchronous request, and reports; loading
+//! fails if anything did not come back byte for byte. Packets the server
+//! sends are echoed back the same way. The channel stays open until the
+//! module is unloaded.
 //!
 //! A template for Rust drivers: copy it, change the GUIDs, the [`Driver`]
 //! callbacks and what is sent. It uses kmcl only through the safe wrapper
@@ -16,9 +19,10 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use kernel::{
+    new_spinlock_irq,
     prelude::*,
-    sync::Arc,
-    time::{delay::fsleep, Delta},
+    sync::{Arc, SpinLockIrq},
+    time::{delay::fsleep, Delta, Instant, Monotonic},
 };
 
 #[path = "../include/kmcl/rust/kmcl.rs"]
@@ -35,6 +39,10 @@ module! {
         packets: u32 {
             default: 1000,
             description: "Packets to send and check on load",
+        },
+        window: u32 {
+            default: 16,
+            description: "Packets in flight at a time",
         },
         wait_ms: u32 {
             default: 10000,
@@ -55,12 +63,14 @@ const ECHO_INSTANCE: kmcl::Guid = kmcl::Guid {
     ],
 };
 
-/// Largest payload sent.
-const MAX_PAYLOAD: usize = 1500;
+/// Largest payload sent: kmcl's default maximum packet size.
+const MAX_PAYLOAD: usize = 4096;
 
 /// The channel's callbacks.
 struct Vsc {
     running: AtomicBool,
+    /// Packets from the server echoed back.
+    echoed: AtomicU32,
 }
 
 impl kmcl::Driver for Vsc {
@@ -73,22 +83,28 @@ impl kmcl::Driver for Vsc {
     }
 
     fn closed(&self, _channel: kmcl::ChannelRef<'_>) {
-        pr_info!("channel closed\n");
+        pr_info!(
+            "channel closed; {} packets from the server echoed\n",
+            self.echoed.load(Ordering::SeqCst)
+        );
+    }
+
+    /// Packets the server sends come back as their own completion.
+    fn process_packet(&self, _channel: kmcl::ChannelRef<'_>, packet: kmcl::Incoming) {
+        if packet.echo().is_ok() {
+            self.echoed.fetch_add(1, Ordering::SeqCst);
+        }
     }
 }
 
-/// Completions counted by outcome.
-#[derive(Default)]
-struct Tally {
-    good: AtomicU32,
-    bad: AtomicU32,
-}
-
-/// Checks one completion against the packet it answers.
-struct Check {
-    tally: Arc<Tally>,
-    tag: u32,
-    len: usize,
+/// Packet `tag`'s size: 1 to [`MAX_PAYLOAD`] bytes, from a xorshift of the
+/// tag (so the receiver of an echo can recompute it).
+fn size_of_packet(tag: u32) -> usize {
+    let mut x = tag.wrapping_mul(0x9e37_79b9) | 1;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    (x as usize & (MAX_PAYLOAD - 1)) + 1
 }
 
 /// The byte at `i` of packet `tag`.
@@ -96,21 +112,62 @@ fn pattern(tag: u32, i: usize) -> u8 {
     (tag.wrapping_mul(31) as usize).wrapping_add(i) as u8
 }
 
-impl kmcl::SendDone for Check {
-    fn done(&mut self, status: Result, reply: &[u8]) {
+/// The client's flow of packets: a window of reused packet objects, each
+/// sent again from its completion routine with the next tag until `count`
+/// packets were sent.
+#[pin_data]
+struct Flow {
+    count: u32,
+    /// Next tag to send.
+    next: AtomicU32,
+    good: AtomicU32,
+    bad: AtomicU32,
+    /// Where payloads are built (completion routines run in softirq
+    /// context, where 4 KiB does not fit on the stack).
+    #[pin]
+    buf: SpinLockIrq<KVec<u8>>,
+}
+
+impl Flow {
+    /// Sends `packet` with the next tag, or drops it when all were sent.
+    fn send_next(&self, mut packet: kmcl::Packet) {
+        let tag = self.next.fetch_add(1, Ordering::SeqCst);
+        if tag >= self.count {
+            return;
+        }
+        let len = size_of_packet(tag);
+        packet.set_tag(tag as usize);
+        let mut buf = self.buf.lock();
+        for (i, b) in buf[..len].iter_mut().enumerate() {
+            *b = pattern(tag, i);
+        }
+        if packet.send(&buf[..len], true).is_err() {
+            // Counted as bad: the total still reaches `count`.
+            self.bad.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn finished(&self) -> u32 {
+        self.good.load(Ordering::SeqCst) + self.bad.load(Ordering::SeqCst)
+    }
+}
+
+impl kmcl::PacketDone for Flow {
+    fn done(&self, mut packet: kmcl::Packet, status: Result, reply: &[u8]) {
+        let tag = packet.tag() as u32;
+        let len = size_of_packet(tag);
         // VMBus pads payloads to 8 bytes: compare the bytes that were sent.
         let good = status.is_ok()
-            && reply.len() >= self.len
-            && reply[..self.len]
+            && reply.len() >= len
+            && reply[..len]
                 .iter()
                 .enumerate()
-                .all(|(i, b)| *b == pattern(self.tag, i));
-        let counter = if good {
-            &self.tally.good
-        } else {
-            &self.tally.bad
-        };
+                .all(|(i, b)| *b == pattern(tag, i));
+        let counter = if good { &self.good } else { &self.bad };
         counter.fetch_add(1, Ordering::SeqCst);
+        if status.is_ok() {
+            self.send_next(packet);
+        }
     }
 }
 
@@ -130,31 +187,33 @@ struct EchoVsc {
 }
 
 impl EchoVsc {
-    /// Sends `count` packets and checks every echo.
-    fn exercise(channel: &kmcl::Channel, count: u32) -> Result {
-        let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
-        let mut buf = KVec::from_elem(0u8, MAX_PAYLOAD, GFP_KERNEL)?;
-        for tag in 0..count {
-            // Sizes 1..=1500, varying from packet to packet.
-            let len = (tag as usize * 37 + 1) % MAX_PAYLOAD + 1;
-            for (i, b) in buf[..len].iter_mut().enumerate() {
-                *b = pattern(tag, i);
+    /// Sends `count` packets, `window` at a time, and checks every echo.
+    fn exercise(channel: &kmcl::Channel, count: u32, window: u32) -> Result {
+        let buf = KVec::from_elem(0u8, MAX_PAYLOAD, GFP_KERNEL)?;
+        let flow = Arc::pin_init(
+            pin_init!(Flow {
+                count,
+                next: AtomicU32::new(0),
+                good: AtomicU32::new(0),
+                bad: AtomicU32::new(0),
+                buf <- new_spinlock_irq!(buf),
+            }),
+            GFP_KERNEL,
+        )?;
+        let start = Instant::<Monotonic>::now();
+        for _ in 0..window.clamp(1, 1024) {
+            flow.send_next(kmcl::Packet::new(**channel, flow.clone())?);
+        }
+        // No progress for 10 s means something is stuck.
+        let mut last = 0;
+        while flow.finished() < count {
+            if !wait_for(10_000, || flow.finished() != last) {
+                pr_err!("stuck after {} of {} packets\n", flow.finished(), count);
+                return Err(ETIMEDOUT);
             }
-            let check = KBox::new(
-                Check {
-                    tally: tally.clone(),
-                    tag,
-                    len,
-                },
-                GFP_KERNEL,
-            )?;
-            channel.send(&buf[..len], true, check)?;
+            last = flow.finished();
         }
-        let total = || tally.good.load(Ordering::SeqCst) + tally.bad.load(Ordering::SeqCst);
-        if !wait_for(120_000, || total() == count) {
-            pr_err!("only {} of {} packets completed\n", total(), count);
-            return Err(ETIMEDOUT);
-        }
+        let ms = start.elapsed().as_millis().max(1);
 
         // One synchronous request.
         let request = b"kmcl echo: synchronous request";
@@ -163,14 +222,15 @@ impl EchoVsc {
         let sync_ok = n >= request.len() && reply[..request.len()] == request[..];
 
         let (good, bad) = (
-            tally.good.load(Ordering::SeqCst),
-            tally.bad.load(Ordering::SeqCst),
+            flow.good.load(Ordering::SeqCst),
+            flow.bad.load(Ordering::SeqCst),
         );
         pr_info!(
-            "{} of {} packets echoed byte-exact, {} bad; synchronous request {}\n",
+            "{} of {} packets echoed byte-exact, {} bad, in {} ms; synchronous request {}\n",
             good,
             count,
             bad,
+            ms,
             if sync_ok { "ok" } else { "WRONG" }
         );
         if bad != 0 || !sync_ok {
@@ -185,12 +245,15 @@ impl kernel::Module for EchoVsc {
         let vsc = Arc::new(
             Vsc {
                 running: AtomicBool::new(false),
+                echoed: AtomicU32::new(0),
             },
             GFP_KERNEL,
         )?;
         let mut channel = kmcl::Channel::new(module, kmcl::Role::Client, vsc.clone())?;
         channel.set_target(&ECHO_TYPE, Some(&ECHO_INSTANCE))?;
         channel.set_friendly_name(c"kmcl_echo_vsc")?;
+        // Room for a window of the largest packets each way.
+        channel.set_ring_pages(32, 32)?;
         channel.enable()?;
         if !wait_for(module_parameters::wait_ms.value(), || {
             vsc.running.load(Ordering::SeqCst)
@@ -203,7 +266,11 @@ impl kernel::Module for EchoVsc {
             pr_err!("connected to the wrong instance\n");
             return Err(EIO);
         }
-        Self::exercise(&channel, module_parameters::packets.value())?;
+        let (count, window) = (
+            module_parameters::packets.value(),
+            module_parameters::window.value(),
+        );
+        Self::exercise(&channel, count, window)?;
         Ok(EchoVsc { _channel: channel })
     }
 }

@@ -5,6 +5,9 @@
  * It offers the echo interface on kmcl's loopback VMBus and completes every
  * packet it receives with the packet's own bytes, so a client that sends
  * with VMBUS_CHANNEL_FORMAT_FLAG_WAIT_FOR_COMPLETION gets its data back.
+ * With packets=N it also sends N packets of random sizes to the client once
+ * it connects (window=W of them in flight, reusing the packet objects) and
+ * checks that each comes back byte for byte.
  *
  * A template for C drivers: copy it, change the GUIDs and the packet
  * handling.  It calls kmcl through the server interface table, as a KMCL
@@ -14,7 +17,9 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/atomic.h>
+#include <linux/jiffies.h>
 #include <linux/module.h>
+#include <linux/spinlock.h>
 #include <linux/uuid.h>
 
 #include <kmcl/kmcl.h>
@@ -29,9 +34,120 @@ static bool leak;
 module_param(leak, bool, 0444);
 MODULE_PARM_DESC(leak, "Testing only: leave the channel allocated at unload (kmcl frees it)");
 
+static unsigned int packets;
+module_param(packets, uint, 0444);
+MODULE_PARM_DESC(packets, "Packets to send to the client once it connects");
+
+static unsigned int window = 16;
+module_param(window, uint, 0444);
+MODULE_PARM_DESC(window, "Packets in flight at a time");
+
+/* Largest payload sent: kmcl's default maximum packet size. */
+#define MAX_PAYLOAD 4096
+
 static struct kmcl_server_interface_v1 kmcl;
 static struct kmcl_channel *channel;
 static atomic_t echoed = ATOMIC_INIT(0);
+
+/* The server's own flow of packets to the client. */
+static atomic_t next_tag, good, bad, finished;
+static unsigned long flow_start;
+/* Completion routines run in softirq context: payloads are built here. */
+static DEFINE_SPINLOCK(buf_lock);
+static u8 buf[MAX_PAYLOAD];
+
+/* Packet @tag's size, 1 to MAX_PAYLOAD (the same as in kmcl_echo_vsc.rs). */
+static u32 size_of_packet(u32 tag)
+{
+	u32 x = (tag * 0x9e3779b9u) | 1;
+
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	return (x & (MAX_PAYLOAD - 1)) + 1;
+}
+
+static u8 pattern(u32 tag, u32 i)
+{
+	return (u8)(tag * 31 + i);
+}
+
+static void count_one(atomic_t *outcome)
+{
+	atomic_inc(outcome);
+	if (atomic_inc_return(&finished) == packets)
+		pr_info("%d of %u packets to the client echoed byte-exact, %d bad, in %u ms\n",
+			atomic_read(&good), packets, atomic_read(&bad),
+			jiffies_to_msecs(jiffies - flow_start));
+}
+
+/* Sends @pkt with the next tag, or frees it when all were sent. */
+static void send_next(struct kmcl_packet *pkt)
+{
+	u32 tag = atomic_inc_return(&next_tag) - 1;
+	unsigned long flags;
+	u32 len, i;
+	int rc;
+
+	if (tag >= packets) {
+		kmcl.client.packet_free(pkt);
+		return;
+	}
+	len = size_of_packet(tag);
+	kmcl.client.packet_set_pointer(pkt, (void *)(uintptr_t)tag);
+	spin_lock_irqsave(&buf_lock, flags);
+	for (i = 0; i < len; i++)
+		buf[i] = pattern(tag, i);
+	rc = kmcl.client.packet_send(pkt, buf, len, NULL,
+				     VMBUS_CHANNEL_FORMAT_FLAG_WAIT_FOR_COMPLETION);
+	spin_unlock_irqrestore(&buf_lock, flags);
+	if (rc) {
+		kmcl.client.packet_free(pkt);
+		count_one(&bad);
+	}
+}
+
+/* EvtVmbPacketCompletionRoutine: softirq or process context. */
+static void packet_done(struct kmcl_packet *pkt, int status, const void *reply, u32 length)
+{
+	u32 tag = (uintptr_t)kmcl.client.packet_get_pointer(pkt);
+	u32 len = size_of_packet(tag);
+	const u8 *r = reply;
+	bool ok = !status && length >= len;
+	u32 i;
+
+	for (i = 0; ok && i < len; i++)
+		ok = r[i] == pattern(tag, i);
+	count_one(ok ? &good : &bad);
+	if (status)
+		kmcl.client.packet_free(pkt);
+	else
+		send_next(pkt);
+}
+
+/* EvtChannelPostStarted: packets flow; start sending if asked to. */
+static void echo_post_started(struct kmcl_channel *ch)
+{
+	struct kmcl_packet *pkt;
+	unsigned int i;
+
+	if (!packets)
+		return;
+	atomic_set(&next_tag, 0);
+	atomic_set(&good, 0);
+	atomic_set(&bad, 0);
+	atomic_set(&finished, 0);
+	flow_start = jiffies;
+	for (i = 0; i < min(window, packets); i++) {
+		pkt = kmcl.client.packet_allocate(ch);
+		if (!pkt) {
+			pr_err("no memory for packet objects\n");
+			break;
+		}
+		kmcl.client.packet_set_completion_routine(pkt, packet_done);
+		send_next(pkt);
+	}
+}
 
 /* EvtVmbChannelProcessPacket: softirq context. */
 static void echo_process_packet(struct kmcl_channel *ch, struct kmcl_incoming *packet,
@@ -75,6 +191,7 @@ static int __init echo_vsp_init(void)
 	kmcl_state_callbacks_init(&callbacks);
 	callbacks.opened = echo_opened;
 	callbacks.closed = echo_closed;
+	callbacks.post_started = echo_post_started;
 
 	rc = kmcl.server.server_channel_init_set_target_interface_id(channel, &echo_type,
 								     &echo_instance);

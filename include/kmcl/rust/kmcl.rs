@@ -94,16 +94,18 @@ pub trait Driver: Send + Sync {
     fn processing_complete(&self, _channel: ChannelRef<'_>, _packets: u32) {}
 }
 
-/// Called once when a sent packet's transaction is over (KMCL
-/// `EvtVmbPacketCompletionRoutine`), in softirq or process context.
-pub trait PacketDone: Send {
-    /// `packet` is the driver's again (to send again or drop); `status` is
-    /// `Ok` or `ENODEV` (the connection ended first); `reply` is the
-    /// completion payload, valid for the call.
-    fn done(&mut self, packet: Packet, status: Result, reply: &[u8]);
+/// A packet object's completion routine (KMCL
+/// `EvtVmbPacketCompletionRoutine`): called once per send when its
+/// transaction is over, in softirq or process context. One routine object
+/// may serve many packets.
+pub trait PacketDone: Send + Sync {
+    /// `packet` is the driver's again (to send again, from here too, or to
+    /// drop); `status` is `Ok` or `ENODEV` (the connection ended first);
+    /// `reply` is the completion payload, valid for the call.
+    fn done(&self, packet: Packet, status: Result, reply: &[u8]);
 }
 
-/// [`PacketDone`] for sends that do not reuse their packet.
+/// The routine of a one-off send ([`ChannelRef::send`]).
 pub trait SendDone: Send {
     /// As [`PacketDone::done`], without the packet.
     fn done(&mut self, status: Result, reply: &[u8]);
@@ -299,17 +301,16 @@ impl ChannelRef<'_> {
     /// Sends `payload` in a new packet object (`VmbPacketAllocate` +
     /// `VmbPacketSend`); `done` runs once when the transaction is over
     /// (with `wait_for_completion`: when the other endpoint completed it).
-    /// Any context. On an error `done` does not run.
+    /// Any context. On an error `done` does not run. Drivers that send
+    /// often reuse [`Packet`]s instead, which allocates nothing per send.
     pub fn send(
         &self,
         payload: &[u8],
         wait_for_completion: bool,
         done: KBox<dyn SendDone>,
     ) -> Result {
-        let packet = Packet::new(*self)?;
-        let adapter = KBox::new(OneShot(done), GFP_ATOMIC)?;
-        packet
-            .send(payload, wait_for_completion, adapter)
+        Packet::make(*self, Done::Once(Some(done)))?
+            .send(payload, wait_for_completion)
             .map_err(|(_, e)| e)
     }
 
@@ -345,8 +346,8 @@ impl ChannelRef<'_> {
 }
 
 /// An outgoing packet object (KMCL `VMBPACKET`), reusable: sending hands it
-/// to kmcl until its transaction is over, then [`PacketDone`] gets it back.
-/// Dropping it frees it (`VmbPacketFree`).
+/// to kmcl until its transaction is over, then its [`PacketDone`] gets it
+/// back. Dropping it frees it (`VmbPacketFree`). Sending allocates nothing.
 pub struct Packet {
     raw: *mut KmclPacket,
 }
@@ -354,34 +355,66 @@ pub struct Packet {
 // SAFETY: a packet object not in flight is only used by its owner.
 unsafe impl Send for Packet {}
 
-/// What a packet in flight carries (in its pointer slot).
-struct InFlight(KBox<dyn PacketDone>);
+/// What runs when a packet's transaction is over.
+enum Done {
+    Shared(Arc<dyn PacketDone>),
+    Once(Option<KBox<dyn SendDone>>),
+}
+
+/// A packet's state in kmcl's pointer slot.
+struct Slot {
+    done: Done,
+    tag: usize,
+}
 
 impl Packet {
-    /// `VmbPacketAllocate`. Any context.
-    pub fn new(channel: ChannelRef<'_>) -> Result<Self> {
+    /// `VmbPacketAllocate` with `done` as its completion routine
+    /// (`VmbPacketSetCompletionRoutine`). Any context.
+    pub fn new(channel: ChannelRef<'_>, done: Arc<dyn PacketDone>) -> Result<Self> {
+        Self::make(channel, Done::Shared(done))
+    }
+
+    fn make(channel: ChannelRef<'_>, done: Done) -> Result<Self> {
+        let slot = KBox::into_raw(KBox::new(Slot { done, tag: 0 }, GFP_ATOMIC)?);
         // SAFETY: the channel is live.
         let raw = unsafe { abi::kmcl_packet_allocate(channel.raw) };
         if raw.is_null() {
+            // SAFETY: from `into_raw` above, not shared.
+            drop(unsafe { KBox::from_raw(slot) });
             return Err(ENOMEM);
+        }
+        // SAFETY: `raw` is a new packet; the slot is freed in `drop`.
+        unsafe {
+            abi::kmcl_packet_set_pointer(raw, slot.cast());
+            abi::kmcl_packet_set_completion_routine(raw, Some(on_packet_done));
         }
         Ok(Packet { raw })
     }
 
+    fn slot(&mut self) -> &mut Slot {
+        // SAFETY: set by `make`; the packet (and so its slot) is ours.
+        unsafe { &mut *abi::kmcl_packet_get_pointer(self.raw).cast::<Slot>() }
+    }
+
+    /// The driver's word for this packet (KMCL `VmbPacketGetPointer`).
+    pub fn tag(&mut self) -> usize {
+        self.slot().tag
+    }
+
+    /// Sets the driver's word (KMCL `VmbPacketSetPointer`).
+    pub fn set_tag(&mut self, tag: usize) {
+        self.slot().tag = tag;
+    }
+
     /// `VmbPacketSend` (in-band). On an error the packet is given back and
-    /// `done` does not run.
+    /// its routine does not run.
     pub fn send(
         self,
         payload: &[u8],
         wait_for_completion: bool,
-        done: KBox<dyn PacketDone>,
     ) -> core::result::Result<(), (Packet, Error)> {
         let Ok(len) = len32(payload) else {
             return Err((self, EINVAL));
-        };
-        let in_flight = match KBox::new(InFlight(done), GFP_ATOMIC) {
-            Ok(b) => KBox::into_raw(b),
-            Err(_) => return Err((self, ENOMEM)),
         };
         let flags = if wait_for_completion {
             abi::FORMAT_FLAG_WAIT_FOR_COMPLETION
@@ -389,11 +422,8 @@ impl Packet {
             0
         };
         // SAFETY: the packet is live and not in flight; the payload is
-        // copied before the call returns; `in_flight` is taken back by
-        // `on_packet_done` (after a successful send) or below.
+        // copied before the call returns.
         let rc = unsafe {
-            abi::kmcl_packet_set_pointer(self.raw, in_flight.cast());
-            abi::kmcl_packet_set_completion_routine(self.raw, Some(on_packet_done));
             abi::kmcl_packet_send(
                 self.raw,
                 payload.as_ptr().cast(),
@@ -408,29 +438,21 @@ impl Packet {
                 let _ = ManuallyDrop::new(self);
                 Ok(())
             }
-            Err(e) => {
-                // SAFETY: the send failed: the routine will not run.
-                drop(unsafe { KBox::from_raw(in_flight) });
-                Err((self, e))
-            }
+            Err(e) => Err((self, e)),
         }
     }
 }
 
 impl Drop for Packet {
     fn drop(&mut self) {
-        // SAFETY: the packet is live, not in flight, not used again.
-        unsafe { abi::kmcl_packet_free(self.raw) };
-    }
-}
-
-/// A [`SendDone`] as a [`PacketDone`] that drops the packet.
-struct OneShot(KBox<dyn SendDone>);
-
-impl PacketDone for OneShot {
-    fn done(&mut self, packet: Packet, status: Result, reply: &[u8]) {
-        drop(packet);
-        self.0.done(status, reply);
+        // SAFETY: the packet is live, not in flight, not used again; its
+        // slot was made by `make` and is freed once, here.
+        unsafe {
+            drop(KBox::from_raw(
+                abi::kmcl_packet_get_pointer(self.raw).cast::<Slot>(),
+            ));
+            abi::kmcl_packet_free(self.raw);
+        }
     }
 }
 
@@ -464,6 +486,15 @@ impl Incoming {
         let len = len32(reply)?;
         // SAFETY: the packet is live and given up here.
         result(unsafe { abi::kmcl_channel_packet_complete(me.raw, reply.as_ptr().cast(), len) })
+    }
+
+    /// `VmbChannelPacketComplete` with the packet's own payload as the
+    /// completion payload (an echo).
+    pub fn echo(self) -> Result {
+        let me = ManuallyDrop::new(self);
+        // SAFETY: the packet is live and given up here; kmcl copies the
+        // payload (which lives in the packet) before it releases it.
+        result(unsafe { abi::kmcl_channel_packet_complete(me.raw, me.data.cast(), me.len as u32) })
     }
 
     /// `VmbChannelPacketDeferToPassive`: delivered again in process context.
@@ -589,24 +620,33 @@ unsafe extern "C" fn on_processing_complete(channel: *mut KmclChannel, packets: 
 
 /// # Safety
 ///
-/// Called by kmcl for a packet sent by [`Packet::send`], whose pointer slot
-/// holds its [`InFlight`]; `buffer` holds `length` bytes for the call.
+/// Called by kmcl for a packet made by [`Packet::make`], whose transaction
+/// is over; `buffer` holds `length` bytes for the call.
 unsafe extern "C" fn on_packet_done(
     packet: *mut KmclPacket,
     status: c_int,
     buffer: *const c_void,
     length: u32,
 ) {
-    // SAFETY: set by `Packet::send`, taken back once, here.
-    let mut in_flight =
-        unsafe { KBox::from_raw(abi::kmcl_packet_get_pointer(packet).cast::<InFlight>()) };
     let reply = if length == 0 || buffer.is_null() {
         &[][..]
     } else {
         // SAFETY: the caller's promise.
         unsafe { core::slice::from_raw_parts(buffer.cast::<u8>(), length as usize) }
     };
-    in_flight
-        .0
-        .done(Packet { raw: packet }, result(status), reply);
+    let mut packet = Packet { raw: packet };
+    match &mut packet.slot().done {
+        Done::Shared(d) => {
+            // The routine may drop the packet, and with it the slot.
+            let d = d.clone();
+            d.done(packet, result(status), reply);
+        }
+        Done::Once(d) => {
+            let d = d.take();
+            drop(packet);
+            if let Some(mut d) = d {
+                d.done(result(status), reply);
+            }
+        }
+    }
 }

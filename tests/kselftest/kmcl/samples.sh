@@ -3,13 +3,15 @@
 #
 # The sample drivers, separate modules using kmcl's exported API: the C
 # echo server (kmcl_echo_vsp) and the Rust echo client (kmcl_echo_vsc)
-# exchange packets byte-exact; kmcl stays loaded while they use it; a
-# module unloaded with its channel still allocated is cleaned up by kmcl.
+# each send PACKETS packets of random sizes (1 byte to the maximum packet
+# size) to the other, which echoes them as completion payloads, checked
+# byte for byte; kmcl stays loaded while they use it; a module unloaded with
+# its channel still allocated is cleaned up by kmcl.
 
 . /tests/ktap_helpers.sh
 . "$(dirname "$0")/lib/common.sh"
 DIR=/kmcl
-PACKETS=2000
+PACKETS=${PACKETS:-100000}
 
 # check NAME COMMAND...: one KTAP result from a command's exit status.
 check() {
@@ -31,20 +33,33 @@ loaded() {
 }
 
 ktap_print_header
-ktap_set_plan 14
+ktap_set_plan 15
 
 marker="kmcl-test: samples $$"
 echo "$marker" >/dev/kmsg
 
 insmod_quiet "$DIR/kmcl.ko" || ktap_exit_fail_msg "insmod kmcl.ko failed"
 
-# 1-3: echo between the C server and the Rust client.
+# wait_logged TEXT SECONDS: wait until TEXT is logged.
+wait_logged() {
+	_n=0
+	while ! logged "$1"; do
+		[ "$_n" -ge "$2" ] && return 1
+		sleep 1
+		_n=$((_n + 1))
+	done
+}
+
+# 1-4: echo both ways between the C server and the Rust client.
 check "C echo server (kmcl_echo_vsp) loads and offers" \
-	sh -c "insmod $DIR/kmcl_echo_vsp.ko && dmesg | grep -qF 'kmcl_echo_vsp: echo interface offered'"
-check "Rust echo client (kmcl_echo_vsc) loads: $PACKETS packets sent" \
+	sh -c "insmod $DIR/kmcl_echo_vsp.ko packets=$PACKETS && dmesg | grep -qF 'kmcl_echo_vsp: echo interface offered'"
+check "Rust echo client (kmcl_echo_vsc) loads: $PACKETS packets to the server" \
 	insmod "$DIR/kmcl_echo_vsc.ko" packets=$PACKETS
-check "every packet and the synchronous request echoed byte-exact" \
-	logged "kmcl_echo_vsc: $PACKETS of $PACKETS packets echoed byte-exact, 0 bad; synchronous request ok"
+check "client to server: every packet and a synchronous request echoed byte-exact" \
+	sh -c "dmesg | grep -F 'kmcl_echo_vsc: $PACKETS of $PACKETS packets echoed byte-exact, 0 bad' | grep -qF 'synchronous request ok'"
+check "server to client: every packet echoed byte-exact" \
+	wait_logged "kmcl_echo_vsp: $PACKETS of $PACKETS packets to the client echoed byte-exact, 0 bad" 600
+log_since "$marker" | grep -E 'kmcl_echo_vs[pc]: [0-9]+ of' | sed 's/^/# /'
 
 # 4-5: module references keep kmcl loaded while its users are.
 holders=$(ls /sys/module/kmcl/holders 2>/dev/null | sort | tr '\n' ' ')
