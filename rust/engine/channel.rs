@@ -80,6 +80,9 @@ pub trait StateCallbacks: Send + Sync {
     fn started(&self, _channel: &Arc<Channel>) {}
     /// `EvtChannelPostStarted`: packets flow.
     fn post_started(&self, _channel: &Arc<Channel>) {}
+    /// `EvtChannelPnpFailure` (client): the target was found but the
+    /// connection failed with `status`; the channel is disabled again.
+    fn pnp_failure(&self, _channel: &Arc<Channel>, _status: Error) {}
 }
 
 /// Init-time settings (KMCL's `VmbChannelInitSet*`), changeable only while
@@ -149,6 +152,9 @@ pub(crate) enum PeerEvent {
     Closed(Arc<Connection>),
     /// The driver failed an incoming packet: close the connection.
     Failed,
+    /// Client: the offer was found but the connection failed (the server
+    /// refused it): KMCL's PnpFailure.
+    ConnectFailed(Error),
 }
 
 /// Receive-side state, shared by the receive work (softirq) and the
@@ -843,8 +849,13 @@ impl Channel {
                             Ok(dp) => *self.data.lock() = Some(dp),
                             Err(e) => pr_err!("cannot set up the rings: {:?}\n", e),
                         }
-                        ctl.connection = Some(conn);
+                        ctl.connection = Some(conn.clone());
                         self.execute(&mut ctl, actions.as_slice());
+                        // A server that accepted the connection lets the
+                        // client in.
+                        if self.role == Role::Server && ctl.lifecycle.is_connected() {
+                            conn.tell_client();
+                        }
                     }
                     Err(_) => {
                         // Disabled meanwhile: leave the connection at once.
@@ -855,6 +866,19 @@ impl Channel {
                 PeerEvent::Failed => {
                     if let Ok(actions) = ctl.lifecycle.apply(Event::PeerClosed) {
                         self.execute(&mut ctl, actions.as_slice());
+                    }
+                }
+                PeerEvent::ConnectFailed(e) => {
+                    // Still waiting for this connection: give up on it.
+                    let waiting = ctl.lifecycle.is_enabled() && !ctl.lifecycle.is_connected();
+                    if !waiting {
+                        continue;
+                    }
+                    if let Ok(actions) = ctl.lifecycle.apply(Event::Disable) {
+                        self.execute(&mut ctl, actions.as_slice());
+                    }
+                    if let Some(cb) = ctl.callbacks.clone() {
+                        cb.pnp_failure(self, e);
                     }
                 }
                 PeerEvent::Closed(conn) => {
@@ -927,10 +951,14 @@ impl Channel {
                 Action::Opened => {
                     // The lifecycle awaits the result before anything else.
                     let ok = callbacks.as_ref().map_or(Ok(()), |cb| cb.opened(self));
-                    let result = if ok.is_ok() {
-                        Event::OpenedOk
-                    } else {
-                        Event::OpenedFailed
+                    let result = match ok {
+                        Ok(()) => Event::OpenedOk,
+                        Err(e) => {
+                            if let Some(conn) = &ctl.connection {
+                                conn.refuse(e);
+                            }
+                            Event::OpenedFailed
+                        }
                     };
                     if let Ok(next) = ctl.lifecycle.apply(result) {
                         self.execute(ctl, next.as_slice());

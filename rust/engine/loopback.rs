@@ -174,9 +174,11 @@ impl LoopbackBus {
         let conn = Connection::new(client.clone(), server.clone(), pages, instance)?;
         // Make room for both events first, so that either both endpoints
         // learn of the connection or neither does.
+        // The server hears of it first; the client only once the server's
+        // Opened accepted it (`Connection::tell_client`), as a VMBus open
+        // completes only when the VSP has accepted the channel.
         client.reserve_event()?;
         server.reserve_event()?;
-        client.post_reserved(PeerEvent::Connected(conn.clone()));
         server.post_reserved(PeerEvent::Connected(conn));
         bus.offers[idx].taken = true;
         Ok(())
@@ -186,6 +188,10 @@ impl LoopbackBus {
 struct Attached {
     client: bool,
     server: bool,
+    /// The client was told of the connection (the server accepted it).
+    client_told: bool,
+    /// Why the server refused the connection (its Opened callback failed).
+    refusal: Option<Error>,
 }
 
 /// A connection between a client channel and a server channel.
@@ -227,6 +233,8 @@ impl Connection {
                 attached <- new_mutex!(Attached {
                     client: true,
                     server: true,
+                    client_told: false,
+                    refusal: None,
                 }),
                 left <- new_condvar!(),
             }),
@@ -263,10 +271,51 @@ impl Connection {
         self.instance
     }
 
+    /// The server accepted the connection: tell the client (its event was
+    /// reserved when the connection was made).
+    pub(crate) fn tell_client(self: &Arc<Self>) {
+        {
+            let mut a = self.attached.lock();
+            if !a.client || a.client_told {
+                return;
+            }
+            a.client_told = true;
+        }
+        self.client
+            .post_reserved(PeerEvent::Connected(self.clone()));
+    }
+
+    /// The server's Opened callback refused the connection with `e`.
+    pub(crate) fn refuse(&self, e: Error) {
+        self.attached.lock().refusal = Some(e);
+    }
+
     /// `channel` leaves the connection; the other endpoint, if still there,
-    /// is told to close.
+    /// is told to close. A server leaving before the client was told makes
+    /// the client's connect fail instead (PnpFailure); if the server left
+    /// because its Opened refused the connection, its offer is free again
+    /// for the next client.
     pub(crate) fn detach(self: &Arc<Self>, channel: &Arc<Channel>) {
         let is_client = Arc::ptr_eq(channel, &self.client);
+        let refused = {
+            let mut a = self.attached.lock();
+            if !is_client && a.server && !a.client_told {
+                a.server = false;
+                a.client = false;
+                // Refused by Opened, or the server went away first.
+                Some((a.refusal.unwrap_or(ENODEV), a.refusal.is_some()))
+            } else {
+                None
+            }
+        };
+        if let Some((e, offer_stays)) = refused {
+            self.left.notify_all();
+            self.client.post_reserved(PeerEvent::ConnectFailed(e));
+            if offer_stays {
+                self.bus.release(&self.server);
+            }
+            return;
+        }
         let peer_attached = {
             let mut a = self.attached.lock();
             let mine = if is_client {
@@ -324,7 +373,9 @@ mod tests {
     struct Recorder {
         #[pin]
         log: Mutex<KVec<u8>>,
-        fail_open: bool,
+        fail_open: core::sync::atomic::AtomicBool,
+        /// The status of the last PnpFailure.
+        pnp_status: core::sync::atomic::AtomicI32,
     }
 
     impl Recorder {
@@ -332,7 +383,8 @@ mod tests {
             Arc::pin_init(
                 pin_init!(Recorder {
                     log <- new_mutex!(KVec::new()),
-                    fail_open,
+                    fail_open: core::sync::atomic::AtomicBool::new(fail_open),
+                    pnp_status: core::sync::atomic::AtomicI32::new(0),
                 }),
                 GFP_KERNEL,
             )
@@ -361,7 +413,7 @@ mod tests {
     impl StateCallbacks for Recorder {
         fn opened(&self, _c: &Arc<Channel>) -> Result {
             self.note(b'O');
-            if self.fail_open {
+            if self.fail_open.load(core::sync::atomic::Ordering::SeqCst) {
                 Err(EIO)
             } else {
                 Ok(())
@@ -378,6 +430,11 @@ mod tests {
         }
         fn post_started(&self, _c: &Arc<Channel>) {
             self.note(b'P');
+        }
+        fn pnp_failure(&self, _c: &Arc<Channel>, status: Error) {
+            self.note(b'F');
+            self.pnp_status
+                .store(status.to_errno(), core::sync::atomic::Ordering::SeqCst);
         }
     }
 
@@ -481,6 +538,49 @@ mod tests {
         server.disable()?;
         server.cleanup()?;
         client.cleanup()?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_server_refusing_the_connection_is_the_clients_pnp_failure() -> Result {
+        let bus = LoopbackBus::new()?;
+        let (sr, cr, cr2) = (
+            Recorder::new(true)?,
+            Recorder::new(false)?,
+            Recorder::new(false)?,
+        );
+        let server = channel(&bus, Role::Server, &sr)?;
+        let client = channel(&bus, Role::Client, &cr)?;
+        server.enable()?;
+        server.start()?;
+        client.enable()?;
+        // The server's Opened refuses: the client never opens; it gets
+        // PnpFailure with the server's error and is disabled again.
+        assert!(sr.wait_for(b"O"));
+        assert!(cr.wait_for(b"F"));
+        assert_eq!(
+            cr.pnp_status.load(core::sync::atomic::Ordering::SeqCst),
+            EIO.to_errno()
+        );
+        assert!(!client.is_enabled() && server.is_enabled());
+        assert_eq!(client.disable(), Err(EBUSY));
+        // The offer stays up and is free: the next client gets in.
+        sr.fail_open
+            .store(false, core::sync::atomic::Ordering::SeqCst);
+        let client2 = channel(&bus, Role::Client, &cr2)?;
+        client2.enable()?;
+        assert!(cr2.wait_for(b"OTP"));
+        assert!(sr.wait_for(b"OOTP"));
+        // And the first client can try again after it.
+        client2.disable()?;
+        assert!(sr.wait_for(b"OOTPSC"));
+        client.enable()?;
+        assert!(cr.wait_for(b"FOTP"));
+        client.disable()?;
+        server.disable()?;
+        client.cleanup()?;
+        client2.cleanup()?;
+        server.cleanup()?;
         Ok(())
     }
 }

@@ -558,4 +558,57 @@ mod tests {
             kmcl_channel_cleanup(server);
         }
     }
+
+    static PNP_STATUS: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(0);
+
+    /// Refuses every connection.
+    ///
+    /// # Safety
+    ///
+    /// Called by kmcl as `EvtChannelOpened`.
+    unsafe extern "C" fn refuse(_ch: *mut KmclChannel) -> c_int {
+        -111
+    }
+
+    /// Records the PnpFailure status.
+    ///
+    /// # Safety
+    ///
+    /// Called by kmcl as `EvtChannelPnpFailure`.
+    unsafe extern "C" fn pnp_failed(_ch: *mut KmclChannel, status: c_int) {
+        PNP_STATUS.store(status, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn pnp_failure_reaches_the_c_callback_set_with_the_target() {
+        PNP_STATUS.store(0, Ordering::SeqCst);
+        let (server, client) = (allocate(true), allocate(false));
+        let mut cb = StateCallbacks::new();
+        cb.opened = Some(refuse);
+        // SAFETY: the handles are live; structures readable.
+        unsafe {
+            assert_eq!(
+                kmcl_server_channel_init_set_target_interface_id(server, &TYPE, &INSTANCE),
+                0
+            );
+            assert_eq!(
+                kmcl_channel_init_set_process_packet_callbacks(server, Some(echo), None),
+                0
+            );
+            assert_eq!(kmcl_channel_init_set_state_change_callbacks(server, &cb), 0);
+            // No state callbacks on the client: PnpFailure still arrives.
+            assert_eq!(
+                kmcl_client_channel_init_set_target_pnp(client, &TYPE, &INSTANCE, Some(pnp_failed)),
+                0
+            );
+            assert_eq!(kmcl_channel_enable(server), 0);
+            assert_eq!(kmcl_channel_enable(client), 0);
+            assert!(wait_until(|| PNP_STATUS.load(Ordering::SeqCst) != 0));
+            assert_eq!(PNP_STATUS.load(Ordering::SeqCst), -111);
+            // The client is disabled again.
+            assert_eq!(kmcl_channel_disable(client), -16);
+            kmcl_channel_cleanup(client);
+            kmcl_channel_cleanup(server);
+        }
+    }
 }

@@ -236,8 +236,22 @@ pub unsafe extern "C" fn kmcl_channel_allocate(
             }),
             GFP_KERNEL,
         )?;
+        // State callbacks exist from the start, so that a PnpFailure set
+        // with the target is delivered even without the others.
+        let state = Arc::new(
+            CState {
+                handle: h.clone(),
+                cb: abi::StateCallbacks::new(),
+            },
+            GFP_KERNEL,
+        )?;
+        h.channel.set_state_callbacks(state)?;
         let raw = h.as_raw();
-        REGISTRY.lock().handles.push(h, GFP_KERNEL)?;
+        if let Err(e) = REGISTRY.lock().handles.push(h.clone(), GFP_KERNEL) {
+            // Break the handle <-> callbacks cycle before giving up.
+            let _ = h.channel.clone().cleanup();
+            return Err(e.into());
+        }
         Ok(raw)
     })();
     match made {
@@ -357,6 +371,14 @@ impl StateCallbacks for CState {
     }
     fn post_started(&self, _channel: &Arc<Channel>) {
         self.call(self.cb.post_started);
+    }
+    fn pnp_failure(&self, _channel: &Arc<Channel>, status: Error) {
+        let f = *self.handle.pnp_failure.lock();
+        if let (Some(f), true) = (f, self.handle.alive()) {
+            // SAFETY: the driver's callback (set with the target), its
+            // module alive.
+            unsafe { f(self.handle.as_raw(), status.to_errno()) }
+        }
     }
 }
 

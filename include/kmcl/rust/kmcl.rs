@@ -87,6 +87,9 @@ pub trait Driver: Send + Sync {
     fn started(&self, _channel: ChannelRef<'_>) {}
     /// `EvtChannelPostStarted` (process context).
     fn post_started(&self, _channel: ChannelRef<'_>) {}
+    /// `EvtChannelPnpFailure` (client, process context): the target was
+    /// found but the connection failed; the channel is disabled again.
+    fn pnp_failure(&self, _channel: ChannelRef<'_>, _status: Error) {}
     /// `EvtVmbChannelProcessPacket` (softirq, or process context at
     /// passive). The default completes the packet with no payload.
     fn process_packet(&self, _channel: ChannelRef<'_>, _packet: Incoming) {}
@@ -187,7 +190,12 @@ impl Channel {
         let inst = instance.map_or(core::ptr::null(), core::ptr::from_ref);
         // SAFETY: `raw` is live; the GUIDs are readable for the call.
         result(unsafe {
-            abi::kmcl_client_channel_init_set_target_pnp(self.raw, interface_type, inst, None)
+            abi::kmcl_client_channel_init_set_target_pnp(
+                self.raw,
+                interface_type,
+                inst,
+                Some(on_pnp_failure),
+            )
         })
     }
 
@@ -586,6 +594,15 @@ unsafe extern "C" fn on_post_started(channel: *mut KmclChannel) {
     // SAFETY: the caller's promise.
     let (d, c) = unsafe { driver(channel) };
     d.post_started(c);
+}
+
+/// # Safety
+///
+/// Called by kmcl for a channel made by [`Channel::new`].
+unsafe extern "C" fn on_pnp_failure(channel: *mut KmclChannel, status: c_int) {
+    // SAFETY: the caller's promise.
+    let (d, c) = unsafe { driver(channel) };
+    d.pnp_failure(c, Error::from_errno(status));
 }
 
 /// # Safety
