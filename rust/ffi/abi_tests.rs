@@ -554,6 +554,12 @@ mod tests {
                 0
             );
             assert!(wait_until(|| s.counters().packets_in == 26));
+            // Freed objects are kept per channel (the lookaside list): the
+            // next allocation reuses it, reset.
+            let again = kmcl_packet_allocate(client);
+            assert!(again == plain);
+            assert!(kmcl_packet_get_pointer(again).is_null());
+            kmcl_packet_free(again);
             kmcl_channel_cleanup(client);
             kmcl_channel_cleanup(server);
         }

@@ -29,9 +29,9 @@ use kernel::ffi::c_char;
 
 use kernel::{
     error::to_result,
-    new_spinlock,
+    new_spinlock, new_spinlock_irq,
     prelude::*,
-    sync::{Arc, ArcBorrow, SpinLock},
+    sync::{Arc, ArcBorrow, SpinLock, SpinLockIrq},
 };
 
 use crate::engine::{
@@ -113,7 +113,14 @@ pub struct Handle {
     /// `EvtChannelPnpFailure`, for hv_vmbus channels.
     #[pin]
     pnp_failure: SpinLock<EvtPnpFailure>,
+    /// Freed packet objects kept for reuse (KMCL's per-channel lookaside
+    /// list); `None` once the channel is cleaned up.
+    #[pin]
+    lookaside: SpinLockIrq<Option<KVec<KBox<CPacket>>>>,
 }
+
+/// Packet objects a channel's lookaside list keeps.
+const LOOKASIDE: usize = 32;
 
 impl Handle {
     /// The handle as C sees it.
@@ -192,6 +199,9 @@ fn gfp() -> kernel::alloc::Flags {
 
 /// Disables and frees a channel whose handle left the registry.
 fn release(h: &Arc<Handle>) {
+    // Kept packet objects hold the handle: free them, and keep no more.
+    let kept = h.lookaside.lock().take();
+    drop(kept);
     if h.channel.is_enabled() {
         if let Err(e) = h.channel.disable() {
             pr_err!("channel disable failed ({:?})\n", e);
@@ -227,12 +237,14 @@ pub unsafe extern "C" fn kmcl_channel_allocate(
             Role::Client
         };
         let engine = Channel::new(role, bus)?;
+        let kept = KVec::with_capacity(LOOKASIDE, GFP_KERNEL)?;
         let h = Arc::pin_init(
             pin_init!(Handle {
                 channel: engine,
                 owner: owner as usize,
                 gone: AtomicBool::new(false),
                 pnp_failure <- new_spinlock!(None),
+                lookaside <- new_spinlock_irq!(Some(kept)),
             }),
             GFP_KERNEL,
         )?;
@@ -970,10 +982,18 @@ unsafe fn free_packet(p: *mut CPacket) {
     unsafe {
         if (*p).in_caller_memory {
             core::ptr::drop_in_place(p);
-        } else {
-            drop(KBox::from_raw(p));
+            return;
         }
     }
+    // SAFETY: a kmalloc'ed packet object is `KBox::into_raw` of its box.
+    let b = unsafe { KBox::from_raw(p) };
+    let handle = b.handle.clone();
+    let rejected = match &mut *handle.lookaside.lock() {
+        Some(kept) => kept.push_within_capacity(b).err().map(|e| e.0),
+        None => Some(b),
+    };
+    // Freed without the lock.
+    drop(rejected);
 }
 
 /// The routine of a C packet object's send: `word` is the packet object.
@@ -1033,16 +1053,27 @@ pub unsafe extern "C" fn kmcl_packet_allocate(channel: *mut KmclChannel) -> *mut
     let Some(h) = (unsafe { handle(channel) }) else {
         return core::ptr::null_mut();
     };
-    let p = CPacket {
-        handle: h.into(),
-        pointer: AtomicUsize::new(0),
-        routine: None,
-        in_caller_memory: false,
+    let kept = Option::as_mut(&mut *h.lookaside.lock()).and_then(|k| k.pop());
+    let b = match kept {
+        Some(mut b) => {
+            b.pointer.store(0, Ordering::Relaxed);
+            b.routine = None;
+            b
+        }
+        None => {
+            let p = CPacket {
+                handle: h.into(),
+                pointer: AtomicUsize::new(0),
+                routine: None,
+                in_caller_memory: false,
+            };
+            match KBox::new(p, gfp()) {
+                Ok(b) => b,
+                Err(_) => return core::ptr::null_mut(),
+            }
+        }
     };
-    match KBox::new(p, gfp()) {
-        Ok(b) => KBox::into_raw(b).cast(),
-        Err(_) => core::ptr::null_mut(),
-    }
+    KBox::into_raw(b).cast()
 }
 
 /// `VmbPacketInitialize`: makes a packet object in `buffer`, which must be
