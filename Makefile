@@ -12,6 +12,7 @@
 #   make rust-analyzer    write rust-project.json for editors
 #   make clippy           build with CLIPPY=1
 #   make host-test        cargo test of the pure protocol layer
+#   make bench            benchmarks (host ring + in-VM), results in out/bench/
 #
 # The kernel toolchain is set here, in one place; override any of it on the
 # command line.  Debian 12 packages: see scripts/setup.sh.
@@ -46,8 +47,9 @@ KMAKE = $(KBASE) M=$(CURDIR)
 # The samples are separate modules, built as any out-of-tree user of kmcl
 # is: against kmcl's Module.symvers.
 SMAKE = $(KBASE) M=$(CURDIR)/samples KBUILD_EXTRA_SYMBOLS=$(CURDIR)/Module.symvers
+BMAKE = $(KBASE) M=$(CURDIR)/bench KBUILD_EXTRA_SYMBOLS=$(CURDIR)/Module.symvers
 
-.PHONY: all modules samples modules_install clean rust-analyzer clippy setup \
+.PHONY: all modules samples bench bench-module modules_install clean rust-analyzer clippy setup \
 	kernel host-test check run
 
 all: modules samples
@@ -64,12 +66,21 @@ modules: $(KERNEL_DEP)
 samples: modules
 	$(SMAKE) modules
 
+bench-module: modules
+	$(BMAKE) modules
+
+# Benchmarks (not part of check): host ring (criterion) and the in-kernel
+# benchmark in the VM on a non-debug kernel; results in out/bench/.
+bench: setup
+	@scripts/bench.sh
+
 modules_install: modules
 	$(KMAKE) modules_install
 
 clippy: $(KERNEL_DEP)
 	$(KMAKE) CLIPPY=1 CLIPPY_DRIVER=$(CLIPPY_DRIVER) modules
 	$(SMAKE) CLIPPY=1 CLIPPY_DRIVER=$(CLIPPY_DRIVER) modules
+	$(BMAKE) CLIPPY=1 CLIPPY_DRIVER=$(CLIPPY_DRIVER) modules
 
 rust-analyzer: $(KERNEL_DEP)
 	$(KMAKE) rust-analyzer
@@ -84,6 +95,6 @@ run: setup
 	@scripts/run.sh
 
 clean:
-	-[ -d "$(KDIR)" ] && $(KMAKE) clean && $(SMAKE) clean
+	-[ -d "$(KDIR)" ] && $(KMAKE) clean && $(SMAKE) clean && $(BMAKE) clean
 	-cargo clean --manifest-path rust/host/Cargo.toml
 	rm -rf out

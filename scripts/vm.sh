@@ -6,6 +6,7 @@
 #
 #   scripts/vm.sh check   run the kselftest suite; KTAP goes to ttyS1
 #   scripts/vm.sh run     run the demo on the console
+#   scripts/vm.sh bench   run the in-kernel benchmark on the console
 #
 # Needs KDIR (kernel build dir) and KSRC (its source, for ktap_helpers.sh).
 # KMCL_APPEND adds words to the kernel command line (for experiments, e.g.
@@ -15,7 +16,7 @@
 # Exit status: QEMU's, or 124 when the VM did not finish within VM_TIMEOUT.
 set -euo pipefail
 
-mode=${1:?usage: vm.sh check|run}
+mode=${1:?usage: vm.sh check|run|bench}
 top=$(cd "$(dirname "$0")/.." && pwd)
 : "${KDIR:?KDIR must name the kernel build directory}"
 : "${KSRC:?KSRC must name the kernel source directory}"
@@ -44,7 +45,7 @@ qemu=(qemu-system-x86_64 -machine q35,accel=tcg -cpu max -m "$VM_MEM" -smp 2
 cmdline="console=ttyS0 panic=-1 reboot=t kunit.filter_glob=kmcl_* KMCL_VM=$mode ${KMCL_APPEND:-}"
 
 set +e
-if [ "$mode" = run ]; then
+if [ "$mode" != check ]; then
 	timeout -k 10 "$VM_TIMEOUT" "${qemu[@]}" -append "$cmdline" \
 		-serial stdio </dev/null | tee "$out/console.log"
 	rc=${PIPESTATUS[0]}

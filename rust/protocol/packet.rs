@@ -162,7 +162,7 @@ impl Descriptor {
     }
 
     /// Encodes the descriptor in wire format.
-    pub fn to_bytes(&self) -> [u8; DESCRIPTOR_SIZE] {
+    pub fn to_bytes(self) -> [u8; DESCRIPTOR_SIZE] {
         let mut out = [0u8; DESCRIPTOR_SIZE];
         out[0..2].copy_from_slice(&(self.ptype as u16).to_le_bytes());
         out[2..4].copy_from_slice(&self.offset8.to_le_bytes());

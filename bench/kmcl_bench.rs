@@ -1,0 +1,383 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! kmcl_bench: kmcl's in-kernel benchmark, run in the VM by `make bench`.
+//!
+//! On load it measures, on the loopback VMBus and through the exported API
+//! (the Rust wrapper, as a driver uses it):
+//!
+//! - `full`: packets of each size through the whole KMCL path (send, BH
+//!   dispatch, ProcessPacket, PacketComplete, and with a completion request
+//!   the completion routine), with and without WAIT_FOR_COMPLETION;
+//! - `ring`: the raw ring (the same `rust/protocol` files kmcl.ko uses) in
+//!   one thread, for the same sizes, so the API's overhead is a ratio;
+//! - `sync`: SendSynchronousRequest round trips (median and p99);
+//! - `pairs`: aggregate throughput with 1, 4, 16 and 64 channel pairs.
+//!
+//! Results are kernel log lines `kmcl_bench: RESULT key=value ...` that
+//! `scripts/bench_report.py` collects. Loading fails (-EIO) if a
+//! measurement failed; otherwise the module stays loaded, idle, until it is
+//! removed.
+
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use kernel::{
+    prelude::*,
+    sync::Arc,
+    time::{delay::fsleep, Delta, Instant, Monotonic},
+};
+
+#[path = "../include/kmcl/rust/kmcl.rs"]
+mod kmcl;
+
+#[path = "../rust/protocol/mod.rs"]
+#[allow(dead_code, unreachable_pub, missing_docs)]
+mod protocol;
+
+module! {
+    type: Bench,
+    name: "kmcl_bench",
+    authors: ["kmcl developers"],
+    description: "kmcl in-kernel benchmark",
+    license: "GPL",
+    imports_ns: ["KMCL"],
+    params: {
+        packets: u32 {
+            default: 20000,
+            description: "Packets per measurement",
+        },
+    },
+}
+
+const SIZES: [usize; 5] = [64, 256, 1024, 4096, 65536];
+const WINDOW: u32 = 16;
+const TYPE: kmcl::Guid = kmcl::Guid {
+    b: [
+        0x6b, 0x62, 0x65, 0x6e, 0x63, 0x68, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ],
+};
+
+fn instance(i: u32) -> kmcl::Guid {
+    let mut g = TYPE;
+    g.b[12..].copy_from_slice(&i.to_le_bytes());
+    g
+}
+
+fn wait_for(ms: u32, what: impl Fn() -> bool) -> bool {
+    for _ in 0..ms.div_ceil(10) {
+        if what() {
+            return true;
+        }
+        fsleep(Delta::from_millis(10));
+    }
+    what()
+}
+
+/// The server side: completes every packet with an empty payload.
+struct Sink {
+    running: AtomicBool,
+    received: AtomicU64,
+}
+
+impl kmcl::Driver for Sink {
+    fn started(&self, _c: kmcl::ChannelRef<'_>) {
+        self.running.store(true, Ordering::SeqCst);
+    }
+    fn process_packet(&self, _c: kmcl::ChannelRef<'_>, packet: kmcl::Incoming) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+        let _ = packet.complete(&[]);
+    }
+}
+
+/// The client side's callbacks.
+struct Source {
+    running: AtomicBool,
+}
+
+impl kmcl::Driver for Source {
+    fn started(&self, _c: kmcl::ChannelRef<'_>) {
+        self.running.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A connected loopback channel pair.
+struct Pair {
+    client: kmcl::Channel,
+    sink: Arc<Sink>,
+    _server: kmcl::Channel,
+}
+
+impl Pair {
+    fn new(module: &'static ThisModule, i: u32) -> Result<Self> {
+        let sink = Arc::new(
+            Sink {
+                running: AtomicBool::new(false),
+                received: AtomicU64::new(0),
+            },
+            GFP_KERNEL,
+        )?;
+        let source = Arc::new(
+            Source {
+                running: AtomicBool::new(false),
+            },
+            GFP_KERNEL,
+        )?;
+        let mut server = kmcl::Channel::new(module, kmcl::Role::Server, sink.clone())?;
+        server.set_offer(&TYPE, &instance(i))?;
+        server.set_maximum_packet_size(65536)?;
+        server.enable()?;
+        server.start()?;
+        let mut client = kmcl::Channel::new(module, kmcl::Role::Client, source.clone())?;
+        client.set_target(&TYPE, Some(&instance(i)))?;
+        client.set_maximum_packet_size(65536)?;
+        client.set_ring_pages(64, 64)?;
+        client.enable()?;
+        let up = wait_for(10_000, || {
+            source.running.load(Ordering::SeqCst) && sink.running.load(Ordering::SeqCst)
+        });
+        if !up {
+            return Err(ETIMEDOUT);
+        }
+        Ok(Pair {
+            client,
+            sink,
+            _server: server,
+        })
+    }
+}
+
+/// A window of reused packet objects, each sent again from its routine.
+struct Flow {
+    count: u64,
+    size: usize,
+    next: AtomicU64,
+    done: AtomicU64,
+    failed: AtomicU32,
+    payload: KVec<u8>,
+}
+
+impl Flow {
+    fn send_next(&self, packet: kmcl::Packet) {
+        if self.next.fetch_add(1, Ordering::Relaxed) >= self.count {
+            return;
+        }
+        if packet.send(&self.payload[..self.size], true).is_err() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            self.done.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl kmcl::PacketDone for Flow {
+    fn done(&self, packet: kmcl::Packet, status: Result, _reply: &[u8]) {
+        if status.is_err() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.done.fetch_add(1, Ordering::Relaxed);
+        self.send_next(packet);
+    }
+}
+
+/// Counts routines of one-off sends.
+struct Count(Arc<AtomicU64>);
+
+impl kmcl::SendDone for Count {
+    fn done(&mut self, _status: Result, _reply: &[u8]) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn flow(size: usize, count: u64) -> Result<Arc<Flow>> {
+    Ok(Arc::new(
+        Flow {
+            count,
+            size,
+            next: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            failed: AtomicU32::new(0),
+            payload: KVec::from_elem(0x5a_u8, size, GFP_KERNEL)?,
+        },
+        GFP_KERNEL,
+    )?)
+}
+
+/// Starts a window of `flow` on `pair`.
+fn start(pair: &Pair, f: &Arc<Flow>) -> Result {
+    for _ in 0..WINDOW {
+        f.send_next(kmcl::Packet::new(*pair.client, f.clone())?);
+    }
+    Ok(())
+}
+
+/// Full path with completions: `count` packets of `size`, in ns.
+fn full_wait(pair: &Pair, size: usize, count: u64) -> Result<i64> {
+    let f = flow(size, count)?;
+    let t = Instant::<Monotonic>::now();
+    start(pair, &f)?;
+    if !wait_for(300_000, || f.done.load(Ordering::Relaxed) >= count) {
+        return Err(ETIMEDOUT);
+    }
+    let ns = t.elapsed().as_nanos();
+    if f.failed.load(Ordering::Relaxed) != 0 {
+        return Err(EIO);
+    }
+    Ok(ns)
+}
+
+/// Full path without completions: sent from a loop, until the server got
+/// them all, in ns.
+fn full_nowait(pair: &Pair, size: usize, count: u64) -> Result<i64> {
+    let payload = KVec::from_elem(0x5a_u8, size, GFP_KERNEL)?;
+    let written = Arc::new(AtomicU64::new(0), GFP_KERNEL)?;
+    let base = pair.sink.received.load(Ordering::SeqCst);
+    let t = Instant::<Monotonic>::now();
+    for _ in 0..count {
+        // Keep at most a ring's worth queued: no unbounded queue growth.
+        while pair.sink.received.load(Ordering::Relaxed) + 256
+            < base + written.load(Ordering::Relaxed)
+        {
+            core::hint::spin_loop();
+        }
+        pair.client.send(
+            &payload,
+            false,
+            KBox::new(Count(written.clone()), GFP_KERNEL)?,
+        )?;
+    }
+    if !wait_for(300_000, || {
+        pair.sink.received.load(Ordering::Relaxed) >= base + count
+    }) {
+        return Err(ETIMEDOUT);
+    }
+    Ok(t.elapsed().as_nanos())
+}
+
+/// The raw ring in one thread: batches written, committed, read back.
+fn raw_ring(size: usize, count: u64) -> Result<i64> {
+    use protocol::packet::PacketType;
+    use protocol::ring::{init_control, IncomingRing, OutgoingRing, WordRingMemory, CONTROL_WORDS};
+    let words = (256 * 1024) / 8;
+    let mut data = KVec::with_capacity(words, GFP_KERNEL)?;
+    for _ in 0..words {
+        data.push(AtomicU64::new(0), GFP_KERNEL)?;
+    }
+    let control: [core::sync::atomic::AtomicU32; CONTROL_WORDS] =
+        core::array::from_fn(|_| core::sync::atomic::AtomicU32::new(0));
+    init_control(&control);
+    let mem = || WordRingMemory::new(&control, &data);
+    let mut out = OutgoingRing::new(mem()).map_err(|_| EINVAL)?;
+    let mut inc = IncomingRing::new(mem()).map_err(|_| EINVAL)?;
+    let payload = KVec::from_elem(0x5a_u8, size, GFP_KERNEL)?;
+    let mut buf = KVec::from_elem(0_u8, size + 64, GFP_KERNEL)?;
+    let batch = (256 * 1024 / (size + 64) / 2).clamp(1, 64) as u64;
+    let t = Instant::<Monotonic>::now();
+    let mut done = 0;
+    while done < count {
+        for _ in 0..batch {
+            out.write(PacketType::InBand, &[], &payload, false, 0)
+                .map_err(|_| EIO)?;
+        }
+        out.commit().map_err(|_| EIO)?;
+        for _ in 0..batch {
+            inc.read(&mut buf).map_err(|_| EIO)?.ok_or(EIO)?;
+        }
+        inc.commit();
+        done += batch;
+    }
+    Ok(t.elapsed().as_nanos() * count as i64 / done as i64)
+}
+
+/// Synchronous request round trips: (median, p99) in ns.
+fn sync_latency(pair: &Pair, count: usize) -> Result<(i64, i64)> {
+    let mut times = KVec::with_capacity(count, GFP_KERNEL)?;
+    let request = [0x5a_u8; 64];
+    let mut reply = [0_u8; 64];
+    for _ in 0..count {
+        let t = Instant::<Monotonic>::now();
+        pair.client.send_sync(&request, &mut reply, Some(5000))?;
+        times.push(t.elapsed().as_nanos(), GFP_KERNEL)?;
+    }
+    times.sort_unstable();
+    let p99 = (count * 99 / 100).min(count - 1);
+    Ok((times[count / 2], times[p99]))
+}
+
+/// `n` pairs each sending `count / n` 64-byte packets with completions at
+/// once: total packets and ns.
+fn pairs(module: &'static ThisModule, n: u32, count: u64) -> Result<(u64, i64)> {
+    let mut all = KVec::with_capacity(n as usize, GFP_KERNEL)?;
+    for i in 0..n {
+        all.push(Pair::new(module, 100 + i)?, GFP_KERNEL)?;
+    }
+    let per = (count / u64::from(n)).max(u64::from(WINDOW));
+    let mut flows = KVec::with_capacity(n as usize, GFP_KERNEL)?;
+    for _ in 0..n {
+        flows.push(flow(64, per)?, GFP_KERNEL)?;
+    }
+    let t = Instant::<Monotonic>::now();
+    for (p, f) in all.iter().zip(flows.iter()) {
+        start(p, f)?;
+    }
+    let finished = || flows.iter().all(|f| f.done.load(Ordering::Relaxed) >= per);
+    if !wait_for(300_000, finished) {
+        return Err(ETIMEDOUT);
+    }
+    Ok((per * u64::from(n), t.elapsed().as_nanos()))
+}
+
+fn run(module: &'static ThisModule) -> Result {
+    let count = u64::from(module_parameters::packets.value());
+    let pair = Pair::new(module, 0)?;
+    for size in SIZES {
+        // Fewer of the large ones: the same bytes, roughly.
+        let n = (count * 64 / size as u64).clamp(500, count);
+        let ring = raw_ring(size, n)?;
+        pr_info!("RESULT kind=ring size={} packets={} ns={}\n", size, n, ring);
+        let nowait = full_nowait(&pair, size, n)?;
+        pr_info!(
+            "RESULT kind=full wait=0 size={} packets={} ns={}\n",
+            size,
+            n,
+            nowait
+        );
+        let wait = full_wait(&pair, size, n)?;
+        pr_info!(
+            "RESULT kind=full wait=1 size={} packets={} ns={}\n",
+            size,
+            n,
+            wait
+        );
+    }
+    let (median, p99) = sync_latency(&pair, 2000)?;
+    pr_info!(
+        "RESULT kind=sync size=64 median_ns={} p99_ns={}\n",
+        median,
+        p99
+    );
+    drop(pair);
+    for n in [1, 4, 16, 64] {
+        let (total, ns) = pairs(module, n, count)?;
+        pr_info!(
+            "RESULT kind=pairs pairs={} packets={} ns={}\n",
+            n,
+            total,
+            ns
+        );
+    }
+    Ok(())
+}
+
+struct Bench;
+
+impl kernel::Module for Bench {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        match run(module) {
+            Ok(()) => {
+                pr_info!("RESULT done\n");
+                Ok(Bench)
+            }
+            Err(e) => {
+                pr_err!("benchmark failed: {:?}\n", e);
+                Err(EIO)
+            }
+        }
+    }
+}

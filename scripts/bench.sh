@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# `make bench`: kmcl's benchmarks (not part of `make check`).
+#
+#  1. The host ring benchmark (criterion, rust/host/benches/ring.rs).
+#  2. The in-kernel benchmark (bench/kmcl_bench.rs) in the VM, on the
+#     non-debug ("fast") test kernel: KASAN and kmemleak would measure
+#     themselves.  Built on first use (11-15 minutes on 2 cores), cached.
+#  3. scripts/bench_report.py: table, out/bench/results.csv,
+#     out/bench/throughput.svg, out/bench/report.txt.
+#
+# BENCH_PACKETS sets the packets per in-VM measurement (default 20000).
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
+mkdir -p out/bench
+
+echo "[bench] host ring benchmark (criterion; about 2 minutes)"
+/usr/bin/cargo bench --manifest-path rust/host/Cargo.toml --bench ring -- --noplot 2>&1 |
+	tee out/bench/host.log | grep -E '^(ring|memcpy)|time:' | sed 's/^/[bench]   /'
+
+echo "[bench] test kernel without debugging options (fast flavour)"
+scripts/kernel.sh build fast
+KDIR=$(scripts/kernel.sh kdir fast)
+KSRC=$(scripts/kernel.sh src fast)
+export KDIR KSRC
+echo "[bench] building kmcl and kmcl_bench against $KDIR"
+make --no-print-directory KDIR="$KDIR" modules bench-module >out/bench/build.log 2>&1 ||
+	{ tail -20 out/bench/build.log; exit 1; }
+echo "[bench] in-kernel benchmark in the VM (QEMU TCG)"
+VM_TIMEOUT=${VM_TIMEOUT:-1800} KMCL_APPEND="BENCH_PACKETS=${BENCH_PACKETS:-20000}" \
+	scripts/vm.sh bench | grep --line-buffered -E 'RESULT|kmcl-bench' | sed -u 's/^/[bench]   /'
+# kmcl.ko was built for the fast kernel: the next `make check` rebuilds it.
+echo
+python3 scripts/bench_report.py --criterion rust/host/target/criterion \
+	--console out/vm-bench/console.log --out out/bench
+echo "[bench] results: out/bench/ (report.txt, results.csv, throughput.svg)"
