@@ -251,7 +251,8 @@ fn full_nowait(pair: &Pair, size: usize, count: u64) -> Result<i64> {
 }
 
 /// The raw ring in one thread: batches written, committed, read back.
-fn raw_ring(size: usize, count: u64) -> Result<i64> {
+/// Returns the packets moved (`count` rounded up to whole batches) and ns.
+fn raw_ring(size: usize, count: u64) -> Result<(u64, i64)> {
     use protocol::packet::PacketType;
     use protocol::ring::{init_control, IncomingRing, OutgoingRing, WordRingMemory, CONTROL_WORDS};
     let words = (256 * 1024) / 8;
@@ -267,7 +268,12 @@ fn raw_ring(size: usize, count: u64) -> Result<i64> {
     let mut inc = IncomingRing::new(mem()).map_err(|_| EINVAL)?;
     let payload = KVec::from_elem(0x5a_u8, size, GFP_KERNEL)?;
     let mut buf = KVec::from_elem(0_u8, size + 64, GFP_KERNEL)?;
-    let batch = (256 * 1024 / (size + 64) / 2).clamp(1, 64) as u64;
+    // Up to 64 packets per batch, as long as they fill at most half the
+    // ring (no division by a run-time value: objtool).
+    let mut batch = 64_u64;
+    while batch > 1 && batch as usize * (size + 64) * 2 > 256 * 1024 {
+        batch -= 1;
+    }
     let t = Instant::<Monotonic>::now();
     let mut done = 0;
     while done < count {
@@ -282,7 +288,7 @@ fn raw_ring(size: usize, count: u64) -> Result<i64> {
         inc.commit();
         done += batch;
     }
-    Ok(t.elapsed().as_nanos() * count as i64 / done as i64)
+    Ok((done, t.elapsed().as_nanos()))
 }
 
 /// Synchronous request round trips: (median, p99) in ns.
@@ -307,7 +313,8 @@ fn pairs(module: &'static ThisModule, n: u32, count: u64) -> Result<(u64, i64)> 
     for i in 0..n {
         all.push(Pair::new(module, 100 + i)?, GFP_KERNEL)?;
     }
-    let per = (count / u64::from(n)).max(u64::from(WINDOW));
+    // `n` is a power of two: a shift, not a division (objtool).
+    let per = (count >> n.trailing_zeros()).max(u64::from(WINDOW));
     let mut flows = KVec::with_capacity(n as usize, GFP_KERNEL)?;
     for _ in 0..n {
         flows.push(flow(64, per)?, GFP_KERNEL)?;
@@ -327,10 +334,16 @@ fn run(module: &'static ThisModule) -> Result {
     let count = u64::from(module_parameters::packets.value());
     let pair = Pair::new(module, 0)?;
     for size in SIZES {
-        // Fewer of the large ones: the same bytes, roughly.
-        let n = (count * 64 / size as u64).clamp(500, count);
-        let ring = raw_ring(size, n)?;
-        pr_info!("RESULT kind=ring size={} packets={} ns={}\n", size, n, ring);
+        // Fewer of the large ones: the same bytes, roughly (sizes are
+        // powers of two from 64: a shift, not a division, for objtool).
+        let n = (count >> (size.trailing_zeros() - 6)).clamp(500, count);
+        let (moved, ring) = raw_ring(size, n)?;
+        pr_info!(
+            "RESULT kind=ring size={} packets={} ns={}\n",
+            size,
+            moved,
+            ring
+        );
         let nowait = full_nowait(&pair, size, n)?;
         pr_info!(
             "RESULT kind=full wait=0 size={} packets={} ns={}\n",

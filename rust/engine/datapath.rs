@@ -468,6 +468,11 @@ impl DataPath {
                 }
                 Err(WriteError::Full { needed }) => {
                     self.out.set_pending_send_size(needed as u32);
+                    // The reader may have made room before it could see
+                    // the request: look again, or no signal may come.
+                    if self.out.free_bytes().is_ok_and(|free| free >= needed) {
+                        continue;
+                    }
                     break;
                 }
                 Err(_) => return Err(EINVAL),

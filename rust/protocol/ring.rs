@@ -191,6 +191,10 @@ pub struct OutgoingRing<M: RingMemory> {
     committed: u32,
     /// Where the next packet of the current batch goes.
     next: u32,
+    /// The reader's index as last read (validated). The reader only moves
+    /// forward, so space computed from it is never more than there is;
+    /// the shared index is read again only when that space runs out.
+    known_read: u32,
 }
 
 impl<M: RingMemory> OutgoingRing<M> {
@@ -200,18 +204,28 @@ impl<M: RingMemory> OutgoingRing<M> {
         let size = checked_size(&mem)?;
         let committed = checked_index(mem.control()[WRITE_INDEX].load(Ordering::Acquire), size)?;
         mem.control()[FEATURE_BITS].fetch_or(FEATURE_PENDING_SEND_SIZE, Ordering::Relaxed);
-        // INVARIANT: size and committed were validated; next == committed.
+        let known_read = checked_index(mem.control()[READ_INDEX].load(Ordering::Acquire), size)?;
+        // INVARIANT: size and the indices were validated; next == committed.
         Ok(Self {
             mem,
             size,
             committed,
             next: committed,
+            known_read,
         })
     }
 
     /// The ring memory.
     pub fn memory(&self) -> &M {
         &self.mem
+    }
+
+    /// Free bytes if the reader were still at `read`.
+    fn free_from(&self, read: u32) -> usize {
+        let used = distance(read, self.next, self.size);
+        // A ring is never filled completely: keep 8 bytes so that a full
+        // ring does not look empty.
+        (self.size - used) as usize - PACKET_ALIGN
     }
 
     /// The largest packet (trailer included) this ring can ever take.
@@ -229,11 +243,7 @@ impl<M: RingMemory> OutgoingRing<M> {
 
     /// Bytes that can be written now, beyond the uncommitted batch.
     pub fn free_bytes(&self) -> Result<usize, RingError> {
-        let read = self.read_index()?;
-        let used = distance(read, self.next, self.size);
-        // A ring is never filled completely: keep 8 bytes so that a full
-        // ring does not look empty.
-        Ok((self.size - used) as usize - PACKET_ALIGN)
+        Ok(self.free_from(self.read_index()?))
     }
 
     /// Appends a packet to the batch: the descriptor, `header` (a
@@ -263,8 +273,11 @@ impl<M: RingMemory> OutgoingRing<M> {
         if needed > self.capacity() {
             return Err(WriteError::TooLarge);
         }
-        if needed > self.free_bytes()? {
-            return Err(WriteError::Full { needed });
+        if needed > self.free_from(self.known_read) {
+            self.known_read = self.read_index()?;
+            if needed > self.free_from(self.known_read) {
+                return Err(WriteError::Full { needed });
+            }
         }
 
         let start = self.next;
@@ -358,6 +371,10 @@ pub struct IncomingRing<M: RingMemory> {
     committed: u32,
     /// Where the next packet to read starts.
     next: u32,
+    /// The writer's index as last read (validated): packets up to it are
+    /// published, so the shared index is read again only when they are
+    /// all read.
+    known_write: u32,
 }
 
 impl<M: RingMemory> IncomingRing<M> {
@@ -365,12 +382,14 @@ impl<M: RingMemory> IncomingRing<M> {
     pub fn new(mem: M) -> Result<Self, RingError> {
         let size = checked_size(&mem)?;
         let committed = checked_index(mem.control()[READ_INDEX].load(Ordering::Acquire), size)?;
-        // INVARIANT: size and committed were validated; next == committed.
+        // INVARIANT: size and committed were validated; next == committed;
+        // nothing is known to be published yet.
         Ok(Self {
             mem,
             size,
             committed,
             next: committed,
+            known_write: committed,
         })
     }
 
@@ -398,9 +417,13 @@ impl<M: RingMemory> IncomingRing<M> {
     /// included, is copied out of shared memory before any of it is parsed;
     /// the descriptor is read once. On error nothing is consumed.
     pub fn read(&mut self, buf: &mut [u8]) -> Result<Option<IncomingPacket>, RingError> {
-        let available = self.available()?;
+        let mut available = distance(self.next, self.known_write, self.size) as usize;
         if available == 0 {
-            return Ok(None);
+            self.known_write = self.write_index()?;
+            available = distance(self.next, self.known_write, self.size) as usize;
+            if available == 0 {
+                return Ok(None);
+            }
         }
         let mut raw = [0u8; DESCRIPTOR_SIZE];
         if available < DESCRIPTOR_SIZE + TRAILER_SIZE {
@@ -777,11 +800,14 @@ mod tests {
         let r = Ring::new(128);
         let mut w = OutgoingRing::new(r.mem()).unwrap();
         r.set(READ_INDEX, 0xffff_fff8);
+        // The writer reads the reader's index when it commits, and when
+        // the space it knew of runs out: both see the corruption.
+        assert_eq!(w.write(PacketType::InBand, &[], &[1], false, 0), Ok(()));
+        assert_eq!(w.commit(), Err(RingError::BadIndex(0xffff_fff8)));
         assert_eq!(
-            w.write(PacketType::InBand, &[], &[1], false, 0),
+            w.write(PacketType::InBand, &[], &[0; 72], false, 0),
             Err(WriteError::Ring(RingError::BadIndex(0xffff_fff8)))
         );
-        assert!(!w.has_uncommitted());
     }
 
     #[test]
