@@ -45,6 +45,7 @@ pub enum PacketType {
 
 impl PacketType {
     /// Decodes a wire packet type, rejecting types kmcl does not handle.
+    #[inline]
     pub fn from_wire(raw: u16) -> Result<Self, DescriptorError> {
         match raw {
             6 => Ok(Self::InBand),
@@ -98,6 +99,7 @@ impl Descriptor {
     /// of type-specific header and `payload_len` bytes of payload.
     ///
     /// Returns `None` when the packet would not fit the 16-bit `len8` field.
+    #[inline]
     pub fn new(
         ptype: PacketType,
         header_len: usize,
@@ -131,6 +133,7 @@ impl Descriptor {
     ///
     /// `available` is the number of bytes the reader may consume, counted
     /// from the descriptor's first byte; the packet and its trailer must fit.
+    #[inline]
     pub fn parse(raw: &[u8; DESCRIPTOR_SIZE], available: usize) -> Result<Self, DescriptorError> {
         let ptype = u16::from_le_bytes([raw[0], raw[1]]);
         let offset8 = u16::from_le_bytes([raw[2], raw[3]]);
@@ -162,6 +165,7 @@ impl Descriptor {
     }
 
     /// Encodes the descriptor in wire format.
+    #[inline]
     pub fn to_bytes(self) -> [u8; DESCRIPTOR_SIZE] {
         let mut out = [0u8; DESCRIPTOR_SIZE];
         out[0..2].copy_from_slice(&(self.ptype as u16).to_le_bytes());
@@ -173,42 +177,50 @@ impl Descriptor {
     }
 
     /// The packet type.
+    #[inline]
     pub fn packet_type(&self) -> PacketType {
         self.ptype
     }
 
     /// Whether the sender asked for a completion packet.
+    #[inline]
     pub fn completion_requested(&self) -> bool {
         self.flags & FLAG_COMPLETION_REQUESTED != 0
     }
 
     /// The transaction id chosen by the sender.
+    #[inline]
     pub fn transaction_id(&self) -> u64 {
         self.transaction_id
     }
 
     /// Byte offset of the payload from the start of the descriptor.
+    #[inline]
     pub fn data_offset(&self) -> usize {
         usize::from(self.offset8) * PACKET_ALIGN
     }
 
     /// Length of the packet in bytes, descriptor and padding included,
     /// trailer excluded.
+    #[inline]
     pub fn packet_len(&self) -> usize {
         usize::from(self.len8) * PACKET_ALIGN
     }
 
     /// Bytes the packet occupies in the ring, trailer included.
+    #[inline]
     pub fn ring_len(&self) -> usize {
         self.packet_len() + TRAILER_SIZE
     }
 
     /// Bytes between the descriptor and the payload (type-specific header).
+    #[inline]
     pub fn header_len(&self) -> usize {
         self.data_offset() - DESCRIPTOR_SIZE
     }
 
     /// Length of the payload area, including the sender's padding.
+    #[inline]
     pub fn payload_len(&self) -> usize {
         self.packet_len() - self.data_offset()
     }

@@ -346,12 +346,14 @@ pub struct IncomingPacket {
 
 impl IncomingPacket {
     /// The type-specific header within the buffer the packet was read into.
+    #[inline]
     pub fn header<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
         &buf[DESCRIPTOR_SIZE..self.descriptor.data_offset()]
     }
 
     /// The payload (including the sender's padding) within the buffer the
     /// packet was read into.
+    #[inline]
     pub fn payload<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
         &buf[self.descriptor.data_offset()..self.descriptor.packet_len()]
     }
@@ -532,14 +534,17 @@ impl<'a> WordRingMemory<'a> {
 }
 
 impl RingMemory for WordRingMemory<'_> {
+    #[inline]
     fn control(&self) -> &[AtomicU32; CONTROL_WORDS] {
         self.control
     }
 
+    #[inline]
     fn data_len(&self) -> usize {
         self.data.len() * 8
     }
 
+    #[inline]
     fn read_data(&self, offset: usize, buf: &mut [u8]) {
         let (chunks, _) = buf.as_chunks_mut::<8>();
         for (chunk, word) in chunks.iter_mut().zip(&self.data[offset / 8..]) {
@@ -547,6 +552,7 @@ impl RingMemory for WordRingMemory<'_> {
         }
     }
 
+    #[inline]
     fn write_data(&self, offset: usize, buf: &[u8]) {
         let (chunks, _) = buf.as_chunks::<8>();
         for (chunk, word) in chunks.iter().zip(&self.data[offset / 8..]) {
