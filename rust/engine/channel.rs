@@ -172,8 +172,6 @@ struct RxState {
     quota_blocked: bool,
     /// Times delivery stopped at the quota.
     quota_hits: u64,
-    /// Deliver in process context (KMCL `PASSIVE_LEVEL`) instead of softirq.
-    at_passive: bool,
     /// The deferral work is delivering packets right now.
     passive_active: bool,
     callbacks: Option<Arc<dyn PacketCallbacks>>,
@@ -212,6 +210,9 @@ pub struct Channel {
     passive_work: Work<Channel, 2>,
     /// The driver's pointer (KMCL `VmbChannelSetPointer`).
     pointer: core::sync::atomic::AtomicUsize,
+    /// Deliver in process context (KMCL `PASSIVE_LEVEL`) instead of
+    /// softirq; set only while disabled, read without a lock.
+    at_passive: core::sync::atomic::AtomicBool,
 }
 
 impl_has_work! {
@@ -286,7 +287,6 @@ impl Channel {
                     quota: 0,
                     quota_blocked: false,
                     quota_hits: 0,
-                    at_passive: false,
                     passive_active: false,
                     callbacks: None,
                 }),
@@ -294,6 +294,7 @@ impl Channel {
                 deferred <- new_spinlock_irq!(KVec::new()),
                 passive_work <- new_work!("kmcl::Channel::passive_work"),
                 pointer: core::sync::atomic::AtomicUsize::new(0),
+                at_passive: core::sync::atomic::AtomicBool::new(false),
                 rx_changed <- new_condvar!(),
                 rx_work <- new_work!("kmcl::Channel::rx_work"),
             }),
@@ -582,16 +583,19 @@ impl Channel {
     /// One delivered packet is done with; resumes delivery stopped at the
     /// quota (KMCL: only a completion restarts it).
     fn release_incoming(self: &Arc<Self>) {
-        let resume = {
+        let (resume, drained) = {
             let mut rx = self.rx.lock();
             rx.outstanding = rx.outstanding.saturating_sub(1);
             let resume = rx.quota_blocked && rx.outstanding < rx.quota;
             if resume {
                 rx.quota_blocked = false;
             }
-            resume
+            (resume, rx.outstanding == 0)
         };
-        self.rx_changed.notify_all();
+        if drained {
+            // Only Pause and Disable wait, for the last completion.
+            self.rx_changed.notify_all();
+        }
         if resume {
             self.kick_rx();
         }
@@ -704,7 +708,7 @@ impl Channel {
     /// Makes the receive work look at the rings.
     pub(crate) fn kick_rx(self: &Arc<Self>) {
         // Fails only when the work is already queued.
-        if self.rx.lock().at_passive {
+        if self.at_passive.load(core::sync::atomic::Ordering::Relaxed) {
             let _ = crate::queues::process().enqueue::<Arc<Self>, 3>(self.clone());
         } else {
             let _ = crate::queues::bh().enqueue::<Arc<Self>, 1>(self.clone());
@@ -717,7 +721,8 @@ impl Channel {
     /// work always runs in one context.
     pub fn set_incoming_processing_at_passive(&self, at_passive: bool) -> Result {
         self.init_time(|_| {
-            self.rx.lock().at_passive = at_passive;
+            self.at_passive
+                .store(at_passive, core::sync::atomic::Ordering::Relaxed);
             Ok(())
         })
     }
@@ -771,15 +776,14 @@ impl Channel {
         };
         let mut delivered = 0u32;
         loop {
-            let deliver = self.rx.lock().enabled;
-            let deliver = deliver && {
+            let deliver = {
                 let mut rx = self.rx.lock();
                 let blocked = rx.quota > 0 && rx.outstanding >= rx.quota;
-                if blocked && !rx.quota_blocked {
+                if rx.enabled && blocked && !rx.quota_blocked {
                     rx.quota_blocked = true;
                     rx.quota_hits += 1;
                 }
-                !blocked
+                rx.enabled && !blocked
             };
             let (step, kick, peer) = {
                 let mut data = self.data.lock();
