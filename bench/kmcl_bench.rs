@@ -13,6 +13,10 @@
 //! - `sync`: SendSynchronousRequest round trips (median and p99);
 //! - `pairs`: aggregate throughput with 1, 4, 16 and 64 channel pairs.
 //!
+//! With `hold=N` it instead connects N channel pairs with default settings
+//! and keeps them until unloaded, so that `tests/vm/bench.sh` can read the
+//! memory they take from `/proc/meminfo`.
+//!
 //! Results are kernel log lines `kmcl_bench: RESULT key=value ...` that
 //! `scripts/bench_report.py` collects. Loading fails (-EIO) if a
 //! measurement failed; otherwise the module stays loaded, idle, until it is
@@ -20,8 +24,9 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::{
+    new_spinlock_irq,
     prelude::*,
-    sync::Arc,
+    sync::{Arc, SpinLockIrq},
     time::{delay::fsleep, Delta, Instant, Monotonic},
 };
 
@@ -43,6 +48,10 @@ module! {
         packets: u32 {
             default: 20000,
             description: "Packets per measurement",
+        },
+        hold: u32 {
+            default: 0,
+            description: "Only connect this many default channel pairs and keep them",
         },
     },
 }
@@ -106,7 +115,13 @@ struct Pair {
 }
 
 impl Pair {
+    /// A pair for the benchmarks: 64-KiB packets, 256-KiB rings.
     fn new(module: &'static ThisModule, i: u32) -> Result<Self> {
+        Self::with(module, i, true)
+    }
+
+    /// A pair with kmcl's default settings (`big`: the benchmark's).
+    fn with(module: &'static ThisModule, i: u32, big: bool) -> Result<Self> {
         let sink = Arc::new(
             Sink {
                 running: AtomicBool::new(false),
@@ -122,13 +137,17 @@ impl Pair {
         )?;
         let mut server = kmcl::Channel::new(module, kmcl::Role::Server, sink.clone())?;
         server.set_offer(&TYPE, &instance(i))?;
-        server.set_maximum_packet_size(65536)?;
+        if big {
+            server.set_maximum_packet_size(65536)?;
+        }
         server.enable()?;
         server.start()?;
         let mut client = kmcl::Channel::new(module, kmcl::Role::Client, source.clone())?;
         client.set_target(&TYPE, Some(&instance(i)))?;
-        client.set_maximum_packet_size(65536)?;
-        client.set_ring_pages(64, 64)?;
+        if big {
+            client.set_maximum_packet_size(65536)?;
+            client.set_ring_pages(64, 64)?;
+        }
         client.enable()?;
         let up = wait_for(10_000, || {
             source.running.load(Ordering::SeqCst) && sink.running.load(Ordering::SeqCst)
@@ -176,15 +195,6 @@ impl kmcl::PacketDone for Flow {
     }
 }
 
-/// Counts routines of one-off sends.
-struct Count(Arc<AtomicU64>);
-
-impl kmcl::SendDone for Count {
-    fn done(&mut self, _status: Result, _reply: &[u8]) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 fn flow(size: usize, count: u64) -> Result<Arc<Flow>> {
     Ok(Arc::new(
         Flow {
@@ -222,32 +232,61 @@ fn full_wait(pair: &Pair, size: usize, count: u64) -> Result<i64> {
     Ok(ns)
 }
 
-/// Full path without completions: sent from a loop, until the server got
-/// them all, in ns.
+/// Packet objects waiting to be sent again (their routine puts them back).
+#[pin_data]
+struct Spare {
+    #[pin]
+    packets: SpinLockIrq<KVec<kmcl::Packet>>,
+}
+
+impl kmcl::PacketDone for Spare {
+    fn done(&self, packet: kmcl::Packet, _status: Result, _reply: &[u8]) {
+        // Room was reserved for every packet: this cannot fail.
+        let _ = self.packets.lock().push_within_capacity(packet);
+    }
+}
+
+/// Full path without completions: reused packet objects sent from a loop,
+/// until the server got them all, in ns.
 fn full_nowait(pair: &Pair, size: usize, count: u64) -> Result<i64> {
+    const SPARE: usize = 256;
     let payload = KVec::from_elem(0x5a_u8, size, GFP_KERNEL)?;
-    let written = Arc::new(AtomicU64::new(0), GFP_KERNEL)?;
+    let room = KVec::with_capacity(SPARE, GFP_KERNEL)?;
+    let spare = Arc::pin_init(
+        pin_init!(Spare {
+            packets <- new_spinlock_irq!(room),
+        }),
+        GFP_KERNEL,
+    )?;
+    for _ in 0..SPARE {
+        let p = kmcl::Packet::new(*pair.client, spare.clone())?;
+        let _ = spare.packets.lock().push_within_capacity(p);
+    }
     let base = pair.sink.received.load(Ordering::SeqCst);
     let t = Instant::<Monotonic>::now();
-    for _ in 0..count {
-        // Keep at most a ring's worth queued: no unbounded queue growth.
-        while pair.sink.received.load(Ordering::Relaxed) + 256
-            < base + written.load(Ordering::Relaxed)
-        {
+    let mut sent = 0;
+    while sent < count {
+        // At most a ring's worth ahead of the server: no queue growth.
+        if pair.sink.received.load(Ordering::Relaxed) + 256 < base + sent {
             core::hint::spin_loop();
+            continue;
         }
-        pair.client.send(
-            &payload,
-            false,
-            KBox::new(Count(written.clone()), GFP_KERNEL)?,
-        )?;
+        let Some(p) = spare.packets.lock().pop() else {
+            core::hint::spin_loop();
+            continue;
+        };
+        p.send(&payload, false).map_err(|(_, e)| e)?;
+        sent += 1;
     }
     if !wait_for(300_000, || {
         pair.sink.received.load(Ordering::Relaxed) >= base + count
     }) {
         return Err(ETIMEDOUT);
     }
-    Ok(t.elapsed().as_nanos())
+    let ns = t.elapsed().as_nanos();
+    // Every routine ran once the packets were written: all are back.
+    let _ = wait_for(1000, || spare.packets.lock().len() == SPARE);
+    Ok(ns)
 }
 
 /// The raw ring in one thread: batches written, committed, read back.
@@ -378,14 +417,25 @@ fn run(module: &'static ThisModule) -> Result {
     Ok(())
 }
 
-struct Bench;
+struct Bench {
+    _held: KVec<Pair>,
+}
 
 impl kernel::Module for Bench {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        let hold = module_parameters::hold.value();
+        if hold > 0 {
+            let mut held = KVec::with_capacity(hold as usize, GFP_KERNEL)?;
+            for i in 0..hold {
+                held.push(Pair::with(module, 1000 + i, false)?, GFP_KERNEL)?;
+            }
+            pr_info!("RESULT kind=hold pairs={}\n", hold);
+            return Ok(Bench { _held: held });
+        }
         match run(module) {
             Ok(()) => {
                 pr_info!("RESULT done\n");
-                Ok(Bench)
+                Ok(Bench { _held: KVec::new() })
             }
             Err(e) => {
                 pr_err!("benchmark failed: {:?}\n", e);

@@ -178,6 +178,22 @@ def main():
             q = pairs[64] / pairs[1]
             targets.append(("VM, 64 pairs / 1 pair", f"{q:.2f}", ">= 0.8", q >= 0.8))
 
+    try:
+        with open(a.console, errors="replace") as f:
+            mem = re.findall(r"kmcl-bench: MEMORY pairs=(\d+) memfree_kb=(-?\d+) slab_kb=(-?\d+) "
+                             r"vmalloc_kb=(-?\d+)", f.read())
+    except OSError:
+        mem = []
+    if mem:
+        n, free, slab, vmalloc = (int(v) for v in mem[-1])
+        per_channel = (free - vmalloc) / (2 * n)
+        report.append("")
+        report.append(f"Memory, {n} connected pairs with default settings (4+4 ring pages): "
+                      f"{free / n:.1f} KiB per pair, of which rings (vmalloc) {vmalloc / n:.1f} KiB; "
+                      f"per channel besides the rings: {per_channel:.1f} KiB "
+                      f"(slab {slab / (2 * n):.1f} KiB)")
+        rows.append(("vm", "memory_per_channel_kib", 0, per_channel, 0))
+
     report.append("")
     report.append("Targets")
     for name, got, want, ok in targets:

@@ -15,6 +15,17 @@ say "running kmcl_bench (a few minutes under emulation)"
 insmod /kmcl/kmcl_bench.ko packets="${BENCH_PACKETS:-20000}"
 rc=$?
 rmmod kmcl_bench 2>/dev/null
+
+# Memory per channel pair with default settings (4+4 ring pages): what
+# 64 connected pairs take, from /proc/meminfo.
+meminfo() { awk -v k="$1:" '$1 == k { print $2 }' /proc/meminfo; }
+sync
+free0=$(meminfo MemFree) slab0=$(meminfo Slab) vm0=$(meminfo VmallocUsed)
+if insmod /kmcl/kmcl_bench.ko hold=64; then
+	free1=$(meminfo MemFree) slab1=$(meminfo Slab) vm1=$(meminfo VmallocUsed)
+	echo "kmcl-bench: MEMORY pairs=64 memfree_kb=$((free0 - free1)) slab_kb=$((slab1 - slab0)) vmalloc_kb=$((vm1 - vm0))" >/dev/kmsg
+	rmmod kmcl_bench
+fi
 rmmod kmcl
 if [ "$rc" -eq 0 ] && dmesg | grep -q 'kmcl_bench: RESULT done'; then
 	say "done"
