@@ -533,6 +533,55 @@ impl Channel {
         Ok(())
     }
 
+    /// The control-side part of a [`super::snapshot::Snapshot`].
+    pub(crate) fn snapshot_control(self: &Arc<Self>) -> super::snapshot::Snapshot {
+        let (settings, name, name_len, enabled, connected, running) = {
+            let ctl = self.control.lock();
+            (
+                ctl.settings,
+                ctl.friendly_name,
+                ctl.friendly_name_len,
+                ctl.lifecycle.is_enabled(),
+                ctl.lifecycle.is_connected(),
+                ctl.lifecycle.is_running(),
+            )
+        };
+        let (held, quota, quota_hits) = {
+            let rx = self.rx.lock();
+            (rx.outstanding, rx.quota, rx.quota_hits)
+        };
+        super::snapshot::Snapshot {
+            role: self.role,
+            name,
+            name_len,
+            enabled,
+            connected,
+            running,
+            settings,
+            instance: self.interface_instance(),
+            counters: Counters::default(),
+            awaiting_completion: 0,
+            queued: 0,
+            held,
+            quota,
+            quota_hits,
+            deferred: self.deferred.lock().len(),
+            at_passive: self.at_passive.load(core::sync::atomic::Ordering::Relaxed),
+            rings: None,
+        }
+    }
+
+    /// Fills in the data-path part of a snapshot.
+    pub(crate) fn snapshot_data(&self, s: &mut super::snapshot::Snapshot) {
+        if let Some(dp) = self.data.lock().as_ref() {
+            s.counters = dp.counters;
+            let (awaiting, queued, rings) = dp.snapshot();
+            s.awaiting_completion = awaiting;
+            s.queued = queued;
+            s.rings = Some(rings);
+        }
+    }
+
     /// The data path's counters (zero when not connected).
     pub fn counters(&self) -> Counters {
         self.data

@@ -29,8 +29,10 @@ use super::channel::Channel;
 use crate::protocol::{
     packet::PacketType,
     ring::{
+        ring_state,
         IncomingRing,
         OutgoingRing,
+        RingState,
         WriteError, //
     },
 };
@@ -329,6 +331,16 @@ impl DataPath {
             broken: false,
             counters: Counters::default(),
         })
+    }
+
+    /// Sends awaiting completion, sends queued, and the (outgoing,
+    /// incoming) ring control values.
+    pub(crate) fn snapshot(&self) -> (usize, usize, (RingState, RingState)) {
+        (
+            self.outstanding.len(),
+            self.queue.len(),
+            (ring_state(self.out.memory()), ring_state(self.inc.memory())),
+        )
     }
 
     /// The other endpoint.

@@ -10,3 +10,4 @@
 pub mod channel;
 pub mod datapath;
 pub mod loopback;
+pub mod snapshot;

@@ -28,14 +28,16 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use kernel::ffi::c_char;
 
 use kernel::{
+    debugfs::{Dir, File},
     error::to_result,
     new_spinlock, new_spinlock_irq,
     prelude::*,
+    str::CString,
     sync::{Arc, ArcBorrow, SpinLock, SpinLockIrq},
 };
 
 use crate::engine::{
-    channel::{Channel, StateCallbacks},
+    channel::{self, Channel, StateCallbacks},
     datapath::{Incoming, IncomingPacket, PacketCallbacks, Routine},
     loopback::LoopbackBus,
 };
@@ -54,6 +56,10 @@ use abi::{
 struct Registry {
     /// The loopback bus channels are allocated on.
     bus: Option<Arc<LoopbackBus>>,
+    /// `/sys/kernel/debug/kmcl/`.
+    debugfs: Option<Dir>,
+    /// Numbers channels' debugfs directories.
+    next_id: u64,
     /// Every channel handle between allocate and cleanup.
     handles: KVec<Arc<Handle>>,
 }
@@ -63,6 +69,8 @@ kernel::sync::global_lock! {
     // module can call an exported function.
     unsafe(uninit) static REGISTRY: Mutex<Registry> = Registry {
         bus: None,
+        debugfs: None,
+        next_id: 0,
         handles: KVec::new(),
     };
 }
@@ -81,7 +89,11 @@ pub(crate) fn init() -> Result {
     // SAFETY: called once, from the module initialiser, before any use.
     unsafe { REGISTRY.init() };
     let bus = LoopbackBus::new()?;
-    REGISTRY.lock().bus = Some(bus);
+    {
+        let mut r = REGISTRY.lock();
+        r.bus = Some(bus);
+        r.debugfs = Some(Dir::new(c"kmcl"));
+    }
     // SAFETY: registers a static notifier block; undone in `exit`.
     to_result(unsafe { glue::kmcl_glue_watch_modules() })
 }
@@ -100,6 +112,8 @@ pub(crate) fn exit() {
         release(h);
     }
     drop((bus, handles));
+    let root = REGISTRY.lock().debugfs.take();
+    drop(root);
 }
 
 /// A channel handle: the engine channel plus what the C API adds.
@@ -113,10 +127,86 @@ pub struct Handle {
     /// `EvtChannelPnpFailure`, for hv_vmbus channels.
     #[pin]
     pnp_failure: SpinLock<EvtPnpFailure>,
+    /// The channel's debugfs directory, from its first Enable to cleanup.
+    #[pin]
+    debugfs: SpinLock<Option<DebugEntry>>,
     /// Freed packet objects kept for reuse (KMCL's per-channel lookaside
     /// list); `None` once the channel is cleaned up.
     #[pin]
     lookaside: SpinLockIrq<Option<KVec<KBox<CPacket>>>>,
+}
+
+/// `/sys/kernel/debug/kmcl/<name>.<n>/state`: the channel's snapshot.
+struct DebugEntry {
+    _state: Pin<KBox<File<ChannelState>>>,
+    _dir: Dir,
+}
+
+/// What a channel's debugfs `state` file prints.
+struct ChannelState(Arc<Channel>);
+
+// debugfs prints `Debug` types; this one prints the channel's snapshot.
+impl core::fmt::Debug for ChannelState {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", self.0.snapshot())
+    }
+}
+
+impl Handle {
+    /// Creates the channel's debugfs directory if it has none yet: named
+    /// after its friendly name (or its interface instance) and a number.
+    fn ensure_debugfs(&self) {
+        if self.debugfs.lock().is_some() {
+            return;
+        }
+        let made = (|| -> Result<DebugEntry> {
+            let name = self.channel.with_friendly_name(|n| {
+                let mut buf = [0u8; channel::FRIENDLY_NAME_MAX];
+                buf[..n.len()].copy_from_slice(n);
+                (buf, n.len())
+            });
+            let dir = {
+                let mut r = REGISTRY.lock();
+                r.next_id += 1;
+                let id = r.next_id;
+                let title = match core::str::from_utf8(&name.0[..name.1]) {
+                    Ok(s) if !s.is_empty() && !s.contains('/') => {
+                        CString::try_from_fmt(fmt!("{}.{}", s, id))?
+                    }
+                    _ => CString::try_from_fmt(fmt!(
+                        "{}.{}",
+                        GuidName(self.channel.interface_instance()),
+                        id
+                    ))?,
+                };
+                r.debugfs.as_ref().ok_or(ENODEV)?.subdir(&title)
+            };
+            let state = KBox::pin_init(
+                dir.read_only_file(c"state", ChannelState(self.channel.clone())),
+                GFP_KERNEL,
+            )?;
+            Ok(DebugEntry {
+                _state: state,
+                _dir: dir,
+            })
+        })();
+        match made {
+            Ok(e) => *self.debugfs.lock() = Some(e),
+            Err(e) => pr_warn!("no debugfs entry for a channel ({:?})\n", e),
+        }
+    }
+}
+
+/// A GUID's 32 hex digits, for a directory name.
+struct GuidName([u8; 16]);
+
+impl kernel::fmt::Display for GuidName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for b in &self.0 {
+            write!(f, "{:02x}", b)?;
+        }
+        Ok(())
+    }
 }
 
 /// Packet objects a channel's lookaside list keeps.
@@ -202,6 +292,8 @@ fn release(h: &Arc<Handle>) {
     // Kept packet objects hold the handle: free them, and keep no more.
     let kept = h.lookaside.lock().take();
     drop(kept);
+    let debugfs = h.debugfs.lock().take();
+    drop(debugfs);
     if h.channel.is_enabled() {
         if let Err(e) = h.channel.disable() {
             pr_err!("channel disable failed ({:?})\n", e);
@@ -245,6 +337,7 @@ pub unsafe extern "C" fn kmcl_channel_allocate(
                 gone: AtomicBool::new(false),
                 pnp_failure <- new_spinlock!(None),
                 lookaside <- new_spinlock_irq!(Some(kept)),
+                debugfs <- new_spinlock!(None),
             }),
             GFP_KERNEL,
         )?;
@@ -855,7 +948,13 @@ pub unsafe extern "C" fn kmcl_channel_get_pointer(channel: *mut KmclChannel) -> 
 #[no_mangle]
 pub unsafe extern "C" fn kmcl_channel_enable(channel: *mut KmclChannel) -> c_int {
     // SAFETY: the caller's promise.
-    unsafe { with_channel(channel, |h| h.channel.enable()) }
+    unsafe {
+        with_channel(channel, |h| {
+            h.channel.enable()?;
+            h.ensure_debugfs();
+            Ok(())
+        })
+    }
 }
 
 /// `VmbChannelDisable`.

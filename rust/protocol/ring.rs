@@ -176,6 +176,46 @@ fn read_wrapped<M: RingMemory>(mem: &M, size: u32, offset: u32, buf: &mut [u8]) 
     advance(offset, buf.len(), size)
 }
 
+/// A ring's control values as read at one moment, for diagnostics
+/// (debugfs). The values are whatever the shared page holds: unvalidated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingState {
+    /// Data area size in bytes.
+    pub size: u32,
+    /// `write_index`.
+    pub write_index: u32,
+    /// `read_index`.
+    pub read_index: u32,
+    /// `interrupt_mask`.
+    pub interrupt_mask: u32,
+    /// `pending_send_sz`.
+    pub pending_send_size: u32,
+    /// Bytes between the read and the write index (0 if either is out of
+    /// range).
+    pub used: u32,
+}
+
+/// Reads `mem`'s control values once each (no validation, no effect).
+pub fn ring_state<M: RingMemory>(mem: &M) -> RingState {
+    let c = mem.control();
+    let size = u32::try_from(mem.data_len()).unwrap_or(0);
+    let write_index = c[WRITE_INDEX].load(Ordering::Relaxed);
+    let read_index = c[READ_INDEX].load(Ordering::Relaxed);
+    let used = if write_index < size && read_index < size {
+        distance(read_index, write_index, size)
+    } else {
+        0
+    };
+    RingState {
+        size,
+        write_index,
+        read_index,
+        interrupt_mask: c[INTERRUPT_MASK].load(Ordering::Relaxed),
+        pending_send_size: c[PENDING_SEND_SIZE].load(Ordering::Relaxed),
+        used,
+    }
+}
+
 /// The writer's end of a ring.
 ///
 /// # Invariants
@@ -799,6 +839,30 @@ mod tests {
         assert_eq!(read_error(&r), RingError::BadIndex(128));
         r.set(WRITE_INDEX, 12);
         assert_eq!(read_error(&r), RingError::BadIndex(12));
+    }
+
+    #[test]
+    fn ring_state_reports_indices_and_fill() {
+        let r = Ring::new(128);
+        let mut w = OutgoingRing::new(r.mem()).unwrap();
+        w.write(PacketType::InBand, &[], &[7; 8], true, 3).unwrap();
+        w.commit().unwrap();
+        w.set_pending_send_size(40);
+        let st = ring_state(&r.mem());
+        assert_eq!(
+            st,
+            RingState {
+                size: 128,
+                write_index: 32,
+                read_index: 0,
+                interrupt_mask: 0,
+                pending_send_size: 40,
+                used: 32,
+            }
+        );
+        // Out-of-range indices are shown as they are, with no fill level.
+        r.set(READ_INDEX, 4096);
+        assert_eq!(ring_state(&r.mem()).used, 0);
     }
 
     #[test]

@@ -34,6 +34,10 @@ for _ in $(seq 60); do
 	sleep 1
 done
 say "modules holding kmcl: $(ls /sys/module/kmcl/holders | tr '\n' ' ')"
+for d in /sys/kernel/debug/kmcl/*/; do
+	say "debugfs: $d""state"
+	sed 's/^/    /' "$d/state"
+done
 say "rmmod kmcl_echo_vsc kmcl_echo_vsp"
 rmmod kmcl_echo_vsc && rmmod kmcl_echo_vsp || { say "rmmod failed"; exit 1; }
 say "rmmod kmcl"

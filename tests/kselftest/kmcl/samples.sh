@@ -33,7 +33,7 @@ loaded() {
 }
 
 ktap_print_header
-ktap_set_plan 15
+ktap_set_plan 18
 
 marker="kmcl-test: samples $$"
 echo "$marker" >/dev/kmsg
@@ -61,6 +61,23 @@ check "server to client: every packet echoed byte-exact" \
 	wait_logged "kmcl_echo_vsp: $PACKETS of $PACKETS packets to the client echoed byte-exact, 0 bad" 600
 log_since "$marker" | grep -E 'kmcl_echo_vs[pc]: [0-9]+ of' | sed 's/^/# /'
 
+# 5-7: debugfs shows each channel's state and counters.
+DBG=/sys/kernel/debug/kmcl
+vsc_state=$(cat $DBG/kmcl_echo_vsc.*/state 2>/dev/null)
+vsp_state=$(cat $DBG/kmcl_echo_vsp.*/state 2>/dev/null)
+echo "$vsc_state" | sed 's/^/# vsc: /'
+has() { echo "$1" | grep -qxF "$2"; }
+check "debugfs: the client's state file shows role, state and counters" \
+	sh -c "echo '$vsc_state' | grep -qx 'role: client' &&
+		echo '$vsc_state' | grep -qx 'state: connected, running' &&
+		echo '$vsc_state' | grep -qx 'packets in: $PACKETS' &&
+		echo '$vsc_state' | grep -qx 'completions in: $((PACKETS + 1))' &&
+		echo '$vsc_state' | grep -qx 'packets out: $((2 * PACKETS + 1))' &&
+		echo '$vsc_state' | grep -q '^incoming ring: size 131072 '"
+check "debugfs: the server's state file shows its role and the echo interface" \
+	sh -c "echo '$vsp_state' | grep -qx 'role: server' &&
+		echo '$vsp_state' | grep -qx 'interface type: 6b6d636c-6563-686f-8a11-000000000001'"
+
 # 4-5: module references keep kmcl loaded while its users are.
 holders=$(ls /sys/module/kmcl/holders 2>/dev/null | sort | tr '\n' ' ')
 check "kmcl's holders are the two samples ($holders)" \
@@ -75,6 +92,8 @@ check "unloading the client closes the server's connection" \
 rmmod kmcl_echo_vsp
 check "unloading the server withdraws its offer" \
 	logged "kmcl_echo_vsp: echo interface withdrawn"
+check "debugfs: no channel directories are left" \
+	sh -c "[ -z \"\$(ls $DBG)\" ]"
 
 # 8-11: a module that leaves its channel allocated.
 marker="kmcl-test: samples leak $$"

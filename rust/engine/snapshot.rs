@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A channel's state at one moment, for people debugging drivers (kmcl's
+//! debugfs files print it).
+//!
+//! Taking a snapshot holds each of the channel's locks only long enough to
+//! copy numbers out; nothing on the data path waits for the reader.
+
+use core::fmt;
+
+use kernel::sync::Arc;
+
+use super::channel::{Channel, Guid, Settings, FRIENDLY_NAME_MAX};
+use super::datapath::Counters;
+use crate::protocol::{lifecycle::Role, ring::RingState};
+
+/// What [`Channel::snapshot`] copies out.
+pub struct Snapshot {
+    pub(crate) role: Role,
+    pub(crate) name: [u8; FRIENDLY_NAME_MAX],
+    pub(crate) name_len: usize,
+    pub(crate) enabled: bool,
+    pub(crate) connected: bool,
+    pub(crate) running: bool,
+    pub(crate) settings: Settings,
+    pub(crate) instance: Guid,
+    pub(crate) counters: Counters,
+    /// Sends waiting for their completion.
+    pub(crate) awaiting_completion: usize,
+    /// Sends queued for room in the outgoing ring.
+    pub(crate) queued: usize,
+    /// Incoming packets the driver holds uncompleted.
+    pub(crate) held: u32,
+    pub(crate) quota: u32,
+    pub(crate) quota_hits: u64,
+    pub(crate) deferred: usize,
+    pub(crate) at_passive: bool,
+    /// (outgoing, incoming) ring control values, when connected.
+    pub(crate) rings: Option<(RingState, RingState)>,
+}
+
+/// A GUID in its usual text form (Windows/Linux `GUID` layout).
+struct GuidText<'a>(&'a Guid);
+
+impl fmt::Display for GuidText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:08x}-{:04x}-{:04x}-{:02x}{:02x}-",
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            u16::from_le_bytes([b[4], b[5]]),
+            u16::from_le_bytes([b[6], b[7]]),
+            b[8],
+            b[9]
+        )?;
+        for x in &b[10..] {
+            write!(f, "{:02x}", x)?;
+        }
+        Ok(())
+    }
+}
+
+fn ring_line(f: &mut fmt::Formatter<'_>, which: &str, r: &RingState) -> fmt::Result {
+    writeln!(
+        f,
+        "{} ring: size {} write_index {} read_index {} used {} interrupt_mask {} pending_send_sz {}",
+        which, r.size, r.write_index, r.read_index, r.used, r.interrupt_mask, r.pending_send_size
+    )
+}
+
+impl fmt::Display for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?");
+        writeln!(f, "name: {}", name)?;
+        let role = match self.role {
+            Role::Client => "client",
+            Role::Server => "server",
+        };
+        writeln!(f, "role: {}", role)?;
+        writeln!(f, "transport: loopback")?;
+        let state = match (self.enabled, self.connected, self.running) {
+            (false, false, _) => "disabled",
+            (true, false, _) => "enabled, not connected",
+            (_, true, true) => "connected, running",
+            (_, true, false) => "connected, paused",
+        };
+        writeln!(f, "state: {}", state)?;
+        writeln!(
+            f,
+            "interface type: {}",
+            GuidText(&self.settings.interface_type)
+        )?;
+        writeln!(f, "interface instance: {}", GuidText(&self.instance))?;
+        writeln!(
+            f,
+            "max packet size: {}\nring pages: incoming {} outgoing {}",
+            self.settings.max_packet_size,
+            self.settings.incoming_pages,
+            self.settings.outgoing_pages
+        )?;
+        writeln!(
+            f,
+            "incoming at passive: {}",
+            if self.at_passive { "yes" } else { "no" }
+        )?;
+        let c = &self.counters;
+        writeln!(
+            f,
+            "packets in: {}\npackets out: {}",
+            c.packets_in, c.packets_out
+        )?;
+        writeln!(f, "completions in: {}", c.completions_in)?;
+        writeln!(f, "bad completions: {}", c.bad_completions)?;
+        writeln!(f, "ring full (sends queued): {}", c.ring_full)?;
+        writeln!(f, "ring errors: {}", c.ring_errors)?;
+        writeln!(f, "sends awaiting completion: {}", self.awaiting_completion)?;
+        writeln!(f, "sends queued now: {}", self.queued)?;
+        writeln!(f, "incoming held by the driver: {}", self.held)?;
+        writeln!(
+            f,
+            "transaction quota: {} (hits: {})",
+            self.quota, self.quota_hits
+        )?;
+        writeln!(f, "deferred to passive now: {}", self.deferred)?;
+        match &self.rings {
+            Some((out, inc)) => {
+                ring_line(f, "outgoing", out)?;
+                ring_line(f, "incoming", inc)
+            }
+            None => writeln!(f, "rings: none (not connected)"),
+        }
+    }
+}
+
+impl Channel {
+    /// The channel's state and counters now.
+    pub fn snapshot(self: &Arc<Self>) -> Snapshot {
+        let mut s = self.snapshot_control();
+        self.snapshot_data(&mut s);
+        s
+    }
+}
