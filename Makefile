@@ -13,6 +13,7 @@
 #   make clippy           build with CLIPPY=1
 #   make host-test        cargo test of the pure protocol layer
 #   make bench            benchmarks (host ring + in-VM), results in out/bench/
+#   make fuzz             fuzz the parsers (FUZZ_SECONDS per target, default 300)
 #
 # The kernel toolchain is set here, in one place; override any of it on the
 # command line.  Debian 12 packages: see scripts/setup.sh.
@@ -49,7 +50,7 @@ KMAKE = $(KBASE) M=$(CURDIR)
 SMAKE = $(KBASE) M=$(CURDIR)/samples KBUILD_EXTRA_SYMBOLS=$(CURDIR)/Module.symvers
 BMAKE = $(KBASE) M=$(CURDIR)/bench KBUILD_EXTRA_SYMBOLS=$(CURDIR)/Module.symvers
 
-.PHONY: all modules samples bench bench-module modules_install clean rust-analyzer clippy setup \
+.PHONY: all modules samples bench bench-module fuzz modules_install clean rust-analyzer clippy setup \
 	kernel host-test check run
 
 all: modules samples
@@ -68,6 +69,12 @@ samples: modules
 
 bench-module: modules
 	$(BMAKE) modules
+
+# Fuzzing (host parsers, cargo-fuzz): FUZZ_SECONDS per target; make check
+# runs the same targets for 20 s each.
+FUZZ_SECONDS ?= 300
+fuzz: setup
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Benchmarks (not part of check): host ring (criterion) and the in-kernel
 # benchmark in the VM on a non-debug kernel; results in out/bench/.

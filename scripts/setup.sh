@@ -3,7 +3,8 @@
 #
 # Install everything kmcl needs on a Debian 12 (bookworm) machine: the
 # backports suites, the Rust-enabled 7.3 kernel source, the kernel's Rust
-# toolchain, clang/LLVM 19, QEMU and busybox for the test VM, and bindgen.
+# toolchain, clang/LLVM 19, QEMU and busybox for the test VM, bindgen and
+# cargo-fuzz.
 #
 # Idempotent: when everything is present it returns in about a second.
 set -euo pipefail
@@ -12,12 +13,13 @@ say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 
 BINDGEN_VERSION=${BINDGEN_VERSION:-0.73.2}
+CARGO_FUZZ_VERSION=${CARGO_FUZZ_VERSION:-0.13.2}
 CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
 
 # package -> suite it must come from ("" = default candidate)
 PKGS_DEFAULT="clang-19 lld-19 llvm-19 libclang-19-dev flex bison bc libelf-dev
 libssl-dev cpio busybox-static rustc-web rust-web-src rust-web-clippy cargo-web
-rustfmt-web gcc libc6-dev ca-certificates git xz-utils make python3 perl kmod gzip"
+rustfmt-web gcc g++ libc6-dev ca-certificates git xz-utils make python3 perl kmod gzip"
 PKGS_TRIXIE_BPO="linux-source-7.3"
 PKGS_BOOKWORM_BPO="qemu-system-x86"
 
@@ -35,11 +37,19 @@ bindgen_ok() {
 	[ "$v" = "bindgen $BINDGEN_VERSION" ]
 }
 
+# cargo-fuzz runs the host fuzz targets (rust/host/fuzz) with Debian's rustc
+# (RUSTC_BOOTSTRAP=1, no sanitizer: the fuzzed code has no unsafe).
+fuzz_ok() {
+	local v
+	v=$("$CARGO_HOME/bin/cargo-fuzz" --version 2>/dev/null) || return 1
+	[ "$v" = "cargo-fuzz $CARGO_FUZZ_VERSION" ]
+}
+
 need_default=$(missing_pkgs $PKGS_DEFAULT)
 need_trixie=$(missing_pkgs $PKGS_TRIXIE_BPO)
 need_bpo=$(missing_pkgs $PKGS_BOOKWORM_BPO)
 
-if [ -z "$need_default$need_trixie$need_bpo" ] && bindgen_ok; then
+if [ -z "$need_default$need_trixie$need_bpo" ] && bindgen_ok && fuzz_ok; then
 	exit 0
 fi
 
@@ -96,5 +106,11 @@ if ! bindgen_ok; then
 	RUSTC=/usr/bin/rustc CARGO_HOME=$CARGO_HOME /usr/bin/cargo install --locked \
 		--version "$BINDGEN_VERSION" bindgen-cli ||
 		die "cargo install bindgen-cli failed"
+fi
+if ! fuzz_ok; then
+	say "cargo install cargo-fuzz $CARGO_FUZZ_VERSION (about a minute)"
+	RUSTC=/usr/bin/rustc CARGO_HOME=$CARGO_HOME /usr/bin/cargo install --locked \
+		--version "$CARGO_FUZZ_VERSION" cargo-fuzz ||
+		die "cargo install cargo-fuzz failed"
 fi
 say "toolchain ready"
