@@ -13,6 +13,12 @@
 //! - `sync`: SendSynchronousRequest round trips (median and p99);
 //! - `pairs`: aggregate throughput with 1, 4, 16 and 64 channel pairs.
 //!
+//! With `stress=SECONDS` it instead runs a stress test: 32 channel pairs
+//! with packets in flight while channels are paused, started, disabled and
+//! enabled again at random; at the end every send's completion routine
+//! must have run exactly once, with success or -ENODEV (`make check` runs
+//! it from `tests/kselftest/kmcl/stress.sh`).
+//!
 //! With `hold=N` it instead connects N channel pairs with default settings
 //! and keeps them until unloaded, so that `tests/vm/bench.sh` can read the
 //! memory they take from `/proc/meminfo`.
@@ -48,6 +54,10 @@ module! {
         packets: u32 {
             default: 20000,
             description: "Packets per measurement",
+        },
+        stress: u32 {
+            default: 0,
+            description: "Only run the stress test, for this many seconds",
         },
         hold: u32 {
             default: 0,
@@ -105,13 +115,17 @@ impl kmcl::Driver for Source {
     fn started(&self, _c: kmcl::ChannelRef<'_>) {
         self.running.store(true, Ordering::SeqCst);
     }
+    fn suspend(&self, _c: kmcl::ChannelRef<'_>) {
+        self.running.store(false, Ordering::SeqCst);
+    }
 }
 
 /// A connected loopback channel pair.
 struct Pair {
     client: kmcl::Channel,
+    source: Arc<Source>,
     sink: Arc<Sink>,
-    _server: kmcl::Channel,
+    server: kmcl::Channel,
 }
 
 impl Pair {
@@ -157,8 +171,9 @@ impl Pair {
         }
         Ok(Pair {
             client,
+            source,
             sink,
-            _server: server,
+            server,
         })
     }
 }
@@ -417,12 +432,143 @@ fn run(module: &'static ThisModule) -> Result {
     Ok(())
 }
 
+/// Completion routines of the stress test, counted by outcome.
+struct StressFlow {
+    go: AtomicBool,
+    sent: AtomicU64,
+    ok: AtomicU64,
+    enodev: AtomicU64,
+    other: AtomicU64,
+    payload: [u8; 64],
+}
+
+impl StressFlow {
+    fn send(&self, packet: kmcl::Packet) {
+        if packet.send(&self.payload, true).is_ok() {
+            self.sent.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl kmcl::PacketDone for StressFlow {
+    fn done(&self, packet: kmcl::Packet, status: Result, _reply: &[u8]) {
+        match status {
+            Ok(()) => self.ok.fetch_add(1, Ordering::Relaxed),
+            Err(e) if e == ENODEV => self.enodev.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.other.fetch_add(1, Ordering::Relaxed),
+        };
+        if status.is_ok() && self.go.load(Ordering::Relaxed) {
+            self.send(packet);
+        }
+    }
+}
+
+/// Starts 8 packets on `pair`'s client.
+fn stress_prime(pair: &Pair, flow: &Arc<StressFlow>) -> Result {
+    for _ in 0..8 {
+        flow.send(kmcl::Packet::new(*pair.client, flow.clone())?);
+    }
+    Ok(())
+}
+
+fn stress(module: &'static ThisModule, seconds: u32) -> Result {
+    const PAIRS: u32 = 32;
+    let flow = Arc::new(
+        StressFlow {
+            go: AtomicBool::new(true),
+            sent: AtomicU64::new(0),
+            ok: AtomicU64::new(0),
+            enodev: AtomicU64::new(0),
+            other: AtomicU64::new(0),
+            payload: [0x5a; 64],
+        },
+        GFP_KERNEL,
+    )?;
+    let mut pairs = KVec::with_capacity(PAIRS as usize, GFP_KERNEL)?;
+    for i in 0..PAIRS {
+        let p = Pair::with(module, 2000 + i, false)?;
+        stress_prime(&p, &flow)?;
+        pairs.push(p, GFP_KERNEL)?;
+    }
+    let t = Instant::<Monotonic>::now();
+    let mut rng = 0x2545_f491_u32;
+    let (mut pauses, mut reconnects) = (0u32, 0u32);
+    while t.elapsed().as_millis() < i64::from(seconds) * 1000 {
+        rng ^= rng << 13;
+        rng ^= rng >> 17;
+        rng ^= rng << 5;
+        let pair = &pairs[(rng & (PAIRS - 1)) as usize];
+        match (rng >> 8) & 3 {
+            0 => {
+                pair.client.pause()?;
+                fsleep(Delta::from_millis(1));
+                pair.client.start()?;
+                pauses += 1;
+            }
+            1 => {
+                pair.server.pause()?;
+                fsleep(Delta::from_millis(2));
+                pair.server.start()?;
+                pauses += 1;
+            }
+            2 => {
+                // Every packet in flight completes with -ENODEV.
+                pair.client.disable()?;
+                pair.client.enable()?;
+                if !wait_for(5000, || pair.source.running.load(Ordering::SeqCst)) {
+                    return Err(ETIMEDOUT);
+                }
+                reconnects += 1;
+                // Running again: a new window.
+                stress_prime(pair, &flow)?;
+            }
+            _ => fsleep(Delta::from_millis(5)),
+        }
+    }
+    flow.go.store(false, Ordering::SeqCst);
+    for p in pairs.iter() {
+        p.client.disable()?;
+    }
+    drop(pairs);
+    let (sent, ok, enodev, other) = (
+        flow.sent.load(Ordering::SeqCst),
+        flow.ok.load(Ordering::SeqCst),
+        flow.enodev.load(Ordering::SeqCst),
+        flow.other.load(Ordering::SeqCst),
+    );
+    pr_info!(
+        "RESULT kind=stress pairs={} seconds={} pauses={} reconnects={} sent={} ok={} enodev={} other={}\n",
+        PAIRS,
+        seconds,
+        pauses,
+        reconnects,
+        sent,
+        ok,
+        enodev,
+        other
+    );
+    if sent != ok + enodev || other != 0 {
+        pr_err!(
+            "stress: {} sends but {} routines ran\n",
+            sent,
+            ok + enodev + other
+        );
+        return Err(EIO);
+    }
+    Ok(())
+}
+
 struct Bench {
     _held: KVec<Pair>,
 }
 
 impl kernel::Module for Bench {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        let seconds = module_parameters::stress.value();
+        if seconds > 0 {
+            stress(module, seconds).inspect_err(|e| pr_err!("stress failed: {:?}\n", e))?;
+            return Ok(Bench { _held: KVec::new() });
+        }
         let hold = module_parameters::hold.value();
         if hold > 0 {
             let mut held = KVec::with_capacity(hold as usize, GFP_KERNEL)?;
