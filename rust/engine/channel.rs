@@ -302,6 +302,11 @@ impl Channel {
         )
     }
 
+    /// The current connection, if any.
+    pub(crate) fn connection(&self) -> Option<Arc<Connection>> {
+        self.control.lock().connection.clone()
+    }
+
     /// The channel's role.
     pub fn role(&self) -> Role {
         self.role
@@ -852,6 +857,14 @@ impl Channel {
             }
             match step {
                 Received::Empty => break,
+                Received::Corrupt => {
+                    // As PacketFail: delivery stops, both sides close.
+                    self.rx.lock().enabled = false;
+                    if self.post(PeerEvent::Failed).is_err() {
+                        pr_err!("out of memory closing a corrupt channel\n");
+                    }
+                    break;
+                }
                 Received::Completion(routine, data) => {
                     routine.run(Ok(()), &data);
                     if let Some(dp) = Option::as_mut(&mut *self.data.lock()) {

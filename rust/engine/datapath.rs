@@ -301,6 +301,9 @@ pub(crate) enum Received {
     Completion(Routine, KVec<u8>),
     /// Nothing (more) to read.
     Empty,
+    /// The incoming ring is corrupt (the other endpoint wrote nonsense):
+    /// the channel must be closed.
+    Corrupt,
 }
 
 impl DataPath {
@@ -508,13 +511,10 @@ impl DataPath {
                 Ok(Some(p)) => p,
                 Ok(None) => return (Received::Empty, self.inc.commit()),
                 Err(e) => {
-                    pr_err!(
-                        "incoming ring is corrupt ({:?}); channel stops reading\n",
-                        e
-                    );
+                    pr_err!("incoming ring is corrupt ({:?}); closing the channel\n", e);
                     self.counters.ring_errors += 1;
                     self.broken = true;
-                    return (Received::Empty, false);
+                    return (Received::Corrupt, false);
                 }
             };
             let d = pkt.descriptor;
@@ -1234,5 +1234,77 @@ mod tests {
     #[test]
     fn server_disable_under_traffic_accounts_for_every_packet() -> Result {
         disable_under_traffic(true, 11)
+    }
+
+    /// The server's ring to the client turned corrupt in one of several
+    /// ways: the client's reader refuses it, and both sides close (Suspend
+    /// and Closed, as after PacketFail); every send is accounted for.
+    #[test]
+    fn a_corrupt_ring_closes_the_channel_on_both_sides() -> Result {
+        use crate::protocol::ring::RingMemory;
+        // (type, offset8, len8) of a descriptor the server never wrote:
+        // too long, unknown type, data offset inside the descriptor.
+        let bad = [(6u16, 2u16, 0xffffu16), (7, 2, 3), (6, 1, 3)];
+        for case in 0..=bad.len() {
+            let bus = LoopbackBus::new()?;
+            let (server, client) = pair(&bus)?;
+            let conn = client.connection().ok_or(EINVAL)?;
+            let s2c = conn.rings().1;
+            let w = s2c.control()[0].load(Ordering::SeqCst);
+            let size = s2c.data_len() as u32;
+            match bad.get(case) {
+                // A write index outside the ring.
+                None => s2c.control()[0].store(size + 8, Ordering::SeqCst),
+                Some(&(ptype, off8, len8)) => {
+                    let mut d = [0u8; 24];
+                    d[0..2].copy_from_slice(&ptype.to_le_bytes());
+                    d[2..4].copy_from_slice(&off8.to_le_bytes());
+                    d[4..6].copy_from_slice(&len8.to_le_bytes());
+                    s2c.write_data(w as usize, &d);
+                    s2c.control()[0].store(w + 24, Ordering::SeqCst);
+                }
+            }
+            client.kick_rx();
+            let closed = (0..500).any(|_| {
+                let done = !client.is_enabled() && !server.snapshot().connected;
+                if !done {
+                    fsleep(Delta::from_millis(10));
+                }
+                done
+            });
+            assert!(closed);
+            // The server keeps its offer up, as after any close.
+            assert!(server.is_enabled());
+            server.disable()?;
+            server.cleanup()?;
+            client.cleanup()?;
+        }
+        Ok(())
+    }
+
+    /// A completion for a packet never sent (a forged or duplicate
+    /// transaction id) is counted and dropped; the channel keeps working.
+    #[test]
+    fn a_forged_completion_is_counted_and_dropped() -> Result {
+        let bus = LoopbackBus::new()?;
+        let (server, client) = pair(&bus)?;
+        // The server's own writer sends a completion for an id the client
+        // never used (as a confused or hostile peer would).
+        server.complete_incoming(true, 0xdead, b"forged")?;
+        let counted = (0..500).any(|_| {
+            let n = client.counters().bad_completions;
+            if n == 0 {
+                fsleep(Delta::from_millis(10));
+            }
+            n == 1
+        });
+        assert!(counted);
+        // Still running: a real round trip works.
+        let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
+        send_one(&client, &tally, 40, 7)?;
+        assert!(tally.wait_total(1));
+        assert_eq!(tally.ok.load(Ordering::SeqCst), 1);
+        assert!(client.is_running());
+        close(client, server)
     }
 }

@@ -266,6 +266,12 @@ impl Connection {
         }
     }
 
+    /// The rings: (client to server, server to client). For tests that
+    /// play a misbehaving endpoint.
+    pub(crate) fn rings(&self) -> (&Arc<RingPages>, &Arc<RingPages>) {
+        (&self.c2s, &self.s2c)
+    }
+
     /// The instance GUID of the offer this connection was made to.
     pub(crate) fn interface_instance(&self) -> Guid {
         self.instance
