@@ -213,6 +213,9 @@ pub struct Channel {
     /// Deliver in process context (KMCL `PASSIVE_LEVEL`) instead of
     /// softirq; set only while disabled, read without a lock.
     at_passive: core::sync::atomic::AtomicBool,
+    /// Times this channel signalled the other endpoint, and was signalled.
+    signals_sent: core::sync::atomic::AtomicU64,
+    signals_received: core::sync::atomic::AtomicU64,
 }
 
 impl_has_work! {
@@ -295,6 +298,8 @@ impl Channel {
                 passive_work <- new_work!("kmcl::Channel::passive_work"),
                 pointer: core::sync::atomic::AtomicUsize::new(0),
                 at_passive: core::sync::atomic::AtomicBool::new(false),
+                signals_sent: core::sync::atomic::AtomicU64::new(0),
+                signals_received: core::sync::atomic::AtomicU64::new(0),
                 rx_changed <- new_condvar!(),
                 rx_work <- new_work!("kmcl::Channel::rx_work"),
             }),
@@ -530,7 +535,7 @@ impl Channel {
             (sent.kick, sent.run_now, dp.peer().clone())
         };
         if kick {
-            peer.kick_rx();
+            self.signal(&peer);
         }
         if let Some(routine) = now {
             routine.run(Ok(()), &[]);
@@ -572,6 +577,7 @@ impl Channel {
             quota_hits,
             deferred: self.deferred.lock().len(),
             at_passive: self.at_passive.load(core::sync::atomic::Ordering::Relaxed),
+            signals: self.signals(),
             rings: None,
         }
     }
@@ -615,7 +621,7 @@ impl Channel {
                 }
             };
             match sent {
-                Ok((true, peer)) => peer.kick_rx(),
+                Ok((true, peer)) => self.signal(&peer),
                 Ok((false, _)) => {}
                 Err(e) => result = Err(e),
             }
@@ -718,7 +724,7 @@ impl Channel {
             (sent.kick, dp.peer().clone(), sent.id)
         };
         if kick {
-            peer.kick_rx();
+            self.signal(&peer);
         }
 
         let mut st = wait.state.lock();
@@ -757,6 +763,24 @@ impl Channel {
         let dst = reply.get_mut(..n).ok_or(EOVERFLOW)?;
         dst.copy_from_slice(&st.reply);
         Ok(n)
+    }
+
+    /// Signals `peer` (VMBus's interrupt to the other endpoint): its
+    /// receive work looks at the rings.
+    pub(crate) fn signal(&self, peer: &Arc<Self>) {
+        use core::sync::atomic::Ordering::Relaxed;
+        self.signals_sent.fetch_add(1, Relaxed);
+        peer.signals_received.fetch_add(1, Relaxed);
+        peer.kick_rx();
+    }
+
+    /// The (sent, received) signal counts.
+    pub(crate) fn signals(&self) -> (u64, u64) {
+        use core::sync::atomic::Ordering::Relaxed;
+        (
+            self.signals_sent.load(Relaxed),
+            self.signals_received.load(Relaxed),
+        )
     }
 
     /// Makes the receive work look at the rings.
@@ -853,7 +877,7 @@ impl Channel {
                 (step, flushed || made_room, dp.peer().clone())
             };
             if kick {
-                peer.kick_rx();
+                self.signal(&peer);
             }
             match step {
                 Received::Empty => break,

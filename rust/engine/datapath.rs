@@ -212,6 +212,10 @@ pub struct Counters {
     /// Malformed data found in the incoming ring (the channel stops
     /// reading).
     pub ring_errors: u64,
+    /// Payload bytes of the data packets delivered.
+    pub bytes_in: u64,
+    /// Payload bytes written (data packets and completions).
+    pub bytes_out: u64,
 }
 
 /// The data path of a connected channel, under the channel's `data` lock.
@@ -391,6 +395,7 @@ impl DataPath {
             match self.out.write(ptype, &[], payload, wait_for_completion, id) {
                 Ok(()) => {
                     self.counters.packets_out += 1;
+                    self.counters.bytes_out += payload.len() as u64;
                     let kick = self.out.commit().unwrap_or(false);
                     return Ok(Sent {
                         kick,
@@ -472,6 +477,7 @@ impl DataPath {
             ) {
                 Ok(()) => {
                     self.counters.packets_out += 1;
+                    self.counters.bytes_out += q.payload.len() as u64;
                     written += 1;
                     if let Ok(mut q) = self.queue.remove(0) {
                         if let Some(r) = q.on_written.take() {
@@ -555,6 +561,7 @@ impl DataPath {
                 }
                 Ok(packet) => {
                     self.counters.packets_in += 1;
+                    self.counters.bytes_in += packet.data.len() as u64;
                     return (Received::Data(IncomingPacket(packet)), kick);
                 }
             }
@@ -593,6 +600,7 @@ impl DataPath {
             {
                 Ok(()) => {
                     self.counters.packets_out += 1;
+                    self.counters.bytes_out += payload.len() as u64;
                     return Ok(self.out.commit().unwrap_or(false));
                 }
                 Err(WriteError::Full { .. }) => {}

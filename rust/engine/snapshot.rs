@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub(crate) quota_hits: u64,
     pub(crate) deferred: usize,
     pub(crate) at_passive: bool,
+    /// Signals (sent, received).
+    pub(crate) signals: (u64, u64),
     /// (outgoing, incoming) ring control values, when connected.
     pub(crate) rings: Option<(RingState, RingState)>,
 }
@@ -109,6 +111,12 @@ impl fmt::Display for Snapshot {
             f,
             "packets in: {}\npackets out: {}",
             c.packets_in, c.packets_out
+        )?;
+        writeln!(f, "bytes in: {}\nbytes out: {}", c.bytes_in, c.bytes_out)?;
+        writeln!(
+            f,
+            "signals sent: {}\nsignals received: {}",
+            self.signals.0, self.signals.1
         )?;
         writeln!(f, "completions in: {}", c.completions_in)?;
         writeln!(f, "bad completions: {}", c.bad_completions)?;

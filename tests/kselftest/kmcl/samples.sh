@@ -73,7 +73,10 @@ check "debugfs: the client's state file shows role, state and counters" \
 		echo '$vsc_state' | grep -qx 'packets in: $PACKETS' &&
 		echo '$vsc_state' | grep -qx 'completions in: $((PACKETS + 1))' &&
 		echo '$vsc_state' | grep -qx 'packets out: $((2 * PACKETS + 1))' &&
-		echo '$vsc_state' | grep -q '^incoming ring: size 131072 '"
+		echo '$vsc_state' | grep -q '^incoming ring: size 131072 ' &&
+		echo '$vsc_state' | grep -q '^bytes in: [1-9][0-9]*$' &&
+		echo '$vsc_state' | grep -q '^signals sent: [1-9][0-9]*$' &&
+		echo '$vsc_state' | grep -q '^signals received: [1-9][0-9]*$'"
 check "debugfs: the server's state file shows its role and the echo interface" \
 	sh -c "echo '$vsp_state' | grep -qx 'role: server' &&
 		echo '$vsp_state' | grep -qx 'interface type: 6b6d636c-6563-686f-8a11-000000000001'"
