@@ -227,7 +227,7 @@ fn flow(size: usize, count: u64) -> Result<Arc<Flow>> {
 /// Starts a window of `flow` on `pair`.
 fn start(pair: &Pair, f: &Arc<Flow>) -> Result {
     for _ in 0..WINDOW {
-        f.send_next(kmcl::Packet::new(*pair.client, f.clone())?);
+        f.send_next(kmcl::Packet::new(pair.client.as_ref(), f.clone())?);
     }
     Ok(())
 }
@@ -274,7 +274,7 @@ fn full_nowait(pair: &Pair, size: usize, count: u64) -> Result<i64> {
         GFP_KERNEL,
     )?;
     for _ in 0..SPARE {
-        let p = kmcl::Packet::new(*pair.client, spare.clone())?;
+        let p = kmcl::Packet::new(pair.client.as_ref(), spare.clone())?;
         let _ = spare.packets.lock().push_within_capacity(p);
     }
     let base = pair.sink.received.load(Ordering::SeqCst);
@@ -466,7 +466,7 @@ impl kmcl::PacketDone for StressFlow {
 /// Starts 8 packets on `pair`'s client.
 fn stress_prime(pair: &Pair, flow: &Arc<StressFlow>) -> Result {
     for _ in 0..8 {
-        flow.send(kmcl::Packet::new(*pair.client, flow.clone())?);
+        flow.send(kmcl::Packet::new(pair.client.as_ref(), flow.clone())?);
     }
     Ok(())
 }

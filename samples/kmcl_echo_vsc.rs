@@ -202,7 +202,7 @@ impl EchoVsc {
         )?;
         let start = Instant::<Monotonic>::now();
         for _ in 0..window.clamp(1, 1024) {
-            flow.send_next(kmcl::Packet::new(**channel, flow.clone())?);
+            flow.send_next(kmcl::Packet::new(channel.as_ref(), flow.clone())?);
         }
         // No progress for 10 s means something is stuck.
         let mut last = 0;

@@ -263,21 +263,35 @@ impl Channel {
         result(unsafe { abi::kmcl_channel_start(self.raw) })
     }
 
+    /// [`ChannelRef::interface_instance`].
+    pub fn interface_instance(&self) -> Guid {
+        self.as_ref().interface_instance()
+    }
+
+    /// [`ChannelRef::send`].
+    pub fn send(
+        &self,
+        payload: &[u8],
+        wait_for_completion: bool,
+        done: KBox<dyn SendDone>,
+    ) -> Result {
+        self.as_ref().send(payload, wait_for_completion, done)
+    }
+
+    /// [`ChannelRef::send_sync`].
+    pub fn send_sync(
+        &self,
+        payload: &[u8],
+        reply: &mut [u8],
+        timeout_ms: Option<u32>,
+    ) -> Result<usize> {
+        self.as_ref().send_sync(payload, reply, timeout_ms)
+    }
+
     /// `VmbChannelPause`: waits for delivered packets to be completed.
     pub fn pause(&self) -> Result {
         // SAFETY: `raw` is live.
         result(unsafe { abi::kmcl_channel_pause(self.raw) })
-    }
-}
-
-impl core::ops::Deref for Channel {
-    type Target = ChannelRef<'static>;
-
-    fn deref(&self) -> &ChannelRef<'static> {
-        // SAFETY: `ChannelRef` is a transparent wrapper of the raw handle,
-        // which lives as long as `self`; the returned reference cannot
-        // outlive `self`.
-        unsafe { &*core::ptr::from_ref(&self.raw).cast::<ChannelRef<'static>>() }
     }
 }
 
@@ -289,8 +303,8 @@ impl Drop for Channel {
     }
 }
 
-/// A borrowed channel: what callbacks get, and what [`Channel`] derefs to.
-#[repr(transparent)]
+/// A borrowed channel: what callbacks get, and [`Channel::as_ref`]. It
+/// cannot outlive the channel it borrows.
 #[derive(Clone, Copy)]
 pub struct ChannelRef<'a> {
     raw: *mut KmclChannel,
