@@ -234,8 +234,8 @@ impl WorkItem<0> for Channel {
     }
 }
 
-/// The receive work, on the BH workqueue (softirq context), or on the
-/// system workqueue when the channel processes incoming packets at passive.
+/// The receive work, on the BH workqueue (softirq context); channels that
+/// process incoming packets at passive use work item 3 instead.
 impl WorkItem<1> for Channel {
     type Pointer = Arc<Channel>;
 
@@ -666,8 +666,17 @@ impl Channel {
     /// Closed on both sides).
     pub(crate) fn fail_incoming(self: &Arc<Self>) {
         pr_warn!("a driver failed an incoming packet; closing the channel\n");
-        self.rx.lock().enabled = false;
+        // Delivery stops before the failed packet is released, so that a
+        // quota resume cannot deliver another one.
+        self.stop_and_close();
         self.release_incoming();
+    }
+
+    /// Stops delivery and closes the connection (Suspend and Closed on both
+    /// sides, through the control work): after PacketFail, or when the
+    /// incoming ring is corrupt.
+    fn stop_and_close(self: &Arc<Self>) {
+        self.rx.lock().enabled = false;
         if self.post(PeerEvent::Failed).is_err() {
             pr_err!("out of memory closing a failed channel\n");
         }
@@ -883,10 +892,7 @@ impl Channel {
                 Received::Empty => break,
                 Received::Corrupt => {
                     // As PacketFail: delivery stops, both sides close.
-                    self.rx.lock().enabled = false;
-                    if self.post(PeerEvent::Failed).is_err() {
-                        pr_err!("out of memory closing a corrupt channel\n");
-                    }
+                    self.stop_and_close();
                     break;
                 }
                 Received::Completion(routine, data) => {
