@@ -13,7 +13,9 @@
 //! - [`shmem`]: ring memory shared with the other endpoint (raw access,
 //!   confined here);
 //! - [`engine`]: channel objects, their lifecycle, the loopback VMBus;
-//! - [`hv`]: the boundary to `hv_vmbus` (FFI, confined here).
+//! - [`hv`]: the boundary to `hv_vmbus` (FFI, confined here);
+//! - [`trace`]: kmcl's ftrace events (FFI to their C definitions,
+//!   confined here).
 
 use kernel::prelude::*;
 
@@ -23,6 +25,7 @@ pub mod ffi;
 pub mod protocol;
 pub mod queues;
 pub mod shmem;
+mod trace;
 
 mod hv;
 

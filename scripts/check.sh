@@ -76,13 +76,19 @@ export KDIR KSRC
 
 step "style: checkpatch.pl on C sources"
 # rust/glue/exports.c exports functions defined in Rust, so its exports
-# cannot follow their definitions (checkpatch's EXPORT_SYMBOL rule).
-cfiles=$(git ls-files -co --exclude-standard '*.c' '*.h' | grep -v '^rust/glue/exports.c$')
+# cannot follow their definitions (checkpatch's EXPORT_SYMBOL rule).  The
+# trace header uses TRACE_EVENT's customary layout (TP_PROTO on its own
+# line, "TP_STRUCT__entry(" ending a line), which --strict flags as checks.
+cfiles=$(git ls-files -co --exclude-standard '*.c' '*.h' |
+	grep -v -e '^rust/glue/exports.c$' -e '^rust/glue/kmcl_trace.h$')
 {
 	perl "$KSRC/scripts/checkpatch.pl" --no-tree --quiet --show-types --strict \
 		--ignore SPDX_LICENSE_TAG -f $cfiles &&
 	perl "$KSRC/scripts/checkpatch.pl" --no-tree --quiet --show-types --strict \
-		--ignore SPDX_LICENSE_TAG,EXPORT_SYMBOL -f rust/glue/exports.c
+		--ignore SPDX_LICENSE_TAG,EXPORT_SYMBOL -f rust/glue/exports.c &&
+	perl "$KSRC/scripts/checkpatch.pl" --no-tree --quiet --show-types --strict \
+		--ignore SPDX_LICENSE_TAG,PARENTHESIS_ALIGNMENT,OPEN_ENDED_LINE \
+		-f rust/glue/kmcl_trace.h
 }
 result "checkpatch: C glue clean" $?
 

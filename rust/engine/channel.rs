@@ -59,6 +59,7 @@ use crate::protocol::{
     },
     packet::PacketType,
 };
+use crate::trace;
 
 /// A VMBus interface GUID, in wire byte order.
 pub type Guid = [u8; 16];
@@ -172,6 +173,13 @@ struct RxState {
     quota_blocked: bool,
     /// Times delivery stopped at the quota.
     quota_hits: u64,
+    /// Times the receive work used its budget and yielded.
+    budget_hits: u64,
+    /// Packets the driver deferred to process context.
+    deferrals: u64,
+    /// Times kmcl closed the channel because of a failure (PacketFail, a
+    /// corrupt incoming ring).
+    failures: u64,
     /// The deferral work is delivering packets right now.
     passive_active: bool,
     callbacks: Option<Arc<dyn PacketCallbacks>>,
@@ -180,6 +188,8 @@ struct RxState {
 /// A KMCL channel (`VMBCHANNEL`): one endpoint, client or server.
 #[pin_data]
 pub struct Channel {
+    /// Names the channel in trace events and debugfs.
+    id: u32,
     role: Role,
     bus: Arc<LoopbackBus>,
     #[pin]
@@ -263,12 +273,26 @@ impl WorkItem<2> for Channel {
     }
 }
 
+/// Channel ids, from 1 on.
+static NEXT_ID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(1);
+
+/// Packets (data and completions) the receive work reads per run before it
+/// yields to other work and is queued again (KMCL's DPC cycle limit).
+pub const RX_BUDGET: u32 = 128;
+
 impl Channel {
+    /// The channel's id: unique while kmcl is loaded; names the channel in
+    /// trace events and in its debugfs directory.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
     /// Allocates a disabled channel on `bus` (KMCL `VmbChannelAllocate`).
     pub fn new(role: Role, bus: Arc<LoopbackBus>) -> Result<Arc<Self>> {
         let lifecycle = Lifecycle::new(role);
         Arc::pin_init(
             try_pin_init!(Channel {
+                id: NEXT_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
                 role,
                 bus,
                 control <- new_mutex!(Control {
@@ -290,6 +314,9 @@ impl Channel {
                     quota: 0,
                     quota_blocked: false,
                     quota_hits: 0,
+                    budget_hits: 0,
+                    deferrals: 0,
+                    failures: 0,
                     passive_active: false,
                     callbacks: None,
                 }),
@@ -556,11 +583,19 @@ impl Channel {
                 ctl.lifecycle.is_running(),
             )
         };
-        let (held, quota, quota_hits) = {
+        let (held, quota, quota_hits, budget_hits, deferrals, failures) = {
             let rx = self.rx.lock();
-            (rx.outstanding, rx.quota, rx.quota_hits)
+            (
+                rx.outstanding,
+                rx.quota,
+                rx.quota_hits,
+                rx.budget_hits,
+                rx.deferrals,
+                rx.failures,
+            )
         };
         super::snapshot::Snapshot {
+            id: self.id,
             role: self.role,
             name,
             name_len,
@@ -575,6 +610,9 @@ impl Channel {
             held,
             quota,
             quota_hits,
+            budget_hits,
+            deferrals,
+            failures,
             deferred: self.deferred.lock().len(),
             at_passive: self.at_passive.load(core::sync::atomic::Ordering::Relaxed),
             signals: self.signals(),
@@ -665,18 +703,26 @@ impl Channel {
     /// handle. Delivery stops, and the connection is closed (Suspend and
     /// Closed on both sides).
     pub(crate) fn fail_incoming(self: &Arc<Self>) {
-        pr_warn!("a driver failed an incoming packet; closing the channel\n");
+        pr_warn!(
+            "channel {}: a driver failed an incoming packet; closing the channel\n",
+            self.id
+        );
         // Delivery stops before the failed packet is released, so that a
         // quota resume cannot deliver another one.
-        self.stop_and_close();
+        self.stop_and_close("packet_fail");
         self.release_incoming();
     }
 
     /// Stops delivery and closes the connection (Suspend and Closed on both
     /// sides, through the control work): after PacketFail, or when the
     /// incoming ring is corrupt.
-    fn stop_and_close(self: &Arc<Self>) {
-        self.rx.lock().enabled = false;
+    fn stop_and_close(self: &Arc<Self>, why: &str) {
+        trace::channel_failed(self.id, why);
+        {
+            let mut rx = self.rx.lock();
+            rx.enabled = false;
+            rx.failures += 1;
+        }
         if self.post(PeerEvent::Failed).is_err() {
             pr_err!("out of memory closing a failed channel\n");
         }
@@ -817,6 +863,7 @@ impl Channel {
     /// KMCL `VmbChannelPacketDeferToPassive`: `packet` will be delivered
     /// again, in process context. It stays outstanding until completed.
     pub(crate) fn defer(self: &Arc<Self>, packet: IncomingPacket) {
+        self.rx.lock().deferrals += 1;
         if self.deferred.lock().push(packet, GFP_ATOMIC).is_err() {
             // The packet was dropped, which completed it empty.
             pr_err!("out of memory deferring a packet; it was completed empty\n");
@@ -862,13 +909,23 @@ impl Channel {
             rx.callbacks.clone()
         };
         let mut delivered = 0u32;
+        let mut fetched = 0u32;
+        let mut yielded = false;
         loop {
+            if fetched >= RX_BUDGET {
+                // Let other channels' work run; this one is queued again.
+                self.rx.lock().budget_hits += 1;
+                trace::budget_hit(self.id, fetched);
+                yielded = true;
+                break;
+            }
             let deliver = {
                 let mut rx = self.rx.lock();
                 let blocked = rx.quota > 0 && rx.outstanding >= rx.quota;
                 if rx.enabled && blocked && !rx.quota_blocked {
                     rx.quota_blocked = true;
                     rx.quota_hits += 1;
+                    trace::quota_hit(self.id, rx.outstanding, rx.quota);
                 }
                 rx.enabled && !blocked
             };
@@ -892,10 +949,11 @@ impl Channel {
                 Received::Empty => break,
                 Received::Corrupt => {
                     // As PacketFail: delivery stops, both sides close.
-                    self.stop_and_close();
+                    self.stop_and_close("corrupt_ring");
                     break;
                 }
                 Received::Completion(routine, data) => {
+                    fetched += 1;
                     routine.run(Ok(()), &data);
                     if let Some(dp) = Option::as_mut(&mut *self.data.lock()) {
                         dp.return_spare(data);
@@ -904,6 +962,7 @@ impl Channel {
                 Received::Data(packet) => {
                     self.rx.lock().outstanding += 1;
                     delivered += 1;
+                    fetched += 1;
                     match &callbacks {
                         Some(cb) => cb.process_packet(self, packet),
                         // No driver callback: completed (empty) on drop.
@@ -917,8 +976,12 @@ impl Channel {
                 cb.processing_complete(self, delivered);
             }
         }
+        trace::batch_done(self.id, fetched, RX_BUDGET);
         self.rx.lock().active = false;
         self.rx_changed.notify_all();
+        if yielded {
+            self.kick_rx();
+        }
     }
 
     fn handle_events(self: &Arc<Self>) {
@@ -946,7 +1009,7 @@ impl Channel {
                             Err(e) => pr_err!("cannot set up the rings: {:?}\n", e),
                         }
                         ctl.connection = Some(conn.clone());
-                        self.execute(&mut ctl, actions.as_slice());
+                        self.execute(&mut ctl, Event::Connected, actions.as_slice());
                         // A server that accepted the connection lets the
                         // client in.
                         if self.role == Role::Server && ctl.lifecycle.is_connected() {
@@ -961,7 +1024,7 @@ impl Channel {
                 },
                 PeerEvent::Failed => {
                     if let Ok(actions) = ctl.lifecycle.apply(Event::PeerClosed) {
-                        self.execute(&mut ctl, actions.as_slice());
+                        self.execute(&mut ctl, Event::PeerClosed, actions.as_slice());
                     }
                 }
                 PeerEvent::ConnectFailed(e) => {
@@ -971,8 +1034,9 @@ impl Channel {
                         continue;
                     }
                     if let Ok(actions) = ctl.lifecycle.apply(Event::Disable) {
-                        self.execute(&mut ctl, actions.as_slice());
+                        self.execute(&mut ctl, Event::Disable, actions.as_slice());
                     }
+                    trace::state_change(self.id, "connect_failed", "pnp_failure");
                     if let Some(cb) = ctl.callbacks.clone() {
                         cb.pnp_failure(self, e);
                     }
@@ -986,7 +1050,7 @@ impl Channel {
                         continue;
                     }
                     if let Ok(actions) = ctl.lifecycle.apply(Event::PeerClosed) {
-                        self.execute(&mut ctl, actions.as_slice());
+                        self.execute(&mut ctl, Event::PeerClosed, actions.as_slice());
                     }
                 }
             }
@@ -1015,7 +1079,7 @@ impl Channel {
         } else {
             None
         };
-        self.execute(&mut ctl, actions.as_slice());
+        self.execute(&mut ctl, event, actions.as_slice());
         if event == Event::Disable && self.role == Role::Client {
             self.bus.cancel_seek(self);
         }
@@ -1027,9 +1091,11 @@ impl Channel {
         Ok(())
     }
 
-    fn execute(self: &Arc<Self>, ctl: &mut Control, actions: &[Action]) {
+    /// Carries out `actions`, which `event` caused.
+    fn execute(self: &Arc<Self>, ctl: &mut Control, event: Event, actions: &[Action]) {
         let callbacks = ctl.callbacks.clone();
         for action in actions {
+            trace::state_change(self.id, event.name(), action.name());
             match action {
                 Action::Offer | Action::Connect => {}
                 Action::Rescind => self.bus.rescind(self),
@@ -1057,7 +1123,7 @@ impl Channel {
                         }
                     };
                     if let Ok(next) = ctl.lifecycle.apply(result) {
-                        self.execute(ctl, next.as_slice());
+                        self.execute(ctl, result, next.as_slice());
                     }
                 }
                 Action::Started => {

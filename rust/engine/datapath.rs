@@ -37,6 +37,7 @@ use crate::protocol::{
     },
 };
 use crate::shmem::RingPages;
+use crate::trace;
 
 /// Called once when a sent packet's transaction is over (KMCL
 /// `EvtVmbPacketCompletionRoutine`), in softirq or process context.
@@ -205,6 +206,8 @@ pub struct Counters {
     pub packets_in: u64,
     /// Completions received for outstanding packets.
     pub completions_in: u64,
+    /// Completions written for incoming packets that asked for one.
+    pub completions_out: u64,
     /// Completions with an id that was not outstanding (dropped).
     pub bad_completions: u64,
     /// Sends that found the ring full and were queued.
@@ -241,6 +244,8 @@ pub(crate) struct DataPath {
     spare: KVec<u8>,
     /// The incoming ring was found corrupt: stop reading it.
     broken: bool,
+    /// The channel's id, for trace events.
+    chan: u32,
     pub(crate) counters: Counters,
 }
 
@@ -311,12 +316,13 @@ pub(crate) enum Received {
 }
 
 impl DataPath {
-    /// Sets up a channel's ends of the connection's rings, with the
+    /// Sets up channel `chan`'s ends of the connection's rings, with the
     /// channel's maximum packet size and per-packet context size.
     pub(crate) fn new(
         out: Arc<RingPages>,
         inc: Arc<RingPages>,
         peer: Arc<Channel>,
+        chan: u32,
         (max_packet, context_size): (usize, usize),
     ) -> Result<Self> {
         // Any packet that fits the incoming ring fits this buffer.
@@ -336,6 +342,7 @@ impl DataPath {
             pool: KVec::with_capacity(POOL_SIZE, GFP_KERNEL)?,
             spare: KVec::new(),
             broken: false,
+            chan,
             counters: Counters::default(),
         })
     }
@@ -396,6 +403,14 @@ impl DataPath {
                 Ok(()) => {
                     self.counters.packets_out += 1;
                     self.counters.bytes_out += payload.len() as u64;
+                    trace::packet_sent(
+                        self.chan,
+                        id,
+                        ptype as u16,
+                        payload.len(),
+                        wait_for_completion,
+                        false,
+                    );
                     let kick = self.out.commit().unwrap_or(false);
                     return Ok(Sent {
                         kick,
@@ -478,6 +493,17 @@ impl DataPath {
                 Ok(()) => {
                     self.counters.packets_out += 1;
                     self.counters.bytes_out += q.payload.len() as u64;
+                    if q.ptype == PacketType::Completion {
+                        self.counters.completions_out += 1;
+                    }
+                    trace::packet_sent(
+                        self.chan,
+                        q.transaction_id,
+                        q.ptype as u16,
+                        q.payload.len(),
+                        q.completion_requested,
+                        true,
+                    );
                     written += 1;
                     if let Ok(mut q) = self.queue.remove(0) {
                         if let Some(r) = q.on_written.take() {
@@ -525,6 +551,12 @@ impl DataPath {
             };
             let d = pkt.descriptor;
             let payload = pkt.payload(&self.buf);
+            trace::packet_fetched(
+                self.chan,
+                d.transaction_id(),
+                d.packet_type() == PacketType::Completion,
+                payload.len(),
+            );
             let copied = if d.packet_type() == PacketType::Completion {
                 // The completion payload goes into the spare buffer, which
                 // the receive work hands back after the routine ran.
@@ -601,6 +633,15 @@ impl DataPath {
                 Ok(()) => {
                     self.counters.packets_out += 1;
                     self.counters.bytes_out += payload.len() as u64;
+                    self.counters.completions_out += 1;
+                    trace::packet_sent(
+                        self.chan,
+                        id,
+                        PacketType::Completion as u16,
+                        payload.len(),
+                        false,
+                        false,
+                    );
                     return Ok(self.out.commit().unwrap_or(false));
                 }
                 Err(WriteError::Full { .. }) => {}
@@ -1236,6 +1277,31 @@ mod tests {
         // While the server was paused ~200 packets went into a 16 KiB ring:
         // it filled and the rest were queued, then written after Start.
         assert!(client.counters().ring_full > 0);
+        close(client, server)
+    }
+
+    #[test]
+    fn the_receive_work_yields_after_its_budget_and_loses_nothing() -> Result {
+        use crate::engine::channel::RX_BUDGET;
+        const N: u32 = RX_BUDGET + 22;
+        let bus = LoopbackBus::new()?;
+        let (server, client) = pair(&bus)?;
+        // Paused: the packets wait in the ring (N * 40 bytes fit in it).
+        server.pause()?;
+        let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
+        for i in 0..N {
+            send_one(&client, &tally, 16, i)?;
+        }
+        assert_eq!(client.counters().ring_full, 0);
+        assert_eq!(server.snapshot().budget_hits, 0);
+        server.start()?;
+        assert!(tally.wait_total(N));
+        assert_eq!(tally.ok.load(Ordering::SeqCst), N);
+        // One run read RX_BUDGET packets and queued the work again.
+        assert!(server.snapshot().budget_hits >= 1);
+        assert_eq!(server.counters().packets_in, u64::from(N));
+        assert_eq!(server.counters().completions_out, u64::from(N));
+        assert_eq!(client.counters().completions_in, u64::from(N));
         close(client, server)
     }
 

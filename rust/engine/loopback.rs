@@ -254,6 +254,7 @@ impl Connection {
                 self.c2s.clone(),
                 self.s2c.clone(),
                 self.server.clone(),
+                channel.id(),
                 limits,
             )
         } else {
@@ -261,6 +262,7 @@ impl Connection {
                 self.s2c.clone(),
                 self.c2s.clone(),
                 self.client.clone(),
+                channel.id(),
                 limits,
             )
         }

@@ -16,6 +16,7 @@ use crate::protocol::{lifecycle::Role, ring::RingState};
 
 /// What [`Channel::snapshot`] copies out.
 pub struct Snapshot {
+    pub(crate) id: u32,
     pub(crate) role: Role,
     pub(crate) name: [u8; FRIENDLY_NAME_MAX],
     pub(crate) name_len: usize,
@@ -33,6 +34,12 @@ pub struct Snapshot {
     pub(crate) held: u32,
     pub(crate) quota: u32,
     pub(crate) quota_hits: u64,
+    /// Times the receive work used its budget and yielded.
+    pub(crate) budget_hits: u64,
+    /// Packets deferred to process context, in total.
+    pub(crate) deferrals: u64,
+    /// Times kmcl closed the channel because of a failure.
+    pub(crate) failures: u64,
     pub(crate) deferred: usize,
     pub(crate) at_passive: bool,
     /// Signals (sent, received).
@@ -74,6 +81,7 @@ fn ring_line(f: &mut fmt::Formatter<'_>, which: &str, r: &RingState) -> fmt::Res
 impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?");
+        writeln!(f, "id: {}", self.id)?;
         writeln!(f, "name: {}", name)?;
         let role = match self.role {
             Role::Client => "client",
@@ -119,6 +127,7 @@ impl fmt::Display for Snapshot {
             self.signals.0, self.signals.1
         )?;
         writeln!(f, "completions in: {}", c.completions_in)?;
+        writeln!(f, "completions out: {}", c.completions_out)?;
         writeln!(f, "bad completions: {}", c.bad_completions)?;
         writeln!(f, "ring full (sends queued): {}", c.ring_full)?;
         writeln!(f, "ring errors: {}", c.ring_errors)?;
@@ -130,7 +139,18 @@ impl fmt::Display for Snapshot {
             "transaction quota: {} (hits: {})",
             self.quota, self.quota_hits
         )?;
-        writeln!(f, "deferred to passive now: {}", self.deferred)?;
+        writeln!(
+            f,
+            "receive budget hits: {} (budget {} packets)",
+            self.budget_hits,
+            super::channel::RX_BUDGET
+        )?;
+        writeln!(
+            f,
+            "deferred to passive: {} (now: {})",
+            self.deferrals, self.deferred
+        )?;
+        writeln!(f, "failures (channel closed): {}", self.failures)?;
         match &self.rings {
             Some((out, inc)) => {
                 ring_line(f, "outgoing", out)?;

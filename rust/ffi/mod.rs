@@ -58,8 +58,6 @@ struct Registry {
     bus: Option<Arc<LoopbackBus>>,
     /// `/sys/kernel/debug/kmcl/`.
     debugfs: Option<Dir>,
-    /// Numbers channels' debugfs directories.
-    next_id: u64,
     /// Every channel handle between allocate and cleanup.
     handles: KVec<Arc<Handle>>,
 }
@@ -70,7 +68,6 @@ kernel::sync::global_lock! {
     unsafe(uninit) static REGISTRY: Mutex<Registry> = Registry {
         bus: None,
         debugfs: None,
-        next_id: 0,
         handles: KVec::new(),
     };
 }
@@ -154,7 +151,7 @@ impl core::fmt::Debug for ChannelState {
 
 impl Handle {
     /// Creates the channel's debugfs directory if it has none yet: named
-    /// after its friendly name (or its interface instance) and a number.
+    /// after its friendly name (or its interface instance) and its id.
     fn ensure_debugfs(&self) {
         if self.debugfs.lock().is_some() {
             return;
@@ -165,10 +162,9 @@ impl Handle {
                 buf[..n.len()].copy_from_slice(n);
                 (buf, n.len())
             });
+            let id = self.channel.id();
             let dir = {
-                let mut r = REGISTRY.lock();
-                r.next_id += 1;
-                let id = r.next_id;
+                let r = REGISTRY.lock();
                 let title = match core::str::from_utf8(&name.0[..name.1]) {
                     Ok(s) if !s.is_empty() && !s.contains('/') => {
                         CString::try_from_fmt(fmt!("{}.{}", s, id))?

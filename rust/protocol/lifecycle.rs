@@ -86,6 +86,42 @@ pub enum Action {
     Closed,
 }
 
+impl Event {
+    /// The event's name, for traces.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Event::Enable => "enable",
+            Event::Disable => "disable",
+            Event::Pause => "pause",
+            Event::Start => "start",
+            Event::Connected => "connected",
+            Event::OpenedOk => "opened_ok",
+            Event::OpenedFailed => "opened_failed",
+            Event::PeerClosed => "peer_closed",
+        }
+    }
+}
+
+impl Action {
+    /// The action's name, for traces.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Action::Offer => "offer",
+            Action::Rescind => "rescind",
+            Action::Connect => "connect",
+            Action::Disconnect => "disconnect",
+            Action::Opened => "opened",
+            Action::Started => "started",
+            Action::EnableIncoming => "enable_incoming",
+            Action::PostStarted => "post_started",
+            Action::StopIncoming => "stop_incoming",
+            Action::Suspend => "suspend",
+            Action::DrainIncoming => "drain_incoming",
+            Action::Closed => "closed",
+        }
+    }
+}
+
 /// The event is not allowed in the channel's current state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InvalidState;

@@ -10,12 +10,41 @@
 #     echo server kmcl_echo_vsp (C) offers an interface, the echo client
 #     kmcl_echo_vsc (Rust) opens it; each sends PACKETS packets of random
 #     sizes to the other and checks that every one comes back byte for byte.
-#  3. Everything is unloaded again.
+#     While they run, a live view prints each channel's counters and ring
+#     fill from debugfs every second; kmcl's trace events are recorded.
+#  3. A summary, the channels' debugfs state files and a trace excerpt;
+#     everything is unloaded again.
 
 say() { echo "[kmcl-demo] $*"; }
-PACKETS=${PACKETS:-20000}
+PACKETS=${PACKETS:-30000}
+DBG=/sys/kernel/debug/kmcl
+T=/sys/kernel/tracing
 
-say "kernel $(uname -r); VMBus host: $([ -d /sys/bus/vmbus ] && echo present || echo "none (loopback VMBus only)")"
+# now: seconds since boot, with hundredths.
+now() { cut -d ' ' -f 1 /proc/uptime; }
+
+# live ELAPSED: one line per channel from its debugfs state file.
+live() {
+	for d in "$DBG"/*/; do
+		[ -e "$d/state" ] || continue
+		awk -v n="$(basename "$d")" -v t="$1" '
+			/^packets out:/ { po = $3 } /^packets in:/ { pi = $3 }
+			/^completions in:/ { ci = $3 }
+			/^sends awaiting completion:/ { aw = $4 }
+			/^sends queued now:/ { q = $4 }
+			/^outgoing ring:/ { os = $4; ou = $10 }
+			/^incoming ring:/ { is = $4; iu = $10 }
+			END {
+				printf "[live %5.1fs] %-16s out %6d in %6d completions in %6d awaiting %3d queued %3d ring fill out %3d%% in %3d%%\n",
+					t, n, po, pi, ci, aw, q, os ? ou * 100 / os : 0, is ? iu * 100 / is : 0
+			}' "$d/state"
+	done
+}
+
+# Kernel messages below error level go to the log only (the demo prints
+# the relevant ones itself).
+dmesg -n 4
+say "kernel $(uname -r); VMBus host: $([ -d /sys/bus/vmbus/devices ] && [ -n "$(ls /sys/bus/vmbus/devices 2>/dev/null)" ] && echo present || echo "none (loopback VMBus only)")"
 say "insmod /kmcl/kmcl.ko (runs kmcl's KUnit suites on the loopback VMBus)"
 insmod /kmcl/kmcl.ko || { say "insmod failed"; exit 1; }
 for s in /sys/kernel/debug/kunit/kmcl_*; do
@@ -23,24 +52,68 @@ for s in /sys/kernel/debug/kunit/kmcl_*; do
 	counts=$(sed -n 's/.*# [a-z_]*: pass:\([0-9]*\) fail:\([0-9]*\).*/\1 passed, \2 failed/p' "$s/results" | tail -n 1)
 	say "  $(basename "$s"): $counts"
 done
-dmesg | grep -E 'kmcl: (loaded|echo both ways)' | sed 's/^/    /'
+dmesg | grep -E 'kmcl: loaded' | sed 's/^/    /'
+
+# Record kmcl's trace events (ftrace) while the samples run.
+[ -d $T/events ] || mount -t tracefs nodev $T 2>/dev/null
+if [ -d $T/events/kmcl ]; then
+	echo 4096 >$T/buffer_size_kb
+	: >$T/trace
+	echo 1 >$T/events/kmcl/enable
+fi
 
 say "insmod kmcl_echo_vsp.ko packets=$PACKETS (C echo server: offers the echo interface)"
 insmod /kmcl/kmcl_echo_vsp.ko packets="$PACKETS" || { say "insmod failed"; exit 1; }
 say "insmod kmcl_echo_vsc.ko packets=$PACKETS (Rust echo client: opens it; both send and check)"
-insmod /kmcl/kmcl_echo_vsc.ko packets="$PACKETS" || { say "insmod failed"; exit 1; }
-for _ in $(seq 60); do
-	dmesg | grep -q 'kmcl_echo_vsp: [0-9]* of' && break
+start=$(now)
+insmod /kmcl/kmcl_echo_vsc.ko packets="$PACKETS" &
+client=$!
+# Live view until both flows are done (the client's insmod returns when
+# its packets came back; the server logs when its own did).
+for _ in $(seq 300); do
 	sleep 1
+	t=$(awk -v a="$start" -v b="$(now)" 'BEGIN { print b - a }')
+	live "$t"
+	if ! kill -0 "$client" 2>/dev/null &&
+		dmesg | grep -q 'kmcl_echo_vsp: [0-9]* of'; then
+		break
+	fi
 done
+wait "$client" || { say "the client failed"; exit 1; }
+end=$(now)
+[ -d $T/events/kmcl ] && echo 0 >$T/events/kmcl/enable
+
+say "summary"
+dmesg | grep -E 'kmcl_echo_vs[pc]: [0-9]+ of' | sed 's/^\[[ 0-9.]*\] /    /'
+awk -v a="$start" -v b="$end" -v n="$PACKETS" 'BEGIN {
+	printf "    %d packets each way and their completions in %.1f s: %d round trips/s (TCG-emulated VM, debug kernel)\n",
+		n, b - a, 2 * n / (b - a) }'
 say "modules holding kmcl: $(ls /sys/module/kmcl/holders | tr '\n' ' ')"
-for d in /sys/kernel/debug/kmcl/*/; do
+for d in "$DBG"/*/; do
 	say "debugfs: $d""state"
 	sed 's/^/    /' "$d/state"
 done
+
+if grep -q ' kmcl_' $T/trace 2>/dev/null; then
+	say "trace excerpt (/sys/kernel/tracing, events/kmcl)"
+	grep ' kmcl_state_change: ' $T/trace | head -n 12 | sed 's/^ *//; s/^/    /'
+	grep -m 6 -E ' kmcl_packet_(sent|fetched): ' $T/trace | sed 's/^ *//; s/^/    /'
+	echo "    ..."
+	grep ' kmcl_batch_done: ' $T/trace | awk '
+		{ for (i = 1; i <= NF; i++) if ($i ~ /^fetched=/) { f = substr($i, 9) + 0 } n++; s += f; if (f > m) m = f }
+		END { if (n) printf "    receive runs: %d, packets per run: %.1f on average, %d at most\n", n, s / n, m }'
+	echo "    events recorded: $(grep -c ' kmcl_' $T/trace) (budget hits: $(grep -c ' kmcl_budget_hit: ' $T/trace), quota hits: $(grep -c ' kmcl_quota_hit: ' $T/trace); the buffer keeps the newest)"
+	: >$T/trace
+fi
+
 say "rmmod kmcl_echo_vsc kmcl_echo_vsp"
 rmmod kmcl_echo_vsc && rmmod kmcl_echo_vsp || { say "rmmod failed"; exit 1; }
 say "rmmod kmcl"
 rmmod kmcl || { say "rmmod failed"; exit 1; }
 dmesg | grep 'kmcl: unloaded' | tail -n 1 | sed 's/^/    /'
+# The patterns scripts/ktap_report.py looks for (KASAN and lockdep report
+# as BUG:/WARNING:).
+reports=$(dmesg | grep -cE 'BUG:|WARNING:|Oops|general protection fault|kernel BUG at|UBSAN:|blocked for more than')
+say "kernel reports (BUG/WARNING/Oops, incl. KASAN and lockdep) in the log: $reports"
 say "done"
+[ "$reports" -eq 0 ]

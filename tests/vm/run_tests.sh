@@ -10,7 +10,13 @@ TEST_TIMEOUT=${TEST_TIMEOUT:-600}
 KMEMLEAK=/sys/kernel/debug/kmemleak
 
 cd /tests/kmcl || exit 1
-tests=$(ls *.sh | sort)
+# KMCL_TESTS (kernel command line, e.g. KMCL_APPEND=KMCL_TESTS=trace.sh,kunit.sh
+# scripts/vm.sh check) runs only those programs: for working on one test.
+if [ -n "${KMCL_TESTS:-}" ]; then
+	tests=$(echo "$KMCL_TESTS" | tr , ' ')
+else
+	tests=$(ls *.sh | sort)
+fi
 n=$(echo $tests | wc -w)
 [ -w "$KMEMLEAK" ] && n=$((n + 1))
 

@@ -13,17 +13,6 @@
 DIR=/kmcl
 PACKETS=${PACKETS:-100000}
 
-# check NAME COMMAND...: one KTAP result from a command's exit status.
-check() {
-	name=$1
-	shift
-	if "$@"; then
-		ktap_test_pass "$name"
-	else
-		ktap_test_fail "$name"
-	fi
-}
-
 logged() {
 	log_since "$marker" | grep -qF "$1"
 }

@@ -4,6 +4,12 @@
 
 KUNIT_GLOB=/sys/module/kunit/parameters/filter_glob
 
+# set_kunit_glob GLOB: which KUnit suites/cases the next insmod runs.
+# Written without a newline: KUnit would take it as part of the glob.
+set_kunit_glob() {
+	[ -w "$KUNIT_GLOB" ] && printf '%s' "$1" >"$KUNIT_GLOB"
+}
+
 # log_since MARKER: the kernel log after the line holding MARKER.
 log_since() {
 	dmesg | awk -v m="$1" 'f; index($0, m) { f = 1 }'
@@ -13,9 +19,21 @@ log_since() {
 # suites (kunit.sh covers them).  Returns insmod's status.
 insmod_quiet() {
 	_old_glob=$(cat "$KUNIT_GLOB" 2>/dev/null)
-	[ -w "$KUNIT_GLOB" ] && echo "kmcl_no_suite" >"$KUNIT_GLOB"
+	set_kunit_glob kmcl_no_suite
 	insmod "$@"
 	_rc=$?
-	[ -w "$KUNIT_GLOB" ] && echo "$_old_glob" >"$KUNIT_GLOB"
+	set_kunit_glob "$_old_glob"
 	return $_rc
+}
+
+# check NAME COMMAND...: one KTAP result from a command's exit status
+# (needs ktap_helpers.sh).
+check() {
+	name=$1
+	shift
+	if "$@"; then
+		ktap_test_pass "$name"
+	else
+		ktap_test_fail "$name"
+	fi
 }
