@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Runs kmcl's fuzz targets (rust/host/fuzz: the ring reader, descriptors,
-# GPA range lists; cargo-fuzz/libFuzzer) for SECONDS each, starting from
+# GPA range lists, completion correlation; cargo-fuzz/libFuzzer) for SECONDS each, starting from
 # the checked-in seeds in rust/host/fuzz/corpus/<target>/.  The corpus
 # libFuzzer grows is kept in out/fuzz/corpus/<target>/; crashing inputs in
 # out/fuzz/artifacts/<target>/.  Prints one line per target:

@@ -947,9 +947,9 @@ impl Channel {
             }
             match step {
                 Received::Empty => break,
-                Received::Corrupt => {
+                Received::Broken(why) => {
                     // As PacketFail: delivery stops, both sides close.
-                    self.stop_and_close("corrupt_ring");
+                    self.stop_and_close(why);
                     break;
                 }
                 Received::Completion(routine, data) => {

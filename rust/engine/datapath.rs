@@ -13,9 +13,12 @@
 //!   reports the crossing, and the reader kicks the writer. A send never
 //!   fails because the ring is full, and packets stay in order.
 //! - A packet sent with a completion request is tracked by transaction id
-//!   until the completion arrives; a completion with an id that is not
-//!   outstanding is counted and dropped. When the connection goes away,
-//!   every tracked packet is completed with `-ENODEV`.
+//!   until the completion arrives ([`crate::protocol::transactions`]); a
+//!   completion with an id that is not outstanding (forged, repeated, never
+//!   sent) means the other endpoint is broken or hostile: the channel is
+//!   closed, as after PacketFail. A late completion of a cancelled
+//!   synchronous request is dropped. When the connection goes away, every
+//!   tracked packet is completed with `-ENODEV`.
 //!
 //! # Locking
 //!
@@ -34,6 +37,13 @@ use crate::protocol::{
         OutgoingRing,
         RingState,
         WriteError, //
+    },
+    transactions::{
+        InsertError,
+        Matched,
+        Slot,
+        SlotStore,
+        Transactions, //
     },
 };
 use crate::shmem::RingPages;
@@ -208,8 +218,11 @@ pub struct Counters {
     pub completions_in: u64,
     /// Completions written for incoming packets that asked for one.
     pub completions_out: u64,
-    /// Completions with an id that was not outstanding (dropped).
+    /// Completions with an id that was not outstanding (the channel is
+    /// closed at the first).
     pub bad_completions: u64,
+    /// Completions of cancelled (timed-out) synchronous requests, dropped.
+    pub late_completions: u64,
     /// Sends that found the ring full and were queued.
     pub ring_full: u64,
     /// Malformed data found in the incoming ring (the channel stops
@@ -234,9 +247,8 @@ pub(crate) struct DataPath {
     /// Bytes of driver context per incoming packet.
     context_size: usize,
     queue: KVec<Queued>,
-    next_id: u64,
-    /// Sent packets awaiting a completion: (transaction id, routine).
-    outstanding: KVec<(u64, Routine)>,
+    /// Sent packets awaiting a completion, by transaction id.
+    outstanding: Transactions<Routine, RoutineSlots>,
     /// Completed incoming packet objects kept for reuse, so that receiving
     /// allocates nothing once the pool is warm.
     pool: KVec<KBox<Incoming>>,
@@ -247,6 +259,34 @@ pub(crate) struct DataPath {
     /// The channel's id, for trace events.
     chan: u32,
     pub(crate) counters: Counters,
+}
+
+/// The memory of a channel's transaction table.
+pub(crate) struct RoutineSlots(KVec<Slot<Routine>>);
+
+impl SlotStore<Routine> for RoutineSlots {
+    fn slots(&self) -> usize {
+        self.0.len()
+    }
+
+    fn slot(&mut self, i: usize) -> &mut Slot<Routine> {
+        &mut self.0[i]
+    }
+
+    fn push(&mut self, slot: Slot<Routine>) -> core::result::Result<(), Slot<Routine>> {
+        // Sends may come from softirq context.
+        self.0.push_within_capacity(slot).or_else(|e| {
+            let slot = e.0;
+            if self.0.reserve(1, GFP_ATOMIC).is_err() {
+                return Err(slot);
+            }
+            self.0.push_within_capacity(slot).map_err(|e| e.0)
+        })
+    }
+}
+
+fn no_transactions() -> Transactions<Routine, RoutineSlots> {
+    Transactions::new(RoutineSlots(KVec::new()))
 }
 
 /// Incoming packet objects kept for reuse per channel.
@@ -310,9 +350,10 @@ pub(crate) enum Received {
     Completion(Routine, KVec<u8>),
     /// Nothing (more) to read.
     Empty,
-    /// The incoming ring is corrupt (the other endpoint wrote nonsense):
-    /// the channel must be closed.
-    Corrupt,
+    /// The other endpoint wrote nonsense (a corrupt ring, a completion
+    /// for a transaction that is not outstanding): the channel must be
+    /// closed. The reason, for the trace.
+    Broken(&'static str),
 }
 
 impl DataPath {
@@ -337,8 +378,7 @@ impl DataPath {
             max_packet,
             context_size,
             queue: KVec::new(),
-            next_id: 1,
-            outstanding: KVec::new(),
+            outstanding: no_transactions(),
             pool: KVec::with_capacity(POOL_SIZE, GFP_KERNEL)?,
             spare: KVec::new(),
             broken: false,
@@ -351,7 +391,7 @@ impl DataPath {
     /// incoming) ring control values.
     pub(crate) fn snapshot(&self) -> (usize, usize, (RingState, RingState)) {
         (
-            self.outstanding.len(),
+            self.outstanding.outstanding(),
             self.queue.len(),
             (ring_state(self.out.memory()), ring_state(self.inc.memory())),
         )
@@ -390,10 +430,11 @@ impl DataPath {
             return Err(EINVAL);
         }
         let (transaction_id, routine) = if wait_for_completion {
-            let id = self.next_id;
-            self.next_id = self.next_id.wrapping_add(1).max(1);
-            self.outstanding.push((id, completion), GFP_ATOMIC)?;
-            (Some(id), None)
+            match self.outstanding.insert(completion) {
+                Ok(id) => (Some(id), None),
+                Err((InsertError::NoMemory, _)) => return Err(ENOMEM),
+                Err((InsertError::Full, _)) => return Err(EBUSY),
+            }
         } else {
             (None, Some(completion))
         };
@@ -468,13 +509,13 @@ impl DataPath {
     /// that timed out). Returns the routine if it was still outstanding; a
     /// completion arriving later is counted as a bad completion.
     pub(crate) fn cancel(&mut self, id: u64) -> Option<Routine> {
-        let pos = self.outstanding.iter().position(|(i, _)| *i == id)?;
-        self.outstanding.remove(pos).ok().map(|(_, r)| r)
+        self.outstanding.cancel(id)
     }
 
+    /// A send failed: its routine will never run.
     fn forget(&mut self, id: Option<u64>) {
         if let Some(id) = id {
-            self.outstanding.retain(|(i, _)| *i != id);
+            drop(self.outstanding.forget(id));
         }
     }
 
@@ -543,10 +584,14 @@ impl DataPath {
                 Ok(Some(p)) => p,
                 Ok(None) => return (Received::Empty, self.inc.commit()),
                 Err(e) => {
-                    pr_err!("incoming ring is corrupt ({:?}); closing the channel\n", e);
+                    pr_err!(
+                        "channel {}: incoming ring is corrupt ({:?}); closing the channel\n",
+                        self.chan,
+                        e
+                    );
                     self.counters.ring_errors += 1;
                     self.broken = true;
-                    return (Received::Corrupt, false);
+                    return (Received::Broken("corrupt_ring"), false);
                 }
             };
             let d = pkt.descriptor;
@@ -580,16 +625,27 @@ impl DataPath {
             match packet {
                 Err(data) => {
                     let id = d.transaction_id();
-                    match self.outstanding.iter().position(|(i, _)| *i == id) {
-                        Some(pos) => {
-                            if let Ok((_, routine)) = self.outstanding.remove(pos) {
-                                self.counters.completions_in += 1;
-                                return (Received::Completion(routine, data), kick);
-                            }
+                    match self.outstanding.complete(id) {
+                        Matched::Done(routine) => {
+                            self.counters.completions_in += 1;
+                            return (Received::Completion(routine, data), kick);
                         }
-                        None => self.counters.bad_completions += 1,
+                        Matched::Late => {
+                            self.counters.late_completions += 1;
+                            self.spare = data;
+                        }
+                        Matched::Unknown => {
+                            pr_err!(
+                                "channel {}: completion for transaction {:#x}, which is not outstanding; closing the channel\n",
+                                self.chan,
+                                id
+                            );
+                            self.counters.bad_completions += 1;
+                            self.spare = data;
+                            self.broken = true;
+                            return (Received::Broken("bad_completion"), kick);
+                        }
                     }
-                    self.spare = data;
                 }
                 Ok(packet) => {
                     self.counters.packets_in += 1;
@@ -617,7 +673,7 @@ impl DataPath {
     /// allocation: nothing can be lost.
     pub(crate) fn take_unfinished(&mut self) -> Unfinished {
         Unfinished {
-            outstanding: core::mem::take(&mut self.outstanding),
+            outstanding: core::mem::replace(&mut self.outstanding, no_transactions()),
             queue: core::mem::take(&mut self.queue),
         }
     }
@@ -668,16 +724,14 @@ impl DataPath {
 
 /// Completion routines of a connection that ended.
 pub(crate) struct Unfinished {
-    outstanding: KVec<(u64, Routine)>,
+    outstanding: Transactions<Routine, RoutineSlots>,
     queue: KVec<Queued>,
 }
 
 impl Unfinished {
     /// Runs every routine with `status` (call without locks held).
     pub(crate) fn complete_all(mut self, status: Result) {
-        while let Some((_, r)) = self.outstanding.pop() {
-            r.run(status, &[]);
-        }
+        self.outstanding.drain(|_, r| r.run(status, &[]));
         while let Some(mut q) = self.queue.pop() {
             if let Some(r) = q.on_written.take() {
                 r.run(status, &[]);
@@ -934,6 +988,11 @@ mod tests {
             self.held.lock().len() as u32
         }
 
+        /// The transaction id of the first packet held (0: none).
+        fn first_id(&self) -> u64 {
+            self.held.lock().first().map_or(0, |p| p.transaction_id())
+        }
+
         /// Completes up to `n` held packets with an empty payload.
         fn complete(&self, n: usize) {
             for _ in 0..n {
@@ -1008,12 +1067,13 @@ mod tests {
             Err(ETIMEDOUT)
         );
         assert_eq!(holder.held(), 1);
-        // The server completes it after all: the id is no longer
-        // outstanding, so the completion is counted and dropped.
+        // The server completes it after all: the request was cancelled, so
+        // the completion is recognised as late and dropped, and the channel
+        // carries on (it is not a forgery).
         holder.complete(1);
         let mut dropped = false;
         for _ in 0..300 {
-            if client.counters().bad_completions == 1 {
+            if client.counters().late_completions == 1 {
                 dropped = true;
                 break;
             }
@@ -1021,6 +1081,22 @@ mod tests {
         }
         assert!(dropped);
         assert_eq!(client.counters().completions_in, 0);
+        assert_eq!(client.counters().bad_completions, 0);
+        assert!(client.is_running());
+        // And a new transaction completes normally.
+        let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
+        let routine = KBox::new(
+            Expect {
+                sent: KVec::new(),
+                tally: tally.clone(),
+            },
+            GFP_KERNEL,
+        )?;
+        client.send(&[4], true, routine)?;
+        assert!(holder.wait(|h| h.held() == 1));
+        holder.complete(1);
+        assert!(tally.wait_total(1));
+        assert_eq!(tally.ok.load(Ordering::SeqCst), 1);
         close(client, server)
     }
 
@@ -1359,26 +1435,52 @@ mod tests {
     /// A completion for a packet never sent (a forged or duplicate
     /// transaction id) is counted and dropped; the channel keeps working.
     #[test]
-    fn a_forged_completion_is_counted_and_dropped() -> Result {
+    fn a_forged_completion_closes_the_channel() -> Result {
         let bus = LoopbackBus::new()?;
-        let (server, client) = pair(&bus)?;
+        let holder = Holder::new(false)?;
+        let (server, client) = pair_with(&bus, holder.clone())?;
+        // Two transactions in flight, held by the server's driver.
+        let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
+        send_one(&client, &tally, 40, 1)?;
+        send_one(&client, &tally, 40, 2)?;
+        assert!(holder.wait(|h| h.held() == 2));
         // The server's own writer sends a completion for an id the client
         // never used (as a confused or hostile peer would).
         server.complete_incoming(true, 0xdead, b"forged")?;
-        let counted = (0..500).any(|_| {
-            let n = client.counters().bad_completions;
-            if n == 0 {
-                fsleep(Delta::from_millis(10));
-            }
-            n == 1
-        });
-        assert!(counted);
-        // Still running: a real round trip works.
+        // The client closes (as after PacketFail): both sends end with the
+        // defined failure status.
+        assert!(tally.wait_total(2));
+        assert_eq!(tally.removed.load(Ordering::SeqCst), 2);
+        assert!(holder.wait(|_| !client.is_enabled()));
+        assert_eq!(client.snapshot().failures, 1);
+        // The server lost its client; its Suspend waits for its driver,
+        // whose completions now go nowhere.
+        holder.complete(2);
+        assert!(holder.wait(|_| !server.is_running()));
+        server.disable()?;
+        client.cleanup()?;
+        server.cleanup()
+    }
+
+    #[test]
+    fn a_completion_repeated_by_the_peer_closes_the_channel() -> Result {
+        let bus = LoopbackBus::new()?;
+        let holder = Holder::new(false)?;
+        let (server, client) = pair_with(&bus, holder.clone())?;
         let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
-        send_one(&client, &tally, 40, 7)?;
+        send_one(&client, &tally, 40, 1)?;
+        assert!(holder.wait(|h| h.held() == 1));
+        let id = holder.first_id();
+        holder.complete(1);
         assert!(tally.wait_total(1));
-        assert_eq!(tally.ok.load(Ordering::SeqCst), 1);
-        assert!(client.is_running());
-        close(client, server)
+        // Completed (with the holder's empty payload), not failed.
+        assert_eq!(tally.mismatched.load(Ordering::SeqCst), 1);
+        // The same id again: a duplicate.
+        server.complete_incoming(true, id, b"again")?;
+        assert!(holder.wait(|_| !client.is_enabled() && !server.is_running()));
+        assert_eq!(client.snapshot().failures, 1);
+        server.disable()?;
+        client.cleanup()?;
+        server.cleanup()
     }
 }

@@ -129,6 +129,11 @@ impl fmt::Display for Snapshot {
         writeln!(f, "completions in: {}", c.completions_in)?;
         writeln!(f, "completions out: {}", c.completions_out)?;
         writeln!(f, "bad completions: {}", c.bad_completions)?;
+        writeln!(
+            f,
+            "late completions (cancelled requests): {}",
+            c.late_completions
+        )?;
         writeln!(f, "ring full (sends queued): {}", c.ring_full)?;
         writeln!(f, "ring errors: {}", c.ring_errors)?;
         writeln!(f, "sends awaiting completion: {}", self.awaiting_completion)?;

@@ -17,3 +17,4 @@ pub mod lifecycle;
 pub mod packet;
 pub mod ring;
 pub mod status;
+pub mod transactions;
