@@ -336,7 +336,9 @@ int kmcl_channel_get_mmio_space(struct kmcl_channel *channel, void **address,
  *
  * Context: any.
  * Return: 0, -ENOMEM (the completion could not be queued),
- * -EINVAL (NULL @buffer with a length; completed empty).
+ * -EINVAL (NULL @buffer with a length; completed empty), -ENODEV (the
+ * other endpoint keeps sending without reading completions: kmcl closed
+ * the channel).
  */
 int kmcl_channel_packet_complete(struct kmcl_incoming *packet,
 				 const void *buffer, u32 length);
@@ -403,12 +405,15 @@ void kmcl_packet_set_completion_routine(struct kmcl_packet *packet,
  * @mdl:    external data: NULL (-EOPNOTSUPP otherwise, for now).
  * @flags:  VMBUS_CHANNEL_FORMAT_FLAG_*.  With WAIT_FOR_COMPLETION the
  *          routine runs when the other endpoint completes the packet,
- *          otherwise once it is in the ring.  A full ring queues it.
+ *          otherwise once it is in the ring.  A full ring queues it,
+ *          up to 1 MiB (or four times the ring if larger) of payload.
  *
  * Context: any.
  * Return: 0 (the routine will run), or -ENOTCONN, -EINVAL (unknown flag,
- * too long), -ENOMEM: the routine will not run and the packet is the
- * caller's again.
+ * too long), -ENOMEM, -ENOBUFS (the queue is at its limit: try again once
+ * routines have run), -ENODEV (the other endpoint read nothing for 2 s
+ * with the queue at its limit: kmcl closed the channel): the routine will
+ * not run and the packet is the caller's again.
  */
 int kmcl_packet_send(struct kmcl_packet *packet, const void *buffer,
 		     u32 length, const struct kmcl_mdl *mdl, u32 flags);
@@ -437,7 +442,8 @@ int kmcl_packet_send_with_external_pfns(struct kmcl_packet *packet,
  * Context: process, sleeps.
  * Return: 0, -ETIMEDOUT (cancelled; a late reply is dropped), -ENODEV
  * (not connected or the connection ended), -EOVERFLOW (@reply too small),
- * -EINTR, -EINVAL (atomic context, unknown flag).
+ * -ENOBUFS (the send queue is at its limit), -EINTR, -EINVAL (atomic
+ * context, unknown flag).
  */
 int kmcl_channel_send_synchronous_request(struct kmcl_channel *channel,
 					  const void *buffer, u32 length,

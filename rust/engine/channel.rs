@@ -558,8 +558,10 @@ impl Channel {
                 payload,
                 completion.into(),
                 wait_for_completion,
-            )?;
-            (sent.kick, sent.run_now, dp.peer().clone())
+            );
+            drop(data);
+            let sent = self.close_if_stalled(sent)?;
+            (sent.kick, sent.run_now, sent.peer)
         };
         if kick {
             self.signal(&peer);
@@ -658,7 +660,7 @@ impl Channel {
                     None => Err(ENOTCONN),
                 }
             };
-            match sent {
+            match self.close_if_stalled(sent) {
                 Ok((true, peer)) => self.signal(&peer),
                 Ok((false, _)) => {}
                 Err(e) => result = Err(e),
@@ -666,6 +668,19 @@ impl Channel {
         }
         self.release_incoming();
         result
+    }
+
+    /// A send's result; `-EPIPE` from the data path means the other
+    /// endpoint stopped reading: the channel is closed and the send fails
+    /// with `-ENODEV`, as sends do once a channel is closed.
+    fn close_if_stalled<T>(self: &Arc<Self>, r: Result<T>) -> Result<T> {
+        match r {
+            Err(e) if e == EPIPE => {
+                self.stop_and_close("peer_not_draining");
+                Err(ENODEV)
+            }
+            r => r,
+        }
     }
 
     /// Keeps a completed incoming packet object for reuse.
@@ -775,8 +790,10 @@ impl Channel {
             let mut data = self.data.lock();
             let dp = Option::as_mut(&mut *data).ok_or(ENODEV)?;
             let sent =
-                dp.send_with_id(PacketType::InBand, payload, routine.into(), true, may_queue)?;
-            (sent.kick, dp.peer().clone(), sent.id)
+                dp.send_with_id(PacketType::InBand, payload, routine.into(), true, may_queue);
+            drop(data);
+            let sent = self.close_if_stalled(sent)?;
+            (sent.kick, sent.peer, sent.id)
         };
         if kick {
             self.signal(&peer);

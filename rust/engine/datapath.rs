@@ -12,6 +12,14 @@
 //!   has made room: the writer sets `pending_send_sz`, the reader's commit
 //!   reports the crossing, and the reader kicks the writer. A send never
 //!   fails because the ring is full, and packets stay in order.
+//! - The queue is bounded: beyond [`QUEUE_LIMIT_MIN`] bytes (or four times
+//!   the ring, if larger) a send fails with `-ENOBUFS` while the other
+//!   endpoint still makes progress, and once it has read nothing for
+//!   [`PEER_STALL_MS`] the other endpoint is taken for dead: the channel
+//!   is closed (the send gets `-EPIPE` from here, which the channel turns
+//!   into closing and `-ENODEV`). Completions are never refused: they are
+//!   queued up to twice the limit, beyond which the other endpoint (sending
+//!   without reading) is taken for hostile the same way.
 //! - A packet sent with a completion request is tracked by transaction id
 //!   until the completion arrives ([`crate::protocol::transactions`]); a
 //!   completion with an id that is not outstanding (forged, repeated, never
@@ -26,7 +34,14 @@
 //! spinlock: it is taken from process and softirq context). Driver
 //! callbacks and completion routines are never called with it held.
 
-use kernel::{prelude::*, sync::Arc};
+use kernel::{
+    prelude::*,
+    sync::Arc,
+    time::{
+        Instant,
+        Monotonic, //
+    },
+};
 
 use super::channel::Channel;
 use crate::protocol::{
@@ -247,6 +262,13 @@ pub(crate) struct DataPath {
     /// Bytes of driver context per incoming packet.
     context_size: usize,
     queue: KVec<Queued>,
+    /// Payload bytes in `queue`.
+    queued_bytes: usize,
+    /// Most payload bytes `queue` may hold.
+    queue_limit: usize,
+    /// When the queue last became non-empty or a queued packet was
+    /// written: the other endpoint's last sign of life while we wait.
+    progress: Instant<Monotonic>,
     /// Sent packets awaiting a completion, by transaction id.
     outstanding: Transactions<Routine, RoutineSlots>,
     /// Completed incoming packet objects kept for reuse, so that receiving
@@ -292,6 +314,14 @@ fn no_transactions() -> Transactions<Routine, RoutineSlots> {
 /// Incoming packet objects kept for reuse per channel.
 const POOL_SIZE: usize = 64;
 
+/// Payload bytes a channel queues for a full ring at least (see the
+/// module documentation).
+pub const QUEUE_LIMIT_MIN: usize = 1 << 20;
+
+/// Time without the other endpoint reading anything, while sends wait for
+/// room, after which it is taken for dead.
+pub const PEER_STALL_MS: i64 = 2000;
+
 /// An incoming packet object for `payload`: a recycled one if there is
 /// one (keeping its buffers), else a new one. `None`: out of memory.
 fn take_incoming(
@@ -335,6 +365,8 @@ fn take_incoming(
 pub(crate) struct Sent {
     /// The other endpoint must be kicked.
     pub(crate) kick: bool,
+    /// The other endpoint.
+    pub(crate) peer: Arc<Channel>,
     /// A routine to run now, without locks (a packet without a completion
     /// request was written).
     pub(crate) run_now: Option<Routine>,
@@ -368,6 +400,8 @@ impl DataPath {
     ) -> Result<Self> {
         // Any packet that fits the incoming ring fits this buffer.
         let buf_len = crate::protocol::ring::RingMemory::data_len(&*inc);
+        let queue_limit =
+            QUEUE_LIMIT_MIN.max(4 * crate::protocol::ring::RingMemory::data_len(&*out));
         let out = OutgoingRing::new(out).map_err(|_| EINVAL)?;
         let inc = IncomingRing::new(inc).map_err(|_| EINVAL)?;
         Ok(Self {
@@ -378,6 +412,9 @@ impl DataPath {
             max_packet,
             context_size,
             queue: KVec::new(),
+            queued_bytes: 0,
+            queue_limit,
+            progress: Instant::now(),
             outstanding: no_transactions(),
             pool: KVec::with_capacity(POOL_SIZE, GFP_KERNEL)?,
             spare: KVec::new(),
@@ -455,6 +492,7 @@ impl DataPath {
                     let kick = self.out.commit().unwrap_or(false);
                     return Ok(Sent {
                         kick,
+                        peer: self.peer.clone(),
                         run_now: routine,
                         id,
                     });
@@ -472,6 +510,10 @@ impl DataPath {
         } else if !may_queue {
             self.forget(transaction_id);
             return Err(EOVERFLOW);
+        }
+        if let Err(e) = self.may_queue(payload.len(), self.queue_limit) {
+            self.forget(transaction_id);
+            return Err(e);
         }
         // An error from here on means the routine never runs: forget the
         // transaction before returning it.
@@ -494,15 +536,44 @@ impl DataPath {
             self.forget(transaction_id);
             return Err(e);
         }
+        self.note_queued(payload.len());
         self.counters.ring_full += 1;
         // The packet is queued: it completes later whatever happens now (a
         // corrupt ring shows up on the next read).
         let (kick, _) = self.flush_queue().unwrap_or((false, 0));
         Ok(Sent {
             kick,
+            peer: self.peer.clone(),
             run_now: None,
             id,
         })
+    }
+
+    /// Whether `len` more bytes may be queued under `limit`: `-ENOBUFS`
+    /// when not, `-EPIPE` when the other endpoint has also read nothing for
+    /// [`PEER_STALL_MS`] (close the channel).
+    fn may_queue(&self, len: usize, limit: usize) -> Result {
+        if self.queued_bytes + len <= limit {
+            return Ok(());
+        }
+        if self.progress.elapsed().as_millis() >= PEER_STALL_MS {
+            pr_err!(
+                "channel {}: the other endpoint has read nothing for {} ms with {} bytes queued; closing the channel\n",
+                self.chan,
+                self.progress.elapsed().as_millis(),
+                self.queued_bytes
+            );
+            return Err(EPIPE);
+        }
+        Err(ENOBUFS)
+    }
+
+    /// `len` bytes were queued.
+    fn note_queued(&mut self, len: usize) {
+        if self.queued_bytes == 0 {
+            self.progress = Instant::now();
+        }
+        self.queued_bytes += len;
     }
 
     /// Stops waiting for the completion of `id` (a synchronous request
@@ -546,6 +617,8 @@ impl DataPath {
                         true,
                     );
                     written += 1;
+                    self.queued_bytes -= q.payload.len();
+                    self.progress = Instant::now();
                     if let Ok(mut q) = self.queue.remove(0) {
                         if let Some(r) = q.on_written.take() {
                             // Written: a packet without a completion
@@ -672,6 +745,7 @@ impl DataPath {
     /// Takes every routine still waiting (the connection is ending). No
     /// allocation: nothing can be lost.
     pub(crate) fn take_unfinished(&mut self) -> Unfinished {
+        self.queued_bytes = 0;
         Unfinished {
             outstanding: core::mem::replace(&mut self.outstanding, no_transactions()),
             queue: core::mem::take(&mut self.queue),
@@ -704,6 +778,11 @@ impl DataPath {
                 Err(_) => return Err(EINVAL),
             }
         }
+        // A completion is never refused for want of room, but a peer that
+        // keeps sending without reading ours is stopped.
+        if self.may_queue(payload.len(), 2 * self.queue_limit) == Err(EPIPE) {
+            return Err(EPIPE);
+        }
         let mut copy = KVec::with_capacity(payload.len(), GFP_ATOMIC)?;
         copy.extend_from_slice(payload, GFP_ATOMIC)?;
         self.queue.push(
@@ -716,6 +795,7 @@ impl DataPath {
             },
             GFP_ATOMIC,
         )?;
+        self.note_queued(payload.len());
         self.counters.ring_full += 1;
         // Queued: it is written later whatever happens now.
         Ok(self.flush_queue().is_ok_and(|(kick, _)| kick))
@@ -1085,14 +1165,7 @@ mod tests {
         assert!(client.is_running());
         // And a new transaction completes normally.
         let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
-        let routine = KBox::new(
-            Expect {
-                sent: KVec::new(),
-                tally: tally.clone(),
-            },
-            GFP_KERNEL,
-        )?;
-        client.send(&[4], true, routine)?;
+        send_counted(&client, &tally, &[4], true)?;
         assert!(holder.wait(|h| h.held() == 1));
         holder.complete(1);
         assert!(tally.wait_total(1));
@@ -1460,6 +1533,98 @@ mod tests {
         server.disable()?;
         client.cleanup()?;
         server.cleanup()
+    }
+
+    /// Sends `payload`, counting the routine's status in `tally` (any
+    /// completion payload counts as ok).
+    fn send_counted(
+        client: &Arc<Channel>,
+        tally: &Arc<Tally>,
+        payload: &[u8],
+        wait_for_completion: bool,
+    ) -> Result {
+        let routine = KBox::new(
+            Expect {
+                sent: KVec::new(),
+                tally: tally.clone(),
+            },
+            GFP_KERNEL,
+        )?;
+        client.send(payload, wait_for_completion, routine)
+    }
+
+    #[test]
+    fn a_peer_that_never_reads_is_closed_after_the_stall_time() -> Result {
+        let bus = LoopbackBus::new()?;
+        let (server, client) = pair(&bus)?;
+        // A paused server reads nothing: the client's ring fills, then its
+        // queue, until the limit refuses more.
+        server.pause()?;
+        let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
+        let payload = pattern(4096, 1)?;
+        let mut accepted = 0u32;
+        let refused = loop {
+            match send_counted(&client, &tally, &payload, false) {
+                Ok(()) => accepted += 1,
+                Err(e) => break e,
+            }
+            assert!(accepted < 1000);
+        };
+        assert_eq!(refused, ENOBUFS);
+        let queued = client.snapshot().queued as u32;
+        assert!(queued >= (QUEUE_LIMIT_MIN / 4096 - 1) as u32);
+        assert!(client.is_running());
+        // Still nothing read after the stall time: the next send closes
+        // the channel.
+        fsleep(Delta::from_millis(PEER_STALL_MS + 200));
+        assert_eq!(send_counted(&client, &tally, &payload, false), Err(ENODEV));
+        // Every accepted send's routine ran once: written ones with
+        // success, queued ones with -ENODEV.
+        assert!(tally.wait_total(accepted));
+        assert_eq!(tally.removed.load(Ordering::SeqCst), queued);
+        assert_eq!(tally.ok.load(Ordering::SeqCst), accepted - queued);
+        assert!(holder_wait(|| !client.is_enabled()));
+        assert_eq!(client.snapshot().failures, 1);
+        server.disable()?;
+        client.cleanup()?;
+        server.cleanup()
+    }
+
+    #[test]
+    fn a_peer_that_never_completes_does_not_hold_up_disable() -> Result {
+        const N: u32 = 100;
+        let bus = LoopbackBus::new()?;
+        let holder = Holder::new(false)?;
+        let (server, client) = pair_with(&bus, holder.clone())?;
+        let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
+        for i in 0..N {
+            send_counted(&client, &tally, &[i as u8; 64], true)?;
+        }
+        assert!(holder.wait(|h| h.held() == N));
+        assert_eq!(tally.total(), 0);
+        // The client gives up: Disable ends every open transaction with
+        // -ENODEV at once, whatever the server's driver does.
+        let start = kernel::time::Instant::<kernel::time::Monotonic>::now();
+        client.disable()?;
+        assert!(start.elapsed().as_millis() < 2000);
+        assert_eq!(tally.removed.load(Ordering::SeqCst), N);
+        // The server's driver completes late: nobody waits, nothing breaks.
+        holder.complete(N as usize);
+        assert!(holder.wait(|_| !server.is_running()));
+        server.disable()?;
+        client.cleanup()?;
+        server.cleanup()
+    }
+
+    /// Waits up to five seconds for `what`.
+    fn holder_wait(what: impl Fn() -> bool) -> bool {
+        (0..500).any(|_| {
+            let done = what();
+            if !done {
+                fsleep(Delta::from_millis(10));
+            }
+            done
+        })
     }
 
     #[test]
