@@ -233,19 +233,33 @@ mod tests {
 
     /// A C-API server and client on `TYPE`/`INSTANCE`, connected.
     fn echo_pair(owner: *mut Module) -> (*mut KmclChannel, *mut KmclChannel) {
+        pair_owned(owner, owner, echo)
+    }
+
+    /// The C type of a process-packet callback.
+    type Process =
+        unsafe extern "C" fn(*mut KmclChannel, *mut KmclIncoming, *const c_void, u32, u32);
+
+    /// A C-API server (of module `server_owner`, delivering to `process`)
+    /// and client (of `client_owner`), connected.
+    fn pair_owned(
+        server_owner: *mut Module,
+        client_owner: *mut Module,
+        process: Process,
+    ) -> (*mut KmclChannel, *mut KmclChannel) {
         let (mut server, mut client) = (core::ptr::null_mut(), core::ptr::null_mut());
         let mut cb = StateCallbacks::new();
         cb.closed = Some(closed);
         // SAFETY: all handles are live; structures readable.
         unsafe {
-            assert_eq!(kmcl_channel_allocate(owner, true, &mut server), 0);
-            assert_eq!(kmcl_channel_allocate(owner, false, &mut client), 0);
+            assert_eq!(kmcl_channel_allocate(server_owner, true, &mut server), 0);
+            assert_eq!(kmcl_channel_allocate(client_owner, false, &mut client), 0);
             assert_eq!(
                 kmcl_server_channel_init_set_target_interface_id(server, &TYPE, &INSTANCE),
                 0
             );
             assert_eq!(
-                kmcl_channel_init_set_process_packet_callbacks(server, Some(echo), None),
+                kmcl_channel_init_set_process_packet_callbacks(server, Some(process), None),
                 0
             );
             assert_eq!(
@@ -443,6 +457,140 @@ mod tests {
         assert!(!engine.is_enabled());
         // The client was closed, but its (gone) Closed callback not called.
         assert_eq!(CLOSED.load(Ordering::SeqCst), 0);
+    }
+
+    /// Incoming packet handles the `hold` server keeps.
+    static HELD: [AtomicUsize; 8] = [const { AtomicUsize::new(0) }; 8];
+    static HELD_COUNT: AtomicUsize = AtomicUsize::new(0);
+    static DONE_OK: AtomicU32 = AtomicU32::new(0);
+    static DONE_ERR: AtomicU32 = AtomicU32::new(0);
+
+    /// Server: keeps the first eight packets uncompleted.
+    ///
+    /// # Safety
+    ///
+    /// Called by kmcl as `EvtVmbChannelProcessPacket`.
+    unsafe extern "C" fn hold(
+        _ch: *mut KmclChannel,
+        packet: *mut KmclIncoming,
+        _buffer: *const c_void,
+        _length: u32,
+        _flags: u32,
+    ) {
+        let n = HELD_COUNT.fetch_add(1, Ordering::SeqCst);
+        match HELD.get(n) {
+            Some(slot) => slot.store(packet as usize, Ordering::SeqCst),
+            // SAFETY: a live handle.
+            None => unsafe {
+                kmcl_channel_packet_complete(packet, core::ptr::null(), 0);
+            },
+        }
+    }
+
+    /// Client: counts its packets' outcomes and frees them.
+    ///
+    /// # Safety
+    ///
+    /// Called by kmcl as `EvtVmbPacketCompletionRoutine`.
+    unsafe extern "C" fn count_done(
+        packet: *mut KmclPacket,
+        status: c_int,
+        _buffer: *const c_void,
+        _length: u32,
+    ) {
+        let c = if status == 0 { &DONE_OK } else { &DONE_ERR };
+        c.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: the packet is ours again.
+        unsafe { kmcl_packet_free(packet) };
+    }
+
+    /// Sends `n` packets from `client` with a completion request and waits
+    /// until the `hold` server has them.
+    fn send_held(client: *mut KmclChannel, n: usize) {
+        HELD_COUNT.store(0, Ordering::SeqCst);
+        DONE_OK.store(0, Ordering::SeqCst);
+        DONE_ERR.store(0, Ordering::SeqCst);
+        for _ in 0..n {
+            // SAFETY: a live channel; the payload is copied.
+            unsafe {
+                let p = kmcl_packet_allocate(client);
+                assert!(!p.is_null());
+                kmcl_packet_set_completion_routine(p, Some(count_done));
+                let wait = FORMAT_FLAG_WAIT_FOR_COMPLETION;
+                assert_eq!(
+                    kmcl_packet_send(p, b"hold".as_ptr().cast(), 4, core::ptr::null(), wait),
+                    0
+                );
+            }
+        }
+        assert!(wait_until(|| HELD_COUNT.load(Ordering::SeqCst) == n));
+    }
+
+    #[test]
+    fn a_packet_completed_twice_is_refused_not_freed_twice() {
+        let (server, client) = pair_owned(core::ptr::null_mut(), core::ptr::null_mut(), hold);
+        send_held(client, 2);
+        let first = HELD[0].load(Ordering::SeqCst) as *mut KmclIncoming;
+        // SAFETY: `first` was delivered to `hold`; the repeated calls and
+        // the made-up handle are what the test is about (kmcl checks them).
+        unsafe {
+            assert_eq!(kmcl_channel_packet_complete(first, core::ptr::null(), 0), 0);
+            assert_eq!(
+                kmcl_channel_packet_complete(first, core::ptr::null(), 0),
+                -22
+            );
+            kmcl_channel_packet_fail(first);
+            kmcl_channel_packet_defer_to_passive(first);
+            let forged = 0x1000 as *mut KmclIncoming;
+            assert_eq!(
+                kmcl_channel_packet_complete(forged, core::ptr::null(), 0),
+                -22
+            );
+        }
+        assert!(wait_until(|| DONE_OK.load(Ordering::SeqCst) == 1));
+        let second = HELD[1].load(Ordering::SeqCst) as *mut KmclIncoming;
+        // SAFETY: live handles.
+        unsafe {
+            assert_eq!(
+                kmcl_channel_packet_complete(second, core::ptr::null(), 0),
+                0
+            );
+            assert!(wait_until(|| DONE_OK.load(Ordering::SeqCst) == 2));
+            assert_eq!(DONE_ERR.load(Ordering::SeqCst), 0);
+            // Still running: the refused calls changed nothing.
+            assert!(handle(client).is_some_and(|h| h.channel.is_running()));
+            assert_eq!(kmcl_channel_disable(client), 0);
+            assert_eq!(kmcl_channel_disable(server), 0);
+            kmcl_channel_cleanup(client);
+            kmcl_channel_cleanup(server);
+        }
+        assert_eq!(lent::count(), 0);
+    }
+
+    #[test]
+    fn a_module_unloaded_holding_packets_has_them_completed() {
+        static FAKE_VSP: u8 = 0;
+        let vsp = core::ptr::from_ref(&FAKE_VSP).cast_mut().cast::<Module>();
+        let (_server, client) = pair_owned(vsp, core::ptr::null_mut(), hold);
+        send_held(client, 5);
+        assert_eq!(lent::count(), 5);
+        // The server's module goes without completing them: kmcl completes
+        // them (empty), so the server's channel can close; every send of
+        // the client ends and its connection closes.
+        // SAFETY: a NUL-terminated name.
+        unsafe { kmcl_ffi_module_going(vsp, c"fake_vsp".as_char_ptr()) };
+        assert_eq!(lent::count(), 0);
+        assert!(wait_until(|| {
+            DONE_OK.load(Ordering::SeqCst) + DONE_ERR.load(Ordering::SeqCst) == 5
+        }));
+        // SAFETY: the client handle is live.
+        unsafe {
+            let engine = handle(client).map(|h| h.channel.clone()).unwrap();
+            assert!(wait_until(|| !engine.is_running()));
+            // Disabled already or not, depending on how the close went.
+            let _ = kmcl_channel_disable(client);
+            kmcl_channel_cleanup(client);
+        }
     }
 
     static RESEND_LEFT: AtomicU32 = AtomicU32::new(0);

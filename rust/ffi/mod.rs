@@ -45,6 +45,7 @@ use crate::protocol::lifecycle::Role;
 
 #[path = "../../include/kmcl/rust/abi.rs"]
 pub mod abi;
+mod lent;
 
 use abi::{
     ClientInterfaceV1, EvtPacketCompletion, EvtPnpFailure, EvtProcessPacket, EvtProcessingComplete,
@@ -85,6 +86,7 @@ mod glue {
 pub(crate) fn init() -> Result {
     // SAFETY: called once, from the module initialiser, before any use.
     unsafe { REGISTRY.init() };
+    lent::init();
     let bus = LoopbackBus::new()?;
     {
         let mut r = REGISTRY.lock();
@@ -111,6 +113,7 @@ pub(crate) fn exit() {
     drop((bus, handles));
     let root = REGISTRY.lock().debugfs.take();
     drop(root);
+    lent::exit();
 }
 
 /// A channel handle: the engine channel plus what the C API adds.
@@ -409,6 +412,15 @@ pub unsafe extern "C" fn kmcl_ffi_module_going(module: *mut abi::Module, name: *
             h.gone.store(true, Ordering::Release);
         }
     }
+    // Packets its driver still held are completed (empty), so that the
+    // channels can close: Disable waits for every delivered packet.
+    let mut reclaimed = 0usize;
+    while let Some(p) = lent::take_one_of(owner) {
+        // SAFETY: `p` was lent (`CPackets::process_packet`) and was just
+        // taken back from the record, so nobody else owns it.
+        drop(unsafe { incoming_unchecked(p as *mut KmclIncoming) });
+        reclaimed += 1;
+    }
     let mut released = 0usize;
     loop {
         // One at a time, so that nothing is allocated and no lock is held
@@ -422,13 +434,14 @@ pub unsafe extern "C" fn kmcl_ffi_module_going(module: *mut abi::Module, name: *
         release(&h);
         released += 1;
     }
-    if released > 0 {
+    if released > 0 || reclaimed > 0 {
         // SAFETY: the notifier passes the module's NUL-terminated name.
         let name = unsafe { CStr::from_char_ptr(name) };
         pr_warn!(
-            "module {} was unloaded with {} channel(s) not cleaned up; kmcl disabled and freed them\n",
+            "module {} was unloaded with {} channel(s) not cleaned up and {} incoming packet(s) not completed; kmcl completed, disabled and freed them\n",
             name.to_str().unwrap_or("?"),
-            released
+            released,
+            reclaimed
         );
     }
 }
@@ -499,6 +512,12 @@ impl PacketCallbacks for CPackets {
         let boxed = packet.into_box();
         let (data, len) = (boxed.data().as_ptr(), boxed.data().len());
         let raw = KBox::into_raw(boxed);
+        if lent::lend(raw as usize, self.handle.owner).is_err() {
+            // SAFETY: `raw` was made just above and not handed out.
+            drop(unsafe { incoming_unchecked(raw.cast()) });
+            pr_err!("out of memory delivering a packet; it was completed empty\n");
+            return;
+        }
         // SAFETY: `f` is the driver's callback (module alive). `raw` is the
         // packet handle, which the driver gives back through complete,
         // defer or fail; `data` stays valid until then (it lives in the
@@ -989,15 +1008,30 @@ pub unsafe extern "C" fn kmcl_channel_start(channel: *mut KmclChannel) -> c_int 
 // ---------------------------------------------------------------------------
 // Incoming packets.
 
-/// The incoming packet behind a handle, which the caller gives up.
+/// The incoming packet behind a handle a driver gives back, if kmcl lent
+/// it and it was not given back before (a packet completed twice is
+/// refused and logged instead of freed twice; see [`lent`]).
+fn incoming(packet: *mut KmclIncoming) -> Option<IncomingPacket> {
+    if !lent::give_back(packet as usize) {
+        pr_err!(
+            "invalid incoming packet handle {:p} (completed twice?); ignored\n",
+            packet
+        );
+        return None;
+    }
+    // SAFETY: the record had the handle, so it is `KBox::into_raw` of a
+    // packet's box, and taking it out of the record made it ours alone.
+    Some(unsafe { incoming_unchecked(packet) })
+}
+
+/// The incoming packet behind a handle.
 ///
 /// # Safety
 ///
-/// `packet` is a handle passed to a process-packet callback and not yet
-/// completed, deferred or failed.
-unsafe fn incoming(packet: *mut KmclIncoming) -> IncomingPacket {
-    // SAFETY: the handle is `KBox::into_raw` of the packet's box (see
-    // `CPackets::process_packet`), given back exactly once.
+/// `packet` is `KBox::into_raw` of an incoming packet's box, owned by the
+/// caller (given back exactly once).
+unsafe fn incoming_unchecked(packet: *mut KmclIncoming) -> IncomingPacket {
+    // SAFETY: the caller's promise.
     IncomingPacket::from_box(unsafe { KBox::from_raw(packet.cast::<Incoming>()) })
 }
 
@@ -1005,8 +1039,8 @@ unsafe fn incoming(packet: *mut KmclIncoming) -> IncomingPacket {
 ///
 /// # Safety
 ///
-/// `packet` is NULL or a live incoming packet handle; `buffer` holds
-/// `length` bytes.
+/// `packet` is NULL or a handle kmcl passed to a process-packet callback
+/// (one given back already is refused); `buffer` holds `length` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn kmcl_channel_packet_complete(
     packet: *mut KmclIncoming,
@@ -1016,8 +1050,9 @@ pub unsafe extern "C" fn kmcl_channel_packet_complete(
     if packet.is_null() {
         return EINVAL.to_errno();
     }
-    // SAFETY: the caller's promise.
-    let packet = unsafe { incoming(packet) };
+    let Some(packet) = incoming(packet) else {
+        return EINVAL.to_errno();
+    };
     // SAFETY: the caller's promise.
     match unsafe { bytes(buffer, length) } {
         Ok(payload) => errno(packet.complete(payload)),
@@ -1033,12 +1068,14 @@ pub unsafe extern "C" fn kmcl_channel_packet_complete(
 ///
 /// # Safety
 ///
-/// `packet` is NULL or a live incoming packet handle.
+/// `packet` is NULL or a handle kmcl passed to a process-packet callback
+/// (one given back already is refused).
 #[no_mangle]
 pub unsafe extern "C" fn kmcl_channel_packet_defer_to_passive(packet: *mut KmclIncoming) {
     if !packet.is_null() {
-        // SAFETY: the caller's promise.
-        unsafe { incoming(packet) }.defer_to_passive();
+        if let Some(p) = incoming(packet) {
+            p.defer_to_passive();
+        }
     }
 }
 
@@ -1046,12 +1083,14 @@ pub unsafe extern "C" fn kmcl_channel_packet_defer_to_passive(packet: *mut KmclI
 ///
 /// # Safety
 ///
-/// `packet` is NULL or a live incoming packet handle.
+/// `packet` is NULL or a handle kmcl passed to a process-packet callback
+/// (one given back already is refused).
 #[no_mangle]
 pub unsafe extern "C" fn kmcl_channel_packet_fail(packet: *mut KmclIncoming) {
     if !packet.is_null() {
-        // SAFETY: the caller's promise.
-        unsafe { incoming(packet) }.fail();
+        if let Some(p) = incoming(packet) {
+            p.fail();
+        }
     }
 }
 
