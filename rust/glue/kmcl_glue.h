@@ -26,4 +26,17 @@ const u32 *kmcl_glue_c_layout(u32 *count);
 /* Defined in Rust (rust/ffi/mod.rs). */
 void kmcl_ffi_module_going(struct module *mod, const char *name);
 
+/* rust/glue/hv_interop.c: wire-compatibility tests (KUnit builds only). */
+struct vmbus_channel;
+struct vmbus_channel *kmcl_hvi_channel_new(void *inbound, void *outbound,
+					   u32 pages, u32 max_pkt);
+void kmcl_hvi_channel_free(struct vmbus_channel *ch);
+int kmcl_hvi_send(struct vmbus_channel *ch, const void *buf, u32 len,
+		  u64 requestid, u16 type, u32 flags);
+int kmcl_hvi_send_mpb(struct vmbus_channel *ch, void *desc, u32 desc_size,
+		      const void *buf, u32 len, u64 requestid);
+int kmcl_hvi_recv_all(struct vmbus_channel *ch, u8 *out, u32 cap, u32 *used);
+void kmcl_hvi_counters(struct vmbus_channel *ch, u64 *sig_events,
+		       u64 *intr_out_empty, u64 *intr_in_full);
+
 #endif /* _KMCL_GLUE_H */

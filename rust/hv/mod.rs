@@ -19,6 +19,11 @@ mod ffi {
     }
 }
 
+#[cfg(CONFIG_KUNIT)]
+mod interop;
+#[cfg(CONFIG_KUNIT)]
+mod interop_tests;
+
 /// Whether `hv_vmbus` found a VMBus host (Hyper-V, Azure, or a KVM host
 /// with Hyper-V SynIC emulation) and registered its bus.
 ///

@@ -42,11 +42,16 @@ use super::packet::{
 /// Number of 32-bit words of the control page kmcl accesses.
 pub const CONTROL_WORDS: usize = 32;
 
-const WRITE_INDEX: usize = 0;
-const READ_INDEX: usize = 1;
-const INTERRUPT_MASK: usize = 2;
-const PENDING_SEND_SIZE: usize = 3;
-const FEATURE_BITS: usize = 16;
+/// Control word: `write_index` (see the layout table above).
+pub const WRITE_INDEX: usize = 0;
+/// Control word: `read_index`.
+pub const READ_INDEX: usize = 1;
+/// Control word: `interrupt_mask`.
+pub const INTERRUPT_MASK: usize = 2;
+/// Control word: `pending_send_sz`.
+pub const PENDING_SEND_SIZE: usize = 3;
+/// Control word: `feature_bits`.
+pub const FEATURE_BITS: usize = 16;
 
 /// `feature_bits` bit: the writer uses `pending_send_sz` for flow control.
 pub const FEATURE_PENDING_SEND_SIZE: u32 = 1;
