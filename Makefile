@@ -71,7 +71,7 @@ bench-module: modules
 	$(BMAKE) modules
 
 # Fuzzing (host parsers, cargo-fuzz): FUZZ_SECONDS per target; make check
-# runs the same targets for 20 s each.
+# runs the same targets for 60 s each (KMCL_FUZZ_SECONDS).
 FUZZ_SECONDS ?= 300
 fuzz: setup
 	@scripts/fuzz.sh $(FUZZ_SECONDS)

@@ -50,14 +50,14 @@ if [ "$host_rc" -ne 0 ] && [ "$hf" -eq 0 ]; then
 	result "host: cargo test ran (build failed?)" 1
 fi
 
-step "host: fuzz targets, ${KMCL_FUZZ_SECONDS:-20} s each (make fuzz runs longer)"
+step "host: fuzz targets, ${KMCL_FUZZ_SECONDS:-60} s each (make fuzz runs longer)"
 while read -r line; do
 	echo "$line"
 	case "$line" in
 	"PASS "*) passed=$((passed + 1)) ;;
 	"FAIL "*) failed=$((failed + 1)) ;;
 	esac
-done < <(scripts/fuzz.sh "${KMCL_FUZZ_SECONDS:-20}" 2>&1)
+done < <(scripts/fuzz.sh "${KMCL_FUZZ_SECONDS:-60}" 2>&1)
 
 step "style: rustfmt --check"
 rustfmt_out=$(git ls-files -co --exclude-standard '*.rs' | xargs /usr/bin/rustfmt --check --color never --edition 2021 2>&1)

@@ -1465,9 +1465,15 @@ mod tests {
     #[test]
     fn a_corrupt_ring_closes_the_channel_on_both_sides() -> Result {
         use crate::protocol::ring::RingMemory;
-        // (type, offset8, len8) of a descriptor the server never wrote:
-        // too long, unknown type, data offset inside the descriptor.
-        let bad = [(6u16, 2u16, 0xffffu16), (7, 2, 3), (6, 1, 3)];
+        // (type, offset8, len8, flags) of a descriptor the server never
+        // wrote: too long, unknown type, data offset inside the
+        // descriptor, unknown flags.
+        let bad = [
+            (6u16, 2u16, 0xffffu16, 0u16),
+            (7, 2, 3, 0),
+            (6, 1, 3, 0),
+            (6, 2, 3, 0x8000),
+        ];
         for case in 0..=bad.len() {
             let bus = LoopbackBus::new()?;
             let (server, client) = pair(&bus)?;
@@ -1478,11 +1484,12 @@ mod tests {
             match bad.get(case) {
                 // A write index outside the ring.
                 None => s2c.control()[0].store(size + 8, Ordering::SeqCst),
-                Some(&(ptype, off8, len8)) => {
+                Some(&(ptype, off8, len8, flags)) => {
                     let mut d = [0u8; 24];
                     d[0..2].copy_from_slice(&ptype.to_le_bytes());
                     d[2..4].copy_from_slice(&off8.to_le_bytes());
                     d[4..6].copy_from_slice(&len8.to_le_bytes());
+                    d[6..8].copy_from_slice(&flags.to_le_bytes());
                     s2c.write_data(w as usize, &d);
                     s2c.control()[0].store(w + 24, Ordering::SeqCst);
                 }
@@ -1496,6 +1503,7 @@ mod tests {
                 done
             });
             assert!(closed);
+            assert_eq!(client.snapshot().failures, 1);
             // The server keeps its offer up, as after any close.
             assert!(server.is_enabled());
             server.disable()?;
@@ -1505,8 +1513,8 @@ mod tests {
         Ok(())
     }
 
-    /// A completion for a packet never sent (a forged or duplicate
-    /// transaction id) is counted and dropped; the channel keeps working.
+    /// A completion for a packet never sent (a forged transaction id)
+    /// closes the channel; pending sends end with `-ENODEV`.
     #[test]
     fn a_forged_completion_closes_the_channel() -> Result {
         let bus = LoopbackBus::new()?;
