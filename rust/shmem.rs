@@ -157,6 +157,177 @@ impl RingMemory for RingPages {
     }
 }
 
+/// A `struct page`, opaque to Rust.
+#[repr(C)]
+pub struct Page {
+    _private: [u8; 0],
+}
+
+mod glue {
+    use super::Page as page;
+
+    extern "C" {
+        pub(super) fn kmcl_pages_lookup(
+            buf: *const core::ffi::c_void,
+            n: u32,
+            pages: *mut *mut page,
+        ) -> i32;
+        pub(super) fn kmcl_page_read(page: *mut page, offset: u32, dst: *mut u8, len: u32);
+        pub(super) fn kmcl_page_write(page: *mut page, offset: u32, src: *const u8, len: u32);
+    }
+}
+
+/// Memory a client shares through a GPADL: its pages, and where the data
+/// starts and ends in them.
+///
+/// Like hv_vmbus's GPADLs, the pages are recorded without references
+/// (kmalloc and high-order pages cannot be referenced page by page): the
+/// client keeps the memory until DeleteGpadl returns, and DeleteGpadl
+/// waits until the server has unmapped it, so the server only reaches the
+/// pages while the client must keep them.
+///
+/// # Invariants
+///
+/// `pages` holds `pages.len()` `struct page` pointers of memory that stays
+/// allocated while the GPADL exists (the constructors' safety contract);
+/// `offset < PAGE_SIZE` and `offset + len <= pages.len() * PAGE_SIZE`;
+/// `len > 0`.
+pub struct GpadlPages {
+    pages: KVec<*mut Page>,
+    offset: usize,
+    len: usize,
+}
+
+// SAFETY: the object only holds page pointers; the pages' contents are
+// only reached through `kmcl_page_read` / `kmcl_page_write` (memcpy
+// through a temporary mapping), from any thread.
+unsafe impl Send for GpadlPages {}
+// SAFETY: see `Send`; shared access only copies bytes in or out.
+unsafe impl Sync for GpadlPages {}
+
+impl GpadlPages {
+    /// The pages under the kernel buffer `[addr, addr + len)` (vmalloc or
+    /// linear-map memory; `-EINVAL` otherwise, or for `len == 0`).
+    ///
+    /// # Safety
+    ///
+    /// The buffer stays allocated until the GPADL made from it is deleted.
+    pub unsafe fn from_buffer(addr: usize, len: usize) -> Result<Self> {
+        if len == 0 {
+            return Err(EINVAL);
+        }
+        let offset = addr & (PAGE_SIZE - 1);
+        let n = crate::protocol::gpa::pages_spanned(offset, len)
+            .filter(|n| *n > 0)
+            .ok_or(EINVAL)?;
+        let count = u32::try_from(n)?;
+        let mut pages = KVec::with_capacity(n, GFP_KERNEL)?;
+        // SAFETY: `pages` has room for `n` pointers; the glue only looks
+        // up the pages of the given addresses (refusing addresses that are
+        // neither vmalloc nor linear-map memory).
+        let rc = unsafe {
+            glue::kmcl_pages_lookup(addr as *const core::ffi::c_void, count, pages.as_mut_ptr())
+        };
+        kernel::error::to_result(rc)?;
+        // SAFETY: the glue initialised all `n` entries.
+        unsafe { pages.inc_len(n) };
+        // INVARIANT: `n` pages span `offset + len`; the memory stays (the
+        // caller's promise).
+        Ok(Self { pages, offset, len })
+    }
+
+    /// `len` bytes from `offset` (`< PAGE_SIZE`) of `pages`.
+    ///
+    /// # Safety
+    ///
+    /// Every entry of `pages` is a valid `struct page` pointer, and the
+    /// pages stay allocated until the GPADL made from them is deleted.
+    pub unsafe fn from_pages(pages: &[*mut Page], offset: usize, len: usize) -> Result<Self> {
+        if len == 0 || offset >= PAGE_SIZE {
+            return Err(EINVAL);
+        }
+        let n = crate::protocol::gpa::pages_spanned(offset, len).ok_or(EINVAL)?;
+        let used = pages.get(..n).ok_or(EINVAL)?;
+        if used.iter().any(|p| p.is_null()) {
+            return Err(EINVAL);
+        }
+        let mut own = KVec::with_capacity(n, GFP_KERNEL)?;
+        own.extend_from_slice(used, GFP_KERNEL)?;
+        // INVARIANT: `n` pages span `offset + len`; they stay (the caller's
+        // promise).
+        Ok(Self {
+            pages: own,
+            offset,
+            len,
+        })
+    }
+
+    /// Bytes of data.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there is no data (never: a GPADL is at least one byte).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Offset of the data in the first page.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// The page array (for C's `struct kmcl_mdl`), valid while `self` is.
+    pub fn page_array(&self) -> (*const *mut Page, usize) {
+        (self.pages.as_ptr(), self.pages.len())
+    }
+
+    /// Calls `f(page, offset in page, start in the caller's buffer, len)`
+    /// for each piece of `[at, at + len)` of the data.
+    fn pieces(
+        &self,
+        at: usize,
+        len: usize,
+        mut f: impl FnMut(*mut Page, u32, usize, u32),
+    ) -> Result {
+        let end = at.checked_add(len).ok_or(EINVAL)?;
+        if end > self.len {
+            return Err(EINVAL);
+        }
+        let mut pos = self.offset + at;
+        let mut done = 0;
+        while done < len {
+            let index = pos >> kernel::page::PAGE_SHIFT;
+            let in_page = pos & (PAGE_SIZE - 1);
+            let n = (PAGE_SIZE - in_page).min(len - done);
+            let page = *self.pages.get(index).ok_or(EINVAL)?;
+            f(page, in_page as u32, done, n as u32);
+            pos += n;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Copies `buf.len()` bytes of the data, from `at`, into `buf`.
+    pub fn read(&self, at: usize, buf: &mut [u8]) -> Result {
+        let ptr = buf.as_mut_ptr();
+        self.pieces(at, buf.len(), |page, off, start, n| {
+            // SAFETY: `page` is allocated memory (invariant); `off + n` is
+            // within the page and `start + n` within `buf`.
+            unsafe { glue::kmcl_page_read(page, off, ptr.add(start), n) }
+        })
+    }
+
+    /// Copies `data` into the data, from `at`.
+    pub fn write(&self, at: usize, data: &[u8]) -> Result {
+        let ptr = data.as_ptr();
+        self.pieces(at, data.len(), |page, off, start, n| {
+            // SAFETY: as in `read`, with `data` as the source.
+            unsafe { glue::kmcl_page_write(page, off, ptr.add(start), n) }
+        })
+    }
+}
+
 #[kunit_tests(kmcl_shmem)]
 mod tests {
     use super::*;

@@ -451,17 +451,84 @@ int kmcl_channel_send_synchronous_request(struct kmcl_channel *channel,
 					  void *reply, u32 *reply_length,
 					  const u32 *timeout_ms);
 
-/* GPADLs, save/restore, VMBus handles: -EOPNOTSUPP for now. */
+/**
+ * kmcl_channel_create_gpadl_from_buffer() - VmbChannelCreateGpadlFromBuffer.
+ * @channel: a connected client channel (from EvtVmbChannelOpened on).
+ * @flags:   0 or VMBUS_CHANNEL_GPADL_FLAG_READ_ONLY.
+ * @buffer:  vmalloc or linear-map (kmalloc, page allocator) memory.
+ * @length:  bytes shared, at least 1.
+ * @gpadl:   receives the handle the server maps.
+ *
+ * kmcl records the pages under @buffer without taking references (as
+ * hv_vmbus does for its GPADLs): keep the memory until
+ * kmcl_channel_delete_gpadl() returns.
+ *
+ * Context: process.
+ * Return: 0, -EINVAL (flags, NULL, zero length, memory kmcl cannot look
+ * up, a server channel), -ENOTCONN, -ENOMEM.
+ */
 int kmcl_channel_create_gpadl_from_buffer(struct kmcl_channel *channel,
 					  u32 flags, void *buffer, u32 length,
 					  u32 *gpadl);
+/**
+ * kmcl_channel_create_gpadl_from_mdl() - VmbChannelCreateGpadlFromMdl.
+ * @channel: a connected client channel.
+ * @flags:   0 or VMBUS_CHANNEL_GPADL_FLAG_READ_ONLY.
+ * @mdl:     the memory; its pages must stay allocated until the GPADL is
+ *           deleted.
+ * @offset:  first byte of @mdl's data shared.
+ * @length:  bytes shared; 0: to the end of @mdl's data.
+ * @gpadl:   receives the handle.
+ *
+ * Context: process.
+ * Return: as kmcl_channel_create_gpadl_from_buffer(); -EINVAL also when
+ * @offset and @length leave @mdl.
+ */
 int kmcl_channel_create_gpadl_from_mdl(struct kmcl_channel *channel,
 				       u32 flags, const struct kmcl_mdl *mdl,
 				       u32 offset, u32 length, u32 *gpadl);
+/**
+ * kmcl_channel_delete_gpadl() - VmbChannelDeleteGpadl.
+ * @channel: the client channel that created @gpadl.
+ * @gpadl:   the handle.
+ *
+ * Waits while the server has the GPADL mapped.  Delete GPADLs in
+ * EvtVmbChannelClosed at the latest; kmcl deletes what is left after it.
+ *
+ * Context: process, sleeps.
+ * Return: 0, -ENOENT (unknown handle), -EINVAL (a server channel).
+ */
 int kmcl_channel_delete_gpadl(struct kmcl_channel *channel, u32 gpadl);
+/**
+ * kmcl_channel_map_gpadl() - VmbChannelMapGpadl.
+ * @channel: a connected server channel.
+ * @flags:   VMBUS_CHANNEL_GPADL_FLAG_READ_ONLY for a read-only mapping;
+ *           0 asks for write access, which a read-only GPADL refuses.
+ * @gpadl:   the client's handle.
+ * @mdl:     receives the client's pages, offset and length, valid until
+ *           kmcl_channel_unmap_gpadl(); reach them with kmap_local_page()
+ *           or vmap().
+ *
+ * One mapping per GPADL at a time.  Unmap in EvtVmbChannelClosed at the
+ * latest; kmcl unmaps what is left after it.
+ *
+ * Context: process.
+ * Return: 0, -ENOENT, -EBUSY (mapped already), -EACCES, -ENOTCONN,
+ * -EINVAL, -ENOMEM.
+ */
 int kmcl_channel_map_gpadl(struct kmcl_channel *channel, u32 flags,
 			   u32 gpadl, struct kmcl_mdl **mdl);
+/**
+ * kmcl_channel_unmap_gpadl() - VmbChannelUnmapGpadl.
+ * @channel: the server channel that mapped @gpadl.
+ * @gpadl:   the handle.
+ *
+ * Context: process.
+ * Return: 0, -ENOENT (not mapped here).
+ */
 int kmcl_channel_unmap_gpadl(struct kmcl_channel *channel, u32 gpadl);
+
+/* Save/restore, VMBus handles: -EOPNOTSUPP for now. */
 int kmcl_channel_save_begin(struct kmcl_channel *channel);
 int kmcl_channel_save_continue(struct kmcl_channel *channel, void *buffer,
 			       u32 size, u32 *filled, u32 *required);

@@ -226,6 +226,9 @@ pub struct Channel {
     /// Times this channel signalled the other endpoint, and was signalled.
     signals_sent: core::sync::atomic::AtomicU64,
     signals_received: core::sync::atomic::AtomicU64,
+    /// GPADLs (client) and mappings of them (server).
+    #[pin]
+    gpadl: super::gpadl::Gpadls,
 }
 
 impl_has_work! {
@@ -329,6 +332,7 @@ impl Channel {
                 signals_received: core::sync::atomic::AtomicU64::new(0),
                 rx_changed <- new_condvar!(),
                 rx_work <- new_work!("kmcl::Channel::rx_work"),
+                gpadl <- super::gpadl::Gpadls::new(),
             }),
             GFP_KERNEL,
         )
@@ -337,6 +341,71 @@ impl Channel {
     /// The current connection, if any.
     pub(crate) fn connection(&self) -> Option<Arc<Connection>> {
         self.control.lock().connection.clone()
+    }
+
+    /// The channel's GPADL state.
+    pub(crate) fn gpadls(&self) -> &super::gpadl::Gpadls {
+        &self.gpadl
+    }
+
+    /// KMCL `VmbChannelCreateGpadlFromBuffer`/`FromMdl` (client, connected:
+    /// from Opened on): shares `pages` with the server; returns the
+    /// handle. `-EINVAL` for a server, `-ENOTCONN` when not connected.
+    /// Process context.
+    pub fn create_gpadl(&self, pages: crate::shmem::GpadlPages, read_only: bool) -> Result<u32> {
+        if self.role != Role::Client {
+            return Err(EINVAL);
+        }
+        // Not the control lock: Opened runs with it held.
+        if self.data.lock().is_none() {
+            return Err(ENOTCONN);
+        }
+        self.gpadl.create(pages, read_only)
+    }
+
+    /// KMCL `VmbChannelDeleteGpadl` (client): waits while the server has
+    /// the GPADL mapped. `-ENOENT` for an unknown handle. Process context.
+    pub fn delete_gpadl(&self, handle: u32) -> Result {
+        if self.role != Role::Client {
+            return Err(EINVAL);
+        }
+        self.gpadl.delete(handle)
+    }
+
+    /// KMCL `VmbChannelMapGpadl` (server, connected): the client's pages
+    /// behind `handle`, until [`Self::unmap_gpadl`]. One mapping per GPADL
+    /// (`-EBUSY`); `writable` on a read-only GPADL fails (`-EACCES`);
+    /// `-ENOENT` for an unknown handle. Process context.
+    pub fn map_gpadl(&self, handle: u32, writable: bool) -> Result<Arc<crate::shmem::GpadlPages>> {
+        if self.role != Role::Server {
+            return Err(EINVAL);
+        }
+        let client = self
+            .data
+            .lock()
+            .as_ref()
+            .map(|dp| dp.peer().clone())
+            .ok_or(ENOTCONN)?;
+        self.gpadl.map(client, handle, writable)
+    }
+
+    /// KMCL `VmbChannelUnmapGpadl` (server). `-ENOENT` if not mapped.
+    pub fn unmap_gpadl(&self, handle: u32) -> Result {
+        if self.role != Role::Server {
+            return Err(EINVAL);
+        }
+        self.gpadl.unmap(handle)
+    }
+
+    /// A client closing with GPADLs the server has mapped tells the server
+    /// at once, so that the server's Closed can unmap them while the
+    /// client's Closed deletes them (DeleteGpadl waits for the unmap).
+    fn announce_close_if_mapped(&self, ctl: &Control) {
+        if self.role == Role::Client && self.gpadl.any_mapped() {
+            if let Some(conn) = &ctl.connection {
+                conn.announce_close();
+            }
+        }
     }
 
     /// The channel's role.
@@ -1040,6 +1109,7 @@ impl Channel {
                     }
                 },
                 PeerEvent::Failed => {
+                    self.announce_close_if_mapped(&ctl);
                     if let Ok(actions) = ctl.lifecycle.apply(Event::PeerClosed) {
                         self.execute(&mut ctl, Event::PeerClosed, actions.as_slice());
                     }
@@ -1096,6 +1166,9 @@ impl Channel {
         } else {
             None
         };
+        if event == Event::Disable {
+            self.announce_close_if_mapped(&ctl);
+        }
         self.execute(&mut ctl, event, actions.as_slice());
         if event == Event::Disable && self.role == Role::Client {
             self.bus.cancel_seek(self);
@@ -1122,6 +1195,19 @@ impl Channel {
                     // completed, with a defined failure status.
                     if let Some(u) = unfinished {
                         u.complete_all(Err(ENODEV));
+                    }
+                    // What the driver's Closed left of GPADLs and mappings.
+                    let (left, what) = match self.role {
+                        Role::Client => (self.gpadl.delete_all(), "GPADL(s) not deleted"),
+                        Role::Server => (self.gpadl.unmap_all(), "GPADL mapping(s) not unmapped"),
+                    };
+                    if left > 0 {
+                        pr_warn!(
+                            "channel {}: {} {} in Closed; kmcl released them\n",
+                            self.id,
+                            left,
+                            what
+                        );
                     }
                     if let Some(conn) = ctl.connection.take() {
                         conn.detach(self);

@@ -357,6 +357,15 @@ impl Connection {
         }
     }
 
+    /// The client is closing: tells the server now instead of when the
+    /// client leaves (see `Channel::announce_close_if_mapped`).
+    pub(crate) fn announce_close(self: &Arc<Self>) {
+        let server_attached = self.attached.lock().server;
+        if server_attached && self.server.post(PeerEvent::Closed(self.clone())).is_err() {
+            pr_warn!("loopback: out of memory telling the server to close\n");
+        }
+    }
+
     /// Waits until the client has left.
     pub(crate) fn wait_client_detached(&self) {
         let mut a = self.attached.lock();

@@ -9,5 +9,6 @@
 
 pub mod channel;
 pub mod datapath;
+pub(crate) mod gpadl;
 pub mod loopback;
 pub mod snapshot;

@@ -10,7 +10,8 @@ mod tests {
     use super::super::abi::{
         ClientInterfaceV1, Guid, KmclChannel, KmclIncoming, KmclMdl, KmclPacket, Module,
         ServerInterfaceV1, ServerOnlyMethods, StateCallbacks, CLIENT_INTERFACE,
-        FORMAT_FLAG_WAIT_FOR_COMPLETION, SERVER_INTERFACE, STATE_CALLBACKS_VERSION,
+        FORMAT_FLAG_WAIT_FOR_COMPLETION, GPADL_FLAG_READ_ONLY, SERVER_INTERFACE,
+        STATE_CALLBACKS_VERSION,
     };
     use super::super::*;
     use core::ffi::{c_int, c_void};
@@ -593,6 +594,85 @@ mod tests {
         }
     }
 
+    #[test]
+    fn gpadls_through_the_c_abi_from_a_buffer_and_from_an_mdl() {
+        let (server, client) = echo_pair(core::ptr::null_mut());
+        // 10,000 bytes of vmalloc memory with a pattern; both GPADLs live
+        // (deleted below) for less long than `buf`.
+        let mut buf = kernel::alloc::VVec::<u8>::with_capacity(10_000, GFP_KERNEL).unwrap();
+        for i in 0..10_000u32 {
+            buf.push((i % 251) as u8, GFP_KERNEL).unwrap();
+        }
+        // SAFETY: as above: `buf` outlives the pages' use.
+        let pages = unsafe { GpadlPages::from_buffer(buf.as_ptr() as usize, 10_000) }.unwrap();
+        let (array, n) = pages.page_array();
+        let mdl = KmclMdl {
+            pages: array.cast_mut().cast(),
+            nr_pages: n as u32,
+            offset: pages.offset() as u32,
+            length: 10_000,
+        };
+        let (mut whole, mut tail) = (0u32, 0u32);
+        // SAFETY: live handles; `buf` and `mdl` outlive the GPADLs.
+        unsafe {
+            assert_eq!(
+                kmcl_channel_create_gpadl_from_buffer(
+                    client,
+                    GPADL_FLAG_READ_ONLY,
+                    buf.as_mut_ptr().cast(),
+                    10_000,
+                    &mut whole
+                ),
+                0
+            );
+            // From byte 5000 of the MDL to its end (length 0).
+            assert_eq!(
+                kmcl_channel_create_gpadl_from_mdl(client, 0, &mdl, 5000, 0, &mut tail),
+                0
+            );
+            assert_eq!(
+                kmcl_channel_create_gpadl_from_mdl(client, 0, &mdl, 9000, 2000, &mut tail),
+                -22
+            );
+            let mut m = core::ptr::null_mut();
+            // Read-only: no write mapping.
+            assert_eq!(kmcl_channel_map_gpadl(server, 0, whole, &mut m), -13);
+            assert_eq!(
+                kmcl_channel_map_gpadl(server, GPADL_FLAG_READ_ONLY, whole, &mut m),
+                0
+            );
+            let got = &*m;
+            assert_eq!((got.length, got.nr_pages), (10_000, n as u32));
+            let mut t = core::ptr::null_mut();
+            assert_eq!(kmcl_channel_map_gpadl(server, 0, tail, &mut t), 0);
+            let got = &*t;
+            assert_eq!(got.length, 5000);
+            // The server reads the client's bytes through the MDL it got.
+            let slice = core::slice::from_raw_parts(
+                got.pages.cast::<*mut crate::shmem::Page>(),
+                got.nr_pages as usize,
+            );
+            let view =
+                GpadlPages::from_pages(slice, got.offset as usize, got.length as usize).unwrap();
+            let mut b = [0u8; 16];
+            view.read(0, &mut b).unwrap();
+            assert!((0..16).all(|i| b[i] == ((5000 + i) % 251) as u8));
+            view.read(4984, &mut b).unwrap();
+            assert!((0..16).all(|i| b[i] == ((9984 + i) % 251) as u8));
+            assert_eq!(kmcl_channel_unmap_gpadl(server, whole), 0);
+            assert_eq!(kmcl_channel_unmap_gpadl(server, tail), 0);
+            assert_eq!(kmcl_channel_unmap_gpadl(server, tail), -2);
+            assert_eq!(kmcl_channel_delete_gpadl(client, whole), 0);
+            assert_eq!(kmcl_channel_delete_gpadl(client, tail), 0);
+            assert_eq!(kmcl_channel_delete_gpadl(client, tail), -2);
+            assert_eq!(kmcl_channel_disable(client), 0);
+            assert_eq!(kmcl_channel_disable(server), 0);
+            kmcl_channel_cleanup(client);
+            kmcl_channel_cleanup(server);
+        }
+        drop(pages);
+    }
+
     static RESEND_LEFT: AtomicU32 = AtomicU32::new(0);
     static RESEND_SEEN: AtomicU32 = AtomicU32::new(0);
     static RESEND_INTACT: AtomicU32 = AtomicU32::new(0);
@@ -1160,43 +1240,81 @@ mod tests {
             );
             kmcl_channel_cleanup(dup);
 
-            // Not there yet (issue 4): refused, never half done.
+            // GPADLs: bad flags, NULL, unknown handles, the wrong role.
             expect(
                 &mut f,
-                "gpadl from buffer",
+                "gpadl from buffer, unknown flag",
                 kmcl_channel_create_gpadl_from_buffer(
                     client,
+                    0x2,
+                    buf.as_mut_ptr().cast(),
+                    64,
+                    &mut word,
+                ),
+                EINVAL,
+            );
+            expect(
+                &mut f,
+                "gpadl from buffer, zero length",
+                kmcl_channel_create_gpadl_from_buffer(
+                    client,
+                    0,
+                    buf.as_mut_ptr().cast(),
+                    0,
+                    &mut word,
+                ),
+                EINVAL,
+            );
+            expect(
+                &mut f,
+                "gpadl from buffer on a server",
+                kmcl_channel_create_gpadl_from_buffer(
+                    server,
                     0,
                     buf.as_mut_ptr().cast(),
                     64,
                     &mut word,
                 ),
-                EOPNOTSUPP,
+                EINVAL,
             );
             expect(
                 &mut f,
-                "gpadl from mdl",
+                "gpadl from NULL mdl",
                 kmcl_channel_create_gpadl_from_mdl(client, 0, core::ptr::null(), 0, 0, &mut word),
-                EOPNOTSUPP,
+                EINVAL,
             );
             expect(
                 &mut f,
-                "delete gpadl",
-                kmcl_channel_delete_gpadl(client, 1),
-                EOPNOTSUPP,
+                "delete unknown gpadl",
+                kmcl_channel_delete_gpadl(client, 0x7fff_0000),
+                -2,
             );
+            let mut mdlp = core::ptr::null_mut();
             expect(
                 &mut f,
-                "map gpadl",
+                "map gpadl, NULL out",
                 kmcl_channel_map_gpadl(server, 0, 1, core::ptr::null_mut()),
-                EOPNOTSUPP,
+                EINVAL,
             );
             expect(
                 &mut f,
-                "unmap gpadl",
-                kmcl_channel_unmap_gpadl(server, 1),
-                EOPNOTSUPP,
+                "map gpadl, server not connected",
+                kmcl_channel_map_gpadl(server, 0, 0x7fff_0000, &mut mdlp),
+                -107,
             );
+            expect(
+                &mut f,
+                "map gpadl on a client",
+                kmcl_channel_map_gpadl(client, 0, 1, &mut mdlp),
+                EINVAL,
+            );
+            expect(
+                &mut f,
+                "unmap gpadl not mapped",
+                kmcl_channel_unmap_gpadl(server, 0x7fff_0000),
+                -2,
+            );
+            // Not there yet (issue 4): refused, never half done.
             expect(
                 &mut f,
                 "mmio space",

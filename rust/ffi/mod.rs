@@ -30,10 +30,10 @@ use kernel::ffi::c_char;
 use kernel::{
     debugfs::{Dir, File},
     error::to_result,
-    new_spinlock, new_spinlock_irq,
+    new_mutex, new_spinlock, new_spinlock_irq,
     prelude::*,
     str::CString,
-    sync::{Arc, ArcBorrow, SpinLock, SpinLockIrq},
+    sync::{Arc, ArcBorrow, Mutex, SpinLock, SpinLockIrq},
 };
 
 use crate::engine::{
@@ -42,6 +42,7 @@ use crate::engine::{
     loopback::LoopbackBus,
 };
 use crate::protocol::lifecycle::Role;
+use crate::shmem::GpadlPages;
 
 #[path = "../../include/kmcl/rust/abi.rs"]
 pub mod abi;
@@ -134,6 +135,51 @@ pub struct Handle {
     /// list); `None` once the channel is cleaned up.
     #[pin]
     lookaside: SpinLockIrq<Option<KVec<KBox<CPacket>>>>,
+    /// Server: the MDLs of its GPADL mappings.
+    #[pin]
+    mdls: Mutex<KVec<MappedMdl>>,
+}
+
+/// A server's mapping of a GPADL as C sees it: the `struct kmcl_mdl`
+/// handed out, valid while this lives.
+///
+/// # Invariants
+///
+/// `mdl.pages` points into `pages`' page array, which lives (unchanged)
+/// as long as `pages` does.
+struct MappedMdl {
+    gpadl: u32,
+    mdl: KBox<KmclMdl>,
+    _pages: Arc<GpadlPages>,
+}
+
+// SAFETY: the raw pointer in `mdl` refers to memory `pages` owns and never
+// changes; it is only handed to C, never written through by Rust.
+unsafe impl Send for MappedMdl {}
+
+impl MappedMdl {
+    fn new(gpadl: u32, pages: Arc<GpadlPages>) -> Result<Self> {
+        let (array, n) = pages.page_array();
+        let mdl = KBox::new(
+            KmclMdl {
+                pages: array.cast_mut().cast(),
+                nr_pages: u32::try_from(n)?,
+                offset: u32::try_from(pages.offset())?,
+                length: u32::try_from(pages.len())?,
+            },
+            GFP_KERNEL,
+        )?;
+        // INVARIANT: `mdl.pages` is `pages`' array.
+        Ok(Self {
+            gpadl,
+            mdl,
+            _pages: pages,
+        })
+    }
+
+    fn as_ptr(&self) -> *mut KmclMdl {
+        core::ptr::from_ref(&*self.mdl).cast_mut()
+    }
 }
 
 /// `/sys/kernel/debug/kmcl/<name>.<n>/state`: the channel's snapshot.
@@ -293,6 +339,8 @@ fn release(h: &Arc<Handle>) {
     drop(kept);
     let debugfs = h.debugfs.lock().take();
     drop(debugfs);
+    let mdls = core::mem::take(&mut *h.mdls.lock());
+    drop(mdls);
     if h.channel.is_enabled() {
         if let Err(e) = h.channel.disable() {
             pr_err!("channel disable failed ({:?})\n", e);
@@ -337,6 +385,7 @@ pub unsafe extern "C" fn kmcl_channel_allocate(
                 pnp_failure <- new_spinlock!(None),
                 lookaside <- new_spinlock_irq!(Some(kept)),
                 debugfs <- new_spinlock!(None),
+                mdls <- new_mutex!(KVec::new()),
             }),
             GFP_KERNEL,
         )?;
@@ -1420,35 +1469,112 @@ pub unsafe extern "C" fn kmcl_channel_send_synchronous_request(
 // Functions of the GPADL, external-data, MMIO, save/restore and VMBus
 // handle work (issue 4): present in the tables, refused for now.
 
-/// `VmbChannelCreateGpadlFromBuffer` (`-EOPNOTSUPP` for now).
+/// `VmbChannelCreateGpadlFromBuffer`: shares `length` bytes at `buffer`
+/// (vmalloc or linear-map memory) with the server.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle; `gpadl` is NULL or writable; the
+/// buffer stays allocated until the GPADL is deleted.
 #[no_mangle]
-pub extern "C" fn kmcl_channel_create_gpadl_from_buffer(
-    _channel: *mut KmclChannel,
-    _flags: u32,
-    _buffer: *mut c_void,
-    _length: u32,
-    _gpadl: *mut u32,
+pub unsafe extern "C" fn kmcl_channel_create_gpadl_from_buffer(
+    channel: *mut KmclChannel,
+    flags: u32,
+    buffer: *mut c_void,
+    length: u32,
+    gpadl: *mut u32,
 ) -> c_int {
-    EOPNOTSUPP.to_errno()
+    if gpadl.is_null() || buffer.is_null() || flags & !abi::GPADL_FLAG_READ_ONLY != 0 {
+        return EINVAL.to_errno();
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        with_channel(channel, |h| {
+            // SAFETY: the caller keeps the buffer until the GPADL is
+            // deleted (kmcl.h).
+            let pages = GpadlPages::from_buffer(buffer as usize, length as usize)?;
+            let handle = h
+                .channel
+                .create_gpadl(pages, flags & abi::GPADL_FLAG_READ_ONLY != 0)?;
+            // SAFETY: `gpadl` is writable (the caller's promise).
+            *gpadl = handle;
+            Ok(())
+        })
+    }
 }
 
-/// `VmbChannelCreateGpadlFromMdl` (`-EOPNOTSUPP` for now).
+/// `VmbChannelCreateGpadlFromMdl`: shares `length` bytes (0: to the end)
+/// from `offset` of the data `mdl` describes.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle; `mdl` is NULL or a readable
+/// `struct kmcl_mdl` whose `pages` holds `nr_pages` valid page pointers,
+/// and those pages stay allocated until the GPADL is deleted; `gpadl` is
+/// NULL or writable.
 #[no_mangle]
-pub extern "C" fn kmcl_channel_create_gpadl_from_mdl(
-    _channel: *mut KmclChannel,
-    _flags: u32,
-    _mdl: *const KmclMdl,
-    _offset: u32,
-    _length: u32,
-    _gpadl: *mut u32,
+pub unsafe extern "C" fn kmcl_channel_create_gpadl_from_mdl(
+    channel: *mut KmclChannel,
+    flags: u32,
+    mdl: *const KmclMdl,
+    offset: u32,
+    length: u32,
+    gpadl: *mut u32,
 ) -> c_int {
-    EOPNOTSUPP.to_errno()
+    if gpadl.is_null() || mdl.is_null() || flags & !abi::GPADL_FLAG_READ_ONLY != 0 {
+        return EINVAL.to_errno();
+    }
+    // SAFETY: `mdl` is readable (the caller's promise).
+    let m = unsafe { &*mdl };
+    if m.pages.is_null() || m.length == 0 || offset >= m.length {
+        return EINVAL.to_errno();
+    }
+    let length = if length == 0 {
+        m.length - offset
+    } else {
+        length
+    };
+    if u64::from(offset) + u64::from(length) > u64::from(m.length) {
+        return EINVAL.to_errno();
+    }
+    let start = m.offset as usize + offset as usize;
+    let first = start >> kernel::page::PAGE_SHIFT;
+    let in_page = start & (kernel::page::PAGE_SIZE - 1);
+    // SAFETY: `pages` holds `nr_pages` pointers (the caller's promise).
+    let all = unsafe {
+        core::slice::from_raw_parts(
+            m.pages.cast::<*mut crate::shmem::Page>(),
+            m.nr_pages as usize,
+        )
+    };
+    let Some(from_first) = all.get(first..) else {
+        return EINVAL.to_errno();
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        with_channel(channel, |h| {
+            // SAFETY: the pages are valid (the caller's promise); the
+            // range is checked against the slice.
+            let pages = GpadlPages::from_pages(from_first, in_page, length as usize)?;
+            let handle = h
+                .channel
+                .create_gpadl(pages, flags & abi::GPADL_FLAG_READ_ONLY != 0)?;
+            // SAFETY: `gpadl` is writable (the caller's promise).
+            *gpadl = handle;
+            Ok(())
+        })
+    }
 }
 
-/// `VmbChannelDeleteGpadl` (`-EOPNOTSUPP` for now).
+/// `VmbChannelDeleteGpadl`: waits while the server has it mapped.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
 #[no_mangle]
-pub extern "C" fn kmcl_channel_delete_gpadl(_channel: *mut KmclChannel, _gpadl: u32) -> c_int {
-    EOPNOTSUPP.to_errno()
+pub unsafe extern "C" fn kmcl_channel_delete_gpadl(channel: *mut KmclChannel, gpadl: u32) -> c_int {
+    // SAFETY: forwarded from the caller.
+    unsafe { with_channel(channel, |h| h.channel.delete_gpadl(gpadl)) }
 }
 
 /// `VmbChannelGetMmioSpace` (`-EOPNOTSUPP` for now).
@@ -1508,21 +1634,71 @@ pub extern "C" fn kmcl_packet_send_with_external_pfns(
     EOPNOTSUPP.to_errno()
 }
 
-/// `VmbChannelMapGpadl` (`-EOPNOTSUPP` for now).
+/// `VmbChannelMapGpadl`: `*mdl` describes the client's pages behind
+/// `gpadl` until it is unmapped (or the channel is cleaned up).
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle; `mdl` is NULL or writable.
 #[no_mangle]
-pub extern "C" fn kmcl_channel_map_gpadl(
-    _channel: *mut KmclChannel,
-    _flags: u32,
-    _gpadl: u32,
-    _mdl: *mut *mut KmclMdl,
+pub unsafe extern "C" fn kmcl_channel_map_gpadl(
+    channel: *mut KmclChannel,
+    flags: u32,
+    gpadl: u32,
+    mdl: *mut *mut KmclMdl,
 ) -> c_int {
-    EOPNOTSUPP.to_errno()
+    if mdl.is_null() || flags & !abi::GPADL_FLAG_READ_ONLY != 0 {
+        return EINVAL.to_errno();
+    }
+    let writable = flags & abi::GPADL_FLAG_READ_ONLY == 0;
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        with_channel(channel, |h| {
+            let pages = h.channel.map_gpadl(gpadl, writable)?;
+            let recorded = MappedMdl::new(gpadl, pages).and_then(|m| {
+                let ptr = m.as_ptr();
+                h.mdls.lock().push(m, GFP_KERNEL)?;
+                Ok(ptr)
+            });
+            match recorded {
+                Ok(ptr) => {
+                    // SAFETY: `mdl` is writable (the caller's promise).
+                    *mdl = ptr;
+                    Ok(())
+                }
+                Err(e) => {
+                    let _ = h.channel.unmap_gpadl(gpadl);
+                    Err(e)
+                }
+            }
+        })
+    }
 }
 
-/// `VmbChannelUnmapGpadl` (`-EOPNOTSUPP` for now).
+/// `VmbChannelUnmapGpadl`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
 #[no_mangle]
-pub extern "C" fn kmcl_channel_unmap_gpadl(_channel: *mut KmclChannel, _gpadl: u32) -> c_int {
-    EOPNOTSUPP.to_errno()
+pub unsafe extern "C" fn kmcl_channel_unmap_gpadl(channel: *mut KmclChannel, gpadl: u32) -> c_int {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        with_channel(channel, |h| {
+            let r = h.channel.unmap_gpadl(gpadl);
+            // The MDL goes with the mapping (also if kmcl already unmapped
+            // it because the connection ended).
+            let gone = {
+                let mut mdls = h.mdls.lock();
+                let i = mdls.iter().position(|m| m.gpadl == gpadl);
+                i.and_then(|i| mdls.remove(i).ok())
+            };
+            match (r, gone) {
+                (Err(e), None) => Err(e),
+                _ => Ok(()),
+            }
+        })
+    }
 }
 
 /// `VmbChannelRestoreFromBuffer` (`-EOPNOTSUPP` for now).

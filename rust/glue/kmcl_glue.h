@@ -26,6 +26,12 @@ const u32 *kmcl_glue_c_layout(u32 *count);
 /* Defined in Rust (rust/ffi/mod.rs). */
 void kmcl_ffi_module_going(struct module *mod, const char *name);
 
+/* rust/glue/pages.c: the pages behind a GPADL. */
+struct page;
+int kmcl_pages_lookup(const void *buf, u32 n, struct page **pages);
+void kmcl_page_read(struct page *page, u32 offset, void *dst, u32 len);
+void kmcl_page_write(struct page *page, u32 offset, const void *src, u32 len);
+
 /* rust/glue/hv_interop.c: wire-compatibility tests (KUnit builds only). */
 struct vmbus_channel;
 struct vmbus_channel *kmcl_hvi_channel_new(void *inbound, void *outbound,

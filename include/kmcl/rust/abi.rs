@@ -452,6 +452,9 @@ pub struct ServerInterfaceV1 {
     pub server: ServerOnlyMethods,
 }
 
+/// `VMBUS_CHANNEL_GPADL_FLAG_READ_ONLY`: a GPADL the server may only map
+/// for reading (create), or a read-only mapping (map).
+pub const GPADL_FLAG_READ_ONLY: u32 = 0x1;
 /// `VMBUS_CHANNEL_FORMAT_FLAG_WAIT_FOR_COMPLETION`.
 pub const FORMAT_FLAG_WAIT_FOR_COMPLETION: u32 = 0x1;
 /// `VMBUS_CHANNEL_FORMAT_FLAG_FORCE_MDL_LENGTH`.

@@ -1,0 +1,401 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! GPADLs on the loopback VMBus: memory a client shares with the server of
+//! its channel.
+//!
+//! A client creates a GPADL from a buffer or a page array
+//! ([`crate::shmem::GpadlPages`], which references the pages) and gets a
+//! handle; the server maps it by handle (one mapping at a time; a
+//! read-only GPADL cannot be mapped for writing) and gets the pages;
+//! DeleteGpadl waits while the server has it mapped. Both tables belong to
+//! the channels: the client's holds its GPADLs, the server's its mappings.
+//!
+//! When a connection ends, the server's mappings are unmapped (after its
+//! Closed callback, where KMCL has the driver unmap them) and the client's
+//! GPADLs deleted (after its Closed, where KMCL has the driver delete
+//! them; this too waits for the server's unmap); whatever a driver forgot
+//! is released with one log line. A client closing while the server has
+//! a GPADL mapped tells the server at once, so the waits end.
+//!
+//! The client keeps the memory until DeleteGpadl returns (or until its
+//! channel closed): kmcl does not reference the pages, as hv_vmbus does
+//! not (see [`GpadlPages`]).
+
+use kernel::{
+    new_condvar, new_mutex,
+    prelude::*,
+    sync::{Arc, CondVar, Mutex},
+};
+
+use super::channel::Channel;
+use crate::shmem::GpadlPages;
+
+struct Entry {
+    handle: u32,
+    pages: Arc<GpadlPages>,
+    read_only: bool,
+    mapped: bool,
+}
+
+/// A server's mapping of a client's GPADL.
+struct Mapping {
+    client: Arc<Channel>,
+    handle: u32,
+}
+
+struct Tables {
+    /// Client: its GPADLs.
+    gpadls: KVec<Entry>,
+    next_handle: u32,
+    /// Server: its mappings.
+    mappings: KVec<Mapping>,
+}
+
+/// A channel's GPADL state.
+#[pin_data]
+pub(crate) struct Gpadls {
+    #[pin]
+    tables: Mutex<Tables>,
+    /// Signalled when a GPADL is unmapped.
+    #[pin]
+    unmapped: CondVar,
+}
+
+impl Gpadls {
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Gpadls {
+            tables <- new_mutex!(Tables {
+                gpadls: KVec::new(),
+                next_handle: 1,
+                mappings: KVec::new(),
+            }),
+            unmapped <- new_condvar!(),
+        })
+    }
+
+    /// Client: records a GPADL over `pages`; returns its handle.
+    pub(crate) fn create(&self, pages: GpadlPages, read_only: bool) -> Result<u32> {
+        let pages = Arc::new(pages, GFP_KERNEL)?;
+        let mut t = self.tables.lock();
+        let handle = t.next_handle;
+        t.gpadls.push(
+            Entry {
+                handle,
+                pages,
+                read_only,
+                mapped: false,
+            },
+            GFP_KERNEL,
+        )?;
+        // Handles are never 0 and not reused while kmcl is loaded (2^32).
+        t.next_handle = t.next_handle.wrapping_add(1).max(1);
+        Ok(handle)
+    }
+
+    /// Client: deletes GPADL `handle`, waiting while the server has it
+    /// mapped. `-ENOENT` for an unknown handle.
+    pub(crate) fn delete(&self, handle: u32) -> Result {
+        let mut t = self.tables.lock();
+        loop {
+            let i = t
+                .gpadls
+                .iter()
+                .position(|e| e.handle == handle)
+                .ok_or(ENOENT)?;
+            if !t.gpadls[i].mapped {
+                let e = t.gpadls.remove(i).map_err(|_| EINVAL)?;
+                drop(t);
+                drop(e);
+                return Ok(());
+            }
+            self.unmapped.wait(&mut t);
+        }
+    }
+
+    /// Client: whether the server has any GPADL mapped.
+    pub(crate) fn any_mapped(&self) -> bool {
+        self.tables.lock().gpadls.iter().any(|e| e.mapped)
+    }
+
+    /// Client: deletes every GPADL left (the connection ended), waiting,
+    /// as DeleteGpadl does, until the server has unmapped them (it was told
+    /// of the close and unmaps at its own); returns how many there were.
+    pub(crate) fn delete_all(&self) -> usize {
+        let mut t = self.tables.lock();
+        while t.gpadls.iter().any(|e| e.mapped) {
+            self.unmapped.wait(&mut t);
+        }
+        let left = core::mem::take(&mut t.gpadls);
+        drop(t);
+        left.len()
+    }
+
+    /// Client side of a map: marks `handle` mapped and returns its pages.
+    fn map_entry(&self, handle: u32, writable: bool) -> Result<Arc<GpadlPages>> {
+        let mut t = self.tables.lock();
+        let e = t
+            .gpadls
+            .iter_mut()
+            .find(|e| e.handle == handle)
+            .ok_or(ENOENT)?;
+        if e.mapped {
+            return Err(EBUSY);
+        }
+        if writable && e.read_only {
+            return Err(EACCES);
+        }
+        e.mapped = true;
+        Ok(e.pages.clone())
+    }
+
+    /// Client side of an unmap.
+    fn unmap_entry(&self, handle: u32) {
+        let mut t = self.tables.lock();
+        if let Some(e) = t.gpadls.iter_mut().find(|e| e.handle == handle) {
+            e.mapped = false;
+        }
+        drop(t);
+        self.unmapped.notify_all();
+    }
+
+    /// Server: maps `client`'s GPADL `handle`. `-ENOENT` unknown, `-EBUSY`
+    /// mapped already, `-EACCES` write access to a read-only GPADL.
+    pub(crate) fn map(
+        &self,
+        client: Arc<Channel>,
+        handle: u32,
+        writable: bool,
+    ) -> Result<Arc<GpadlPages>> {
+        let pages = client.gpadls().map_entry(handle, writable)?;
+        let recorded = self.tables.lock().mappings.push(
+            Mapping {
+                client: client.clone(),
+                handle,
+            },
+            GFP_KERNEL,
+        );
+        if let Err(e) = recorded {
+            client.gpadls().unmap_entry(handle);
+            return Err(e.into());
+        }
+        Ok(pages)
+    }
+
+    /// Server: unmaps `handle`. `-ENOENT` if it is not mapped here.
+    pub(crate) fn unmap(&self, handle: u32) -> Result {
+        let m = {
+            let mut t = self.tables.lock();
+            let i = t
+                .mappings
+                .iter()
+                .position(|m| m.handle == handle)
+                .ok_or(ENOENT)?;
+            t.mappings.remove(i).map_err(|_| EINVAL)?
+        };
+        m.client.gpadls().unmap_entry(m.handle);
+        Ok(())
+    }
+
+    /// Server: unmaps everything (the connection ended); returns how many
+    /// mappings there were.
+    pub(crate) fn unmap_all(&self) -> usize {
+        let left = core::mem::take(&mut self.tables.lock().mappings);
+        for m in left.iter() {
+            m.client.gpadls().unmap_entry(m.handle);
+        }
+        left.len()
+    }
+}
+
+/// GPADLs between a loopback client and server, through the engine API.
+#[kunit_tests(kmcl_engine_gpadl)]
+mod tests {
+    use super::*;
+    use crate::engine::loopback::LoopbackBus;
+    use crate::protocol::lifecycle::Role;
+    use core::sync::atomic::{AtomicBool, Ordering};
+    use kernel::alloc::VVec;
+    use kernel::time::{delay::fsleep, Delta};
+
+    const TYPE: [u8; 16] = [0x6d; 16];
+
+    fn wait(what: impl Fn() -> bool) -> bool {
+        (0..500).any(|_| {
+            let done = what();
+            if !done {
+                fsleep(Delta::from_millis(10));
+            }
+            done
+        })
+    }
+
+    // The tests' GPADLs are made from buffers that outlive them: each is
+    // deleted (by the test, or by kmcl when the channel closes) before its
+    // buffer is dropped, which is what `GpadlPages::from_buffer` requires.
+
+    /// A GPADL's pages from `len` bytes at `addr`.
+    fn pages_of(addr: usize, len: usize) -> Result<GpadlPages> {
+        // SAFETY: the tests' buffers outlive their GPADLs (see above).
+        unsafe { GpadlPages::from_buffer(addr, len) }
+    }
+
+    /// A connected (server, client) pair on a private bus.
+    fn pair() -> Result<(Arc<Channel>, Arc<Channel>)> {
+        let bus = LoopbackBus::new()?;
+        let server = Channel::new(Role::Server, bus.clone())?;
+        server.configure(|s| s.interface_type = TYPE)?;
+        let client = Channel::new(Role::Client, bus)?;
+        client.configure(|s| s.interface_type = TYPE)?;
+        server.enable()?;
+        server.start()?;
+        client.enable()?;
+        if !wait(|| client.is_running() && server.is_running()) {
+            return Err(ETIMEDOUT);
+        }
+        Ok((server, client))
+    }
+
+    fn close(server: Arc<Channel>, client: Arc<Channel>) -> Result {
+        client.disable()?;
+        server.disable()?;
+        client.cleanup()?;
+        server.cleanup()
+    }
+
+    fn byte(i: usize, salt: u8) -> u8 {
+        (i ^ (i >> 9)) as u8 ^ salt
+    }
+
+    #[test]
+    fn data_crosses_a_gpadl_byte_exact_both_ways() -> Result {
+        let (server, client) = pair()?;
+        // 1 byte to 3 MiB, starting at unaligned offsets of vmalloc memory.
+        for (len, off) in [
+            (1usize, 0usize),
+            (100, 3),
+            (4096, 0),
+            (4097, 4095),
+            (3 << 20, 123),
+        ] {
+            let mut buf = VVec::<u8>::with_capacity(len + off, GFP_KERNEL)?;
+            for i in 0..len + off {
+                buf.push(byte(i, 0), GFP_KERNEL)?;
+            }
+            let addr = buf.as_ptr() as usize + off;
+            let h = client.create_gpadl(pages_of(addr, len)?, false)?;
+            let pages = server.map_gpadl(h, true)?;
+            assert_eq!(pages.len(), len);
+            // The server reads what the client wrote...
+            let mut seen = VVec::<u8>::from_elem(0, len, GFP_KERNEL)?;
+            pages.read(0, &mut seen)?;
+            assert!((0..len).all(|i| seen[i] == byte(i + off, 0)));
+            // ...and writes back, the client reads it in its own buffer.
+            for (i, b) in seen.iter_mut().enumerate() {
+                *b = byte(i + off, 0x5a);
+            }
+            pages.write(0, &seen)?;
+            let base = buf.as_ptr();
+            let changed = (0..len).all(|i| {
+                // SAFETY: `i + off` is within `buf`; read volatile since
+                // the server wrote it through another mapping.
+                unsafe { core::ptr::read_volatile(base.add(i + off)) == byte(i + off, 0x5a) }
+            });
+            assert!(changed);
+            // Out of range is refused.
+            assert_eq!(pages.read(len, &mut [0u8; 1]), Err(EINVAL));
+            server.unmap_gpadl(h)?;
+            client.delete_gpadl(h)?;
+        }
+        close(server, client)
+    }
+
+    #[test]
+    fn the_rules_of_mapping() -> Result {
+        let (server, client) = pair()?;
+        let buf = KVec::from_elem(7u8, 64, GFP_KERNEL)?;
+        let addr = buf.as_ptr() as usize;
+        let ro = client.create_gpadl(pages_of(addr, 64)?, true)?;
+        let rw = client.create_gpadl(pages_of(addr, 64)?, false)?;
+        assert_ne!(ro, rw);
+        // A read-only GPADL is not mapped for writing, but for reading.
+        assert_eq!(server.map_gpadl(ro, true).err(), Some(EACCES));
+        let m = server.map_gpadl(ro, false)?;
+        let mut b = [0u8; 64];
+        m.read(0, &mut b)?;
+        assert!(b.iter().all(|x| *x == 7));
+        // One mapping at a time.
+        assert_eq!(server.map_gpadl(ro, false).err(), Some(EBUSY));
+        // Unknown handles; the wrong role.
+        assert_eq!(server.map_gpadl(0x7777, false).err(), Some(ENOENT));
+        assert_eq!(server.unmap_gpadl(rw), Err(ENOENT));
+        assert_eq!(client.delete_gpadl(0x7777), Err(ENOENT));
+        assert_eq!(client.map_gpadl(rw, false).err(), Some(EINVAL));
+        assert_eq!(
+            server.create_gpadl(pages_of(addr, 64)?, false).err(),
+            Some(EINVAL)
+        );
+        // Not memory kmcl can reference.
+        assert_eq!(pages_of(0x1000, 64).err(), Some(EINVAL));
+        assert_eq!(pages_of(addr, 0).err(), Some(EINVAL));
+        server.unmap_gpadl(ro)?;
+        client.delete_gpadl(ro)?;
+        client.delete_gpadl(rw)?;
+        close(server, client)?;
+        // Not connected.
+        let (server, client) = pair()?;
+        client.disable()?;
+        assert_eq!(
+            client.create_gpadl(pages_of(addr, 64)?, false).err(),
+            Some(ENOTCONN)
+        );
+        server.disable()?;
+        client.cleanup()?;
+        server.cleanup()
+    }
+
+    #[test]
+    fn delete_waits_while_the_server_has_it_mapped() -> Result {
+        let (server, client) = pair()?;
+        let buf = KVec::from_elem(1u8, 8192, GFP_KERNEL)?;
+        let h = client.create_gpadl(pages_of(buf.as_ptr() as usize, 8192)?, false)?;
+        let _m = server.map_gpadl(h, true)?;
+        let deleted = Arc::new(AtomicBool::new(false), GFP_KERNEL)?;
+        let (c, d) = (client.clone(), deleted.clone());
+        kernel::workqueue::system().try_spawn(GFP_KERNEL, move || {
+            if c.delete_gpadl(h).is_ok() {
+                d.store(true, Ordering::SeqCst);
+            }
+        })?;
+        fsleep(Delta::from_millis(200));
+        assert!(!deleted.load(Ordering::SeqCst));
+        server.unmap_gpadl(h)?;
+        assert!(wait(|| deleted.load(Ordering::SeqCst)));
+        close(server, client)
+    }
+
+    #[test]
+    fn closing_releases_what_the_drivers_left() -> Result {
+        let (server, client) = pair()?;
+        let buf = KVec::from_elem(2u8, 4096, GFP_KERNEL)?;
+        let addr = buf.as_ptr() as usize;
+        let a = client.create_gpadl(pages_of(addr, 4096)?, false)?;
+        let _b = client.create_gpadl(pages_of(addr, 100)?, true)?;
+        let m = server.map_gpadl(a, true)?;
+        // The client closes with both GPADLs and a mapping left: the
+        // server is told at once and unmaps at its close; then the client
+        // deletes both. Nothing waits for ever.
+        client.disable()?;
+        assert!(wait(|| !server.is_running()));
+        assert!(!client.gpadls().any_mapped());
+        assert_eq!(client.delete_gpadl(a), Err(ENOENT));
+        assert_eq!(server.unmap_gpadl(a), Err(ENOENT));
+        // The server's pages stay valid while it holds them.
+        let mut x = [0u8; 4];
+        m.read(0, &mut x)?;
+        assert_eq!(x, [2; 4]);
+        drop(m);
+        server.disable()?;
+        client.cleanup()?;
+        server.cleanup()
+    }
+}
