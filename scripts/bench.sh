@@ -4,7 +4,7 @@
 # `make bench`: kmcl's benchmarks (not part of `make check`).
 #
 #  1. The host ring benchmark (criterion, rust/host/benches/ring.rs).
-#  2. The in-kernel benchmark (bench/kmcl_bench.rs) in the VM, on the
+#  2. The in-kernel benchmark (bench/bench_main.rs) in the VM, on the
 #     non-debug ("fast") test kernel: KASAN and kmemleak would measure
 #     themselves.  Built on first use (11-15 minutes on 2 cores), cached.
 #  3. scripts/bench_report.py: table, out/bench/results.csv,

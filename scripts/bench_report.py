@@ -4,7 +4,7 @@
 
 Inputs: criterion's estimates for the host ring benchmark
 (rust/host/benches/ring.rs) and the kernel log of the in-VM benchmark
-(bench/kmcl_bench.rs, "kmcl_bench: RESULT ..." lines).  Outputs, in --out:
+(bench/bench_main.rs, "kmcl_bench: RESULT ..." lines).  Outputs, in --out:
 results.csv, throughput.svg and report.txt (also printed), which states
 each measured figure against its target (Documentation/performance.rst).
 """
