@@ -628,7 +628,11 @@ impl Channel {
                 completion.into(),
                 wait_for_completion,
             );
+            let written = dp.has_written();
             drop(data);
+            if written {
+                self.run_written();
+            }
             let sent = self.close_if_stalled(sent)?;
             (sent.kick, sent.run_now, sent.peer)
         };
@@ -719,16 +723,21 @@ impl Channel {
     ) -> Result {
         let mut result = Ok(());
         if completion_requested {
-            let sent = {
+            let (sent, written) = {
                 let mut data = self.data.lock();
                 match Option::as_mut(&mut *data) {
-                    Some(dp) => dp
-                        .send_completion(id, payload)
-                        .map(|kick| (kick, dp.peer().clone())),
+                    Some(dp) => (
+                        dp.send_completion(id, payload)
+                            .map(|kick| (kick, dp.peer().clone())),
+                        dp.has_written(),
+                    ),
                     // The connection is gone; nobody waits for this.
-                    None => Err(ENOTCONN),
+                    None => (Err(ENOTCONN), false),
                 }
             };
+            if written {
+                self.run_written();
+            }
             match self.close_if_stalled(sent) {
                 Ok((true, peer)) => self.signal(&peer),
                 Ok((false, _)) => {}
@@ -737,6 +746,18 @@ impl Channel {
         }
         self.release_incoming();
         result
+    }
+
+    /// Runs the routines of queued packets that were written meanwhile
+    /// (never under the data lock: a routine may send again).
+    fn run_written(&self) {
+        loop {
+            let next = Option::as_mut(&mut *self.data.lock()).and_then(|dp| dp.pop_written());
+            match next {
+                Some(r) => r.run(Ok(()), &[]),
+                None => return,
+            }
+        }
     }
 
     /// A send's result; `-EPIPE` from the data path means the other
@@ -860,7 +881,11 @@ impl Channel {
             let dp = Option::as_mut(&mut *data).ok_or(ENODEV)?;
             let sent =
                 dp.send_with_id(PacketType::InBand, payload, routine.into(), true, may_queue);
+            let written = dp.has_written();
             drop(data);
+            if written {
+                self.run_written();
+            }
             let sent = self.close_if_stalled(sent)?;
             (sent.kick, sent.peer, sent.id)
         };
@@ -1015,7 +1040,7 @@ impl Channel {
                 }
                 rx.enabled && !blocked
             };
-            let (step, kick, peer) = {
+            let (step, kick, peer, written) = {
                 let mut data = self.data.lock();
                 let Some(dp) = Option::as_mut(&mut *data) else {
                     break;
@@ -1026,10 +1051,18 @@ impl Channel {
                 } else {
                     (Received::Empty, false)
                 };
-                (step, flushed || made_room, dp.peer().clone())
+                (
+                    step,
+                    flushed || made_room,
+                    dp.peer().clone(),
+                    dp.has_written(),
+                )
             };
             if kick {
                 self.signal(&peer);
+            }
+            if written {
+                self.run_written();
             }
             match step {
                 Received::Empty => break,

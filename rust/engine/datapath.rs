@@ -222,6 +222,83 @@ struct Queued {
     on_written: Option<Routine>,
 }
 
+/// A first-in first-out queue: a vector read from `head`, so that taking
+/// the oldest item does not move the others; compacted once half of it is
+/// taken. Its capacity is kept, so room can be reserved ahead.
+struct Fifo<T> {
+    items: KVec<Option<T>>,
+    head: usize,
+}
+
+impl<T> Fifo<T> {
+    const fn new() -> Self {
+        Self {
+            items: KVec::new(),
+            head: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.head >= self.items.len()
+    }
+
+    fn len(&self) -> usize {
+        self.items.len() - self.head
+    }
+
+    fn front(&self) -> Option<&T> {
+        self.items.get(self.head).and_then(|q| q.as_ref())
+    }
+
+    fn restart_if_empty(&mut self) {
+        if self.is_empty() {
+            self.items.clear();
+            self.head = 0;
+        }
+    }
+
+    fn push(&mut self, item: T) -> Result {
+        self.restart_if_empty();
+        self.items.push(Some(item), GFP_ATOMIC)?;
+        Ok(())
+    }
+
+    /// Makes room for `n` more items without allocating.
+    fn reserve(&mut self, n: usize) -> Result {
+        self.restart_if_empty();
+        self.items.reserve(n, GFP_ATOMIC)?;
+        Ok(())
+    }
+
+    /// Appends `item` in reserved room; gives it back if there is none.
+    fn push_reserved(&mut self, item: T) -> core::result::Result<(), T> {
+        self.restart_if_empty();
+        self.items.push_within_capacity(Some(item)).map_err(|e| {
+            // Only `Some` is ever pushed.
+            e.0.unwrap_or_else(|| unreachable!())
+        })
+    }
+
+    fn pop_front(&mut self) -> Option<T> {
+        let item = self.items.get_mut(self.head)?.take();
+        self.head += 1;
+        if self.is_empty() {
+            self.items.clear();
+            self.head = 0;
+        } else if self.head >= 64 && self.head * 2 >= self.items.len() {
+            self.items.retain(|q| q.is_some());
+            self.head = 0;
+        }
+        item
+    }
+
+    /// Everything still queued, oldest first.
+    fn take_all(&mut self) -> KVec<Option<T>> {
+        self.head = 0;
+        core::mem::take(&mut self.items)
+    }
+}
+
 /// Counters of one channel's data path.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 pub struct Counters {
@@ -261,7 +338,11 @@ pub(crate) struct DataPath {
     max_packet: usize,
     /// Bytes of driver context per incoming packet.
     context_size: usize,
-    queue: KVec<Queued>,
+    queue: Fifo<Queued>,
+    /// Routines of queued packets that were written, to run without the
+    /// data lock ([`Self::pop_written`]); room for all of them is reserved
+    /// when they are queued.
+    written: Fifo<Routine>,
     /// Payload bytes in `queue`.
     queued_bytes: usize,
     /// Most payload bytes `queue` may hold.
@@ -411,7 +492,8 @@ impl DataPath {
             buf: KVec::from_elem(0u8, buf_len, GFP_KERNEL)?,
             max_packet,
             context_size,
-            queue: KVec::new(),
+            queue: Fifo::new(),
+            written: Fifo::new(),
             queued_bytes: 0,
             queue_limit,
             progress: Instant::now(),
@@ -520,17 +602,17 @@ impl DataPath {
         let queued = (|| -> Result {
             let mut copy = KVec::with_capacity(payload.len(), GFP_ATOMIC)?;
             copy.extend_from_slice(payload, GFP_ATOMIC)?;
-            self.queue.push(
-                Queued {
-                    ptype,
-                    payload: copy,
-                    completion_requested: wait_for_completion,
-                    transaction_id: id,
-                    on_written: routine,
-                },
-                GFP_ATOMIC,
-            )?;
-            Ok(())
+            if routine.is_some() {
+                // Room to hand its routine out once written.
+                self.written.reserve(self.queue.len() + 1)?;
+            }
+            self.queue.push(Queued {
+                ptype,
+                payload: copy,
+                completion_requested: wait_for_completion,
+                transaction_id: id,
+                on_written: routine,
+            })
         })();
         if let Err(e) = queued {
             self.forget(transaction_id);
@@ -594,7 +676,7 @@ impl DataPath {
     /// peer and how many were written.
     pub(crate) fn flush_queue(&mut self) -> Result<(bool, usize)> {
         let mut written = 0;
-        while let Some(q) = self.queue.first() {
+        while let Some(q) = self.queue.front() {
             match self.out.write(
                 q.ptype,
                 &[],
@@ -619,11 +701,17 @@ impl DataPath {
                     written += 1;
                     self.queued_bytes -= q.payload.len();
                     self.progress = Instant::now();
-                    if let Ok(mut q) = self.queue.remove(0) {
-                        if let Some(r) = q.on_written.take() {
-                            // Written: a packet without a completion
-                            // request is complete.
-                            r.run(Ok(()), &[]);
+                    if let Some(r) = self.queue.pop_front().and_then(|mut q| q.on_written.take()) {
+                        // Written: a packet without a completion request
+                        // is complete. Its routine runs without the lock
+                        // (it may send again); room was reserved.
+                        if let Err(r) = self.written.push_reserved(r) {
+                            // Not expected (room was reserved): the
+                            // routine still runs once.
+                            pr_err!("channel {}: no room for a routine\n", self.chan);
+                            if self.written.push(r).is_err() {
+                                pr_err!("channel {}: a send routine was lost\n", self.chan);
+                            }
                         }
                     }
                 }
@@ -735,6 +823,17 @@ impl DataPath {
         self.pool.push_within_capacity(b).err().map(|e| e.0)
     }
 
+    /// Whether routines of written packets wait to be run.
+    pub(crate) fn has_written(&self) -> bool {
+        !self.written.is_empty()
+    }
+
+    /// The oldest routine of a written packet, to run once the data lock
+    /// is released.
+    pub(crate) fn pop_written(&mut self) -> Option<Routine> {
+        self.written.pop_front()
+    }
+
     /// Hands back the buffer of a [`Received::Completion`].
     pub(crate) fn return_spare(&mut self, data: KVec<u8>) {
         if data.capacity() > self.spare.capacity() {
@@ -748,7 +847,8 @@ impl DataPath {
         self.queued_bytes = 0;
         Unfinished {
             outstanding: core::mem::replace(&mut self.outstanding, no_transactions()),
-            queue: core::mem::take(&mut self.queue),
+            queue: self.queue.take_all(),
+            written: self.written.take_all(),
         }
     }
 
@@ -785,16 +885,13 @@ impl DataPath {
         }
         let mut copy = KVec::with_capacity(payload.len(), GFP_ATOMIC)?;
         copy.extend_from_slice(payload, GFP_ATOMIC)?;
-        self.queue.push(
-            Queued {
-                ptype: PacketType::Completion,
-                payload: copy,
-                completion_requested: false,
-                transaction_id: id,
-                on_written: None,
-            },
-            GFP_ATOMIC,
-        )?;
+        self.queue.push(Queued {
+            ptype: PacketType::Completion,
+            payload: copy,
+            completion_requested: false,
+            transaction_id: id,
+            on_written: None,
+        })?;
         self.note_queued(payload.len());
         self.counters.ring_full += 1;
         // Queued: it is written later whatever happens now.
@@ -805,15 +902,23 @@ impl DataPath {
 /// Completion routines of a connection that ended.
 pub(crate) struct Unfinished {
     outstanding: Transactions<Routine, RoutineSlots>,
-    queue: KVec<Queued>,
+    queue: KVec<Option<Queued>>,
+    /// Written, routine not run yet: they succeeded.
+    written: KVec<Option<Routine>>,
 }
 
 impl Unfinished {
-    /// Runs every routine with `status` (call without locks held).
+    /// Runs every routine with `status` (call without locks held); packets
+    /// already written complete with success.
     pub(crate) fn complete_all(mut self, status: Result) {
+        for r in self.written.iter_mut() {
+            if let Some(r) = r.take() {
+                r.run(Ok(()), &[]);
+            }
+        }
         self.outstanding.drain(|_, r| r.run(status, &[]));
-        while let Some(mut q) = self.queue.pop() {
-            if let Some(r) = q.on_written.take() {
+        for q in self.queue.iter_mut() {
+            if let Some(r) = q.as_mut().and_then(|q| q.on_written.take()) {
                 r.run(status, &[]);
             }
         }
@@ -1559,6 +1664,73 @@ mod tests {
             GFP_KERNEL,
         )?;
         client.send(payload, wait_for_completion, routine)
+    }
+
+    /// Sends again from its routine, once: the routine of a packet that
+    /// waited in the queue runs without the data lock.
+    struct SendAgain {
+        client: Arc<Channel>,
+        tally: Arc<Tally>,
+        again: bool,
+    }
+
+    impl SendCompletion for SendAgain {
+        fn complete(&mut self, status: Result, _data: &[u8]) {
+            let counter = if status.is_ok() {
+                &self.tally.ok
+            } else {
+                &self.tally.other
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+            if self.again && status.is_ok() {
+                let next = KBox::new(
+                    SendAgain {
+                        client: self.client.clone(),
+                        tally: self.tally.clone(),
+                        again: false,
+                    },
+                    GFP_ATOMIC,
+                );
+                let sent = next
+                    .map_err(|_| ENOMEM)
+                    .and_then(|r| self.client.send(&[0x33; 200], false, r));
+                if sent.is_err() {
+                    self.tally.mismatched.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn routines_of_queued_packets_may_send_again() -> Result {
+        const N: u32 = 200;
+        let bus = LoopbackBus::new()?;
+        let (server, client) = pair(&bus)?;
+        // The server reads nothing for now: most packets wait in the queue
+        // and are written later, from the client's receive work.
+        server.pause()?;
+        let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
+        for _ in 0..N {
+            let r = KBox::new(
+                SendAgain {
+                    client: client.clone(),
+                    tally: tally.clone(),
+                    again: true,
+                },
+                GFP_KERNEL,
+            )?;
+            client.send(&[0x11; 200], false, r)?;
+        }
+        assert!(client.counters().ring_full > 0);
+        server.start()?;
+        // Every packet and every packet sent from a routine was written.
+        assert!(tally.wait_total(2 * N));
+        assert_eq!(tally.ok.load(Ordering::SeqCst), 2 * N);
+        assert_eq!(tally.mismatched.load(Ordering::SeqCst), 0);
+        assert!(holder_wait(
+            || server.counters().packets_in == u64::from(2 * N)
+        ));
+        close(client, server)
     }
 
     #[test]
