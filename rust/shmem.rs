@@ -172,6 +172,8 @@ mod glue {
             n: u32,
             pages: *mut *mut page,
         ) -> i32;
+        pub(super) fn kmcl_page_pfn(page: *mut page) -> u64;
+        pub(super) fn kmcl_pages_of_pfns(pfns: *const u64, n: u32, pages: *mut *mut page) -> i32;
         pub(super) fn kmcl_page_read(page: *mut page, offset: u32, dst: *mut u8, len: u32);
         pub(super) fn kmcl_page_write(page: *mut page, offset: u32, src: *const u8, len: u32);
     }
@@ -196,6 +198,22 @@ pub struct GpadlPages {
     pages: KVec<*mut Page>,
     offset: usize,
     len: usize,
+    /// The same, laid out as C's `struct kmcl_mdl` (for the C API), with
+    /// `pages` pointing into `self.pages`' buffer (which does not move).
+    view: MdlView,
+}
+
+/// A memory description laid out as C's `struct kmcl_mdl`.
+#[repr(C)]
+pub struct MdlView {
+    /// The pages.
+    pub pages: *mut *mut Page,
+    /// How many.
+    pub nr_pages: u32,
+    /// Offset of the data in the first page.
+    pub offset: u32,
+    /// Bytes of data.
+    pub length: u32,
 }
 
 // SAFETY: the object only holds page pointers; the pages' contents are
@@ -233,7 +251,7 @@ impl GpadlPages {
         unsafe { pages.inc_len(n) };
         // INVARIANT: `n` pages span `offset + len`; the memory stays (the
         // caller's promise).
-        Ok(Self { pages, offset, len })
+        Self::new(pages, offset, len)
     }
 
     /// `len` bytes from `offset` (`< PAGE_SIZE`) of `pages`.
@@ -251,14 +269,64 @@ impl GpadlPages {
         if used.iter().any(|p| p.is_null()) {
             return Err(EINVAL);
         }
-        let mut own = KVec::with_capacity(n, GFP_KERNEL)?;
-        own.extend_from_slice(used, GFP_KERNEL)?;
+        // Any context: external data may be sent from softirq context.
+        let mut own = KVec::with_capacity(n, GFP_ATOMIC)?;
+        own.extend_from_slice(used, GFP_ATOMIC)?;
         // INVARIANT: `n` pages span `offset + len`; they stay (the caller's
         // promise).
+        Self::new(own, offset, len)
+    }
+
+    /// The whole pages of the page frames `pfns` (memory a driver
+    /// described by PFN; `-EINVAL` for an invalid frame or none).
+    ///
+    /// # Safety
+    ///
+    /// The pages stay allocated until the transaction that carries them
+    /// is over.
+    pub unsafe fn from_pfns(pfns: &[u64]) -> Result<Self> {
+        if pfns.is_empty() {
+            return Err(EINVAL);
+        }
+        let n = pfns.len();
+        let mut pages = KVec::with_capacity(n, GFP_ATOMIC)?;
+        // SAFETY: `pfns` holds `n` numbers and `pages` room for `n`
+        // pointers; the glue checks each frame before looking it up.
+        let rc = unsafe {
+            glue::kmcl_pages_of_pfns(pfns.as_ptr(), u32::try_from(n)?, pages.as_mut_ptr())
+        };
+        kernel::error::to_result(rc)?;
+        // SAFETY: the glue initialised all `n` entries.
+        unsafe { pages.inc_len(n) };
+        let len = n.checked_mul(PAGE_SIZE).ok_or(EINVAL)?;
+        Self::new(pages, 0, len)
+    }
+
+    fn new(mut pages: KVec<*mut Page>, offset: usize, len: usize) -> Result<Self> {
+        let view = MdlView {
+            pages: pages.as_mut_ptr(),
+            nr_pages: u32::try_from(pages.len())?,
+            offset: u32::try_from(offset)?,
+            length: u32::try_from(len)?,
+        };
         Ok(Self {
-            pages: own,
+            pages,
             offset,
             len,
+            view,
+        })
+    }
+
+    /// The description as C's `struct kmcl_mdl`, valid while `self` is.
+    pub fn mdl_view(&self) -> &MdlView {
+        &self.view
+    }
+
+    /// The page frame numbers of the pages, in order.
+    pub fn pfns(&self) -> impl Iterator<Item = u64> + '_ {
+        self.pages.iter().map(|p| {
+            // SAFETY: `p` is a valid page (invariant).
+            unsafe { glue::kmcl_page_pfn(*p) }
         })
     }
 
@@ -326,6 +394,17 @@ impl GpadlPages {
             unsafe { glue::kmcl_page_write(page, off, ptr.add(start), n) }
         })
     }
+}
+
+/// Copies `buf.len()` bytes at `offset` of `page` (within the page) into
+/// `buf`, through a temporary mapping; any context.
+///
+/// # Safety
+///
+/// `page` is a valid page, and `offset + buf.len() <= PAGE_SIZE`.
+pub unsafe fn page_read(page: *mut Page, offset: usize, buf: &mut [u8]) {
+    // SAFETY: the caller's promise; `buf` is writable for its length.
+    unsafe { glue::kmcl_page_read(page, offset as u32, buf.as_mut_ptr(), buf.len() as u32) }
 }
 
 #[kunit_tests(kmcl_shmem)]

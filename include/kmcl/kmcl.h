@@ -354,7 +354,20 @@ void kmcl_channel_packet_defer_to_passive(struct kmcl_incoming *packet);
  * @packet: the packet.
  */
 void kmcl_channel_packet_fail(struct kmcl_incoming *packet);
-/** kmcl_channel_packet_get_external_data() - -EOPNOTSUPP for now. */
+/**
+ * kmcl_channel_packet_get_external_data() - VmbChannelPacketGetExternalData.
+ * @packet: a packet delivered with VMBUS_CHANNEL_PROCESS_PACKET_FLAG_EXTERNAL_DATA.
+ * @flags:  0 or VMBUS_CHANNEL_PACKET_EXTERNAL_DATA_FLAG_READ_ONLY.
+ * @mdl:    receives the sender's pages, offset and length, valid until the
+ *          packet is completed; reach them with kmap_local_page().
+ *
+ * The range list was checked against what the sender described for this
+ * transaction and against the channel's maximum external data before the
+ * packet was delivered.
+ *
+ * Context: any.
+ * Return: 0, -ENODATA (no external data), -EINVAL.
+ */
 int kmcl_channel_packet_get_external_data(struct kmcl_incoming *packet,
 					  u32 flags, struct kmcl_mdl **mdl);
 
@@ -402,7 +415,9 @@ void kmcl_packet_set_completion_routine(struct kmcl_packet *packet,
  * @packet: a packet not in flight; kmcl's until its routine runs.
  * @buffer: the payload, copied before this returns.
  * @length: bytes in @buffer (<= the maximum packet size).
- * @mdl:    external data: NULL (-EOPNOTSUPP otherwise, for now).
+ * @mdl:    external data (a GPA-direct packet), or NULL; needs
+ *          WAIT_FOR_COMPLETION, and its pages stay valid until the
+ *          routine runs.
  * @flags:  VMBUS_CHANNEL_FORMAT_FLAG_*.  With WAIT_FOR_COMPLETION the
  *          routine runs when the other endpoint completes the packet,
  *          otherwise once it is in the ring.  A full ring queues it,
@@ -417,12 +432,36 @@ void kmcl_packet_set_completion_routine(struct kmcl_packet *packet,
  */
 int kmcl_packet_send(struct kmcl_packet *packet, const void *buffer,
 		     u32 length, const struct kmcl_mdl *mdl, u32 flags);
-/** kmcl_packet_send_with_external_mdl() - -EOPNOTSUPP for now. */
+/**
+ * kmcl_packet_send_with_external_mdl() - VmbPacketSendWithExternalMdl.
+ * @packet:     as kmcl_packet_send().
+ * @buffer:     the in-band payload.
+ * @length:     bytes in @buffer.
+ * @mdl:        the external data's memory.
+ * @mdl_offset: first byte of @mdl's data sent.
+ * @mdl_length: bytes sent; 0: to the end of @mdl's data.
+ * @flags:      must include VMBUS_CHANNEL_FORMAT_FLAG_WAIT_FOR_COMPLETION.
+ *
+ * Context: any.
+ * Return: as kmcl_packet_send(); -EINVAL also when the range leaves @mdl.
+ */
 int kmcl_packet_send_with_external_mdl(struct kmcl_packet *packet,
 				       const void *buffer, u32 length,
 				       const struct kmcl_mdl *mdl,
 				       u32 mdl_offset, u32 mdl_length, u32 flags);
-/** kmcl_packet_send_with_external_pfns() - -EOPNOTSUPP for now. */
+/**
+ * kmcl_packet_send_with_external_pfns() - VmbPacketSendWithExternalPfns.
+ * @packet:    as kmcl_packet_send().
+ * @buffer:    the in-band payload.
+ * @length:    bytes in @buffer.
+ * @pfns:      page frame numbers of whole pages, valid until the routine
+ *             runs.
+ * @pfn_count: entries in @pfns.
+ * @flags:     must include VMBUS_CHANNEL_FORMAT_FLAG_WAIT_FOR_COMPLETION.
+ *
+ * Context: any.
+ * Return: as kmcl_packet_send(); -EINVAL also for an invalid frame.
+ */
 int kmcl_packet_send_with_external_pfns(struct kmcl_packet *packet,
 					const void *buffer, u32 length,
 					const u64 *pfns, u32 pfn_count,

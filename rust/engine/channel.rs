@@ -229,6 +229,12 @@ pub struct Channel {
     /// GPADLs (client) and mappings of them (server).
     #[pin]
     gpadl: super::gpadl::Gpadls,
+    /// Someone is running the routines of written queued packets.
+    running_written: core::sync::atomic::AtomicBool,
+    /// External data this endpoint exposes, by transaction id, until the
+    /// transaction's completion: what the other endpoint may access.
+    #[pin]
+    exposed: SpinLockIrq<KVec<(u64, Arc<crate::shmem::GpadlPages>)>>,
 }
 
 impl_has_work! {
@@ -333,6 +339,8 @@ impl Channel {
                 rx_changed <- new_condvar!(),
                 rx_work <- new_work!("kmcl::Channel::rx_work"),
                 gpadl <- super::gpadl::Gpadls::new(),
+                exposed <- new_spinlock_irq!(KVec::new()),
+                running_written: core::sync::atomic::AtomicBool::new(false),
             }),
             GFP_KERNEL,
         )
@@ -341,6 +349,63 @@ impl Channel {
     /// The current connection, if any.
     pub(crate) fn connection(&self) -> Option<Arc<Connection>> {
         self.control.lock().connection.clone()
+    }
+
+    /// Exposes `pages` to the other endpoint for transaction `tid`.
+    pub(crate) fn expose(&self, tid: u64, pages: Arc<crate::shmem::GpadlPages>) -> Result {
+        self.exposed.lock().push((tid, pages), GFP_ATOMIC)?;
+        Ok(())
+    }
+
+    /// Ends the exposure for transaction `tid` (its completion came).
+    pub(crate) fn unexpose(&self, tid: u64) {
+        let gone = {
+            let mut e = self.exposed.lock();
+            e.iter()
+                .position(|(t, _)| *t == tid)
+                .and_then(|i| e.remove(i).ok())
+        };
+        drop(gone);
+    }
+
+    /// What this endpoint exposed for transaction `tid` (the other
+    /// endpoint checks a GPA-direct packet against it).
+    pub(crate) fn exposed(&self, tid: u64) -> Option<Arc<crate::shmem::GpadlPages>> {
+        self.exposed
+            .lock()
+            .iter()
+            .find(|(t, _)| *t == tid)
+            .map(|(_, p)| p.clone())
+    }
+
+    /// KMCL `VmbPacketSend` with external data (`SendWithExternalMdl`,
+    /// `SendWithExternalPfns`): `payload` in the ring and `pages` described
+    /// by a GPA range list; the other endpoint gets the pages with the
+    /// packet. A completion is always requested; `pages` must stay valid
+    /// until `completion` runs.
+    pub fn send_external(
+        self: &Arc<Self>,
+        payload: &[u8],
+        pages: crate::shmem::GpadlPages,
+        completion: impl Into<Routine>,
+    ) -> Result {
+        let pages = Arc::new(pages, GFP_ATOMIC)?;
+        let (kick, peer) = {
+            let mut data = self.data.lock();
+            let dp = Option::as_mut(&mut *data).ok_or(ENOTCONN)?;
+            let sent = dp.send_external(self, payload, pages, completion.into());
+            let written = dp.has_written();
+            drop(data);
+            if written {
+                self.run_written();
+            }
+            let sent = self.close_if_stalled(sent)?;
+            (sent.kick, sent.peer)
+        };
+        if kick {
+            self.signal(&peer);
+        }
+        Ok(())
     }
 
     /// The channel's GPADL state.
@@ -749,13 +814,29 @@ impl Channel {
     }
 
     /// Runs the routines of queued packets that were written meanwhile
-    /// (never under the data lock: a routine may send again).
+    /// (never under the data lock: a routine may send again). One runner
+    /// at a time: a routine whose send writes more queued packets leaves
+    /// their routines to the loop already running rather than nesting
+    /// (which would recurse as deep as the queue is long).
     fn run_written(&self) {
+        use core::sync::atomic::Ordering::{Acquire, Release};
         loop {
-            let next = Option::as_mut(&mut *self.data.lock()).and_then(|dp| dp.pop_written());
-            match next {
-                Some(r) => r.run(Ok(()), &[]),
-                None => return,
+            if self.running_written.swap(true, Acquire) {
+                return;
+            }
+            loop {
+                let next = Option::as_mut(&mut *self.data.lock()).and_then(|dp| dp.pop_written());
+                match next {
+                    Some(r) => r.run(Ok(()), &[]),
+                    None => break,
+                }
+            }
+            self.running_written.store(false, Release);
+            // A routine written after our last look but before the flag
+            // was cleared would wait for the next runner: look again.
+            let more = self.data.lock().as_ref().is_some_and(|dp| dp.has_written());
+            if !more {
+                return;
             }
         }
     }
@@ -1122,6 +1203,10 @@ impl Channel {
                         let limits = (
                             ctl.settings.max_packet_size as usize,
                             ctl.settings.client_context_size as usize,
+                            (
+                                ctl.settings.max_external_ranges,
+                                u64::from(ctl.settings.max_external_bytes),
+                            ),
                         );
                         match conn.data_path(self, limits) {
                             Ok(dp) => *self.data.lock() = Some(dp),
@@ -1229,6 +1314,9 @@ impl Channel {
                     if let Some(u) = unfinished {
                         u.complete_all(Err(ENODEV));
                     }
+                    // Nothing is exposed any more.
+                    let exposed = core::mem::take(&mut *self.exposed.lock());
+                    drop(exposed);
                     // What the driver's Closed left of GPADLs and mappings.
                     let (left, what) = match self.role {
                         Role::Client => (self.gpadl.delete_all(), "GPADL(s) not deleted"),

@@ -45,6 +45,7 @@ use kernel::{
 
 use super::channel::Channel;
 use crate::protocol::{
+    gpa::{self, GpaRanges},
     packet::PacketType,
     ring::{
         ring_state,
@@ -61,7 +62,7 @@ use crate::protocol::{
         Transactions, //
     },
 };
-use crate::shmem::RingPages;
+use crate::shmem::{GpadlPages, RingPages};
 use crate::trace;
 
 /// Called once when a sent packet's transaction is over (KMCL
@@ -129,9 +130,19 @@ pub struct Incoming {
     transaction_id: u64,
     completion_requested: bool,
     done: bool,
+    /// External data the sender described (GPA-direct packets), checked
+    /// against what it exposed; valid until the packet is completed.
+    external: Option<Arc<GpadlPages>>,
 }
 
 impl IncomingPacket {
+    /// The external data the sender described (KMCL
+    /// `VmbChannelPacketGetExternalData`), valid until the packet is
+    /// completed; `None` for an in-band packet.
+    pub fn external_data(&self) -> Option<&GpadlPages> {
+        self.0.external.as_deref()
+    }
+
     /// The packet's payload.
     pub fn data(&self) -> &[u8] {
         &self.0.data
@@ -196,6 +207,11 @@ impl IncomingPacket {
 }
 
 impl Incoming {
+    /// The packet's external data (see [`IncomingPacket::external_data`]).
+    pub(crate) fn external_data(&self) -> Option<&GpadlPages> {
+        self.external.as_deref()
+    }
+
     /// The packet's payload.
     pub(crate) fn data(&self) -> &[u8] {
         &self.data
@@ -215,6 +231,8 @@ impl Drop for Incoming {
 /// A packet waiting for room in the outgoing ring.
 struct Queued {
     ptype: PacketType,
+    /// Type-specific header (a GPA range list; empty for in-band).
+    header: KVec<u8>,
     payload: KVec<u8>,
     completion_requested: bool,
     transaction_id: u64,
@@ -338,6 +356,8 @@ pub(crate) struct DataPath {
     max_packet: usize,
     /// Bytes of driver context per incoming packet.
     context_size: usize,
+    /// Most external data per incoming packet: (ranges, bytes); 0: none.
+    max_external: (u32, u64),
     queue: Fifo<Queued>,
     /// Routines of queued packets that were written, to run without the
     /// data lock ([`Self::pop_written`]); room for all of them is reserved
@@ -411,6 +431,7 @@ fn take_incoming(
     channel: &Arc<Channel>,
     payload: &[u8],
     (transaction_id, completion_requested): (u64, bool),
+    external: Option<Arc<GpadlPages>>,
 ) -> Option<KBox<Incoming>> {
     let mut b = match pool.pop() {
         Some(b) => b,
@@ -424,6 +445,7 @@ fn take_incoming(
                 transaction_id: 0,
                 completion_requested: false,
                 done: true,
+                external: None,
             },
             GFP_ATOMIC,
         )
@@ -439,7 +461,28 @@ fn take_incoming(
     b.transaction_id = transaction_id;
     b.completion_requested = completion_requested;
     b.done = false;
+    b.external = external;
     Some(b)
+}
+
+/// The pages `peer` exposed for transaction `tid`, if `header` (a GPA range
+/// list read from the ring) describes exactly them within `limits`
+/// (ranges, bytes).
+fn check_external(
+    peer: &Channel,
+    header: &[u8],
+    tid: u64,
+    (max_ranges, max_bytes): (u32, u64),
+) -> Option<Arc<GpadlPages>> {
+    let ranges = GpaRanges::parse(header, max_ranges, max_bytes).ok()?;
+    let pages = peer.exposed(tid)?;
+    let mut it = ranges.iter();
+    let r = it.next()?;
+    let same = it.next().is_none()
+        && r.offset as usize == pages.offset()
+        && r.len as usize == pages.len()
+        && r.pfns().eq(pages.pfns());
+    same.then_some(pages)
 }
 
 /// The outcome of a send.
@@ -477,7 +520,7 @@ impl DataPath {
         inc: Arc<RingPages>,
         peer: Arc<Channel>,
         chan: u32,
-        (max_packet, context_size): (usize, usize),
+        (max_packet, context_size, max_external): (usize, usize, (u32, u64)),
     ) -> Result<Self> {
         // Any packet that fits the incoming ring fits this buffer.
         let buf_len = crate::protocol::ring::RingMemory::data_len(&*inc);
@@ -492,6 +535,7 @@ impl DataPath {
             buf: KVec::from_elem(0u8, buf_len, GFP_KERNEL)?,
             max_packet,
             context_size,
+            max_external,
             queue: Fifo::new(),
             written: Fifo::new(),
             queued_bytes: 0,
@@ -608,6 +652,7 @@ impl DataPath {
             }
             self.queue.push(Queued {
                 ptype,
+                header: KVec::new(),
                 payload: copy,
                 completion_requested: wait_for_completion,
                 transaction_id: id,
@@ -658,6 +703,100 @@ impl DataPath {
         self.queued_bytes += len;
     }
 
+    /// Sends `payload` with external data `pages` (a GPA-direct packet; a
+    /// completion is always requested, as KMCL requires): `owner` (this
+    /// endpoint) exposes the pages to the other endpoint for the
+    /// transaction, until its completion.
+    pub(crate) fn send_external(
+        &mut self,
+        owner: &Channel,
+        payload: &[u8],
+        pages: Arc<GpadlPages>,
+        completion: Routine,
+    ) -> Result<Sent> {
+        if payload.len() > self.max_packet {
+            return Err(EINVAL);
+        }
+        // The range list: one range over the pages.
+        let mut pfns = KVec::with_capacity(pages.mdl_view().nr_pages as usize, GFP_ATOMIC)?;
+        for pfn in pages.pfns() {
+            pfns.push(pfn, GFP_ATOMIC)?;
+        }
+        let (offset, len) = (u32::try_from(pages.offset())?, u32::try_from(pages.len())?);
+        let hlen = gpa::encoded_len(core::iter::once((offset, len))).ok_or(EINVAL)?;
+        let mut header = KVec::from_elem(0u8, hlen, GFP_ATOMIC)?;
+        gpa::encode(core::iter::once((offset, len, &pfns[..])), &mut header).map_err(|_| EINVAL)?;
+        let id = match self.outstanding.insert(completion) {
+            Ok(id) => id,
+            Err((InsertError::NoMemory, _)) => return Err(ENOMEM),
+            Err((InsertError::Full, _)) => return Err(EBUSY),
+        };
+        let undo = |dp: &mut Self, e: Error| {
+            owner.unexpose(id);
+            dp.forget(Some(id));
+            Err(e)
+        };
+        if let Err(e) = owner.expose(id, pages) {
+            self.forget(Some(id));
+            return Err(e);
+        }
+        if self.queue.is_empty() {
+            match self
+                .out
+                .write(PacketType::GpaDirect, &header, payload, true, id)
+            {
+                Ok(()) => {
+                    self.counters.packets_out += 1;
+                    self.counters.bytes_out += payload.len() as u64;
+                    trace::packet_sent(
+                        self.chan,
+                        id,
+                        PacketType::GpaDirect as u16,
+                        payload.len(),
+                        true,
+                        false,
+                    );
+                    let kick = self.out.commit().unwrap_or(false);
+                    return Ok(Sent {
+                        kick,
+                        peer: self.peer.clone(),
+                        run_now: None,
+                        id,
+                    });
+                }
+                Err(WriteError::Full { .. }) => {}
+                Err(_) => return undo(self, EINVAL),
+            }
+        }
+        if let Err(e) = self.may_queue(payload.len(), self.queue_limit) {
+            return undo(self, e);
+        }
+        let queued = (|| -> Result {
+            let mut copy = KVec::with_capacity(payload.len(), GFP_ATOMIC)?;
+            copy.extend_from_slice(payload, GFP_ATOMIC)?;
+            self.queue.push(Queued {
+                ptype: PacketType::GpaDirect,
+                header,
+                payload: copy,
+                completion_requested: true,
+                transaction_id: id,
+                on_written: None,
+            })
+        })();
+        if let Err(e) = queued {
+            return undo(self, e);
+        }
+        self.note_queued(payload.len());
+        self.counters.ring_full += 1;
+        let (kick, _) = self.flush_queue().unwrap_or((false, 0));
+        Ok(Sent {
+            kick,
+            peer: self.peer.clone(),
+            run_now: None,
+            id,
+        })
+    }
+
     /// Stops waiting for the completion of `id` (a synchronous request
     /// that timed out). Returns the routine if it was still outstanding; a
     /// completion arriving later is counted as a bad completion.
@@ -679,7 +818,7 @@ impl DataPath {
         while let Some(q) = self.queue.front() {
             match self.out.write(
                 q.ptype,
-                &[],
+                &q.header,
                 &q.payload,
                 q.completion_requested,
                 q.transaction_id,
@@ -763,6 +902,33 @@ impl DataPath {
                 d.packet_type() == PacketType::Completion,
                 payload.len(),
             );
+            // External data: the range list must describe exactly what
+            // the sender exposed for this transaction, within our limits.
+            let external = if d.packet_type() == PacketType::GpaDirect {
+                let found = if d.completion_requested() {
+                    check_external(
+                        &self.peer,
+                        pkt.header(&self.buf),
+                        d.transaction_id(),
+                        self.max_external,
+                    )
+                } else {
+                    None
+                };
+                if found.is_none() {
+                    pr_err!(
+                        "channel {}: external data of transaction {:#x} is not what the sender described or exceeds the limits; closing the channel\n",
+                        self.chan,
+                        d.transaction_id()
+                    );
+                    self.counters.ring_errors += 1;
+                    self.broken = true;
+                    return (Received::Broken("bad_external_data"), false);
+                }
+                found
+            } else {
+                None
+            };
             let copied = if d.packet_type() == PacketType::Completion {
                 // The completion payload goes into the spare buffer, which
                 // the receive work hands back after the routine ran.
@@ -773,7 +939,15 @@ impl DataPath {
                     .map(|()| Err(data))
             } else {
                 let header = (d.transaction_id(), d.completion_requested());
-                take_incoming(&mut self.pool, self.context_size, channel, payload, header).map(Ok)
+                take_incoming(
+                    &mut self.pool,
+                    self.context_size,
+                    channel,
+                    payload,
+                    header,
+                    external,
+                )
+                .map(Ok)
             };
             let Some(packet) = copied else {
                 // Out of memory: leave the packet in the ring for the next
@@ -789,10 +963,12 @@ impl DataPath {
                     match self.outstanding.complete(id) {
                         Matched::Done(routine) => {
                             self.counters.completions_in += 1;
+                            channel.unexpose(id);
                             return (Received::Completion(routine, data), kick);
                         }
                         Matched::Late => {
                             self.counters.late_completions += 1;
+                            channel.unexpose(id);
                             self.spare = data;
                         }
                         Matched::Unknown => {
@@ -819,7 +995,8 @@ impl DataPath {
 
     /// Keeps a completed incoming packet object for reuse; gives it back if
     /// the pool is full.
-    pub(crate) fn recycle(&mut self, b: KBox<Incoming>) -> Option<KBox<Incoming>> {
+    pub(crate) fn recycle(&mut self, mut b: KBox<Incoming>) -> Option<KBox<Incoming>> {
+        b.external = None;
         self.pool.push_within_capacity(b).err().map(|e| e.0)
     }
 
@@ -887,6 +1064,7 @@ impl DataPath {
         copy.extend_from_slice(payload, GFP_ATOMIC)?;
         self.queue.push(Queued {
             ptype: PacketType::Completion,
+            header: KVec::new(),
             payload: copy,
             completion_requested: false,
             transaction_id: id,

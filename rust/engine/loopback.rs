@@ -247,7 +247,7 @@ impl Connection {
     pub(crate) fn data_path(
         &self,
         channel: &Arc<Channel>,
-        limits: (usize, usize),
+        limits: (usize, usize, (u32, u64)),
     ) -> Result<DataPath> {
         if Arc::ptr_eq(channel, &self.client) {
             DataPath::new(

@@ -10,8 +10,8 @@ mod tests {
     use super::super::abi::{
         ClientInterfaceV1, Guid, KmclChannel, KmclIncoming, KmclMdl, KmclPacket, Module,
         ServerInterfaceV1, ServerOnlyMethods, StateCallbacks, CLIENT_INTERFACE,
-        FORMAT_FLAG_WAIT_FOR_COMPLETION, GPADL_FLAG_READ_ONLY, SERVER_INTERFACE,
-        STATE_CALLBACKS_VERSION,
+        FORMAT_FLAG_WAIT_FOR_COMPLETION, GPADL_FLAG_READ_ONLY, PROCESS_PACKET_FLAG_EXTERNAL_DATA,
+        SERVER_INTERFACE, STATE_CALLBACKS_VERSION,
     };
     use super::super::*;
     use core::ffi::{c_int, c_void};
@@ -264,6 +264,10 @@ mod tests {
                 0
             );
             assert_eq!(
+                kmcl_channel_init_set_maximum_external_data(server, 1 << 20, 1),
+                0
+            );
+            assert_eq!(
                 kmcl_client_channel_init_set_target_pnp(client, &TYPE, &INSTANCE, None),
                 0
             );
@@ -377,6 +381,8 @@ mod tests {
                 -22
             );
             assert_eq!(
+                // External data without a completion request (refused
+                // before the MDL is looked at).
                 kmcl_packet_send(
                     mine,
                     payload.as_ptr().cast(),
@@ -384,7 +390,7 @@ mod tests {
                     core::ptr::dangling::<KmclMdl>(),
                     0
                 ),
-                -95
+                -22
             );
             kmcl_packet_free(mine);
 
@@ -665,6 +671,146 @@ mod tests {
             assert_eq!(kmcl_channel_delete_gpadl(client, whole), 0);
             assert_eq!(kmcl_channel_delete_gpadl(client, tail), 0);
             assert_eq!(kmcl_channel_delete_gpadl(client, tail), -2);
+            assert_eq!(kmcl_channel_disable(client), 0);
+            assert_eq!(kmcl_channel_disable(server), 0);
+            kmcl_channel_cleanup(client);
+            kmcl_channel_cleanup(server);
+        }
+        drop(pages);
+    }
+
+    static EXT_SEEN: AtomicU32 = AtomicU32::new(0);
+    static EXT_GOOD: AtomicU32 = AtomicU32::new(0);
+    static EXT_LEN: AtomicU32 = AtomicU32::new(0);
+
+    /// Server: checks a packet's external data (its first 16 bytes against
+    /// the pattern the payload names) through the C API, then completes.
+    ///
+    /// # Safety
+    ///
+    /// Called by kmcl as `EvtVmbChannelProcessPacket`.
+    unsafe extern "C" fn ext_check(
+        _ch: *mut KmclChannel,
+        packet: *mut KmclIncoming,
+        buffer: *const c_void,
+        length: u32,
+        flags: u32,
+    ) {
+        EXT_SEEN.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: the packet and its payload are live until completed; the
+        // MDL kmcl gives lives as long.
+        unsafe {
+            let start = bytes(buffer, length).ok().and_then(|b| b.first().copied());
+            let mut mdl = core::ptr::null_mut();
+            let rc = kmcl_channel_packet_get_external_data(packet, 0, &mut mdl);
+            if rc == 0 && flags & PROCESS_PACKET_FLAG_EXTERNAL_DATA != 0 {
+                let m = &*mdl;
+                EXT_LEN.store(m.length, Ordering::SeqCst);
+                // Softirq context: read the first page directly (no
+                // allocation); the tests keep the data's start within it.
+                let first_page = *m.pages.cast::<*mut crate::shmem::Page>();
+                let mut b = [0u8; 16];
+                let ok = m.offset as usize + 16 <= 4096;
+                if ok {
+                    crate::shmem::page_read(first_page, m.offset as usize, &mut b);
+                }
+                let first = start.unwrap_or(0) as usize;
+                if ok && (0..16).all(|i| b[i] == ((first + i) % 251) as u8) {
+                    EXT_GOOD.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            kmcl_channel_packet_complete(packet, core::ptr::null(), 0);
+        }
+    }
+
+    #[test]
+    fn external_data_through_the_c_abi_by_mdl_and_by_pfn() {
+        EXT_SEEN.store(0, Ordering::SeqCst);
+        EXT_GOOD.store(0, Ordering::SeqCst);
+        DONE_OK.store(0, Ordering::SeqCst);
+        DONE_ERR.store(0, Ordering::SeqCst);
+        let (server, client) = pair_owned(core::ptr::null_mut(), core::ptr::null_mut(), ext_check);
+        // Page-aligned vmalloc memory with a pattern; it outlives the sends.
+        let mut buf = kernel::alloc::VVec::<u8>::with_capacity(8192, GFP_KERNEL).unwrap();
+        for i in 0..8192u32 {
+            buf.push((i % 251) as u8, GFP_KERNEL).unwrap();
+        }
+        // SAFETY: `buf` outlives the transactions (waited for below).
+        let pages = unsafe { GpadlPages::from_buffer(buf.as_ptr() as usize, 8192) }.unwrap();
+        let (array, n) = pages.page_array();
+        let mdl = KmclMdl {
+            pages: array.cast_mut().cast(),
+            nr_pages: n as u32,
+            offset: 0,
+            length: 8192,
+        };
+        let pfns: KVec<u64> = {
+            let mut v = KVec::new();
+            for p in pages.pfns() {
+                v.push(p, GFP_KERNEL).unwrap();
+            }
+            v
+        };
+        let wait = FORMAT_FLAG_WAIT_FOR_COMPLETION;
+        // SAFETY: live handles; `buf`, `mdl` and `pfns` outlive the sends.
+        unsafe {
+            let p = kmcl_packet_allocate(client);
+            kmcl_packet_set_completion_routine(p, Some(count_done));
+            // 5000 bytes from offset 100: the server sees pattern 100.. .
+            assert_eq!(
+                kmcl_packet_send_with_external_mdl(
+                    p,
+                    [100u8].as_ptr().cast(),
+                    1,
+                    &mdl,
+                    100,
+                    5000,
+                    wait
+                ),
+                0
+            );
+            assert!(wait_until(|| DONE_OK.load(Ordering::SeqCst) == 1));
+            assert_eq!(EXT_LEN.load(Ordering::SeqCst), 5000);
+            // The second page by its frame number: pattern 4096 % 251 = 80.
+            let p = kmcl_packet_allocate(client);
+            kmcl_packet_set_completion_routine(p, Some(count_done));
+            assert_eq!(
+                kmcl_packet_send_with_external_pfns(
+                    p,
+                    [80u8].as_ptr().cast(),
+                    1,
+                    &pfns[1],
+                    1,
+                    wait
+                ),
+                0
+            );
+            assert!(wait_until(|| DONE_OK.load(Ordering::SeqCst) == 2));
+            assert_eq!(EXT_LEN.load(Ordering::SeqCst), 4096);
+            // A completion is required for external data; a range outside
+            // the MDL is refused; the packet is the caller's again.
+            let p = kmcl_packet_allocate(client);
+            kmcl_packet_set_completion_routine(p, Some(count_done));
+            assert_eq!(
+                kmcl_packet_send_with_external_mdl(p, [0u8].as_ptr().cast(), 1, &mdl, 0, 10, 0),
+                -22
+            );
+            assert_eq!(
+                kmcl_packet_send_with_external_mdl(
+                    p,
+                    [0u8].as_ptr().cast(),
+                    1,
+                    &mdl,
+                    8000,
+                    500,
+                    wait
+                ),
+                -22
+            );
+            kmcl_packet_free(p);
+            assert_eq!(EXT_SEEN.load(Ordering::SeqCst), 2);
+            assert_eq!(EXT_GOOD.load(Ordering::SeqCst), 2);
+            assert_eq!(DONE_ERR.load(Ordering::SeqCst), 0);
             assert_eq!(kmcl_channel_disable(client), 0);
             assert_eq!(kmcl_channel_disable(server), 0);
             kmcl_channel_cleanup(client);
@@ -1335,13 +1481,13 @@ mod tests {
             );
             expect(
                 &mut f,
-                "external data",
+                "external data of a NULL packet",
                 kmcl_channel_packet_get_external_data(null_in, 0, core::ptr::null_mut()),
-                EOPNOTSUPP,
+                EINVAL,
             );
             expect(
                 &mut f,
-                "send mdl",
+                "send mdl, NULL packet",
                 kmcl_packet_send_with_external_mdl(
                     null_pkt,
                     core::ptr::null(),
@@ -1351,11 +1497,11 @@ mod tests {
                     0,
                     0,
                 ),
-                EOPNOTSUPP,
+                EINVAL,
             );
             expect(
                 &mut f,
-                "send pfns",
+                "send pfns, NULL packet",
                 kmcl_packet_send_with_external_pfns(
                     null_pkt,
                     core::ptr::null(),
@@ -1364,7 +1510,7 @@ mod tests {
                     0,
                     0,
                 ),
-                EOPNOTSUPP,
+                EINVAL,
             );
             expect(
                 &mut f,

@@ -87,6 +87,11 @@ pub(super) fn give_back(handle: usize) -> bool {
     })
 }
 
+/// Whether `handle` is lent right now (the caller is its driver).
+pub(super) fn is_lent(handle: usize) -> bool {
+    with_shard(shard_of(handle), |v| v.iter().any(|e| e.0 == handle))
+}
+
 /// Takes back one handle still lent to `owner`, if any.
 pub(super) fn take_one_of(owner: usize) -> Option<usize> {
     for i in 0..SHARDS {

@@ -560,6 +560,11 @@ impl PacketCallbacks for CPackets {
         };
         let boxed = packet.into_box();
         let (data, len) = (boxed.data().as_ptr(), boxed.data().len());
+        let flags = if boxed.external_data().is_some() {
+            abi::PROCESS_PACKET_FLAG_EXTERNAL_DATA
+        } else {
+            0
+        };
         let raw = KBox::into_raw(boxed);
         if lent::lend(raw as usize, self.handle.owner).is_err() {
             // SAFETY: `raw` was made just above and not handed out.
@@ -571,7 +576,15 @@ impl PacketCallbacks for CPackets {
         // packet handle, which the driver gives back through complete,
         // defer or fail; `data` stays valid until then (it lives in the
         // box). The length came from a ring packet, so it fits `u32`.
-        unsafe { f(self.handle.as_raw(), raw.cast(), data.cast(), len as u32, 0) }
+        unsafe {
+            f(
+                self.handle.as_raw(),
+                raw.cast(),
+                data.cast(),
+                len as u32,
+                flags,
+            )
+        }
     }
 
     fn processing_complete(&self, _channel: &Arc<Channel>, count: u32) {
@@ -1397,17 +1410,68 @@ pub unsafe extern "C" fn kmcl_packet_send(
         if flags & !FORMAT_FLAGS != 0 {
             return Err(EINVAL);
         }
-        if !mdl.is_null() {
-            return Err(EOPNOTSUPP);
-        }
         // SAFETY: the caller's promise; the bytes are copied into the ring
         // (or the send queue) before this returns.
         let payload = unsafe { bytes(buffer, length) }?;
         let wait = flags & abi::FORMAT_FLAG_WAIT_FOR_COMPLETION != 0;
         let routine = Routine::Function(packet_done, packet as usize);
+        if !mdl.is_null() {
+            needs_wait(flags)?;
+            // SAFETY: the caller's promise (a readable MDL whose pages stay
+            // valid until the routine runs).
+            let pages = unsafe { mdl_pages(mdl, 0, 0) }?;
+            return p.handle.channel.send_external(payload, pages, routine);
+        }
         p.handle.channel.send(payload, wait, routine)
     })();
     errno(sent)
+}
+
+/// External data must be sent with a completion request (KMCL: its pages
+/// are the sender's again only once the other endpoint completed it).
+fn needs_wait(flags: u32) -> Result {
+    if flags & abi::FORMAT_FLAG_WAIT_FOR_COMPLETION == 0 {
+        return Err(EINVAL);
+    }
+    Ok(())
+}
+
+/// The pages of `length` bytes (0: to the end) from `offset` of the data
+/// `mdl` describes.
+///
+/// # Safety
+///
+/// `mdl` is a readable `struct kmcl_mdl` whose `pages` holds `nr_pages`
+/// valid page pointers, and those pages stay allocated as long as the
+/// result is used.
+unsafe fn mdl_pages(mdl: *const KmclMdl, offset: u32, length: u32) -> Result<GpadlPages> {
+    // SAFETY: readable (the caller's promise).
+    let m = unsafe { &*mdl };
+    if m.pages.is_null() || m.length == 0 || offset >= m.length {
+        return Err(EINVAL);
+    }
+    let length = if length == 0 {
+        m.length - offset
+    } else {
+        length
+    };
+    if u64::from(offset) + u64::from(length) > u64::from(m.length) {
+        return Err(EINVAL);
+    }
+    let start = m.offset as usize + offset as usize;
+    let first = start >> kernel::page::PAGE_SHIFT;
+    let in_page = start & (kernel::page::PAGE_SIZE - 1);
+    // SAFETY: `pages` holds `nr_pages` pointers (the caller's promise).
+    let all = unsafe {
+        core::slice::from_raw_parts(
+            m.pages.cast::<*mut crate::shmem::Page>(),
+            m.nr_pages as usize,
+        )
+    };
+    let from_first = all.get(first..).ok_or(EINVAL)?;
+    // SAFETY: valid pages that stay (the caller's promise); the range is
+    // checked against the slice.
+    unsafe { GpadlPages::from_pages(from_first, in_page, length as usize) }
 }
 
 /// `VmbChannelSendSynchronousRequest` (in-band). `timeout_ms` NULL waits
@@ -1524,38 +1588,11 @@ pub unsafe extern "C" fn kmcl_channel_create_gpadl_from_mdl(
     if gpadl.is_null() || mdl.is_null() || flags & !abi::GPADL_FLAG_READ_ONLY != 0 {
         return EINVAL.to_errno();
     }
-    // SAFETY: `mdl` is readable (the caller's promise).
-    let m = unsafe { &*mdl };
-    if m.pages.is_null() || m.length == 0 || offset >= m.length {
-        return EINVAL.to_errno();
-    }
-    let length = if length == 0 {
-        m.length - offset
-    } else {
-        length
-    };
-    if u64::from(offset) + u64::from(length) > u64::from(m.length) {
-        return EINVAL.to_errno();
-    }
-    let start = m.offset as usize + offset as usize;
-    let first = start >> kernel::page::PAGE_SHIFT;
-    let in_page = start & (kernel::page::PAGE_SIZE - 1);
-    // SAFETY: `pages` holds `nr_pages` pointers (the caller's promise).
-    let all = unsafe {
-        core::slice::from_raw_parts(
-            m.pages.cast::<*mut crate::shmem::Page>(),
-            m.nr_pages as usize,
-        )
-    };
-    let Some(from_first) = all.get(first..) else {
-        return EINVAL.to_errno();
-    };
     // SAFETY: forwarded from the caller.
     unsafe {
         with_channel(channel, |h| {
-            // SAFETY: the pages are valid (the caller's promise); the
-            // range is checked against the slice.
-            let pages = GpadlPages::from_pages(from_first, in_page, length as usize)?;
+            // SAFETY: the caller's promise (as `mdl_pages` requires).
+            let pages = mdl_pages(mdl, offset, length)?;
             let handle = h
                 .channel
                 .create_gpadl(pages, flags & abi::GPADL_FLAG_READ_ONLY != 0)?;
@@ -1587,15 +1624,52 @@ pub extern "C" fn kmcl_channel_get_mmio_space(
     EOPNOTSUPP.to_errno()
 }
 
-/// `VmbChannelPacketGetExternalData` (`-EOPNOTSUPP` for now).
+/// `VmbChannelPacketGetExternalData`: `*mdl` describes the external data
+/// of an incoming GPA-direct packet, valid until the packet is completed.
+/// `-ENODATA` for a packet without external data.
+///
+/// # Safety
+///
+/// `packet` is NULL or a handle kmcl passed to a process-packet callback
+/// and not yet given back; `mdl` is NULL or writable.
 #[no_mangle]
-pub extern "C" fn kmcl_channel_packet_get_external_data(
-    _packet: *mut KmclIncoming,
-    _flags: u32,
-    _mdl: *mut *mut KmclMdl,
+pub unsafe extern "C" fn kmcl_channel_packet_get_external_data(
+    packet: *mut KmclIncoming,
+    flags: u32,
+    mdl: *mut *mut KmclMdl,
 ) -> c_int {
-    EOPNOTSUPP.to_errno()
+    if packet.is_null() || mdl.is_null() || flags & !abi::EXTERNAL_DATA_FLAG_READ_ONLY != 0 {
+        return EINVAL.to_errno();
+    }
+    if !lent::is_lent(packet as usize) {
+        pr_err!("invalid incoming packet handle {:p}; ignored\n", packet);
+        return EINVAL.to_errno();
+    }
+    // SAFETY: a lent handle is a live incoming packet's box, which the
+    // calling driver owns until it gives it back.
+    let incoming = unsafe { &*packet.cast::<Incoming>() };
+    match incoming.external_data() {
+        Some(pages) => {
+            // SAFETY: `mdl` is writable; the view has `struct kmcl_mdl`'s
+            // layout (checked below) and lives as long as the packet.
+            unsafe { *mdl = core::ptr::from_ref(pages.mdl_view()).cast_mut().cast() };
+            0
+        }
+        None => ENODATA.to_errno(),
+    }
 }
+
+// `MdlView` is handed to C as a `struct kmcl_mdl`.
+const _: () = {
+    use crate::shmem::MdlView;
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<MdlView>() == size_of::<KmclMdl>());
+    assert!(align_of::<MdlView>() == align_of::<KmclMdl>());
+    assert!(offset_of!(MdlView, pages) == offset_of!(KmclMdl, pages));
+    assert!(offset_of!(MdlView, nr_pages) == offset_of!(KmclMdl, nr_pages));
+    assert!(offset_of!(MdlView, offset) == offset_of!(KmclMdl, offset));
+    assert!(offset_of!(MdlView, length) == offset_of!(KmclMdl, length));
+};
 
 /// `VmbChannelSetInterruptLatency` (`-EOPNOTSUPP` for now).
 #[no_mangle]
@@ -1607,31 +1681,79 @@ pub extern "C" fn kmcl_channel_set_interrupt_latency(
     EOPNOTSUPP.to_errno()
 }
 
-/// `VmbPacketSendWithExternalMdl` (`-EOPNOTSUPP` for now).
+/// `VmbPacketSendWithExternalMdl`: `mdl_length` bytes (0: to the end)
+/// from `mdl_offset` of `mdl` as external data. A completion must be
+/// requested.
+///
+/// # Safety
+///
+/// As [`kmcl_packet_send`]; `mdl` is NULL or a readable `struct kmcl_mdl`
+/// whose pages stay valid until the routine runs.
 #[no_mangle]
-pub extern "C" fn kmcl_packet_send_with_external_mdl(
-    _packet: *mut KmclPacket,
-    _buffer: *const c_void,
-    _length: u32,
-    _mdl: *const KmclMdl,
-    _mdl_offset: u32,
-    _mdl_length: u32,
-    _flags: u32,
+pub unsafe extern "C" fn kmcl_packet_send_with_external_mdl(
+    packet: *mut KmclPacket,
+    buffer: *const c_void,
+    length: u32,
+    mdl: *const KmclMdl,
+    mdl_offset: u32,
+    mdl_length: u32,
+    flags: u32,
 ) -> c_int {
-    EOPNOTSUPP.to_errno()
+    // SAFETY: the caller's promise.
+    let Some(p) = (unsafe { packet_ref(packet) }) else {
+        return EINVAL.to_errno();
+    };
+    let sent = (|| -> Result {
+        if flags & !FORMAT_FLAGS != 0 || mdl.is_null() {
+            return Err(EINVAL);
+        }
+        needs_wait(flags)?;
+        // SAFETY: the caller's promise.
+        let payload = unsafe { bytes(buffer, length) }?;
+        // SAFETY: the caller's promise.
+        let pages = unsafe { mdl_pages(mdl, mdl_offset, mdl_length) }?;
+        let routine = Routine::Function(packet_done, packet as usize);
+        p.handle.channel.send_external(payload, pages, routine)
+    })();
+    errno(sent)
 }
 
-/// `VmbPacketSendWithExternalPfns` (`-EOPNOTSUPP` for now).
+/// `VmbPacketSendWithExternalPfns`: the whole pages `pfns` as external
+/// data. A completion must be requested.
+///
+/// # Safety
+///
+/// As [`kmcl_packet_send`]; `pfns` holds `pfn_count` page frame numbers of
+/// memory that stays allocated until the routine runs.
 #[no_mangle]
-pub extern "C" fn kmcl_packet_send_with_external_pfns(
-    _packet: *mut KmclPacket,
-    _buffer: *const c_void,
-    _length: u32,
-    _pfns: *const u64,
-    _pfn_count: u32,
-    _flags: u32,
+pub unsafe extern "C" fn kmcl_packet_send_with_external_pfns(
+    packet: *mut KmclPacket,
+    buffer: *const c_void,
+    length: u32,
+    pfns: *const u64,
+    pfn_count: u32,
+    flags: u32,
 ) -> c_int {
-    EOPNOTSUPP.to_errno()
+    // SAFETY: the caller's promise.
+    let Some(p) = (unsafe { packet_ref(packet) }) else {
+        return EINVAL.to_errno();
+    };
+    let sent = (|| -> Result {
+        if flags & !FORMAT_FLAGS != 0 || pfns.is_null() || pfn_count == 0 {
+            return Err(EINVAL);
+        }
+        needs_wait(flags)?;
+        // SAFETY: the caller's promise.
+        let payload = unsafe { bytes(buffer, length) }?;
+        // SAFETY: `pfns` holds `pfn_count` numbers (the caller's promise).
+        let list = unsafe { core::slice::from_raw_parts(pfns, pfn_count as usize) };
+        // SAFETY: the memory stays until the routine runs (the caller's
+        // promise); the glue checks each frame.
+        let pages = unsafe { GpadlPages::from_pfns(list) }?;
+        let routine = Routine::Function(packet_done, packet as usize);
+        p.handle.channel.send_external(payload, pages, routine)
+    })();
+    errno(sent)
 }
 
 /// `VmbChannelMapGpadl`: `*mdl` describes the client's pages behind

@@ -29,6 +29,8 @@ void kmcl_ffi_module_going(struct module *mod, const char *name);
 /* rust/glue/pages.c: the pages behind a GPADL. */
 struct page;
 int kmcl_pages_lookup(const void *buf, u32 n, struct page **pages);
+u64 kmcl_page_pfn(struct page *page);
+int kmcl_pages_of_pfns(const u64 *pfns, u32 n, struct page **pages);
 void kmcl_page_read(struct page *page, u32 offset, void *dst, u32 len);
 void kmcl_page_write(struct page *page, u32 offset, const void *src, u32 len);
 

@@ -38,6 +38,28 @@ int kmcl_pages_lookup(const void *buf, u32 n, struct page **pages)
 	return 0;
 }
 
+/* The page frame number of @page, as VMBus carries it (4 KiB pages). */
+u64 kmcl_page_pfn(struct page *page)
+{
+	return page_to_pfn(page);
+}
+
+/*
+ * The pages of the @n page frames in @pfns (memory a driver described by
+ * PFN), or -EINVAL if one is not a valid page frame.
+ */
+int kmcl_pages_of_pfns(const u64 *pfns, u32 n, struct page **pages)
+{
+	u32 i;
+
+	for (i = 0; i < n; i++) {
+		if (!pfn_valid(pfns[i]))
+			return -EINVAL;
+		pages[i] = pfn_to_page(pfns[i]);
+	}
+	return 0;
+}
+
 /* Copies @len bytes at @offset of @page (within the page) to @dst. */
 void kmcl_page_read(struct page *page, u32 offset, void *dst, u32 len)
 {
