@@ -472,7 +472,8 @@ int kmcl_packet_send_with_external_pfns(struct kmcl_packet *packet,
  * @channel:      a connected channel.
  * @buffer:       the request payload.
  * @length:       bytes in @buffer.
- * @mdl:          NULL (-EOPNOTSUPP otherwise, for now).
+ * @mdl:          external data, or NULL; its pages stay valid until this
+ *                returns.
  * @flags:        VMBUS_CHANNEL_FORMAT_FLAG_* (a completion is always asked).
  * @reply:        receives the completion payload.
  * @reply_length: in: bytes in @reply; out: bytes of the reply.

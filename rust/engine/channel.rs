@@ -393,7 +393,7 @@ impl Channel {
         let (kick, peer) = {
             let mut data = self.data.lock();
             let dp = Option::as_mut(&mut *data).ok_or(ENOTCONN)?;
-            let sent = dp.send_external(self, payload, pages, completion.into());
+            let sent = dp.send_external(self, payload, pages, completion.into(), true);
             let written = dp.has_written();
             drop(data);
             if written {
@@ -945,6 +945,32 @@ impl Channel {
         reply: &mut [u8],
         timeout_ms: Option<u32>,
     ) -> Result<usize> {
+        self.send_sync_with(payload, None, reply, timeout_ms)
+    }
+
+    /// [`Self::send_sync`] with external data `pages` (valid until this
+    /// returns).
+    pub fn send_sync_external(
+        self: &Arc<Self>,
+        payload: &[u8],
+        pages: crate::shmem::GpadlPages,
+        reply: &mut [u8],
+        timeout_ms: Option<u32>,
+    ) -> Result<usize> {
+        self.send_sync_with(payload, Some(pages), reply, timeout_ms)
+    }
+
+    fn send_sync_with(
+        self: &Arc<Self>,
+        payload: &[u8],
+        external: Option<crate::shmem::GpadlPages>,
+        reply: &mut [u8],
+        timeout_ms: Option<u32>,
+    ) -> Result<usize> {
+        let external = match external {
+            Some(p) => Some(Arc::new(p, GFP_KERNEL)?),
+            None => None,
+        };
         let wait = Arc::pin_init(
             pin_init!(SyncWait {
                 state <- new_spinlock_irq!(SyncState {
@@ -960,8 +986,12 @@ impl Channel {
         let (kick, peer, id) = {
             let mut data = self.data.lock();
             let dp = Option::as_mut(&mut *data).ok_or(ENODEV)?;
-            let sent =
-                dp.send_with_id(PacketType::InBand, payload, routine.into(), true, may_queue);
+            let sent = match external {
+                Some(pages) => dp.send_external(self, payload, pages, routine.into(), may_queue),
+                None => {
+                    dp.send_with_id(PacketType::InBand, payload, routine.into(), true, may_queue)
+                }
+            };
             let written = dp.has_written();
             drop(data);
             if written {

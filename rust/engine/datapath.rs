@@ -706,13 +706,15 @@ impl DataPath {
     /// Sends `payload` with external data `pages` (a GPA-direct packet; a
     /// completion is always requested, as KMCL requires): `owner` (this
     /// endpoint) exposes the pages to the other endpoint for the
-    /// transaction, until its completion.
+    /// transaction, until its completion. With `may_queue` false a packet
+    /// that does not fit now fails with `-EOVERFLOW`.
     pub(crate) fn send_external(
         &mut self,
         owner: &Channel,
         payload: &[u8],
         pages: Arc<GpadlPages>,
         completion: Routine,
+        may_queue: bool,
     ) -> Result<Sent> {
         if payload.len() > self.max_packet {
             return Err(EINVAL);
@@ -767,6 +769,9 @@ impl DataPath {
                 Err(WriteError::Full { .. }) => {}
                 Err(_) => return undo(self, EINVAL),
             }
+        }
+        if !may_queue {
+            return undo(self, EOVERFLOW);
         }
         if let Err(e) = self.may_queue(payload.len(), self.queue_limit) {
             return undo(self, e);

@@ -808,8 +808,25 @@ mod tests {
                 -22
             );
             kmcl_packet_free(p);
-            assert_eq!(EXT_SEEN.load(Ordering::SeqCst), 2);
-            assert_eq!(EXT_GOOD.load(Ordering::SeqCst), 2);
+            // A synchronous request with the whole MDL as external data.
+            let mut reply = [0u8; 8];
+            let mut len = reply.len() as u32;
+            assert_eq!(
+                kmcl_channel_send_synchronous_request(
+                    client,
+                    [0u8].as_ptr().cast(),
+                    1,
+                    &mdl,
+                    0,
+                    reply.as_mut_ptr().cast(),
+                    &mut len,
+                    &5000,
+                ),
+                0
+            );
+            assert_eq!(EXT_LEN.load(Ordering::SeqCst), 8192);
+            assert_eq!(EXT_SEEN.load(Ordering::SeqCst), 3);
+            assert_eq!(EXT_GOOD.load(Ordering::SeqCst), 3);
             assert_eq!(DONE_ERR.load(Ordering::SeqCst), 0);
             assert_eq!(kmcl_channel_disable(client), 0);
             assert_eq!(kmcl_channel_disable(server), 0);

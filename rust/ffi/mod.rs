@@ -1503,9 +1503,13 @@ pub unsafe extern "C" fn kmcl_channel_send_synchronous_request(
             if flags & !FORMAT_FLAGS != 0 {
                 return Err(EINVAL);
             }
-            if !mdl.is_null() {
-                return Err(EOPNOTSUPP);
-            }
+            let ext = if mdl.is_null() {
+                None
+            } else {
+                // SAFETY: the caller's promise (a readable MDL whose pages
+                // stay valid until this returns).
+                Some(mdl_pages(mdl, 0, 0)?)
+            };
             let payload = bytes(buffer, length)?;
             let cap = if reply_length.is_null() {
                 0
@@ -1520,7 +1524,10 @@ pub unsafe extern "C" fn kmcl_channel_send_synchronous_request(
                 core::slice::from_raw_parts_mut(reply.cast::<u8>(), cap as usize)
             };
             let timeout = timeout_ms.as_ref().copied();
-            let n = h.channel.send_sync(payload, out, timeout)?;
+            let n = match ext {
+                Some(pages) => h.channel.send_sync_external(payload, pages, out, timeout)?,
+                None => h.channel.send_sync(payload, out, timeout)?,
+            };
             if !reply_length.is_null() {
                 *reply_length = n as u32;
             }
