@@ -734,6 +734,11 @@ impl Channel {
                 rx.failures,
             )
         };
+        // Each lock on its own: a guard inside the struct expression would
+        // be held to its end (the GPADL table's is a mutex).
+        let gpadls = self.gpadl.counts();
+        let deferred = self.deferred.lock().len();
+        let exposed = self.exposed.lock().len();
         super::snapshot::Snapshot {
             id: self.id,
             role: self.role,
@@ -753,7 +758,9 @@ impl Channel {
             budget_hits,
             deferrals,
             failures,
-            deferred: self.deferred.lock().len(),
+            deferred,
+            gpadls,
+            exposed,
             at_passive: self.at_passive.load(core::sync::atomic::Ordering::Relaxed),
             signals: self.signals(),
             rings: None,

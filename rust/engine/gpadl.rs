@@ -112,6 +112,16 @@ impl Gpadls {
         }
     }
 
+    /// (GPADLs, of them mapped, mappings held as a server), for debugfs.
+    pub(crate) fn counts(&self) -> (usize, usize, usize) {
+        let t = self.tables.lock();
+        (
+            t.gpadls.len(),
+            t.gpadls.iter().filter(|e| e.mapped).count(),
+            t.mappings.len(),
+        )
+    }
+
     /// Client: whether the server has any GPADL mapped.
     pub(crate) fn any_mapped(&self) -> bool {
         self.tables.lock().gpadls.iter().any(|e| e.mapped)
@@ -381,6 +391,9 @@ mod tests {
         let a = client.create_gpadl(pages_of(addr, 4096)?, false)?;
         let _b = client.create_gpadl(pages_of(addr, 100)?, true)?;
         let m = server.map_gpadl(a, true)?;
+        // debugfs shows them.
+        assert_eq!(client.snapshot().gpadls, (2, 1, 0));
+        assert_eq!(server.snapshot().gpadls, (0, 0, 1));
         // The client closes with both GPADLs and a mapping left: the
         // server is told at once and unmaps at its close; then the client
         // deletes both. Nothing waits for ever.

@@ -41,6 +41,11 @@ pub struct Snapshot {
     /// Times kmcl closed the channel because of a failure.
     pub(crate) failures: u64,
     pub(crate) deferred: usize,
+    /// GPADLs: (created by this client, of them mapped by the server,
+    /// mapped by this server).
+    pub(crate) gpadls: (usize, usize, usize),
+    /// Transactions whose external data this endpoint exposes.
+    pub(crate) exposed: usize,
     pub(crate) at_passive: bool,
     /// Signals (sent, received).
     pub(crate) signals: (u64, u64),
@@ -156,6 +161,16 @@ impl fmt::Display for Snapshot {
             self.deferrals, self.deferred
         )?;
         writeln!(f, "failures (channel closed): {}", self.failures)?;
+        writeln!(
+            f,
+            "gpadls: {} (mapped by the server: {}); mapped here: {}",
+            self.gpadls.0, self.gpadls.1, self.gpadls.2
+        )?;
+        writeln!(
+            f,
+            "transactions with external data exposed: {}",
+            self.exposed
+        )?;
         match &self.rings {
             Some((out, inc)) => {
                 ring_line(f, "outgoing", out)?;
