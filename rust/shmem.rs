@@ -345,11 +345,6 @@ impl GpadlPages {
         self.offset
     }
 
-    /// The page array (for C's `struct kmcl_mdl`), valid while `self` is.
-    pub fn page_array(&self) -> (*const *mut Page, usize) {
-        (self.pages.as_ptr(), self.pages.len())
-    }
-
     /// Calls `f(page, offset in page, start in the caller's buffer, len)`
     /// for each piece of `[at, at + len)` of the data.
     fn pieces(

@@ -602,8 +602,39 @@ impl DataPath {
             (None, Some(completion))
         };
         let id = transaction_id.unwrap_or(0);
+        let sent = self.write_or_queue(
+            ptype,
+            KVec::new(),
+            payload,
+            (wait_for_completion, id),
+            routine,
+            may_queue,
+        );
+        if sent.is_err() {
+            // The routine will never run.
+            self.forget(transaction_id);
+        }
+        sent
+    }
+
+    /// Writes a packet whose transaction (if any) is set up, or queues it
+    /// for room (unless `may_queue` is false: `-EOVERFLOW`). On an error
+    /// nothing was written or queued; the caller undoes the transaction.
+    /// `routine` runs once the packet is written (no completion request).
+    fn write_or_queue(
+        &mut self,
+        ptype: PacketType,
+        header: KVec<u8>,
+        payload: &[u8],
+        (wait_for_completion, id): (bool, u64),
+        routine: Option<Routine>,
+        may_queue: bool,
+    ) -> Result<Sent> {
         if self.queue.is_empty() {
-            match self.out.write(ptype, &[], payload, wait_for_completion, id) {
+            match self
+                .out
+                .write(ptype, &header, payload, wait_for_completion, id)
+            {
                 Ok(()) => {
                     self.counters.packets_out += 1;
                     self.counters.bytes_out += payload.len() as u64;
@@ -623,46 +654,28 @@ impl DataPath {
                         id,
                     });
                 }
-                Err(WriteError::Full { .. }) if may_queue => {}
-                Err(WriteError::Full { .. }) => {
-                    self.forget(transaction_id);
-                    return Err(EOVERFLOW);
-                }
-                Err(_) => {
-                    self.forget(transaction_id);
-                    return Err(EINVAL);
-                }
+                Err(WriteError::Full { .. }) => {}
+                Err(_) => return Err(EINVAL),
             }
-        } else if !may_queue {
-            self.forget(transaction_id);
+        }
+        if !may_queue {
             return Err(EOVERFLOW);
         }
-        if let Err(e) = self.may_queue(payload.len(), self.queue_limit) {
-            self.forget(transaction_id);
-            return Err(e);
+        self.may_queue(payload.len(), self.queue_limit)?;
+        let mut copy = KVec::with_capacity(payload.len(), GFP_ATOMIC)?;
+        copy.extend_from_slice(payload, GFP_ATOMIC)?;
+        if routine.is_some() {
+            // Room to hand its routine out once written.
+            self.written.reserve(self.queue.len() + 1)?;
         }
-        // An error from here on means the routine never runs: forget the
-        // transaction before returning it.
-        let queued = (|| -> Result {
-            let mut copy = KVec::with_capacity(payload.len(), GFP_ATOMIC)?;
-            copy.extend_from_slice(payload, GFP_ATOMIC)?;
-            if routine.is_some() {
-                // Room to hand its routine out once written.
-                self.written.reserve(self.queue.len() + 1)?;
-            }
-            self.queue.push(Queued {
-                ptype,
-                header: KVec::new(),
-                payload: copy,
-                completion_requested: wait_for_completion,
-                transaction_id: id,
-                on_written: routine,
-            })
-        })();
-        if let Err(e) = queued {
-            self.forget(transaction_id);
-            return Err(e);
-        }
+        self.queue.push(Queued {
+            ptype,
+            header,
+            payload: copy,
+            completion_requested: wait_for_completion,
+            transaction_id: id,
+            on_written: routine,
+        })?;
         self.note_queued(payload.len());
         self.counters.ring_full += 1;
         // The packet is queued: it completes later whatever happens now (a
@@ -733,73 +746,23 @@ impl DataPath {
             Err((InsertError::NoMemory, _)) => return Err(ENOMEM),
             Err((InsertError::Full, _)) => return Err(EBUSY),
         };
-        let undo = |dp: &mut Self, e: Error| {
-            owner.unexpose(id);
-            dp.forget(Some(id));
-            Err(e)
-        };
         if let Err(e) = owner.expose(id, pages) {
             self.forget(Some(id));
             return Err(e);
         }
-        if self.queue.is_empty() {
-            match self
-                .out
-                .write(PacketType::GpaDirect, &header, payload, true, id)
-            {
-                Ok(()) => {
-                    self.counters.packets_out += 1;
-                    self.counters.bytes_out += payload.len() as u64;
-                    trace::packet_sent(
-                        self.chan,
-                        id,
-                        PacketType::GpaDirect as u16,
-                        payload.len(),
-                        true,
-                        false,
-                    );
-                    let kick = self.out.commit().unwrap_or(false);
-                    return Ok(Sent {
-                        kick,
-                        peer: self.peer.clone(),
-                        run_now: None,
-                        id,
-                    });
-                }
-                Err(WriteError::Full { .. }) => {}
-                Err(_) => return undo(self, EINVAL),
-            }
+        let sent = self.write_or_queue(
+            PacketType::GpaDirect,
+            header,
+            payload,
+            (true, id),
+            None,
+            may_queue,
+        );
+        if sent.is_err() {
+            owner.unexpose(id);
+            self.forget(Some(id));
         }
-        if !may_queue {
-            return undo(self, EOVERFLOW);
-        }
-        if let Err(e) = self.may_queue(payload.len(), self.queue_limit) {
-            return undo(self, e);
-        }
-        let queued = (|| -> Result {
-            let mut copy = KVec::with_capacity(payload.len(), GFP_ATOMIC)?;
-            copy.extend_from_slice(payload, GFP_ATOMIC)?;
-            self.queue.push(Queued {
-                ptype: PacketType::GpaDirect,
-                header,
-                payload: copy,
-                completion_requested: true,
-                transaction_id: id,
-                on_written: None,
-            })
-        })();
-        if let Err(e) = queued {
-            return undo(self, e);
-        }
-        self.note_queued(payload.len());
-        self.counters.ring_full += 1;
-        let (kick, _) = self.flush_queue().unwrap_or((false, 0));
-        Ok(Sent {
-            kick,
-            peer: self.peer.clone(),
-            run_now: None,
-            id,
-        })
+        sent
     }
 
     /// Stops waiting for the completion of `id` (a synchronous request

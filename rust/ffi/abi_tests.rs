@@ -611,13 +611,9 @@ mod tests {
         }
         // SAFETY: as above: `buf` outlives the pages' use.
         let pages = unsafe { GpadlPages::from_buffer(buf.as_ptr() as usize, 10_000) }.unwrap();
-        let (array, n) = pages.page_array();
-        let mdl = KmclMdl {
-            pages: array.cast_mut().cast(),
-            nr_pages: n as u32,
-            offset: pages.offset() as u32,
-            length: 10_000,
-        };
+        // The buffer's description, as `struct kmcl_mdl`.
+        let mdl: *const KmclMdl = core::ptr::from_ref(pages.mdl_view()).cast();
+        let n = pages.mdl_view().nr_pages;
         let (mut whole, mut tail) = (0u32, 0u32);
         // SAFETY: live handles; `buf` and `mdl` outlive the GPADLs.
         unsafe {
@@ -633,11 +629,11 @@ mod tests {
             );
             // From byte 5000 of the MDL to its end (length 0).
             assert_eq!(
-                kmcl_channel_create_gpadl_from_mdl(client, 0, &mdl, 5000, 0, &mut tail),
+                kmcl_channel_create_gpadl_from_mdl(client, 0, mdl, 5000, 0, &mut tail),
                 0
             );
             assert_eq!(
-                kmcl_channel_create_gpadl_from_mdl(client, 0, &mdl, 9000, 2000, &mut tail),
+                kmcl_channel_create_gpadl_from_mdl(client, 0, mdl, 9000, 2000, &mut tail),
                 -22
             );
             let mut m = core::ptr::null_mut();
@@ -648,7 +644,7 @@ mod tests {
                 0
             );
             let got = &*m;
-            assert_eq!((got.length, got.nr_pages), (10_000, n as u32));
+            assert_eq!((got.length, got.nr_pages), (10_000, n));
             let mut t = core::ptr::null_mut();
             assert_eq!(kmcl_channel_map_gpadl(server, 0, tail, &mut t), 0);
             let got = &*t;
@@ -737,13 +733,8 @@ mod tests {
         }
         // SAFETY: `buf` outlives the transactions (waited for below).
         let pages = unsafe { GpadlPages::from_buffer(buf.as_ptr() as usize, 8192) }.unwrap();
-        let (array, n) = pages.page_array();
-        let mdl = KmclMdl {
-            pages: array.cast_mut().cast(),
-            nr_pages: n as u32,
-            offset: 0,
-            length: 8192,
-        };
+        // The buffer's description (page aligned, 8192 bytes).
+        let mdl: *const KmclMdl = core::ptr::from_ref(pages.mdl_view()).cast();
         let pfns: KVec<u64> = {
             let mut v = KVec::new();
             for p in pages.pfns() {
@@ -762,7 +753,7 @@ mod tests {
                     p,
                     [100u8].as_ptr().cast(),
                     1,
-                    &mdl,
+                    mdl,
                     100,
                     5000,
                     wait
@@ -792,7 +783,7 @@ mod tests {
             let p = kmcl_packet_allocate(client);
             kmcl_packet_set_completion_routine(p, Some(count_done));
             assert_eq!(
-                kmcl_packet_send_with_external_mdl(p, [0u8].as_ptr().cast(), 1, &mdl, 0, 10, 0),
+                kmcl_packet_send_with_external_mdl(p, [0u8].as_ptr().cast(), 1, mdl, 0, 10, 0),
                 -22
             );
             assert_eq!(
@@ -800,7 +791,7 @@ mod tests {
                     p,
                     [0u8].as_ptr().cast(),
                     1,
-                    &mdl,
+                    mdl,
                     8000,
                     500,
                     wait
@@ -816,7 +807,7 @@ mod tests {
                     client,
                     [0u8].as_ptr().cast(),
                     1,
-                    &mdl,
+                    mdl,
                     0,
                     reply.as_mut_ptr().cast(),
                     &mut len,

@@ -140,45 +140,18 @@ pub struct Handle {
     mdls: Mutex<KVec<MappedMdl>>,
 }
 
-/// A server's mapping of a GPADL as C sees it: the `struct kmcl_mdl`
-/// handed out, valid while this lives.
-///
-/// # Invariants
-///
-/// `mdl.pages` points into `pages`' page array, which lives (unchanged)
-/// as long as `pages` does.
+/// A server's mapping of a GPADL as C sees it: the pages, whose
+/// description (laid out as `struct kmcl_mdl`, see `mdl_view`) is what the
+/// driver got, valid while this lives.
 struct MappedMdl {
     gpadl: u32,
-    mdl: KBox<KmclMdl>,
-    _pages: Arc<GpadlPages>,
+    pages: Arc<GpadlPages>,
 }
 
-// SAFETY: the raw pointer in `mdl` refers to memory `pages` owns and never
-// changes; it is only handed to C, never written through by Rust.
-unsafe impl Send for MappedMdl {}
-
 impl MappedMdl {
-    fn new(gpadl: u32, pages: Arc<GpadlPages>) -> Result<Self> {
-        let (array, n) = pages.page_array();
-        let mdl = KBox::new(
-            KmclMdl {
-                pages: array.cast_mut().cast(),
-                nr_pages: u32::try_from(n)?,
-                offset: u32::try_from(pages.offset())?,
-                length: u32::try_from(pages.len())?,
-            },
-            GFP_KERNEL,
-        )?;
-        // INVARIANT: `mdl.pages` is `pages`' array.
-        Ok(Self {
-            gpadl,
-            mdl,
-            _pages: pages,
-        })
-    }
-
+    /// The `struct kmcl_mdl` handed to C.
     fn as_ptr(&self) -> *mut KmclMdl {
-        core::ptr::from_ref(&*self.mdl).cast_mut()
+        core::ptr::from_ref(self.pages.mdl_view()).cast_mut().cast()
     }
 }
 
@@ -1784,20 +1757,17 @@ pub unsafe extern "C" fn kmcl_channel_map_gpadl(
     unsafe {
         with_channel(channel, |h| {
             let pages = h.channel.map_gpadl(gpadl, writable)?;
-            let recorded = MappedMdl::new(gpadl, pages).and_then(|m| {
-                let ptr = m.as_ptr();
-                h.mdls.lock().push(m, GFP_KERNEL)?;
-                Ok(ptr)
-            });
-            match recorded {
-                Ok(ptr) => {
+            let m = MappedMdl { gpadl, pages };
+            let ptr = m.as_ptr();
+            match h.mdls.lock().push(m, GFP_KERNEL) {
+                Ok(()) => {
                     // SAFETY: `mdl` is writable (the caller's promise).
                     *mdl = ptr;
                     Ok(())
                 }
                 Err(e) => {
                     let _ = h.channel.unmap_gpadl(gpadl);
-                    Err(e)
+                    Err(e.into())
                 }
             }
         })
