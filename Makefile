@@ -7,6 +7,7 @@
 #
 #   make [modules]        build kmcl.ko against KDIR
 #   make samples          build the sample drivers (separate modules)
+#   make hyperv-module    build the real-host smoke test (tests/hyperv/)
 #   make KDIR=/path/to/a/rust-enabled/linux-7.x/build
 #   make modules_install  install into /lib/modules/<kernel release>
 #   make rust-analyzer    write rust-project.json for editors
@@ -49,8 +50,9 @@ KMAKE = $(KBASE) M=$(CURDIR)
 # is: against kmcl's Module.symvers.
 SMAKE = $(KBASE) M=$(CURDIR)/samples KBUILD_EXTRA_SYMBOLS=$(CURDIR)/Module.symvers
 BMAKE = $(KBASE) M=$(CURDIR)/bench KBUILD_EXTRA_SYMBOLS=$(CURDIR)/Module.symvers
+HMAKE = $(KBASE) M=$(CURDIR)/tests/hyperv KBUILD_EXTRA_SYMBOLS=$(CURDIR)/Module.symvers
 
-.PHONY: all modules samples bench bench-module fuzz modules_install clean rust-analyzer clippy setup \
+.PHONY: all modules samples bench bench-module hyperv-module fuzz modules_install clean rust-analyzer clippy setup \
 	kernel host-test check run
 
 all: modules samples
@@ -69,6 +71,10 @@ samples: modules
 
 bench-module: modules
 	$(BMAKE) modules
+
+# The real-VMBus-host smoke test module (tests/hyperv/smoke.sh).
+hyperv-module: modules
+	$(HMAKE) modules
 
 # Fuzzing (host parsers, cargo-fuzz): FUZZ_SECONDS per target; make check
 # runs the same targets for 60 s each (KMCL_FUZZ_SECONDS).
@@ -102,6 +108,6 @@ run: setup
 	@scripts/run.sh
 
 clean:
-	-[ -d "$(KDIR)" ] && $(KMAKE) clean && $(SMAKE) clean && $(BMAKE) clean
+	-[ -d "$(KDIR)" ] && $(KMAKE) clean && $(SMAKE) clean && $(BMAKE) clean && $(HMAKE) clean
 	-cargo clean --manifest-path rust/host/Cargo.toml
 	rm -rf out

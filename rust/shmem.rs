@@ -31,14 +31,17 @@ use crate::protocol::ring::{
     CONTROL_WORDS, //
 };
 
-/// The pages of one ring, owned by kmcl: a control page followed by
-/// `data_pages` pages of data area, in one zeroed vmalloc allocation, laid
-/// out exactly like Linux's `struct hv_ring_buffer`.
+/// The pages of one ring: a control page followed by `data_pages` pages of
+/// data area, laid out exactly like Linux's `struct hv_ring_buffer`.
+/// Either owned by kmcl (one zeroed vmalloc allocation: loopback rings) or
+/// borrowed (the rings hv_vmbus mapped for a channel it opened).
 ///
 /// # Invariants
 ///
-/// - `base` points to a live `Vmalloc` allocation of `layout`, which is
-///   `PAGE_SIZE + data_len` bytes aligned to `PAGE_SIZE`;
+/// - `base` points to `PAGE_SIZE + data_len` bytes of mapped memory,
+///   aligned to `PAGE_SIZE`, that stay mapped while `self` exists: a live
+///   `Vmalloc` allocation of `layout` if `layout` is `Some` (owned), else
+///   memory the creator of a borrowed ring keeps mapped;
 /// - `data_len` is a non-zero multiple of `PAGE_SIZE`;
 /// - the memory is accessed only through atomics (the control page) and
 ///   volatile copies (the data area), never through references to plain
@@ -46,7 +49,8 @@ use crate::protocol::ring::{
 pub struct RingPages {
     base: NonNull<u8>,
     data_len: usize,
-    layout: Layout,
+    /// `Some`: owned, allocated with this layout.
+    layout: Option<Layout>,
 }
 
 // SAFETY: `RingPages` owns its allocation and all accesses to it are
@@ -73,7 +77,31 @@ impl RingPages {
         Ok(Self {
             base: buf.cast(),
             data_len,
-            layout,
+            layout: Some(layout),
+        })
+    }
+
+    /// A ring whose memory belongs to someone else: the control page at
+    /// `base`, followed by `data_len` bytes of data area. `-EINVAL` if
+    /// `base` is not page aligned or `data_len` not a non-zero multiple of
+    /// the page size.
+    ///
+    /// # Safety
+    ///
+    /// `base` must point to `PAGE_SIZE + data_len` bytes of mapped kernel
+    /// memory that stays mapped, and is used as a VMBus ring by no one but
+    /// the caller's other endpoint, until the returned value is dropped.
+    pub unsafe fn borrowed(base: *mut u8, data_len: usize) -> Result<Self> {
+        let base = NonNull::new(base).ok_or(EINVAL)?;
+        if base.as_ptr() as usize % PAGE_SIZE != 0 || data_len == 0 || data_len % PAGE_SIZE != 0 {
+            return Err(EINVAL);
+        }
+        // INVARIANT: aligned and sized as checked; mapped for our lifetime
+        // by the caller's promise.
+        Ok(Self {
+            base,
+            data_len,
+            layout: None,
         })
     }
 
@@ -105,9 +133,11 @@ impl RingPages {
 
 impl Drop for RingPages {
     fn drop(&mut self) {
-        // SAFETY: By the type invariants `base` is a live `Vmalloc`
-        // allocation of `layout`; we own it and it is not used again.
-        unsafe { Vmalloc::free(self.base, self.layout) };
+        if let Some(layout) = self.layout {
+            // SAFETY: By the type invariants `base` is a live `Vmalloc`
+            // allocation of `layout` (owned); it is not used again.
+            unsafe { Vmalloc::free(self.base, layout) };
+        }
     }
 }
 

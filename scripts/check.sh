@@ -104,8 +104,9 @@ grep -qi 'warning' out/clippy.log && rc=1
 [ "$rc" -ne 0 ] && tail -40 out/clippy.log
 result "clippy: kmcl builds clippy-clean" $rc
 
-step "build: modules, samples and the benchmark module (warnings are errors)"
-make --no-print-directory KDIR="$KDIR" KCFLAGS=-Werror KRUSTFLAGS=-Dwarnings modules samples bench-module 2>&1 |
+step "build: modules, samples, the benchmark and Hyper-V smoke modules (warnings are errors)"
+make --no-print-directory KDIR="$KDIR" KCFLAGS=-Werror KRUSTFLAGS=-Dwarnings modules samples bench-module \
+	hyperv-module 2>&1 |
 	tee out/modules.log
 rc=${PIPESTATUS[0]}
 # objtool and modpost report problems as warnings that -Werror misses.
@@ -113,7 +114,7 @@ if grep -qi 'warning' out/modules.log; then
 	grep -i 'warning' out/modules.log | head -20
 	rc=1
 fi
-result "build: kmcl.ko, the samples and kmcl_bench build warning-free against the test kernel" $rc
+result "build: kmcl.ko, the samples, kmcl_bench and kmcl_hv_smoke build warning-free against the test kernel" $rc
 [ "$rc" -eq 0 ] || finish
 
 step "vm: kselftest suite in QEMU (TCG; logs in out/vm-check/)"

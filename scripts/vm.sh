@@ -31,6 +31,8 @@ cp /bin/busybox "$root/bin/busybox"
 install -m 0755 "$top/tests/vm/init" "$root/init"
 cp "$top"/tests/vm/*.sh "$root/tests/"
 cp -r "$top/tests/kselftest/kmcl" "$root/tests/kmcl"
+mkdir -p "$root/tests/hyperv"
+cp "$top/tests/hyperv/smoke.sh" "$root/tests/hyperv/"
 cp "$KSRC/tools/testing/selftests/kselftest/ktap_helpers.sh" "$root/tests/"
 find "$top" -name '*.ko' -not -path "$top/out/*" -exec cp {} "$root/kmcl/" \;
 [ -f "$root/kmcl/kmcl.ko" ] || { echo "vm.sh: kmcl.ko is not built" >&2; exit 1; }

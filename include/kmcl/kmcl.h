@@ -285,6 +285,29 @@ int kmcl_client_channel_init_set_target_pnp(struct kmcl_channel *channel,
 					    const guid_t *instance,
 					    kmcl_evt_channel_pnp_failure pnp_failure);
 
+/* kmcl_client_channel_init_set_transport(): where a client looks. */
+#define KMCL_TRANSPORT_AUTO					0
+#define KMCL_TRANSPORT_LOOPBACK					1
+#define KMCL_TRANSPORT_HOST					2
+
+/**
+ * kmcl_client_channel_init_set_transport() - which VMBus a client's offer
+ * is looked for on (kmcl's own; KMCL takes it from the parent device).
+ * @channel:   a client channel.
+ * @transport: %KMCL_TRANSPORT_AUTO (the default): kmcl's loopback bus if a
+ *             server offers the interface there when the client is
+ *             enabled, or if no VMBus host exists; otherwise the host.
+ *             %KMCL_TRANSPORT_LOOPBACK: the loopback bus only.
+ *             %KMCL_TRANSPORT_HOST: the VMBus host (Hyper-V) only, through
+ *             hv_vmbus; without a host the client gets PnpFailure
+ *             (-ENODEV).
+ *
+ * Context: process.
+ * Return: 0, -EINVAL (server channel, unknown @transport), -EBUSY.
+ */
+int kmcl_client_channel_init_set_transport(struct kmcl_channel *channel,
+					   u32 transport);
+
 /** kmcl_server_channel_init_set_target_interface_id() - what a server offers (both required). */
 int kmcl_server_channel_init_set_target_interface_id(struct kmcl_channel *channel,
 						     const guid_t *interface_type,

@@ -42,10 +42,12 @@ use super::datapath::{
     DataPath,
     IncomingPacket,
     PacketCallbacks,
+    Peer,
     Received,
     Routine,
     SendCompletion, //
 };
+use super::link::Link;
 use super::loopback::{
     Connection,
     LoopbackBus, //
@@ -108,6 +110,20 @@ pub struct Settings {
     pub max_external_bytes: u32,
     /// Most ranges (chain length) one packet may describe.
     pub max_external_ranges: u32,
+    /// Client: which VMBus the offer is looked for on.
+    pub transport: Transport,
+}
+
+/// Where a client channel looks for its offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// On the loopback bus if a server offers the interface there when the
+    /// client is enabled, or if no VMBus host exists; else on the host.
+    Auto,
+    /// On kmcl's loopback VMBus only.
+    Loopback,
+    /// On the VMBus host (Hyper-V) only, through hv_vmbus.
+    Host,
 }
 
 /// Longest friendly name, in bytes.
@@ -130,6 +146,7 @@ impl Settings {
             client_context_size: 0,
             max_external_bytes: 0,
             max_external_ranges: 0,
+            transport: Transport::Auto,
         }
     }
 }
@@ -142,15 +159,15 @@ struct Control {
     friendly_name_len: usize,
     server_flags: u32,
     callbacks: Option<Arc<dyn StateCallbacks>>,
-    connection: Option<Arc<Connection>>,
+    connection: Option<Link>,
 }
 
 /// An event for a channel, from the bus or the other endpoint.
 pub(crate) enum PeerEvent {
     /// A connection to the other endpoint was made.
-    Connected(Arc<Connection>),
+    Connected(Link),
     /// The other endpoint left this connection.
-    Closed(Arc<Connection>),
+    Closed(Link),
     /// The driver failed an incoming packet: close the connection.
     Failed,
     /// Client: the offer was found but the connection failed (the server
@@ -348,7 +365,11 @@ impl Channel {
 
     /// The current connection, if any.
     pub(crate) fn connection(&self) -> Option<Arc<Connection>> {
-        self.control.lock().connection.clone()
+        self.control
+            .lock()
+            .connection
+            .as_ref()
+            .and_then(|l| l.loopback().cloned())
     }
 
     /// Exposes `pages` to the other endpoint for transaction `tid`.
@@ -449,7 +470,7 @@ impl Channel {
             .data
             .lock()
             .as_ref()
-            .map(|dp| dp.peer().clone())
+            .and_then(|dp| dp.peer().channel().cloned())
             .ok_or(ENOTCONN)?;
         self.gpadl.map(client, handle, writable)
     }
@@ -1051,11 +1072,20 @@ impl Channel {
 
     /// Signals `peer` (VMBus's interrupt to the other endpoint): its
     /// receive work looks at the rings.
-    pub(crate) fn signal(&self, peer: &Arc<Self>) {
+    pub(crate) fn signal(&self, peer: &Peer) {
         use core::sync::atomic::Ordering::Relaxed;
         self.signals_sent.fetch_add(1, Relaxed);
-        peer.signals_received.fetch_add(1, Relaxed);
-        peer.kick_rx();
+        match peer {
+            Peer::Loopback(c) => c.signalled(),
+            Peer::Host(h) => h.signal(),
+        }
+    }
+
+    /// The other endpoint signalled this channel.
+    pub(crate) fn signalled(self: &Arc<Self>) {
+        self.signals_received
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        self.kick_rx();
     }
 
     /// The (sent, received) signal counts.
@@ -1233,36 +1263,55 @@ impl Channel {
             let Ok(event) = event else { return };
             let mut ctl = self.control.lock();
             match event {
-                PeerEvent::Connected(conn) => match ctl.lifecycle.apply(Event::Connected) {
-                    Ok(actions) => {
-                        // The rings are usable from Opened on (Started may
-                        // already queue sends).
-                        let limits = (
-                            ctl.settings.max_packet_size as usize,
-                            ctl.settings.client_context_size as usize,
-                            (
-                                ctl.settings.max_external_ranges,
-                                u64::from(ctl.settings.max_external_bytes),
-                            ),
-                        );
-                        match conn.data_path(self, limits) {
-                            Ok(dp) => *self.data.lock() = Some(dp),
-                            Err(e) => pr_err!("cannot set up the rings: {:?}\n", e),
-                        }
-                        ctl.connection = Some(conn.clone());
-                        self.execute(&mut ctl, Event::Connected, actions.as_slice());
-                        // A server that accepted the connection lets the
-                        // client in.
-                        if self.role == Role::Server && ctl.lifecycle.is_connected() {
-                            conn.tell_client();
-                        }
-                    }
-                    Err(_) => {
+                PeerEvent::Connected(conn) => {
+                    let mut next = ctl.lifecycle;
+                    if next.apply(Event::Connected).is_err() {
                         // Disabled meanwhile: leave the connection at once.
                         drop(ctl);
                         conn.detach(self);
+                        continue;
                     }
-                },
+                    // The rings are usable from Opened on (Started may
+                    // already queue sends). For the host, this opens the
+                    // device's channel.
+                    let limits = (
+                        ctl.settings.max_packet_size as usize,
+                        ctl.settings.client_context_size as usize,
+                        (
+                            ctl.settings.max_external_ranges,
+                            u64::from(ctl.settings.max_external_bytes),
+                        ),
+                    );
+                    match conn.data_path(self, limits) {
+                        Ok(dp) => *self.data.lock() = Some(dp),
+                        Err(e) => {
+                            pr_err!("channel {}: cannot open the connection: {:?}\n", self.id, e);
+                            drop(ctl);
+                            conn.detach(self);
+                            // A client gives up (PnpFailure); a server
+                            // keeps its offer up for the next client.
+                            if self.role == Role::Client
+                                && self.post(PeerEvent::ConnectFailed(e)).is_err()
+                            {
+                                pr_err!(
+                                    "channel {}: out of memory reporting a failed open\n",
+                                    self.id
+                                );
+                            }
+                            continue;
+                        }
+                    }
+                    let Ok(actions) = ctl.lifecycle.apply(Event::Connected) else {
+                        continue;
+                    };
+                    ctl.connection = Some(conn.clone());
+                    self.execute(&mut ctl, Event::Connected, actions.as_slice());
+                    // A server that accepted the connection lets the
+                    // client in.
+                    if self.role == Role::Server && ctl.lifecycle.is_connected() {
+                        conn.tell_client();
+                    }
+                }
                 PeerEvent::Failed => {
                     self.announce_close_if_mapped(&ctl);
                     if let Ok(actions) = ctl.lifecycle.apply(Event::PeerClosed) {
@@ -1284,10 +1333,7 @@ impl Channel {
                     }
                 }
                 PeerEvent::Closed(conn) => {
-                    let current = ctl
-                        .connection
-                        .as_ref()
-                        .is_some_and(|c| Arc::ptr_eq(c, &conn));
+                    let current = ctl.connection.as_ref().is_some_and(|c| c.same(&conn));
                     if !current {
                         continue;
                     }
@@ -1296,6 +1342,20 @@ impl Channel {
                     }
                 }
             }
+        }
+    }
+
+    /// A client looks for its offer (see [`Transport`]).
+    fn seek(self: &Arc<Self>, settings: &Settings) -> Result {
+        let host = match settings.transport {
+            Transport::Loopback => false,
+            Transport::Host => true,
+            Transport::Auto => !self.bus.offered(settings) && self.bus.host().present(),
+        };
+        if host {
+            self.bus.host().seek(self, settings)
+        } else {
+            self.bus.seek(self, settings)
         }
     }
 
@@ -1308,7 +1368,7 @@ impl Channel {
         for action in actions.as_slice() {
             let res = match action {
                 Action::Offer => self.bus.offer(self, &ctl.settings),
-                Action::Connect => self.bus.seek(self, &ctl.settings),
+                Action::Connect => self.seek(&ctl.settings),
                 _ => continue,
             };
             if let Err(e) = res {
@@ -1327,6 +1387,7 @@ impl Channel {
         self.execute(&mut ctl, event, actions.as_slice());
         if event == Event::Disable && self.role == Role::Client {
             self.bus.cancel_seek(self);
+            self.bus.host().cancel_seek(self);
         }
         // A server's Disable returns once its client has left the
         // connection (KMCL: Disable waits until torn down).

@@ -44,6 +44,7 @@ use kernel::{
 };
 
 use super::channel::Channel;
+use super::host::HostLink;
 use crate::protocol::{
     gpa::{self, GpaRanges},
     packet::PacketType,
@@ -349,7 +350,7 @@ pub(crate) struct DataPath {
     out: OutgoingRing<Arc<RingPages>>,
     inc: IncomingRing<Arc<RingPages>>,
     /// The other endpoint, to kick when it must look at a ring.
-    peer: Arc<Channel>,
+    peer: Peer,
     /// Receive buffer: one packet of the largest allowed size.
     buf: KVec<u8>,
     /// Largest payload this endpoint sends (`MaximumPacketSize`).
@@ -465,17 +466,37 @@ fn take_incoming(
     Some(b)
 }
 
+/// The other endpoint of a data path.
+#[derive(Clone)]
+pub(crate) enum Peer {
+    /// A channel on kmcl's loopback VMBus.
+    Loopback(Arc<Channel>),
+    /// The VMBus host, through hv_vmbus.
+    Host(Arc<HostLink>),
+}
+
+impl Peer {
+    /// The other endpoint's channel, if it is a loopback channel.
+    pub(crate) fn channel(&self) -> Option<&Arc<Channel>> {
+        match self {
+            Peer::Loopback(c) => Some(c),
+            Peer::Host(_) => None,
+        }
+    }
+}
+
 /// The pages `peer` exposed for transaction `tid`, if `header` (a GPA range
 /// list read from the ring) describes exactly them within `limits`
-/// (ranges, bytes).
+/// (ranges, bytes). A host's GPA ranges would name guest memory the host
+/// chose: never accepted.
 fn check_external(
-    peer: &Channel,
+    peer: &Peer,
     header: &[u8],
     tid: u64,
     (max_ranges, max_bytes): (u32, u64),
 ) -> Option<Arc<GpadlPages>> {
     let ranges = GpaRanges::parse(header, max_ranges, max_bytes).ok()?;
-    let pages = peer.exposed(tid)?;
+    let pages = peer.channel()?.exposed(tid)?;
     let mut it = ranges.iter();
     let r = it.next()?;
     let same = it.next().is_none()
@@ -490,7 +511,7 @@ pub(crate) struct Sent {
     /// The other endpoint must be kicked.
     pub(crate) kick: bool,
     /// The other endpoint.
-    pub(crate) peer: Arc<Channel>,
+    pub(crate) peer: Peer,
     /// A routine to run now, without locks (a packet without a completion
     /// request was written).
     pub(crate) run_now: Option<Routine>,
@@ -518,7 +539,7 @@ impl DataPath {
     pub(crate) fn new(
         out: Arc<RingPages>,
         inc: Arc<RingPages>,
-        peer: Arc<Channel>,
+        peer: Peer,
         chan: u32,
         (max_packet, context_size, max_external): (usize, usize, (u32, u64)),
     ) -> Result<Self> {
@@ -561,7 +582,7 @@ impl DataPath {
     }
 
     /// The other endpoint.
-    pub(crate) fn peer(&self) -> &Arc<Channel> {
+    pub(crate) fn peer(&self) -> &Peer {
         &self.peer
     }
 

@@ -29,7 +29,12 @@ use super::channel::{
     PeerEvent,
     Settings, //
 };
-use super::datapath::DataPath;
+use super::datapath::{
+    DataPath,
+    Peer, //
+};
+use super::host::HostBus;
+use super::link::Link;
 use crate::shmem::RingPages;
 
 /// A server channel's offer.
@@ -52,12 +57,15 @@ struct Waiting {
     pages: (u32, u32),
 }
 
+/// Whether `offer` is of interface type `ty` and instance `instance` (all
+/// zeroes: any).
+fn wanted(ty: &Guid, instance: &Guid, offer: &Offer) -> bool {
+    *ty == offer.interface_type && (*instance == [0; 16] || *instance == offer.interface_instance)
+}
+
 impl Waiting {
     fn matches(&self, offer: &Offer) -> bool {
-        !offer.taken
-            && self.interface_type == offer.interface_type
-            && (self.interface_instance == [0; 16]
-                || self.interface_instance == offer.interface_instance)
+        !offer.taken && wanted(&self.interface_type, &self.interface_instance, offer)
     }
 }
 
@@ -71,13 +79,34 @@ struct BusInner {
 pub struct LoopbackBus {
     #[pin]
     inner: Mutex<BusInner>,
+    /// Where client channels that target the VMBus host find its offers.
+    host: Arc<HostBus>,
 }
 
 impl LoopbackBus {
-    /// Creates an empty bus.
+    /// Creates an empty bus without a VMBus host.
     pub fn new() -> Result<Arc<Self>> {
+        Self::with_host(HostBus::none()?)
+    }
+
+    /// The VMBus host's offers, for client channels that target them.
+    pub(crate) fn host(&self) -> &Arc<HostBus> {
+        &self.host
+    }
+
+    /// Whether a server offers what a client with `settings` looks for.
+    pub(crate) fn offered(&self, settings: &Settings) -> bool {
+        let bus = self.inner.lock();
+        bus.offers
+            .iter()
+            .any(|o| !o.taken && wanted(&settings.interface_type, &settings.interface_instance, o))
+    }
+
+    /// Creates an empty bus; clients that target the VMBus host use `host`.
+    pub(crate) fn with_host(host: Arc<HostBus>) -> Result<Arc<Self>> {
         Arc::pin_init(
             pin_init!(LoopbackBus {
+                host,
                 inner <- new_mutex!(BusInner {
                     offers: KVec::new(),
                     waiting: KVec::new(),
@@ -179,7 +208,7 @@ impl LoopbackBus {
         // completes only when the VSP has accepted the channel.
         client.reserve_event()?;
         server.reserve_event()?;
-        server.post_reserved(PeerEvent::Connected(conn));
+        server.post_reserved(PeerEvent::Connected(Link::Loopback(conn)));
         bus.offers[idx].taken = true;
         Ok(())
     }
@@ -253,7 +282,7 @@ impl Connection {
             DataPath::new(
                 self.c2s.clone(),
                 self.s2c.clone(),
-                self.server.clone(),
+                Peer::Loopback(self.server.clone()),
                 channel.id(),
                 limits,
             )
@@ -261,7 +290,7 @@ impl Connection {
             DataPath::new(
                 self.s2c.clone(),
                 self.c2s.clone(),
-                self.client.clone(),
+                Peer::Loopback(self.client.clone()),
                 channel.id(),
                 limits,
             )
@@ -290,7 +319,7 @@ impl Connection {
             a.client_told = true;
         }
         self.client
-            .post_reserved(PeerEvent::Connected(self.clone()));
+            .post_reserved(PeerEvent::Connected(Link::Loopback(self.clone())));
     }
 
     /// The server's Opened callback refused the connection with `e`.
@@ -348,7 +377,10 @@ impl Connection {
             } else {
                 &self.client
             };
-            if peer.post(PeerEvent::Closed(self.clone())).is_err() {
+            if peer
+                .post(PeerEvent::Closed(Link::Loopback(self.clone())))
+                .is_err()
+            {
                 pr_warn!("loopback: out of memory telling the other endpoint to close\n");
             }
         }
@@ -361,7 +393,12 @@ impl Connection {
     /// client leaves (see `Channel::announce_close_if_mapped`).
     pub(crate) fn announce_close(self: &Arc<Self>) {
         let server_attached = self.attached.lock().server;
-        if server_attached && self.server.post(PeerEvent::Closed(self.clone())).is_err() {
+        if server_attached
+            && self
+                .server
+                .post(PeerEvent::Closed(Link::Loopback(self.clone())))
+                .is_err()
+        {
             pr_warn!("loopback: out of memory telling the server to close\n");
         }
     }

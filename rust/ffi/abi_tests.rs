@@ -11,7 +11,7 @@ mod tests {
         ClientInterfaceV1, Guid, KmclChannel, KmclIncoming, KmclMdl, KmclPacket, Module,
         ServerInterfaceV1, ServerOnlyMethods, StateCallbacks, CLIENT_INTERFACE,
         FORMAT_FLAG_WAIT_FOR_COMPLETION, GPADL_FLAG_READ_ONLY, PROCESS_PACKET_FLAG_EXTERNAL_DATA,
-        SERVER_INTERFACE, STATE_CALLBACKS_VERSION,
+        SERVER_INTERFACE, STATE_CALLBACKS_VERSION, TRANSPORT_AUTO, TRANSPORT_HOST,
     };
     use super::super::*;
     use core::ffi::{c_int, c_void};
@@ -995,6 +995,66 @@ mod tests {
             assert_eq!(PNP_STATUS.load(Ordering::SeqCst), -111);
             // The client is disabled again.
             assert_eq!(kmcl_channel_disable(client), -16);
+            kmcl_channel_cleanup(client);
+            kmcl_channel_cleanup(server);
+        }
+    }
+
+    #[test]
+    fn a_client_set_to_the_vmbus_host_gets_pnp_failure_without_one() {
+        PNP_STATUS.store(0, Ordering::SeqCst);
+        let (server, client) = (allocate(true), allocate(false));
+        // SAFETY: the handles are live; structures readable.
+        unsafe {
+            assert_eq!(kmcl_client_channel_init_set_transport(client, 7), -22);
+            assert_eq!(
+                kmcl_client_channel_init_set_transport(server, TRANSPORT_HOST),
+                -22
+            );
+            assert_eq!(
+                kmcl_client_channel_init_set_transport(core::ptr::null_mut(), 0),
+                -22
+            );
+            assert_eq!(
+                kmcl_client_channel_init_set_target_pnp(client, &TYPE, &INSTANCE, Some(pnp_failed)),
+                0
+            );
+            assert_eq!(
+                kmcl_client_channel_init_set_transport(client, TRANSPORT_HOST),
+                0
+            );
+            // Even with a loopback server offering the interface.
+            assert_eq!(
+                kmcl_server_channel_init_set_target_interface_id(server, &TYPE, &INSTANCE),
+                0
+            );
+            assert_eq!(kmcl_channel_enable(server), 0);
+            assert_eq!(kmcl_channel_enable(client), 0);
+            if crate::hv::vmbus_host_present() {
+                // A real host: the client waits for a device of TYPE.
+                fsleep(Delta::from_millis(100));
+                assert_eq!(PNP_STATUS.load(Ordering::SeqCst), 0);
+                assert_eq!(kmcl_channel_disable(client), 0);
+            } else {
+                assert!(wait_until(|| PNP_STATUS.load(Ordering::SeqCst) != 0));
+                assert_eq!(PNP_STATUS.load(Ordering::SeqCst), -19);
+                assert_eq!(kmcl_channel_disable(client), -16);
+                // Set back to auto (the default), it finds the server.
+                assert_eq!(
+                    kmcl_client_channel_init_set_transport(client, TRANSPORT_AUTO),
+                    0
+                );
+                assert_eq!(kmcl_channel_enable(client), 0);
+                assert!(wait_until(|| with_channel(client, |h| {
+                    if h.channel.is_running() {
+                        Ok(())
+                    } else {
+                        Err(EAGAIN)
+                    }
+                }) == 0));
+                assert_eq!(kmcl_channel_disable(client), 0);
+            }
+            assert_eq!(kmcl_channel_disable(server), 0);
             kmcl_channel_cleanup(client);
             kmcl_channel_cleanup(server);
         }

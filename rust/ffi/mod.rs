@@ -88,7 +88,8 @@ pub(crate) fn init() -> Result {
     // SAFETY: called once, from the module initialiser, before any use.
     unsafe { REGISTRY.init() };
     lent::init();
-    let bus = LoopbackBus::new()?;
+    let host_ops: Arc<dyn crate::engine::host::HostOps> = Arc::new(crate::hv::HvVmbus, GFP_KERNEL)?;
+    let bus = LoopbackBus::with_host(crate::engine::host::HostBus::new(host_ops)?)?;
     {
         let mut r = REGISTRY.lock();
         r.bus = Some(bus);
@@ -110,6 +111,10 @@ pub(crate) fn exit() {
     for h in handles.iter() {
         h.gone.store(true, Ordering::Release);
         release(h);
+    }
+    // No channel is left: kmcl's hv_vmbus drivers go.
+    if let Some(bus) = &bus {
+        bus.host().unwatch_all();
     }
     drop((bus, handles));
     let root = REGISTRY.lock().debugfs.take();
@@ -797,6 +802,33 @@ pub unsafe extern "C" fn kmcl_client_channel_init_set_ring_buffer_page_count(
                     s.incoming_pages = incoming;
                     s.outgoing_pages = outgoing;
                 })
+            })
+        })
+    }
+}
+
+/// `kmcl_client_channel_init_set_transport` (kmcl's own).
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_client_channel_init_set_transport(
+    channel: *mut KmclChannel,
+    transport: u32,
+) -> c_int {
+    let transport = match transport {
+        abi::TRANSPORT_AUTO => Some(channel::Transport::Auto),
+        abi::TRANSPORT_LOOPBACK => Some(channel::Transport::Loopback),
+        abi::TRANSPORT_HOST => Some(channel::Transport::Host),
+        _ => None,
+    };
+    // SAFETY: the caller's promise.
+    unsafe {
+        with_channel(channel, |h| {
+            for_role(h, Role::Client, |h| {
+                let transport = transport.ok_or(EINVAL)?;
+                h.channel.configure(|s| s.transport = transport)
             })
         })
     }

@@ -1,8 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * kmcl C glue for hv_vmbus.
+ * kmcl C glue for hv_vmbus: kmcl's drivers on the vmbus bus, and opening,
+ * closing and signalling the channels of the devices bound to them.
+ *
+ * The Rust side (rust/hv/mod.rs) owns all decisions; these functions only
+ * reach what hyperv.h offers as structures, macros and inline functions.
  */
 #include <linux/hyperv.h>
+#include <linux/module.h>
+#include <linux/slab.h>
 
 #include <kmcl/kmcl.h>
 
@@ -12,6 +18,117 @@
 bool kmcl_hv_vmbus_present(void)
 {
 	return hv_vmbus_exists();
+}
+
+/* One hv_driver per interface type kmcl's clients target. */
+struct kmcl_hv_driver {
+	struct hv_driver drv;
+	struct hv_vmbus_device_id ids[2];
+	/* The Rust HostBus the devices are handed to. */
+	const void *bus;
+	char name[48];
+};
+
+static struct kmcl_hv_driver *kmcl_hv_driver_of(struct hv_device *dev)
+{
+	return container_of(drv_to_hv_drv(dev->device.driver),
+			    struct kmcl_hv_driver, drv);
+}
+
+static int kmcl_hv_probe(struct hv_device *dev,
+			 const struct hv_vmbus_device_id *id)
+{
+	return kmcl_host_probe(kmcl_hv_driver_of(dev)->bus, dev,
+			       &dev->dev_type, &dev->dev_instance);
+}
+
+static void kmcl_hv_remove(struct hv_device *dev)
+{
+	kmcl_host_remove(kmcl_hv_driver_of(dev)->bus, dev);
+}
+
+/*
+ * Registers a driver for the devices of @type, handing them to @bus;
+ * returns it, or an ERR_PTR (-ENODEV without a VMBus host).
+ */
+void *kmcl_hv_watch(const void *bus, const guid_t *type)
+{
+	struct kmcl_hv_driver *kd;
+	int ret;
+
+	kd = kzalloc_obj(*kd, GFP_KERNEL);
+	if (!kd)
+		return ERR_PTR(-ENOMEM);
+	snprintf(kd->name, sizeof(kd->name), "kmcl-%pUl", type);
+	guid_copy(&kd->ids[0].guid, type);
+	kd->bus = bus;
+	kd->drv.name = kd->name;
+	kd->drv.id_table = kd->ids;
+	kd->drv.probe = kmcl_hv_probe;
+	kd->drv.remove = kmcl_hv_remove;
+	ret = __vmbus_driver_register(&kd->drv, THIS_MODULE, KBUILD_MODNAME);
+	if (ret) {
+		kfree(kd);
+		return ERR_PTR(ret);
+	}
+	return kd;
+}
+
+/* Unregisters a driver from kmcl_hv_watch(); its devices are removed. */
+void kmcl_hv_unwatch(void *driver)
+{
+	struct kmcl_hv_driver *kd = driver;
+
+	vmbus_driver_unregister(&kd->drv);
+	kfree(kd);
+}
+
+/* The channel callback of the channels kmcl opens. */
+void kmcl_hv_on_channel(void *link)
+{
+	kmcl_host_interrupt(link);
+}
+
+/* The ring mappings hv_vmbus made for @ch. */
+void kmcl_hv_rings(struct vmbus_channel *ch, struct kmcl_hv_rings *rings)
+{
+	rings->out = ch->outbound.ring_buffer;
+	rings->out_len = ch->outbound.ring_datasize;
+	rings->in = ch->inbound.ring_buffer;
+	rings->in_len = ch->inbound.ring_datasize;
+}
+
+/*
+ * Opens @dev's channel with rings of @out_pages and @in_pages data pages
+ * (plus hv_vmbus's control page each).  The callback runs in the channel's
+ * tasklet (HV_CALL_DIRECT: hv_vmbus does not touch the rings' interrupt
+ * masks, kmcl's reader manages them) and only kicks kmcl's receive work.
+ */
+int kmcl_hv_open(struct hv_device *dev, const void *link, u32 out_pages,
+		 u32 in_pages, u32 max_pkt, struct kmcl_hv_rings *rings)
+{
+	struct vmbus_channel *ch = dev->channel;
+	int ret;
+
+	ch->max_pkt_size = max_pkt;
+	set_channel_read_mode(ch, HV_CALL_DIRECT);
+	ret = vmbus_open(ch, (out_pages + 1) << PAGE_SHIFT,
+			 (in_pages + 1) << PAGE_SHIFT, NULL, 0,
+			 kmcl_hv_on_channel, (void *)link);
+	if (ret)
+		return ret;
+	kmcl_hv_rings(ch, rings);
+	return 0;
+}
+
+void kmcl_hv_close(struct hv_device *dev)
+{
+	vmbus_close(dev->channel);
+}
+
+void kmcl_hv_signal(struct hv_device *dev)
+{
+	vmbus_setevent(dev->channel);
 }
 
 /*

@@ -146,3 +146,60 @@ void kmcl_hvi_counters(struct vmbus_channel *ch, u64 *sig_events,
 	*intr_out_empty = ch->intr_out_empty;
 	*intr_in_full = ch->intr_in_full;
 }
+
+/*
+ * A made-up VMBus device over a made-up channel, for the transport tests
+ * (rust/hv/transport_tests.rs): what hv_vmbus hands a driver's probe.
+ * Only the fields kmcl reads are set; it is never registered.
+ */
+struct hv_device *kmcl_hvi_device_new(struct vmbus_channel *ch,
+				      const guid_t *type,
+				      const guid_t *instance)
+{
+	struct hv_device *dev = kzalloc_obj(*dev, GFP_KERNEL);
+
+	if (!dev)
+		return NULL;
+	guid_copy(&dev->dev_type, type);
+	guid_copy(&dev->dev_instance, instance);
+	dev->channel = ch;
+	return dev;
+}
+
+void kmcl_hvi_device_free(struct hv_device *dev)
+{
+	kfree(dev);
+}
+
+/*
+ * What vmbus_open() does for kmcl once the host accepted the channel: the
+ * channel callback is set, and the rings are the channel's.
+ */
+void kmcl_hvi_attach(struct hv_device *dev, const void *link,
+		     struct kmcl_hv_rings *rings)
+{
+	struct vmbus_channel *ch = dev->channel;
+
+	ch->channel_callback_context = (void *)link;
+	WRITE_ONCE(ch->onchannel_callback, kmcl_hv_on_channel);
+	kmcl_hv_rings(ch, rings);
+}
+
+/* What vmbus_close() does for kmcl: no callback any more. */
+void kmcl_hvi_detach(struct hv_device *dev)
+{
+	WRITE_ONCE(dev->channel->onchannel_callback, NULL);
+}
+
+/* The host's interrupt: what vmbus_on_event() does in the tasklet. */
+void kmcl_hvi_interrupt(struct hv_device *dev)
+{
+	struct vmbus_channel *ch = dev->channel;
+	void (*cb)(void *context);
+
+	local_bh_disable();
+	cb = READ_ONCE(ch->onchannel_callback);
+	if (cb)
+		cb(ch->channel_callback_context);
+	local_bh_enable();
+}

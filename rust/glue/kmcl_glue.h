@@ -11,8 +11,33 @@
 #define _KMCL_GLUE_H
 
 #include <linux/types.h>
+#include <linux/uuid.h>
 
 bool kmcl_hv_vmbus_present(void);
+
+/* rust/glue/hv.c: kmcl's drivers and channels on hv_vmbus. */
+struct hv_device;
+struct vmbus_channel;
+struct kmcl_hv_rings {
+	void *out;
+	void *in;
+	u32 out_len;
+	u32 in_len;
+};
+
+void *kmcl_hv_watch(const void *bus, const guid_t *type);
+void kmcl_hv_unwatch(void *driver);
+void kmcl_hv_rings(struct vmbus_channel *ch, struct kmcl_hv_rings *rings);
+int kmcl_hv_open(struct hv_device *dev, const void *link, u32 out_pages,
+		 u32 in_pages, u32 max_pkt, struct kmcl_hv_rings *rings);
+void kmcl_hv_close(struct hv_device *dev);
+void kmcl_hv_signal(struct hv_device *dev);
+void kmcl_hv_on_channel(void *link);
+/* Defined in Rust (rust/hv/mod.rs). */
+int kmcl_host_probe(const void *bus, struct hv_device *dev,
+		    const guid_t *type, const guid_t *instance);
+void kmcl_host_remove(const void *bus, struct hv_device *dev);
+void kmcl_host_interrupt(const void *link);
 bool kmcl_in_task(void);
 
 struct workqueue_struct;
@@ -46,5 +71,13 @@ int kmcl_hvi_send_mpb(struct vmbus_channel *ch, void *desc, u32 desc_size,
 int kmcl_hvi_recv_all(struct vmbus_channel *ch, u8 *out, u32 cap, u32 *used);
 void kmcl_hvi_counters(struct vmbus_channel *ch, u64 *sig_events,
 		       u64 *intr_out_empty, u64 *intr_in_full);
+struct hv_device *kmcl_hvi_device_new(struct vmbus_channel *ch,
+				      const guid_t *type,
+				      const guid_t *instance);
+void kmcl_hvi_device_free(struct hv_device *dev);
+void kmcl_hvi_attach(struct hv_device *dev, const void *link,
+		     struct kmcl_hv_rings *rings);
+void kmcl_hvi_detach(struct hv_device *dev);
+void kmcl_hvi_interrupt(struct hv_device *dev);
 
 #endif /* _KMCL_GLUE_H */

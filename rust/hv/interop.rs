@@ -102,6 +102,11 @@ impl LinuxChannel {
         })
     }
 
+    /// The made-up `struct vmbus_channel`.
+    pub(crate) fn raw(&self) -> *mut c_void {
+        self.ch.as_ptr()
+    }
+
     /// `vmbus_sendpacket()`: `-EAGAIN` when the ring is full.
     pub(crate) fn send(&self, payload: &[u8], requestid: u64, ptype: u16, flags: u32) -> Result {
         let len = u32::try_from(payload.len())?;

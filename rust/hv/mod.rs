@@ -13,9 +13,42 @@
 //! pointers, and `hyperv.h`'s packed structures would need opaque-type
 //! workarounds in bindgen for no benefit.
 
+use core::ffi::{c_int, c_void};
+use core::ptr::NonNull;
+
+use kernel::prelude::*;
+
+use crate::engine::channel::Guid;
+use crate::engine::host::{Device, HostBus, HostLink, HostOps, HostRings};
+use crate::shmem::RingPages;
+
 mod ffi {
+    use super::Guid;
+    use core::ffi::{c_int, c_void};
+
+    /// `struct kmcl_hv_rings`.
+    #[repr(C)]
+    pub(crate) struct Rings {
+        pub(crate) out: *mut c_void,
+        pub(crate) inc: *mut c_void,
+        pub(crate) out_len: u32,
+        pub(crate) in_len: u32,
+    }
+
     extern "C" {
         pub(super) fn kmcl_hv_vmbus_present() -> bool;
+        pub(super) fn kmcl_hv_watch(bus: *const c_void, ty: *const Guid) -> *mut c_void;
+        pub(super) fn kmcl_hv_unwatch(driver: *mut c_void);
+        pub(super) fn kmcl_hv_open(
+            dev: *mut c_void,
+            link: *const c_void,
+            out_pages: u32,
+            in_pages: u32,
+            max_pkt: u32,
+            rings: *mut Rings,
+        ) -> c_int;
+        pub(super) fn kmcl_hv_close(dev: *mut c_void);
+        pub(super) fn kmcl_hv_signal(dev: *mut c_void);
     }
 }
 
@@ -23,6 +56,8 @@ mod ffi {
 mod interop;
 #[cfg(CONFIG_KUNIT)]
 mod interop_tests;
+#[cfg(CONFIG_KUNIT)]
+mod transport_tests;
 
 /// Whether `hv_vmbus` found a VMBus host (Hyper-V, Azure, or a KVM host
 /// with Hyper-V SynIC emulation) and registered its bus.
@@ -32,4 +67,150 @@ pub(crate) fn vmbus_host_present() -> bool {
     // SAFETY: `kmcl_hv_vmbus_present` takes no arguments and only reads
     // hv_vmbus's root device pointer; it may be called from any context.
     unsafe { ffi::kmcl_hv_vmbus_present() }
+}
+
+/// The rings hv_vmbus mapped, as described by `r`.
+///
+/// # Safety
+///
+/// `r` describes two rings (control page, then the data area) that stay
+/// mapped until the channel is closed, which happens only after the
+/// returned values are dropped.
+unsafe fn rings_of(r: &ffi::Rings) -> Result<HostRings> {
+    // SAFETY: the caller's promise.
+    let out = unsafe { RingPages::borrowed(r.out.cast(), r.out_len as usize)? };
+    // SAFETY: the caller's promise.
+    let inc = unsafe { RingPages::borrowed(r.inc.cast(), r.in_len as usize)? };
+    Ok((out, inc))
+}
+
+/// Signals the host through `dev`'s channel (`vmbus_setevent()`).
+fn signal(dev: Device) {
+    // SAFETY: `dev` is a device bound to kmcl whose channel is open (a
+    // `HostLink` signals only between open and close); `vmbus_setevent`
+    // may be called from any context.
+    unsafe { ffi::kmcl_hv_signal(dev.0.as_ptr()) }
+}
+
+/// [`HostOps`] over the real `hv_vmbus`.
+pub(crate) struct HvVmbus;
+
+impl HostOps for HvVmbus {
+    fn present(&self) -> bool {
+        vmbus_host_present()
+    }
+
+    fn watch(&self, bus: &HostBus, ty: &Guid) -> Result<usize> {
+        // SAFETY: `bus` outlives the driver (the `watch` contract: it calls
+        // `unwatch` before it goes away); `ty` is read during the call.
+        let drv = unsafe { ffi::kmcl_hv_watch(core::ptr::from_ref(bus).cast(), ty) };
+        let drv = kernel::error::from_err_ptr(drv)?;
+        Ok(drv as usize)
+    }
+
+    fn unwatch(&self, token: usize) {
+        // SAFETY: `token` came from `kmcl_hv_watch` and is unwatched once.
+        unsafe { ffi::kmcl_hv_unwatch(token as *mut c_void) }
+    }
+
+    fn open(
+        &self,
+        dev: Device,
+        link: &HostLink,
+        pages: (u32, u32),
+        max_packet: u32,
+    ) -> Result<HostRings> {
+        let mut r = ffi::Rings {
+            out: core::ptr::null_mut(),
+            inc: core::ptr::null_mut(),
+            out_len: 0,
+            in_len: 0,
+        };
+        // SAFETY: `dev` is bound to kmcl and not open; `link` outlives the
+        // open channel (it closes it), so the callback's context stays
+        // valid; `r` is writable.
+        let rc = unsafe {
+            ffi::kmcl_hv_open(
+                dev.0.as_ptr(),
+                core::ptr::from_ref(link).cast(),
+                pages.0,
+                pages.1,
+                max_packet,
+                &mut r,
+            )
+        };
+        kernel::error::to_result(rc)?;
+        // SAFETY: hv_vmbus keeps the rings mapped until `vmbus_close()`,
+        // which `close` calls only once these are dropped (its contract).
+        let rings = unsafe { rings_of(&r) };
+        if rings.is_err() {
+            // SAFETY: nothing of the rings was kept.
+            unsafe { self.close(dev) };
+        }
+        rings
+    }
+
+    unsafe fn close(&self, dev: Device) {
+        // SAFETY: `dev` was opened by `open`; its rings are no longer used
+        // (the caller's promise).
+        unsafe { ffi::kmcl_hv_close(dev.0.as_ptr()) }
+    }
+
+    fn signal(&self, dev: Device) {
+        signal(dev)
+    }
+}
+
+/// `hv_vmbus` bound device `dev` (of `ty`, instance `inst`) to a driver of
+/// `bus` (its probe).
+///
+/// # Safety
+///
+/// `bus` is the bus given to `kmcl_hv_watch`, still watching; `ty` and
+/// `inst` point to readable GUIDs.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn kmcl_host_probe(
+    bus: *const c_void,
+    dev: *mut c_void,
+    ty: *const Guid,
+    inst: *const Guid,
+) -> c_int {
+    let Some(dev) = NonNull::new(dev) else {
+        return EINVAL.to_errno();
+    };
+    // SAFETY: the caller's promise: a live `HostBus` and two GUIDs.
+    let (bus, ty, inst) = unsafe { (&*bus.cast::<HostBus>(), *ty, *inst) };
+    match bus.probe(Device(dev), ty, inst) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// Device `dev` leaves a driver of `bus` (its remove).
+///
+/// # Safety
+///
+/// As for [`kmcl_host_probe`].
+#[no_mangle]
+pub(crate) unsafe extern "C" fn kmcl_host_remove(bus: *const c_void, dev: *mut c_void) {
+    let Some(dev) = NonNull::new(dev) else {
+        return;
+    };
+    // SAFETY: the caller's promise: a live `HostBus`.
+    let bus = unsafe { &*bus.cast::<HostBus>() };
+    bus.remove(Device(dev));
+}
+
+/// The channel interrupt of an open device channel (its callback).
+///
+/// # Safety
+///
+/// `link` is the `HostLink` given to `kmcl_hv_open`, whose channel is
+/// still open.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn kmcl_host_interrupt(link: *const c_void) {
+    // SAFETY: the caller's promise: the link closes the channel before it
+    // goes away, and no callback runs after `vmbus_close()`.
+    let link = unsafe { &*link.cast::<HostLink>() };
+    link.interrupt();
 }

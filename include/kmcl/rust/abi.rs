@@ -363,6 +363,10 @@ kmcl_functions! {
     /// `KMCL_CLIENT_INTERFACE_TYPE` or `KMCL_SERVER_INTERFACE_TYPE`).
     FnQueryInterface = kmcl_query_interface(kind: u32, size: u32, version: u32,
         interface: *mut c_void) -> c_int;
+    /// kmcl's own: which VMBus a client looks for its offer on
+    /// (`TRANSPORT_*`).
+    FnClientChannelInitSetTransport = kmcl_client_channel_init_set_transport(
+        channel: *mut KmclChannel, transport: u32) -> c_int;
 }
 
 /// `KMCL_CLIENT_INTERFACE_V1` (C `struct kmcl_client_interface_v1`), in
@@ -465,3 +469,10 @@ pub const FORMAT_FLAG_PAGED_BUFFER: u32 = 0x4;
 pub const PROCESS_PACKET_FLAG_EXTERNAL_DATA: u32 = 0x1;
 /// `VMBUS_CHANNEL_PACKET_EXTERNAL_DATA_FLAG_READ_ONLY`.
 pub const EXTERNAL_DATA_FLAG_READ_ONLY: u32 = 0x1;
+/// `KMCL_TRANSPORT_AUTO`: the loopback bus if a server offers the
+/// interface there at Enable or no VMBus host exists, else the host.
+pub const TRANSPORT_AUTO: u32 = 0;
+/// `KMCL_TRANSPORT_LOOPBACK`: kmcl's loopback VMBus only.
+pub const TRANSPORT_LOOPBACK: u32 = 1;
+/// `KMCL_TRANSPORT_HOST`: the VMBus host (Hyper-V) only, via hv_vmbus.
+pub const TRANSPORT_HOST: u32 = 2;

@@ -225,6 +225,13 @@ impl Channel {
         })
     }
 
+    /// Which VMBus a client looks for its offer on (kmcl's own;
+    /// `abi::TRANSPORT_AUTO`, `TRANSPORT_LOOPBACK` or `TRANSPORT_HOST`).
+    pub fn set_transport(&mut self, transport: u32) -> Result {
+        // SAFETY: `raw` is live.
+        result(unsafe { abi::kmcl_client_channel_init_set_transport(self.raw, transport) })
+    }
+
     /// `VmbChannelInitSetFriendlyName`.
     pub fn set_friendly_name(&mut self, name: &CStr) -> Result {
         // SAFETY: `raw` is live; `name` is NUL-terminated.

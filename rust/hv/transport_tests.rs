@@ -1,0 +1,623 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! kmcl client channels on VMBus host devices, without a hypervisor: the
+//! transport's binding (probe/remove, type and instance matching, several
+//! clients), open/close, PnpFailure, and the data path on hv_vmbus-mapped
+//! rings, with hv_vmbus's own `vmbus_sendpacket()`/`hv_pkt_iter_*()` as the
+//! host and `vmbus_setevent()` as kmcl's signal.
+//!
+//! The devices are made up (`kmcl_hvi_device_new()` in `hv_interop.c`):
+//! each has a made-up channel whose rings are mapped as hv_vmbus maps them,
+//! and the "host" is a second made-up channel over the same two rings the
+//! other way round. A stand-in [`HostOps`] does what `vmbus_open()` and
+//! `vmbus_close()` do for kmcl once a host answered (set and clear the
+//! channel callback); only those two and driver registration are not the
+//! real functions.
+
+use core::ffi::c_void;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+
+use kernel::{
+    prelude::*,
+    sync::{new_mutex, new_spinlock_irq, Arc, Mutex, SpinLockIrq},
+    time::{delay::fsleep, Delta},
+};
+
+use super::interop::LinuxChannel;
+use crate::engine::channel::{Channel, Guid, StateCallbacks, Transport};
+use crate::engine::datapath::{IncomingPacket, PacketCallbacks, SendCompletion};
+use crate::engine::host::{Device, HostBus, HostLink, HostOps, HostRings};
+use crate::engine::loopback::LoopbackBus;
+use crate::protocol::{
+    gpa,
+    lifecycle::Role,
+    packet::{Descriptor, PacketType, DESCRIPTOR_SIZE},
+    ring::{RingMemory, FEATURE_BITS, FEATURE_PENDING_SEND_SIZE},
+};
+use crate::shmem::RingPages;
+
+mod ffi {
+    use super::Guid;
+    use core::ffi::c_void;
+
+    extern "C" {
+        pub(super) fn kmcl_hvi_device_new(
+            ch: *mut c_void,
+            ty: *const Guid,
+            inst: *const Guid,
+        ) -> *mut c_void;
+        pub(super) fn kmcl_hvi_device_free(dev: *mut c_void);
+        pub(super) fn kmcl_hvi_attach(
+            dev: *mut c_void,
+            link: *const c_void,
+            rings: *mut crate::hv::ffi::Rings,
+        );
+        pub(super) fn kmcl_hvi_detach(dev: *mut c_void);
+        pub(super) fn kmcl_hvi_interrupt(dev: *mut c_void);
+    }
+}
+
+/// `VM_PKT_DATA_INBAND` and `VM_PKT_COMP`.
+const INBAND: u16 = 6;
+const COMP: u16 = 11;
+/// `VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED`.
+const COMPLETION_REQUESTED: u32 = 1;
+
+const TYPE: Guid = [0x5a; 16];
+const OTHER: Guid = [0x6b; 16];
+
+/// A made-up device: the guest's channel (kmcl's), the host's view of the
+/// same rings, and the `struct hv_device`.
+///
+/// # Invariants
+///
+/// `dev` is from `kmcl_hvi_device_new` over `guest`, freed on drop.
+struct FakeDevice {
+    dev: NonNull<c_void>,
+    guest: LinuxChannel,
+    host: LinuxChannel,
+    ty: Guid,
+    instance: Guid,
+}
+
+// SAFETY: the device is only passed to hv_vmbus-style functions that may
+// run on any thread; the channels are made for it.
+unsafe impl Send for FakeDevice {}
+// SAFETY: as above.
+unsafe impl Sync for FakeDevice {}
+
+impl FakeDevice {
+    fn new(ty: Guid, instance: Guid) -> Result<Arc<Self>> {
+        // Host to guest, and guest to host, 4 data pages each.
+        let h2g = Arc::new(RingPages::new(4)?, GFP_KERNEL)?;
+        let g2h = Arc::new(RingPages::new(4)?, GFP_KERNEL)?;
+        // hv_ringbuffer_init() announces pending-send-size support.
+        for r in [&h2g, &g2h] {
+            r.control()[FEATURE_BITS].store(FEATURE_PENDING_SEND_SIZE, Ordering::SeqCst);
+        }
+        let guest = LinuxChannel::new(h2g.clone(), g2h.clone())?;
+        let host = LinuxChannel::new(g2h, h2g)?;
+        // SAFETY: `guest` is a live made-up channel, kept with the device;
+        // the GUIDs are read during the call.
+        let dev = unsafe { ffi::kmcl_hvi_device_new(guest.raw(), &ty, &instance) };
+        let dev = NonNull::new(dev).ok_or(ENOMEM)?;
+        Ok(Arc::new(
+            FakeDevice {
+                dev,
+                guest,
+                host,
+                ty,
+                instance,
+            },
+            GFP_KERNEL,
+        )?)
+    }
+
+    fn device(&self) -> Device {
+        Device(self.dev)
+    }
+
+    /// The host's channel interrupt for the guest.
+    fn interrupt(&self) {
+        // SAFETY: a live device (invariant).
+        unsafe { ffi::kmcl_hvi_interrupt(self.dev.as_ptr()) }
+    }
+}
+
+impl Drop for FakeDevice {
+    fn drop(&mut self) {
+        // SAFETY: made in `new`, freed once here.
+        unsafe { ffi::kmcl_hvi_device_free(self.dev.as_ptr()) }
+    }
+}
+
+/// The stand-in for hv_vmbus: its devices, and what kmcl asked of it.
+#[pin_data]
+struct FakeHost {
+    present: bool,
+    #[pin]
+    devices: Mutex<KVec<Arc<FakeDevice>>>,
+    #[pin]
+    watched: Mutex<KVec<Guid>>,
+    /// Non-zero: `open` fails with this errno.
+    fail_open: AtomicI32,
+    opens: AtomicU32,
+    closes: AtomicU32,
+}
+
+impl FakeHost {
+    fn new(present: bool) -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(FakeHost {
+                present,
+                devices <- new_mutex!(KVec::new()),
+                watched <- new_mutex!(KVec::new()),
+                fail_open: AtomicI32::new(0),
+                opens: AtomicU32::new(0),
+                closes: AtomicU32::new(0),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// The host offers `dev`: probed if kmcl watches its type.
+    fn add(&self, bus: &HostBus, dev: &Arc<FakeDevice>) -> Result {
+        self.devices.lock().push(dev.clone(), GFP_KERNEL)?;
+        if self.watched.lock().contains(&dev.ty) {
+            bus.probe(dev.device(), dev.ty, dev.instance)?;
+        }
+        Ok(())
+    }
+
+    /// The host rescinds `dev`.
+    fn rescind(&self, bus: &HostBus, dev: &Arc<FakeDevice>) {
+        bus.remove(dev.device());
+        self.devices.lock().retain(|d| !Arc::ptr_eq(d, dev));
+    }
+}
+
+impl HostOps for FakeHost {
+    fn present(&self) -> bool {
+        self.present
+    }
+
+    fn watch(&self, bus: &HostBus, ty: &Guid) -> Result<usize> {
+        if !self.present {
+            return Err(ENODEV);
+        }
+        self.watched.lock().push(*ty, GFP_KERNEL)?;
+        let mut of_type = KVec::new();
+        for d in self.devices.lock().iter().filter(|d| d.ty == *ty) {
+            of_type.push(d.clone(), GFP_KERNEL)?;
+        }
+        // As driver registration: existing devices are probed now.
+        for d in of_type.iter() {
+            bus.probe(d.device(), d.ty, d.instance)?;
+        }
+        Ok(self.watched.lock().len())
+    }
+
+    fn unwatch(&self, _token: usize) {}
+
+    fn open(&self, dev: Device, link: &HostLink, _p: (u32, u32), _m: u32) -> Result<HostRings> {
+        let e = self.fail_open.load(Ordering::SeqCst);
+        if e != 0 {
+            return Err(Error::from_errno(e));
+        }
+        self.opens.fetch_add(1, Ordering::SeqCst);
+        let mut r = crate::hv::ffi::Rings {
+            out: core::ptr::null_mut(),
+            inc: core::ptr::null_mut(),
+            out_len: 0,
+            in_len: 0,
+        };
+        // SAFETY: `dev` is a made-up device of this host; `link` stays
+        // alive while attached (it detaches in `close`); `r` is writable.
+        unsafe { ffi::kmcl_hvi_attach(dev.0.as_ptr(), core::ptr::from_ref(link).cast(), &mut r) };
+        // SAFETY: the made-up channel's rings stay mapped until the
+        // device is dropped, after the test closed the channel.
+        unsafe { super::rings_of(&r) }
+    }
+
+    unsafe fn close(&self, dev: Device) {
+        self.closes.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: a made-up device of this host.
+        unsafe { ffi::kmcl_hvi_detach(dev.0.as_ptr()) }
+    }
+
+    fn signal(&self, dev: Device) {
+        super::signal(dev)
+    }
+}
+
+/// State callbacks as letters (Opened `O`, Started `T`, PostStarted `P`,
+/// Suspend `S`, Closed `C`, PnpFailure `F`), incoming packets echoed back
+/// as their completion, and send completions.
+#[pin_data]
+struct Driver {
+    #[pin]
+    log: Mutex<KVec<u8>>,
+    pnp_status: AtomicI32,
+    /// Filled in softirq context.
+    #[pin]
+    received: SpinLockIrq<KVec<(u64, KVec<u8>)>>,
+    #[pin]
+    completed: SpinLockIrq<KVec<(i32, KVec<u8>)>>,
+}
+
+impl Driver {
+    fn new() -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(Driver {
+                log <- new_mutex!(KVec::new()),
+                pnp_status: AtomicI32::new(0),
+                received <- new_spinlock_irq!(KVec::new()),
+                completed <- new_spinlock_irq!(KVec::new()),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    fn note(&self, c: u8) {
+        let _ = self.log.lock().push(c, GFP_KERNEL);
+    }
+
+    fn is(&self, expected: &[u8]) -> bool {
+        self.log.lock().as_slice() == expected
+    }
+
+    /// Waits up to five seconds for `what`.
+    fn wait(&self, what: impl Fn(&Self) -> bool) -> bool {
+        for _ in 0..500 {
+            if what(self) {
+                return true;
+            }
+            fsleep(Delta::from_millis(10));
+        }
+        false
+    }
+}
+
+impl StateCallbacks for Driver {
+    fn opened(&self, _c: &Arc<Channel>) -> Result {
+        self.note(b'O');
+        Ok(())
+    }
+    fn closed(&self, _c: &Arc<Channel>) {
+        self.note(b'C');
+    }
+    fn suspend(&self, _c: &Arc<Channel>) {
+        self.note(b'S');
+    }
+    fn started(&self, _c: &Arc<Channel>) {
+        self.note(b'T');
+    }
+    fn post_started(&self, _c: &Arc<Channel>) {
+        self.note(b'P');
+    }
+    fn pnp_failure(&self, _c: &Arc<Channel>, status: Error) {
+        self.note(b'F');
+        self.pnp_status.store(status.to_errno(), Ordering::SeqCst);
+    }
+}
+
+impl PacketCallbacks for Driver {
+    fn process_packet(&self, _channel: &Arc<Channel>, packet: IncomingPacket) {
+        let mut copy = KVec::new();
+        let _ = copy.extend_from_slice(packet.data(), GFP_ATOMIC);
+        let _ = self
+            .received
+            .lock()
+            .push((packet.transaction_id(), copy), GFP_ATOMIC);
+        // The completion carries the payload back, reversed.
+        let mut back = KVec::new();
+        let _ = back.extend_from_slice(packet.data(), GFP_ATOMIC);
+        back.reverse();
+        let _ = packet.complete(&back);
+    }
+}
+
+/// A send completion recorded in a [`Driver`].
+struct Done(Arc<Driver>);
+
+impl SendCompletion for Done {
+    fn complete(&mut self, status: Result, data: &[u8]) {
+        let mut copy = KVec::new();
+        let _ = copy.extend_from_slice(data, GFP_ATOMIC);
+        let errno = status.err().map_or(0, |e| e.to_errno());
+        let _ = self.0.completed.lock().push((errno, copy), GFP_ATOMIC);
+    }
+}
+
+/// A client channel of `bus` for `ty` (and `instance`: zeroes for any) on
+/// the VMBus host.
+fn client(bus: &Arc<LoopbackBus>, ty: Guid, instance: Guid) -> Result<(Arc<Channel>, Arc<Driver>)> {
+    let drv = Driver::new()?;
+    let ch = Channel::new(Role::Client, bus.clone())?;
+    ch.configure(|s| {
+        s.interface_type = ty;
+        s.interface_instance = instance;
+        s.transport = Transport::Host;
+    })?;
+    ch.set_state_callbacks(drv.clone())?;
+    ch.set_packet_callbacks(drv.clone())?;
+    Ok((ch, drv))
+}
+
+/// Packet `i`'s payload.
+fn payload(i: u32) -> Result<KVec<u8>> {
+    let len = 1 + (i.wrapping_mul(2_654_435_761) >> 20) % 700;
+    let mut v = KVec::with_capacity(len as usize, GFP_KERNEL)?;
+    for j in 0..len {
+        v.push((j ^ i.wrapping_mul(31)) as u8, GFP_KERNEL)?;
+    }
+    Ok(v)
+}
+
+/// The packets hv_vmbus's reader finds: (type, transaction id, payload).
+fn host_reads(dev: &FakeDevice) -> Result<KVec<(u16, u64, KVec<u8>)>> {
+    let mut out = KVec::with_capacity(5 * 4096, GFP_KERNEL)?;
+    let n = dev.host.recv_all(&mut out)?;
+    let mut found = KVec::new();
+    let mut at = 0;
+    for _ in 0..n {
+        let raw = out[at..].first_chunk::<DESCRIPTOR_SIZE>().ok_or(EINVAL)?;
+        let len = usize::from(u16::from_le_bytes([raw[4], raw[5]])) * 8;
+        // hv_vmbus copies the packet without its trailer.
+        let d = Descriptor::parse(raw, len + 8).map_err(|_| EINVAL)?;
+        let mut body = KVec::new();
+        body.extend_from_slice(&out[at + d.data_offset()..at + len], GFP_KERNEL)?;
+        found.push(
+            (d.packet_type() as u16, d.transaction_id(), body),
+            GFP_KERNEL,
+        )?;
+        at += len;
+    }
+    Ok(found)
+}
+
+/// `v` padded with zeroes to a multiple of 8 bytes, as VMBus carries it
+/// (a packet's length is in 8-byte units).
+fn padded(mut v: KVec<u8>) -> Result<KVec<u8>> {
+    while v.len() % 8 != 0 {
+        v.push(0, GFP_KERNEL)?;
+    }
+    Ok(v)
+}
+
+/// Whether `got` is `want` followed by at most 7 bytes of zero padding
+/// (hv_vmbus's reader gives the padded payload).
+fn padded_eq(got: &[u8], want: &[u8]) -> bool {
+    got.len() >= want.len()
+        && got.len() - want.len() < 8
+        && got[..want.len()] == *want
+        && got[want.len()..].iter().all(|b| *b == 0)
+}
+
+#[kunit_tests(kmcl_hv_transport)]
+mod tests {
+    use super::*;
+
+    fn host_bus(host: &Arc<FakeHost>) -> Result<Arc<LoopbackBus>> {
+        let ops: Arc<dyn HostOps> = host.clone();
+        LoopbackBus::with_host(HostBus::new(ops)?)
+    }
+
+    #[test]
+    fn packets_cross_both_ways_with_linux_as_the_host() -> Result {
+        let host = FakeHost::new(true)?;
+        let bus = host_bus(&host)?;
+        let dev = FakeDevice::new(TYPE, [1; 16])?;
+        host.add(bus.host(), &dev)?;
+        let (ch, drv) = client(&bus, TYPE, [0; 16])?;
+        ch.enable()?;
+        assert!(drv.wait(|d| d.is(b"OTP")));
+        assert_eq!(host.opens.load(Ordering::SeqCst), 1);
+        assert_eq!(ch.interface_instance(), [1; 16]);
+
+        // Host to guest: 10 rounds of 16 packets (about 4 ring wraps),
+        // each completed by the driver with its payload reversed.
+        let mut n = 0u32;
+        for _round in 0..10 {
+            for _ in 0..16 {
+                let p = payload(n)?;
+                dev.host
+                    .send(&p, 0x5000 + u64::from(n), INBAND, COMPLETION_REQUESTED)?;
+                n += 1;
+            }
+            dev.interrupt();
+            assert!(drv.wait(|d| d.received.lock().len() == n as usize));
+            // Give the completions time to be written.
+            fsleep(Delta::from_millis(20));
+            let comps = host_reads(&dev)?;
+            assert_eq!(comps.len(), 16);
+            for (k, (ty, id, body)) in comps.iter().enumerate() {
+                let i = n - 16 + k as u32;
+                // The driver saw the padded payload, and reversed that.
+                let mut want = padded(payload(i)?)?;
+                want.reverse();
+                assert_eq!(*ty, COMP);
+                assert_eq!(*id, 0x5000 + u64::from(i));
+                if !padded_eq(body, &want) {
+                    pr_err!(
+                        "completion {}: {} bytes, want {}\n",
+                        i,
+                        body.len(),
+                        want.len()
+                    );
+                }
+                assert!(padded_eq(body, &want));
+            }
+        }
+        let received = core::mem::take(&mut *drv.received.lock());
+        assert_eq!(received.len(), 160);
+        for (i, (id, data)) in received.iter().enumerate() {
+            assert_eq!(*id, 0x5000 + i as u64);
+            assert_eq!(*data, padded(payload(i as u32)?)?);
+        }
+        // Every signal kmcl sent went through vmbus_setevent().
+        let (sent, _) = ch.signals();
+        assert!(sent > 0);
+        assert_eq!(dev.guest.signals().total, sent);
+
+        // Guest to host: requests with completions; the host answers each
+        // transaction id with a completion packet.
+        for i in 0..40u32 {
+            ch.send(
+                &payload(1000 + i)?,
+                true,
+                KBox::new(Done(drv.clone()), GFP_KERNEL)?,
+            )?;
+        }
+        let mut reqs = KVec::new();
+        for _ in 0..100 {
+            for r in host_reads(&dev)? {
+                reqs.push(r, GFP_KERNEL)?;
+            }
+            if reqs.len() == 40 {
+                break;
+            }
+            fsleep(Delta::from_millis(10));
+        }
+        assert_eq!(reqs.len(), 40);
+        for (k, (ty, id, body)) in reqs.iter().enumerate() {
+            assert_eq!(*ty, INBAND);
+            assert!(padded_eq(body, &payload(1000 + k as u32)?));
+            let reply = [k as u8; 24];
+            dev.host.send(&reply, *id, COMP, 0)?;
+        }
+        dev.interrupt();
+        assert!(drv.wait(|d| d.completed.lock().len() == 40));
+        for (k, (errno, data)) in drv.completed.lock().iter().enumerate() {
+            assert_eq!(*errno, 0);
+            assert_eq!(*data, [k as u8; 24]);
+        }
+
+        // The host rescinds the device: Suspend and Closed, the channel
+        // closed before remove returns.
+        host.rescind(bus.host(), &dev);
+        assert!(drv.is(b"OTPSC"));
+        assert_eq!(host.closes.load(Ordering::SeqCst), 1);
+        assert!(!ch.is_enabled());
+        ch.cleanup()?;
+        Ok(())
+    }
+
+    #[test]
+    fn clients_bind_by_type_and_instance() -> Result {
+        let host = FakeHost::new(true)?;
+        let bus = host_bus(&host)?;
+        let d1 = FakeDevice::new(TYPE, [1; 16])?;
+        let d2 = FakeDevice::new(TYPE, [2; 16])?;
+        let d3 = FakeDevice::new(OTHER, [1; 16])?;
+        for d in [&d1, &d2, &d3] {
+            host.add(bus.host(), d)?;
+        }
+        // Nothing is bound before a client asks for the type.
+        assert_eq!(bus.host().offers(), 0);
+        let (a, da) = client(&bus, TYPE, [2; 16])?;
+        a.enable()?;
+        assert!(da.wait(|d| d.is(b"OTP")));
+        assert_eq!(a.interface_instance(), [2; 16]);
+        // Only TYPE's devices came.
+        assert_eq!(bus.host().offers(), 2);
+        let (b, db) = client(&bus, TYPE, [0; 16])?;
+        b.enable()?;
+        assert!(db.wait(|d| d.is(b"OTP")));
+        assert_eq!(b.interface_instance(), [1; 16]);
+        // Both taken: the next waits until a device appears.
+        let (c, dc) = client(&bus, TYPE, [0; 16])?;
+        c.enable()?;
+        fsleep(Delta::from_millis(50));
+        assert!(dc.is(b""));
+        let d4 = FakeDevice::new(TYPE, [4; 16])?;
+        host.add(bus.host(), &d4)?;
+        assert!(dc.wait(|d| d.is(b"OTP")));
+        assert_eq!(c.interface_instance(), [4; 16]);
+        assert_eq!(host.watched.lock().len(), 1);
+        // A client leaving frees its device for the next.
+        a.disable()?;
+        assert!(da.is(b"OTPSC"));
+        assert_eq!(host.closes.load(Ordering::SeqCst), 1);
+        let (e, de) = client(&bus, TYPE, [2; 16])?;
+        e.enable()?;
+        assert!(de.wait(|d| d.is(b"OTP")));
+        // A failing open is the client's PnpFailure; the device stays free.
+        host.fail_open.store(EIO.to_errno(), Ordering::SeqCst);
+        let (f, df) = client(&bus, OTHER, [0; 16])?;
+        f.enable()?;
+        assert!(df.wait(|d| d.is(b"F")));
+        assert_eq!(df.pnp_status.load(Ordering::SeqCst), EIO.to_errno());
+        assert!(!f.is_enabled());
+        host.fail_open.store(0, Ordering::SeqCst);
+        f.enable()?;
+        assert!(df.wait(|d| d.is(b"FOTP")));
+        assert_eq!(host.opens.load(Ordering::SeqCst), 5);
+        for ch in [&b, &c, &e, &f] {
+            ch.disable()?;
+        }
+        assert_eq!(host.closes.load(Ordering::SeqCst), 5);
+        for ch in [a, b, c, e, f] {
+            ch.cleanup()?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn without_a_host_a_host_client_gets_pnp_failure() -> Result {
+        // kmcl's own bus objects with no VMBus host, as on these machines.
+        let bus = LoopbackBus::new()?;
+        let (ch, drv) = client(&bus, TYPE, [0; 16])?;
+        ch.enable()?;
+        assert!(drv.wait(|d| d.is(b"F")));
+        assert_eq!(drv.pnp_status.load(Ordering::SeqCst), ENODEV.to_errno());
+        assert!(!ch.is_enabled());
+        // The default (auto) waits on the loopback bus instead.
+        ch.configure(|s| s.transport = Transport::Auto)?;
+        ch.enable()?;
+        fsleep(Delta::from_millis(50));
+        assert!(drv.is(b"F"));
+        let server = Channel::new(Role::Server, bus.clone())?;
+        server.configure(|s| s.interface_type = TYPE)?;
+        server.enable()?;
+        server.start()?;
+        assert!(drv.wait(|d| d.is(b"FOTP")));
+        ch.disable()?;
+        server.disable()?;
+        ch.cleanup()?;
+        server.cleanup()?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_host_describing_guest_memory_fails_the_channel() -> Result {
+        let host = FakeHost::new(true)?;
+        let bus = host_bus(&host)?;
+        let dev = FakeDevice::new(TYPE, [1; 16])?;
+        host.add(bus.host(), &dev)?;
+        let (ch, drv) = client(&bus, TYPE, [0; 16])?;
+        ch.configure(|s| {
+            s.max_external_bytes = 1 << 20;
+            s.max_external_ranges = 4;
+        })?;
+        ch.enable()?;
+        assert!(drv.wait(|d| d.is(b"OTP")));
+        // A GPA-direct packet naming a guest page the host picked.
+        let mut list = [0u8; 32];
+        let pfns = [0x1000u64];
+        let len =
+            gpa::encode([(0u32, 4096u32, &pfns[..])].into_iter(), &mut list).map_err(|_| EINVAL)?;
+        let mut desc = KVec::from_elem(0u8, DESCRIPTOR_SIZE + len, GFP_KERNEL)?;
+        desc[DESCRIPTOR_SIZE..].copy_from_slice(&list[..len]);
+        dev.host.send_gpa_direct(&mut desc, b"take this", 9)?;
+        dev.interrupt();
+        // Never delivered; the channel is closed.
+        assert!(drv.wait(|d| d.is(b"OTPSC")));
+        assert!(drv.received.lock().is_empty());
+        assert_eq!(host.closes.load(Ordering::SeqCst), 1);
+        let _ = PacketType::GpaDirect;
+        ch.cleanup()?;
+        Ok(())
+    }
+}
