@@ -443,10 +443,23 @@ impl Channel {
             return Err(EINVAL);
         }
         // Not the control lock: Opened runs with it held.
-        if self.data.lock().is_none() {
-            return Err(ENOTCONN);
+        let host = {
+            let data = self.data.lock();
+            let dp = data.as_ref().ok_or(ENOTCONN)?;
+            self.host_link(dp)
+        };
+        match host {
+            Some(link) => link.create_gpadl(pages),
+            None => self.gpadl.create(pages, read_only),
         }
-        self.gpadl.create(pages, read_only)
+    }
+
+    /// The host link of a data path to the VMBus host.
+    fn host_link(&self, dp: &DataPath) -> Option<Arc<super::host::HostLink>> {
+        match dp.peer() {
+            Peer::Host(link) => Some(link.clone()),
+            Peer::Loopback(_) => None,
+        }
     }
 
     /// KMCL `VmbChannelDeleteGpadl` (client): waits while the server has
@@ -455,7 +468,11 @@ impl Channel {
         if self.role != Role::Client {
             return Err(EINVAL);
         }
-        self.gpadl.delete(handle)
+        let host = self.data.lock().as_ref().and_then(|dp| self.host_link(dp));
+        match host {
+            Some(link) => link.delete_gpadl(handle),
+            None => self.gpadl.delete(handle),
+        }
     }
 
     /// KMCL `VmbChannelMapGpadl` (server, connected): the client's pages

@@ -753,6 +753,12 @@ impl DataPath {
         if payload.len() > self.max_packet {
             return Err(EINVAL);
         }
+        // An isolated VM's host cannot read guest pages it is only told of.
+        if let Peer::Host(link) = &self.peer {
+            if !link.shares_memory() {
+                return Err(EOPNOTSUPP);
+            }
+        }
         // The range list: one range over the pages.
         let mut pfns = KVec::with_capacity(pages.mdl_view().nr_pages as usize, GFP_ATOMIC)?;
         for pfn in pages.pfns() {

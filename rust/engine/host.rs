@@ -48,7 +48,10 @@ use super::datapath::{
     Peer, //
 };
 use super::link::Link;
-use crate::shmem::RingPages;
+use crate::shmem::{
+    GpadlPages,
+    RingPages, //
+};
 
 /// A VMBus device (`struct hv_device`) bound to kmcl; opaque.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +107,21 @@ pub(crate) trait HostOps: Send + Sync {
 
     /// Signals the host that `dev`'s channel needs attention. Any context.
     fn signal(&self, dev: Device);
+
+    /// Whether the host may be given guest memory by page number (GPADLs,
+    /// external data): not in an isolated (confidential) VM, where memory
+    /// must be decrypted for the host first.
+    fn shares_memory(&self) -> bool;
+
+    /// Shares the whole pages of `pages` with the host as a GPADL of
+    /// `dev`'s open channel (`vmbus_establish_gpadl()`): returns (handle,
+    /// token for [`Self::delete_gpadl`]). Process context.
+    fn create_gpadl(&self, dev: Device, pages: &GpadlPages) -> Result<(u32, usize)>;
+
+    /// Tears down the GPADL `token` of `dev`'s channel
+    /// (`vmbus_teardown_gpadl()`); on an error the host may still use the
+    /// pages. Process context.
+    fn delete_gpadl(&self, dev: Device, token: usize) -> Result;
 }
 
 /// [`HostOps`] where no VMBus host exists: every request is refused.
@@ -122,6 +140,15 @@ impl HostOps for NoHost {
     }
     unsafe fn close(&self, _dev: Device) {}
     fn signal(&self, _dev: Device) {}
+    fn shares_memory(&self) -> bool {
+        false
+    }
+    fn create_gpadl(&self, _dev: Device, _pages: &GpadlPages) -> Result<(u32, usize)> {
+        Err(ENODEV)
+    }
+    fn delete_gpadl(&self, _dev: Device, _token: usize) -> Result {
+        Err(ENODEV)
+    }
 }
 
 /// A device bound to kmcl: an offer of the host.
@@ -387,6 +414,17 @@ pub(crate) struct HostLink {
     state: Mutex<LinkState>,
     #[pin]
     left: CondVar,
+    /// The client's GPADLs on the device's channel.
+    #[pin]
+    gpadls: Mutex<KVec<HostGpadl>>,
+}
+
+/// A GPADL the host has.
+struct HostGpadl {
+    handle: u32,
+    token: usize,
+    /// The memory, recorded until the host let go of it.
+    _pages: GpadlPages,
 }
 
 struct LinkState {
@@ -416,6 +454,7 @@ impl HostLink {
                     attached: true,
                 }),
                 left <- new_condvar!(),
+                gpadls <- new_mutex!(KVec::new()),
             }),
             GFP_KERNEL,
         )
@@ -458,6 +497,14 @@ impl HostLink {
                 return;
             }
             if st.opened {
+                let left = self.delete_all_gpadls();
+                if left > 0 {
+                    pr_warn!(
+                        "channel {}: {} GPADL(s) not deleted in Closed; kmcl tore them down\n",
+                        self.client.id(),
+                        left
+                    );
+                }
                 // SAFETY: the client drops its data path (the only user of
                 // the rings) before it leaves the connection (the
                 // Disconnect action in `Channel::execute`; `data_path`
@@ -476,6 +523,66 @@ impl HostLink {
         while st.attached {
             self.left.wait(&mut st);
         }
+    }
+
+    /// KMCL `CreateGpadl*` on the host: shares `pages` (whole pages; the
+    /// host does not enforce read-only). `-EOPNOTSUPP` in an isolated VM.
+    pub(crate) fn create_gpadl(&self, pages: GpadlPages) -> Result<u32> {
+        if !self.ops.shares_memory() {
+            return Err(EOPNOTSUPP);
+        }
+        // Lock order: `state`, then `gpadls` (as `detach`).
+        let st = self.state.lock();
+        if !st.opened {
+            return Err(ENOTCONN);
+        }
+        let mut gpadls = self.gpadls.lock();
+        gpadls.reserve(1, GFP_KERNEL)?;
+        let (handle, token) = self.ops.create_gpadl(self.dev, &pages)?;
+        gpadls
+            .push_within_capacity(HostGpadl {
+                handle,
+                token,
+                _pages: pages,
+            })
+            .map_err(|_| ENOMEM)?;
+        Ok(handle)
+    }
+
+    /// KMCL `DeleteGpadl` on the host: `-ENOENT` for an unknown handle; on
+    /// a teardown error the GPADL stays recorded (its pages may still be
+    /// in use by the host).
+    pub(crate) fn delete_gpadl(&self, handle: u32) -> Result {
+        let mut gpadls = self.gpadls.lock();
+        let i = gpadls
+            .iter()
+            .position(|g| g.handle == handle)
+            .ok_or(ENOENT)?;
+        self.ops.delete_gpadl(self.dev, gpadls[i].token)?;
+        let _ = gpadls.remove(i);
+        Ok(())
+    }
+
+    /// Tears down every GPADL left (the channel closes); returns how many
+    /// there were.
+    fn delete_all_gpadls(&self) -> usize {
+        let left = core::mem::take(&mut *self.gpadls.lock());
+        for g in left.iter() {
+            if let Err(e) = self.ops.delete_gpadl(self.dev, g.token) {
+                pr_err!(
+                    "channel {}: GPADL {:#x} not torn down ({:?}); the host may still reach its memory\n",
+                    self.client.id(),
+                    g.handle,
+                    e
+                );
+            }
+        }
+        left.len()
+    }
+
+    /// Whether the host may be given guest memory by page number.
+    pub(crate) fn shares_memory(&self) -> bool {
+        self.ops.shares_memory()
     }
 
     /// Tells the host to look at the rings.

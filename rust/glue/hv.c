@@ -9,6 +9,9 @@
 #include <linux/hyperv.h>
 #include <linux/module.h>
 #include <linux/slab.h>
+#include <linux/vmalloc.h>
+
+#include <asm/mshyperv.h>
 
 #include <kmcl/kmcl.h>
 
@@ -129,6 +132,66 @@ void kmcl_hv_close(struct hv_device *dev)
 void kmcl_hv_signal(struct hv_device *dev)
 {
 	vmbus_setevent(dev->channel);
+}
+
+/*
+ * Whether the host may be given guest pages by number: not in an isolated
+ * (SNP/TDX) guest, whose memory must be decrypted for the host first.
+ */
+bool kmcl_hv_shares_memory(void)
+{
+	return !hv_is_isolation_supported();
+}
+
+struct kmcl_hv_gpadl {
+	struct vmbus_gpadl gpadl;
+	void *va;
+};
+
+/*
+ * Establishes a GPADL over the whole pages of @mdl on @dev's open channel
+ * (vmbus_establish_gpadl() needs them virtually contiguous: they are
+ * mapped here); returns it with its handle in @handle, or an ERR_PTR.
+ */
+void *kmcl_hv_gpadl_create(struct hv_device *dev, const struct kmcl_mdl *mdl,
+			   u32 *handle)
+{
+	struct kmcl_hv_gpadl *g;
+	int ret;
+
+	if (!mdl->nr_pages || mdl->nr_pages > (U32_MAX >> PAGE_SHIFT))
+		return ERR_PTR(-EINVAL);
+	g = kzalloc_obj(*g, GFP_KERNEL);
+	if (!g)
+		return ERR_PTR(-ENOMEM);
+	g->va = vmap(mdl->pages, mdl->nr_pages, VM_MAP, PAGE_KERNEL);
+	if (!g->va) {
+		kfree(g);
+		return ERR_PTR(-ENOMEM);
+	}
+	ret = vmbus_establish_gpadl(dev->channel, g->va,
+				    mdl->nr_pages << PAGE_SHIFT, &g->gpadl);
+	if (ret) {
+		vunmap(g->va);
+		kfree(g);
+		return ERR_PTR(ret);
+	}
+	*handle = g->gpadl.gpadl_handle;
+	return g;
+}
+
+/* Tears down a GPADL of kmcl_hv_gpadl_create(); kept on an error. */
+int kmcl_hv_gpadl_delete(struct hv_device *dev, void *gpadl)
+{
+	struct kmcl_hv_gpadl *g = gpadl;
+	int ret;
+
+	ret = vmbus_teardown_gpadl(dev->channel, &g->gpadl);
+	if (ret)
+		return ret;
+	vunmap(g->va);
+	kfree(g);
+	return 0;
 }
 
 /*

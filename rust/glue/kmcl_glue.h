@@ -33,6 +33,11 @@ int kmcl_hv_open(struct hv_device *dev, const void *link, u32 out_pages,
 void kmcl_hv_close(struct hv_device *dev);
 void kmcl_hv_signal(struct hv_device *dev);
 void kmcl_hv_on_channel(void *link);
+bool kmcl_hv_shares_memory(void);
+struct kmcl_mdl;
+void *kmcl_hv_gpadl_create(struct hv_device *dev, const struct kmcl_mdl *mdl,
+			   u32 *handle);
+int kmcl_hv_gpadl_delete(struct hv_device *dev, void *gpadl);
 /* Defined in Rust (rust/hv/mod.rs). */
 int kmcl_host_probe(const void *bus, struct hv_device *dev,
 		    const guid_t *type, const guid_t *instance);

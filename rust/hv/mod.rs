@@ -20,7 +20,7 @@ use kernel::prelude::*;
 
 use crate::engine::channel::Guid;
 use crate::engine::host::{Device, HostBus, HostLink, HostOps, HostRings};
-use crate::shmem::RingPages;
+use crate::shmem::{GpadlPages, RingPages};
 
 mod ffi {
     use super::Guid;
@@ -49,6 +49,13 @@ mod ffi {
         ) -> c_int;
         pub(super) fn kmcl_hv_close(dev: *mut c_void);
         pub(super) fn kmcl_hv_signal(dev: *mut c_void);
+        pub(super) fn kmcl_hv_shares_memory() -> bool;
+        pub(super) fn kmcl_hv_gpadl_create(
+            dev: *mut c_void,
+            mdl: *const c_void,
+            handle: *mut u32,
+        ) -> *mut c_void;
+        pub(super) fn kmcl_hv_gpadl_delete(dev: *mut c_void, gpadl: *mut c_void) -> c_int;
     }
 }
 
@@ -158,6 +165,36 @@ impl HostOps for HvVmbus {
 
     fn signal(&self, dev: Device) {
         signal(dev)
+    }
+
+    fn shares_memory(&self) -> bool {
+        // SAFETY: no arguments; reads hv_vmbus's isolation type.
+        unsafe { ffi::kmcl_hv_shares_memory() }
+    }
+
+    fn create_gpadl(&self, dev: Device, pages: &GpadlPages) -> Result<(u32, usize)> {
+        let mut handle = 0u32;
+        // SAFETY: `dev`'s channel is open (a `HostLink` creates GPADLs
+        // only then); the MDL view (the C `struct kmcl_mdl` layout) and its
+        // pages stay valid while the GPADL exists (the caller keeps
+        // `pages` until `delete_gpadl` succeeded); `handle` is writable.
+        let g = unsafe {
+            ffi::kmcl_hv_gpadl_create(
+                dev.0.as_ptr(),
+                core::ptr::from_ref(pages.mdl_view()).cast(),
+                &mut handle,
+            )
+        };
+        let g = kernel::error::from_err_ptr(g)?;
+        Ok((handle, g as usize))
+    }
+
+    fn delete_gpadl(&self, dev: Device, token: usize) -> Result {
+        // SAFETY: `token` is a GPADL `create_gpadl` made on `dev`'s
+        // channel, not deleted yet (freed only when this succeeds).
+        kernel::error::to_result(unsafe {
+            ffi::kmcl_hv_gpadl_delete(dev.0.as_ptr(), token as *mut c_void)
+        })
     }
 }
 

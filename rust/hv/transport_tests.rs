@@ -35,7 +35,7 @@ use crate::protocol::{
     packet::{Descriptor, PacketType, DESCRIPTOR_SIZE},
     ring::{RingMemory, FEATURE_BITS, FEATURE_PENDING_SEND_SIZE},
 };
-use crate::shmem::RingPages;
+use crate::shmem::{GpadlPages, RingPages};
 
 mod ffi {
     use super::Guid;
@@ -142,15 +142,28 @@ struct FakeHost {
     watched: Mutex<KVec<Guid>>,
     /// Non-zero: `open` fails with this errno.
     fail_open: AtomicI32,
+    /// An isolated VM: no guest memory by page number.
+    isolated: bool,
+    /// GPADLs the host has: (handle, page numbers).
+    #[pin]
+    gpadls: Mutex<KVec<(u32, KVec<u64>)>>,
+    next_gpadl: AtomicU32,
     opens: AtomicU32,
     closes: AtomicU32,
 }
 
 impl FakeHost {
     fn new(present: bool) -> Result<Arc<Self>> {
+        Self::with(present, false)
+    }
+
+    fn with(present: bool, isolated: bool) -> Result<Arc<Self>> {
         Arc::pin_init(
             pin_init!(FakeHost {
                 present,
+                isolated,
+                gpadls <- new_mutex!(KVec::new()),
+                next_gpadl: AtomicU32::new(0x100),
                 devices <- new_mutex!(KVec::new()),
                 watched <- new_mutex!(KVec::new()),
                 fail_open: AtomicI32::new(0),
@@ -228,6 +241,30 @@ impl HostOps for FakeHost {
 
     fn signal(&self, dev: Device) {
         super::signal(dev)
+    }
+
+    fn shares_memory(&self) -> bool {
+        !self.isolated
+    }
+
+    fn create_gpadl(&self, _dev: Device, pages: &GpadlPages) -> Result<(u32, usize)> {
+        let mut pfns = KVec::new();
+        for p in pages.pfns() {
+            pfns.push(p, GFP_KERNEL)?;
+        }
+        let handle = self.next_gpadl.fetch_add(1, Ordering::SeqCst);
+        self.gpadls.lock().push((handle, pfns), GFP_KERNEL)?;
+        Ok((handle, handle as usize))
+    }
+
+    fn delete_gpadl(&self, _dev: Device, token: usize) -> Result {
+        let mut g = self.gpadls.lock();
+        let i = g
+            .iter()
+            .position(|(h, _)| *h as usize == token)
+            .ok_or(ENOENT)?;
+        let _ = g.remove(i);
+        Ok(())
     }
 }
 
@@ -357,6 +394,19 @@ fn payload(i: u32) -> Result<KVec<u8>> {
 
 /// The packets hv_vmbus's reader finds: (type, transaction id, payload).
 fn host_reads(dev: &FakeDevice) -> Result<KVec<(u16, u64, KVec<u8>)>> {
+    let mut out = KVec::new();
+    for p in host_reads_with_headers(dev)? {
+        out.push((p.0, p.1, p.3), GFP_KERNEL)?;
+    }
+    Ok(out)
+}
+
+/// One packet as hv_vmbus's reader finds it: (type, transaction id,
+/// header (a GPA range list), payload).
+type HostPacket = (u16, u64, KVec<u8>, KVec<u8>);
+
+/// As [`host_reads`], with each packet's header.
+fn host_reads_with_headers(dev: &FakeDevice) -> Result<KVec<HostPacket>> {
     let mut out = KVec::with_capacity(5 * 4096, GFP_KERNEL)?;
     let n = dev.host.recv_all(&mut out)?;
     let mut found = KVec::new();
@@ -366,10 +416,12 @@ fn host_reads(dev: &FakeDevice) -> Result<KVec<(u16, u64, KVec<u8>)>> {
         let len = usize::from(u16::from_le_bytes([raw[4], raw[5]])) * 8;
         // hv_vmbus copies the packet without its trailer.
         let d = Descriptor::parse(raw, len + 8).map_err(|_| EINVAL)?;
+        let mut header = KVec::new();
+        header.extend_from_slice(&out[at + DESCRIPTOR_SIZE..at + d.data_offset()], GFP_KERNEL)?;
         let mut body = KVec::new();
         body.extend_from_slice(&out[at + d.data_offset()..at + len], GFP_KERNEL)?;
         found.push(
-            (d.packet_type() as u16, d.transaction_id(), body),
+            (d.packet_type() as u16, d.transaction_id(), header, body),
             GFP_KERNEL,
         )?;
         at += len;
@@ -565,6 +617,104 @@ mod tests {
     }
 
     #[test]
+    fn gpadls_and_external_data_reach_the_host() -> Result {
+        let host = FakeHost::new(true)?;
+        let bus = host_bus(&host)?;
+        let dev = FakeDevice::new(TYPE, [1; 16])?;
+        host.add(bus.host(), &dev)?;
+        let (ch, drv) = client(&bus, TYPE, [0; 16])?;
+        ch.enable()?;
+        assert!(drv.wait(|d| d.is(b"OTP")));
+        // Three pages and a bit of physically contiguous memory.
+        let buf = KVec::from_elem(0xa5u8, 3 * 4096 + 200, GFP_KERNEL)?;
+        let pages_of = |at: usize, len: usize| {
+            // SAFETY: `buf` outlives every GPADL and transaction below.
+            unsafe { GpadlPages::from_buffer(buf.as_ptr() as usize + at, len) }
+        };
+        let first = pages_of(100, 3 * 4096)?;
+        let mut want = KVec::new();
+        for p in first.pfns() {
+            want.push(p, GFP_KERNEL)?;
+        }
+        let handle = ch.create_gpadl(first, false)?;
+        {
+            let g = host.gpadls.lock();
+            assert_eq!(g.len(), 1);
+            assert_eq!(g[0].0, handle);
+            assert_eq!(g[0].1, want);
+        }
+        ch.delete_gpadl(handle)?;
+        assert!(host.gpadls.lock().is_empty());
+        assert_eq!(ch.delete_gpadl(handle), Err(ENOENT));
+        // Left for the rescind to tear down.
+        let kept = ch.create_gpadl(pages_of(0, 4096)?, true)?;
+        assert_ne!(kept, handle);
+
+        // External data: a GPA-direct packet with one range naming the
+        // pages, the transaction completed by the host.
+        let ext = pages_of(300, 5000)?;
+        let mut ext_pfns = KVec::new();
+        for p in ext.pfns() {
+            ext_pfns.push(p, GFP_KERNEL)?;
+        }
+        ch.send_external(
+            b"read these",
+            ext,
+            KBox::new(Done(drv.clone()), GFP_KERNEL)?,
+        )?;
+        let got = host_reads_with_headers(&dev)?;
+        assert_eq!(got.len(), 1);
+        let (ty, id, header, body) = &got[0];
+        assert_eq!(*ty, PacketType::GpaDirect as u16);
+        assert!(padded_eq(body, b"read these"));
+        let ranges = gpa::GpaRanges::parse(header, 4, 1 << 20).map_err(|_| EINVAL)?;
+        let r = ranges.iter().next().ok_or(EINVAL)?;
+        assert_eq!(ranges.count(), 1);
+        assert_eq!((r.offset, r.len), (300, 5000));
+        assert!(r.pfns().eq(ext_pfns.iter().copied()));
+        dev.host.send(b"done!!!!", *id, COMP, 0)?;
+        dev.interrupt();
+        assert!(drv.wait(|d| d.completed.lock().len() == 1));
+        assert_eq!(drv.completed.lock()[0].0, 0);
+
+        host.rescind(bus.host(), &dev);
+        assert!(drv.is(b"OTPSC"));
+        // The GPADL left was torn down before the channel closed.
+        assert!(host.gpadls.lock().is_empty());
+        assert_eq!(host.closes.load(Ordering::SeqCst), 1);
+        ch.cleanup()?;
+        drop(buf);
+        Ok(())
+    }
+
+    #[test]
+    fn an_isolated_guest_shares_no_memory_by_page_number() -> Result {
+        let host = FakeHost::with(true, true)?;
+        let bus = host_bus(&host)?;
+        let dev = FakeDevice::new(TYPE, [1; 16])?;
+        host.add(bus.host(), &dev)?;
+        let (ch, drv) = client(&bus, TYPE, [0; 16])?;
+        ch.enable()?;
+        assert!(drv.wait(|d| d.is(b"OTP")));
+        let buf = KVec::from_elem(0u8, 4096, GFP_KERNEL)?;
+        // SAFETY: `buf` outlives the calls (both are refused).
+        let pages = || unsafe { GpadlPages::from_buffer(buf.as_ptr() as usize, 4096) };
+        assert_eq!(ch.create_gpadl(pages()?, false), Err(EOPNOTSUPP));
+        assert_eq!(
+            ch.send_external(b"x", pages()?, KBox::new(Done(drv.clone()), GFP_KERNEL)?),
+            Err(EOPNOTSUPP)
+        );
+        assert!(host.gpadls.lock().is_empty());
+        assert!(host_reads(&dev)?.is_empty());
+        // In-band packets still flow.
+        ch.send(b"in-band", false, KBox::new(Done(drv.clone()), GFP_KERNEL)?)?;
+        assert_eq!(host_reads(&dev)?.len(), 1);
+        ch.disable()?;
+        ch.cleanup()?;
+        Ok(())
+    }
+
+    #[test]
     fn without_a_host_a_host_client_gets_pnp_failure() -> Result {
         // kmcl's own bus objects with no VMBus host, as on these machines.
         let bus = LoopbackBus::new()?;
@@ -616,7 +766,6 @@ mod tests {
         assert!(drv.wait(|d| d.is(b"OTPSC")));
         assert!(drv.received.lock().is_empty());
         assert_eq!(host.closes.load(Ordering::SeqCst), 1);
-        let _ = PacketType::GpaDirect;
         ch.cleanup()?;
         Ok(())
     }
