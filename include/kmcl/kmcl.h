@@ -316,7 +316,18 @@ int kmcl_server_channel_init_set_target_interface_id(struct kmcl_channel *channe
 int kmcl_server_channel_init_set_flags(struct kmcl_channel *channel, u32 flags);
 /** kmcl_server_channel_init_set_target_vtl() - VTL 0 only for now (else -EOPNOTSUPP). */
 int kmcl_server_channel_init_set_target_vtl(struct kmcl_channel *channel, u8 vtl);
-/** kmcl_server_channel_init_set_mmio_megabytes() - -EOPNOTSUPP for now. */
+/**
+ * kmcl_server_channel_init_set_mmio_megabytes() - MMIO space for the device.
+ * @channel:            a server channel.
+ * @megabytes:          MiB required.
+ * @optional_megabytes: MiB more if available.
+ *
+ * On the loopback bus the space is zeroed memory that the client and the
+ * server are both given by kmcl_channel_get_mmio_space() while connected
+ * (so a VSP can act as the device behind it).
+ * Context: process.
+ * Return: 0, -EINVAL (client channel), -EBUSY (enabled).
+ */
 int kmcl_server_channel_init_set_mmio_megabytes(struct kmcl_channel *channel,
 						u16 megabytes, u16 optional_megabytes);
 /** kmcl_server_channel_init_set_save_restore_packet_callbacks() - -EOPNOTSUPP for now. */
@@ -345,7 +356,18 @@ void kmcl_channel_get_interface_instance(struct kmcl_channel *channel,
 void kmcl_channel_set_pointer(struct kmcl_channel *channel, void *pointer);
 /** kmcl_channel_get_pointer() - what kmcl_channel_set_pointer() stored. */
 void *kmcl_channel_get_pointer(struct kmcl_channel *channel);
-/** kmcl_channel_get_mmio_space() - -EOPNOTSUPP for now. */
+/**
+ * kmcl_channel_get_mmio_space() - VmbChannelGetMmioSpace.
+ * @channel: a connected channel (from Opened until Closed).
+ * @address: receives the space's kernel virtual address (on a VMBus host:
+ *           the reserved range, mapped with ioremap()).
+ * @size:    receives its size in bytes.
+ *
+ * Also on a loopback server channel: the memory its client is given.
+ * Context: any.
+ * Return: 0, -EINVAL (NULL argument), -ENOTCONN (not connected),
+ * -ENODATA (the offer has no MMIO space).
+ */
 int kmcl_channel_get_mmio_space(struct kmcl_channel *channel, void **address,
 				u64 *size);
 

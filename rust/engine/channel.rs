@@ -112,6 +112,8 @@ pub struct Settings {
     pub max_external_ranges: u32,
     /// Client: which VMBus the offer is looked for on.
     pub transport: Transport,
+    /// Server: MMIO space for the device, in MiB (required, optional).
+    pub mmio_megabytes: (u16, u16),
 }
 
 /// Where a client channel looks for its offer.
@@ -147,6 +149,7 @@ impl Settings {
             max_external_bytes: 0,
             max_external_ranges: 0,
             transport: Transport::Auto,
+            mmio_megabytes: (0, 0),
         }
     }
 }
@@ -248,6 +251,9 @@ pub struct Channel {
     gpadl: super::gpadl::Gpadls,
     /// Someone is running the routines of written queued packets.
     running_written: core::sync::atomic::AtomicBool,
+    /// (connected, MMIO space): set before Opened, cleared at disconnect.
+    #[pin]
+    mmio: SpinLockIrq<(bool, Option<(usize, usize)>)>,
     /// External data this endpoint exposes, by transaction id, until the
     /// transaction's completion: what the other endpoint may access.
     #[pin]
@@ -357,6 +363,7 @@ impl Channel {
                 rx_work <- new_work!("kmcl::Channel::rx_work"),
                 gpadl <- super::gpadl::Gpadls::new(),
                 exposed <- new_spinlock_irq!(KVec::new()),
+                mmio <- new_spinlock_irq!((false, None)),
                 running_written: core::sync::atomic::AtomicBool::new(false),
             }),
             GFP_KERNEL,
@@ -568,6 +575,31 @@ impl Channel {
             }
             Ok(())
         })
+    }
+
+    /// KMCL `VmbServerChannelInitSetMmioMegabytes`: MMIO space for the
+    /// device, `megabytes` required and `optional` more if available (on
+    /// the loopback bus: memory both endpoints are given). `-EINVAL` on a
+    /// client channel.
+    pub fn set_mmio_megabytes(&self, megabytes: u16, optional: u16) -> Result {
+        self.init_time(|ctl| {
+            if self.role != Role::Server {
+                return Err(EINVAL);
+            }
+            ctl.settings.mmio_megabytes = (megabytes, optional);
+            Ok(())
+        })
+    }
+
+    /// KMCL `VmbChannelGetMmioSpace`: (kernel virtual address, bytes) of
+    /// the connection's MMIO space, from Opened until Closed. `-ENOTCONN`
+    /// when not connected, `-ENODATA` when the offer has none. Any context.
+    pub fn mmio_space(&self) -> Result<(usize, usize)> {
+        let (connected, space) = *self.mmio.lock();
+        if !connected {
+            return Err(ENOTCONN);
+        }
+        space.ok_or(ENODATA)
     }
 
     /// KMCL `VmbServerChannelInitSetFlags`: `-EINVAL` for unknown bits or
@@ -1300,7 +1332,10 @@ impl Channel {
                         ),
                     );
                     match conn.data_path(self, limits) {
-                        Ok(dp) => *self.data.lock() = Some(dp),
+                        Ok(dp) => {
+                            *self.data.lock() = Some(dp);
+                            *self.mmio.lock() = (true, conn.mmio_space());
+                        }
                         Err(e) => {
                             pr_err!("channel {}: cannot open the connection: {:?}\n", self.id, e);
                             drop(ctl);
@@ -1423,6 +1458,7 @@ impl Channel {
                 Action::Offer | Action::Connect => {}
                 Action::Rescind => self.bus.rescind(self),
                 Action::Disconnect => {
+                    *self.mmio.lock() = (false, None);
                     let unfinished = self.data.lock().take().map(|mut dp| dp.take_unfinished());
                     // Every packet still waiting for its completion is
                     // completed, with a defined failure status.

@@ -118,6 +118,15 @@ pub(crate) trait HostOps: Send + Sync {
     /// token for [`Self::delete_gpadl`]). Process context.
     fn create_gpadl(&self, dev: Device, pages: &GpadlPages) -> Result<(u32, usize)>;
 
+    /// Reserves and maps the MMIO space `dev`'s offer asks for
+    /// (`vmbus_allocate_mmio()`): `None` if it asks for none, else
+    /// (kernel virtual address, bytes, token for [`Self::free_mmio`]).
+    /// Process context.
+    fn allocate_mmio(&self, dev: Device) -> Result<Option<(usize, usize, usize)>>;
+
+    /// Releases MMIO space from [`Self::allocate_mmio`]. Process context.
+    fn free_mmio(&self, dev: Device, token: usize);
+
     /// Tears down the GPADL `token` of `dev`'s channel
     /// (`vmbus_teardown_gpadl()`); on an error the host may still use the
     /// pages. Process context.
@@ -149,6 +158,10 @@ impl HostOps for NoHost {
     fn delete_gpadl(&self, _dev: Device, _token: usize) -> Result {
         Err(ENODEV)
     }
+    fn allocate_mmio(&self, _dev: Device) -> Result<Option<(usize, usize, usize)>> {
+        Err(ENODEV)
+    }
+    fn free_mmio(&self, _dev: Device, _token: usize) {}
 }
 
 /// A device bound to kmcl: an offer of the host.
@@ -430,6 +443,8 @@ struct HostGpadl {
 struct LinkState {
     /// The device's channel is open.
     opened: bool,
+    /// The offer's MMIO space while open: (address, bytes, token).
+    mmio: Option<(usize, usize, usize)>,
     /// The client has not left yet.
     attached: bool,
 }
@@ -451,6 +466,7 @@ impl HostLink {
                 pages,
                 state <- new_mutex!(LinkState {
                     opened: false,
+                    mmio: None,
                     attached: true,
                 }),
                 left <- new_condvar!(),
@@ -472,8 +488,18 @@ impl HostLink {
             return Err(EBUSY);
         }
         let max_packet = u32::try_from(limits.0).map_err(|_| EINVAL)?;
-        let (out, inc) = self.ops.open(self.dev, self, self.pages, max_packet)?;
+        let mmio = self.ops.allocate_mmio(self.dev)?;
+        let (out, inc) = match self.ops.open(self.dev, self, self.pages, max_packet) {
+            Ok(rings) => rings,
+            Err(e) => {
+                if let Some((_, _, token)) = mmio {
+                    self.ops.free_mmio(self.dev, token);
+                }
+                return Err(e);
+            }
+        };
         st.opened = true;
+        st.mmio = mmio;
         let dp = (|| {
             let out = Arc::new(out, GFP_KERNEL)?;
             let inc = Arc::new(inc, GFP_KERNEL)?;
@@ -483,6 +509,9 @@ impl HostLink {
             // SAFETY: the closure above dropped the rings on its way out.
             unsafe { self.ops.close(self.dev) };
             st.opened = false;
+            if let Some((_, _, token)) = st.mmio.take() {
+                self.ops.free_mmio(self.dev, token);
+            }
         }
         dp
     }
@@ -511,6 +540,9 @@ impl HostLink {
                 // keeps no other reference).
                 unsafe { self.ops.close(self.dev) };
                 st.opened = false;
+                if let Some((_, _, token)) = st.mmio.take() {
+                    self.ops.free_mmio(self.dev, token);
+                }
             }
             st.attached = false;
         }
@@ -594,6 +626,11 @@ impl HostLink {
     /// client's receive work looks at the rings.
     pub(crate) fn interrupt(&self) {
         self.client.signalled();
+    }
+
+    /// The offer's MMIO space while the channel is open: (address, bytes).
+    pub(crate) fn mmio_space(&self) -> Option<(usize, usize)> {
+        self.state.lock().mmio.map(|(va, len, _)| (va, len))
     }
 
     /// The device's instance GUID.

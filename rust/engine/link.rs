@@ -90,6 +90,14 @@ impl Link {
         }
     }
 
+    /// The connection's MMIO space: (kernel virtual address, bytes).
+    pub(crate) fn mmio_space(&self) -> Option<(usize, usize)> {
+        match self {
+            Link::Loopback(c) => c.mmio_space(),
+            Link::Host(h) => h.mmio_space(),
+        }
+    }
+
     /// The instance GUID of the offer connected to.
     pub(crate) fn interface_instance(&self) -> Guid {
         match self {

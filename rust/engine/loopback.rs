@@ -35,13 +35,18 @@ use super::datapath::{
 };
 use super::host::HostBus;
 use super::link::Link;
-use crate::shmem::RingPages;
+use crate::shmem::{
+    MmioMemory,
+    RingPages, //
+};
 
 /// A server channel's offer.
 struct Offer {
     server: Arc<Channel>,
     interface_type: Guid,
     interface_instance: Guid,
+    /// MMIO space for the device, in MiB (required, optional).
+    mmio_megabytes: (u16, u16),
     /// A client is connected.
     taken: bool,
 }
@@ -131,6 +136,7 @@ impl LoopbackBus {
                 server: server.clone(),
                 interface_type: settings.interface_type,
                 interface_instance: settings.interface_instance,
+                mmio_megabytes: settings.mmio_megabytes,
                 taken: false,
             },
             GFP_KERNEL,
@@ -200,7 +206,8 @@ impl LoopbackBus {
     fn connect(bus: &mut BusInner, idx: usize, client: &Arc<Channel>, pages: (u32, u32)) -> Result {
         let server = bus.offers[idx].server.clone();
         let instance = bus.offers[idx].interface_instance;
-        let conn = Connection::new(client.clone(), server.clone(), pages, instance)?;
+        let mmio = mmio_memory(bus.offers[idx].mmio_megabytes)?;
+        let conn = Connection::new(client.clone(), server.clone(), pages, instance, mmio)?;
         // Make room for both events first, so that either both endpoints
         // learn of the connection or neither does.
         // The server hears of it first; the client only once the server's
@@ -211,6 +218,26 @@ impl LoopbackBus {
         server.post_reserved(PeerEvent::Connected(Link::Loopback(conn)));
         bus.offers[idx].taken = true;
         Ok(())
+    }
+}
+
+/// The memory standing in for an offer's MMIO space of `(required,
+/// optional)` MiB: both if there is that much memory, else the required
+/// part; `None` for none.
+fn mmio_memory((required, optional): (u16, u16)) -> Result<Option<MmioMemory>> {
+    if required == 0 && optional == 0 {
+        return Ok(None);
+    }
+    const MIB: usize = 1 << 20;
+    let all = (usize::from(required) + usize::from(optional)) * MIB;
+    match MmioMemory::new(all) {
+        Ok(m) => Ok(Some(m)),
+        Err(_) if required > 0 && optional > 0 => {
+            Ok(Some(MmioMemory::new(usize::from(required) * MIB)?))
+        }
+        // Only optional space, and not even that: none.
+        Err(_) if required == 0 => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -235,6 +262,8 @@ pub struct Connection {
     s2c: Arc<RingPages>,
     /// The offer's instance GUID.
     instance: Guid,
+    /// Memory standing in for the offer's MMIO space.
+    mmio: Option<MmioMemory>,
     #[pin]
     attached: Mutex<Attached>,
     #[pin]
@@ -247,6 +276,7 @@ impl Connection {
         server: Arc<Channel>,
         pages: (u32, u32),
         instance: Guid,
+        mmio: Option<MmioMemory>,
     ) -> Result<Arc<Self>> {
         let bus = client.bus().clone();
         let c2s = Arc::new(RingPages::new(pages.0 as usize)?, GFP_KERNEL)?;
@@ -259,6 +289,7 @@ impl Connection {
                 c2s,
                 s2c,
                 instance,
+                mmio,
                 attached <- new_mutex!(Attached {
                     client: true,
                     server: true,
@@ -301,6 +332,11 @@ impl Connection {
     /// play a misbehaving endpoint.
     pub(crate) fn rings(&self) -> (&Arc<RingPages>, &Arc<RingPages>) {
         (&self.c2s, &self.s2c)
+    }
+
+    /// The MMIO space both endpoints are given: (address, bytes).
+    pub(crate) fn mmio_space(&self) -> Option<(usize, usize)> {
+        self.mmio.as_ref().map(MmioMemory::space)
     }
 
     /// The instance GUID of the offer this connection was made to.

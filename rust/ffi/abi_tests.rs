@@ -18,7 +18,7 @@ mod tests {
     use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
     use kernel::time::{delay::fsleep, Delta};
 
-    fn wait_until(what: impl Fn() -> bool) -> bool {
+    fn wait_until(mut what: impl FnMut() -> bool) -> bool {
         for _ in 0..3000 {
             if what() {
                 return true;
@@ -1060,6 +1060,82 @@ mod tests {
         }
     }
 
+    #[test]
+    fn mmio_space_is_memory_both_endpoints_share_while_connected() {
+        let (server, client, plain) = (allocate(true), allocate(false), allocate(true));
+        let ty = Guid { b: [0x4d; 16] };
+        let (mut cva, mut sva) = (core::ptr::null_mut(), core::ptr::null_mut());
+        let (mut csize, mut ssize) = (0u64, 0u64);
+        // SAFETY: the handles are live; outputs writable; the MMIO space
+        // is used only while the channels are connected, within its size.
+        unsafe {
+            assert_eq!(
+                kmcl_server_channel_init_set_target_interface_id(server, &ty, &INSTANCE),
+                0
+            );
+            // 2 MiB required, 1 MiB optional: 3 MiB when memory allows.
+            assert_eq!(kmcl_server_channel_init_set_mmio_megabytes(server, 2, 1), 0);
+            assert_eq!(
+                kmcl_client_channel_init_set_target_pnp(client, &ty, &INSTANCE, None),
+                0
+            );
+            assert_eq!(kmcl_channel_enable(server), 0);
+            assert_eq!(kmcl_channel_enable(client), 0);
+            assert!(wait_until(|| kmcl_channel_get_mmio_space(
+                client, &mut cva, &mut csize
+            ) == 0));
+            assert_eq!(kmcl_channel_get_mmio_space(server, &mut sva, &mut ssize), 0);
+            assert_eq!(csize, 3 << 20);
+            assert_eq!((sva, ssize), (cva, csize));
+            let space = core::slice::from_raw_parts_mut(cva.cast::<u8>(), csize as usize);
+            assert!(space.iter().all(|b| *b == 0));
+            space[0] = 0x11;
+            space[(3 << 20) - 1] = 0x22;
+            let seen = core::slice::from_raw_parts(sva.cast::<u8>(), ssize as usize);
+            assert_eq!((seen[0], seen[(3 << 20) - 1]), (0x11, 0x22));
+            // Gone with the connection.
+            assert_eq!(kmcl_channel_disable(client), 0);
+            assert_eq!(
+                kmcl_channel_get_mmio_space(client, &mut cva, &mut csize),
+                -107
+            );
+            assert_eq!(kmcl_channel_disable(server), 0);
+            assert_eq!(
+                kmcl_channel_get_mmio_space(server, &mut sva, &mut ssize),
+                -107
+            );
+            // An offer without MMIO space.
+            let ty2 = Guid { b: [0x4e; 16] };
+            assert_eq!(
+                kmcl_server_channel_init_set_target_interface_id(plain, &ty2, &INSTANCE),
+                0
+            );
+            assert_eq!(
+                kmcl_client_channel_init_set_target_pnp(client, &ty2, &INSTANCE, None),
+                0
+            );
+            assert_eq!(kmcl_channel_enable(plain), 0);
+            assert_eq!(kmcl_channel_enable(client), 0);
+            assert!(wait_until(|| kmcl_channel_get_mmio_space(
+                client, &mut cva, &mut csize
+            ) != -107));
+            assert_eq!(
+                kmcl_channel_get_mmio_space(client, &mut cva, &mut csize),
+                -61
+            );
+            // Init-time only.
+            assert_eq!(
+                kmcl_server_channel_init_set_mmio_megabytes(plain, 1, 0),
+                -16
+            );
+            assert_eq!(kmcl_channel_disable(client), 0);
+            assert_eq!(kmcl_channel_disable(plain), 0);
+            kmcl_channel_cleanup(client);
+            kmcl_channel_cleanup(server);
+            kmcl_channel_cleanup(plain);
+        }
+    }
+
     /// Checks one call's result; logs the case by name when it differs.
     fn expect(failures: &mut u32, case: &str, got: c_int, want: c_int) {
         if got != want {
@@ -1528,19 +1604,39 @@ mod tests {
                 kmcl_channel_unmap_gpadl(server, 0x7fff_0000),
                 -2,
             );
-            // Not there yet (issue 4): refused, never half done.
+            let mut va = core::ptr::null_mut();
+            let mut bytes = 0u64;
             expect(
                 &mut f,
-                "mmio space",
+                "mmio space, NULL out",
                 kmcl_channel_get_mmio_space(client, core::ptr::null_mut(), core::ptr::null_mut()),
-                EOPNOTSUPP,
+                EINVAL,
             );
             expect(
                 &mut f,
-                "mmio megabytes",
-                kmcl_server_channel_init_set_mmio_megabytes(server, 1, 0),
-                EOPNOTSUPP,
+                "mmio space, NULL channel",
+                kmcl_channel_get_mmio_space(null_ch, &mut va, &mut bytes),
+                EINVAL,
             );
+            expect(
+                &mut f,
+                "mmio space, not connected",
+                kmcl_channel_get_mmio_space(client, &mut va, &mut bytes),
+                ENOTCONN,
+            );
+            expect(
+                &mut f,
+                "mmio megabytes on a client",
+                kmcl_server_channel_init_set_mmio_megabytes(client, 1, 0),
+                EINVAL,
+            );
+            expect(
+                &mut f,
+                "mmio megabytes, NULL channel",
+                kmcl_server_channel_init_set_mmio_megabytes(null_ch, 1, 0),
+                EINVAL,
+            );
+            // Not there yet (issue 4): refused, never half done.
             expect(
                 &mut f,
                 "interrupt latency",

@@ -1626,14 +1626,38 @@ pub unsafe extern "C" fn kmcl_channel_delete_gpadl(channel: *mut KmclChannel, gp
     unsafe { with_channel(channel, |h| h.channel.delete_gpadl(gpadl)) }
 }
 
-/// `VmbChannelGetMmioSpace` (`-EOPNOTSUPP` for now).
+/// `VmbChannelGetMmioSpace`: the MMIO space of the connection.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle; `address` and `size` are NULL or
+/// writable.
 #[no_mangle]
-pub extern "C" fn kmcl_channel_get_mmio_space(
-    _channel: *mut KmclChannel,
-    _address: *mut *mut c_void,
-    _size: *mut u64,
+pub unsafe extern "C" fn kmcl_channel_get_mmio_space(
+    channel: *mut KmclChannel,
+    address: *mut *mut c_void,
+    size: *mut u64,
 ) -> c_int {
-    EOPNOTSUPP.to_errno()
+    if address.is_null() || size.is_null() {
+        return EINVAL.to_errno();
+    }
+    let mut space = None;
+    // SAFETY: the caller's promise.
+    let rc = unsafe {
+        with_channel(channel, |h| {
+            space = Some(h.channel.mmio_space()?);
+            Ok(())
+        })
+    };
+    if let Some((va, len)) = space {
+        // SAFETY: both outputs are writable (checked non-NULL; the
+        // caller's promise).
+        unsafe {
+            *address = va as *mut c_void;
+            *size = len as u64;
+        }
+    }
+    rc
 }
 
 /// `VmbChannelPacketGetExternalData`: `*mdl` describes the external data
@@ -1883,14 +1907,23 @@ pub extern "C" fn kmcl_packet_restore(
     EOPNOTSUPP.to_errno()
 }
 
-/// `VmbServerChannelInitSetMmioMegabytes` (`-EOPNOTSUPP` for now).
+/// `VmbServerChannelInitSetMmioMegabytes`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
 #[no_mangle]
-pub extern "C" fn kmcl_server_channel_init_set_mmio_megabytes(
-    _channel: *mut KmclChannel,
-    _megabytes: u16,
-    _optional_megabytes: u16,
+pub unsafe extern "C" fn kmcl_server_channel_init_set_mmio_megabytes(
+    channel: *mut KmclChannel,
+    megabytes: u16,
+    optional_megabytes: u16,
 ) -> c_int {
-    EOPNOTSUPP.to_errno()
+    // SAFETY: the caller's promise.
+    unsafe {
+        with_channel(channel, |h| {
+            h.channel.set_mmio_megabytes(megabytes, optional_megabytes)
+        })
+    }
 }
 
 /// `VmbServerChannelInitSetSaveRestorePacketCallbacks` (`-EOPNOTSUPP` for

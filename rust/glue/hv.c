@@ -7,6 +7,7 @@
  * reach what hyperv.h offers as structures, macros and inline functions.
  */
 #include <linux/hyperv.h>
+#include <linux/io.h>
 #include <linux/module.h>
 #include <linux/slab.h>
 #include <linux/vmalloc.h>
@@ -178,6 +179,54 @@ void *kmcl_hv_gpadl_create(struct hv_device *dev, const struct kmcl_mdl *mdl,
 	}
 	*handle = g->gpadl.gpadl_handle;
 	return g;
+}
+
+struct kmcl_hv_mmio {
+	struct resource *res;
+	resource_size_t size;
+	void __iomem *va;
+};
+
+/*
+ * Reserves the MMIO space @dev's offer asks for (mmio_megabytes) and maps
+ * it: NULL if it asks for none, else the reservation (an ERR_PTR on
+ * failure), with the mapping and its size in @va and @size.
+ */
+void *kmcl_hv_mmio_allocate(struct hv_device *dev, void **va, u64 *size)
+{
+	resource_size_t bytes = (resource_size_t)dev->channel->offermsg.offer.mmio_megabytes << 20;
+	struct kmcl_hv_mmio *m;
+	int ret;
+
+	if (!bytes)
+		return NULL;
+	m = kzalloc_obj(*m, GFP_KERNEL);
+	if (!m)
+		return ERR_PTR(-ENOMEM);
+	ret = vmbus_allocate_mmio(&m->res, dev, 0, -1, bytes, 0x100000, false);
+	if (ret) {
+		kfree(m);
+		return ERR_PTR(ret);
+	}
+	m->size = bytes;
+	m->va = ioremap(m->res->start, bytes);
+	if (!m->va) {
+		vmbus_free_mmio(m->res->start, bytes);
+		kfree(m);
+		return ERR_PTR(-ENOMEM);
+	}
+	*va = (void __force *)m->va;
+	*size = bytes;
+	return m;
+}
+
+void kmcl_hv_mmio_free(void *mmio)
+{
+	struct kmcl_hv_mmio *m = mmio;
+
+	iounmap(m->va);
+	vmbus_free_mmio(m->res->start, m->size);
+	kfree(m);
 }
 
 /* Tears down a GPADL of kmcl_hv_gpadl_create(); kept on an error. */

@@ -38,6 +38,8 @@ struct kmcl_mdl;
 void *kmcl_hv_gpadl_create(struct hv_device *dev, const struct kmcl_mdl *mdl,
 			   u32 *handle);
 int kmcl_hv_gpadl_delete(struct hv_device *dev, void *gpadl);
+void *kmcl_hv_mmio_allocate(struct hv_device *dev, void **va, u64 *size);
+void kmcl_hv_mmio_free(void *mmio);
 /* Defined in Rust (rust/hv/mod.rs). */
 int kmcl_host_probe(const void *bus, struct hv_device *dev,
 		    const guid_t *type, const guid_t *instance);

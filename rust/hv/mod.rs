@@ -56,6 +56,12 @@ mod ffi {
             handle: *mut u32,
         ) -> *mut c_void;
         pub(super) fn kmcl_hv_gpadl_delete(dev: *mut c_void, gpadl: *mut c_void) -> c_int;
+        pub(super) fn kmcl_hv_mmio_allocate(
+            dev: *mut c_void,
+            va: *mut *mut c_void,
+            size: *mut u64,
+        ) -> *mut c_void;
+        pub(super) fn kmcl_hv_mmio_free(mmio: *mut c_void);
     }
 }
 
@@ -187,6 +193,24 @@ impl HostOps for HvVmbus {
         };
         let g = kernel::error::from_err_ptr(g)?;
         Ok((handle, g as usize))
+    }
+
+    fn allocate_mmio(&self, dev: Device) -> Result<Option<(usize, usize, usize)>> {
+        let (mut va, mut size) = (core::ptr::null_mut(), 0u64);
+        // SAFETY: `dev` is a device bound to kmcl; the outputs are
+        // writable.
+        let m = unsafe { ffi::kmcl_hv_mmio_allocate(dev.0.as_ptr(), &mut va, &mut size) };
+        let m = kernel::error::from_err_ptr(m)?;
+        if m.is_null() {
+            return Ok(None);
+        }
+        Ok(Some((va as usize, usize::try_from(size)?, m as usize)))
+    }
+
+    fn free_mmio(&self, _dev: Device, token: usize) {
+        // SAFETY: `token` came from `kmcl_hv_mmio_allocate` and is freed
+        // once.
+        unsafe { ffi::kmcl_hv_mmio_free(token as *mut c_void) }
     }
 
     fn delete_gpadl(&self, dev: Device, token: usize) -> Result {

@@ -148,6 +148,12 @@ struct FakeHost {
     #[pin]
     gpadls: Mutex<KVec<(u32, KVec<u64>)>>,
     next_gpadl: AtomicU32,
+    /// The offers' MMIO space (all devices share it here), and how often
+    /// it was reserved and released.
+    #[pin]
+    mmio: Mutex<Option<KVec<u8>>>,
+    mmio_allocs: AtomicU32,
+    mmio_frees: AtomicU32,
     opens: AtomicU32,
     closes: AtomicU32,
 }
@@ -164,6 +170,9 @@ impl FakeHost {
                 isolated,
                 gpadls <- new_mutex!(KVec::new()),
                 next_gpadl: AtomicU32::new(0x100),
+                mmio <- new_mutex!(None),
+                mmio_allocs: AtomicU32::new(0),
+                mmio_frees: AtomicU32::new(0),
                 devices <- new_mutex!(KVec::new()),
                 watched <- new_mutex!(KVec::new()),
                 fail_open: AtomicI32::new(0),
@@ -255,6 +264,21 @@ impl HostOps for FakeHost {
         let handle = self.next_gpadl.fetch_add(1, Ordering::SeqCst);
         self.gpadls.lock().push((handle, pfns), GFP_KERNEL)?;
         Ok((handle, handle as usize))
+    }
+
+    fn allocate_mmio(&self, _dev: Device) -> Result<Option<(usize, usize, usize)>> {
+        let m = self.mmio.lock();
+        let Some(space) = m.as_ref() else {
+            return Ok(None);
+        };
+        self.mmio_allocs.fetch_add(1, Ordering::SeqCst);
+        Ok(Some((space.as_ptr() as usize, space.len(), 7)))
+    }
+
+    fn free_mmio(&self, _dev: Device, token: usize) {
+        if token == 7 {
+            self.mmio_frees.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
     fn delete_gpadl(&self, _dev: Device, token: usize) -> Result {
@@ -617,14 +641,24 @@ mod tests {
     }
 
     #[test]
-    fn gpadls_and_external_data_reach_the_host() -> Result {
+    fn gpadls_external_data_and_mmio_reach_the_host() -> Result {
         let host = FakeHost::new(true)?;
         let bus = host_bus(&host)?;
         let dev = FakeDevice::new(TYPE, [1; 16])?;
         host.add(bus.host(), &dev)?;
         let (ch, drv) = client(&bus, TYPE, [0; 16])?;
+        assert_eq!(ch.mmio_space(), Err(ENOTCONN));
+        *host.mmio.lock() = Some(KVec::from_elem(0u8, 8192, GFP_KERNEL)?);
+        let space = host
+            .mmio
+            .lock()
+            .as_ref()
+            .map(|m| (m.as_ptr() as usize, m.len()));
         ch.enable()?;
         assert!(drv.wait(|d| d.is(b"OTP")));
+        // The offer's MMIO space, reserved at open.
+        assert_eq!(ch.mmio_space().ok(), space);
+        assert_eq!(host.mmio_allocs.load(Ordering::SeqCst), 1);
         // Three pages and a bit of physically contiguous memory.
         let buf = KVec::from_elem(0xa5u8, 3 * 4096 + 200, GFP_KERNEL)?;
         let pages_of = |at: usize, len: usize| {
@@ -679,9 +713,12 @@ mod tests {
 
         host.rescind(bus.host(), &dev);
         assert!(drv.is(b"OTPSC"));
-        // The GPADL left was torn down before the channel closed.
+        // The GPADL left was torn down before the channel closed; the MMIO
+        // space was released.
         assert!(host.gpadls.lock().is_empty());
         assert_eq!(host.closes.load(Ordering::SeqCst), 1);
+        assert_eq!(host.mmio_frees.load(Ordering::SeqCst), 1);
+        assert_eq!(ch.mmio_space(), Err(ENOTCONN));
         ch.cleanup()?;
         drop(buf);
         Ok(())
@@ -696,6 +733,8 @@ mod tests {
         let (ch, drv) = client(&bus, TYPE, [0; 16])?;
         ch.enable()?;
         assert!(drv.wait(|d| d.is(b"OTP")));
+        // An offer without MMIO space.
+        assert_eq!(ch.mmio_space(), Err(ENODATA));
         let buf = KVec::from_elem(0u8, 4096, GFP_KERNEL)?;
         // SAFETY: `buf` outlives the calls (both are refused).
         let pages = || unsafe { GpadlPages::from_buffer(buf.as_ptr() as usize, 4096) };

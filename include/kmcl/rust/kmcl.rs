@@ -225,6 +225,15 @@ impl Channel {
         })
     }
 
+    /// `VmbServerChannelInitSetMmioMegabytes` (server): MMIO space for the
+    /// device, `megabytes` required and `optional` more if available.
+    pub fn set_mmio_megabytes(&mut self, megabytes: u16, optional: u16) -> Result {
+        // SAFETY: `raw` is live.
+        result(unsafe {
+            abi::kmcl_server_channel_init_set_mmio_megabytes(self.raw, megabytes, optional)
+        })
+    }
+
     /// Which VMBus a client looks for its offer on (kmcl's own;
     /// `abi::TRANSPORT_AUTO`, `TRANSPORT_LOOPBACK` or `TRANSPORT_HOST`).
     pub fn set_transport(&mut self, transport: u32) -> Result {
@@ -325,6 +334,16 @@ impl ChannelRef<'_> {
         // SAFETY: `raw` is live for `'a`; `g` is writable.
         unsafe { abi::kmcl_channel_get_interface_instance(self.raw, &mut g) };
         g
+    }
+
+    /// `VmbChannelGetMmioSpace`: (kernel virtual address, bytes) of the
+    /// connection's MMIO space, from Opened until Closed. Accessing it is
+    /// the driver's business (raw memory, or I/O memory on a VMBus host).
+    pub fn mmio_space(&self) -> Result<(usize, u64)> {
+        let (mut va, mut size) = (core::ptr::null_mut(), 0u64);
+        // SAFETY: `raw` is live for `'a`; both outputs are writable.
+        result(unsafe { abi::kmcl_channel_get_mmio_space(self.raw, &mut va, &mut size) })?;
+        Ok((va as usize, size))
     }
 
     /// Sends `payload` in a new packet object (`VmbPacketAllocate` +
