@@ -314,7 +314,15 @@ int kmcl_server_channel_init_set_target_interface_id(struct kmcl_channel *channe
 						     const guid_t *instance);
 /** kmcl_server_channel_init_set_flags() - VMBUS_SERVER_CHANNEL_INIT_FLAG_*. */
 int kmcl_server_channel_init_set_flags(struct kmcl_channel *channel, u32 flags);
-/** kmcl_server_channel_init_set_target_vtl() - VTL 0 only for now (else -EOPNOTSUPP). */
+/**
+ * kmcl_server_channel_init_set_target_vtl() - only clients running in @vtl
+ * see the offer (default 0; kmcl's clients run in VTL 0).
+ * @channel: a server channel.
+ * @vtl:     0 to 15.
+ *
+ * Context: process.
+ * Return: 0, -EINVAL (client channel, @vtl above 15), -EBUSY (enabled).
+ */
 int kmcl_server_channel_init_set_target_vtl(struct kmcl_channel *channel, u8 vtl);
 /**
  * kmcl_server_channel_init_set_mmio_megabytes() - MMIO space for the device.
@@ -334,7 +342,16 @@ int kmcl_server_channel_init_set_mmio_megabytes(struct kmcl_channel *channel,
 int kmcl_server_channel_init_set_save_restore_packet_callbacks(struct kmcl_channel *channel,
 							       kmcl_evt_save_packet save,
 							       kmcl_evt_restore_packet restore);
-/** kmcl_server_channel_init_set_vmbus_handle() - -EOPNOTSUPP for now. */
+/**
+ * kmcl_server_channel_init_set_vmbus_handle() - the loopback bus the
+ * channel is on (kmcl: clients too; default: kmcl's own loopback bus).
+ * @channel: a channel.
+ * @handle:  a kernel handle from kmcl_convert_vmbus_handle_to_kernel_handle().
+ *
+ * Context: process.
+ * Return: 0, -EINVAL (NULL @channel), -ENOENT (no such bus), -EBUSY
+ * (enabled).
+ */
 int kmcl_server_channel_init_set_vmbus_handle(struct kmcl_channel *channel,
 					      void *handle);
 
@@ -613,7 +630,7 @@ int kmcl_channel_map_gpadl(struct kmcl_channel *channel, u32 flags,
  */
 int kmcl_channel_unmap_gpadl(struct kmcl_channel *channel, u32 gpadl);
 
-/* Save/restore, VMBus handles: -EOPNOTSUPP for now. */
+/* Save/restore: -EOPNOTSUPP for now. */
 int kmcl_channel_save_begin(struct kmcl_channel *channel);
 int kmcl_channel_save_continue(struct kmcl_channel *channel, void *buffer,
 			       u32 size, u32 *filled, u32 *required);
@@ -622,7 +639,37 @@ int kmcl_channel_restore_from_buffer(struct kmcl_channel *channel,
 				     const void *buffer, u32 size);
 int kmcl_packet_restore(struct kmcl_packet *packet, const void *buffer,
 			u32 size);
+/**
+ * kmcl_convert_vmbus_handle_to_kernel_handle() - VmbConvertVmbusHandleToKernelHandle.
+ * @handle:        a loopback bus handle from kmcl_loopback_vmbus_create().
+ * @kernel_handle: receives the handle kmcl_server_channel_init_set_vmbus_handle()
+ *                 takes; valid until the bus is destroyed.
+ *
+ * Context: process.
+ * Return: 0, -EINVAL (NULL @kernel_handle), -ENOENT (unknown @handle).
+ */
 int kmcl_convert_vmbus_handle_to_kernel_handle(u64 handle, void **kernel_handle);
+
+/**
+ * kmcl_loopback_vmbus_create() - a new loopback VMBus, independent of
+ * kmcl's own (kmcl's own; KMCL's VMBus handles name a VM's bus): offers on
+ * it are seen only by clients on it.  It has no VMBus host.
+ * @handle: receives its handle.
+ *
+ * Context: process.
+ * Return: 0, -EINVAL (NULL @handle), -ENOMEM.
+ */
+int kmcl_loopback_vmbus_create(u64 *handle);
+
+/**
+ * kmcl_loopback_vmbus_destroy() - forgets a bus from
+ * kmcl_loopback_vmbus_create(); channels on it keep it until cleaned up.
+ * @handle: its handle.
+ *
+ * Context: process.
+ * Return: 0, -ENOENT (unknown @handle).
+ */
+int kmcl_loopback_vmbus_destroy(u64 handle);
 
 /* Interface tables (KMCL_CLIENT_INTERFACE_V1, KMCL_SERVER_ONLY_METHODS). */
 

@@ -22,11 +22,13 @@ use kernel::{
     sync::{
         new_condvar,
         new_mutex,
+        new_spinlock,
         new_spinlock_irq,
         Arc,
         CondVar,
         CondVarTimeoutResult,
         Mutex,
+        SpinLock,
         SpinLockIrq, //
     },
     workqueue::{
@@ -114,6 +116,10 @@ pub struct Settings {
     pub transport: Transport,
     /// Server: MMIO space for the device, in MiB (required, optional).
     pub mmio_megabytes: (u16, u16),
+    /// Server: the VTL whose clients see the offer (KMCL target VTL).
+    /// Client: the VTL it runs in (the kernel's; 0 unless a test says
+    /// otherwise).
+    pub vtl: u8,
 }
 
 /// Where a client channel looks for its offer.
@@ -127,6 +133,9 @@ pub enum Transport {
     /// On the VMBus host (Hyper-V) only, through hv_vmbus.
     Host,
 }
+
+/// The highest VTL (Hyper-V's VTLs are numbered 0 to 15).
+pub const MAX_VTL: u8 = 15;
 
 /// Longest friendly name, in bytes.
 pub const FRIENDLY_NAME_MAX: usize = 64;
@@ -150,6 +159,7 @@ impl Settings {
             max_external_ranges: 0,
             transport: Transport::Auto,
             mmio_megabytes: (0, 0),
+            vtl: 0,
         }
     }
 }
@@ -211,7 +221,10 @@ pub struct Channel {
     /// Names the channel in trace events and debugfs.
     id: u32,
     role: Role,
-    bus: Arc<LoopbackBus>,
+    /// The loopback bus (with its VMBus host) the channel is on; changed
+    /// only while disabled ([`Self::set_bus`]).
+    #[pin]
+    bus: SpinLock<Arc<LoopbackBus>>,
     #[pin]
     control: Mutex<Control>,
     /// Posted from any context (PacketFail runs in softirq).
@@ -326,7 +339,7 @@ impl Channel {
             try_pin_init!(Channel {
                 id: NEXT_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
                 role,
-                bus,
+                bus <- new_spinlock!(bus),
                 control <- new_mutex!(Control {
                     lifecycle,
                     settings: Settings::new(),
@@ -577,6 +590,18 @@ impl Channel {
         })
     }
 
+    /// KMCL `VmbServerChannelInitSetTargetVtl`: only clients running in
+    /// `vtl` see the offer. `-EINVAL` for a VTL above 15 or a client.
+    pub fn set_target_vtl(&self, vtl: u8) -> Result {
+        self.init_time(|ctl| {
+            if self.role != Role::Server || vtl > MAX_VTL {
+                return Err(EINVAL);
+            }
+            ctl.settings.vtl = vtl;
+            Ok(())
+        })
+    }
+
     /// KMCL `VmbServerChannelInitSetMmioMegabytes`: MMIO space for the
     /// device, `megabytes` required and `optional` more if available (on
     /// the loopback bus: memory both endpoints are given). `-EINVAL` on a
@@ -707,8 +732,17 @@ impl Channel {
     }
 
     /// The bus the channel belongs to.
-    pub(crate) fn bus(&self) -> &Arc<LoopbackBus> {
-        &self.bus
+    pub(crate) fn bus(&self) -> Arc<LoopbackBus> {
+        self.bus.lock().clone()
+    }
+
+    /// KMCL `VmbServerChannelInitSetVmbusHandle`: puts the channel on
+    /// `bus` (kmcl: clients too). Only while disabled (`-EBUSY`).
+    pub fn set_bus(&self, bus: Arc<LoopbackBus>) -> Result {
+        self.init_time(|_| {
+            *self.bus.lock() = bus;
+            Ok(())
+        })
     }
 
     /// Queues an event for this channel's control work.
@@ -1402,12 +1436,12 @@ impl Channel {
         let host = match settings.transport {
             Transport::Loopback => false,
             Transport::Host => true,
-            Transport::Auto => !self.bus.offered(settings) && self.bus.host().present(),
+            Transport::Auto => !self.bus().offered(settings) && self.bus().host().present(),
         };
         if host {
-            self.bus.host().seek(self, settings)
+            self.bus().host().seek(self, settings)
         } else {
-            self.bus.seek(self, settings)
+            self.bus().seek(self, settings)
         }
     }
 
@@ -1419,7 +1453,7 @@ impl Channel {
         // first, so a failure leaves nothing half done.
         for action in actions.as_slice() {
             let res = match action {
-                Action::Offer => self.bus.offer(self, &ctl.settings),
+                Action::Offer => self.bus().offer(self, &ctl.settings),
                 Action::Connect => self.seek(&ctl.settings),
                 _ => continue,
             };
@@ -1438,8 +1472,9 @@ impl Channel {
         }
         self.execute(&mut ctl, event, actions.as_slice());
         if event == Event::Disable && self.role == Role::Client {
-            self.bus.cancel_seek(self);
-            self.bus.host().cancel_seek(self);
+            let bus = self.bus();
+            bus.cancel_seek(self);
+            bus.host().cancel_seek(self);
         }
         // A server's Disable returns once its client has left the
         // connection (KMCL: Disable waits until torn down).
@@ -1456,7 +1491,7 @@ impl Channel {
             trace::state_change(self.id, event.name(), action.name());
             match action {
                 Action::Offer | Action::Connect => {}
-                Action::Rescind => self.bus.rescind(self),
+                Action::Rescind => self.bus().rescind(self),
                 Action::Disconnect => {
                     *self.mmio.lock() = (false, None);
                     let unfinished = self.data.lock().take().map(|mut dp| dp.take_unfinished());

@@ -47,6 +47,8 @@ struct Offer {
     interface_instance: Guid,
     /// MMIO space for the device, in MiB (required, optional).
     mmio_megabytes: (u16, u16),
+    /// Only clients in this VTL see the offer.
+    vtl: u8,
     /// A client is connected.
     taken: bool,
 }
@@ -57,20 +59,30 @@ struct Waiting {
     interface_type: Guid,
     /// All zeroes: any instance.
     interface_instance: Guid,
+    /// The VTL the client runs in.
+    vtl: u8,
     /// Ring sizes the client donates, in pages: (client outgoing, client
     /// incoming).
     pages: (u32, u32),
 }
 
-/// Whether `offer` is of interface type `ty` and instance `instance` (all
-/// zeroes: any).
-fn wanted(ty: &Guid, instance: &Guid, offer: &Offer) -> bool {
-    *ty == offer.interface_type && (*instance == [0; 16] || *instance == offer.interface_instance)
+/// Whether `offer` is free, of interface type `ty` and instance `instance`
+/// (all zeroes: any) and visible in `vtl`.
+fn wanted(ty: &Guid, instance: &Guid, vtl: u8, offer: &Offer) -> bool {
+    !offer.taken
+        && *ty == offer.interface_type
+        && (*instance == [0; 16] || *instance == offer.interface_instance)
+        && vtl == offer.vtl
 }
 
 impl Waiting {
     fn matches(&self, offer: &Offer) -> bool {
-        !offer.taken && wanted(&self.interface_type, &self.interface_instance, offer)
+        wanted(
+            &self.interface_type,
+            &self.interface_instance,
+            self.vtl,
+            offer,
+        )
     }
 }
 
@@ -102,9 +114,14 @@ impl LoopbackBus {
     /// Whether a server offers what a client with `settings` looks for.
     pub(crate) fn offered(&self, settings: &Settings) -> bool {
         let bus = self.inner.lock();
-        bus.offers
-            .iter()
-            .any(|o| !o.taken && wanted(&settings.interface_type, &settings.interface_instance, o))
+        bus.offers.iter().any(|o| {
+            wanted(
+                &settings.interface_type,
+                &settings.interface_instance,
+                settings.vtl,
+                o,
+            )
+        })
     }
 
     /// Creates an empty bus; clients that target the VMBus host use `host`.
@@ -137,6 +154,7 @@ impl LoopbackBus {
                 interface_type: settings.interface_type,
                 interface_instance: settings.interface_instance,
                 mmio_megabytes: settings.mmio_megabytes,
+                vtl: settings.vtl,
                 taken: false,
             },
             GFP_KERNEL,
@@ -160,6 +178,7 @@ impl LoopbackBus {
             client: client.clone(),
             interface_type: settings.interface_type,
             interface_instance: settings.interface_instance,
+            vtl: settings.vtl,
             pages: (settings.outgoing_pages, settings.incoming_pages),
         };
         if let Some(idx) = bus.offers.iter().position(|o| waiting.matches(o)) {
@@ -627,6 +646,55 @@ mod tests {
         assert_eq!(server.clone().cleanup(), Err(EBUSY));
         server.disable()?;
         server.cleanup()?;
+        client.cleanup()?;
+        Ok(())
+    }
+
+    #[test]
+    fn an_offer_is_seen_only_by_clients_in_its_vtl() -> Result {
+        let bus = LoopbackBus::new()?;
+        let (s0, s1, c1) = (
+            Recorder::new(false)?,
+            Recorder::new(false)?,
+            Recorder::new(false)?,
+        );
+        // Two offers of the same interface, for VTL 0 and VTL 1.
+        let server0 = channel(&bus, Role::Server, &s0)?;
+        let server1 = Channel::new(Role::Server, bus.clone())?;
+        server1.configure(|s| {
+            s.interface_type = TYPE;
+            s.interface_instance = [0x33; 16];
+        })?;
+        server1.set_target_vtl(1)?;
+        assert_eq!(server1.set_target_vtl(16), Err(EINVAL));
+        server1.set_state_callbacks(s1.clone())?;
+        server1.enable()?;
+        server1.start()?;
+        server0.enable()?;
+        server0.start()?;
+        // A client in VTL 1 asking for any instance gets the VTL 1 offer.
+        let client = Channel::new(Role::Client, bus.clone())?;
+        client.configure(|s| {
+            s.interface_type = TYPE;
+            s.vtl = 1;
+        })?;
+        assert_eq!(client.set_target_vtl(1), Err(EINVAL));
+        client.set_state_callbacks(c1.clone())?;
+        client.enable()?;
+        assert!(c1.wait_for(b"OTP"));
+        assert_eq!(client.interface_instance(), [0x33; 16]);
+        assert!(s0.is(b"") && s1.wait_for(b"OTP"));
+        client.disable()?;
+        // Back in VTL 0 it gets the other one.
+        client.configure(|s| s.vtl = 0)?;
+        client.enable()?;
+        assert!(c1.wait_for(b"OTPSCOTP"));
+        assert_eq!(client.interface_instance(), INSTANCE);
+        client.disable()?;
+        for ch in [server0, server1] {
+            ch.disable()?;
+            ch.cleanup()?;
+        }
         client.cleanup()?;
         Ok(())
     }

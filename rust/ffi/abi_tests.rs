@@ -1136,6 +1136,94 @@ mod tests {
         }
     }
 
+    /// Allocates a channel on bus `kh` (NULL: kmcl's own) offering or
+    /// targeting `ty`.
+    fn on_bus(server: bool, kh: *mut c_void, ty: &Guid, vtl: u8) -> *mut KmclChannel {
+        let ch = allocate(server);
+        // SAFETY: `ch` is live; the GUIDs are readable.
+        unsafe {
+            if !kh.is_null() {
+                assert_eq!(kmcl_server_channel_init_set_vmbus_handle(ch, kh), 0);
+            }
+            if server {
+                assert_eq!(
+                    kmcl_server_channel_init_set_target_interface_id(ch, ty, &INSTANCE),
+                    0
+                );
+                assert_eq!(kmcl_server_channel_init_set_target_vtl(ch, vtl), 0);
+            } else {
+                assert_eq!(
+                    kmcl_client_channel_init_set_target_pnp(ch, ty, &INSTANCE, None),
+                    0
+                );
+            }
+        }
+        ch
+    }
+
+    /// Whether `ch` is running (connected and started).
+    fn running(ch: *mut KmclChannel) -> bool {
+        // SAFETY: `ch` is a live handle.
+        unsafe {
+            with_channel(ch, |h| {
+                if h.channel.is_running() {
+                    Ok(())
+                } else {
+                    Err(EAGAIN)
+                }
+            }) == 0
+        }
+    }
+
+    #[test]
+    fn vmbus_handles_name_independent_buses_and_vtls_hide_offers() {
+        let ty = Guid { b: [0x3c; 16] };
+        let (mut a, mut b) = (0u64, 0u64);
+        let (mut ka, mut kb) = (core::ptr::null_mut(), core::ptr::null_mut());
+        // SAFETY: outputs writable; handles live until cleaned up.
+        unsafe {
+            assert_eq!(kmcl_loopback_vmbus_create(&mut a), 0);
+            assert_eq!(kmcl_loopback_vmbus_create(&mut b), 0);
+            assert_ne!(a, b);
+            assert_eq!(kmcl_convert_vmbus_handle_to_kernel_handle(a, &mut ka), 0);
+            assert_eq!(kmcl_convert_vmbus_handle_to_kernel_handle(b, &mut kb), 0);
+            assert_ne!(ka, kb);
+            // The same interface offered on bus A and on kmcl's own bus:
+            // no clash (each bus has its own offers).
+            let sa = on_bus(true, ka, &ty, 0);
+            let s0 = on_bus(true, core::ptr::null_mut(), &ty, 0);
+            assert_eq!(kmcl_channel_enable(sa), 0);
+            assert_eq!(kmcl_channel_enable(s0), 0);
+            assert_eq!(kmcl_channel_start(sa), 0);
+            // A client on bus B sees neither.
+            let cb = on_bus(false, kb, &ty, 0);
+            assert_eq!(kmcl_channel_enable(cb), 0);
+            fsleep(Delta::from_millis(100));
+            assert!(!running(cb));
+            // A client on bus A gets A's server (started), not kmcl's own
+            // (never started).
+            let ca = on_bus(false, ka, &ty, 0);
+            assert_eq!(kmcl_channel_enable(ca), 0);
+            assert!(wait_until(|| running(ca)));
+            // An offer for VTL 2 on bus B stays invisible to B's client.
+            let sb = on_bus(true, kb, &ty, 2);
+            assert_eq!(kmcl_channel_enable(sb), 0);
+            assert_eq!(kmcl_channel_start(sb), 0);
+            fsleep(Delta::from_millis(100));
+            assert!(!running(cb));
+            // Destroying a bus leaves its channels working until cleanup,
+            // and the handle is gone.
+            assert_eq!(kmcl_loopback_vmbus_destroy(a), 0);
+            assert_eq!(kmcl_loopback_vmbus_destroy(a), -2);
+            assert_eq!(kmcl_convert_vmbus_handle_to_kernel_handle(a, &mut ka), -2);
+            assert!(running(ca));
+            for ch in [ca, cb, sa, sb, s0] {
+                kmcl_channel_cleanup(ch);
+            }
+            assert_eq!(kmcl_loopback_vmbus_destroy(b), 0);
+        }
+    }
+
     /// Checks one call's result; logs the case by name when it differs.
     fn expect(failures: &mut u32, case: &str, got: c_int, want: c_int) {
         if got != want {
@@ -1460,9 +1548,9 @@ mod tests {
             );
             expect(
                 &mut f,
-                "vtl 1",
-                kmcl_server_channel_init_set_target_vtl(server, 1),
-                EOPNOTSUPP,
+                "vtl 16",
+                kmcl_server_channel_init_set_target_vtl(server, 16),
+                EINVAL,
             );
 
             // States.
@@ -1713,17 +1801,48 @@ mod tests {
                 kmcl_server_channel_init_set_save_restore_packet_callbacks(server, None, None),
                 EOPNOTSUPP,
             );
+            let mut kh = core::ptr::null_mut();
             expect(
                 &mut f,
-                "vmbus handle",
+                "vmbus handle NULL",
                 kmcl_server_channel_init_set_vmbus_handle(server, core::ptr::null_mut()),
-                EOPNOTSUPP,
+                -2,
             );
             expect(
                 &mut f,
-                "convert handle",
-                kmcl_convert_vmbus_handle_to_kernel_handle(0, core::ptr::null_mut()),
-                EOPNOTSUPP,
+                "vmbus handle made up",
+                kmcl_server_channel_init_set_vmbus_handle(server, buf.as_mut_ptr().cast()),
+                -2,
+            );
+            expect(
+                &mut f,
+                "vmbus handle, NULL channel",
+                kmcl_server_channel_init_set_vmbus_handle(null_ch, core::ptr::null_mut()),
+                EINVAL,
+            );
+            expect(
+                &mut f,
+                "convert handle, NULL out",
+                kmcl_convert_vmbus_handle_to_kernel_handle(1, core::ptr::null_mut()),
+                EINVAL,
+            );
+            expect(
+                &mut f,
+                "convert unknown handle",
+                kmcl_convert_vmbus_handle_to_kernel_handle(0xdead_0000, &mut kh),
+                -2,
+            );
+            expect(
+                &mut f,
+                "bus create, NULL out",
+                kmcl_loopback_vmbus_create(core::ptr::null_mut()),
+                EINVAL,
+            );
+            expect(
+                &mut f,
+                "bus destroy unknown",
+                kmcl_loopback_vmbus_destroy(0xdead_0000),
+                -2,
             );
             kmcl_channel_cleanup(client);
             kmcl_channel_cleanup(server);

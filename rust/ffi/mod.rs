@@ -62,6 +62,10 @@ struct Registry {
     debugfs: Option<Dir>,
     /// Every channel handle between allocate and cleanup.
     handles: KVec<Arc<Handle>>,
+    /// Loopback buses made with `kmcl_loopback_vmbus_create`, by handle.
+    buses: KVec<(u64, Arc<LoopbackBus>)>,
+    /// The next such handle.
+    next_bus: u64,
 }
 
 kernel::sync::global_lock! {
@@ -71,6 +75,8 @@ kernel::sync::global_lock! {
         bus: None,
         debugfs: None,
         handles: KVec::new(),
+        buses: KVec::new(),
+        next_bus: 1,
     };
 }
 
@@ -104,10 +110,18 @@ pub(crate) fn init() -> Result {
 pub(crate) fn exit() {
     // SAFETY: registered in `init`.
     unsafe { glue::kmcl_glue_unwatch_modules() };
-    let (bus, handles) = {
+    let (bus, handles, buses) = {
         let mut r = REGISTRY.lock();
-        (r.bus.take(), core::mem::take(&mut r.handles))
+        (
+            r.bus.take(),
+            core::mem::take(&mut r.handles),
+            core::mem::take(&mut r.buses),
+        )
     };
+    if !buses.is_empty() {
+        pr_warn!("{} loopback bus(es) not destroyed at unload\n", buses.len());
+    }
+    drop(buses);
     for h in handles.iter() {
         h.gone.store(true, Ordering::Release);
         release(h);
@@ -920,8 +934,8 @@ pub unsafe extern "C" fn kmcl_server_channel_init_set_flags(
     }
 }
 
-/// `VmbServerChannelInitSetTargetVtl`: loopback offers are in VTL 0 only
-/// so far (other VTLs: `-EOPNOTSUPP`).
+/// `VmbServerChannelInitSetTargetVtl`: only clients running in `vtl` see
+/// the offer (kmcl's clients run in VTL 0).
 ///
 /// # Safety
 ///
@@ -932,14 +946,7 @@ pub unsafe extern "C" fn kmcl_server_channel_init_set_target_vtl(
     vtl: u8,
 ) -> c_int {
     // SAFETY: the caller's promise.
-    unsafe {
-        with_channel(channel, |h| {
-            for_role(h, Role::Server, |_| match vtl {
-                0 => Ok(()),
-                _ => Err(EOPNOTSUPP),
-            })
-        })
-    }
+    unsafe { with_channel(channel, |h| h.channel.set_target_vtl(vtl)) }
 }
 
 /// `VmbChannelSetIncomingProcessingAtPassive`.
@@ -1888,13 +1895,80 @@ pub extern "C" fn kmcl_channel_save_continue(
 #[no_mangle]
 pub extern "C" fn kmcl_channel_save_end(_channel: *mut KmclChannel) {}
 
-/// `VmbConvertVmbusHandleToKernelHandle` (`-EOPNOTSUPP` for now).
+/// `kmcl_loopback_vmbus_create` (kmcl's own): a new, independent loopback
+/// bus (without a VMBus host); `*handle` names it for
+/// [`kmcl_convert_vmbus_handle_to_kernel_handle`].
+///
+/// # Safety
+///
+/// `handle` is NULL or writable.
 #[no_mangle]
-pub extern "C" fn kmcl_convert_vmbus_handle_to_kernel_handle(
-    _handle: u64,
-    _kernel_handle: *mut *mut c_void,
+pub unsafe extern "C" fn kmcl_loopback_vmbus_create(handle: *mut u64) -> c_int {
+    if handle.is_null() {
+        return EINVAL.to_errno();
+    }
+    let made = (|| {
+        let bus = LoopbackBus::new()?;
+        let mut r = REGISTRY.lock();
+        if r.bus.is_none() {
+            return Err(ENODEV);
+        }
+        let id = r.next_bus;
+        r.buses.push((id, bus), GFP_KERNEL)?;
+        r.next_bus += 1;
+        Ok(id)
+    })();
+    match made {
+        Ok(id) => {
+            // SAFETY: checked non-NULL; writable (the caller's promise).
+            unsafe { *handle = id };
+            0
+        }
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// `kmcl_loopback_vmbus_destroy` (kmcl's own): forgets the bus `handle`
+/// names; channels already on it keep it until they are cleaned up.
+/// `-ENOENT` for an unknown handle.
+#[no_mangle]
+pub extern "C" fn kmcl_loopback_vmbus_destroy(handle: u64) -> c_int {
+    let gone = {
+        let mut r = REGISTRY.lock();
+        match r.buses.iter().position(|(id, _)| *id == handle) {
+            Some(i) => r.buses.remove(i).ok(),
+            None => None,
+        }
+    };
+    match gone {
+        Some(_) => 0,
+        None => ENOENT.to_errno(),
+    }
+}
+
+/// `VmbConvertVmbusHandleToKernelHandle`: the kernel handle of the loopback
+/// bus `handle` names (from `kmcl_loopback_vmbus_create`), for
+/// `kmcl_server_channel_init_set_vmbus_handle`; valid until the bus is
+/// destroyed. `-ENOENT` for an unknown handle.
+///
+/// # Safety
+///
+/// `kernel_handle` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_convert_vmbus_handle_to_kernel_handle(
+    handle: u64,
+    kernel_handle: *mut *mut c_void,
 ) -> c_int {
-    EOPNOTSUPP.to_errno()
+    if kernel_handle.is_null() {
+        return EINVAL.to_errno();
+    }
+    let r = REGISTRY.lock();
+    let Some((_, bus)) = r.buses.iter().find(|(id, _)| *id == handle) else {
+        return ENOENT.to_errno();
+    };
+    // SAFETY: checked non-NULL; writable (the caller's promise).
+    unsafe { *kernel_handle = Arc::as_ptr(bus).cast_mut().cast() };
+    0
 }
 
 /// `VmbPacketRestore` (`-EOPNOTSUPP` for now).
@@ -1937,13 +2011,28 @@ pub extern "C" fn kmcl_server_channel_init_set_save_restore_packet_callbacks(
     EOPNOTSUPP.to_errno()
 }
 
-/// `VmbServerChannelInitSetVmbusHandle` (`-EOPNOTSUPP` for now).
+/// `VmbServerChannelInitSetVmbusHandle`: puts the channel (kmcl: a client
+/// too) on the loopback bus `handle` names (from
+/// [`kmcl_convert_vmbus_handle_to_kernel_handle`]). `-ENOENT` if no
+/// existing bus has that kernel handle.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
 #[no_mangle]
-pub extern "C" fn kmcl_server_channel_init_set_vmbus_handle(
-    _channel: *mut KmclChannel,
-    _handle: *mut c_void,
+pub unsafe extern "C" fn kmcl_server_channel_init_set_vmbus_handle(
+    channel: *mut KmclChannel,
+    handle: *mut c_void,
 ) -> c_int {
-    EOPNOTSUPP.to_errno()
+    // Compared as an address only: never dereferenced.
+    let bus = REGISTRY
+        .lock()
+        .buses
+        .iter()
+        .find(|(_, b)| core::ptr::eq(Arc::as_ptr(b).cast(), handle.cast_const()))
+        .map(|(_, b)| b.clone());
+    // SAFETY: the caller's promise.
+    unsafe { with_channel(channel, |h| h.channel.set_bus(bus.clone().ok_or(ENOENT)?)) }
 }
 
 // ---------------------------------------------------------------------------

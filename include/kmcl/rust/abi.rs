@@ -363,6 +363,10 @@ kmcl_functions! {
     /// `KMCL_CLIENT_INTERFACE_TYPE` or `KMCL_SERVER_INTERFACE_TYPE`).
     FnQueryInterface = kmcl_query_interface(kind: u32, size: u32, version: u32,
         interface: *mut c_void) -> c_int;
+    /// kmcl's own: a new independent loopback bus, named by `*handle`.
+    FnLoopbackVmbusCreate = kmcl_loopback_vmbus_create(handle: *mut u64) -> c_int;
+    /// kmcl's own: forgets a loopback bus from `kmcl_loopback_vmbus_create`.
+    FnLoopbackVmbusDestroy = kmcl_loopback_vmbus_destroy(handle: u64) -> c_int;
     /// kmcl's own: which VMBus a client looks for its offer on
     /// (`TRANSPORT_*`).
     FnClientChannelInitSetTransport = kmcl_client_channel_init_set_transport(
