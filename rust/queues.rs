@@ -18,6 +18,7 @@ use core::{
 use kernel::{
     bindings,
     prelude::*,
+    sync::Arc,
     workqueue::{
         self,
         Queue, //
@@ -25,11 +26,22 @@ use kernel::{
 };
 
 mod ffi {
+    use core::ffi::c_void;
     use kernel::bindings::workqueue_struct;
 
     extern "C" {
         pub(super) fn kmcl_wq_alloc(bh: bool) -> *mut workqueue_struct;
         pub(super) fn kmcl_wq_destroy(wq: *mut workqueue_struct);
+        pub(super) fn kmcl_timer_new() -> *mut c_void;
+        pub(super) fn kmcl_timer_arm(
+            t: *mut c_void,
+            wq: *mut workqueue_struct,
+            f: unsafe extern "C" fn(*mut c_void),
+            ctx: *mut c_void,
+            usecs: u32,
+        );
+        pub(super) fn kmcl_timer_disarm(t: *mut c_void) -> *mut c_void;
+        pub(super) fn kmcl_timer_free(t: *mut c_void);
     }
 }
 
@@ -111,4 +123,110 @@ pub fn process() -> &'static Queue {
 /// kmcl's BH (softirq context) workqueue.
 pub fn bh() -> &'static Queue {
     queue(&BH, workqueue::system_bh)
+}
+
+/// What a [`Timer`] calls when it fires.
+pub trait TimerFired: Send + Sync + Sized {
+    /// Runs in process context on kmcl's queue, with the reference the
+    /// arming took.
+    fn fired(this: Arc<Self>);
+}
+
+/// A one-shot timer on kmcl's process queue whose arming holds a reference
+/// to a `T` until it fires (then [`TimerFired::fired`] gets it) or is
+/// disarmed.
+///
+/// # Invariants
+///
+/// `raw` is a `kmcl_timer` from `kmcl_timer_new`, owned. While armed, its
+/// context is a pointer from `Arc::into_raw` of a `T` that the arming
+/// owns.
+pub struct Timer<T: TimerFired> {
+    raw: core::ptr::NonNull<core::ffi::c_void>,
+    _t: core::marker::PhantomData<Arc<T>>,
+}
+
+// SAFETY: the C timer may be armed and disarmed from any thread; the `T`
+// references it holds are `Send + Sync`.
+unsafe impl<T: TimerFired> Send for Timer<T> {}
+
+// SAFETY: As for `Send`; callers serialise arming (see `arm`).
+unsafe impl<T: TimerFired> Sync for Timer<T> {}
+
+impl<T: TimerFired> Timer<T> {
+    /// A disarmed timer. Process context.
+    pub fn new() -> Result<Self> {
+        // SAFETY: allocates; may sleep (process context).
+        let raw = unsafe { ffi::kmcl_timer_new() };
+        Ok(Self {
+            raw: core::ptr::NonNull::new(raw).ok_or(ENOMEM)?,
+            _t: core::marker::PhantomData,
+        })
+    }
+
+    /// Arms the timer to call `T::fired(this)` after `usecs` (rounded up to
+    /// the timer tick). The caller must know it is not armed (one armer at
+    /// a time, and only after the last arming fired or was disarmed).
+    /// Any context.
+    pub fn arm(&self, this: &Arc<T>, usecs: u32) {
+        let ctx = Arc::into_raw(this.clone()).cast_mut().cast();
+        // SAFETY: `raw` is live (invariant); the queue is kmcl's, drained
+        // at module exit; `ctx` is an owned reference that `trampoline`
+        // or `disarm` takes back exactly once.
+        unsafe {
+            ffi::kmcl_timer_arm(
+                self.raw.as_ptr(),
+                process_raw(),
+                trampoline::<T>,
+                ctx,
+                usecs,
+            )
+        };
+    }
+
+    /// Disarms the timer, waiting for a running callback; returns whether
+    /// an arming was cancelled (its reference is dropped). Process context.
+    pub fn disarm(&self) -> bool {
+        // SAFETY: `raw` is live.
+        let ctx = unsafe { ffi::kmcl_timer_disarm(self.raw.as_ptr()) };
+        if ctx.is_null() {
+            return false;
+        }
+        // SAFETY: the cancelled arming's reference (invariant), not taken
+        // back by the callback, which will not run.
+        drop(unsafe { Arc::<T>::from_raw(ctx.cast_const().cast()) });
+        true
+    }
+}
+
+impl<T: TimerFired> Drop for Timer<T> {
+    fn drop(&mut self) {
+        // An arming holds a reference to the owner of the timer, so the
+        // owner (and this timer) cannot be dropped while it is armed.
+        // SAFETY: owned (invariant) and disarmed.
+        unsafe { ffi::kmcl_timer_free(self.raw.as_ptr()) };
+    }
+}
+
+/// The C callback of a [`Timer`].
+///
+/// # Safety
+///
+/// `ctx` is the reference an arming took with `Arc::into_raw`.
+unsafe extern "C" fn trampoline<T: TimerFired>(ctx: *mut core::ffi::c_void) {
+    // SAFETY: the caller's promise; taken back once.
+    let this = unsafe { Arc::<T>::from_raw(ctx.cast_const().cast()) };
+    T::fired(this);
+}
+
+/// kmcl's process queue as a raw pointer (the system queue outside the
+/// module's lifetime, as [`process`]).
+fn process_raw() -> *mut bindings::workqueue_struct {
+    let p = PROCESS.load(Ordering::Acquire);
+    if p.is_null() {
+        // SAFETY: reads the kernel's `system_wq` pointer.
+        unsafe { bindings::system_wq }
+    } else {
+        p
+    }
 }

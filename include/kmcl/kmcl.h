@@ -360,7 +360,18 @@ int kmcl_channel_set_incoming_processing_at_passive(struct kmcl_channel *channel
 						    bool at_passive);
 /** kmcl_channel_set_transaction_quota() - most packets held uncompleted (0: any). */
 int kmcl_channel_set_transaction_quota(struct kmcl_channel *channel, u32 quota);
-/** kmcl_channel_set_interrupt_latency() - -EOPNOTSUPP for now. */
+/**
+ * kmcl_channel_set_interrupt_latency() - VmbChannelSetInterruptLatency.
+ * @channel:  a channel.
+ * @latency:  in 100 ns units: signals to the other (loopback) endpoint are
+ *            delayed by it (rounded up to the timer tick) and those made
+ *            meanwhile merged into one; 0: signal at once (the default).
+ * @original: NULL, or receives the previous latency.
+ *
+ * Context: any.
+ * Return: 0, -EINVAL (NULL @channel), -EOPNOTSUPP (connected to a VMBus
+ * host: Linux offers no way to change a channel's monitor latency).
+ */
 int kmcl_channel_set_interrupt_latency(struct kmcl_channel *channel,
 				       u16 latency, u16 *original);
 

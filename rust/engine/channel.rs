@@ -259,6 +259,15 @@ pub struct Channel {
     /// Times this channel signalled the other endpoint, and was signalled.
     signals_sent: core::sync::atomic::AtomicU64,
     signals_received: core::sync::atomic::AtomicU64,
+    /// KMCL interrupt latency, in 100 ns: signals to a loopback endpoint
+    /// are delayed by it, and those made meanwhile are merged (0: none).
+    latency: core::sync::atomic::AtomicU32,
+    /// A delayed signal is armed.
+    signal_armed: core::sync::atomic::AtomicBool,
+    /// Signals merged into an armed one.
+    signals_coalesced: core::sync::atomic::AtomicU64,
+    /// Fires the delayed signal.
+    signal_timer: crate::queues::Timer<Channel>,
     /// GPADLs (client) and mappings of them (server).
     #[pin]
     gpadl: super::gpadl::Gpadls,
@@ -372,6 +381,10 @@ impl Channel {
                 at_passive: core::sync::atomic::AtomicBool::new(false),
                 signals_sent: core::sync::atomic::AtomicU64::new(0),
                 signals_received: core::sync::atomic::AtomicU64::new(0),
+                latency: core::sync::atomic::AtomicU32::new(0),
+                signal_armed: core::sync::atomic::AtomicBool::new(false),
+                signals_coalesced: core::sync::atomic::AtomicU64::new(0),
+                signal_timer: crate::queues::Timer::new()?,
                 rx_changed <- new_condvar!(),
                 rx_work <- new_work!("kmcl::Channel::rx_work"),
                 gpadl <- super::gpadl::Gpadls::new(),
@@ -726,6 +739,8 @@ impl Channel {
             ctl.callbacks.take()
         };
         let packet_callbacks = self.rx.lock().callbacks.take();
+        // A signal armed by a send that raced with the disconnect.
+        self.disarm_signal();
         // Dropped without locks: their drop may drop the last reference.
         drop((callbacks, packet_callbacks));
         Ok(())
@@ -867,6 +882,7 @@ impl Channel {
             exposed,
             at_passive: self.at_passive.load(core::sync::atomic::Ordering::Relaxed),
             signals: self.signals(),
+            signals_merged: self.signals_coalesced(),
             rings: None,
         }
     }
@@ -1155,12 +1171,64 @@ impl Channel {
 
     /// Signals `peer` (VMBus's interrupt to the other endpoint): its
     /// receive work looks at the rings.
-    pub(crate) fn signal(&self, peer: &Peer) {
-        use core::sync::atomic::Ordering::Relaxed;
-        self.signals_sent.fetch_add(1, Relaxed);
+    pub(crate) fn signal(self: &Arc<Self>, peer: &Peer) {
+        use core::sync::atomic::Ordering::{AcqRel, Relaxed};
+        let latency = self.latency.load(Relaxed);
+        if latency > 0 && matches!(peer, Peer::Loopback(_)) {
+            if self.signal_armed.swap(true, AcqRel) {
+                self.signals_coalesced.fetch_add(1, Relaxed);
+            } else {
+                // 100 ns units to microseconds, rounded up.
+                self.signal_timer.arm(self, latency.div_ceil(10));
+            }
+            return;
+        }
+        self.signal_now(peer);
+    }
+
+    fn signal_now(&self, peer: &Peer) {
+        self.signals_sent
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         match peer {
             Peer::Loopback(c) => c.signalled(),
             Peer::Host(h) => h.signal(),
+        }
+    }
+
+    /// KMCL `VmbChannelSetInterruptLatency`: from now on, signals to the
+    /// other (loopback) endpoint are delayed by `latency` (100 ns units,
+    /// rounded up to the timer tick) and the ones made meanwhile merged
+    /// into one; 0 signals at once. Returns the previous latency.
+    /// `-EOPNOTSUPP` on a channel connected to a VMBus host (Linux's
+    /// hv_vmbus offers no way to change a channel's monitor latency).
+    /// Any context.
+    pub fn set_interrupt_latency(&self, latency: u16) -> Result<u16> {
+        let on_host = self
+            .data
+            .lock()
+            .as_ref()
+            .is_some_and(|dp| matches!(dp.peer(), Peer::Host(_)));
+        if on_host {
+            return Err(EOPNOTSUPP);
+        }
+        let old = self
+            .latency
+            .swap(u32::from(latency), core::sync::atomic::Ordering::Relaxed);
+        Ok(u16::try_from(old).unwrap_or(u16::MAX))
+    }
+
+    /// Signals merged by the interrupt latency so far.
+    pub fn signals_coalesced(&self) -> u64 {
+        self.signals_coalesced
+            .load(core::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Drops an armed delayed signal (the connection ends). Process
+    /// context.
+    fn disarm_signal(&self) {
+        if self.signal_timer.disarm() {
+            self.signal_armed
+                .store(false, core::sync::atomic::Ordering::Release);
         }
     }
 
@@ -1494,6 +1562,7 @@ impl Channel {
                 Action::Rescind => self.bus().rescind(self),
                 Action::Disconnect => {
                     *self.mmio.lock() = (false, None);
+                    self.disarm_signal();
                     let unfinished = self.data.lock().take().map(|mut dp| dp.take_unfinished());
                     // Every packet still waiting for its completion is
                     // completed, with a defined failure status.
@@ -1577,6 +1646,18 @@ impl Channel {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The delayed signal of a channel with an interrupt latency.
+impl crate::queues::TimerFired for Channel {
+    fn fired(this: Arc<Self>) {
+        this.signal_armed
+            .store(false, core::sync::atomic::Ordering::Release);
+        let peer = this.data.lock().as_ref().map(|dp| dp.peer().clone());
+        if let Some(peer) = peer {
+            this.signal_now(&peer);
         }
     }
 }

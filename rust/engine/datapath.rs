@@ -1233,6 +1233,75 @@ mod tests {
         client.send(&payload, true, routine)
     }
 
+    /// Sends 20 packets 1 ms apart without completion requests; returns
+    /// the signals the client made and the ones merged.
+    fn spaced_sends(client: &Arc<Channel>, server: &Arc<Channel>) -> Result<(u64, u64)> {
+        let (sent0, merged0) = (client.signals().0, client.signals_coalesced());
+        let done = Arc::new(Tally::default(), GFP_KERNEL)?;
+        let before = server.counters().packets_in;
+        for i in 0..20u32 {
+            let routine = KBox::new(
+                Expect {
+                    sent: KVec::new(),
+                    tally: done.clone(),
+                },
+                GFP_KERNEL,
+            )?;
+            client.send(&pattern(64, i)?, false, routine)?;
+            fsleep(Delta::from_millis(1));
+        }
+        for _ in 0..500 {
+            if server.counters().packets_in == before + 20 {
+                break;
+            }
+            fsleep(Delta::from_millis(10));
+        }
+        assert_eq!(server.counters().packets_in, before + 20);
+        assert_eq!(done.ok.load(Ordering::SeqCst), 20);
+        Ok((
+            client.signals().0 - sent0,
+            client.signals_coalesced() - merged0,
+        ))
+    }
+
+    #[test]
+    fn an_interrupt_latency_merges_signals_and_loses_nothing() -> Result {
+        let bus = LoopbackBus::new()?;
+        let (server, client) = pair(&bus)?;
+        // No latency: the server drains each packet before the next, so
+        // (nearly) every send signals.
+        let (signals, merged) = spaced_sends(&client, &server)?;
+        assert_eq!(merged, 0);
+        if signals < 12 {
+            pr_err!("{} signals without latency\n", signals);
+        }
+        assert!(signals >= 12);
+        // 6.5 ms: each signal waits that long and takes the sends made
+        // meanwhile with it.
+        assert_eq!(client.set_interrupt_latency(u16::MAX), Ok(0));
+        let (signals, merged) = spaced_sends(&client, &server)?;
+        if signals > 8 {
+            pr_err!("{} signals with latency\n", signals);
+        }
+        assert!(signals <= 8);
+        assert!(merged >= 1);
+        assert_eq!(client.set_interrupt_latency(0), Ok(u16::MAX));
+        // Disabled with a delayed signal armed: disarmed, nothing leaks.
+        client.set_interrupt_latency(u16::MAX)?;
+        client.send(
+            b"last",
+            false,
+            KBox::new(
+                Expect {
+                    sent: KVec::new(),
+                    tally: Arc::new(Tally::default(), GFP_KERNEL)?,
+                },
+                GFP_KERNEL,
+            )?,
+        )?;
+        close(client, server)
+    }
+
     #[test]
     fn echo_round_trips_byte_for_byte_in_both_directions() -> Result {
         const N: u32 = 1500;

@@ -49,6 +49,8 @@ pub struct Snapshot {
     pub(crate) at_passive: bool,
     /// Signals (sent, received).
     pub(crate) signals: (u64, u64),
+    /// Signals merged by the interrupt latency (0 when none is set).
+    pub(crate) signals_merged: u64,
     /// (outgoing, incoming) ring control values, when connected.
     pub(crate) rings: Option<(RingState, RingState)>,
 }
@@ -131,6 +133,9 @@ impl fmt::Display for Snapshot {
             "signals sent: {}\nsignals received: {}",
             self.signals.0, self.signals.1
         )?;
+        if self.signals_merged > 0 {
+            writeln!(f, "signals merged: {}", self.signals_merged)?;
+        }
         writeln!(f, "completions in: {}", c.completions_in)?;
         writeln!(f, "completions out: {}", c.completions_out)?;
         writeln!(f, "bad completions: {}", c.bad_completions)?;

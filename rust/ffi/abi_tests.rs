@@ -1724,13 +1724,27 @@ mod tests {
                 kmcl_server_channel_init_set_mmio_megabytes(null_ch, 1, 0),
                 EINVAL,
             );
-            // Not there yet (issue 4): refused, never half done.
+            expect(
+                &mut f,
+                "interrupt latency, NULL channel",
+                kmcl_channel_set_interrupt_latency(null_ch, 1, core::ptr::null_mut()),
+                EINVAL,
+            );
+            let mut old_latency = 0u16;
             expect(
                 &mut f,
                 "interrupt latency",
-                kmcl_channel_set_interrupt_latency(client, 1, core::ptr::null_mut()),
-                EOPNOTSUPP,
+                kmcl_channel_set_interrupt_latency(client, 7, core::ptr::null_mut()),
+                0,
             );
+            expect(
+                &mut f,
+                "interrupt latency back",
+                kmcl_channel_set_interrupt_latency(client, 0, &mut old_latency),
+                0,
+            );
+            expect(&mut f, "interrupt latency was", c_int::from(old_latency), 7);
+            // Not there yet (issue 4): refused, never half done.
             expect(
                 &mut f,
                 "external data of a NULL packet",

@@ -1714,14 +1714,31 @@ const _: () = {
     assert!(offset_of!(MdlView, length) == offset_of!(KmclMdl, length));
 };
 
-/// `VmbChannelSetInterruptLatency` (`-EOPNOTSUPP` for now).
+/// `VmbChannelSetInterruptLatency`: `*original` (if not NULL) receives
+/// the previous latency.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle; `original` is NULL or writable.
 #[no_mangle]
-pub extern "C" fn kmcl_channel_set_interrupt_latency(
-    _channel: *mut KmclChannel,
-    _latency: u16,
-    _original: *mut u16,
+pub unsafe extern "C" fn kmcl_channel_set_interrupt_latency(
+    channel: *mut KmclChannel,
+    latency: u16,
+    original: *mut u16,
 ) -> c_int {
-    EOPNOTSUPP.to_errno()
+    let mut old = None;
+    // SAFETY: the caller's promise.
+    let rc = unsafe {
+        with_channel(channel, |h| {
+            old = Some(h.channel.set_interrupt_latency(latency)?);
+            Ok(())
+        })
+    };
+    if let (Some(old), false) = (old, original.is_null()) {
+        // SAFETY: not NULL, so writable (the caller's promise).
+        unsafe { *original = old };
+    }
+    rc
 }
 
 /// `VmbPacketSendWithExternalMdl`: `mdl_length` bytes (0: to the end)

@@ -50,6 +50,12 @@ bool kmcl_in_task(void);
 struct workqueue_struct;
 struct workqueue_struct *kmcl_wq_alloc(bool bh);
 void kmcl_wq_destroy(struct workqueue_struct *wq);
+struct kmcl_timer;
+struct kmcl_timer *kmcl_timer_new(void);
+void kmcl_timer_arm(struct kmcl_timer *t, struct workqueue_struct *wq,
+		    void (*fn)(void *ctx), void *ctx, u32 usecs);
+void *kmcl_timer_disarm(struct kmcl_timer *t);
+void kmcl_timer_free(struct kmcl_timer *t);
 
 struct module;
 int kmcl_glue_watch_modules(void);

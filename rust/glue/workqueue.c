@@ -2,6 +2,7 @@
 /*
  * kmcl C glue: kmcl's own workqueues (alloc_workqueue() is a macro).
  */
+#include <linux/slab.h>
 #include <linux/workqueue.h>
 
 #include "kmcl_glue.h"
@@ -21,4 +22,59 @@ struct workqueue_struct *kmcl_wq_alloc(bool bh)
 void kmcl_wq_destroy(struct workqueue_struct *wq)
 {
 	destroy_workqueue(wq);
+}
+
+/*
+ * A one-shot timer on kmcl's process queue (a delayed work): kmcl's
+ * loopback signal coalescing (VmbChannelSetInterruptLatency).  The Rust
+ * side (rust/queues.rs) gives each arming a reference it owns until the
+ * callback runs or the timer is disarmed.
+ */
+struct kmcl_timer {
+	struct delayed_work dw;
+	void (*fn)(void *ctx);
+	void *ctx;
+};
+
+static void kmcl_timer_fire(struct work_struct *work)
+{
+	struct kmcl_timer *t = container_of(to_delayed_work(work), struct kmcl_timer, dw);
+
+	t->fn(t->ctx);
+}
+
+struct kmcl_timer *kmcl_timer_new(void)
+{
+	struct kmcl_timer *t = kzalloc_obj(*t, GFP_KERNEL);
+
+	if (t)
+		INIT_DELAYED_WORK(&t->dw, kmcl_timer_fire);
+	return t;
+}
+
+/*
+ * Arms @t to call @fn(@ctx) on @wq after @usecs (at least one tick); the
+ * caller arms it only when it is not armed.
+ */
+void kmcl_timer_arm(struct kmcl_timer *t, struct workqueue_struct *wq,
+		    void (*fn)(void *ctx), void *ctx, u32 usecs)
+{
+	t->fn = fn;
+	t->ctx = ctx;
+	queue_delayed_work(wq, &t->dw, max(usecs_to_jiffies(usecs), 1UL));
+}
+
+/*
+ * Disarms @t, waiting for a running callback; returns the context of the
+ * arming whose callback will now never run, or NULL.
+ */
+void *kmcl_timer_disarm(struct kmcl_timer *t)
+{
+	return cancel_delayed_work_sync(&t->dw) ? t->ctx : NULL;
+}
+
+/* Frees a disarmed @t. */
+void kmcl_timer_free(struct kmcl_timer *t)
+{
+	kfree(t);
 }
