@@ -16,5 +16,6 @@ pub mod gpa;
 pub mod lifecycle;
 pub mod packet;
 pub mod ring;
+pub mod save;
 pub mod status;
 pub mod transactions;
