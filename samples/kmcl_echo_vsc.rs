@@ -48,6 +48,10 @@ module! {
             default: 10000,
             description: "How long to wait for the echo server, in ms",
         },
+        stall_ms: u32 {
+            default: 10000,
+            description: "Give up after this long without an echo, in ms",
+        },
     },
 }
 
@@ -204,10 +208,12 @@ impl EchoVsc {
         for _ in 0..window.clamp(1, 1024) {
             flow.send_next(kmcl::Packet::new(channel.as_ref(), flow.clone())?);
         }
-        // No progress for 10 s means something is stuck.
+        // No progress for `stall_ms` means something is stuck.
         let mut last = 0;
         while flow.finished() < count {
-            if !wait_for(10_000, || flow.finished() != last) {
+            if !wait_for(module_parameters::stall_ms.value(), || {
+                flow.finished() != last
+            }) {
                 pr_err!("stuck after {} of {} packets\n", flow.finished(), count);
                 return Err(ETIMEDOUT);
             }

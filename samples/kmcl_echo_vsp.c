@@ -18,6 +18,8 @@
 
 #include <linux/atomic.h>
 #include <linux/jiffies.h>
+#include <linux/minmax.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/spinlock.h>
 #include <linux/uuid.h>
@@ -41,6 +43,15 @@ MODULE_PARM_DESC(packets, "Packets to send to the client once it connects");
 static unsigned int window = 16;
 module_param(window, uint, 0444);
 MODULE_PARM_DESC(window, "Packets in flight at a time");
+
+static bool hold;
+module_param(hold, bool, 0444);
+MODULE_PARM_DESC(hold, "Hold the client's packets instead of echoing them (up to 64)");
+
+static bool live_update;
+module_param(live_update, bool, 0444);
+MODULE_PARM_DESC(live_update,
+		 "Save the packets in flight at unload, restore them at load (a live update)");
 
 /* Largest payload sent: kmcl's default maximum packet size. */
 #define MAX_PAYLOAD 4096
@@ -149,11 +160,97 @@ static void echo_post_started(struct kmcl_channel *ch)
 	}
 }
 
+/* Packets held (hold=1): the handle and its payload, valid until completed. */
+#define HELD_MAX 64
+static DEFINE_SPINLOCK(held_lock);
+static struct {
+	struct kmcl_incoming *packet;
+	const void *buffer;
+	u32 length;
+} held[HELD_MAX];
+static unsigned int held_count;
+static atomic_t restored = ATOMIC_INIT(0);
+
+/* Holds @packet if hold=1 and there is room. */
+static bool hold_packet(struct kmcl_incoming *packet, const void *buffer, u32 length)
+{
+	unsigned long flags;
+	bool kept = false;
+
+	if (!hold)
+		return false;
+	spin_lock_irqsave(&held_lock, flags);
+	if (held_count < HELD_MAX) {
+		held[held_count].packet = packet;
+		held[held_count].buffer = buffer;
+		held[held_count].length = length;
+		held_count++;
+		kept = true;
+	}
+	spin_unlock_irqrestore(&held_lock, flags);
+	return kept;
+}
+
+/*
+ * EvtVmbChannelSavePacket (live update): this driver's state for a held
+ * packet is its payload, to echo once restored.
+ */
+static int echo_save_packet(struct kmcl_channel *ch, struct kmcl_incoming *packet,
+			    void *buffer, u32 size, u32 *needed)
+{
+	unsigned long flags;
+	unsigned int i;
+	int rc = -ENOENT;
+
+	spin_lock_irqsave(&held_lock, flags);
+	for (i = 0; i < held_count; i++) {
+		if (held[i].packet != packet)
+			continue;
+		*needed = held[i].length;
+		rc = -ENOBUFS;
+		if (size >= held[i].length) {
+			memcpy(buffer, held[i].buffer, held[i].length);
+			rc = 0;
+		}
+		break;
+	}
+	spin_unlock_irqrestore(&held_lock, flags);
+	return rc;
+}
+
+/*
+ * EvtVmbChannelRestorePacket (live update, after Opened): the saved packet
+ * becomes an incoming packet again and is echoed from the saved payload.
+ */
+static int echo_restore_packet(struct kmcl_channel *ch, const void *lib, u32 lib_size,
+			       const void *state, u32 state_size)
+{
+	struct kmcl_packet *pkt = kmcl.client.packet_allocate(ch);
+	struct kmcl_incoming *packet;
+	int rc;
+
+	if (!pkt)
+		return -ENOMEM;
+	rc = kmcl.server.packet_restore(pkt, lib, lib_size);
+	packet = kmcl_packet_restored(pkt);
+	kmcl.client.packet_free(pkt);
+	if (rc || !packet)
+		return rc ? rc : -EINVAL;
+	rc = kmcl.client.channel_packet_complete(packet, state, state_size);
+	if (!rc)
+		atomic_inc(&restored);
+	return 0;
+}
+
 /* EvtVmbChannelProcessPacket: softirq context. */
 static void echo_process_packet(struct kmcl_channel *ch, struct kmcl_incoming *packet,
 				const void *buffer, u32 length, u32 flags)
 {
-	int rc = kmcl.client.channel_packet_complete(packet, buffer, length);
+	int rc;
+
+	if (hold_packet(packet, buffer, length))
+		return;
+	rc = kmcl.client.channel_packet_complete(packet, buffer, length);
 
 	if (rc)
 		pr_warn_ratelimited("completion not sent: %d\n", rc);
@@ -166,6 +263,65 @@ static int echo_opened(struct kmcl_channel *ch)
 {
 	pr_info("client connected\n");
 	return 0;
+}
+
+/* Takes a save of the previous load from kmcl's stash and restores it. */
+static int restore_previous(void)
+{
+	u32 len = 0;
+	void *buf;
+	int rc;
+
+	rc = kmcl_stash_take(&echo_instance, NULL, 0, &len);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc != -ENOBUFS)
+		return rc;
+	buf = kvmalloc(len, GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+	rc = kmcl_stash_take(&echo_instance, buf, len, &len);
+	if (!rc)
+		rc = kmcl.server.channel_restore_from_buffer(channel, buf, len);
+	kvfree(buf);
+	if (!rc)
+		pr_info("restoring the previous load's state (%u bytes)\n", len);
+	return rc;
+}
+
+/* Saves the packets in flight into kmcl's stash for the next load. */
+static void save_for_next_load(void)
+{
+	u32 size = 4096, filled, required, len = 0;
+	unsigned int packets = held_count;
+	void *buf = NULL, *bigger;
+	int rc;
+
+	rc = kmcl.server.channel_save_begin(channel);
+	while (!rc || rc == -EOVERFLOW || rc == -ENOBUFS) {
+		if (!buf || rc == -ENOBUFS || len + 4096 > size) {
+			size = max(size * 2, len + required + 4096);
+			bigger = kvrealloc(buf, size, GFP_KERNEL);
+			if (!bigger) {
+				rc = -ENOMEM;
+				break;
+			}
+			buf = bigger;
+		}
+		rc = kmcl.server.channel_save_continue(channel, buf + len, size - len, &filled,
+						       &required);
+		len += filled;
+		if (!rc)
+			break;
+	}
+	kmcl.server.channel_save_end(channel);
+	if (!rc)
+		rc = kmcl_stash_put(&echo_instance, buf, len);
+	kvfree(buf);
+	if (rc)
+		pr_err("live update: save failed: %d\n", rc);
+	else
+		pr_info("saved %u packets in flight (%u bytes) for the next load\n", packets, len);
 }
 
 /* EvtChannelClosed: process context. */
@@ -203,6 +359,11 @@ static int __init echo_vsp_init(void)
 									   NULL);
 	if (!rc)
 		rc = kmcl.client.channel_init_set_friendly_name(channel, KBUILD_MODNAME);
+	if (!rc && live_update)
+		rc = kmcl.server.server_channel_init_set_save_restore_packet_callbacks
+			(channel, echo_save_packet, echo_restore_packet);
+	if (!rc && live_update)
+		rc = restore_previous();
 	if (!rc)
 		rc = kmcl.client.channel_enable(channel);
 	/* A server channel starts paused; Start lets packets flow. */
@@ -223,9 +384,15 @@ static void __exit echo_vsp_exit(void)
 		pr_info("leaving the channel to kmcl (leak=1)\n");
 		return;
 	}
-	/* Disables (rescinds the offer, waiting for teardown) and frees. */
+	if (live_update)
+		save_for_next_load();
+	/*
+	 * Disables (rescinds the offer, waiting for teardown) and frees; after
+	 * a save the connection is parked for the next load instead.
+	 */
 	kmcl.client.channel_cleanup(channel);
-	pr_info("echo interface withdrawn; %d packets echoed\n", atomic_read(&echoed));
+	pr_info("echo interface withdrawn; %d packets echoed, %d restored\n",
+		atomic_read(&echoed), atomic_read(&restored));
 }
 
 module_init(echo_vsp_init);

@@ -338,7 +338,7 @@ int kmcl_server_channel_init_set_target_vtl(struct kmcl_channel *channel, u8 vtl
  */
 int kmcl_server_channel_init_set_mmio_megabytes(struct kmcl_channel *channel,
 						u16 megabytes, u16 optional_megabytes);
-/** kmcl_server_channel_init_set_save_restore_packet_callbacks() - -EOPNOTSUPP for now. */
+/** kmcl_server_channel_init_set_save_restore_packet_callbacks() - save/restore callbacks. */
 int kmcl_server_channel_init_set_save_restore_packet_callbacks(struct kmcl_channel *channel,
 							       kmcl_evt_save_packet save,
 							       kmcl_evt_restore_packet restore);
@@ -641,15 +641,116 @@ int kmcl_channel_map_gpadl(struct kmcl_channel *channel, u32 flags,
  */
 int kmcl_channel_unmap_gpadl(struct kmcl_channel *channel, u32 gpadl);
 
-/* Save/restore: -EOPNOTSUPP for now. */
+/*
+ * Save and restore (server): replacing a VSP while its client stays
+ * connected (a live update).  Documentation/save-restore.rst has the
+ * sequence.
+ */
+
+/**
+ * kmcl_channel_save_begin() - VmbChannelSaveBegin.
+ * @channel: a connected server channel.
+ *
+ * Stops delivery and takes the packets the driver holds uncompleted into
+ * the save, with what EvtVmbChannelSavePacket saves for each (asked first
+ * with no buffer: return 0 for nothing to save, or an error with
+ * *@needed set; then called again with a buffer of that size).  From then
+ * on they belong to the save: completing one fails with -EINVAL.
+ * Context: process, not from the channel's callbacks.
+ * Return: 0, -EINVAL (client), -ENOTCONN, -EBUSY (a save under way or
+ * done), -EOPNOTSUPP (a packet carries external data), the save
+ * callback's error, -ENOMEM; on an error the packets stay the driver's.
+ */
 int kmcl_channel_save_begin(struct kmcl_channel *channel);
+/**
+ * kmcl_channel_save_continue() - VmbChannelSaveContinue: whole chunks.
+ * @channel:  a channel after kmcl_channel_save_begin().
+ * @buffer:   receives chunks (NULL if @size is 0).
+ * @size:     bytes at @buffer.
+ * @filled:   receives the bytes written.
+ * @required: receives, on -ENOBUFS, the size of the next chunk.
+ *
+ * Context: process.
+ * Return: 0 (all written), -EOVERFLOW (STATUS_BUFFER_OVERFLOW: some
+ * written, more to come), -ENOBUFS (STATUS_BUFFER_TOO_SMALL: nothing
+ * written), -EINVAL (no save under way, NULL output).
+ */
 int kmcl_channel_save_continue(struct kmcl_channel *channel, void *buffer,
 			       u32 size, u32 *filled, u32 *required);
+/**
+ * kmcl_channel_save_end() - VmbChannelSaveEnd.
+ * @channel: a channel after kmcl_channel_save_begin().
+ *
+ * The channel's Disable (or cleanup) now parks its connection: the client
+ * is told nothing until a server restoring this save takes it over.
+ * Context: process.
+ */
 void kmcl_channel_save_end(struct kmcl_channel *channel);
+/**
+ * kmcl_channel_restore_from_buffer() - VmbChannelRestoreFromBuffer.
+ * @channel: a disabled server channel whose interface is set.
+ * @buffer:  whole chunks of a save, in order.
+ * @size:    bytes at @buffer.
+ *
+ * Each buffer is checked whole before any of it is used.  Once the save is
+ * complete, the channel's Enable takes the parked connection over and,
+ * after EvtChannelOpened, hands each saved packet to
+ * EvtVmbChannelRestorePacket.
+ * Context: process.
+ * Return: 0 (complete), -EAGAIN (STATUS_MORE_PROCESSING_REQUIRED), -EBADMSG
+ * (not a valid save, or not its next chunks), -EINVAL (a save of another
+ * interface, client channel, NULL), -EBUSY (enabled), -ENOMEM.
+ */
 int kmcl_channel_restore_from_buffer(struct kmcl_channel *channel,
 				     const void *buffer, u32 size);
+/**
+ * kmcl_packet_restore() - VmbPacketRestore.
+ * @packet: a packet object of the restored channel.
+ * @buffer: the lib_buffer of EvtVmbChannelRestorePacket.
+ * @size:   its size.
+ *
+ * Makes the saved packet an incoming packet again;
+ * kmcl_packet_restored() hands out its handle.
+ * Context: process.
+ * Return: 0, -EINVAL, -EBADMSG (not a saved packet), -EBUSY (@packet holds
+ * a restored packet not handed out yet), -ENOMEM.
+ */
 int kmcl_packet_restore(struct kmcl_packet *packet, const void *buffer,
 			u32 size);
+/**
+ * kmcl_packet_restored() - the incoming packet kmcl_packet_restore() made
+ * (kmcl's own: KMCL's packet objects are their own completion handles).
+ * @packet: the packet object.
+ *
+ * Complete (or fail) it as any incoming packet; @packet may be freed.
+ * Context: any.
+ * Return: the handle (once), or NULL.
+ */
+struct kmcl_incoming *kmcl_packet_restored(struct kmcl_packet *packet);
+/**
+ * kmcl_stash_put() - keep a copy of @len bytes under @key (kmcl's own).
+ * @key:    the key (e.g. the VSP's interface instance).
+ * @buffer: the bytes.
+ * @len:    how many (> 0).
+ *
+ * Replaces what was kept under @key.  Kept until kmcl_stash_take() or
+ * kmcl unloads: state a driver hands to its next load (a live update).
+ * Context: process.
+ * Return: 0, -EINVAL, -ENOMEM.
+ */
+int kmcl_stash_put(const guid_t *key, const void *buffer, u32 len);
+/**
+ * kmcl_stash_take() - take back what kmcl_stash_put() kept (kmcl's own).
+ * @key:    the key.
+ * @buffer: receives the bytes (NULL if @size is 0).
+ * @size:   bytes at @buffer.
+ * @len:    receives the size kept.
+ *
+ * Context: process.
+ * Return: 0 (copied and forgotten), -ENOENT (nothing kept), -ENOBUFS
+ * (@size too small; still kept), -EINVAL.
+ */
+int kmcl_stash_take(const guid_t *key, void *buffer, u32 size, u32 *len);
 /**
  * kmcl_convert_vmbus_handle_to_kernel_handle() - VmbConvertVmbusHandleToKernelHandle.
  * @handle:        a loopback bus handle from kmcl_loopback_vmbus_create().

@@ -173,6 +173,12 @@ struct Control {
     server_flags: u32,
     callbacks: Option<Arc<dyn StateCallbacks>>,
     connection: Option<Link>,
+    /// A save being handed out (between SaveBegin and SaveEnd).
+    saving: Option<super::save::Saving>,
+    /// Saved (SaveEnd done): Disable parks the connection under this id.
+    saved: Option<u32>,
+    /// A restore being fed (server, before Enable).
+    restoring: Option<super::save::Restoring>,
 }
 
 /// An event for a channel, from the bus or the other endpoint.
@@ -357,6 +363,9 @@ impl Channel {
                     server_flags: 0,
                     callbacks: None,
                     connection: None,
+                    saving: None,
+                    saved: None,
+                    restoring: None,
                 }),
                 events <- new_spinlock_irq!(KVec::new()),
                 work <- new_work!("kmcl::Channel::work"),
@@ -531,6 +540,172 @@ impl Channel {
             return Err(EINVAL);
         }
         self.gpadl.unmap(handle)
+    }
+
+    /// KMCL `VmbChannelSaveBegin`, first half: stops delivery (no packet
+    /// reaches the driver after this returns). `-EINVAL` for a client,
+    /// `-ENOTCONN` when not connected, `-EBUSY` when a save is under way
+    /// or done. Process context, not from the channel's callbacks.
+    pub(crate) fn stop_for_save(&self) -> Result {
+        if self.role != Role::Server {
+            return Err(EINVAL);
+        }
+        let ctl = self.control.lock();
+        if ctl.saving.is_some() || ctl.saved.is_some() {
+            return Err(EBUSY);
+        }
+        if !matches!(ctl.connection, Some(Link::Loopback(_))) {
+            return Err(ENOTCONN);
+        }
+        let mut rx = self.rx.lock();
+        rx.enabled = false;
+        while rx.active || rx.passive_active || !self.deferred.lock().is_empty() {
+            self.rx_changed.wait(&mut rx);
+        }
+        Ok(())
+    }
+
+    /// KMCL `VmbChannelSaveBegin`, second half: `packets` (taken from the
+    /// driver, with its state for each) go into the save, which
+    /// [`Self::save_continue`] hands out. They are released without a
+    /// completion: the restored server completes them.
+    pub(crate) fn save(self: &Arc<Self>, packets: KVec<super::save::SavedPacket>) -> Result {
+        let mut ctl = self.control.lock();
+        if ctl.saving.is_some() || ctl.saved.is_some() {
+            return Err(EBUSY);
+        }
+        let interface = (ctl.settings.interface_type, ctl.settings.interface_instance);
+        let saving = super::save::write_stream((&interface.0, &interface.1), &packets)?;
+        ctl.saving = Some(saving);
+        drop(ctl);
+        for p in packets {
+            p.packet.saved();
+            self.release_incoming();
+        }
+        Ok(())
+    }
+
+    /// KMCL `VmbChannelSaveContinue`: as many whole chunks of the save as
+    /// fit in `out`. `-EINVAL` without a save under way.
+    pub(crate) fn save_continue(&self, out: &mut [u8]) -> Result<super::save::Continue> {
+        let mut ctl = self.control.lock();
+        let saving = ctl.saving.as_mut().ok_or(EINVAL)?;
+        Ok(saving.next(out))
+    }
+
+    /// KMCL `VmbChannelSaveEnd`: the save is over; the channel's Disable
+    /// now parks its connection for the server that restores the save.
+    pub(crate) fn save_end(&self) {
+        let mut ctl = self.control.lock();
+        if let Some(saving) = ctl.saving.take() {
+            ctl.saved = Some(saving.save_id());
+        }
+    }
+
+    /// KMCL `VmbChannelRestoreFromBuffer` (server, disabled, its interface
+    /// set): feeds whole chunks of a save; `Ok(true)` once complete,
+    /// `Ok(false)` for more (`STATUS_MORE_PROCESSING_REQUIRED`). A buffer
+    /// that is not valid changes nothing (`-EBADMSG`); a save of another
+    /// interface `-EINVAL`.
+    pub(crate) fn restore_from(&self, buf: &[u8]) -> Result<bool> {
+        if self.role != Role::Server {
+            return Err(EINVAL);
+        }
+        let mut ctl = self.control.lock();
+        if !ctl.lifecycle.accepts_init() {
+            return Err(EBUSY);
+        }
+        let interface = (ctl.settings.interface_type, ctl.settings.interface_instance);
+        let restoring = ctl
+            .restoring
+            .get_or_insert_with(super::save::Restoring::new);
+        restoring.feed((&interface.0, &interface.1), buf)
+    }
+
+    /// The other endpoint is now `peer` (a restored server took the
+    /// connection over).
+    pub(crate) fn repoint_peer(&self, peer: Peer) {
+        if let Some(dp) = Option::as_mut(&mut *self.data.lock()) {
+            dp.set_peer(peer);
+        }
+    }
+
+    /// A save failed after delivery stopped: delivery resumes if the
+    /// channel is running.
+    pub(crate) fn resume_after_save(self: &Arc<Self>) {
+        let running = self.control.lock().lifecycle.is_running();
+        if running {
+            self.rx.lock().enabled = true;
+            self.kick_rx();
+        }
+    }
+
+    /// Bytes of driver context per incoming packet, while connected.
+    pub(crate) fn incoming_context_size(&self) -> Option<usize> {
+        self.data.lock().as_ref().map(|dp| dp.context_size())
+    }
+
+    /// One restored packet is delivered to the driver.
+    pub(crate) fn count_restored(&self) {
+        self.rx.lock().outstanding += 1;
+    }
+
+    /// The Disconnect of a saved server: the connection is parked (the
+    /// client is told nothing), what the server had sent and not seen
+    /// completed ends with `-ECANCELED`.
+    fn park(self: &Arc<Self>, ctl: &mut Control) {
+        // `saved` stays until the Rescind that follows (the offer stays).
+        let (Some(save_id), Some(Link::Loopback(conn))) = (ctl.saved, ctl.connection.take()) else {
+            return;
+        };
+        *self.mmio.lock() = (false, None);
+        self.disarm_signal();
+        let unfinished = self.data.lock().take().map(|mut dp| {
+            // The successor reads on from here.
+            dp.commit_reads();
+            dp.take_unfinished()
+        });
+        if let Some(u) = unfinished {
+            u.complete_all(Err(ECANCELED));
+        }
+        let exposed = core::mem::take(&mut *self.exposed.lock());
+        drop(exposed);
+        let left = self.gpadl.unmap_all();
+        if left > 0 {
+            pr_warn!(
+                "channel {}: {} GPADL mapping(s) unmapped at save\n",
+                self.id,
+                left
+            );
+        }
+        conn.park();
+        self.bus().park(self, save_id, conn);
+        trace::state_change(self.id, "disable", "park");
+    }
+
+    /// After a restored server's Opened: hands each saved packet to the
+    /// driver (`EvtVmbChannelRestorePacket`); one it does not take is
+    /// completed with an empty payload.
+    fn hand_over_restored(self: &Arc<Self>, ctl: &mut Control) {
+        let Some(restoring) = ctl.restoring.take() else {
+            return;
+        };
+        let callbacks = self.rx.lock().callbacks.clone();
+        for lib in restoring.packets.iter() {
+            let driver_state = super::save::packet_of(lib)
+                .map(|r| r.driver_state)
+                .unwrap_or(&[]);
+            let taken = callbacks.as_ref().map_or(Err(EOPNOTSUPP), |cb| {
+                cb.restore_packet(self, lib, driver_state)
+            });
+            if taken.is_err() {
+                // Completed (empty) when dropped.
+                match self.restore_incoming(lib) {
+                    Ok(b) => drop(IncomingPacket::from_box(b)),
+                    Err(e) => pr_err!("channel {}: a saved packet is lost: {:?}\n", self.id, e),
+                }
+            }
+        }
     }
 
     /// A client closing with GPADLs the server has mapped tells the server
@@ -1460,6 +1635,9 @@ impl Channel {
                     };
                     ctl.connection = Some(conn.clone());
                     self.execute(&mut ctl, Event::Connected, actions.as_slice());
+                    if self.role == Role::Server && ctl.lifecycle.is_connected() {
+                        self.hand_over_restored(&mut ctl);
+                    }
                     // A server that accepted the connection lets the
                     // client in.
                     if self.role == Role::Server && ctl.lifecycle.is_connected() {
@@ -1521,7 +1699,22 @@ impl Channel {
         // first, so a failure leaves nothing half done.
         for action in actions.as_slice() {
             let res = match action {
-                Action::Offer => self.bus().offer(self, &ctl.settings),
+                Action::Offer => {
+                    let restored = ctl.restoring.as_ref().and_then(|r| r.complete_save());
+                    match self.bus().offer(self, &ctl.settings, restored) {
+                        Ok(adopted) => {
+                            if restored.is_some() && !adopted {
+                                pr_warn!(
+                                    "channel {}: no parked connection for the restored save; its packets are dropped\n",
+                                    self.id
+                                );
+                                ctl.restoring = None;
+                            }
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
                 Action::Connect => self.seek(&ctl.settings),
                 _ => continue,
             };
@@ -1530,11 +1723,12 @@ impl Channel {
                 return Err(e);
             }
         }
-        let waited_for = if event == Event::Disable && self.role == Role::Server {
-            ctl.connection.clone()
-        } else {
-            None
-        };
+        let waited_for =
+            if event == Event::Disable && self.role == Role::Server && ctl.saved.is_none() {
+                ctl.connection.clone()
+            } else {
+                None
+            };
         if event == Event::Disable {
             self.announce_close_if_mapped(&ctl);
         }
@@ -1559,7 +1753,10 @@ impl Channel {
             trace::state_change(self.id, event.name(), action.name());
             match action {
                 Action::Offer | Action::Connect => {}
+                // A saved server's offer stays, with its parked connection.
+                Action::Rescind if ctl.saved.is_some() => ctl.saved = None,
                 Action::Rescind => self.bus().rescind(self),
+                Action::Disconnect if ctl.saved.is_some() => self.park(ctl),
                 Action::Disconnect => {
                     *self.mmio.lock() = (false, None);
                     self.disarm_signal();

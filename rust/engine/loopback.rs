@@ -17,9 +17,11 @@ use kernel::{
     sync::{
         new_condvar,
         new_mutex,
+        new_spinlock,
         Arc,
         CondVar,
-        Mutex, //
+        Mutex,
+        SpinLock, //
     },
 };
 
@@ -51,6 +53,9 @@ struct Offer {
     vtl: u8,
     /// A client is connected.
     taken: bool,
+    /// The server saved its state and left (live update): the connection
+    /// waits for a server that restores that save (its id).
+    parked: Option<(u32, Arc<Connection>)>,
 }
 
 /// A client channel waiting for an offer.
@@ -139,14 +144,38 @@ impl LoopbackBus {
     }
 
     /// Publishes `server`'s offer; `-EEXIST` if the interface is already
-    /// offered on this bus.
-    pub(crate) fn offer(&self, server: &Arc<Channel>, settings: &Settings) -> Result {
+    /// offered on this bus. Returns whether a parked connection was taken
+    /// over. A server restoring save `restored` takes over
+    /// the connection its predecessor parked with that save; a server
+    /// restoring nothing (or another save) closes a parked connection and
+    /// offers anew.
+    pub(crate) fn offer(
+        &self,
+        server: &Arc<Channel>,
+        settings: &Settings,
+        restored: Option<u32>,
+    ) -> Result<bool> {
         let mut bus = self.inner.lock();
-        if bus.offers.iter().any(|o| {
+        let same = |o: &Offer| {
             o.interface_type == settings.interface_type
                 && o.interface_instance == settings.interface_instance
-        }) {
-            return Err(EEXIST);
+        };
+        if let Some(idx) = bus.offers.iter().position(same) {
+            let Some((save_id, conn)) = bus.offers[idx].parked.clone() else {
+                return Err(EEXIST);
+            };
+            if restored == Some(save_id) {
+                server.reserve_event()?;
+                let offer = &mut bus.offers[idx];
+                offer.server = server.clone();
+                offer.parked = None;
+                conn.adopt(server);
+                server.post_reserved(PeerEvent::Connected(Link::Loopback(conn)));
+                return Ok(true);
+            }
+            // Not restored: the parked connection ends.
+            let _ = bus.offers.remove(idx);
+            conn.close_parked();
         }
         bus.offers.push(
             Offer {
@@ -156,11 +185,26 @@ impl LoopbackBus {
                 mmio_megabytes: settings.mmio_megabytes,
                 vtl: settings.vtl,
                 taken: false,
+                parked: None,
             },
             GFP_KERNEL,
         )?;
         let idx = bus.offers.len() - 1;
-        Self::serve_waiting(&mut bus, idx)
+        Self::serve_waiting(&mut bus, idx)?;
+        Ok(false)
+    }
+
+    /// `server` saved its state and leaves its connection `conn` parked
+    /// under save `save_id` (its offer stays, taken).
+    pub(crate) fn park(&self, server: &Arc<Channel>, save_id: u32, conn: Arc<Connection>) {
+        let mut bus = self.inner.lock();
+        if let Some(o) = bus
+            .offers
+            .iter_mut()
+            .find(|o| Arc::ptr_eq(&o.server, server))
+        {
+            o.parked = Some((save_id, conn));
+        }
     }
 
     /// Withdraws `server`'s offer.
@@ -204,6 +248,12 @@ impl LoopbackBus {
             .iter()
             .position(|o| Arc::ptr_eq(&o.server, server))
         {
+            if bus.offers[idx].parked.is_some() {
+                // The client left while the server was away: nobody is
+                // left on either side.
+                let _ = bus.offers.remove(idx);
+                return;
+            }
             bus.offers[idx].taken = false;
             if let Err(e) = Self::serve_waiting(&mut bus, idx) {
                 pr_warn!("loopback: could not connect a waiting client: {:?}\n", e);
@@ -273,7 +323,9 @@ struct Attached {
 #[pin_data]
 pub struct Connection {
     client: Arc<Channel>,
-    server: Arc<Channel>,
+    /// Changes when a restored server takes the connection over.
+    #[pin]
+    server: SpinLock<Arc<Channel>>,
     bus: Arc<LoopbackBus>,
     /// Client to server ring.
     c2s: Arc<RingPages>,
@@ -303,7 +355,7 @@ impl Connection {
         Arc::pin_init(
             pin_init!(Connection {
                 client,
-                server,
+                server <- new_spinlock!(server),
                 bus,
                 c2s,
                 s2c,
@@ -332,7 +384,7 @@ impl Connection {
             DataPath::new(
                 self.c2s.clone(),
                 self.s2c.clone(),
-                Peer::Loopback(self.server.clone()),
+                Peer::Loopback(self.server()),
                 channel.id(),
                 limits,
             )
@@ -404,7 +456,7 @@ impl Connection {
             self.left.notify_all();
             self.client.post_reserved(PeerEvent::ConnectFailed(e));
             if offer_stays {
-                self.bus.release(&self.server);
+                self.bus.release(&self.server());
             }
             return;
         }
@@ -428,9 +480,9 @@ impl Connection {
         self.left.notify_all();
         if peer_attached {
             let peer = if is_client {
-                &self.server
+                self.server()
             } else {
-                &self.client
+                self.client.clone()
             };
             if peer
                 .post(PeerEvent::Closed(Link::Loopback(self.clone())))
@@ -440,7 +492,7 @@ impl Connection {
             }
         }
         if is_client {
-            self.bus.release(&self.server);
+            self.bus.release(&self.server());
         }
     }
 
@@ -450,11 +502,46 @@ impl Connection {
         let server_attached = self.attached.lock().server;
         if server_attached
             && self
-                .server
+                .server()
                 .post(PeerEvent::Closed(Link::Loopback(self.clone())))
                 .is_err()
         {
             pr_warn!("loopback: out of memory telling the server to close\n");
+        }
+    }
+
+    /// The server endpoint now.
+    fn server(&self) -> Arc<Channel> {
+        self.server.lock().clone()
+    }
+
+    /// The server saved its state and leaves without closing: the client
+    /// is not told (live update); the connection waits for a restored
+    /// server ([`Self::adopt`]).
+    pub(crate) fn park(&self) {
+        self.attached.lock().server = false;
+        self.left.notify_all();
+    }
+
+    /// `server`, which restored the parked server's save, takes the
+    /// connection over: the client's signals go to it from now on.
+    pub(crate) fn adopt(&self, server: &Arc<Channel>) {
+        *self.server.lock() = server.clone();
+        self.attached.lock().server = true;
+        self.client.repoint_peer(Peer::Loopback(server.clone()));
+    }
+
+    /// A parked connection no server restored: the client is told it
+    /// closed.
+    pub(crate) fn close_parked(self: &Arc<Self>) {
+        let client_attached = self.attached.lock().client;
+        if client_attached
+            && self
+                .client
+                .post(PeerEvent::Closed(Link::Loopback(self.clone())))
+                .is_err()
+        {
+            pr_warn!("loopback: out of memory telling a client its server is gone\n");
         }
     }
 

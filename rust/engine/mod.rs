@@ -13,4 +13,5 @@ pub(crate) mod gpadl;
 pub(crate) mod host;
 pub(crate) mod link;
 pub mod loopback;
+pub(crate) mod save;
 pub mod snapshot;

@@ -94,15 +94,22 @@ pub(super) fn is_lent(handle: usize) -> bool {
 
 /// Takes back one handle still lent to `owner`, if any.
 pub(super) fn take_one_of(owner: usize) -> Option<usize> {
+    take_one_where(|_, o| o == owner).map(|(handle, _)| handle)
+}
+
+/// Takes back one lent handle for which `pred(handle, owner)` (called
+/// under the table's lock, while the handle is still lent) is true:
+/// (handle, owner).
+pub(super) fn take_one_where(pred: impl Fn(usize, usize) -> bool) -> Option<(usize, usize)> {
     for i in 0..SHARDS {
         let found = with_shard(i, |v| {
-            let j = v.iter().position(|e| e.1 == owner)?;
-            let handle = v[j].0;
+            let j = v.iter().position(|e| pred(e.0, e.1))?;
+            let entry = v[j];
             let last = v.pop();
             if let (Some(last), Some(slot)) = (last, v.get_mut(j)) {
                 *slot = last;
             }
-            Some(handle)
+            Some(entry)
         });
         if found.is_some() {
             return found;

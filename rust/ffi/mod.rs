@@ -66,6 +66,8 @@ struct Registry {
     buses: KVec<(u64, Arc<LoopbackBus>)>,
     /// The next such handle.
     next_bus: u64,
+    /// `kmcl_stash_put`'s copies, by key.
+    stash: KVec<([u8; 16], KVVec<u8>)>,
 }
 
 kernel::sync::global_lock! {
@@ -77,6 +79,7 @@ kernel::sync::global_lock! {
         handles: KVec::new(),
         buses: KVec::new(),
         next_bus: 1,
+        stash: KVec::new(),
     };
 }
 
@@ -110,14 +113,16 @@ pub(crate) fn init() -> Result {
 pub(crate) fn exit() {
     // SAFETY: registered in `init`.
     unsafe { glue::kmcl_glue_unwatch_modules() };
-    let (bus, handles, buses) = {
+    let (bus, handles, buses, stash) = {
         let mut r = REGISTRY.lock();
         (
             r.bus.take(),
             core::mem::take(&mut r.handles),
             core::mem::take(&mut r.buses),
+            core::mem::take(&mut r.stash),
         )
     };
+    drop(stash);
     if !buses.is_empty() {
         pr_warn!("{} loopback bus(es) not destroyed at unload\n", buses.len());
     }
@@ -157,6 +162,9 @@ pub struct Handle {
     /// Server: the MDLs of its GPADL mappings.
     #[pin]
     mdls: Mutex<KVec<MappedMdl>>,
+    /// Server: `EvtVmbChannelSavePacket`, `EvtVmbChannelRestorePacket`.
+    #[pin]
+    save_restore: SpinLock<(EvtSavePacket, EvtRestorePacket)>,
 }
 
 /// A server's mapping of a GPADL as C sees it: the pages, whose
@@ -378,6 +386,7 @@ pub unsafe extern "C" fn kmcl_channel_allocate(
                 lookaside <- new_spinlock_irq!(Some(kept)),
                 debugfs <- new_spinlock!(None),
                 mdls <- new_mutex!(KVec::new()),
+                save_restore <- new_spinlock!((None, None)),
             }),
             GFP_KERNEL,
         )?;
@@ -545,6 +554,25 @@ struct CPackets {
 }
 
 impl PacketCallbacks for CPackets {
+    fn restore_packet(&self, _channel: &Arc<Channel>, lib: &[u8], driver_state: &[u8]) -> Result {
+        let f = self.handle.save_restore.lock().1;
+        let (Some(f), true) = (f, self.handle.alive()) else {
+            return Err(EOPNOTSUPP);
+        };
+        // SAFETY: the driver's restore callback (module alive); both
+        // buffers are readable for their lengths during the call (saved
+        // chunks are at most 1 MiB, so the lengths fit `u32`).
+        to_result(unsafe {
+            f(
+                self.handle.as_raw(),
+                lib.as_ptr().cast(),
+                lib.len() as u32,
+                driver_state.as_ptr().cast(),
+                driver_state.len() as u32,
+            )
+        })
+    }
+
     fn process_packet(&self, _channel: &Arc<Channel>, packet: IncomingPacket) {
         let (Some(f), true) = (self.process, self.handle.alive()) else {
             // Dropping completes it (empty): the sender is not left waiting.
@@ -1178,6 +1206,9 @@ pub struct CPacket {
     routine: EvtPacketCompletion,
     /// In the driver's memory (`kmcl_packet_initialize`), not kmalloc'ed.
     in_caller_memory: bool,
+    /// The incoming packet `kmcl_packet_restore` made (its handle, 0:
+    /// none), until `kmcl_packet_restored` hands it out.
+    restored: AtomicUsize,
 }
 
 /// Frees a packet object.
@@ -1266,6 +1297,7 @@ pub unsafe extern "C" fn kmcl_packet_allocate(channel: *mut KmclChannel) -> *mut
         Some(mut b) => {
             b.pointer.store(0, Ordering::Relaxed);
             b.routine = None;
+            b.restored.store(0, Ordering::Relaxed);
             b
         }
         None => {
@@ -1274,6 +1306,7 @@ pub unsafe extern "C" fn kmcl_packet_allocate(channel: *mut KmclChannel) -> *mut
                 pointer: AtomicUsize::new(0),
                 routine: None,
                 in_caller_memory: false,
+                restored: AtomicUsize::new(0),
             };
             match KBox::new(p, gfp()) {
                 Ok(b) => b,
@@ -1316,6 +1349,7 @@ pub unsafe extern "C" fn kmcl_packet_initialize(
             pointer: AtomicUsize::new(0),
             routine: None,
             in_caller_memory: true,
+            restored: AtomicUsize::new(0),
         });
         *packet = p.cast();
     }
@@ -1399,7 +1433,7 @@ const FORMAT_FLAGS: u32 = abi::FORMAT_FLAG_WAIT_FOR_COMPLETION
     | abi::FORMAT_FLAG_FORCE_MDL_LENGTH
     | abi::FORMAT_FLAG_PAGED_BUFFER;
 
-/// `VmbPacketSend` (in-band; external data: `-EOPNOTSUPP` for now). On an
+/// `VmbPacketSend` (in-band, or GPA-direct with an MDL). On an
 /// error the routine does not run and the packet is the driver's again.
 ///
 /// # Safety
@@ -1549,8 +1583,7 @@ pub unsafe extern "C" fn kmcl_channel_send_synchronous_request(
 }
 
 // ---------------------------------------------------------------------------
-// Functions of the GPADL, external-data, MMIO, save/restore and VMBus
-// handle work (issue 4): present in the tables, refused for now.
+// GPADLs, external data, MMIO, save/restore and VMBus handles.
 
 /// `VmbChannelCreateGpadlFromBuffer`: shares `length` bytes at `buffer`
 /// (vmalloc or linear-map memory) with the server.
@@ -1880,37 +1913,223 @@ pub unsafe extern "C" fn kmcl_channel_unmap_gpadl(channel: *mut KmclChannel, gpa
     }
 }
 
-/// `VmbChannelRestoreFromBuffer` (`-EOPNOTSUPP` for now).
+/// `VmbChannelRestoreFromBuffer` (server, disabled, interface set): 0
+/// once the save is complete, `-EAGAIN` (`STATUS_MORE_PROCESSING_REQUIRED`)
+/// for more chunks, `-EBADMSG` for a buffer that is not (the rest of) a
+/// valid save, `-EINVAL` for a save of another interface; a refused buffer
+/// changes nothing.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle; `buffer` is readable for `size`
+/// bytes.
 #[no_mangle]
-pub extern "C" fn kmcl_channel_restore_from_buffer(
-    _channel: *mut KmclChannel,
-    _buffer: *const c_void,
-    _size: u32,
+pub unsafe extern "C" fn kmcl_channel_restore_from_buffer(
+    channel: *mut KmclChannel,
+    buffer: *const c_void,
+    size: u32,
 ) -> c_int {
-    EOPNOTSUPP.to_errno()
+    if buffer.is_null() || size == 0 {
+        return EINVAL.to_errno();
+    }
+    // SAFETY: readable for `size` bytes (the caller's promise).
+    let buf = unsafe { core::slice::from_raw_parts(buffer.cast::<u8>(), size as usize) };
+    // SAFETY: the caller's promise.
+    unsafe {
+        with_channel(channel, |h| {
+            for_role(h, Role::Server, |h| match h.channel.restore_from(buf)? {
+                true => Ok(()),
+                false => Err(EAGAIN),
+            })
+        })
+    }
 }
 
-/// `VmbChannelSaveBegin` (`-EOPNOTSUPP` for now).
-#[no_mangle]
-pub extern "C" fn kmcl_channel_save_begin(_channel: *mut KmclChannel) -> c_int {
-    EOPNOTSUPP.to_errno()
+/// Gives the taken-back packets back to the driver (a save failed) and
+/// lets delivery resume.
+fn give_back_all(h: &Handle, taken: KVec<(KBox<Incoming>, usize)>) {
+    for (b, owner) in taken {
+        let raw = KBox::into_raw(b);
+        if lent::lend(raw as usize, owner).is_err() {
+            // SAFETY: made just above, not handed out: completed empty.
+            drop(unsafe { incoming_unchecked(raw.cast()) });
+        }
+    }
+    h.channel.resume_after_save();
 }
 
-/// `VmbChannelSaveContinue` (`-EOPNOTSUPP` for now).
+/// What the driver saves for the packet `handle` (`EvtVmbChannelSavePacket`:
+/// a size query with no buffer first, then a buffer of the size it asked
+/// for). Empty without a callback.
+fn driver_state(h: &Handle, handle: *mut KmclIncoming) -> Result<KVec<u8>> {
+    let f = h.save_restore.lock().0;
+    let (Some(f), true) = (f, h.alive()) else {
+        return Ok(KVec::new());
+    };
+    let mut needed = 0u32;
+    // SAFETY: the driver's callback (module alive); `handle` is one of its
+    // packets, taken back for the save and alive; no buffer (size 0).
+    let rc = unsafe { f(h.as_raw(), handle, core::ptr::null_mut(), 0, &mut needed) };
+    if rc == 0 {
+        return Ok(KVec::new());
+    }
+    if needed == 0 || needed as usize > crate::protocol::save::MAX_BODY_LEN / 2 {
+        return Err(Error::from_errno(rc));
+    }
+    let mut buf = KVec::from_elem(0u8, needed as usize, GFP_KERNEL)?;
+    let mut used = needed;
+    // SAFETY: as above, with a writable buffer of `needed` bytes.
+    let rc = unsafe {
+        f(
+            h.as_raw(),
+            handle,
+            buf.as_mut_ptr().cast(),
+            needed,
+            &mut used,
+        )
+    };
+    to_result(rc)?;
+    buf.truncate(used.min(needed) as usize);
+    Ok(buf)
+}
+
+/// `VmbChannelSaveBegin` (server, connected): stops delivery and takes the
+/// packets the driver holds uncompleted into the save, with what the
+/// driver's `EvtVmbChannelSavePacket` saves for each. From then on they
+/// belong to the save: completing one fails (`-EINVAL`). `-EOPNOTSUPP`
+/// if one carries external data (not saved); on any error the packets
+/// stay the driver's and delivery resumes.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
 #[no_mangle]
-pub extern "C" fn kmcl_channel_save_continue(
-    _channel: *mut KmclChannel,
-    _buffer: *mut c_void,
-    _size: u32,
-    _filled: *mut u32,
-    _required: *mut u32,
+pub unsafe extern "C" fn kmcl_channel_save_begin(channel: *mut KmclChannel) -> c_int {
+    // SAFETY: the caller's promise.
+    unsafe { with_channel(channel, |h| for_role(h, Role::Server, save_begin)) }
+}
+
+fn save_begin(h: &Handle) -> Result {
+    h.channel.stop_for_save()?;
+    let me = Arc::as_ptr(&h.channel);
+    let mut taken: KVec<(KBox<Incoming>, usize)> = KVec::new();
+    loop {
+        if taken.reserve(1, GFP_KERNEL).is_err() {
+            give_back_all(h, taken);
+            return Err(ENOMEM);
+        }
+        let Some((handle, owner)) = lent::take_one_where(|addr, _| {
+            // SAFETY: `addr` is lent (its entry is in the table, under the
+            // table's lock), so the packet is alive.
+            let b = unsafe { &*(addr as *const Incoming) };
+            core::ptr::eq(Arc::as_ptr(b.channel()), me)
+        }) else {
+            break;
+        };
+        // SAFETY: a lent handle taken out of the table is ours again.
+        let b = unsafe { KBox::from_raw(handle as *mut Incoming) };
+        if taken.push_within_capacity((b, owner)).is_err() {
+            // Reserved above.
+            break;
+        }
+    }
+    if taken.iter().any(|(b, _)| b.external_data().is_some()) {
+        pr_err!("save: a packet in flight carries external data, which is not saved\n");
+        give_back_all(h, taken);
+        return Err(EOPNOTSUPP);
+    }
+    let mut states = KVec::with_capacity(taken.len(), GFP_KERNEL)?;
+    for (b, _) in taken.iter() {
+        let raw = core::ptr::from_ref::<Incoming>(b)
+            .cast_mut()
+            .cast::<KmclIncoming>();
+        match driver_state(h, raw) {
+            Ok(st) => {
+                let _ = states.push_within_capacity(st);
+            }
+            Err(e) => {
+                pr_err!("save: the driver could not save a packet: {:?}\n", e);
+                give_back_all(h, taken);
+                return Err(e);
+            }
+        }
+    }
+    let mut packets = KVec::with_capacity(taken.len(), GFP_KERNEL)?;
+    for ((packet, _), driver_state) in taken.into_iter().zip(states) {
+        let _ = packets.push_within_capacity(crate::engine::save::SavedPacket {
+            packet,
+            driver_state,
+        });
+    }
+    h.channel.save(packets)
+}
+
+/// `VmbChannelSaveContinue`: as many whole chunks of the save as fit in
+/// `buffer`: 0 (all handed out), `-EOVERFLOW` (`STATUS_BUFFER_OVERFLOW`:
+/// `*filled` bytes written, more to come), `-ENOBUFS`
+/// (`STATUS_BUFFER_TOO_SMALL`: the next chunk needs `*required` bytes).
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle; `buffer` is writable for `size`
+/// bytes (NULL if `size` is 0); `filled` and `required` are NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_save_continue(
+    channel: *mut KmclChannel,
+    buffer: *mut c_void,
+    size: u32,
+    filled: *mut u32,
+    required: *mut u32,
 ) -> c_int {
-    EOPNOTSUPP.to_errno()
+    if filled.is_null() || required.is_null() || (buffer.is_null() && size > 0) {
+        return EINVAL.to_errno();
+    }
+    let out: &mut [u8] = if size == 0 {
+        &mut []
+    } else {
+        // SAFETY: writable for `size` bytes (the caller's promise).
+        unsafe { core::slice::from_raw_parts_mut(buffer.cast(), size as usize) }
+    };
+    let mut outcome = None;
+    // SAFETY: the caller's promise.
+    let rc = unsafe {
+        with_channel(channel, |h| {
+            outcome = Some(h.channel.save_continue(out)?);
+            Ok(())
+        })
+    };
+    use crate::engine::save::Continue;
+    let (n, need, rc) = match outcome {
+        Some(Continue::Done(n)) => (n, 0, 0),
+        Some(Continue::More(n)) => (n, 0, EOVERFLOW.to_errno()),
+        Some(Continue::TooSmall(need)) => (0, need, ENOBUFS.to_errno()),
+        None => (0, 0, rc),
+    };
+    // SAFETY: both checked non-NULL; writable (the caller's promise).
+    unsafe {
+        *filled = n as u32;
+        *required = need as u32;
+    }
+    rc
 }
 
-/// `VmbChannelSaveEnd` (nothing to end for now).
+/// `VmbChannelSaveEnd`: the save is over; the channel's Disable now parks
+/// its connection for the server that restores the save.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
 #[no_mangle]
-pub extern "C" fn kmcl_channel_save_end(_channel: *mut KmclChannel) {}
+pub unsafe extern "C" fn kmcl_channel_save_end(channel: *mut KmclChannel) {
+    // SAFETY: the caller's promise.
+    unsafe {
+        with_channel(channel, |h| {
+            h.channel.save_end();
+            Ok(())
+        })
+    };
+}
 
 /// `kmcl_loopback_vmbus_create` (kmcl's own): a new, independent loopback
 /// bus (without a VMBus host); `*handle` names it for
@@ -1988,14 +2207,135 @@ pub unsafe extern "C" fn kmcl_convert_vmbus_handle_to_kernel_handle(
     0
 }
 
-/// `VmbPacketRestore` (`-EOPNOTSUPP` for now).
+/// `VmbPacketRestore`: makes the saved packet `buffer` (the `lib_buffer`
+/// of `EvtVmbChannelRestorePacket`) an incoming packet of the packet
+/// object's channel again; [`kmcl_packet_restored`] hands out its handle.
+/// `-EBADMSG` for a buffer that is not a saved packet, `-EBUSY` if the
+/// packet object holds a restored packet not handed out yet.
+///
+/// # Safety
+///
+/// `packet` is NULL or a live packet object; `buffer` is readable for
+/// `size` bytes.
 #[no_mangle]
-pub extern "C" fn kmcl_packet_restore(
-    _packet: *mut KmclPacket,
-    _buffer: *const c_void,
-    _size: u32,
+pub unsafe extern "C" fn kmcl_packet_restore(
+    packet: *mut KmclPacket,
+    buffer: *const c_void,
+    size: u32,
 ) -> c_int {
-    EOPNOTSUPP.to_errno()
+    // SAFETY: the caller's promise.
+    let Some(p) = (unsafe { packet_ref(packet) }) else {
+        return EINVAL.to_errno();
+    };
+    if buffer.is_null() || size == 0 {
+        return EINVAL.to_errno();
+    }
+    if p.restored.load(Ordering::Acquire) != 0 {
+        return EBUSY.to_errno();
+    }
+    // SAFETY: readable for `size` bytes (the caller's promise).
+    let lib = unsafe { core::slice::from_raw_parts(buffer.cast::<u8>(), size as usize) };
+    let b = match p.handle.channel.restore_incoming(lib) {
+        Ok(b) => b,
+        Err(e) => return e.to_errno(),
+    };
+    let raw = KBox::into_raw(b);
+    if lent::lend(raw as usize, p.handle.owner).is_err() {
+        // SAFETY: made just above, not handed out: completed empty.
+        drop(unsafe { incoming_unchecked(raw.cast()) });
+        return ENOMEM.to_errno();
+    }
+    p.restored.store(raw as usize, Ordering::Release);
+    0
+}
+
+/// kmcl's own: the incoming packet `kmcl_packet_restore` made in `packet`
+/// (once; NULL otherwise), to complete as any incoming packet.
+///
+/// # Safety
+///
+/// `packet` is NULL or a live packet object.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_packet_restored(packet: *mut KmclPacket) -> *mut KmclIncoming {
+    // SAFETY: the caller's promise.
+    match unsafe { packet_ref(packet) } {
+        Some(p) => p.restored.swap(0, Ordering::AcqRel) as *mut KmclIncoming,
+        None => core::ptr::null_mut(),
+    }
+}
+
+/// `kmcl_stash_put` (kmcl's own): keeps a copy of `len` bytes under `key`
+/// (replacing what was there) until [`kmcl_stash_take`] or kmcl unloads:
+/// state a driver hands to its next load (a live update).
+///
+/// # Safety
+///
+/// `key` is NULL or readable; `buffer` readable for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_stash_put(
+    key: *const Guid,
+    buffer: *const c_void,
+    len: u32,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(key) = (unsafe { guid(key) }) else {
+        return EINVAL.to_errno();
+    };
+    if buffer.is_null() || len == 0 {
+        return EINVAL.to_errno();
+    }
+    // SAFETY: readable for `len` bytes (the caller's promise).
+    let data = unsafe { core::slice::from_raw_parts(buffer.cast::<u8>(), len as usize) };
+    let put = (|| {
+        let mut copy = KVVec::with_capacity(data.len(), GFP_KERNEL)?;
+        copy.extend_from_slice(data, GFP_KERNEL)?;
+        let mut r = REGISTRY.lock();
+        r.stash.retain(|(k, _)| *k != key);
+        r.stash.push((key, copy), GFP_KERNEL)?;
+        Ok(())
+    })();
+    errno(put)
+}
+
+/// `kmcl_stash_take` (kmcl's own): copies what is kept under `key` into
+/// `buffer` and forgets it; `*len` receives its size. `-ENOENT` (nothing
+/// kept), `-ENOBUFS` (`size` too small: `*len` says how much; it stays
+/// kept).
+///
+/// # Safety
+///
+/// `key` is NULL or readable; `buffer` writable for `size` bytes (NULL if
+/// `size` is 0); `len` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_stash_take(
+    key: *const Guid,
+    buffer: *mut c_void,
+    size: u32,
+    len: *mut u32,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(key) = (unsafe { guid(key) }) else {
+        return EINVAL.to_errno();
+    };
+    if len.is_null() || (buffer.is_null() && size > 0) {
+        return EINVAL.to_errno();
+    }
+    let mut r = REGISTRY.lock();
+    let Some(i) = r.stash.iter().position(|(k, _)| *k == key) else {
+        return ENOENT.to_errno();
+    };
+    let n = r.stash[i].1.len();
+    // SAFETY: checked non-NULL; writable (the caller's promise).
+    unsafe { *len = n as u32 };
+    if n > size as usize {
+        return ENOBUFS.to_errno();
+    }
+    // SAFETY: writable for `size >= n` bytes (the caller's promise).
+    unsafe { core::ptr::copy_nonoverlapping(r.stash[i].1.as_ptr(), buffer.cast::<u8>(), n) };
+    let taken = r.stash.remove(i);
+    drop(r);
+    drop(taken);
+    0
 }
 
 /// `VmbServerChannelInitSetMmioMegabytes`.
@@ -2017,15 +2357,28 @@ pub unsafe extern "C" fn kmcl_server_channel_init_set_mmio_megabytes(
     }
 }
 
-/// `VmbServerChannelInitSetSaveRestorePacketCallbacks` (`-EOPNOTSUPP` for
-/// now).
+/// `VmbServerChannelInitSetSaveRestorePacketCallbacks`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
 #[no_mangle]
-pub extern "C" fn kmcl_server_channel_init_set_save_restore_packet_callbacks(
-    _channel: *mut KmclChannel,
-    _save: EvtSavePacket,
-    _restore: EvtRestorePacket,
+pub unsafe extern "C" fn kmcl_server_channel_init_set_save_restore_packet_callbacks(
+    channel: *mut KmclChannel,
+    save: EvtSavePacket,
+    restore: EvtRestorePacket,
 ) -> c_int {
-    EOPNOTSUPP.to_errno()
+    // SAFETY: the caller's promise.
+    unsafe {
+        with_channel(channel, |h| {
+            for_role(h, Role::Server, |h| {
+                // Init time only (`-EBUSY` while enabled).
+                h.channel.configure(|_| {})?;
+                *h.save_restore.lock() = (save, restore);
+                Ok(())
+            })
+        })
+    }
 }
 
 /// `VmbServerChannelInitSetVmbusHandle`: puts the channel (kmcl: a client

@@ -417,6 +417,19 @@ fn parse_packet(body: &[u8]) -> Result<PacketRecord<'_>, SaveError> {
     })
 }
 
+/// One packet chunk on its own (a saved packet's `LibBuf`), checked: its
+/// record.
+pub fn packet_chunk(buf: &[u8]) -> Result<PacketRecord<'_>, SaveError> {
+    let ((kind, _, _, body), len) = read_chunk(buf)?;
+    if kind != KIND_PACKET {
+        return Err(SaveError::Unexpected(kind));
+    }
+    if len != buf.len() {
+        return Err(SaveError::BadLength);
+    }
+    parse_packet(body)
+}
+
 /// The records of a checked buffer ([`Restore::check`]).
 #[derive(Clone, Debug)]
 pub struct Records<'a> {
@@ -564,6 +577,18 @@ mod tests {
             Restore::new().check(&swapped).err(),
             Some(SaveError::BadSequence)
         );
+    }
+
+    #[test]
+    fn a_packet_chunk_stands_alone() {
+        let s = stream(2, 3);
+        let first = chunk_len(CHANNEL_BODY_LEN);
+        let len = packet_chunk_len(0, 0);
+        let p = packet_chunk(&s[first..first + len]).unwrap();
+        assert_eq!(p.transaction_id, 0x1000);
+        assert!(packet_chunk(&s[..first]).is_err());
+        assert!(packet_chunk(&s[first..first + len + 1]).is_err());
+        assert!(packet_chunk(&s[first..first + len - 1]).is_err());
     }
 
     #[test]

@@ -363,6 +363,13 @@ kmcl_functions! {
     /// `KMCL_CLIENT_INTERFACE_TYPE` or `KMCL_SERVER_INTERFACE_TYPE`).
     FnQueryInterface = kmcl_query_interface(kind: u32, size: u32, version: u32,
         interface: *mut c_void) -> c_int;
+    /// kmcl's own: the incoming packet `kmcl_packet_restore` made.
+    FnPacketRestored = kmcl_packet_restored(packet: *mut KmclPacket) -> *mut KmclIncoming;
+    /// kmcl's own: keeps a copy of a buffer under a key.
+    FnStashPut = kmcl_stash_put(key: *const Guid, buffer: *const c_void, len: u32) -> c_int;
+    /// kmcl's own: takes back what is kept under a key.
+    FnStashTake = kmcl_stash_take(key: *const Guid, buffer: *mut c_void, size: u32,
+        len: *mut u32) -> c_int;
     /// kmcl's own: a new independent loopback bus, named by `*handle`.
     FnLoopbackVmbusCreate = kmcl_loopback_vmbus_create(handle: *mut u64) -> c_int;
     /// kmcl's own: forgets a loopback bus from `kmcl_loopback_vmbus_create`.

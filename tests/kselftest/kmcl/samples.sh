@@ -13,10 +13,6 @@
 DIR=/kmcl
 PACKETS=${PACKETS:-100000}
 
-logged() {
-	log_since "$marker" | grep -qF "$1"
-}
-
 loaded() {
 	grep -q "^$1 " /proc/modules
 }
@@ -29,15 +25,6 @@ echo "$marker" >/dev/kmsg
 
 insmod_quiet "$DIR/kmcl.ko" || ktap_exit_fail_msg "insmod kmcl.ko failed"
 
-# wait_logged TEXT SECONDS: wait until TEXT is logged.
-wait_logged() {
-	_n=0
-	while ! logged "$1"; do
-		[ "$_n" -ge "$2" ] && return 1
-		sleep 1
-		_n=$((_n + 1))
-	done
-}
 
 # 1-4: echo both ways between the C server and the Rust client.
 check "C echo server (kmcl_echo_vsp) loads and offers" \

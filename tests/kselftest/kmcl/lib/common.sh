@@ -15,6 +15,21 @@ log_since() {
 	dmesg | awk -v m="$1" 'f; index($0, m) { f = 1 }'
 }
 
+# logged TEXT: whether TEXT was logged since $marker.
+logged() {
+	log_since "$marker" | grep -qF "$1"
+}
+
+# wait_logged TEXT SECONDS: waits until TEXT is logged since $marker.
+wait_logged() {
+	_n=0
+	while ! logged "$1"; do
+		[ "$_n" -ge "$2" ] && return 1
+		sleep 1
+		_n=$((_n + 1))
+	done
+}
+
 # insmod_quiet KO [ARGS...]: load a module without running its KUnit
 # suites (kunit.sh covers them).  Returns insmod's status.
 insmod_quiet() {

@@ -1,0 +1,71 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# Live update: the C echo server (kmcl_echo_vsp) is unloaded and loaded
+# again while the Rust echo client (kmcl_echo_vsc) is connected with
+# transactions in flight.  The first load holds every packet (hold=1); its
+# unload saves them (SaveBegin/Continue/End, with the payload as the
+# driver's state) into kmcl's stash and leaves the connection parked; the
+# second load restores the save before Enable, takes the connection over
+# and completes the restored packets.  The client sees a pause: no Suspend,
+# no Closed, every packet echoed byte-exact.
+
+. /tests/ktap_helpers.sh
+. "$(dirname "$0")/lib/common.sh"
+DIR=/kmcl
+PACKETS=${PACKETS:-300}
+WINDOW=16
+
+
+
+ktap_print_header
+ktap_set_plan 8
+
+marker="kmcl-test: live update $$"
+echo "$marker" >/dev/kmsg
+insmod_quiet "$DIR/kmcl.ko" || ktap_exit_fail_msg "insmod kmcl.ko failed"
+
+insmod "$DIR/kmcl_echo_vsp.ko" hold=1 live_update=1
+# The client's insmod runs its whole exchange: in the background, as the
+# server holds its first window of packets.
+insmod "$DIR/kmcl_echo_vsc.ko" packets=$PACKETS window=$WINDOW stall_ms=60000 &
+client=$!
+held() {
+	cat /sys/kernel/debug/kmcl/kmcl_echo_vsp.*/state 2>/dev/null | grep -qx "packets in: $WINDOW"
+}
+n=0
+while ! held && [ $n -lt 60 ]; do
+	sleep 1
+	n=$((n + 1))
+done
+check "the first server holds the client's $WINDOW packets in flight" held
+
+t0=$(date +%s)
+rmmod kmcl_echo_vsp
+check "its unload saves them for the next load" \
+	logged "kmcl_echo_vsp: saved $WINDOW packets in flight"
+check "the client is still connected and loaded" \
+	sh -c "grep -q '^kmcl_echo_vsc ' /proc/modules &&
+		cat /sys/kernel/debug/kmcl/kmcl_echo_vsc.*/state | grep -qx 'state: connected, running'"
+
+insmod "$DIR/kmcl_echo_vsp.ko" live_update=1
+t1=$(date +%s)
+check "the second server restores the save and takes the connection over" \
+	logged "kmcl_echo_vsp: restoring the previous load's state"
+wait $client
+rc=$?
+check "the client's exchange completes (insmod exit $rc)" [ "$rc" -eq 0 ]
+check "every packet, the $WINDOW in flight included, echoed byte-exact" \
+	sh -c "log_since() { dmesg | awk -v m='$marker' 'f; index(\$0, m) { f = 1 }'; };
+		log_since | grep -F 'kmcl_echo_vsc: $PACKETS of $PACKETS packets echoed byte-exact, 0 bad' |
+		grep -qF 'synchronous request ok'"
+check "the client saw no Suspend or Closed" sh -c "! dmesg | awk -v m='$marker' 'f; index(\$0, m) { f = 1 }' |
+	grep -qF 'kmcl_echo_vsc: channel closed'"
+ktap_print_msg "the server was away for about $((t1 - t0)) s"
+
+rmmod kmcl_echo_vsc
+rmmod kmcl_echo_vsp
+check "the restored server completed the $WINDOW restored packets" \
+	logged "kmcl_echo_vsp: echo interface withdrawn; $((PACKETS + 1 - WINDOW)) packets echoed, $WINDOW restored"
+rmmod kmcl
+ktap_finished
