@@ -298,6 +298,10 @@ static void save_for_next_load(void)
 	int rc;
 
 	rc = kmcl.server.channel_save_begin(channel);
+	if (rc == -ENOTCONN) {
+		pr_info("live update: no client connected, nothing to save\n");
+		return;
+	}
 	while (!rc || rc == -EOVERFLOW || rc == -ENOBUFS) {
 		if (!buf || rc == -ENOBUFS || len + 4096 > size) {
 			size = max(size * 2, len + required + 4096);

@@ -12,8 +12,9 @@
 #     sizes to the other and checks that every one comes back byte for byte.
 #     While they run, a live view prints each channel's counters and ring
 #     fill from debugfs every second; kmcl's trace events are recorded.
-#  3. A summary, the channels' debugfs state files and a trace excerpt;
-#     everything is unloaded again.
+#  3. A summary, the channels' debugfs state files and a trace excerpt.
+#  4. A live update: the server is unloaded and loaded again while the
+#     client has packets in flight; everything is unloaded again.
 
 say() { echo "[kmcl-demo] $*"; }
 PACKETS=${PACKETS:-30000}
@@ -108,6 +109,33 @@ fi
 
 say "rmmod kmcl_echo_vsc kmcl_echo_vsp"
 rmmod kmcl_echo_vsc && rmmod kmcl_echo_vsp || { say "rmmod failed"; exit 1; }
+# Live update (Documentation/save-restore.rst): the server is replaced
+# while the client has packets in flight.
+say "live update: insmod kmcl_echo_vsp.ko hold=1 live_update=1 (holds what the client sends)"
+insmod /kmcl/kmcl_echo_vsp.ko hold=1 live_update=1 || { say "insmod failed"; exit 1; }
+insmod /kmcl/kmcl_echo_vsc.ko packets=2000 window=16 stall_ms=60000 &
+client=$!
+echo "kmcl-demo: live update" >/dev/kmsg
+n=0
+until cat $DBG/kmcl_echo_vsp.*/state 2>/dev/null | grep -qx 'packets in: 16' || [ $n -ge 30 ]; do
+	sleep 1
+	n=$((n + 1))
+done
+live "$(now)"
+say "rmmod kmcl_echo_vsp: it saves the 16 packets it holds; the client stays connected"
+rmmod kmcl_echo_vsp || { say "rmmod failed"; exit 1; }
+dmesg | grep 'kmcl_echo_vsp: saved' | tail -n 1 | sed 's/^/    /'
+live "$(now)"
+say "insmod kmcl_echo_vsp.ko live_update=1: restores them and takes the connection over"
+insmod /kmcl/kmcl_echo_vsp.ko live_update=1 || { say "insmod failed"; exit 1; }
+wait $client || { say "the client's exchange failed"; exit 1; }
+since_lu() { dmesg | awk 'f; index($0, "kmcl-demo: live update") { f = 1 }'; }
+since_lu | grep -E 'kmcl_echo_vsp: restoring|kmcl_echo_vsc: 2000 of' | sed 's/^/    /'
+since_lu | grep -q 'kmcl_echo_vsc: channel closed' && { say "the client saw its channel close"; exit 1; }
+since_lu | grep -q 'kmcl_echo_vsc: 2000 of 2000 packets echoed byte-exact, 0 bad' ||
+	{ say "the client's packets were not all echoed"; exit 1; }
+rmmod kmcl_echo_vsc && rmmod kmcl_echo_vsp || { say "rmmod failed"; exit 1; }
+
 say "rmmod kmcl"
 rmmod kmcl || { say "rmmod failed"; exit 1; }
 dmesg | grep 'kmcl: unloaded' | tail -n 1 | sed 's/^/    /'
