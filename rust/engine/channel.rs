@@ -665,9 +665,9 @@ impl Channel {
             dp.commit_reads();
             dp.take_unfinished()
         });
-        if let Some(u) = unfinished {
-            u.complete_all(Err(ECANCELED));
-        }
+        // What this server sent and did not see completed ends here; the
+        // client's completions of it may still come, to the successor.
+        let orphans = unfinished.map_or_else(KVec::new, |u| u.complete_all_ids(Err(ECANCELED)));
         let exposed = core::mem::take(&mut *self.exposed.lock());
         drop(exposed);
         let left = self.gpadl.unmap_all();
@@ -678,7 +678,7 @@ impl Channel {
                 left
             );
         }
-        conn.park();
+        conn.park(orphans);
         self.bus().park(self, save_id, conn);
         trace::state_change(self.id, "disable", "park");
     }

@@ -427,6 +427,9 @@ pub(crate) struct DataPath {
     spare: KVec<u8>,
     /// The incoming ring was found corrupt: stop reading it.
     broken: bool,
+    /// Transactions of the server this one replaced (a live update):
+    /// their completions are dropped as late, once each.
+    orphans: KVec<u64>,
     /// The channel's id, for trace events.
     chan: u32,
     pub(crate) counters: Counters,
@@ -613,6 +616,7 @@ impl DataPath {
             pool: KVec::with_capacity(POOL_SIZE, GFP_KERNEL)?,
             spare: KVec::new(),
             broken: false,
+            orphans: KVec::new(),
             chan,
             counters: Counters::default(),
         })
@@ -636,6 +640,12 @@ impl DataPath {
     /// Bytes of driver context per incoming packet.
     pub(crate) fn context_size(&self) -> usize {
         self.context_size
+    }
+
+    /// Completions of `ids` (the replaced server's transactions) are
+    /// dropped as late instead of closing the channel.
+    pub(crate) fn set_orphans(&mut self, ids: KVec<u64>) {
+        self.orphans = ids;
     }
 
     /// The other endpoint is now `peer` (a restored server took over).
@@ -1029,6 +1039,13 @@ impl DataPath {
                             channel.unexpose(id);
                             self.spare = data;
                         }
+                        Matched::Unknown
+                            if let Some(i) = self.orphans.iter().position(|o| *o == id) =>
+                        {
+                            let _ = self.orphans.remove(i);
+                            self.counters.late_completions += 1;
+                            self.spare = data;
+                        }
                         Matched::Unknown => {
                             pr_err!(
                                 "channel {}: completion for transaction {:#x}, which is not outstanding; closing the channel\n",
@@ -1146,13 +1163,32 @@ pub(crate) struct Unfinished {
 impl Unfinished {
     /// Runs every routine with `status` (call without locks held); packets
     /// already written complete with success.
-    pub(crate) fn complete_all(mut self, status: Result) {
+    pub(crate) fn complete_all(self, status: Result) {
+        self.finish(status, |_| {});
+    }
+
+    /// As [`Self::complete_all`], also returning the ids of the
+    /// transactions that were outstanding: their completions may still
+    /// arrive (for a successor that takes the connection over). Process
+    /// context.
+    pub(crate) fn complete_all_ids(self, status: Result) -> KVec<u64> {
+        let mut ids = KVec::new();
+        self.finish(status, |id| {
+            let _ = ids.push(id, GFP_KERNEL);
+        });
+        ids
+    }
+
+    fn finish(mut self, status: Result, mut note: impl FnMut(u64)) {
         for r in self.written.iter_mut() {
             if let Some(r) = r.take() {
                 r.run(Ok(()), &[]);
             }
         }
-        self.outstanding.drain(|_, r| r.run(status, &[]));
+        self.outstanding.drain(|id, r| {
+            note(id);
+            r.run(status, &[]);
+        });
         for q in self.queue.iter_mut() {
             if let Some(r) = q.as_mut().and_then(|q| q.on_written.take()) {
                 r.run(status, &[]);
@@ -1496,13 +1532,7 @@ mod tests {
         }
 
         fn wait(&self, what: impl Fn(&Self) -> bool) -> bool {
-            for _ in 0..500 {
-                if what(self) {
-                    return true;
-                }
-                fsleep(Delta::from_millis(10));
-            }
-            false
+            crate::engine::testing::wait_until(|| what(self))
         }
     }
 

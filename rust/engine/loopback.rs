@@ -335,6 +335,10 @@ pub struct Connection {
     instance: Guid,
     /// Memory standing in for the offer's MMIO space.
     mmio: Option<MmioMemory>,
+    /// The parked server's transactions whose completions may still come
+    /// (for the server that takes the connection over).
+    #[pin]
+    orphans: SpinLock<KVec<u64>>,
     #[pin]
     attached: Mutex<Attached>,
     #[pin]
@@ -361,6 +365,7 @@ impl Connection {
                 s2c,
                 instance,
                 mmio,
+                orphans <- new_spinlock!(KVec::new()),
                 attached <- new_mutex!(Attached {
                     client: true,
                     server: true,
@@ -389,13 +394,16 @@ impl Connection {
                 limits,
             )
         } else {
-            DataPath::new(
+            let mut dp = DataPath::new(
                 self.s2c.clone(),
                 self.c2s.clone(),
                 Peer::Loopback(self.client.clone()),
                 channel.id(),
                 limits,
-            )
+            )?;
+            // A server taking a parked connection over.
+            dp.set_orphans(core::mem::take(&mut *self.orphans.lock()));
+            Ok(dp)
         }
     }
 
@@ -518,7 +526,8 @@ impl Connection {
     /// The server saved its state and leaves without closing: the client
     /// is not told (live update); the connection waits for a restored
     /// server ([`Self::adopt`]).
-    pub(crate) fn park(&self) {
+    pub(crate) fn park(&self, orphans: KVec<u64>) {
+        *self.orphans.lock() = orphans;
         self.attached.lock().server = false;
         self.left.notify_all();
     }
@@ -559,80 +568,10 @@ impl Connection {
 #[kunit_tests(kmcl_engine_lifecycle)]
 mod tests {
     use super::*;
-    use crate::engine::channel::StateCallbacks;
     use crate::protocol::lifecycle::Role;
     use kernel::time::{delay::fsleep, Delta};
 
-    /// Records each state callback as one letter: Opened `O`, Started `T`,
-    /// PostStarted `P`, Suspend `S`, Closed `C`.
-    #[pin_data]
-    struct Recorder {
-        #[pin]
-        log: Mutex<KVec<u8>>,
-        fail_open: core::sync::atomic::AtomicBool,
-        /// The status of the last PnpFailure.
-        pnp_status: core::sync::atomic::AtomicI32,
-    }
-
-    impl Recorder {
-        fn new(fail_open: bool) -> Result<Arc<Self>> {
-            Arc::pin_init(
-                pin_init!(Recorder {
-                    log <- new_mutex!(KVec::new()),
-                    fail_open: core::sync::atomic::AtomicBool::new(fail_open),
-                    pnp_status: core::sync::atomic::AtomicI32::new(0),
-                }),
-                GFP_KERNEL,
-            )
-        }
-
-        fn note(&self, c: u8) {
-            let _ = self.log.lock().push(c, GFP_KERNEL);
-        }
-
-        fn is(&self, expected: &[u8]) -> bool {
-            self.log.lock().as_slice() == expected
-        }
-
-        /// Waits up to five seconds for the log to read `expected`.
-        fn wait_for(&self, expected: &[u8]) -> bool {
-            for _ in 0..500 {
-                if self.is(expected) {
-                    return true;
-                }
-                fsleep(Delta::from_millis(10));
-            }
-            false
-        }
-    }
-
-    impl StateCallbacks for Recorder {
-        fn opened(&self, _c: &Arc<Channel>) -> Result {
-            self.note(b'O');
-            if self.fail_open.load(core::sync::atomic::Ordering::SeqCst) {
-                Err(EIO)
-            } else {
-                Ok(())
-            }
-        }
-        fn closed(&self, _c: &Arc<Channel>) {
-            self.note(b'C');
-        }
-        fn suspend(&self, _c: &Arc<Channel>) {
-            self.note(b'S');
-        }
-        fn started(&self, _c: &Arc<Channel>) {
-            self.note(b'T');
-        }
-        fn post_started(&self, _c: &Arc<Channel>) {
-            self.note(b'P');
-        }
-        fn pnp_failure(&self, _c: &Arc<Channel>, status: Error) {
-            self.note(b'F');
-            self.pnp_status
-                .store(status.to_errno(), core::sync::atomic::Ordering::SeqCst);
-        }
-    }
+    use crate::engine::testing::Letters as Recorder;
 
     const TYPE: Guid = [0x11; 16];
     const INSTANCE: Guid = [0x22; 16];

@@ -15,3 +15,5 @@ pub(crate) mod link;
 pub mod loopback;
 pub(crate) mod save;
 pub mod snapshot;
+#[cfg(CONFIG_KUNIT)]
+pub(crate) mod testing;

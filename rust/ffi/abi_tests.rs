@@ -15,7 +15,7 @@ mod tests {
     };
     use super::super::*;
     use core::ffi::{c_int, c_void};
-    use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+    use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
     use kernel::time::{delay::fsleep, Delta};
 
     fn wait_until(mut what: impl FnMut() -> bool) -> bool {
@@ -1234,6 +1234,40 @@ mod tests {
     static LU_REPLIES: [AtomicU64; 16] = [const { AtomicU64::new(0) }; 16];
     static LU_DONE: AtomicU32 = AtomicU32::new(0);
     static LU_CLIENT_CLOSED: AtomicU32 = AtomicU32::new(0);
+    /// The server's own request, held by the client across the switch.
+    static LU_CLIENT_HELD: AtomicUsize = AtomicUsize::new(0);
+    static LU_S1_STATUS: AtomicI32 = AtomicI32::new(1);
+
+    /// The client's process-packet callback: holds the server's request.
+    ///
+    /// # Safety
+    ///
+    /// Called by kmcl as `EvtVmbChannelProcessPacket`.
+    unsafe extern "C" fn lu_client_hold(
+        _ch: *mut KmclChannel,
+        packet: *mut KmclIncoming,
+        _buffer: *const c_void,
+        _length: u32,
+        _flags: u32,
+    ) {
+        LU_CLIENT_HELD.store(packet as usize, Ordering::SeqCst);
+    }
+
+    /// The first server's routine for its own request.
+    ///
+    /// # Safety
+    ///
+    /// Called by kmcl as a completion routine.
+    unsafe extern "C" fn lu_s1_done(
+        packet: *mut KmclPacket,
+        status: c_int,
+        _b: *const c_void,
+        _l: u32,
+    ) {
+        LU_S1_STATUS.store(status, Ordering::SeqCst);
+        // SAFETY: the packet object is ours again.
+        unsafe { kmcl_packet_free(packet) };
+    }
 
     /// Holds every packet (the "in flight" transactions).
     ///
@@ -1403,6 +1437,8 @@ mod tests {
         LU_RESTORED_N.store(0, Ordering::SeqCst);
         LU_DONE.store(0, Ordering::SeqCst);
         LU_CLIENT_CLOSED.store(0, Ordering::SeqCst);
+        LU_CLIENT_HELD.store(0, Ordering::SeqCst);
+        LU_S1_STATUS.store(1, Ordering::SeqCst);
         let ty = Guid { b: [0x1f; 16] };
         let key = Guid { b: [0x2e; 16] };
         let (s1, client) = (allocate(true), allocate(false));
@@ -1435,6 +1471,10 @@ mod tests {
                 kmcl_channel_init_set_state_change_callbacks(client, &ccb),
                 0
             );
+            assert_eq!(
+                kmcl_channel_init_set_process_packet_callbacks(client, Some(lu_client_hold), None),
+                0
+            );
             assert_eq!(kmcl_channel_enable(s1), 0);
             assert_eq!(kmcl_channel_start(s1), 0);
             assert_eq!(kmcl_channel_enable(client), 0);
@@ -1444,6 +1484,21 @@ mod tests {
                 lu_send(client, tag);
             }
             assert!(wait_until(|| LU_HELD_N.load(Ordering::SeqCst) == 5));
+            // The server's own request, which the client holds.
+            let req = kmcl_packet_allocate(s1);
+            assert!(!req.is_null());
+            kmcl_packet_set_completion_routine(req, Some(lu_s1_done));
+            assert_eq!(
+                kmcl_packet_send(
+                    req,
+                    b"server request".as_ptr().cast(),
+                    14,
+                    core::ptr::null(),
+                    FORMAT_FLAG_WAIT_FOR_COMPLETION
+                ),
+                0
+            );
+            assert!(wait_until(|| LU_CLIENT_HELD.load(Ordering::SeqCst) != 0));
 
             // Save: the held packets go into the save.
             assert_eq!(kmcl_channel_save_begin(s1), 0);
@@ -1493,8 +1548,10 @@ mod tests {
                 kmcl_stash_put(&key, stream.as_ptr().cast(), stream.len() as u32),
                 0
             );
-            // The old server goes (its module would unload here).
+            // The old server goes (its module would unload here); its own
+            // request ends with -ECANCELED.
             kmcl_channel_cleanup(s1);
+            assert_eq!(LU_S1_STATUS.load(Ordering::SeqCst), -125);
             // The client noticed nothing, and keeps sending.
             fsleep(Delta::from_millis(50));
             assert!(running(client));
@@ -1591,8 +1648,18 @@ mod tests {
             for (tag, r) in LU_REPLIES.iter().take(8).enumerate() {
                 assert_eq!(r.load(Ordering::SeqCst), lu_head(tag));
             }
+            // The client completes the old server's request now: the new
+            // server drops that completion as late; the channel stays.
+            let held = LU_CLIENT_HELD.load(Ordering::SeqCst) as *mut KmclIncoming;
+            assert_eq!(
+                kmcl_channel_packet_complete(held, b"late".as_ptr().cast(), 4),
+                0
+            );
+            lu_send(client, 8);
+            assert!(wait_until(|| LU_DONE.load(Ordering::SeqCst) == 9));
+            assert_eq!(LU_REPLIES[8].load(Ordering::SeqCst), lu_head(8));
             assert_eq!(LU_CLIENT_CLOSED.load(Ordering::SeqCst), 0);
-            assert!(running(client));
+            assert!(running(client) && running(s2));
             kmcl_channel_cleanup(client);
             kmcl_channel_cleanup(s2);
         }

@@ -25,10 +25,11 @@ use kernel::{
 };
 
 use super::interop::LinuxChannel;
-use crate::engine::channel::{Channel, Guid, StateCallbacks, Transport};
+use crate::engine::channel::{Channel, Guid, Transport};
 use crate::engine::datapath::{IncomingPacket, PacketCallbacks, SendCompletion};
 use crate::engine::host::{Device, HostBus, HostLink, HostOps, HostRings};
 use crate::engine::loopback::LoopbackBus;
+use crate::engine::testing::{wait_until, Letters};
 use crate::protocol::{
     gpa,
     lifecycle::Role,
@@ -292,14 +293,12 @@ impl HostOps for FakeHost {
     }
 }
 
-/// State callbacks as letters (Opened `O`, Started `T`, PostStarted `P`,
-/// Suspend `S`, Closed `C`, PnpFailure `F`), incoming packets echoed back
-/// as their completion, and send completions.
+/// A client driver: its state callbacks as letters ([`Letters`]),
+/// incoming packets echoed back reversed as their completion, and send
+/// completions.
 #[pin_data]
 struct Driver {
-    #[pin]
-    log: Mutex<KVec<u8>>,
-    pnp_status: AtomicI32,
+    letters: Arc<Letters>,
     /// Filled in softirq context.
     #[pin]
     received: SpinLockIrq<KVec<(u64, KVec<u8>)>>,
@@ -309,10 +308,10 @@ struct Driver {
 
 impl Driver {
     fn new() -> Result<Arc<Self>> {
+        let letters = Letters::new(false)?;
         Arc::pin_init(
             pin_init!(Driver {
-                log <- new_mutex!(KVec::new()),
-                pnp_status: AtomicI32::new(0),
+                letters,
                 received <- new_spinlock_irq!(KVec::new()),
                 completed <- new_spinlock_irq!(KVec::new()),
             }),
@@ -320,46 +319,14 @@ impl Driver {
         )
     }
 
-    fn note(&self, c: u8) {
-        let _ = self.log.lock().push(c, GFP_KERNEL);
-    }
-
+    /// Whether the state callbacks so far read `expected`.
     fn is(&self, expected: &[u8]) -> bool {
-        self.log.lock().as_slice() == expected
+        self.letters.is(expected)
     }
 
     /// Waits up to five seconds for `what`.
     fn wait(&self, what: impl Fn(&Self) -> bool) -> bool {
-        for _ in 0..500 {
-            if what(self) {
-                return true;
-            }
-            fsleep(Delta::from_millis(10));
-        }
-        false
-    }
-}
-
-impl StateCallbacks for Driver {
-    fn opened(&self, _c: &Arc<Channel>) -> Result {
-        self.note(b'O');
-        Ok(())
-    }
-    fn closed(&self, _c: &Arc<Channel>) {
-        self.note(b'C');
-    }
-    fn suspend(&self, _c: &Arc<Channel>) {
-        self.note(b'S');
-    }
-    fn started(&self, _c: &Arc<Channel>) {
-        self.note(b'T');
-    }
-    fn post_started(&self, _c: &Arc<Channel>) {
-        self.note(b'P');
-    }
-    fn pnp_failure(&self, _c: &Arc<Channel>, status: Error) {
-        self.note(b'F');
-        self.pnp_status.store(status.to_errno(), Ordering::SeqCst);
+        wait_until(|| what(self))
     }
 }
 
@@ -401,7 +368,7 @@ fn client(bus: &Arc<LoopbackBus>, ty: Guid, instance: Guid) -> Result<(Arc<Chann
         s.interface_instance = instance;
         s.transport = Transport::Host;
     })?;
-    ch.set_state_callbacks(drv.clone())?;
+    ch.set_state_callbacks(drv.letters.clone())?;
     ch.set_packet_callbacks(drv.clone())?;
     Ok((ch, drv))
 }
@@ -673,7 +640,7 @@ mod tests {
         let (f, df) = client(&bus, OTHER, [0; 16])?;
         f.enable()?;
         assert!(df.wait(|d| d.is(b"F")));
-        assert_eq!(df.pnp_status.load(Ordering::SeqCst), EIO.to_errno());
+        assert_eq!(df.letters.pnp_status.load(Ordering::SeqCst), EIO.to_errno());
         assert!(!f.is_enabled());
         host.fail_open.store(0, Ordering::SeqCst);
         f.enable()?;
@@ -809,7 +776,10 @@ mod tests {
         let (ch, drv) = client(&bus, TYPE, [0; 16])?;
         ch.enable()?;
         assert!(drv.wait(|d| d.is(b"F")));
-        assert_eq!(drv.pnp_status.load(Ordering::SeqCst), ENODEV.to_errno());
+        assert_eq!(
+            drv.letters.pnp_status.load(Ordering::SeqCst),
+            ENODEV.to_errno()
+        );
         assert!(!ch.is_enabled());
         // The default (auto) waits on the loopback bus instead.
         ch.configure(|s| s.transport = Transport::Auto)?;

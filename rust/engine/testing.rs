@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Helpers shared by kmcl's KUnit tests.
+
+use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
+use kernel::{
+    prelude::*,
+    sync::{new_mutex, Arc, Mutex},
+    time::{delay::fsleep, Delta},
+};
+
+use super::channel::{Channel, StateCallbacks};
+
+/// Polls `what` every 10 ms for up to five seconds.
+pub(crate) fn wait_until(mut what: impl FnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if what() {
+            return true;
+        }
+        fsleep(Delta::from_millis(10));
+    }
+    what()
+}
+
+/// State callbacks recorded as letters: Opened `O`, Started `T`,
+/// PostStarted `P`, Suspend `S`, Closed `C`, PnpFailure `F`.
+#[pin_data]
+pub(crate) struct Letters {
+    #[pin]
+    log: Mutex<KVec<u8>>,
+    /// Opened fails (`-EIO`) while this is set.
+    pub(crate) fail_open: AtomicBool,
+    /// The status of the last PnpFailure.
+    pub(crate) pnp_status: AtomicI32,
+}
+
+impl Letters {
+    pub(crate) fn new(fail_open: bool) -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(Letters {
+                log <- new_mutex!(KVec::new()),
+                fail_open: AtomicBool::new(fail_open),
+                pnp_status: AtomicI32::new(0),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    fn note(&self, c: u8) {
+        let _ = self.log.lock().push(c, GFP_KERNEL);
+    }
+
+    /// Whether the callbacks so far read `expected`.
+    pub(crate) fn is(&self, expected: &[u8]) -> bool {
+        self.log.lock().as_slice() == expected
+    }
+
+    /// Waits up to five seconds for the callbacks to read `expected`.
+    pub(crate) fn wait_for(&self, expected: &[u8]) -> bool {
+        wait_until(|| self.is(expected))
+    }
+}
+
+impl StateCallbacks for Letters {
+    fn opened(&self, _c: &Arc<Channel>) -> Result {
+        self.note(b'O');
+        if self.fail_open.load(Ordering::SeqCst) {
+            Err(EIO)
+        } else {
+            Ok(())
+        }
+    }
+    fn closed(&self, _c: &Arc<Channel>) {
+        self.note(b'C');
+    }
+    fn suspend(&self, _c: &Arc<Channel>) {
+        self.note(b'S');
+    }
+    fn started(&self, _c: &Arc<Channel>) {
+        self.note(b'T');
+    }
+    fn post_started(&self, _c: &Arc<Channel>) {
+        self.note(b'P');
+    }
+    fn pnp_failure(&self, _c: &Arc<Channel>, status: Error) {
+        self.note(b'F');
+        self.pnp_status.store(status.to_errno(), Ordering::SeqCst);
+    }
+}
