@@ -557,12 +557,19 @@ impl Channel {
         if !matches!(ctl.connection, Some(Link::Loopback(_))) {
             return Err(ENOTCONN);
         }
+        self.stop_incoming();
+        Ok(())
+    }
+
+    /// Stops delivery: no packet reaches the driver after this returns
+    /// (KMCL's Suspend rule); packets already deferred are delivered
+    /// first. Process context.
+    fn stop_incoming(&self) {
         let mut rx = self.rx.lock();
         rx.enabled = false;
         while rx.active || rx.passive_active || !self.deferred.lock().is_empty() {
             self.rx_changed.wait(&mut rx);
         }
-        Ok(())
     }
 
     /// KMCL `VmbChannelSaveBegin`, second half: `packets` (taken from the
@@ -658,29 +665,44 @@ impl Channel {
         let (Some(save_id), Some(Link::Loopback(conn))) = (ctl.saved, ctl.connection.take()) else {
             return;
         };
-        *self.mmio.lock() = (false, None);
-        self.disarm_signal();
-        let unfinished = self.data.lock().take().map(|mut dp| {
-            // The successor reads on from here.
-            dp.commit_reads();
-            dp.take_unfinished()
-        });
         // What this server sent and did not see completed ends here; the
         // client's completions of it may still come, to the successor.
-        let orphans = unfinished.map_or_else(KVec::new, |u| u.complete_all_ids(Err(ECANCELED)));
-        let exposed = core::mem::take(&mut *self.exposed.lock());
-        drop(exposed);
-        let left = self.gpadl.unmap_all();
-        if left > 0 {
-            pr_warn!(
-                "channel {}: {} GPADL mapping(s) unmapped at save\n",
-                self.id,
-                left
-            );
-        }
+        let orphans = self
+            .end_data_path()
+            .map_or_else(KVec::new, |u| u.complete_all_ids(Err(ECANCELED)));
         conn.park(orphans);
         self.bus().park(self, save_id, conn);
         trace::state_change(self.id, "disable", "park");
+    }
+
+    /// The connection's data path ends (Disconnect, or a saved server
+    /// parking it): its MMIO space, delayed signal, exposed external data
+    /// and the GPADLs and mappings the driver's Closed left go; reads are
+    /// committed (a successor reads on from there). Returns what was
+    /// still in flight, for the caller to complete.
+    fn end_data_path(&self) -> Option<super::datapath::Unfinished> {
+        *self.mmio.lock() = (false, None);
+        self.disarm_signal();
+        let unfinished = self.data.lock().take().map(|mut dp| {
+            dp.commit_reads();
+            dp.take_unfinished()
+        });
+        // Nothing is exposed any more.
+        let exposed = core::mem::take(&mut *self.exposed.lock());
+        drop(exposed);
+        let (left, what) = match self.role {
+            Role::Client => (self.gpadl.delete_all(), "GPADL(s) not deleted"),
+            Role::Server => (self.gpadl.unmap_all(), "GPADL mapping(s) not unmapped"),
+        };
+        if left > 0 {
+            pr_warn!(
+                "channel {}: {} {} in Closed; kmcl released them\n",
+                self.id,
+                left,
+                what
+            );
+        }
+        unfinished
     }
 
     /// After a restored server's Opened: hands each saved packet to the
@@ -1758,29 +1780,10 @@ impl Channel {
                 Action::Rescind => self.bus().rescind(self),
                 Action::Disconnect if ctl.saved.is_some() => self.park(ctl),
                 Action::Disconnect => {
-                    *self.mmio.lock() = (false, None);
-                    self.disarm_signal();
-                    let unfinished = self.data.lock().take().map(|mut dp| dp.take_unfinished());
                     // Every packet still waiting for its completion is
                     // completed, with a defined failure status.
-                    if let Some(u) = unfinished {
+                    if let Some(u) = self.end_data_path() {
                         u.complete_all(Err(ENODEV));
-                    }
-                    // Nothing is exposed any more.
-                    let exposed = core::mem::take(&mut *self.exposed.lock());
-                    drop(exposed);
-                    // What the driver's Closed left of GPADLs and mappings.
-                    let (left, what) = match self.role {
-                        Role::Client => (self.gpadl.delete_all(), "GPADL(s) not deleted"),
-                        Role::Server => (self.gpadl.unmap_all(), "GPADL mapping(s) not unmapped"),
-                    };
-                    if left > 0 {
-                        pr_warn!(
-                            "channel {}: {} {} in Closed; kmcl released them\n",
-                            self.id,
-                            left,
-                            what
-                        );
                     }
                     if let Some(conn) = ctl.connection.take() {
                         conn.detach(self);
@@ -1826,15 +1829,7 @@ impl Channel {
                     self.rx.lock().enabled = true;
                     self.kick_rx();
                 }
-                Action::StopIncoming => {
-                    // No delivery after this returns (KMCL Suspend rule);
-                    // packets already deferred are delivered first.
-                    let mut rx = self.rx.lock();
-                    rx.enabled = false;
-                    while rx.active || rx.passive_active || !self.deferred.lock().is_empty() {
-                        self.rx_changed.wait(&mut rx);
-                    }
-                }
+                Action::StopIncoming => self.stop_incoming(),
                 Action::DrainIncoming => {
                     // KMCL blocks until the driver completed every packet.
                     let mut rx = self.rx.lock();

@@ -48,6 +48,7 @@ use super::datapath::{
     Peer, //
 };
 use super::link::Link;
+use super::snapshot::GuidText;
 use crate::shmem::{
     GpadlPages,
     RingPages, //
@@ -256,9 +257,9 @@ impl HostBus {
                 "hv_vmbus refused kmcl's driver"
             };
             pr_warn!(
-                "channel {}: cannot open a VMBus host channel of type {:?}: {} ({:?}); PnpFailure\n",
+                "channel {}: cannot open a VMBus host channel of type {}: {} ({:?}); PnpFailure\n",
                 client.id(),
-                GuidFmt(&ty),
+                GuidText(&ty),
                 why,
                 e
             );
@@ -636,23 +637,5 @@ impl HostLink {
     /// The device's instance GUID.
     pub(crate) fn interface_instance(&self) -> Guid {
         self.instance
-    }
-}
-
-/// Formats a wire-order GUID the way Linux prints `guid_t` (`%pUl`).
-pub(crate) struct GuidFmt<'a>(pub(crate) &'a Guid);
-
-impl core::fmt::Debug for GuidFmt<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let g = self.0;
-        write!(
-            f,
-            "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-",
-            g[3], g[2], g[1], g[0], g[5], g[4], g[7], g[6], g[8], g[9]
-        )?;
-        for b in &g[10..] {
-            write!(f, "{:02x}", b)?;
-        }
-        Ok(())
     }
 }

@@ -61,8 +61,9 @@ impl Saving {
         while self.at < self.stream.len() {
             let rest = &self.stream[self.at..];
             // The stream was written by us: every header is whole.
-            let body = u32::from_le_bytes([rest[8], rest[9], rest[10], rest[11]]) as usize;
-            let len = save::chunk_len(body);
+            let Some(len) = save::chunk_len_at(rest) else {
+                break;
+            };
             if written + len > out.len() {
                 return if written == 0 {
                     Continue::TooSmall(len)
@@ -82,7 +83,6 @@ impl Saving {
 /// to hand to the driver once the connection is taken over.
 pub(crate) struct Restoring {
     state: Restore,
-    save_id: Option<u32>,
     /// Each saved packet's chunk (its `LibBuf`).
     pub(crate) packets: KVec<KVec<u8>>,
 }
@@ -146,14 +146,13 @@ impl Restoring {
     pub(crate) const fn new() -> Self {
         Self {
             state: Restore::new(),
-            save_id: None,
             packets: KVec::new(),
         }
     }
 
     /// The save id of a complete stream.
     pub(crate) fn complete_save(&self) -> Option<u32> {
-        self.state.is_done().then_some(self.save_id).flatten()
+        self.state.is_done().then(|| self.state.save_id()).flatten()
     }
 
     /// Feeds `buf` (whole chunks) for a channel offering `interface`:
@@ -168,40 +167,23 @@ impl Restoring {
         // Everything is checked; collect before applying, so that running
         // out of memory changes nothing either.
         let mut staged = KVec::new();
-        let mut save_id = self.save_id;
-        let mut at = 0;
-        for rec in records {
-            let len = save::chunk_len(u32::from_le_bytes([
-                buf[at + 8],
-                buf[at + 9],
-                buf[at + 10],
-                buf[at + 11],
-            ]) as usize);
+        for (rec, chunk) in records {
             match rec {
                 Record::Channel {
                     interface_type,
                     interface_instance,
                     ..
-                } => {
-                    if (&interface_type, &interface_instance) != interface {
-                        pr_err!("restore: the save is of another interface\n");
-                        return Err(EINVAL);
-                    }
-                    save_id = Some(u32::from_le_bytes([
-                        buf[at + 16],
-                        buf[at + 17],
-                        buf[at + 18],
-                        buf[at + 19],
-                    ]));
+                } if (&interface_type, &interface_instance) != interface => {
+                    pr_err!("restore: the save is of another interface\n");
+                    return Err(EINVAL);
                 }
                 Record::Packet(_) => {
-                    let mut chunk = KVec::new();
-                    chunk.extend_from_slice(&buf[at..at + len], GFP_KERNEL)?;
-                    staged.push(chunk, GFP_KERNEL)?;
+                    let mut lib = KVec::new();
+                    lib.extend_from_slice(chunk, GFP_KERNEL)?;
+                    staged.push(lib, GFP_KERNEL)?;
                 }
-                Record::End => {}
+                Record::Channel { .. } | Record::End => {}
             }
-            at += len;
         }
         self.packets.reserve(staged.len(), GFP_KERNEL)?;
         for chunk in staged {
@@ -210,7 +192,6 @@ impl Restoring {
                 .map_err(|_| ENOMEM)?;
         }
         self.state = next;
-        self.save_id = save_id;
         Ok(self.state.is_done())
     }
 }

@@ -56,7 +56,7 @@ pub struct Snapshot {
 }
 
 /// A GUID in its usual text form (Windows/Linux `GUID` layout).
-struct GuidText<'a>(&'a Guid);
+pub(crate) struct GuidText<'a>(pub(crate) &'a Guid);
 
 impl fmt::Display for GuidText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -74,6 +74,13 @@ impl fmt::Display for GuidText<'_> {
             write!(f, "{:02x}", x)?;
         }
         Ok(())
+    }
+}
+
+// For the kernel's print macros too (log lines name interfaces).
+impl kernel::fmt::Display for GuidText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

@@ -1605,7 +1605,7 @@ mod tests {
                 -74
             );
             // The first chunk alone: more to come.
-            let first_len = 24 + u32::from_le_bytes(saved[8..12].try_into().unwrap()) as usize;
+            let first_len = crate::protocol::save::chunk_len_at(&saved).unwrap();
             assert_eq!(
                 kmcl_channel_restore_from_buffer(s2, saved.as_ptr().cast(), first_len as u32),
                 -11

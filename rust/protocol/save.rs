@@ -122,6 +122,13 @@ pub const fn chunk_len(body_len: usize) -> usize {
     HEADER_LEN + body_len
 }
 
+/// The length of the whole chunk that starts `buf`, from its header (not
+/// checked: for streams this code wrote or [`Restore::check`] accepted).
+pub fn chunk_len_at(buf: &[u8]) -> Option<usize> {
+    let h = buf.get(..HEADER_LEN)?;
+    Some(chunk_len(get_u32(h, 8) as usize))
+}
+
 /// Bytes a packet record's chunk takes.
 pub const fn packet_chunk_len(payload: usize, driver_state: usize) -> usize {
     chunk_len(PACKET_FIXED_LEN + payload + driver_state)
@@ -343,6 +350,11 @@ impl Restore {
         self.ended
     }
 
+    /// The stream's save id, once its channel chunk was read.
+    pub fn save_id(&self) -> Option<u32> {
+        self.left.map(|_| self.save_id)
+    }
+
     /// Checks a buffer of whole chunks against the stream so far. On
     /// success returns the records, to apply in order, and the state after
     /// them (which the caller keeps only once it applied them); on an
@@ -430,7 +442,8 @@ pub fn packet_chunk(buf: &[u8]) -> Result<PacketRecord<'_>, SaveError> {
     parse_packet(body)
 }
 
-/// The records of a checked buffer ([`Restore::check`]).
+/// The records of a checked buffer ([`Restore::check`]), each with its
+/// chunk's bytes.
 #[derive(Clone, Debug)]
 pub struct Records<'a> {
     buf: &'a [u8],
@@ -438,27 +451,29 @@ pub struct Records<'a> {
 }
 
 impl<'a> Iterator for Records<'a> {
-    type Item = Record<'a>;
+    type Item = (Record<'a>, &'a [u8]);
 
-    fn next(&mut self) -> Option<Record<'a>> {
+    fn next(&mut self) -> Option<Self::Item> {
         // The buffer was checked: every step below succeeds.
-        let ((kind, _, _, body), len) = read_chunk(self.buf.get(self.at..)?).ok()?;
+        let chunk = self.buf.get(self.at..)?;
+        let ((kind, _, _, body), len) = read_chunk(chunk).ok()?;
         self.at += len;
-        match kind {
+        let record = match kind {
             KIND_CHANNEL => {
                 let mut interface_type = [0u8; 16];
                 let mut interface_instance = [0u8; 16];
                 interface_type.copy_from_slice(&body[..16]);
                 interface_instance.copy_from_slice(&body[16..32]);
-                Some(Record::Channel {
+                Record::Channel {
                     interface_type,
                     interface_instance,
                     packets: get_u32(body, 32),
-                })
+                }
             }
-            KIND_PACKET => parse_packet(body).ok().map(Record::Packet),
-            _ => Some(Record::End),
-        }
+            KIND_PACKET => Record::Packet(parse_packet(body).ok()?),
+            _ => Record::End,
+        };
+        Some((record, &chunk[..len]))
     }
 }
 
@@ -498,7 +513,12 @@ mod tests {
         let s = stream(5, 77);
         let (records, next) = Restore::new().check(&s).unwrap();
         assert!(next.is_done());
-        let all: Vec<_> = records.collect();
+        assert_eq!(next.save_id(), Some(77));
+        assert_eq!(Restore::new().save_id(), None);
+        // Each record comes with its chunk, back to back.
+        let total: usize = records.clone().map(|(_, c)| c.len()).sum();
+        assert_eq!(total, s.len());
+        let all: Vec<_> = records.map(|(r, _)| r).collect();
         assert_eq!(all.len(), 7);
         assert_eq!(
             all[0],

@@ -31,7 +31,7 @@ fuzz_target!(|input: &[u8]| {
         }
         match r.check(part) {
             Ok((recs, next)) => {
-                records.extend(recs);
+                records.extend(recs.map(|(r, _)| r));
                 r = next;
             }
             Err(_) => return,
