@@ -1203,6 +1203,7 @@ mod tests {
     use super::*;
     use crate::engine::channel::Guid;
     use crate::engine::loopback::LoopbackBus;
+    use crate::engine::testing::connect as open;
     use crate::protocol::lifecycle::Role;
     use core::sync::atomic::{AtomicU32, Ordering};
     use kernel::time::{delay::fsleep, Delta};
@@ -1281,21 +1282,6 @@ mod tests {
         client.configure(|s| s.interface_type = TYPE)?;
         open(&server, &client)?;
         Ok((server, client))
-    }
-
-    /// Enables and starts `server`, enables `client`, and waits until both
-    /// run (the client connects asynchronously).
-    fn open(server: &Arc<Channel>, client: &Arc<Channel>) -> Result {
-        server.enable()?;
-        server.start()?;
-        client.enable()?;
-        for _ in 0..500 {
-            if client.is_running() && server.is_running() {
-                return Ok(());
-            }
-            fsleep(Delta::from_millis(10));
-        }
-        Err(ETIMEDOUT)
     }
 
     /// Disables and releases both channels.

@@ -227,17 +227,9 @@ mod tests {
     use kernel::alloc::VVec;
     use kernel::time::{delay::fsleep, Delta};
 
-    const TYPE: [u8; 16] = [0x6d; 16];
+    use crate::engine::testing::{connect, wait_until as wait};
 
-    fn wait(what: impl Fn() -> bool) -> bool {
-        (0..500).any(|_| {
-            let done = what();
-            if !done {
-                fsleep(Delta::from_millis(10));
-            }
-            done
-        })
-    }
+    const TYPE: [u8; 16] = [0x6d; 16];
 
     // The tests' GPADLs are made from buffers that outlive them: each is
     // deleted (by the test, or by kmcl when the channel closes) before its
@@ -256,12 +248,7 @@ mod tests {
         server.configure(|s| s.interface_type = TYPE)?;
         let client = Channel::new(Role::Client, bus)?;
         client.configure(|s| s.interface_type = TYPE)?;
-        server.enable()?;
-        server.start()?;
-        client.enable()?;
-        if !wait(|| client.is_running() && server.is_running()) {
-            return Err(ETIMEDOUT);
-        }
+        connect(&server, &client)?;
         Ok((server, client))
     }
 
@@ -475,12 +462,7 @@ mod tests {
         server.set_packet_callbacks(check.clone())?;
         let client = Channel::new(Role::Client, bus)?;
         client.configure(|s| s.interface_type = TYPE)?;
-        server.enable()?;
-        server.start()?;
-        client.enable()?;
-        if !wait(|| client.is_running() && server.is_running()) {
-            return Err(ETIMEDOUT);
-        }
+        connect(&server, &client)?;
         Ok((server, client, check))
     }
 

@@ -23,6 +23,20 @@ pub(crate) fn wait_until(mut what: impl FnMut() -> bool) -> bool {
     what()
 }
 
+/// Enables and starts `server`, enables `client`, and waits until both
+/// run (the client connects asynchronously); `-ETIMEDOUT` after five
+/// seconds.
+pub(crate) fn connect(server: &Arc<Channel>, client: &Arc<Channel>) -> Result {
+    server.enable()?;
+    server.start()?;
+    client.enable()?;
+    if wait_until(|| client.is_running() && server.is_running()) {
+        Ok(())
+    } else {
+        Err(ETIMEDOUT)
+    }
+}
+
 /// State callbacks recorded as letters: Opened `O`, Started `T`,
 /// PostStarted `P`, Suspend `S`, Closed `C`, PnpFailure `F`.
 #[pin_data]

@@ -447,13 +447,43 @@ mod tests {
         LoopbackBus::with_host(HostBus::new(ops)?)
     }
 
+    /// A host offering one device of `TYPE` (instance 1), and a client
+    /// for it, not enabled yet.
+    struct Rig {
+        host: Arc<FakeHost>,
+        bus: Arc<LoopbackBus>,
+        dev: Arc<FakeDevice>,
+        ch: Arc<Channel>,
+        drv: Arc<Driver>,
+    }
+
+    impl Rig {
+        /// `isolated`: the host is an isolated (confidential) guest's.
+        fn new(isolated: bool) -> Result<Self> {
+            let host = FakeHost::with(true, isolated)?;
+            let bus = host_bus(&host)?;
+            let dev = FakeDevice::new(TYPE, [1; 16])?;
+            host.add(bus.host(), &dev)?;
+            let (ch, drv) = client(&bus, TYPE, [0; 16])?;
+            Ok(Rig {
+                host,
+                bus,
+                dev,
+                ch,
+                drv,
+            })
+        }
+    }
+
     #[test]
     fn packets_cross_both_ways_with_linux_as_the_host() -> Result {
-        let host = FakeHost::new(true)?;
-        let bus = host_bus(&host)?;
-        let dev = FakeDevice::new(TYPE, [1; 16])?;
-        host.add(bus.host(), &dev)?;
-        let (ch, drv) = client(&bus, TYPE, [0; 16])?;
+        let Rig {
+            host,
+            bus,
+            dev,
+            ch,
+            drv,
+        } = Rig::new(false)?;
         ch.enable()?;
         assert!(drv.wait(|d| d.is(b"OTP")));
         assert_eq!(host.opens.load(Ordering::SeqCst), 1);
@@ -549,11 +579,13 @@ mod tests {
 
     #[test]
     fn a_full_ring_waits_for_the_hosts_signal() -> Result {
-        let host = FakeHost::new(true)?;
-        let bus = host_bus(&host)?;
-        let dev = FakeDevice::new(TYPE, [1; 16])?;
-        host.add(bus.host(), &dev)?;
-        let (ch, drv) = client(&bus, TYPE, [0; 16])?;
+        let Rig {
+            host: _host,
+            bus: _bus,
+            dev,
+            ch,
+            drv,
+        } = Rig::new(false)?;
         ch.enable()?;
         assert!(drv.wait(|d| d.is(b"OTP")));
         // 60 packets of about 1 KiB do not fit a 16 KiB ring: the rest is
@@ -658,11 +690,13 @@ mod tests {
 
     #[test]
     fn gpadls_external_data_and_mmio_reach_the_host() -> Result {
-        let host = FakeHost::new(true)?;
-        let bus = host_bus(&host)?;
-        let dev = FakeDevice::new(TYPE, [1; 16])?;
-        host.add(bus.host(), &dev)?;
-        let (ch, drv) = client(&bus, TYPE, [0; 16])?;
+        let Rig {
+            host,
+            bus,
+            dev,
+            ch,
+            drv,
+        } = Rig::new(false)?;
         assert_eq!(ch.mmio_space(), Err(ENOTCONN));
         *host.mmio.lock() = Some(KVec::from_elem(0u8, 8192, GFP_KERNEL)?);
         let space = host
@@ -742,11 +776,13 @@ mod tests {
 
     #[test]
     fn an_isolated_guest_shares_no_memory_by_page_number() -> Result {
-        let host = FakeHost::with(true, true)?;
-        let bus = host_bus(&host)?;
-        let dev = FakeDevice::new(TYPE, [1; 16])?;
-        host.add(bus.host(), &dev)?;
-        let (ch, drv) = client(&bus, TYPE, [0; 16])?;
+        let Rig {
+            host,
+            bus: _bus,
+            dev,
+            ch,
+            drv,
+        } = Rig::new(true)?;
         ch.enable()?;
         assert!(drv.wait(|d| d.is(b"OTP")));
         // An offer without MMIO space.
@@ -800,11 +836,13 @@ mod tests {
 
     #[test]
     fn a_host_describing_guest_memory_fails_the_channel() -> Result {
-        let host = FakeHost::new(true)?;
-        let bus = host_bus(&host)?;
-        let dev = FakeDevice::new(TYPE, [1; 16])?;
-        host.add(bus.host(), &dev)?;
-        let (ch, drv) = client(&bus, TYPE, [0; 16])?;
+        let Rig {
+            host,
+            bus: _bus,
+            dev,
+            ch,
+            drv,
+        } = Rig::new(false)?;
         ch.configure(|s| {
             s.max_external_bytes = 1 << 20;
             s.max_external_ranges = 4;
