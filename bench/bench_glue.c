@@ -3,8 +3,9 @@
  * kmcl_bench C glue.
  */
 #include <linux/bottom_half.h>
+#include <linux/spinlock.h>
 
-void kmcl_bench_run_softirqs(void);
+#include "bench_glue.h"
 
 /*
  * Runs the softirqs pending on this CPU, among them kmcl's receive work
@@ -17,4 +18,37 @@ void kmcl_bench_run_softirqs(void)
 {
 	local_bh_disable();
 	local_bh_enable();
+}
+
+static DEFINE_SPINLOCK(kmcl_bench_lock);
+
+/* One round of a primitive, for the micro benchmark (micro=N). */
+void kmcl_bench_primitive(u32 which)
+{
+	unsigned long flags;
+
+	switch (which) {
+	case 1:
+		preempt_disable();
+		preempt_enable();
+		break;
+	case 2:
+		local_irq_save(flags);
+		local_irq_restore(flags);
+		break;
+	case 3:
+		spin_lock(&kmcl_bench_lock);
+		spin_unlock(&kmcl_bench_lock);
+		break;
+	case 4:
+		spin_lock_irqsave(&kmcl_bench_lock, flags);
+		spin_unlock_irqrestore(&kmcl_bench_lock, flags);
+		break;
+	case 5:
+		spin_lock_bh(&kmcl_bench_lock);
+		spin_unlock_bh(&kmcl_bench_lock);
+		break;
+	default:
+		break;
+	}
 }

@@ -63,6 +63,14 @@ module! {
             default: 0,
             description: "Only connect this many default channel pairs and keep them",
         },
+        micro: u32 {
+            default: 0,
+            description: "Only time primitives (locks, atomics, fences), this many iterations each",
+        },
+        profile: u32 {
+            default: 0,
+            description: "Only measure this many 64-B packets on the ring and the full path without completions (for profiling)",
+        },
     },
 }
 
@@ -102,6 +110,7 @@ fn wait_for(ms: u32, what: impl Fn() -> bool) -> bool {
 mod glue {
     extern "C" {
         pub(super) fn kmcl_bench_run_softirqs();
+        pub(super) fn kmcl_bench_primitive(which: u32);
     }
 }
 
@@ -375,6 +384,60 @@ fn raw_ring(size: usize, count: u64) -> Result<(u64, i64)> {
     Ok((done, t.elapsed().as_nanos()))
 }
 
+/// Times primitives the data path uses, `n` iterations each: ns per
+/// iteration in `RESULT kind=micro` lines.
+fn micro(n: u32) -> Result {
+    use kernel::sync::SpinLock;
+    let time = |what: &str, f: &mut dyn FnMut()| {
+        let t = Instant::<Monotonic>::now();
+        for _ in 0..n {
+            f();
+        }
+        let ns = t.elapsed().as_nanos();
+        pr_info!("RESULT kind=micro op={} n={} ns={}\n", what, n, ns);
+    };
+    let irq = Arc::pin_init(new_spinlock_irq!(0u64), GFP_KERNEL)?;
+    let plain = Arc::pin_init(kernel::new_spinlock!(0u64), GFP_KERNEL)?;
+    let counter = AtomicU64::new(0);
+    time("empty", &mut || {
+        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed)
+    });
+    time("spinlock_irq", &mut || *irq.lock() += 1);
+    time("spinlock", &mut || *plain.lock() += 1);
+    time("atomic_add", &mut || {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    time("fence", &mut || {
+        counter.fetch_add(1, Ordering::Relaxed);
+        core::sync::atomic::fence(Ordering::SeqCst)
+    });
+    let flag = AtomicBool::new(false);
+    time("cmpxchg_store", &mut || {
+        let _ = flag.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed);
+        flag.store(false, Ordering::Release);
+    });
+    for (i, what) in [
+        "c_call",
+        "c_preempt",
+        "c_irq",
+        "c_spin",
+        "c_spin_irqsave",
+        "c_spin_bh",
+    ]
+    .iter()
+    .enumerate()
+    {
+        // SAFETY: `i` names one of the glue's primitives; each is balanced.
+        time(what, &mut || unsafe {
+            glue::kmcl_bench_primitive(i as u32)
+        });
+    }
+    time("arc_clone_drop", &mut || drop(irq.clone()));
+    time("bh_off_on", &mut || run_softirqs());
+    let _: &SpinLock<u64> = &plain;
+    Ok(())
+}
+
 /// Synchronous request round trips: (median, p99) in ns.
 fn sync_latency(pair: &Pair, count: usize) -> Result<(i64, i64)> {
     let mut times = KVec::with_capacity(count, GFP_KERNEL)?;
@@ -624,6 +687,24 @@ impl kernel::Module for Bench {
             }
             pr_info!("RESULT kind=hold pairs={}\n", hold);
             return Ok(Bench { _held: held });
+        }
+        let micro_n = module_parameters::micro.value();
+        if micro_n > 0 {
+            micro(micro_n)?;
+            return Ok(Bench { _held: KVec::new() });
+        }
+        let profile = module_parameters::profile.value();
+        if profile > 0 {
+            let pair = Pair::new(module, 0)?;
+            let (moved, ring) = raw_ring(64, u64::from(profile))?;
+            pr_info!("RESULT kind=ring size=64 packets={} ns={}\n", moved, ring);
+            let nowait = full_nowait(&pair, 64, u64::from(profile))?;
+            pr_info!(
+                "RESULT kind=full wait=0 size=64 packets={} ns={}\n",
+                profile,
+                nowait
+            );
+            return Ok(Bench { _held: KVec::new() });
         }
         match run(module) {
             Ok(()) => {

@@ -8,7 +8,7 @@
 #   scripts/kernel.sh src   [FLAVOUR]   print the kernel source directory
 #
 # FLAVOUR is "debug" (default: base + debug fragments, used by `make check`)
-# or "fast" (base fragment only, for benchmarks).  The build directory is
+# or "fast" (base + fast fragments: no debugging, for benchmarks).  The build directory is
 # keyed on the kernel package version, the fragments and the toolchain, so it
 # is rebuilt only when one of them changes.
 set -euo pipefail
@@ -26,7 +26,7 @@ flavour=${2:-debug}
 
 case "$flavour" in
 debug) fragments="$here/kconfig/base.config $here/kconfig/debug.config" ;;
-fast) fragments="$here/kconfig/base.config" ;;
+fast) fragments="$here/kconfig/base.config $here/kconfig/fast.config" ;;
 *) echo "kernel.sh: unknown flavour '$flavour' (debug|fast)" >&2; exit 2 ;;
 esac
 

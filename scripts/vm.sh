@@ -10,7 +10,8 @@
 #
 # Needs KDIR (kernel build dir) and KSRC (its source, for ktap_helpers.sh).
 # KMCL_APPEND adds words to the kernel command line (for experiments, e.g.
-# kmemleak=off to see what kmemleak costs).
+# kmemleak=off to see what kmemleak costs).  VM_PERF=1 puts the host's perf
+# into the image (see BENCH_PROFILE in tests/vm/bench.sh).
 # Logs are kept in out/vm-<mode>/: console.log (kernel console, ttyS0) and,
 # for check, results.ktap (the guest's test output, ttyS1).
 # Exit status: QEMU's, or 124 when the VM did not finish within VM_TIMEOUT.
@@ -36,6 +37,15 @@ cp "$top/tests/hyperv/smoke.sh" "$root/tests/hyperv/"
 cp "$KSRC/tools/testing/selftests/kselftest/ktap_helpers.sh" "$root/tests/"
 find "$top" -name '*.ko' -not -path "$top/out/*" -exec cp {} "$root/kmcl/" \;
 [ -f "$root/kmcl/kmcl.ko" ] || { echo "vm.sh: kmcl.ko is not built" >&2; exit 1; }
+# VM_PERF=1: the host's perf and its libraries, for profiling in the VM.
+if [ "${VM_PERF:-0}" = 1 ]; then
+	perf=$(command -v perf) || { echo "vm.sh: VM_PERF=1 needs perf (linux-perf)" >&2; exit 1; }
+	for f in "$perf" $(ldd "$perf" | awk '$3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
+		mkdir -p "$root$(dirname "$f")"
+		cp -L "$f" "$root$f"
+	done
+	[ -e "$root/lib64" ] || ln -s lib "$root/lib64"
+fi
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out/initramfs.cpio.gz"
 
 qemu=(qemu-system-x86_64 -machine q35,accel=tcg -cpu max -m "$VM_MEM" -smp 2

@@ -42,6 +42,7 @@ use kernel::{
 use super::datapath::{
     Counters,
     DataPath,
+    Incoming,
     IncomingPacket,
     PacketCallbacks,
     Peer,
@@ -218,6 +219,12 @@ struct RxState {
     failures: u64,
     /// The deferral work is delivering packets right now.
     passive_active: bool,
+    /// Threads waiting on `rx_changed` (nobody is woken when 0).
+    waiters: u32,
+    /// Completed incoming packet objects kept for reuse while connected
+    /// (no capacity otherwise: they are freed). Their buffers stay
+    /// allocated, so a warm data path allocates nothing per packet.
+    pool: KVec<KBox<Incoming>>,
     callbacks: Option<Arc<dyn PacketCallbacks>>,
 }
 
@@ -262,6 +269,10 @@ pub struct Channel {
     /// Deliver in process context (KMCL `PASSIVE_LEVEL`) instead of
     /// softirq; set only while disabled, read without a lock.
     at_passive: core::sync::atomic::AtomicBool,
+    /// Delivery stopped because the channel failed (PacketFail, a corrupt
+    /// ring): packets of a batch already read are not delivered. Read
+    /// without a lock; cleared when delivery is enabled again.
+    halted: core::sync::atomic::AtomicBool,
     /// Times this channel signalled the other endpoint, and was signalled.
     signals_sent: core::sync::atomic::AtomicU64,
     signals_received: core::sync::atomic::AtomicU64,
@@ -340,6 +351,9 @@ static NEXT_ID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::n
 /// yields to other work and is queued again (KMCL's DPC cycle limit).
 pub const RX_BUDGET: u32 = 128;
 
+/// Most packets the receive work reads under one hold of the data lock.
+const RX_BATCH: usize = 16;
+
 impl Channel {
     /// The channel's id: unique while kmcl is loaded; names the channel in
     /// trace events and in its debugfs directory.
@@ -381,6 +395,8 @@ impl Channel {
                     deferrals: 0,
                     failures: 0,
                     passive_active: false,
+                    waiters: 0,
+                    pool: KVec::new(),
                     callbacks: None,
                 }),
                 rx_task_work <- new_work!("kmcl::Channel::rx_task_work"),
@@ -388,6 +404,7 @@ impl Channel {
                 passive_work <- new_work!("kmcl::Channel::passive_work"),
                 pointer: core::sync::atomic::AtomicUsize::new(0),
                 at_passive: core::sync::atomic::AtomicBool::new(false),
+                halted: core::sync::atomic::AtomicBool::new(false),
                 signals_sent: core::sync::atomic::AtomicU64::new(0),
                 signals_received: core::sync::atomic::AtomicU64::new(0),
                 latency: core::sync::atomic::AtomicU32::new(0),
@@ -453,7 +470,7 @@ impl Channel {
         completion: impl Into<Routine>,
     ) -> Result {
         let pages = Arc::new(pages, GFP_ATOMIC)?;
-        let (kick, peer) = {
+        let kick = {
             let mut data = self.data.lock();
             let dp = Option::as_mut(&mut *data).ok_or(ENOTCONN)?;
             let sent = dp.send_external(self, payload, pages, completion.into(), true);
@@ -462,10 +479,9 @@ impl Channel {
             if written {
                 self.run_written();
             }
-            let sent = self.close_if_stalled(sent)?;
-            (sent.kick, sent.peer)
+            self.close_if_stalled(sent)?.kick
         };
-        if kick {
+        if let Some(peer) = kick {
             self.signal(&peer);
         }
         Ok(())
@@ -567,9 +583,11 @@ impl Channel {
     fn stop_incoming(&self) {
         let mut rx = self.rx.lock();
         rx.enabled = false;
+        rx.waiters += 1;
         while rx.active || rx.passive_active || !self.deferred.lock().is_empty() {
             self.rx_changed.wait(&mut rx);
         }
+        rx.waiters -= 1;
     }
 
     /// KMCL `VmbChannelSaveBegin`, second half: `packets` (taken from the
@@ -587,7 +605,7 @@ impl Channel {
         drop(ctl);
         for p in packets {
             p.packet.saved();
-            self.release_incoming();
+            self.release_incoming(None);
         }
         Ok(())
     }
@@ -687,6 +705,9 @@ impl Channel {
             dp.commit_reads();
             dp.take_unfinished()
         });
+        // Packet objects completed from now on are freed.
+        let pool = core::mem::take(&mut self.rx.lock().pool);
+        drop(pool);
         // Nothing is exposed any more.
         let exposed = core::mem::take(&mut *self.exposed.lock());
         drop(exposed);
@@ -1000,7 +1021,7 @@ impl Channel {
         wait_for_completion: bool,
         completion: impl Into<Routine>,
     ) -> Result {
-        let (kick, now, peer) = {
+        let (kick, now) = {
             let mut data = self.data.lock();
             let dp = Option::as_mut(&mut *data).ok_or(ENOTCONN)?;
             let sent = dp.send(
@@ -1015,9 +1036,9 @@ impl Channel {
                 self.run_written();
             }
             let sent = self.close_if_stalled(sent)?;
-            (sent.kick, sent.run_now, sent.peer)
+            (sent.kick, sent.run_now)
         };
-        if kick {
+        if let Some(peer) = kick {
             self.signal(&peer);
         }
         if let Some(routine) = now {
@@ -1103,12 +1124,14 @@ impl Channel {
             .map_or(Counters::default(), |dp| dp.counters)
     }
 
-    /// Completes an incoming packet (see [`IncomingPacket::complete`]).
+    /// Completes an incoming packet (see [`IncomingPacket::complete`]);
+    /// `reuse` is its object, kept for the next packet.
     pub(crate) fn complete_incoming(
         self: &Arc<Self>,
         completion_requested: bool,
         id: u64,
         payload: &[u8],
+        reuse: Option<KBox<Incoming>>,
     ) -> Result {
         let mut result = Ok(());
         if completion_requested {
@@ -1133,7 +1156,7 @@ impl Channel {
                 Err(e) => result = Err(e),
             }
         }
-        self.release_incoming();
+        self.release_incoming(reuse);
         result
     }
 
@@ -1178,35 +1201,35 @@ impl Channel {
         }
     }
 
-    /// Keeps a completed incoming packet object for reuse.
-    pub(crate) fn recycle(&self, b: KBox<super::datapath::Incoming>) {
-        let rejected = match Option::as_mut(&mut *self.data.lock()) {
-            Some(dp) => dp.recycle(b),
-            None => Some(b),
-        };
-        // Freed without the lock.
-        drop(rejected);
-    }
-
     /// One delivered packet is done with; resumes delivery stopped at the
-    /// quota (KMCL: only a completion restarts it).
-    fn release_incoming(self: &Arc<Self>) {
-        let (resume, drained) = {
+    /// quota (KMCL: only a completion restarts it). `reuse` is its object,
+    /// kept for the next packet while connected (one lock for both).
+    fn release_incoming(self: &Arc<Self>, reuse: Option<KBox<Incoming>>) {
+        let (resume, wake, rejected) = {
             let mut rx = self.rx.lock();
             rx.outstanding = rx.outstanding.saturating_sub(1);
             let resume = rx.quota_blocked && rx.outstanding < rx.quota;
             if resume {
                 rx.quota_blocked = false;
             }
-            (resume, rx.outstanding == 0)
-        };
-        if drained {
+            let rejected = reuse.and_then(|b| super::datapath::recycle(&mut rx.pool, b));
             // Only Pause and Disable wait, for the last completion.
+            (resume, rx.outstanding == 0 && rx.waiters > 0, rejected)
+        };
+        // Freed without the lock (it holds a reference to this channel).
+        drop(rejected);
+        if wake {
             self.rx_changed.notify_all();
         }
         if resume {
             self.kick_rx();
         }
+    }
+
+    /// A packet read in a batch is not delivered after all (the channel
+    /// failed meanwhile): released without a completion.
+    pub(crate) fn discard_incoming(self: &Arc<Self>, b: KBox<Incoming>) {
+        self.release_incoming(Some(b));
     }
 
     /// KMCL `VmbChannelPacketFail`: the driver found a packet it cannot
@@ -1220,7 +1243,7 @@ impl Channel {
         // Delivery stops before the failed packet is released, so that a
         // quota resume cannot deliver another one.
         self.stop_and_close("packet_fail");
-        self.release_incoming();
+        self.release_incoming(None);
     }
 
     /// Stops delivery and closes the connection (Suspend and Closed on both
@@ -1228,6 +1251,8 @@ impl Channel {
     /// incoming ring is corrupt.
     fn stop_and_close(self: &Arc<Self>, why: &str) {
         trace::channel_failed(self.id, why);
+        self.halted
+            .store(true, core::sync::atomic::Ordering::Relaxed);
         {
             let mut rx = self.rx.lock();
             rx.enabled = false;
@@ -1307,7 +1332,7 @@ impl Channel {
         )?;
         let routine = KBox::new(SyncCompletion(wait.clone()), GFP_KERNEL)?;
         let may_queue = timeout_ms != Some(0);
-        let (kick, peer, id) = {
+        let (kick, id) = {
             let mut data = self.data.lock();
             let dp = Option::as_mut(&mut *data).ok_or(ENODEV)?;
             let sent = match external {
@@ -1322,9 +1347,9 @@ impl Channel {
                 self.run_written();
             }
             let sent = self.close_if_stalled(sent)?;
-            (sent.kick, sent.peer, sent.id)
+            (sent.kick, sent.id)
         };
-        if kick {
+        if let Some(peer) = kick {
             self.signal(&peer);
         }
 
@@ -1518,6 +1543,9 @@ impl Channel {
         let mut delivered = 0u32;
         let mut fetched = 0u32;
         let mut yielded = false;
+        // Packet objects from the pool for the next batch, and the batch.
+        let mut objects: [Option<KBox<Incoming>>; RX_BATCH] = Default::default();
+        let mut batch: [Option<IncomingPacket>; RX_BATCH] = Default::default();
         loop {
             if fetched >= RX_BUDGET {
                 // Let other channels' work run; this one is queued again.
@@ -1526,7 +1554,9 @@ impl Channel {
                 yielded = true;
                 break;
             }
-            let deliver = {
+            // How many packets the driver may get now (the quota), with
+            // objects for them.
+            let allowed = {
                 let mut rx = self.rx.lock();
                 let blocked = rx.quota > 0 && rx.outstanding >= rx.quota;
                 if rx.enabled && blocked && !rx.quota_blocked {
@@ -1534,34 +1564,79 @@ impl Channel {
                     rx.quota_hits += 1;
                     trace::quota_hit(self.id, rx.outstanding, rx.quota);
                 }
-                rx.enabled && !blocked
+                let allowed = if !rx.enabled || blocked {
+                    0
+                } else if rx.quota > 0 {
+                    ((rx.quota - rx.outstanding) as usize).min(RX_BATCH)
+                } else {
+                    RX_BATCH
+                };
+                let allowed = allowed.min((RX_BUDGET - fetched) as usize);
+                for slot in objects.iter_mut().take(allowed) {
+                    if slot.is_none() {
+                        *slot = rx.pool.pop();
+                    }
+                }
+                allowed
             };
-            let (step, kick, peer, written) = {
+            // Up to `allowed` data packets under one hold of the data lock,
+            // ending early at a completion (its routine runs without the
+            // lock) or an empty ring.
+            let (n, last, peer, written) = {
                 let mut data = self.data.lock();
                 let Some(dp) = Option::as_mut(&mut *data) else {
                     break;
                 };
-                let (flushed, _) = dp.flush_queue().unwrap_or((false, 0));
-                let (step, made_room) = if deliver {
-                    dp.receive(self)
-                } else {
-                    (Received::Empty, false)
-                };
-                (
-                    step,
-                    flushed || made_room,
-                    dp.peer().clone(),
-                    dp.has_written(),
-                )
+                let (mut kick, _) = dp.flush_queue().unwrap_or((false, 0));
+                let mut n = 0;
+                let mut last = Received::Empty;
+                while n < allowed {
+                    let (step, made_room) = dp.receive(self, &mut objects[n]);
+                    kick |= made_room;
+                    match step {
+                        Received::Data(packet) => {
+                            batch[n] = Some(packet);
+                            n += 1;
+                        }
+                        other => {
+                            last = other;
+                            break;
+                        }
+                    }
+                }
+                let peer = if kick { Some(dp.peer().clone()) } else { None };
+                (n, last, peer, dp.has_written())
             };
-            if kick {
+            if let Some(peer) = peer {
                 self.signal(&peer);
             }
             if written {
                 self.run_written();
             }
-            match step {
-                Received::Empty => break,
+            if n > 0 {
+                self.rx.lock().outstanding += n as u32;
+                fetched += n as u32;
+            }
+            for packet in batch.iter_mut().take(n).filter_map(Option::take) {
+                if self.halted.load(core::sync::atomic::Ordering::Relaxed) {
+                    // The channel failed (PacketFail) during the batch:
+                    // the rest are dropped as if never read, without a
+                    // completion (the connection is closing).
+                    packet.discard();
+                    continue;
+                }
+                delivered += 1;
+                match &callbacks {
+                    Some(cb) => cb.process_packet(self, packet),
+                    // No driver callback: completed (empty) on drop.
+                    None => drop(packet),
+                }
+            }
+            match last {
+                // A full batch: there may be more.
+                Received::Empty | Received::Data(_) if n > 0 && n == allowed => {}
+                // The ring is empty, or delivery is stopped.
+                Received::Empty | Received::Data(_) => break,
                 Received::Broken(why) => {
                     // As PacketFail: delivery stops, both sides close.
                     self.stop_and_close(why);
@@ -1574,18 +1649,20 @@ impl Channel {
                         dp.return_spare(data);
                     }
                 }
-                Received::Data(packet) => {
-                    self.rx.lock().outstanding += 1;
-                    delivered += 1;
-                    fetched += 1;
-                    match &callbacks {
-                        Some(cb) => cb.process_packet(self, packet),
-                        // No driver callback: completed (empty) on drop.
-                        None => drop(packet),
-                    }
-                }
             }
         }
+        // Objects not used go back to the pool (freed if it is gone).
+        let rejected = {
+            let mut rx = self.rx.lock();
+            let mut rejected: [Option<KBox<Incoming>>; RX_BATCH] = Default::default();
+            for (slot, out) in objects.iter_mut().zip(rejected.iter_mut()) {
+                if let Some(b) = slot.take() {
+                    *out = super::datapath::recycle(&mut rx.pool, b);
+                }
+            }
+            rejected
+        };
+        drop(rejected);
         if delivered > 0 {
             if let Some(cb) = &callbacks {
                 cb.processing_complete(self, delivered);
@@ -1632,6 +1709,11 @@ impl Channel {
                     );
                     match conn.data_path(self, limits) {
                         Ok(dp) => {
+                            // Without memory for it, packet objects are
+                            // freed instead of kept.
+                            let pool = KVec::with_capacity(super::datapath::POOL_SIZE, GFP_KERNEL)
+                                .unwrap_or_default();
+                            self.rx.lock().pool = pool;
                             *self.data.lock() = Some(dp);
                             *self.mmio.lock() = (true, conn.mmio_space());
                         }
@@ -1826,6 +1908,8 @@ impl Channel {
                     }
                 }
                 Action::EnableIncoming => {
+                    self.halted
+                        .store(false, core::sync::atomic::Ordering::Relaxed);
                     self.rx.lock().enabled = true;
                     self.kick_rx();
                 }
@@ -1833,9 +1917,11 @@ impl Channel {
                 Action::DrainIncoming => {
                     // KMCL blocks until the driver completed every packet.
                     let mut rx = self.rx.lock();
+                    rx.waiters += 1;
                     while rx.outstanding > 0 {
                         self.rx_changed.wait(&mut rx);
                     }
+                    rx.waiters -= 1;
                 }
             }
         }

@@ -182,10 +182,9 @@ impl IncomingPacket {
     pub fn complete(mut self, payload: &[u8]) -> Result {
         let p = &mut *self.0;
         p.done = true;
+        let (requested, id) = (p.completion_requested, p.transaction_id);
         let channel = p.channel.clone();
-        let result = channel.complete_incoming(p.completion_requested, p.transaction_id, payload);
-        channel.recycle(self.0);
-        result
+        channel.complete_incoming(requested, id, payload, Some(self.0))
     }
 
     /// KMCL `VmbChannelPacketDeferToPassive`: hands the packet back; it is
@@ -201,6 +200,15 @@ impl IncomingPacket {
     pub fn fail(mut self) {
         self.0.done = true;
         self.0.channel.fail_incoming();
+    }
+
+    /// The packet was read but is not delivered (its channel failed
+    /// meanwhile): released without a completion, as a packet left in the
+    /// ring of a closing channel.
+    pub(crate) fn discard(mut self) {
+        self.0.done = true;
+        let channel = self.0.channel.clone();
+        channel.discard_incoming(self.0);
     }
 
     /// The packet as one box, whose address stays put until it is turned
@@ -269,9 +277,12 @@ impl Incoming {
 impl Drop for Incoming {
     fn drop(&mut self) {
         if !self.done {
-            let _ =
-                self.channel
-                    .complete_incoming(self.completion_requested, self.transaction_id, &[]);
+            let _ = self.channel.complete_incoming(
+                self.completion_requested,
+                self.transaction_id,
+                &[],
+                None,
+            );
         }
     }
 }
@@ -420,11 +431,11 @@ pub(crate) struct DataPath {
     progress: Instant<Monotonic>,
     /// Sent packets awaiting a completion, by transaction id.
     outstanding: Transactions<Routine, RoutineSlots>,
-    /// Completed incoming packet objects kept for reuse, so that receiving
-    /// allocates nothing once the pool is warm.
-    pool: KVec<KBox<Incoming>>,
     /// The buffer completion payloads are received into.
     spare: KVec<u8>,
+    /// The outgoing ring's `pending_send_sz` is set (cleared once the
+    /// queue is empty).
+    pending_send_size: bool,
     /// The incoming ring was found corrupt: stop reading it.
     broken: bool,
     /// Transactions of the server this one replaced (a live update):
@@ -463,9 +474,6 @@ fn no_transactions() -> Transactions<Routine, RoutineSlots> {
     Transactions::new(RoutineSlots(KVec::new()))
 }
 
-/// Incoming packet objects kept for reuse per channel.
-const POOL_SIZE: usize = 64;
-
 /// Payload bytes a channel queues for a full ring at least (see the
 /// module documentation).
 pub const QUEUE_LIMIT_MIN: usize = 1 << 20;
@@ -474,17 +482,31 @@ pub const QUEUE_LIMIT_MIN: usize = 1 << 20;
 /// room, after which it is taken for dead.
 pub const PEER_STALL_MS: i64 = 2000;
 
-/// An incoming packet object for `payload`: a recycled one if there is
-/// one (keeping its buffers), else a new one. `None`: out of memory.
-fn take_incoming(
+/// Incoming packet objects a channel keeps for reuse while connected.
+pub(crate) const POOL_SIZE: usize = 64;
+
+/// Keeps a completed incoming packet object in `pool` for reuse; gives it
+/// back if the pool is full (or not set up: not connected).
+pub(crate) fn recycle(
     pool: &mut KVec<KBox<Incoming>>,
+    mut b: KBox<Incoming>,
+) -> Option<KBox<Incoming>> {
+    b.external = None;
+    pool.push_within_capacity(b).err().map(|e| e.0)
+}
+
+/// An incoming packet object for `payload`: the recycled one in `spare` if
+/// there is one (keeping its buffers), else a new one. `None`: out of
+/// memory (`spare` keeps its object).
+fn take_incoming(
+    spare: &mut Option<KBox<Incoming>>,
     context_size: usize,
     channel: &Arc<Channel>,
     payload: &[u8],
     (transaction_id, completion_requested): (u64, bool),
     external: Option<Arc<GpadlPages>>,
 ) -> Option<KBox<Incoming>> {
-    let mut b = match pool.pop() {
+    let mut b = match spare.take() {
         Some(b) => b,
         // Built as done, so that dropping it sends no completion: the
         // data lock is held here.
@@ -504,8 +526,7 @@ fn take_incoming(
     };
     b.data.clear();
     if b.data.extend_from_slice(payload, GFP_ATOMIC).is_err() {
-        // Back to the pool (it came from there or has room to).
-        let _ = pool.push_within_capacity(b);
+        *spare = Some(b);
         return None;
     }
     b.context.fill(0);
@@ -558,10 +579,8 @@ fn check_external(
 
 /// The outcome of a send.
 pub(crate) struct Sent {
-    /// The other endpoint must be kicked.
-    pub(crate) kick: bool,
-    /// The other endpoint.
-    pub(crate) peer: Peer,
+    /// The other endpoint, when it must be kicked.
+    pub(crate) kick: Option<Peer>,
     /// A routine to run now, without locks (a packet without a completion
     /// request was written).
     pub(crate) run_now: Option<Routine>,
@@ -613,8 +632,10 @@ impl DataPath {
             queue_limit,
             progress: Instant::now(),
             outstanding: no_transactions(),
-            pool: KVec::with_capacity(POOL_SIZE, GFP_KERNEL)?,
             spare: KVec::new(),
+            // A predecessor (live update) may have left it set: cleared at
+            // the first flush.
+            pending_send_size: true,
             broken: false,
             orphans: KVec::new(),
             chan,
@@ -742,8 +763,7 @@ impl DataPath {
                     );
                     let kick = self.out.commit().unwrap_or(false);
                     return Ok(Sent {
-                        kick,
-                        peer: self.peer.clone(),
+                        kick: kick.then(|| self.peer.clone()),
                         run_now: routine,
                         id,
                     });
@@ -776,8 +796,7 @@ impl DataPath {
         // corrupt ring shows up on the next read).
         let (kick, _) = self.flush_queue().unwrap_or((false, 0));
         Ok(Sent {
-            kick,
-            peer: self.peer.clone(),
+            kick: kick.then(|| self.peer.clone()),
             run_now: None,
             id,
         })
@@ -924,6 +943,7 @@ impl DataPath {
                 }
                 Err(WriteError::Full { needed }) => {
                     self.out.set_pending_send_size(needed as u32);
+                    self.pending_send_size = true;
                     // The reader may have made room before it could see
                     // the request: look again, or no signal may come.
                     if self.out.free_bytes().is_ok_and(|free| free >= needed) {
@@ -934,16 +954,22 @@ impl DataPath {
                 Err(_) => return Err(EINVAL),
             }
         }
-        if self.queue.is_empty() {
+        if self.queue.is_empty() && self.pending_send_size {
             self.out.set_pending_send_size(0);
+            self.pending_send_size = false;
         }
         let kick = self.out.commit().unwrap_or(false);
         Ok((kick, written))
     }
 
-    /// Reads one packet. Returns what it was, and whether the peer must be
+    /// Reads one packet; a data packet goes into the object in `spare` if
+    /// there is one. Returns what it was, and whether the peer must be
     /// kicked (it is waiting for room we just made).
-    pub(crate) fn receive(&mut self, channel: &Arc<Channel>) -> (Received, bool) {
+    pub(crate) fn receive(
+        &mut self,
+        channel: &Arc<Channel>,
+        spare: &mut Option<KBox<Incoming>>,
+    ) -> (Received, bool) {
         if self.broken {
             return (Received::Empty, false);
         }
@@ -1007,15 +1033,7 @@ impl DataPath {
                     .map(|()| Err(data))
             } else {
                 let header = (d.transaction_id(), d.completion_requested());
-                take_incoming(
-                    &mut self.pool,
-                    self.context_size,
-                    channel,
-                    payload,
-                    header,
-                    external,
-                )
-                .map(Ok)
+                take_incoming(spare, self.context_size, channel, payload, header, external).map(Ok)
             };
             let Some(packet) = copied else {
                 // Out of memory: leave the packet in the ring for the next
@@ -1066,13 +1084,6 @@ impl DataPath {
                 }
             }
         }
-    }
-
-    /// Keeps a completed incoming packet object for reuse; gives it back if
-    /// the pool is full.
-    pub(crate) fn recycle(&mut self, mut b: KBox<Incoming>) -> Option<KBox<Incoming>> {
-        b.external = None;
-        self.pool.push_within_capacity(b).err().map(|e| e.0)
     }
 
     /// Whether routines of written packets wait to be run.
@@ -1955,7 +1966,7 @@ mod tests {
         assert!(holder.wait(|h| h.held() == 2));
         // The server's own writer sends a completion for an id the client
         // never used (as a confused or hostile peer would).
-        server.complete_incoming(true, 0xdead, b"forged")?;
+        server.complete_incoming(true, 0xdead, b"forged", None)?;
         // The client closes (as after PacketFail): both sends end with the
         // defined failure status.
         assert!(tally.wait_total(2));
@@ -2144,7 +2155,7 @@ mod tests {
         // Completed (with the holder's empty payload), not failed.
         assert_eq!(tally.mismatched.load(Ordering::SeqCst), 1);
         // The same id again: a duplicate.
-        server.complete_incoming(true, id, b"again")?;
+        server.complete_incoming(true, id, b"again", None)?;
         assert!(holder.wait(|_| !client.is_enabled() && !server.is_running()));
         assert_eq!(client.snapshot().failures, 1);
         server.disable()?;
