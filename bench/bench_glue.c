@@ -3,6 +3,8 @@
  * kmcl_bench C glue.
  */
 #include <linux/bottom_half.h>
+#include <linux/cpumask.h>
+#include <linux/sched.h>
 #include <linux/spinlock.h>
 
 #include "bench_glue.h"
@@ -51,4 +53,17 @@ void kmcl_bench_primitive(u32 which)
 	default:
 		break;
 	}
+}
+
+/*
+ * Lets the calling thread (insmod, running the benchmark) run on CPU @cpu
+ * only, or anywhere again for U32_MAX.
+ */
+int kmcl_bench_pin(u32 cpu)
+{
+	if (cpu == U32_MAX)
+		return set_cpus_allowed_ptr(current, cpu_possible_mask);
+	if (cpu >= nr_cpu_ids || !cpu_online(cpu))
+		return -EINVAL;
+	return set_cpus_allowed_ptr(current, cpumask_of(cpu));
 }

@@ -9,5 +9,6 @@
 
 void kmcl_bench_run_softirqs(void);
 void kmcl_bench_primitive(u32 which);
+int kmcl_bench_pin(u32 cpu);
 
 #endif

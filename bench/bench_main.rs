@@ -111,6 +111,7 @@ mod glue {
     extern "C" {
         pub(super) fn kmcl_bench_run_softirqs();
         pub(super) fn kmcl_bench_primitive(which: u32);
+        pub(super) fn kmcl_bench_pin(cpu: u32) -> core::ffi::c_int;
     }
 }
 
@@ -120,6 +121,12 @@ fn run_softirqs() {
     // SAFETY: takes no arguments; called from process context, where
     // disabling and enabling bottom halves is allowed.
     unsafe { glue::kmcl_bench_run_softirqs() }
+}
+
+/// Lets this thread run on `cpu` only (`None`: anywhere again).
+fn pin(cpu: Option<u32>) -> Result {
+    // SAFETY: changes the calling thread's affinity; process context.
+    kernel::error::to_result(unsafe { glue::kmcl_bench_pin(cpu.unwrap_or(u32::MAX)) })
 }
 
 /// The server side: completes every packet with an empty payload.
@@ -163,11 +170,12 @@ struct Pair {
 impl Pair {
     /// A pair for the benchmarks: 64-KiB packets, 256-KiB rings.
     fn new(module: &'static ThisModule, i: u32) -> Result<Self> {
-        Self::with(module, i, true)
+        Self::with(module, i, true, None)
     }
 
-    /// A pair with kmcl's default settings (`big`: the benchmark's).
-    fn with(module: &'static ThisModule, i: u32, big: bool) -> Result<Self> {
+    /// A pair with kmcl's default settings (`big`: the benchmark's), the
+    /// server's packets processed on CPU `target` (`None`: the sender's).
+    fn with(module: &'static ThisModule, i: u32, big: bool, target: Option<u32>) -> Result<Self> {
         let sink = Arc::new(
             Sink {
                 running: AtomicBool::new(false),
@@ -186,6 +194,7 @@ impl Pair {
         if big {
             server.set_maximum_packet_size(65536)?;
         }
+        server.set_target_processor(target)?;
         server.enable()?;
         server.start()?;
         let mut client = kmcl::Channel::new(module, kmcl::Role::Client, source.clone())?;
@@ -294,8 +303,9 @@ impl kmcl::PacketDone for Spare {
 }
 
 /// Full path without completions: reused packet objects sent from a loop,
-/// until the server got them all, in ns.
-fn full_nowait(pair: &Pair, size: usize, count: u64) -> Result<i64> {
+/// until the server got them all: ns, and how often the sender waited for
+/// the server (a ring's worth ahead).
+fn full_nowait(pair: &Pair, size: usize, count: u64) -> Result<(i64, u64)> {
     const SPARE: usize = 256;
     let payload = KVec::from_elem(0x5a_u8, size, GFP_KERNEL)?;
     let room = KVec::with_capacity(SPARE, GFP_KERNEL)?;
@@ -312,9 +322,11 @@ fn full_nowait(pair: &Pair, size: usize, count: u64) -> Result<i64> {
     let base = pair.sink.received.load(Ordering::SeqCst);
     let t = Instant::<Monotonic>::now();
     let mut sent = 0;
+    let mut waits = 0;
     while sent < count {
         // At most a ring's worth ahead of the server: no queue growth.
         if pair.sink.received.load(Ordering::Relaxed) + 256 < base + sent {
+            waits += 1;
             run_softirqs();
             continue;
         }
@@ -340,7 +352,24 @@ fn full_nowait(pair: &Pair, size: usize, count: u64) -> Result<i64> {
     let ns = t.elapsed().as_nanos();
     // Every routine ran once the packets were written: all are back.
     let _ = wait_for(1000, || spare.packets.lock().len() == SPARE);
-    Ok(ns)
+    Ok((ns, waits))
+}
+
+/// [`full_nowait`] with the sender on CPU 0 and the server's packets
+/// processed on CPU 1 (its target processor); `None` with one CPU.
+fn split_nowait(
+    module: &'static ThisModule,
+    size: usize,
+    count: u64,
+) -> Result<Option<(i64, u64)>> {
+    if pin(Some(1)).is_err() {
+        return Ok(None);
+    }
+    let pair = Pair::with(module, 1, true, Some(1))?;
+    pin(Some(0))?;
+    let r = full_nowait(&pair, size, count);
+    pin(None)?;
+    r.map(Some)
 }
 
 /// The raw ring in one thread: batches written, committed, read back.
@@ -491,13 +520,21 @@ fn run(module: &'static ThisModule) -> Result {
             moved,
             ring
         );
-        let nowait = full_nowait(&pair, size, n)?;
+        let (nowait, _) = full_nowait(&pair, size, n)?;
         pr_info!(
             "RESULT kind=full wait=0 size={} packets={} ns={}\n",
             size,
             n,
             nowait
         );
+        if let Some((split, _)) = split_nowait(module, size, n)? {
+            pr_info!(
+                "RESULT kind=full wait=0 cpus=2 size={} packets={} ns={}\n",
+                size,
+                n,
+                split
+            );
+        }
         let wait = full_wait(&pair, size, n)?;
         pr_info!(
             "RESULT kind=full wait=1 size={} packets={} ns={}\n",
@@ -579,7 +616,7 @@ fn stress(module: &'static ThisModule, seconds: u32) -> Result {
     )?;
     let mut pairs = KVec::with_capacity(PAIRS as usize, GFP_KERNEL)?;
     for i in 0..PAIRS {
-        let p = Pair::with(module, 2000 + i, false)?;
+        let p = Pair::with(module, 2000 + i, false, None)?;
         stress_prime(&p, &flow)?;
         pairs.push(p, GFP_KERNEL)?;
     }
@@ -683,7 +720,7 @@ impl kernel::Module for Bench {
         if hold > 0 {
             let mut held = KVec::with_capacity(hold as usize, GFP_KERNEL)?;
             for i in 0..hold {
-                held.push(Pair::with(module, 1000 + i, false)?, GFP_KERNEL)?;
+                held.push(Pair::with(module, 1000 + i, false, None)?, GFP_KERNEL)?;
             }
             pr_info!("RESULT kind=hold pairs={}\n", hold);
             return Ok(Bench { _held: held });
@@ -698,12 +735,21 @@ impl kernel::Module for Bench {
             let pair = Pair::new(module, 0)?;
             let (moved, ring) = raw_ring(64, u64::from(profile))?;
             pr_info!("RESULT kind=ring size=64 packets={} ns={}\n", moved, ring);
-            let nowait = full_nowait(&pair, 64, u64::from(profile))?;
+            let (nowait, waits) = full_nowait(&pair, 64, u64::from(profile))?;
             pr_info!(
-                "RESULT kind=full wait=0 size=64 packets={} ns={}\n",
+                "RESULT kind=full wait=0 size=64 packets={} ns={} waits={}\n",
                 profile,
-                nowait
+                nowait,
+                waits
             );
+            if let Some((ns, waits)) = split_nowait(module, 64, u64::from(profile))? {
+                pr_info!(
+                    "RESULT kind=full wait=0 cpus=2 size=64 packets={} ns={} waits={}\n",
+                    profile,
+                    ns,
+                    waits
+                );
+            }
             return Ok(Bench { _held: KVec::new() });
         }
         match run(module) {

@@ -32,6 +32,11 @@ mod ffi {
     extern "C" {
         pub(super) fn kmcl_wq_alloc(bh: bool) -> *mut workqueue_struct;
         pub(super) fn kmcl_wq_destroy(wq: *mut workqueue_struct);
+        pub(super) fn kmcl_queue_work_on(
+            cpu: u32,
+            wq: *mut workqueue_struct,
+            work: *mut kernel::bindings::work_struct,
+        ) -> bool;
         pub(super) fn kmcl_timer_new() -> *mut c_void;
         pub(super) fn kmcl_timer_arm(
             t: *mut c_void,
@@ -123,6 +128,24 @@ pub fn process() -> &'static Queue {
 /// kmcl's BH (softirq context) workqueue.
 pub fn bh() -> &'static Queue {
     queue(&BH, workqueue::system_bh)
+}
+
+/// Queues `w` on kmcl's BH queue on CPU `cpu` if that CPU is online, else
+/// on the current CPU (as [`Queue::enqueue`] does). A work item already
+/// queued stays where it is.
+pub fn enqueue_bh_on<W, const ID: u64>(cpu: u32, w: W) -> W::EnqueueOutput
+where
+    W: workqueue::RawWorkItem<ID> + Send + 'static,
+{
+    // `Queue` is a transparent wrapper of the C workqueue (`from_raw`).
+    let wq = core::ptr::from_ref(bh())
+        .cast::<bindings::workqueue_struct>()
+        .cast_mut();
+    // SAFETY: as in `Queue::enqueue`: the closure queues the work item
+    // `__enqueue` hands it on a live queue (kmcl's, alive while its code
+    // runs, or the system BH queue) and returns `false` only when the item
+    // is already queued, which is all `queue_work_on()` does.
+    unsafe { w.__enqueue(move |work| ffi::kmcl_queue_work_on(cpu, wq, work)) }
 }
 
 /// What a [`Timer`] calls when it fires.

@@ -308,6 +308,30 @@ int kmcl_client_channel_init_set_target_pnp(struct kmcl_channel *channel,
 int kmcl_client_channel_init_set_transport(struct kmcl_channel *channel,
 					   u32 transport);
 
+/* kmcl_channel_init_set_target_processor(): no target processor. */
+#define KMCL_TARGET_PROCESSOR_NONE				0xffffffffU
+
+/**
+ * kmcl_channel_init_set_target_processor() - the CPU that processes the
+ * channel's incoming packets (VmbClientChannelInitSetTargetProcessorIndex;
+ * kmcl: servers too).
+ * @channel:   a channel.
+ * @processor: a CPU number: the other endpoint's signals run the channel's
+ *             receive work (its softirq "DPC") on that CPU, as VMBus
+ *             interrupts a channel's target processor, so sender and
+ *             receiver can run on different CPUs; while that CPU is
+ *             offline, the signalling CPU.  %KMCL_TARGET_PROCESSOR_NONE
+ *             (the default): the CPU the other endpoint signalled from.
+ *             Packets processed at passive level run in a worker on any
+ *             CPU.
+ *
+ * Context: process.
+ * Return: 0, -EINVAL (NULL @channel, @processor >= nr_cpu_ids), -EBUSY
+ * (enabled).
+ */
+int kmcl_channel_init_set_target_processor(struct kmcl_channel *channel,
+					   u32 processor);
+
 /** kmcl_server_channel_init_set_target_interface_id() - what a server offers (both required). */
 int kmcl_server_channel_init_set_target_interface_id(struct kmcl_channel *channel,
 						     const guid_t *interface_type,

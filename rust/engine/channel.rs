@@ -269,6 +269,9 @@ pub struct Channel {
     /// Deliver in process context (KMCL `PASSIVE_LEVEL`) instead of
     /// softirq; set only while disabled, read without a lock.
     at_passive: core::sync::atomic::AtomicBool,
+    /// The CPU the receive work runs on when the channel is signalled
+    /// ([`NO_TARGET_CPU`]: the signalling CPU); set only while disabled.
+    target_cpu: core::sync::atomic::AtomicU32,
     /// Delivery stopped because the channel failed (PacketFail, a corrupt
     /// ring): packets of a batch already read are not delivered. Read
     /// without a lock; cleared when delivery is enabled again.
@@ -351,6 +354,9 @@ static NEXT_ID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::n
 /// yields to other work and is queued again (KMCL's DPC cycle limit).
 pub const RX_BUDGET: u32 = 128;
 
+/// No target processor: the receive work runs on the CPU that signalled.
+pub const NO_TARGET_CPU: u32 = u32::MAX;
+
 /// Most packets the receive work reads under one hold of the data lock.
 const RX_BATCH: usize = 16;
 
@@ -405,6 +411,7 @@ impl Channel {
                 pointer: core::sync::atomic::AtomicUsize::new(0),
                 at_passive: core::sync::atomic::AtomicBool::new(false),
                 halted: core::sync::atomic::AtomicBool::new(false),
+                target_cpu: core::sync::atomic::AtomicU32::new(NO_TARGET_CPU),
                 signals_sent: core::sync::atomic::AtomicU64::new(0),
                 signals_received: core::sync::atomic::AtomicU64::new(0),
                 latency: core::sync::atomic::AtomicU32::new(0),
@@ -1473,10 +1480,12 @@ impl Channel {
     /// Makes the receive work look at the rings.
     pub(crate) fn kick_rx(self: &Arc<Self>) {
         // Fails only when the work is already queued.
-        if self.at_passive.load(core::sync::atomic::Ordering::Relaxed) {
+        use core::sync::atomic::Ordering::Relaxed;
+        if self.at_passive.load(Relaxed) {
             let _ = crate::queues::process().enqueue::<Arc<Self>, 3>(self.clone());
         } else {
-            let _ = crate::queues::bh().enqueue::<Arc<Self>, 1>(self.clone());
+            let cpu = self.target_cpu.load(Relaxed);
+            let _ = crate::queues::enqueue_bh_on::<Arc<Self>, 1>(cpu, self.clone());
         }
     }
 
@@ -1490,6 +1499,32 @@ impl Channel {
                 .store(at_passive, core::sync::atomic::Ordering::Relaxed);
             Ok(())
         })
+    }
+
+    /// KMCL `VmbClientChannelInitSetTargetProcessorIndex` (kmcl: servers
+    /// too): the CPU whose softirq delivers the channel's incoming packets,
+    /// as VMBus interrupts a channel's target processor. `None` (the
+    /// default): the CPU the other endpoint signalled from. An offline
+    /// target is replaced by the signalling CPU while it is offline.
+    /// Processing at passive level runs in a worker anywhere. `-EINVAL`
+    /// for a CPU number the kernel cannot have; `-EBUSY` unless disabled.
+    pub fn set_target_processor(&self, cpu: Option<u32>) -> Result {
+        if cpu.is_some_and(|c| c >= kernel::cpu::nr_cpu_ids()) {
+            return Err(EINVAL);
+        }
+        self.init_time(|_| {
+            self.target_cpu.store(
+                cpu.unwrap_or(NO_TARGET_CPU),
+                core::sync::atomic::Ordering::Relaxed,
+            );
+            Ok(())
+        })
+    }
+
+    /// The target processor ([`Self::set_target_processor`]).
+    pub fn target_processor(&self) -> Option<u32> {
+        let cpu = self.target_cpu.load(core::sync::atomic::Ordering::Relaxed);
+        (cpu != NO_TARGET_CPU).then_some(cpu)
     }
 
     /// KMCL `VmbChannelPacketDeferToPassive`: `packet` will be delivered

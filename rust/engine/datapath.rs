@@ -1769,6 +1769,69 @@ mod tests {
         Ok(())
     }
 
+    /// Counts the packets delivered on CPU `cpu` and elsewhere.
+    #[derive(Default)]
+    struct CpuProbe {
+        cpu: AtomicU32,
+        on_cpu: AtomicU32,
+        elsewhere: AtomicU32,
+    }
+
+    impl PacketCallbacks for CpuProbe {
+        fn process_packet(&self, _channel: &Arc<Channel>, packet: IncomingPacket) {
+            let here = kernel::cpu::CpuId::current().as_u32();
+            if here == self.cpu.load(Ordering::SeqCst) {
+                self.on_cpu.fetch_add(1, Ordering::SeqCst);
+            } else {
+                self.elsewhere.fetch_add(1, Ordering::SeqCst);
+            }
+            let _ = packet.complete(b"done");
+        }
+    }
+
+    /// 40 requests from a sender pinned to CPU 0 to a server with target
+    /// processor `target`: counts of those delivered on `expect`.
+    fn deliveries_on(target: Option<u32>, expect: u32) -> Result<(u32, u32)> {
+        crate::context::pin_current(0)?;
+        let bus = LoopbackBus::new()?;
+        let probe = Arc::new(CpuProbe::default(), GFP_KERNEL)?;
+        probe.cpu.store(expect, Ordering::SeqCst);
+        let server = Channel::new(Role::Server, bus.clone())?;
+        server.configure(|s| s.interface_type = TYPE)?;
+        server.set_packet_callbacks(probe.clone())?;
+        assert_eq!(
+            server.set_target_processor(Some(kernel::cpu::nr_cpu_ids())),
+            Err(EINVAL)
+        );
+        server.set_target_processor(target)?;
+        assert_eq!(server.target_processor(), target);
+        let client = Channel::new(Role::Client, bus.clone())?;
+        client.configure(|s| s.interface_type = TYPE)?;
+        open(&server, &client)?;
+        assert_eq!(server.set_target_processor(None), Err(EBUSY));
+        let mut reply = [0u8; 8];
+        for _ in 0..40 {
+            assert_eq!(client.send_sync(&[7; 16], &mut reply, Some(5000))?, 8);
+            assert_eq!(&reply[..4], b"done");
+        }
+        close(client, server)?;
+        Ok((
+            probe.on_cpu.load(Ordering::SeqCst),
+            probe.elsewhere.load(Ordering::SeqCst),
+        ))
+    }
+
+    #[test]
+    fn packets_are_delivered_on_the_target_processor() -> Result {
+        // The test VM has two CPUs: the server's packets go to CPU 1 while
+        // the client sends from CPU 0.
+        let last = kernel::cpu::nr_cpu_ids() - 1;
+        assert_eq!(deliveries_on(Some(last), last)?, (40, 0));
+        // Without a target: on the CPU the client signalled from.
+        assert_eq!(deliveries_on(None, 0)?, (40, 0));
+        Ok(())
+    }
+
     /// Checks the per-packet context area, then dirties it.
     #[derive(Default)]
     struct ContextCheck {

@@ -11,7 +11,8 @@ mod tests {
         ClientInterfaceV1, Guid, KmclChannel, KmclIncoming, KmclMdl, KmclPacket, Module,
         ServerInterfaceV1, ServerOnlyMethods, StateCallbacks, CLIENT_INTERFACE,
         FORMAT_FLAG_WAIT_FOR_COMPLETION, GPADL_FLAG_READ_ONLY, PROCESS_PACKET_FLAG_EXTERNAL_DATA,
-        SERVER_INTERFACE, STATE_CALLBACKS_VERSION, TRANSPORT_AUTO, TRANSPORT_HOST,
+        SERVER_INTERFACE, STATE_CALLBACKS_VERSION, TARGET_PROCESSOR_NONE, TRANSPORT_AUTO,
+        TRANSPORT_HOST,
     };
     use super::super::*;
     use core::ffi::{c_int, c_void};
@@ -1054,6 +1055,36 @@ mod tests {
                 }) == 0));
                 assert_eq!(kmcl_channel_disable(client), 0);
             }
+            assert_eq!(kmcl_channel_disable(server), 0);
+            kmcl_channel_cleanup(client);
+            kmcl_channel_cleanup(server);
+        }
+    }
+
+    #[test]
+    fn the_target_processor_is_checked_and_set_while_disabled() {
+        let (server, client) = (allocate(true), allocate(false));
+        let ty = Guid { b: [0x54; 16] };
+        let cpus = kernel::cpu::nr_cpu_ids();
+        // SAFETY: the handles are live.
+        unsafe {
+            assert_eq!(
+                kmcl_channel_init_set_target_processor(core::ptr::null_mut(), 0),
+                -22
+            );
+            assert_eq!(kmcl_channel_init_set_target_processor(client, cpus), -22);
+            assert_eq!(kmcl_channel_init_set_target_processor(client, 0), 0);
+            assert_eq!(
+                kmcl_channel_init_set_target_processor(client, TARGET_PROCESSOR_NONE),
+                0
+            );
+            assert_eq!(kmcl_channel_init_set_target_processor(server, cpus - 1), 0);
+            assert_eq!(
+                kmcl_server_channel_init_set_target_interface_id(server, &ty, &INSTANCE),
+                0
+            );
+            assert_eq!(kmcl_channel_enable(server), 0);
+            assert_eq!(kmcl_channel_init_set_target_processor(server, 0), -16);
             assert_eq!(kmcl_channel_disable(server), 0);
             kmcl_channel_cleanup(client);
             kmcl_channel_cleanup(server);

@@ -849,6 +849,21 @@ pub unsafe extern "C" fn kmcl_client_channel_init_set_ring_buffer_page_count(
     }
 }
 
+/// `VmbClientChannelInitSetTargetProcessorIndex` (kmcl: servers too).
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_init_set_target_processor(
+    channel: *mut KmclChannel,
+    processor: u32,
+) -> c_int {
+    let cpu = (processor != abi::TARGET_PROCESSOR_NONE).then_some(processor);
+    // SAFETY: the caller's promise.
+    unsafe { with_channel(channel, |h| h.channel.set_target_processor(cpu)) }
+}
+
 /// `kmcl_client_channel_init_set_transport` (kmcl's own).
 ///
 /// # Safety

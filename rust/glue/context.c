@@ -2,7 +2,9 @@
 /*
  * kmcl C glue for execution-context queries (macros in C).
  */
+#include <linux/cpumask.h>
 #include <linux/preempt.h>
+#include <linux/sched.h>
 
 #include "kmcl_glue.h"
 
@@ -10,4 +12,12 @@
 bool kmcl_in_task(void)
 {
 	return in_task();
+}
+
+/* Lets the calling thread run on CPU @cpu only (tests). */
+int kmcl_pin_current(u32 cpu)
+{
+	if (cpu >= nr_cpu_ids || !cpu_online(cpu))
+		return -EINVAL;
+	return set_cpus_allowed_ptr(current, cpumask_of(cpu));
 }

@@ -45,6 +45,7 @@ EXPORT_SYMBOL_NS_GPL(kmcl_channel_start, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_client_channel_init_set_ring_buffer_page_count, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_client_channel_init_set_target_pnp, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_client_channel_init_set_transport, "KMCL");
+EXPORT_SYMBOL_NS_GPL(kmcl_channel_init_set_target_processor, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_loopback_vmbus_create, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_loopback_vmbus_destroy, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_packet_restored, "KMCL");

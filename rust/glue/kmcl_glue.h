@@ -46,10 +46,13 @@ int kmcl_host_probe(const void *bus, struct hv_device *dev,
 void kmcl_host_remove(const void *bus, struct hv_device *dev);
 void kmcl_host_interrupt(const void *link);
 bool kmcl_in_task(void);
+int kmcl_pin_current(u32 cpu);
 
 struct workqueue_struct;
 struct workqueue_struct *kmcl_wq_alloc(bool bh);
 void kmcl_wq_destroy(struct workqueue_struct *wq);
+bool kmcl_queue_work_on(u32 cpu, struct workqueue_struct *wq,
+			struct work_struct *work);
 struct kmcl_timer;
 struct kmcl_timer *kmcl_timer_new(void);
 void kmcl_timer_arm(struct kmcl_timer *t, struct workqueue_struct *wq,

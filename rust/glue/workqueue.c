@@ -2,6 +2,8 @@
 /*
  * kmcl C glue: kmcl's own workqueues (alloc_workqueue() is a macro).
  */
+#include <linux/cpumask.h>
+#include <linux/preempt.h>
 #include <linux/slab.h>
 #include <linux/workqueue.h>
 
@@ -22,6 +24,27 @@ struct workqueue_struct *kmcl_wq_alloc(bool bh)
 void kmcl_wq_destroy(struct workqueue_struct *wq)
 {
 	destroy_workqueue(wq);
+}
+
+/*
+ * Queues @work on @wq on CPU @cpu if that CPU is online, else where
+ * queue_work() would (a channel's target processor).  Preemption stays off
+ * from the check to the queueing, so the CPU cannot go offline in between
+ * (unplugging runs stop_machine); BH work queued on a CPU before it goes
+ * offline is run by workqueue_softirq_dead().
+ */
+bool kmcl_queue_work_on(u32 cpu, struct workqueue_struct *wq,
+			struct work_struct *work)
+{
+	int target = WORK_CPU_UNBOUND;
+	bool queued;
+
+	preempt_disable();
+	if (cpu < nr_cpu_ids && cpu_online(cpu))
+		target = cpu;
+	queued = queue_work_on(target, wq, work);
+	preempt_enable();
+	return queued;
 }
 
 /*

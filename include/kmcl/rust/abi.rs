@@ -378,6 +378,9 @@ kmcl_functions! {
     /// (`TRANSPORT_*`).
     FnClientChannelInitSetTransport = kmcl_client_channel_init_set_transport(
         channel: *mut KmclChannel, transport: u32) -> c_int;
+    /// `VmbClientChannelInitSetTargetProcessorIndex` (kmcl: servers too).
+    FnChannelInitSetTargetProcessor = kmcl_channel_init_set_target_processor(
+        channel: *mut KmclChannel, processor: u32) -> c_int;
 }
 
 /// `KMCL_CLIENT_INTERFACE_V1` (C `struct kmcl_client_interface_v1`), in
@@ -487,3 +490,6 @@ pub const TRANSPORT_AUTO: u32 = 0;
 pub const TRANSPORT_LOOPBACK: u32 = 1;
 /// `KMCL_TRANSPORT_HOST`: the VMBus host (Hyper-V) only, via hv_vmbus.
 pub const TRANSPORT_HOST: u32 = 2;
+/// `KMCL_TARGET_PROCESSOR_NONE`: a channel's packets are delivered on the
+/// CPU the other endpoint signalled from (the default).
+pub const TARGET_PROCESSOR_NONE: u32 = 0xffff_ffff;

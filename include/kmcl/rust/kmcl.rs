@@ -241,6 +241,15 @@ impl Channel {
         result(unsafe { abi::kmcl_client_channel_init_set_transport(self.raw, transport) })
     }
 
+    /// `VmbClientChannelInitSetTargetProcessorIndex` (kmcl: servers too):
+    /// the CPU whose softirq delivers this channel's packets; `None` (the
+    /// default): the CPU the other endpoint signalled from.
+    pub fn set_target_processor(&mut self, cpu: Option<u32>) -> Result {
+        let cpu = cpu.unwrap_or(abi::TARGET_PROCESSOR_NONE);
+        // SAFETY: `raw` is live.
+        result(unsafe { abi::kmcl_channel_init_set_target_processor(self.raw, cpu) })
+    }
+
     /// `VmbChannelInitSetFriendlyName`.
     pub fn set_friendly_name(&mut self, name: &CStr) -> Result {
         // SAFETY: `raw` is live; `name` is NUL-terminated.
