@@ -524,10 +524,16 @@ fn take_incoming(
         )
         .ok()?,
     };
-    b.data.clear();
-    if b.data.extend_from_slice(payload, GFP_ATOMIC).is_err() {
-        *spare = Some(b);
-        return None;
+    // A recycled object usually had a payload of the same size: then the
+    // bytes are only copied.
+    if b.data.len() != payload.len() {
+        b.data.clear();
+        if b.data.extend_from_slice(payload, GFP_ATOMIC).is_err() {
+            *spare = Some(b);
+            return None;
+        }
+    } else {
+        b.data.copy_from_slice(payload);
     }
     b.context.fill(0);
     b.transaction_id = transaction_id;
@@ -719,7 +725,7 @@ impl DataPath {
         let id = transaction_id.unwrap_or(0);
         let sent = self.write_or_queue(
             ptype,
-            KVec::new(),
+            &[],
             payload,
             (wait_for_completion, id),
             routine,
@@ -739,7 +745,7 @@ impl DataPath {
     fn write_or_queue(
         &mut self,
         ptype: PacketType,
-        header: KVec<u8>,
+        header: &[u8],
         payload: &[u8],
         (wait_for_completion, id): (bool, u64),
         routine: Option<Routine>,
@@ -748,7 +754,7 @@ impl DataPath {
         if self.queue.is_empty() {
             match self
                 .out
-                .write(ptype, &header, payload, wait_for_completion, id)
+                .write(ptype, header, payload, wait_for_completion, id)
             {
                 Ok(()) => {
                     self.counters.packets_out += 1;
@@ -778,13 +784,15 @@ impl DataPath {
         self.may_queue(payload.len(), self.queue_limit)?;
         let mut copy = KVec::with_capacity(payload.len(), GFP_ATOMIC)?;
         copy.extend_from_slice(payload, GFP_ATOMIC)?;
+        let mut header_copy = KVec::new();
+        header_copy.extend_from_slice(header, GFP_ATOMIC)?;
         if routine.is_some() {
             // Room to hand its routine out once written.
             self.written.reserve(self.queue.len() + 1)?;
         }
         self.queue.push(Queued {
             ptype,
-            header,
+            header: header_copy,
             payload: copy,
             completion_requested: wait_for_completion,
             transaction_id: id,
@@ -871,7 +879,7 @@ impl DataPath {
         }
         let sent = self.write_or_queue(
             PacketType::GpaDirect,
-            header,
+            &header,
             payload,
             (true, id),
             None,

@@ -24,7 +24,7 @@ if [ -n "${BENCH_PROFILE:-}" ]; then
 		perf report -i /tmp/perf.data --stdio --no-children --sort sym \
 			--percent-limit 0.5 -g none 2>/dev/null | grep -v '^$'
 		perf report -i /tmp/perf.data --stdio --children --sort sym \
-			--percent-limit 0.7 -g none 2>/dev/null | grep -v '^$'
+			--percent-limit 0.4 -g none 2>/dev/null | grep -v '^$'
 	else
 		insmod /kmcl/kmcl_bench.ko profile="$BENCH_PROFILE"
 		rc=$?
