@@ -69,7 +69,11 @@ module! {
         },
         profile: u32 {
             default: 0,
-            description: "Only measure this many 64-B packets on the ring and the full path without completions (for profiling)",
+            description: "Only measure this many packets on the ring and the full path without completions (for profiling)",
+        },
+        profile_size: u32 {
+            default: 64,
+            description: "Packet size for profile (64 to 65536)",
         },
     },
 }
@@ -732,20 +736,29 @@ impl kernel::Module for Bench {
         }
         let profile = module_parameters::profile.value();
         if profile > 0 {
+            let size = module_parameters::profile_size.value().clamp(64, 65536) as usize;
+            let n = u64::from(profile);
             let pair = Pair::new(module, 0)?;
-            let (moved, ring) = raw_ring(64, u64::from(profile))?;
-            pr_info!("RESULT kind=ring size=64 packets={} ns={}\n", moved, ring);
-            let (nowait, waits) = full_nowait(&pair, 64, u64::from(profile))?;
+            let (moved, ring) = raw_ring(size, n)?;
             pr_info!(
-                "RESULT kind=full wait=0 size=64 packets={} ns={} waits={}\n",
-                profile,
+                "RESULT kind=ring size={} packets={} ns={}\n",
+                size,
+                moved,
+                ring
+            );
+            let (nowait, waits) = full_nowait(&pair, size, n)?;
+            pr_info!(
+                "RESULT kind=full wait=0 size={} packets={} ns={} waits={}\n",
+                size,
+                n,
                 nowait,
                 waits
             );
-            if let Some((ns, waits)) = split_nowait(module, 64, u64::from(profile))? {
+            if let Some((ns, waits)) = split_nowait(module, size, n)? {
                 pr_info!(
-                    "RESULT kind=full wait=0 cpus=2 size=64 packets={} ns={} waits={}\n",
-                    profile,
+                    "RESULT kind=full wait=0 cpus=2 size={} packets={} ns={} waits={}\n",
+                    size,
+                    n,
                     ns,
                     waits
                 );

@@ -11,22 +11,22 @@ say() { echo "[kmcl-bench] $*"; }
 	echo kmcl_no_suite >/sys/module/kunit/parameters/filter_glob
 say "kernel $(uname -r)"
 insmod /kmcl/kmcl.ko || { say "insmod kmcl.ko failed"; exit 1; }
-# BENCH_PROFILE=N: only the ring and the 64-B full path without
-# completions, N packets; with VM_PERF=1 on the host sampled by perf, whose
+# BENCH_PROFILE=N: only the ring and the full path without completions, N
+# packets of BENCH_SIZE bytes (default 64); with VM_PERF=1 on the host sampled by perf, whose
 # report goes to the console.  Nothing else runs.
 if [ -n "${BENCH_PROFILE:-}" ]; then
 	PATH=$PATH:/usr/bin
 	if command -v perf >/dev/null; then
 		say "profiling the 64-B full path without completions ($BENCH_PROFILE packets)"
 		perf record -q -e cpu-clock -F 4000 -a -g -o /tmp/perf.data -- \
-			insmod /kmcl/kmcl_bench.ko profile="$BENCH_PROFILE"
+			insmod /kmcl/kmcl_bench.ko profile="$BENCH_PROFILE" profile_size="${BENCH_SIZE:-64}"
 		rc=$?
 		perf report -i /tmp/perf.data --stdio --no-children --sort sym \
 			--percent-limit 0.5 -g none 2>/dev/null | grep -v '^$'
 		perf report -i /tmp/perf.data --stdio --children --sort sym \
 			--percent-limit 0.4 -g none 2>/dev/null | grep -v '^$'
 	else
-		insmod /kmcl/kmcl_bench.ko profile="$BENCH_PROFILE"
+		insmod /kmcl/kmcl_bench.ko profile="$BENCH_PROFILE" profile_size="${BENCH_SIZE:-64}"
 		rc=$?
 	fi
 	rmmod kmcl_bench 2>/dev/null
