@@ -575,6 +575,75 @@ mod tests {
         assert_eq!(lent::count(), 0);
     }
 
+    /// Return codes of the second completion, and of the external-data
+    /// query before the first, inside the callback.
+    static TWICE_SECOND: AtomicI32 = AtomicI32::new(0);
+    static TWICE_QUERY: AtomicI32 = AtomicI32::new(0);
+
+    /// Server: asks for external data, then completes each packet twice,
+    /// inside the callback (the second must be refused).
+    ///
+    /// # Safety
+    ///
+    /// Called by kmcl as `EvtVmbChannelProcessPacket`.
+    unsafe extern "C" fn complete_twice(
+        _ch: *mut KmclChannel,
+        packet: *mut KmclIncoming,
+        _buffer: *const c_void,
+        _length: u32,
+        _flags: u32,
+    ) {
+        let mut mdl = core::ptr::null_mut();
+        // SAFETY: `packet` is live until the first completion; the second
+        // is what the test is about (kmcl checks it).
+        unsafe {
+            TWICE_QUERY.store(
+                kmcl_channel_packet_get_external_data(packet, 0, &mut mdl),
+                Ordering::SeqCst,
+            );
+            kmcl_channel_packet_complete(packet, core::ptr::null(), 0);
+            TWICE_SECOND.store(
+                kmcl_channel_packet_complete(packet, core::ptr::null(), 0),
+                Ordering::SeqCst,
+            );
+        }
+    }
+
+    #[test]
+    fn a_packet_completed_twice_inside_its_callback_is_refused() {
+        let (server, client) =
+            pair_owned(core::ptr::null_mut(), core::ptr::null_mut(), complete_twice);
+        DONE_OK.store(0, Ordering::SeqCst);
+        DONE_ERR.store(0, Ordering::SeqCst);
+        for _ in 0..3 {
+            // SAFETY: a live channel; the payload is copied.
+            unsafe {
+                let p = kmcl_packet_allocate(client);
+                assert!(!p.is_null());
+                kmcl_packet_set_completion_routine(p, Some(count_done));
+                let wait = FORMAT_FLAG_WAIT_FOR_COMPLETION;
+                assert_eq!(
+                    kmcl_packet_send(p, b"twice".as_ptr().cast(), 5, core::ptr::null(), wait),
+                    0
+                );
+            }
+        }
+        assert!(wait_until(|| DONE_OK.load(Ordering::SeqCst) == 3));
+        // Lent while in the callback (an in-band packet: no external data).
+        assert_eq!(TWICE_QUERY.load(Ordering::SeqCst), -61);
+        assert_eq!(TWICE_SECOND.load(Ordering::SeqCst), -22);
+        assert_eq!(DONE_ERR.load(Ordering::SeqCst), 0);
+        assert_eq!(lent::count(), 0);
+        // SAFETY: live handles.
+        unsafe {
+            assert!(handle(client).is_some_and(|h| h.channel.is_running()));
+            assert_eq!(kmcl_channel_disable(client), 0);
+            assert_eq!(kmcl_channel_disable(server), 0);
+            kmcl_channel_cleanup(client);
+            kmcl_channel_cleanup(server);
+        }
+    }
+
     #[test]
     fn a_module_unloaded_holding_packets_has_them_completed() {
         static FAKE_VSP: u8 = 0;

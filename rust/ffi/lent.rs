@@ -19,7 +19,20 @@
 //!
 //! The record is split into shards by address, each under its own lock, so
 //! that channels on different CPUs rarely meet on one lock.
+//!
+//! Most drivers complete a packet inside their ProcessPacket callback, which
+//! runs in softirq context. Such a packet is recorded without a lock: in
+//! its CPU's "delivering" slot (softirq work does not nest on a CPU, so the
+//! slot is the callback's alone), and given back by clearing the slot.
+//! Only a packet the driver keeps past the callback goes into the table,
+//! before it leaves the slot, so a lent handle is always in a slot or the
+//! table and a give-back that looks at the slots first, then the table,
+//! finds it wherever it is. The table keeps room for every CPU's kept
+//! packet at once ([`HEADROOM`]), so that recording one after the driver
+//! already has it cannot fail; without that room delivery records the
+//! handle in the table first, as before.
 
+use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::prelude::*;
 
 /// One lent handle: (its address, the owner module's address).
@@ -61,6 +74,115 @@ shards!(LENT0, LENT1, LENT2, LENT3, LENT4, LENT5, LENT6, LENT7);
 
 const SHARDS: usize = 8;
 
+/// CPUs with a delivering slot (CPUs beyond use the table).
+const SLOTS: usize = 64;
+
+/// Free entries a shard keeps for packets kept past their callback: one
+/// per slot.
+const HEADROOM: usize = SLOTS;
+
+/// The handle a softirq ProcessPacket callback on CPU `i` was given, until
+/// the driver gives it back or the callback returns (0: none).
+static DELIVERING: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
+
+/// Each shard's free capacity, as of its last change (read without the
+/// shard's lock to decide whether a delivery may use its slot).
+static SPARE: [AtomicUsize; SHARDS] = [const { AtomicUsize::new(0) }; SHARDS];
+
+/// Runs `f` on shard `i` with its lock held, then notes its free capacity.
+fn with_table<R>(i: usize, f: impl FnOnce(&mut KVec<Entry>) -> R) -> R {
+    with_shard(i, |v| {
+        let r = f(v);
+        SPARE[i % SHARDS].store(v.capacity() - v.len(), Ordering::Relaxed);
+        r
+    })
+}
+
+/// Gives the shards their headroom (module init, after [`init`]; atomic
+/// allocations: the shards' locks disable interrupts). Without memory for
+/// it deliveries record every handle in the table.
+pub(super) fn reserve() {
+    for i in 0..SHARDS {
+        let _ = with_table(i, |v| v.reserve(HEADROOM, GFP_ATOMIC));
+    }
+}
+
+/// Removes `handle`'s entry from table vector `v`, if there.
+fn remove(v: &mut KVec<Entry>, handle: usize) -> bool {
+    let Some(i) = v.iter().rposition(|e| e.0 == handle) else {
+        return false;
+    };
+    // Swap-remove: the order does not matter.
+    let last = v.pop();
+    if let (Some(last), Some(slot)) = (last, v.get_mut(i)) {
+        *slot = last;
+    }
+    true
+}
+
+/// Clears the delivering slot holding `handle`: `true` if one did.
+fn take_from_slots(handle: usize) -> bool {
+    let cpus = (kernel::cpu::nr_cpu_ids() as usize).min(SLOTS);
+    let here = kernel::cpu::CpuId::current().as_u32() as usize;
+    // This CPU's first: a packet completed inside its callback.
+    let first = DELIVERING.get(here).into_iter();
+    let rest = DELIVERING.iter().take(cpus);
+    Iterator::chain(first, rest).any(|slot| {
+        slot.compare_exchange(handle, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    })
+}
+
+/// Lends `handle` to `owner` for `deliver` (the driver's ProcessPacket
+/// callback) and calls it. `Err`: out of memory recording it; `deliver`
+/// was not called and the packet must not be handed out.
+pub(super) fn lend_for(handle: usize, owner: usize, deliver: impl FnOnce()) -> Result {
+    let i = shard_of(handle);
+    let cpu = kernel::cpu::CpuId::current().as_u32() as usize;
+    let use_slot = !crate::context::in_task()
+        && cpu < SLOTS
+        && SPARE[i].load(Ordering::Relaxed) >= HEADROOM
+        && DELIVERING[cpu].load(Ordering::Relaxed) == 0;
+    if !use_slot {
+        lend(handle, owner)?;
+        deliver();
+        return Ok(());
+    }
+    // Softirq: no other delivery runs on this CPU until `deliver` returns.
+    DELIVERING[cpu].store(handle, Ordering::Release);
+    deliver();
+    if DELIVERING[cpu].load(Ordering::Acquire) != handle {
+        // Given back inside the callback.
+        return Ok(());
+    }
+    // Kept: into the table (the headroom has room for it), then off the
+    // slot. A give-back in between finds it in one or the other.
+    let recorded = with_table(i, |v| {
+        let pushed = match v.push_within_capacity((handle, owner)) {
+            Ok(()) => true,
+            // Not expected (see HEADROOM).
+            Err(e) => v.push(e.0, GFP_ATOMIC).is_ok(),
+        };
+        let _ = v.reserve(HEADROOM, GFP_ATOMIC);
+        pushed
+    });
+    if !recorded {
+        // The slot keeps recording it (this CPU's deliveries use the table
+        // until it is given back).
+        pr_err!("no room to record a kept incoming packet; its CPU's slot holds it\n");
+        return Ok(());
+    }
+    if DELIVERING[cpu]
+        .compare_exchange(handle, 0, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        // Given back through the slot meanwhile (on another CPU): the
+        // record goes again.
+        with_table(i, |v| remove(v, handle));
+    }
+    Ok(())
+}
+
 fn shard_of(handle: usize) -> usize {
     ((handle >> 6) ^ (handle >> 12)) & (SHARDS - 1)
 }
@@ -68,28 +190,31 @@ fn shard_of(handle: usize) -> usize {
 /// Records `handle` as lent to `owner`. `Err`: out of memory (the packet
 /// must not be handed out).
 pub(super) fn lend(handle: usize, owner: usize) -> Result {
-    with_shard(shard_of(handle), |v| v.push((handle, owner), GFP_ATOMIC))?;
+    with_table(shard_of(handle), |v| {
+        // Never into the headroom kept packets rely on.
+        if v.capacity() - v.len() <= HEADROOM {
+            v.reserve(HEADROOM + 1, GFP_ATOMIC)?;
+        }
+        v.push((handle, owner), GFP_ATOMIC)
+    })?;
     Ok(())
 }
 
 /// Takes `handle` back: `true` if it was lent and not yet given back.
 pub(super) fn give_back(handle: usize) -> bool {
-    with_shard(shard_of(handle), |v| {
-        let Some(i) = v.iter().rposition(|e| e.0 == handle) else {
-            return false;
-        };
-        // Swap-remove: the order does not matter.
-        let last = v.pop();
-        if let (Some(last), Some(slot)) = (last, v.get_mut(i)) {
-            *slot = last;
-        }
-        true
-    })
+    // The slots first, then the table: a kept packet enters the table
+    // before it leaves its slot.
+    take_from_slots(handle) || with_table(shard_of(handle), |v| remove(v, handle))
 }
 
 /// Whether `handle` is lent right now (the caller is its driver).
 pub(super) fn is_lent(handle: usize) -> bool {
-    with_shard(shard_of(handle), |v| v.iter().any(|e| e.0 == handle))
+    let cpus = (kernel::cpu::nr_cpu_ids() as usize).min(SLOTS);
+    DELIVERING
+        .iter()
+        .take(cpus)
+        .any(|slot| slot.load(Ordering::Acquire) == handle)
+        || with_shard(shard_of(handle), |v| v.iter().any(|e| e.0 == handle))
 }
 
 /// Takes back one handle still lent to `owner`, if any.
@@ -102,7 +227,7 @@ pub(super) fn take_one_of(owner: usize) -> Option<usize> {
 /// (handle, owner).
 pub(super) fn take_one_where(pred: impl Fn(usize, usize) -> bool) -> Option<(usize, usize)> {
     for i in 0..SHARDS {
-        let found = with_shard(i, |v| {
+        let found = with_table(i, |v| {
             let j = v.iter().position(|e| pred(e.0, e.1))?;
             let entry = v[j];
             let last = v.pop();
@@ -120,7 +245,14 @@ pub(super) fn take_one_where(pred: impl Fn(usize, usize) -> bool) -> Option<(usi
 
 /// Handles lent and not given back (for tests and the unload check).
 pub(super) fn count() -> usize {
-    (0..SHARDS).map(|i| with_shard(i, |v| v.len())).sum()
+    let in_slots = DELIVERING
+        .iter()
+        .filter(|slot| slot.load(Ordering::Acquire) != 0)
+        .count();
+    in_slots
+        + (0..SHARDS)
+            .map(|i| with_shard(i, |v| v.len()))
+            .sum::<usize>()
 }
 
 /// Frees the shards' memory (module exit; nothing is lent any more).
@@ -130,7 +262,7 @@ pub(super) fn exit() {
         pr_err!("{} incoming packet(s) still lent at unload\n", left);
     }
     for i in 0..SHARDS {
-        let v = with_shard(i, core::mem::take);
+        let v = with_table(i, core::mem::take);
         drop(v);
     }
 }

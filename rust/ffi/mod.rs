@@ -97,6 +97,7 @@ pub(crate) fn init() -> Result {
     // SAFETY: called once, from the module initialiser, before any use.
     unsafe { REGISTRY.init() };
     lent::init();
+    lent::reserve();
     let host_ops: Arc<dyn crate::engine::host::HostOps> = Arc::new(crate::hv::HvVmbus, GFP_KERNEL)?;
     let bus = LoopbackBus::with_host(crate::engine::host::HostBus::new(host_ops)?)?;
     {
@@ -586,24 +587,26 @@ impl PacketCallbacks for CPackets {
             0
         };
         let raw = KBox::into_raw(boxed);
-        if lent::lend(raw as usize, self.handle.owner).is_err() {
+        let delivered = lent::lend_for(raw as usize, self.handle.owner, || {
+            // SAFETY: `f` is the driver's callback (module alive). `raw` is
+            // the packet handle, lent for the call: the driver gives it
+            // back through complete, defer or fail; `data` stays valid
+            // until then (it lives in the box). The length came from a
+            // ring packet, so it fits `u32`.
+            unsafe {
+                f(
+                    self.handle.as_raw(),
+                    raw.cast(),
+                    data.cast(),
+                    len as u32,
+                    flags,
+                )
+            }
+        });
+        if delivered.is_err() {
             // SAFETY: `raw` was made just above and not handed out.
             drop(unsafe { incoming_unchecked(raw.cast()) });
             pr_err!("out of memory delivering a packet; it was completed empty\n");
-            return;
-        }
-        // SAFETY: `f` is the driver's callback (module alive). `raw` is the
-        // packet handle, which the driver gives back through complete,
-        // defer or fail; `data` stays valid until then (it lives in the
-        // box). The length came from a ring packet, so it fits `u32`.
-        unsafe {
-            f(
-                self.handle.as_raw(),
-                raw.cast(),
-                data.cast(),
-                len as u32,
-                flags,
-            )
         }
     }
 
