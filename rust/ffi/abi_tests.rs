@@ -516,6 +516,13 @@ mod tests {
     /// until the `hold` server has them.
     fn send_held(client: *mut KmclChannel, n: usize) {
         HELD_COUNT.store(0, Ordering::SeqCst);
+        send_counted(client, n, b"hold");
+        assert!(wait_until(|| HELD_COUNT.load(Ordering::SeqCst) == n));
+    }
+
+    /// Sends `n` packets of `payload` from `client` with a completion
+    /// request, their outcomes counted by `count_done` (counts reset).
+    fn send_counted(client: *mut KmclChannel, n: usize, payload: &[u8]) {
         DONE_OK.store(0, Ordering::SeqCst);
         DONE_ERR.store(0, Ordering::SeqCst);
         for _ in 0..n {
@@ -525,13 +532,13 @@ mod tests {
                 assert!(!p.is_null());
                 kmcl_packet_set_completion_routine(p, Some(count_done));
                 let wait = FORMAT_FLAG_WAIT_FOR_COMPLETION;
+                let len = payload.len() as u32;
                 assert_eq!(
-                    kmcl_packet_send(p, b"hold".as_ptr().cast(), 4, core::ptr::null(), wait),
+                    kmcl_packet_send(p, payload.as_ptr().cast(), len, core::ptr::null(), wait),
                     0
                 );
             }
         }
-        assert!(wait_until(|| HELD_COUNT.load(Ordering::SeqCst) == n));
     }
 
     #[test]
@@ -613,21 +620,7 @@ mod tests {
     fn a_packet_completed_twice_inside_its_callback_is_refused() {
         let (server, client) =
             pair_owned(core::ptr::null_mut(), core::ptr::null_mut(), complete_twice);
-        DONE_OK.store(0, Ordering::SeqCst);
-        DONE_ERR.store(0, Ordering::SeqCst);
-        for _ in 0..3 {
-            // SAFETY: a live channel; the payload is copied.
-            unsafe {
-                let p = kmcl_packet_allocate(client);
-                assert!(!p.is_null());
-                kmcl_packet_set_completion_routine(p, Some(count_done));
-                let wait = FORMAT_FLAG_WAIT_FOR_COMPLETION;
-                assert_eq!(
-                    kmcl_packet_send(p, b"twice".as_ptr().cast(), 5, core::ptr::null(), wait),
-                    0
-                );
-            }
-        }
+        send_counted(client, 3, b"twice");
         assert!(wait_until(|| DONE_OK.load(Ordering::SeqCst) == 3));
         // Lent while in the callback (an in-band packet: no external data).
         assert_eq!(TWICE_QUERY.load(Ordering::SeqCst), -61);
