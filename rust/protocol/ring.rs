@@ -129,6 +129,7 @@ fn checked_size<M: RingMemory>(mem: &M) -> Result<u32, RingError> {
     u32::try_from(len).map_err(|_| RingError::BadSize(len))
 }
 
+#[inline]
 fn checked_index(raw: u32, size: u32) -> Result<u32, RingError> {
     if raw >= size || raw as usize % PACKET_ALIGN != 0 {
         return Err(RingError::BadIndex(raw));
@@ -137,6 +138,7 @@ fn checked_index(raw: u32, size: u32) -> Result<u32, RingError> {
 }
 
 /// Bytes from `from` to `to` going forward around a ring of `size` bytes.
+#[inline]
 fn distance(from: u32, to: u32, size: u32) -> u32 {
     if to >= from {
         to - from
@@ -150,6 +152,7 @@ fn distance(from: u32, to: u32, size: u32) -> u32 {
 ///
 /// Written without `%`: besides being cheaper, a remainder by a run-time
 /// value carries a division-by-zero panic path that objtool cannot follow.
+#[inline]
 fn advance(offset: u32, len: usize, size: u32) -> u32 {
     let end = offset as usize + len;
     if end >= size as usize {
@@ -161,6 +164,7 @@ fn advance(offset: u32, len: usize, size: u32) -> u32 {
 
 /// Copies `buf` into the ring at `offset`, splitting at the end of the data
 /// area. Returns the offset after the copy.
+#[inline]
 fn write_wrapped<M: RingMemory>(mem: &M, size: u32, offset: u32, buf: &[u8]) -> u32 {
     let first = core::cmp::min(buf.len(), (size - offset) as usize);
     mem.write_data(offset as usize, &buf[..first]);
@@ -172,6 +176,7 @@ fn write_wrapped<M: RingMemory>(mem: &M, size: u32, offset: u32, buf: &[u8]) -> 
 
 /// Copies ring bytes at `offset` into `buf`, splitting at the end of the
 /// data area. Returns the offset after the copy.
+#[inline]
 fn read_wrapped<M: RingMemory>(mem: &M, size: u32, offset: u32, buf: &mut [u8]) -> u32 {
     let first = core::cmp::min(buf.len(), (size - offset) as usize);
     mem.read_data(offset as usize, &mut buf[..first]);
@@ -266,6 +271,7 @@ impl<M: RingMemory> OutgoingRing<M> {
     }
 
     /// Free bytes if the reader were still at `read`.
+    #[inline]
     fn free_from(&self, read: u32) -> usize {
         let used = distance(read, self.next, self.size);
         // A ring is never filled completely: keep 8 bytes so that a full
@@ -274,6 +280,7 @@ impl<M: RingMemory> OutgoingRing<M> {
     }
 
     /// The largest packet (trailer included) this ring can ever take.
+    #[inline]
     pub fn capacity(&self) -> usize {
         self.size as usize - PACKET_ALIGN
     }
