@@ -433,9 +433,6 @@ pub(crate) struct DataPath {
     outstanding: Transactions<Routine, RoutineSlots>,
     /// The buffer completion payloads are received into.
     spare: KVec<u8>,
-    /// The outgoing ring's `pending_send_sz` is set (cleared once the
-    /// queue is empty).
-    pending_send_size: bool,
     /// The incoming ring was found corrupt: stop reading it.
     broken: bool,
     /// Transactions of the server this one replaced (a live update):
@@ -639,9 +636,6 @@ impl DataPath {
             progress: Instant::now(),
             outstanding: no_transactions(),
             spare: KVec::new(),
-            // A predecessor (live update) may have left it set: cleared at
-            // the first flush.
-            pending_send_size: true,
             broken: false,
             orphans: KVec::new(),
             chan,
@@ -951,7 +945,6 @@ impl DataPath {
                 }
                 Err(WriteError::Full { needed }) => {
                     self.out.set_pending_send_size(needed as u32);
-                    self.pending_send_size = true;
                     // The reader may have made room before it could see
                     // the request: look again, or no signal may come.
                     if self.out.free_bytes().is_ok_and(|free| free >= needed) {
@@ -962,9 +955,8 @@ impl DataPath {
                 Err(_) => return Err(EINVAL),
             }
         }
-        if self.queue.is_empty() && self.pending_send_size {
+        if self.queue.is_empty() {
             self.out.set_pending_send_size(0);
-            self.pending_send_size = false;
         }
         let kick = self.out.commit().unwrap_or(false);
         Ok((kick, written))
@@ -1721,9 +1713,34 @@ mod tests {
         }
     }
 
-    fn probe_run(passive: bool, defer: bool) -> Result<Arc<ContextProbe>> {
-        const N: u32 = 50;
+    /// `n` synchronous requests (completed with "done") from a client to a
+    /// server with `callbacks`: `setup` configures the server before it is
+    /// enabled and `connected` checks it while it is.
+    fn requests_to(
+        callbacks: Arc<dyn PacketCallbacks>,
+        n: u32,
+        setup: impl FnOnce(&Arc<Channel>) -> Result,
+        connected: impl FnOnce(&Arc<Channel>),
+    ) -> Result {
         let bus = LoopbackBus::new()?;
+        let server = Channel::new(Role::Server, bus.clone())?;
+        server.configure(|s| s.interface_type = TYPE)?;
+        server.set_packet_callbacks(callbacks)?;
+        setup(&server)?;
+        let client = Channel::new(Role::Client, bus.clone())?;
+        client.configure(|s| s.interface_type = TYPE)?;
+        open(&server, &client)?;
+        connected(&server);
+        let mut reply = [0u8; 8];
+        for _ in 0..n {
+            let len = client.send_sync(&[1, 2, 3], &mut reply, Some(5000))?;
+            assert_eq!(&reply[..4], b"done");
+            assert_eq!(len, 8);
+        }
+        close(client, server)
+    }
+
+    fn probe_run(passive: bool, defer: bool) -> Result<Arc<ContextProbe>> {
         let probe = Arc::new(
             ContextProbe {
                 defer_from_softirq: defer,
@@ -1731,24 +1748,17 @@ mod tests {
             },
             GFP_KERNEL,
         )?;
-        let server = Channel::new(Role::Server, bus.clone())?;
-        server.configure(|s| s.interface_type = TYPE)?;
-        server.set_packet_callbacks(probe.clone())?;
-        server.set_incoming_processing_at_passive(passive)?;
-        let client = Channel::new(Role::Client, bus.clone())?;
-        client.configure(|s| s.interface_type = TYPE)?;
-        open(&server, &client)?;
-        assert_eq!(
-            server.set_incoming_processing_at_passive(!passive),
-            Err(EBUSY)
-        );
-        let mut reply = [0u8; 8];
-        for _ in 0..N {
-            let n = client.send_sync(&[1, 2, 3], &mut reply, Some(5000))?;
-            assert_eq!(&reply[..4], b"done");
-            assert_eq!(n, 8);
-        }
-        close(client, server)?;
+        requests_to(
+            probe.clone(),
+            50,
+            |server| server.set_incoming_processing_at_passive(passive),
+            |server| {
+                assert_eq!(
+                    server.set_incoming_processing_at_passive(!passive),
+                    Err(EBUSY)
+                )
+            },
+        )?;
         Ok(probe)
     }
 
@@ -1801,28 +1811,22 @@ mod tests {
     /// processor `target`: counts of those delivered on `expect`.
     fn deliveries_on(target: Option<u32>, expect: u32) -> Result<(u32, u32)> {
         crate::context::pin_current(0)?;
-        let bus = LoopbackBus::new()?;
         let probe = Arc::new(CpuProbe::default(), GFP_KERNEL)?;
         probe.cpu.store(expect, Ordering::SeqCst);
-        let server = Channel::new(Role::Server, bus.clone())?;
-        server.configure(|s| s.interface_type = TYPE)?;
-        server.set_packet_callbacks(probe.clone())?;
-        assert_eq!(
-            server.set_target_processor(Some(kernel::cpu::nr_cpu_ids())),
-            Err(EINVAL)
-        );
-        server.set_target_processor(target)?;
-        assert_eq!(server.target_processor(), target);
-        let client = Channel::new(Role::Client, bus.clone())?;
-        client.configure(|s| s.interface_type = TYPE)?;
-        open(&server, &client)?;
-        assert_eq!(server.set_target_processor(None), Err(EBUSY));
-        let mut reply = [0u8; 8];
-        for _ in 0..40 {
-            assert_eq!(client.send_sync(&[7; 16], &mut reply, Some(5000))?, 8);
-            assert_eq!(&reply[..4], b"done");
-        }
-        close(client, server)?;
+        requests_to(
+            probe.clone(),
+            40,
+            |server| {
+                assert_eq!(
+                    server.set_target_processor(Some(kernel::cpu::nr_cpu_ids())),
+                    Err(EINVAL)
+                );
+                server.set_target_processor(target)?;
+                assert_eq!(server.target_processor(), target);
+                Ok(())
+            },
+            |server| assert_eq!(server.set_target_processor(None), Err(EBUSY)),
+        )?;
         Ok((
             probe.on_cpu.load(Ordering::SeqCst),
             probe.elsewhere.load(Ordering::SeqCst),

@@ -381,9 +381,15 @@ impl<M: RingMemory> OutgoingRing<M> {
         Ok(self.read_index()? == old)
     }
 
-    /// Asks the reader to signal once `bytes` are free (0: never).
+    /// Asks the reader to signal once `bytes` are free (0: never). Only
+    /// the writer sets the word, so one that already says `bytes` is left
+    /// alone (no store, no fence: it has been visible since it was set).
     pub fn set_pending_send_size(&self, bytes: u32) {
-        self.mem.control()[PENDING_SEND_SIZE].store(bytes, Ordering::Relaxed);
+        let word = &self.mem.control()[PENDING_SEND_SIZE];
+        if word.load(Ordering::Relaxed) == bytes {
+            return;
+        }
+        word.store(bytes, Ordering::Relaxed);
         // The reader must see the request before we re-check free space.
         fence(Ordering::SeqCst);
     }
