@@ -429,7 +429,6 @@ fn raw_ring(size: usize, count: u64) -> Result<(u64, i64)> {
 /// Times primitives the data path uses, `n` iterations each: ns per
 /// iteration in `RESULT kind=micro` lines.
 fn micro(n: u32) -> Result {
-    use kernel::sync::SpinLock;
     let time = |what: &str, f: &mut dyn FnMut()| {
         let t = Instant::<Monotonic>::now();
         for _ in 0..n {
@@ -476,7 +475,37 @@ fn micro(n: u32) -> Result {
     }
     time("arc_clone_drop", &mut || drop(irq.clone()));
     time("bh_off_on", &mut || run_softirqs());
-    let _: &SpinLock<u64> = &plain;
+    Ok(())
+}
+
+/// The raw ring and the full path without completions on one CPU and on
+/// two, `n` packets of `size`: their `RESULT` lines (with how often the
+/// sender waited for the server).
+fn ring_and_nowait(module: &'static ThisModule, pair: &Pair, size: usize, n: u64) -> Result {
+    let (moved, ring) = raw_ring(size, n)?;
+    pr_info!(
+        "RESULT kind=ring size={} packets={} ns={}\n",
+        size,
+        moved,
+        ring
+    );
+    let (nowait, waits) = one_cpu_nowait(pair, size, n)?;
+    pr_info!(
+        "RESULT kind=full wait=0 size={} packets={} ns={} waits={}\n",
+        size,
+        n,
+        nowait,
+        waits
+    );
+    if let Some((split, waits)) = split_nowait(module, size, n)? {
+        pr_info!(
+            "RESULT kind=full wait=0 cpus=2 size={} packets={} ns={} waits={}\n",
+            size,
+            n,
+            split,
+            waits
+        );
+    }
     Ok(())
 }
 
@@ -526,28 +555,7 @@ fn run(module: &'static ThisModule) -> Result {
         // Fewer of the large ones: the same bytes, roughly (sizes are
         // powers of two from 64: a shift, not a division, for objtool).
         let n = (count >> (size.trailing_zeros() - 6)).clamp(500, count);
-        let (moved, ring) = raw_ring(size, n)?;
-        pr_info!(
-            "RESULT kind=ring size={} packets={} ns={}\n",
-            size,
-            moved,
-            ring
-        );
-        let (nowait, _) = one_cpu_nowait(&pair, size, n)?;
-        pr_info!(
-            "RESULT kind=full wait=0 size={} packets={} ns={}\n",
-            size,
-            n,
-            nowait
-        );
-        if let Some((split, _)) = split_nowait(module, size, n)? {
-            pr_info!(
-                "RESULT kind=full wait=0 cpus=2 size={} packets={} ns={}\n",
-                size,
-                n,
-                split
-            );
-        }
+        ring_and_nowait(module, &pair, size, n)?;
         let wait = full_wait(&pair, size, n)?;
         pr_info!(
             "RESULT kind=full wait=1 size={} packets={} ns={}\n",
@@ -748,30 +756,7 @@ impl kernel::Module for Bench {
             let size = module_parameters::profile_size.value().clamp(64, 65536) as usize;
             let n = u64::from(profile);
             let pair = Pair::new(module, 0)?;
-            let (moved, ring) = raw_ring(size, n)?;
-            pr_info!(
-                "RESULT kind=ring size={} packets={} ns={}\n",
-                size,
-                moved,
-                ring
-            );
-            let (nowait, waits) = one_cpu_nowait(&pair, size, n)?;
-            pr_info!(
-                "RESULT kind=full wait=0 size={} packets={} ns={} waits={}\n",
-                size,
-                n,
-                nowait,
-                waits
-            );
-            if let Some((ns, waits)) = split_nowait(module, size, n)? {
-                pr_info!(
-                    "RESULT kind=full wait=0 cpus=2 size={} packets={} ns={} waits={}\n",
-                    size,
-                    n,
-                    ns,
-                    waits
-                );
-            }
+            ring_and_nowait(module, &pair, size, n)?;
             return Ok(Bench { _held: KVec::new() });
         }
         match run(module) {

@@ -48,10 +48,12 @@ macro_rules! shards {
             }
         )*
 
-        /// Initialises the shards (module init, once).
+        /// Initialises the shards and gives them their headroom (module
+        /// init, once).
         pub(super) fn init() {
             // SAFETY: called once, from the module initialiser, before use.
             $(unsafe { $name.init() };)*
+            reserve();
         }
 
         /// Runs `f` on shard `i` (`i < SHARDS`) with its lock held.
@@ -98,10 +100,10 @@ fn with_table<R>(i: usize, f: impl FnOnce(&mut KVec<Entry>) -> R) -> R {
     })
 }
 
-/// Gives the shards their headroom (module init, after [`init`]; atomic
-/// allocations: the shards' locks disable interrupts). Without memory for
-/// it deliveries record every handle in the table.
-pub(super) fn reserve() {
+/// Gives the shards their headroom (from [`init`]; atomic allocations: the
+/// shards' locks disable interrupts). Without memory for it deliveries
+/// record every handle in the table.
+fn reserve() {
     for i in 0..SHARDS {
         let _ = with_table(i, |v| v.reserve(HEADROOM, GFP_ATOMIC));
     }
@@ -120,14 +122,19 @@ fn remove(v: &mut KVec<Entry>, handle: usize) -> bool {
     true
 }
 
+/// The delivering slots of the CPUs this kernel can have.
+fn slots() -> impl Iterator<Item = &'static AtomicUsize> {
+    DELIVERING
+        .iter()
+        .take((kernel::cpu::nr_cpu_ids() as usize).min(SLOTS))
+}
+
 /// Clears the delivering slot holding `handle`: `true` if one did.
 fn take_from_slots(handle: usize) -> bool {
-    let cpus = (kernel::cpu::nr_cpu_ids() as usize).min(SLOTS);
     let here = kernel::cpu::CpuId::current().as_u32() as usize;
     // This CPU's first: a packet completed inside its callback.
     let first = DELIVERING.get(here).into_iter();
-    let rest = DELIVERING.iter().take(cpus);
-    Iterator::chain(first, rest).any(|slot| {
+    Iterator::chain(first, slots()).any(|slot| {
         slot.compare_exchange(handle, 0, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
     })
@@ -209,11 +216,7 @@ pub(super) fn give_back(handle: usize) -> bool {
 
 /// Whether `handle` is lent right now (the caller is its driver).
 pub(super) fn is_lent(handle: usize) -> bool {
-    let cpus = (kernel::cpu::nr_cpu_ids() as usize).min(SLOTS);
-    DELIVERING
-        .iter()
-        .take(cpus)
-        .any(|slot| slot.load(Ordering::Acquire) == handle)
+    slots().any(|slot| slot.load(Ordering::Acquire) == handle)
         || with_shard(shard_of(handle), |v| v.iter().any(|e| e.0 == handle))
 }
 
@@ -245,8 +248,7 @@ pub(super) fn take_one_where(pred: impl Fn(usize, usize) -> bool) -> Option<(usi
 
 /// Handles lent and not given back (for tests and the unload check).
 pub(super) fn count() -> usize {
-    let in_slots = DELIVERING
-        .iter()
+    let in_slots = slots()
         .filter(|slot| slot.load(Ordering::Acquire) != 0)
         .count();
     in_slots

@@ -97,7 +97,6 @@ pub(crate) fn init() -> Result {
     // SAFETY: called once, from the module initialiser, before any use.
     unsafe { REGISTRY.init() };
     lent::init();
-    lent::reserve();
     let host_ops: Arc<dyn crate::engine::host::HostOps> = Arc::new(crate::hv::HvVmbus, GFP_KERNEL)?;
     let bus = LoopbackBus::with_host(crate::engine::host::HostBus::new(host_ops)?)?;
     {
