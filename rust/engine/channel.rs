@@ -293,6 +293,9 @@ pub struct Channel {
     gpadl: super::gpadl::Gpadls,
     /// Someone is running the routines of written queued packets.
     running_written: core::sync::atomic::AtomicBool,
+    /// The packet the receive work is delivering, which a completion
+    /// during the delivery gives straight back to it (no lock).
+    pub(crate) catch: super::handoff::Catch<super::datapath::Incoming>,
     /// (connected, MMIO space): set before Opened, cleared at disconnect.
     #[pin]
     mmio: SpinLockIrq<(bool, Option<(usize, usize)>)>,
@@ -424,6 +427,7 @@ impl Channel {
                 exposed <- new_spinlock_irq!(KVec::new()),
                 mmio <- new_spinlock_irq!((false, None)),
                 running_written: core::sync::atomic::AtomicBool::new(false),
+                catch: super::handoff::Catch::new(),
             }),
             GFP_KERNEL,
         )
@@ -1131,40 +1135,45 @@ impl Channel {
             .map_or(Counters::default(), |dp| dp.counters)
     }
 
-    /// Completes an incoming packet (see [`IncomingPacket::complete`]);
-    /// `reuse` is its object, kept for the next packet.
+    /// Completes an incoming packet whose object is gone (dropped by the
+    /// driver; see [`IncomingPacket::complete`] for the usual way).
     pub(crate) fn complete_incoming(
         self: &Arc<Self>,
         completion_requested: bool,
         id: u64,
         payload: &[u8],
-        reuse: Option<KBox<Incoming>>,
     ) -> Result {
-        let mut result = Ok(());
-        if completion_requested {
-            let (sent, written) = {
-                let mut data = self.data.lock();
-                match Option::as_mut(&mut *data) {
-                    Some(dp) => (
-                        dp.send_completion(id, payload)
-                            .map(|kick| (kick, dp.peer().clone())),
-                        dp.has_written(),
-                    ),
-                    // The connection is gone; nobody waits for this.
-                    None => (Err(ENOTCONN), false),
-                }
-            };
-            if written {
-                self.run_written();
-            }
-            match self.close_if_stalled(sent) {
-                Ok((true, peer)) => self.signal(&peer),
-                Ok((false, _)) => {}
-                Err(e) => result = Err(e),
-            }
-        }
-        self.release_incoming(reuse);
+        let result = if completion_requested {
+            self.send_completion(id, payload)
+        } else {
+            Ok(())
+        };
+        self.release_incoming(None);
         result
+    }
+
+    /// Sends the completion of incoming transaction `id` with `payload`.
+    pub(crate) fn send_completion(self: &Arc<Self>, id: u64, payload: &[u8]) -> Result {
+        let (sent, written) = {
+            let mut data = self.data.lock();
+            match Option::as_mut(&mut *data) {
+                Some(dp) => (
+                    dp.send_completion(id, payload)
+                        .map(|kick| (kick, dp.peer().clone())),
+                    dp.has_written(),
+                ),
+                // The connection is gone; nobody waits for this.
+                None => (Err(ENOTCONN), false),
+            }
+        };
+        if written {
+            self.run_written();
+        }
+        let (kick, peer) = self.close_if_stalled(sent)?;
+        if kick {
+            self.signal(&peer);
+        }
+        Ok(())
     }
 
     /// Runs the routines of queued packets that were written meanwhile
@@ -1205,6 +1214,15 @@ impl Channel {
                 Err(ENODEV)
             }
             r => r,
+        }
+    }
+
+    /// A completed incoming packet's object: given back to the receive
+    /// work if it is delivering that packet right now, else released.
+    pub(crate) fn release_completed(b: KBox<Incoming>) {
+        if let Err(b) = super::handoff::Catch::give(b, |o| &o.channel().catch) {
+            let channel = b.channel().clone();
+            channel.release_incoming(Some(b));
         }
     }
 
@@ -1578,6 +1596,10 @@ impl Channel {
         let mut delivered = 0u32;
         let mut fetched = 0u32;
         let mut yielded = false;
+        // Counted outstanding but not with the driver: objects reserved for
+        // a batch and not filled, and packets given back during their
+        // delivery. Settled in the next critical section.
+        let mut settle = 0u32;
         // Packet objects from the pool for the next batch, and the batch.
         let mut objects: [Option<KBox<Incoming>>; RX_BATCH] = Default::default();
         let mut batch: [Option<IncomingPacket>; RX_BATCH] = Default::default();
@@ -1593,6 +1615,8 @@ impl Channel {
             // objects for them.
             let allowed = {
                 let mut rx = self.rx.lock();
+                rx.outstanding = rx.outstanding.saturating_sub(settle);
+                settle = 0;
                 let blocked = rx.quota > 0 && rx.outstanding >= rx.quota;
                 if rx.enabled && blocked && !rx.quota_blocked {
                     rx.quota_blocked = true;
@@ -1607,6 +1631,8 @@ impl Channel {
                     RX_BATCH
                 };
                 let allowed = allowed.min((RX_BUDGET - fetched) as usize);
+                // Counted before the driver can complete one.
+                rx.outstanding += allowed as u32;
                 for slot in objects.iter_mut().take(allowed) {
                     if slot.is_none() {
                         *slot = rx.pool.pop();
@@ -1648,11 +1674,12 @@ impl Channel {
             if written {
                 self.run_written();
             }
-            if n > 0 {
-                self.rx.lock().outstanding += n as u32;
-                fetched += n as u32;
-            }
-            for packet in batch.iter_mut().take(n).filter_map(Option::take) {
+            settle += (allowed - n) as u32;
+            fetched += n as u32;
+            for (slot, object) in batch.iter_mut().zip(objects.iter_mut()).take(n) {
+                let Some(packet) = slot.take() else {
+                    continue;
+                };
                 if self.halted.load(core::sync::atomic::Ordering::Relaxed) {
                     // The channel failed (PacketFail) during the batch:
                     // the rest are dropped as if never read, without a
@@ -1662,7 +1689,16 @@ impl Channel {
                 }
                 delivered += 1;
                 match &callbacks {
-                    Some(cb) => cb.process_packet(self, packet),
+                    Some(cb) => {
+                        let delivering = self.catch.expect(packet.object());
+                        cb.process_packet(self, packet);
+                        // Completed meanwhile: its object is ours again, for
+                        // a later packet of this run.
+                        if let Some(b) = self.catch.settle(delivering) {
+                            *object = Some(super::datapath::scrub(b));
+                            settle += 1;
+                        }
+                    }
                     // No driver callback: completed (empty) on drop.
                     None => drop(packet),
                 }
@@ -1689,6 +1725,7 @@ impl Channel {
         // Objects not used go back to the pool (freed if it is gone).
         let rejected = {
             let mut rx = self.rx.lock();
+            rx.outstanding = rx.outstanding.saturating_sub(settle);
             let mut rejected: [Option<KBox<Incoming>>; RX_BATCH] = Default::default();
             for (slot, out) in objects.iter_mut().zip(rejected.iter_mut()) {
                 if let Some(b) = slot.take() {
@@ -1704,8 +1741,14 @@ impl Channel {
             }
         }
         trace::batch_done(self.id, fetched, RX_BUDGET);
-        self.rx.lock().active = false;
-        self.rx_changed.notify_all();
+        let wake = {
+            let mut rx = self.rx.lock();
+            rx.active = false;
+            rx.waiters > 0
+        };
+        if wake {
+            self.rx_changed.notify_all();
+        }
         if yielded {
             self.kick_rx();
         }

@@ -182,9 +182,13 @@ impl IncomingPacket {
     pub fn complete(mut self, payload: &[u8]) -> Result {
         let p = &mut *self.0;
         p.done = true;
-        let (requested, id) = (p.completion_requested, p.transaction_id);
-        let channel = p.channel.clone();
-        channel.complete_incoming(requested, id, payload, Some(self.0))
+        let sent = if p.completion_requested {
+            p.channel.send_completion(p.transaction_id, payload)
+        } else {
+            Ok(())
+        };
+        Channel::release_completed(self.0);
+        sent
     }
 
     /// KMCL `VmbChannelPacketDeferToPassive`: hands the packet back; it is
@@ -209,6 +213,11 @@ impl IncomingPacket {
         self.0.done = true;
         let channel = self.0.channel.clone();
         channel.discard_incoming(self.0);
+    }
+
+    /// The packet's object (where it lives until completed).
+    pub(crate) fn object(&self) -> &Incoming {
+        &self.0
     }
 
     /// The packet as one box, whose address stays put until it is turned
@@ -277,12 +286,9 @@ impl Incoming {
 impl Drop for Incoming {
     fn drop(&mut self) {
         if !self.done {
-            let _ = self.channel.complete_incoming(
-                self.completion_requested,
-                self.transaction_id,
-                &[],
-                None,
-            );
+            let _ =
+                self.channel
+                    .complete_incoming(self.completion_requested, self.transaction_id, &[]);
         }
     }
 }
@@ -486,10 +492,16 @@ pub(crate) const POOL_SIZE: usize = 64;
 /// back if the pool is full (or not set up: not connected).
 pub(crate) fn recycle(
     pool: &mut KVec<KBox<Incoming>>,
-    mut b: KBox<Incoming>,
+    b: KBox<Incoming>,
 ) -> Option<KBox<Incoming>> {
+    pool.push_within_capacity(scrub(b)).err().map(|e| e.0)
+}
+
+/// A completed incoming packet object, ready for reuse: it holds nothing
+/// of its last packet's sender.
+pub(crate) fn scrub(mut b: KBox<Incoming>) -> KBox<Incoming> {
     b.external = None;
-    pool.push_within_capacity(b).err().map(|e| e.0)
+    b
 }
 
 /// An incoming packet object for `payload`: the recycled one in `spare` if
@@ -2041,7 +2053,7 @@ mod tests {
         assert!(holder.wait(|h| h.held() == 2));
         // The server's own writer sends a completion for an id the client
         // never used (as a confused or hostile peer would).
-        server.complete_incoming(true, 0xdead, b"forged", None)?;
+        server.complete_incoming(true, 0xdead, b"forged")?;
         // The client closes (as after PacketFail): both sends end with the
         // defined failure status.
         assert!(tally.wait_total(2));
@@ -2230,7 +2242,7 @@ mod tests {
         // Completed (with the holder's empty payload), not failed.
         assert_eq!(tally.mismatched.load(Ordering::SeqCst), 1);
         // The same id again: a duplicate.
-        server.complete_incoming(true, id, b"again", None)?;
+        server.complete_incoming(true, id, b"again")?;
         assert!(holder.wait(|_| !client.is_enabled() && !server.is_running()));
         assert_eq!(client.snapshot().failures, 1);
         server.disable()?;

@@ -10,6 +10,7 @@
 pub mod channel;
 pub mod datapath;
 pub(crate) mod gpadl;
+pub(crate) mod handoff;
 pub(crate) mod host;
 pub(crate) mod link;
 pub mod loopback;
