@@ -49,8 +49,10 @@ use crate::protocol::{
     gpa::{self, GpaRanges},
     packet::PacketType,
     ring::{
+        self,
         ring_state,
         IncomingRing,
+        Next,
         OutgoingRing,
         RingState,
         WriteError, //
@@ -133,7 +135,11 @@ pub struct IncomingPacket(KBox<Incoming>);
 /// The state of an [`IncomingPacket`].
 pub struct Incoming {
     channel: Arc<Channel>,
+    /// The packet as read from the ring (descriptor, header, payload), or
+    /// for a restored packet its payload alone.
     data: KVec<u8>,
+    /// Where the payload starts in `data`.
+    payload_at: usize,
     /// Zeroed driver context (KMCL `ClientContextSize`).
     context: KVec<u8>,
     transaction_id: u64,
@@ -154,7 +160,7 @@ impl IncomingPacket {
 
     /// The packet's payload.
     pub fn data(&self) -> &[u8] {
-        &self.0.data
+        self.0.data()
     }
 
     /// The driver's context area for this packet, zeroed on arrival.
@@ -240,7 +246,7 @@ impl Incoming {
 
     /// The packet's payload.
     pub(crate) fn data(&self) -> &[u8] {
-        &self.data
+        self.data.get(self.payload_at..).unwrap_or_default()
     }
 
     /// The channel the packet arrived on.
@@ -266,6 +272,7 @@ impl Incoming {
             Incoming {
                 channel,
                 data,
+                payload_at: 0,
                 context: KVec::from_elem(0u8, context_size, GFP_KERNEL)?,
                 transaction_id,
                 completion_requested,
@@ -504,49 +511,55 @@ pub(crate) fn scrub(mut b: KBox<Incoming>) -> KBox<Incoming> {
     b
 }
 
-/// An incoming packet object for `payload`: the recycled one in `spare` if
-/// there is one (keeping its buffers), else a new one. `None`: out of
-/// memory (`spare` keeps its object).
-fn take_incoming(
-    spare: &mut Option<KBox<Incoming>>,
+/// The buffer to read an incoming data packet of `len` bytes into: that
+/// of the object in `spare` (the recycled one, usually already `len` long,
+/// else a new object). `None`: out of memory (`spare` keeps its object).
+fn incoming_buffer<'a>(
+    spare: &'a mut Option<KBox<Incoming>>,
     context_size: usize,
     channel: &Arc<Channel>,
-    payload: &[u8],
-    (transaction_id, completion_requested): (u64, bool),
-    external: Option<Arc<GpadlPages>>,
-) -> Option<KBox<Incoming>> {
-    let mut b = match spare.take() {
-        Some(b) => b,
+    len: usize,
+) -> Option<&'a mut [u8]> {
+    if spare.is_none() {
         // Built as done, so that dropping it sends no completion: the
         // data lock is held here.
-        None => KBox::new(
-            Incoming {
-                channel: channel.clone(),
-                data: KVec::new(),
-                context: KVec::from_elem(0u8, context_size, GFP_ATOMIC).ok()?,
-                transaction_id: 0,
-                completion_requested: false,
-                done: true,
-                external: None,
-            },
-            GFP_ATOMIC,
-        )
-        .ok()?,
-    };
-    // A recycled object usually had a payload of the same size: then the
-    // bytes are only copied.
-    if b.data.len() != payload.len() {
-        b.data.clear();
-        if b.data.extend_from_slice(payload, GFP_ATOMIC).is_err() {
-            *spare = Some(b);
-            return None;
-        }
-    } else {
-        b.data.copy_from_slice(payload);
+        *spare = Some(
+            KBox::new(
+                Incoming {
+                    channel: channel.clone(),
+                    data: KVec::new(),
+                    payload_at: 0,
+                    context: KVec::from_elem(0u8, context_size, GFP_ATOMIC).ok()?,
+                    transaction_id: 0,
+                    completion_requested: false,
+                    done: true,
+                    external: None,
+                },
+                GFP_ATOMIC,
+            )
+            .ok()?,
+        );
     }
+    let data = &mut spare.as_mut()?.data;
+    if data.len() != len {
+        data.resize(len, 0, GFP_ATOMIC).ok()?;
+    }
+    Some(data)
+}
+
+/// The object in `spare`, into which packet `pkt` was read, made the
+/// incoming packet it is.
+fn take_incoming(
+    spare: &mut Option<KBox<Incoming>>,
+    pkt: &ring::IncomingPacket,
+    external: Option<Arc<GpadlPages>>,
+) -> Option<KBox<Incoming>> {
+    let mut b = spare.take()?;
+    let d = pkt.descriptor;
+    b.payload_at = d.data_offset();
     b.context.fill(0);
-    b.transaction_id = transaction_id;
-    b.completion_requested = completion_requested;
+    b.transaction_id = d.transaction_id();
+    b.completion_requested = d.completion_requested();
     b.done = false;
     b.external = external;
     Some(b)
@@ -986,9 +999,40 @@ impl DataPath {
             return (Received::Empty, false);
         }
         loop {
-            let pkt = match self.inc.read(&mut self.buf) {
-                Ok(Some(p)) => p,
-                Ok(None) => return (Received::Empty, self.inc.commit()),
+            // The receive buffer holds any packet the ring can hold, so a
+            // longer one is corruption (the ring's own checks catch it
+            // first).
+            let (buf, context_size) = (&mut self.buf, self.context_size);
+            let max = buf.len();
+            // Data packets are read straight into their packet object;
+            // completions into the receive buffer.
+            let next = self.inc.read_into(|d| match d.packet_type() {
+                _ if d.packet_len() > max => None,
+                PacketType::Completion => buf.get_mut(..d.packet_len()),
+                _ => incoming_buffer(spare, context_size, channel, d.packet_len()),
+            });
+            let pkt = match next {
+                Ok(Next::Read(p)) => p,
+                Ok(Next::Empty) => return (Received::Empty, self.inc.commit()),
+                Ok(Next::Declined(d)) if d.packet_len() <= max => {
+                    // Out of memory: the packet stays in the ring for the
+                    // next pass.
+                    pr_warn!("out of memory receiving a packet\n");
+                    return (Received::Empty, false);
+                }
+                Ok(Next::Declined(d)) => {
+                    pr_err!(
+                        "channel {}: incoming ring is corrupt ({:?}); closing the channel\n",
+                        self.chan,
+                        ring::RingError::PacketTooLarge {
+                            len: d.packet_len(),
+                            max
+                        }
+                    );
+                    self.counters.ring_errors += 1;
+                    self.broken = true;
+                    return (Received::Broken("corrupt_ring"), false);
+                }
                 Err(e) => {
                     pr_err!(
                         "channel {}: incoming ring is corrupt ({:?}); closing the channel\n",
@@ -1001,101 +1045,104 @@ impl DataPath {
                 }
             };
             let d = pkt.descriptor;
-            let payload = pkt.payload(&self.buf);
             trace::packet_fetched(
                 self.chan,
                 d.transaction_id(),
                 d.packet_type() == PacketType::Completion,
-                payload.len(),
+                d.payload_len(),
             );
-            // External data: the range list must describe exactly what
-            // the sender exposed for this transaction, within our limits.
-            let external = if d.packet_type() == PacketType::GpaDirect {
-                let found = if d.completion_requested() {
-                    check_external(
-                        &self.peer,
-                        pkt.header(&self.buf),
-                        d.transaction_id(),
-                        self.max_external,
-                    )
-                } else {
-                    None
-                };
-                if found.is_none() {
-                    pr_err!(
-                        "channel {}: external data of transaction {:#x} is not what the sender described or exceeds the limits; closing the channel\n",
-                        self.chan,
-                        d.transaction_id()
-                    );
-                    self.counters.ring_errors += 1;
-                    self.broken = true;
-                    return (Received::Broken("bad_external_data"), false);
-                }
-                found
-            } else {
-                None
-            };
-            let copied = if d.packet_type() == PacketType::Completion {
-                // The completion payload goes into the spare buffer, which
-                // the receive work hands back after the routine ran.
-                let mut data = core::mem::take(&mut self.spare);
-                data.clear();
-                data.extend_from_slice(payload, GFP_ATOMIC)
-                    .ok()
-                    .map(|()| Err(data))
-            } else {
-                let header = (d.transaction_id(), d.completion_requested());
-                take_incoming(spare, self.context_size, channel, payload, header, external).map(Ok)
-            };
-            let Some(packet) = copied else {
-                // Out of memory: leave the packet in the ring for the next
-                // pass.
+            if d.packet_type() != PacketType::Completion {
+                return self.take_data(spare, &pkt);
+            }
+            // The completion payload goes into the spare buffer, which the
+            // receive work hands back after the routine ran.
+            let mut data = core::mem::take(&mut self.spare);
+            data.clear();
+            if data
+                .extend_from_slice(pkt.payload(&self.buf), GFP_ATOMIC)
+                .is_err()
+            {
+                // Out of memory: read it again on the next pass.
                 pr_warn!("out of memory receiving a packet\n");
                 self.inc.revert();
                 return (Received::Empty, false);
-            };
+            }
             let kick = self.inc.commit();
-            match packet {
-                Err(data) => {
-                    let id = d.transaction_id();
-                    match self.outstanding.complete(id) {
-                        Matched::Done(routine) => {
-                            self.counters.completions_in += 1;
-                            channel.unexpose(id);
-                            return (Received::Completion(routine, data), kick);
-                        }
-                        Matched::Late => {
-                            self.counters.late_completions += 1;
-                            channel.unexpose(id);
-                            self.spare = data;
-                        }
-                        Matched::Unknown
-                            if let Some(i) = self.orphans.iter().position(|o| *o == id) =>
-                        {
-                            let _ = self.orphans.remove(i);
-                            self.counters.late_completions += 1;
-                            self.spare = data;
-                        }
-                        Matched::Unknown => {
-                            pr_err!(
-                                "channel {}: completion for transaction {:#x}, which is not outstanding; closing the channel\n",
-                                self.chan,
-                                id
-                            );
-                            self.counters.bad_completions += 1;
-                            self.spare = data;
-                            self.broken = true;
-                            return (Received::Broken("bad_completion"), kick);
-                        }
-                    }
+            let id = d.transaction_id();
+            match self.outstanding.complete(id) {
+                Matched::Done(routine) => {
+                    self.counters.completions_in += 1;
+                    channel.unexpose(id);
+                    return (Received::Completion(routine, data), kick);
                 }
-                Ok(packet) => {
-                    self.counters.packets_in += 1;
-                    self.counters.bytes_in += packet.data.len() as u64;
-                    return (Received::Data(IncomingPacket(packet)), kick);
+                Matched::Late => {
+                    self.counters.late_completions += 1;
+                    channel.unexpose(id);
+                    self.spare = data;
+                }
+                Matched::Unknown if let Some(i) = self.orphans.iter().position(|o| *o == id) => {
+                    let _ = self.orphans.remove(i);
+                    self.counters.late_completions += 1;
+                    self.spare = data;
+                }
+                Matched::Unknown => {
+                    pr_err!(
+                        "channel {}: completion for transaction {:#x}, which is not outstanding; closing the channel\n",
+                        self.chan,
+                        id
+                    );
+                    self.counters.bad_completions += 1;
+                    self.spare = data;
+                    self.broken = true;
+                    return (Received::Broken("bad_completion"), kick);
                 }
             }
         }
+    }
+
+    /// The data packet `pkt` was read into the object in `spare`: checks
+    /// its external data and makes it an incoming packet.
+    fn take_data(
+        &mut self,
+        spare: &mut Option<KBox<Incoming>>,
+        pkt: &ring::IncomingPacket,
+    ) -> (Received, bool) {
+        let d = pkt.descriptor;
+        // External data: the range list must describe exactly what the
+        // sender exposed for this transaction, within our limits.
+        let external = if d.packet_type() == PacketType::GpaDirect {
+            let found = match spare.as_deref() {
+                Some(object) if d.completion_requested() => check_external(
+                    &self.peer,
+                    pkt.header(&object.data),
+                    d.transaction_id(),
+                    self.max_external,
+                ),
+                _ => None,
+            };
+            if found.is_none() {
+                pr_err!(
+                    "channel {}: external data of transaction {:#x} is not what the sender described or exceeds the limits; closing the channel\n",
+                    self.chan,
+                    d.transaction_id()
+                );
+                self.counters.ring_errors += 1;
+                self.broken = true;
+                return (Received::Broken("bad_external_data"), false);
+            }
+            found
+        } else {
+            None
+        };
+        let Some(packet) = take_incoming(spare, pkt, external) else {
+            // Not reached: the packet was read into the object.
+            self.inc.revert();
+            return (Received::Empty, false);
+        };
+        let kick = self.inc.commit();
+        self.counters.packets_in += 1;
+        self.counters.bytes_in += d.payload_len() as u64;
+        (Received::Data(IncomingPacket(packet)), kick)
     }
 
     /// Whether routines of written packets wait to be run.

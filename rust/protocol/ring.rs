@@ -417,6 +417,18 @@ impl IncomingPacket {
     }
 }
 
+/// What [`IncomingRing::read_into`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// The ring is empty.
+    Empty,
+    /// A packet was read into the buffer given for it.
+    Read(IncomingPacket),
+    /// No buffer was given for the packet with this (validated)
+    /// descriptor: it is still in the ring.
+    Declined(Descriptor),
+}
+
 /// The reader's end of a ring.
 ///
 /// # Invariants
@@ -477,12 +489,35 @@ impl<M: RingMemory> IncomingRing<M> {
     /// included, is copied out of shared memory before any of it is parsed;
     /// the descriptor is read once. On error nothing is consumed.
     pub fn read(&mut self, buf: &mut [u8]) -> Result<Option<IncomingPacket>, RingError> {
+        let max = buf.len();
+        match self.read_into(|d| buf.get_mut(..d.packet_len()))? {
+            Next::Empty => Ok(None),
+            Next::Read(p) => Ok(Some(p)),
+            Next::Declined(d) => Err(RingError::PacketTooLarge {
+                len: d.packet_len(),
+                max,
+            }),
+        }
+    }
+
+    /// Copies the next packet into the buffer `into` gives for it, so that
+    /// a reader can read each packet straight into where it keeps it.
+    ///
+    /// `into` gets the validated descriptor (read once, as in
+    /// [`Self::read`]) and returns a buffer of exactly
+    /// `descriptor.packet_len()` bytes, or `None` to leave the packet in the
+    /// ring ([`Next::Declined`]; a longer buffer declines too). On error or
+    /// decline nothing is consumed.
+    pub fn read_into<'b>(
+        &mut self,
+        into: impl FnOnce(&Descriptor) -> Option<&'b mut [u8]>,
+    ) -> Result<Next, RingError> {
         let mut available = distance(self.next, self.known_write, self.size) as usize;
         if available == 0 {
             self.known_write = self.write_index()?;
             available = distance(self.next, self.known_write, self.size) as usize;
             if available == 0 {
-                return Ok(None);
+                return Ok(Next::Empty);
             }
         }
         let mut raw = [0u8; DESCRIPTOR_SIZE];
@@ -496,24 +531,16 @@ impl<M: RingMemory> IncomingRing<M> {
         read_wrapped(&self.mem, self.size, self.next, &mut raw);
         let descriptor = Descriptor::parse(&raw, available)?;
         let len = descriptor.packet_len();
-        if len > buf.len() {
-            return Err(RingError::PacketTooLarge {
-                len,
-                max: buf.len(),
-            });
-        }
+        let Some(buf) = into(&descriptor).filter(|b| b.len() == len) else {
+            return Ok(Next::Declined(descriptor));
+        };
         // Use the validated copy of the descriptor, not a second read.
         buf[..DESCRIPTOR_SIZE].copy_from_slice(&raw);
         let body_at = advance(self.next, DESCRIPTOR_SIZE, self.size);
-        read_wrapped(
-            &self.mem,
-            self.size,
-            body_at,
-            &mut buf[DESCRIPTOR_SIZE..len],
-        );
+        read_wrapped(&self.mem, self.size, body_at, &mut buf[DESCRIPTOR_SIZE..]);
         // INVARIANT: the packet and trailer are within `available`.
         self.next = advance(self.next, descriptor.ring_len(), self.size);
-        Ok(Some(IncomingPacket { descriptor }))
+        Ok(Next::Read(IncomingPacket { descriptor }))
     }
 
     /// Whether packets were read since the last commit.
@@ -626,18 +653,22 @@ where
     P: core::ops::Deref,
     P::Target: RingMemory,
 {
+    #[inline]
     fn control(&self) -> &[AtomicU32; CONTROL_WORDS] {
         (**self).control()
     }
 
+    #[inline]
     fn data_len(&self) -> usize {
         (**self).data_len()
     }
 
+    #[inline]
     fn read_data(&self, offset: usize, buf: &mut [u8]) {
         (**self).read_data(offset, buf)
     }
 
+    #[inline]
     fn write_data(&self, offset: usize, buf: &[u8]) {
         (**self).write_data(offset, buf)
     }
@@ -714,6 +745,68 @@ mod tests {
             assert_eq!(rd.read(&mut buf).unwrap(), None);
             rd.commit();
         }
+    }
+
+    #[test]
+    fn read_into_reads_each_packet_into_a_buffer_of_its_own_length() {
+        let r = Ring::new(4096);
+        let mut w = OutgoingRing::new(r.mem()).unwrap();
+        let mut rd = IncomingRing::new(r.mem()).unwrap();
+        assert_eq!(rd.read_into(|_| unreachable!()), Ok(Next::Empty));
+        let sizes = [0usize, 1, 8, 63, 200];
+        for (i, &n) in sizes.iter().enumerate() {
+            w.write(
+                PacketType::InBand,
+                &[],
+                &payload(n, i as u8),
+                false,
+                i as u64,
+            )
+            .unwrap();
+        }
+        w.commit().unwrap();
+        for (i, &n) in sizes.iter().enumerate() {
+            let mut own = Vec::new();
+            let next = rd.read_into(|d| {
+                assert_eq!(d.transaction_id(), i as u64);
+                own.resize(d.packet_len(), 0xee);
+                Some(&mut own[..])
+            });
+            let Ok(Next::Read(pkt)) = next else {
+                panic!("packet {i}: {next:?}");
+            };
+            assert_eq!(own.len(), pkt.descriptor.packet_len());
+            assert_eq!(&pkt.payload(&own)[..n], &payload(n, i as u8)[..]);
+            assert!(pkt.payload(&own)[n..].iter().all(|&b| b == 0));
+        }
+        assert_eq!(rd.read_into(|_| unreachable!()), Ok(Next::Empty));
+    }
+
+    #[test]
+    fn a_declined_packet_stays_in_the_ring() {
+        let r = Ring::new(4096);
+        let mut w = OutgoingRing::new(r.mem()).unwrap();
+        let mut rd = IncomingRing::new(r.mem()).unwrap();
+        w.write(PacketType::InBand, &[], &payload(40, 3), true, 9)
+            .unwrap();
+        w.commit().unwrap();
+        // No buffer, and one of the wrong length: nothing is consumed.
+        let declined = rd.read_into(|_| None);
+        let Ok(Next::Declined(d)) = declined else {
+            panic!("{declined:?}");
+        };
+        assert_eq!((d.transaction_id(), d.payload_len()), (9, 40));
+        let mut long = [0u8; 4096];
+        assert_eq!(rd.read_into(|_| Some(&mut long[..])), Ok(Next::Declined(d)));
+        assert!(!rd.has_uncommitted());
+        // `read` reports a buffer too short as such.
+        let mut short = [0u8; 32];
+        assert_eq!(
+            rd.read(&mut short),
+            Err(RingError::PacketTooLarge { len: 56, max: 32 })
+        );
+        let pkt = rd.read(&mut long).unwrap().unwrap();
+        assert_eq!(&pkt.payload(&long)[..40], &payload(40, 3)[..]);
     }
 
     #[test]
