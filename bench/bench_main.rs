@@ -474,6 +474,21 @@ fn micro(n: u32) -> Result {
         });
     }
     time("arc_clone_drop", &mut || drop(irq.clone()));
+    // 64 bytes copied by memcpy (which may be `rep movsb`) and as words.
+    let src = [0x5a_u64; 8];
+    let mut dst = [0_u64; 8];
+    let mut bytes = [0_u8; 64];
+    time("memcpy_64", &mut || {
+        let from: &[u8] = core::hint::black_box(&[0x5a_u8; 64]);
+        bytes[..from.len()].copy_from_slice(from);
+    });
+    time("words_64", &mut || {
+        for (d, s) in dst.iter_mut().zip(core::hint::black_box(&src)) {
+            // SAFETY: both are valid, aligned words.
+            unsafe { core::ptr::write_volatile(d, *s) };
+        }
+    });
+    let _ = core::hint::black_box((&bytes, &dst));
     time("bh_off_on", &mut || run_softirqs());
     Ok(())
 }
