@@ -4,7 +4,10 @@
  */
 #include <linux/bottom_half.h>
 #include <linux/cpumask.h>
+#include <linux/err.h>
+#include <linux/kthread.h>
 #include <linux/sched.h>
+#include <linux/sched/task.h>
 #include <linux/spinlock.h>
 
 #include "bench_glue.h"
@@ -66,4 +69,33 @@ int kmcl_bench_pin(u32 cpu)
 	if (cpu >= nr_cpu_ids || !cpu_online(cpu))
 		return -EINVAL;
 	return set_cpus_allowed_ptr(current, cpumask_of(cpu));
+}
+
+/*
+ * Runs @fn(@arg) in a kernel thread bound to CPU @cpu (the raw ring's
+ * reader on another CPU).  Returns the thread, with a reference for
+ * kmcl_bench_thread_stop(), or an ERR_PTR.
+ */
+struct task_struct *kmcl_bench_thread_start(u32 cpu, int (*fn)(void *arg), void *arg)
+{
+	struct task_struct *t;
+
+	if (cpu >= nr_cpu_ids || !cpu_online(cpu))
+		return ERR_PTR(-EINVAL);
+	t = kthread_create_on_cpu(fn, arg, cpu, "kmcl_bench/%u");
+	if (IS_ERR(t))
+		return t;
+	get_task_struct(t);
+	wake_up_process(t);
+	return t;
+}
+
+/*
+ * Waits for a thread from kmcl_bench_thread_start() to end (@fn returns
+ * once kthread_should_stop() or its work is done) and returns what @fn
+ * returned.
+ */
+int kmcl_bench_thread_stop(struct task_struct *t)
+{
+	return kthread_stop_put(t);
 }

@@ -11,4 +11,8 @@ void kmcl_bench_run_softirqs(void);
 void kmcl_bench_primitive(u32 which);
 int kmcl_bench_pin(u32 cpu);
 
+struct task_struct;
+struct task_struct *kmcl_bench_thread_start(u32 cpu, int (*fn)(void *arg), void *arg);
+int kmcl_bench_thread_stop(struct task_struct *t);
+
 #endif
