@@ -10,7 +10,7 @@
 #  3. scripts/bench_report.py: table, out/bench/results.csv,
 #     out/bench/throughput.svg, out/bench/report.txt.
 #
-# BENCH_PACKETS sets the packets per in-VM measurement (default 20000).
+# BENCH_PACKETS sets the packets per in-VM measurement (default 100000).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,7 +34,7 @@ echo "[bench] building kmcl and kmcl_bench against $KDIR"
 make --no-print-directory KDIR="$KDIR" modules bench-module >out/bench/build.log 2>&1 ||
 	{ tail -20 out/bench/build.log; exit 1; }
 echo "[bench] in-kernel benchmark in the VM (QEMU TCG)"
-VM_TIMEOUT=${VM_TIMEOUT:-1800} KMCL_APPEND="BENCH_PACKETS=${BENCH_PACKETS:-20000}" \
+VM_TIMEOUT=${VM_TIMEOUT:-1800} KMCL_APPEND="BENCH_PACKETS=${BENCH_PACKETS:-100000}" \
 	scripts/vm.sh bench | grep --line-buffered -E 'RESULT|kmcl-bench' | sed -u 's/^/[bench]   /'
 # kmcl.ko was built for the fast kernel: the next `make check` rebuilds it.
 echo

@@ -42,7 +42,7 @@ if [ -n "${BENCH_MICRO:-}" ]; then
 	exit "$rc"
 fi
 say "running kmcl_bench (a few minutes under emulation)"
-insmod /kmcl/kmcl_bench.ko packets="${BENCH_PACKETS:-20000}"
+insmod /kmcl/kmcl_bench.ko packets="${BENCH_PACKETS:-100000}"
 rc=$?
 rmmod kmcl_bench 2>/dev/null
 
