@@ -119,12 +119,14 @@ impl RingPages {
     }
 
     /// The data area's first byte.
+    #[inline]
     fn data(&self) -> *mut u8 {
         self.base.as_ptr().wrapping_add(PAGE_SIZE)
     }
 
     /// Whether `[offset, offset + len)` is an 8-aligned range of the data
     /// area.
+    #[inline]
     fn in_bounds(&self, offset: usize, len: usize) -> bool {
         offset % 8 == 0
             && len % 8 == 0
@@ -145,6 +147,7 @@ impl Drop for RingPages {
 }
 
 impl RingMemory for RingPages {
+    #[inline]
     fn control(&self) -> &[AtomicU32; CONTROL_WORDS] {
         // SAFETY: The control page is the first `PAGE_SIZE` bytes of the
         // allocation (type invariants), page aligned and larger than
@@ -154,10 +157,12 @@ impl RingMemory for RingPages {
         unsafe { &*self.base.as_ptr().cast::<[AtomicU32; CONTROL_WORDS]>() }
     }
 
+    #[inline]
     fn data_len(&self) -> usize {
         self.data_len
     }
 
+    #[inline]
     fn read_data(&self, offset: usize, buf: &mut [u8]) {
         // The ring only asks for aligned in-range copies; refuse anything
         // else rather than touch memory outside the ring.
@@ -176,6 +181,7 @@ impl RingMemory for RingPages {
         }
     }
 
+    #[inline]
     fn write_data(&self, offset: usize, buf: &[u8]) {
         if !self.in_bounds(offset, buf.len()) {
             return;
