@@ -214,6 +214,9 @@ struct RxState {
     budget_hits: u64,
     /// Packets the driver deferred to process context.
     deferrals: u64,
+    /// Packets completed during their delivery, whose objects went
+    /// straight back to the receive work ([`super::handoff`]).
+    handed_back: u64,
     /// Times kmcl closed the channel because of a failure (PacketFail, a
     /// corrupt incoming ring).
     failures: u64,
@@ -226,6 +229,16 @@ struct RxState {
     /// allocated, so a warm data path allocates nothing per packet.
     pool: KVec<KBox<Incoming>>,
     callbacks: Option<Arc<dyn PacketCallbacks>>,
+}
+
+impl RxState {
+    /// Settles what the receive work counted outstanding and the driver
+    /// does not hold: `unused` objects reserved for a batch, and `caught`
+    /// packets completed during their delivery.
+    fn settle(&mut self, unused: u32, caught: u32) {
+        self.outstanding = self.outstanding.saturating_sub(unused + caught);
+        self.handed_back += u64::from(caught);
+    }
 }
 
 /// A KMCL channel (`VMBCHANNEL`): one endpoint, client or server.
@@ -402,6 +415,7 @@ impl Channel {
                     quota_hits: 0,
                     budget_hits: 0,
                     deferrals: 0,
+                    handed_back: 0,
                     failures: 0,
                     passive_active: false,
                     waiters: 0,
@@ -1071,14 +1085,14 @@ impl Channel {
                 ctl.lifecycle.is_running(),
             )
         };
-        let (held, quota, quota_hits, budget_hits, deferrals, failures) = {
+        let (held, quota, quota_hits, budget_hits, (deferrals, handed_back), failures) = {
             let rx = self.rx.lock();
             (
                 rx.outstanding,
                 rx.quota,
                 rx.quota_hits,
                 rx.budget_hits,
-                rx.deferrals,
+                (rx.deferrals, rx.handed_back),
                 rx.failures,
             )
         };
@@ -1105,6 +1119,7 @@ impl Channel {
             quota_hits,
             budget_hits,
             deferrals,
+            handed_back,
             failures,
             deferred,
             gpadls,
@@ -1599,7 +1614,7 @@ impl Channel {
         // Counted outstanding but not with the driver: objects reserved for
         // a batch and not filled, and packets given back during their
         // delivery. Settled in the next critical section.
-        let mut settle = 0u32;
+        let (mut unused, mut caught) = (0u32, 0u32);
         // Packet objects from the pool for the next batch, and the batch.
         let mut objects: [Option<KBox<Incoming>>; RX_BATCH] = Default::default();
         let mut batch: [Option<IncomingPacket>; RX_BATCH] = Default::default();
@@ -1615,8 +1630,7 @@ impl Channel {
             // objects for them.
             let allowed = {
                 let mut rx = self.rx.lock();
-                rx.outstanding = rx.outstanding.saturating_sub(settle);
-                settle = 0;
+                rx.settle(core::mem::take(&mut unused), core::mem::take(&mut caught));
                 let blocked = rx.quota > 0 && rx.outstanding >= rx.quota;
                 if rx.enabled && blocked && !rx.quota_blocked {
                     rx.quota_blocked = true;
@@ -1674,7 +1688,7 @@ impl Channel {
             if written {
                 self.run_written();
             }
-            settle += (allowed - n) as u32;
+            unused += (allowed - n) as u32;
             fetched += n as u32;
             for (slot, object) in batch.iter_mut().zip(objects.iter_mut()).take(n) {
                 let Some(packet) = slot.take() else {
@@ -1696,7 +1710,7 @@ impl Channel {
                         // a later packet of this run.
                         if let Some(b) = self.catch.settle(delivering) {
                             *object = Some(super::datapath::scrub(b));
-                            settle += 1;
+                            caught += 1;
                         }
                     }
                     // No driver callback: completed (empty) on drop.
@@ -1725,7 +1739,7 @@ impl Channel {
         // Objects not used go back to the pool (freed if it is gone).
         let rejected = {
             let mut rx = self.rx.lock();
-            rx.outstanding = rx.outstanding.saturating_sub(settle);
+            rx.settle(unused, caught);
             let mut rejected: [Option<KBox<Incoming>>; RX_BATCH] = Default::default();
             for (slot, out) in objects.iter_mut().zip(rejected.iter_mut()) {
                 if let Some(b) = slot.take() {

@@ -1497,6 +1497,12 @@ mod tests {
         assert_eq!(s.completions_in, u64::from(N));
         assert_eq!(c.bad_completions + s.bad_completions, 0);
         assert_eq!(c.ring_errors + s.ring_errors, 0);
+        // Each side completed every packet inside its callback: each went
+        // straight back to the receive work, and none is left counted.
+        let settled = || server.snapshot().held == 0 && client.snapshot().held == 0;
+        assert!(crate::engine::testing::wait_until(settled));
+        assert_eq!(server.snapshot().handed_back, u64::from(N));
+        assert_eq!(client.snapshot().handed_back, u64::from(N));
         pr_info!("echo both ways: client {:?}, server {:?}\n", c, s);
         close(client, server)
     }
@@ -1717,6 +1723,12 @@ mod tests {
         assert!(tally.wait_total(N));
         assert_eq!(tally.total(), N);
         assert!(holder.most_held.load(Ordering::SeqCst) <= 4);
+        // Completed after their callbacks: none went back during delivery.
+        assert!(crate::engine::testing::wait_until(|| server
+            .snapshot()
+            .held
+            == 0));
+        assert_eq!(server.snapshot().handed_back, 0);
         close(client, server)
     }
 

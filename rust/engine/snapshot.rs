@@ -38,6 +38,8 @@ pub struct Snapshot {
     pub(crate) budget_hits: u64,
     /// Packets deferred to process context, in total.
     pub(crate) deferrals: u64,
+    /// Packets completed during their delivery, in total.
+    pub(crate) handed_back: u64,
     /// Times kmcl closed the channel because of a failure.
     pub(crate) failures: u64,
     pub(crate) deferred: usize,
@@ -172,6 +174,7 @@ impl fmt::Display for Snapshot {
             "deferred to passive: {} (now: {})",
             self.deferrals, self.deferred
         )?;
+        writeln!(f, "completed during delivery: {}", self.handed_back)?;
         writeln!(f, "failures (channel closed): {}", self.failures)?;
         writeln!(
             f,
