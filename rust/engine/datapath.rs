@@ -1011,27 +1011,21 @@ impl DataPath {
                 PacketType::Completion => buf.get_mut(..d.packet_len()),
                 _ => incoming_buffer(spare, context_size, channel, d.packet_len()),
             });
+            let next = next.and_then(|n| match n {
+                Next::Declined(d) if d.packet_len() > max => Err(ring::RingError::PacketTooLarge {
+                    len: d.packet_len(),
+                    max,
+                }),
+                n => Ok(n),
+            });
             let pkt = match next {
                 Ok(Next::Read(p)) => p,
                 Ok(Next::Empty) => return (Received::Empty, self.inc.commit()),
-                Ok(Next::Declined(d)) if d.packet_len() <= max => {
+                Ok(Next::Declined(_)) => {
                     // Out of memory: the packet stays in the ring for the
                     // next pass.
                     pr_warn!("out of memory receiving a packet\n");
                     return (Received::Empty, false);
-                }
-                Ok(Next::Declined(d)) => {
-                    pr_err!(
-                        "channel {}: incoming ring is corrupt ({:?}); closing the channel\n",
-                        self.chan,
-                        ring::RingError::PacketTooLarge {
-                            len: d.packet_len(),
-                            max
-                        }
-                    );
-                    self.counters.ring_errors += 1;
-                    self.broken = true;
-                    return (Received::Broken("corrupt_ring"), false);
                 }
                 Err(e) => {
                     pr_err!(
