@@ -19,13 +19,11 @@
 
 use kernel::prelude::*;
 
-pub mod context;
+pub mod api;
 pub mod engine;
-pub mod ffi;
 pub mod protocol;
-pub mod queues;
 pub mod shmem;
-mod trace;
+pub mod sys;
 
 mod hv;
 
@@ -40,13 +38,13 @@ module! {
 /// The loaded kmcl module.
 struct Kmcl {
     /// Dropped last of kmcl's state: waits for all queued work.
-    _queues: queues::Queues,
+    _queues: sys::queues::Queues,
 }
 
 impl kernel::Module for Kmcl {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        let queues = queues::Queues::new()?;
-        ffi::init()?;
+        let queues = sys::queues::Queues::new()?;
+        api::init()?;
         if hv::vmbus_host_present() {
             pr_info!("loaded; VMBus host present\n");
         } else {
@@ -58,7 +56,7 @@ impl kernel::Module for Kmcl {
 
 impl Drop for Kmcl {
     fn drop(&mut self) {
-        ffi::exit();
+        api::exit();
         pr_info!("unloaded\n");
     }
 }

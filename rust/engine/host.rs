@@ -39,7 +39,6 @@ use kernel::{
 
 use super::channel::{
     Channel,
-    Guid,
     PeerEvent,
     Settings, //
 };
@@ -48,7 +47,13 @@ use super::datapath::{
     Peer, //
 };
 use super::link::Link;
-use super::snapshot::GuidText;
+use super::types::{
+    DataPathLimits,
+    Guid,
+    GuidText,
+    RingPageCounts, //
+};
+
 use crate::shmem::{
     GpadlPages,
     RingPages, //
@@ -94,7 +99,7 @@ pub(crate) trait HostOps: Send + Sync {
         &self,
         dev: Device,
         link: &HostLink,
-        pages: (u32, u32),
+        pages: RingPageCounts,
         max_packet: u32,
     ) -> Result<HostRings>;
 
@@ -145,7 +150,7 @@ impl HostOps for NoHost {
         Err(ENODEV)
     }
     fn unwatch(&self, _token: usize) {}
-    fn open(&self, _d: Device, _l: &HostLink, _p: (u32, u32), _m: u32) -> Result<HostRings> {
+    fn open(&self, _d: Device, _l: &HostLink, _p: RingPageCounts, _m: u32) -> Result<HostRings> {
         Err(ENODEV)
     }
     unsafe fn close(&self, _dev: Device) {}
@@ -183,7 +188,7 @@ struct Waiting {
     /// All zeroes: any instance.
     interface_instance: Guid,
     /// Ring data pages: (outgoing, incoming).
-    pages: (u32, u32),
+    pages: RingPageCounts,
 }
 
 impl Waiting {
@@ -272,7 +277,10 @@ impl HostBus {
             client: client.clone(),
             interface_type: ty,
             interface_instance: settings.interface_instance,
-            pages: (settings.outgoing_pages, settings.incoming_pages),
+            pages: RingPageCounts {
+                outgoing: settings.outgoing_pages,
+                incoming: settings.incoming_pages,
+            },
         };
         if let Some(idx) = bus.offers.iter().position(|o| waiting.matches(o)) {
             return self.connect(&mut bus, idx, client, waiting.pages);
@@ -383,7 +391,7 @@ impl HostBus {
         bus: &mut BusInner,
         idx: usize,
         client: &Arc<Channel>,
-        pages: (u32, u32),
+        pages: RingPageCounts,
     ) -> Result {
         let offer = &bus.offers[idx];
         let link = HostLink::new(
@@ -423,7 +431,7 @@ pub(crate) struct HostLink {
     dev: Device,
     instance: Guid,
     /// Ring data pages: (outgoing, incoming).
-    pages: (u32, u32),
+    pages: RingPageCounts,
     #[pin]
     state: Mutex<LinkState>,
     #[pin]
@@ -456,7 +464,7 @@ impl HostLink {
         ops: Arc<dyn HostOps>,
         dev: Device,
         instance: Guid,
-        pages: (u32, u32),
+        pages: RingPageCounts,
     ) -> Result<Arc<Self>> {
         Arc::pin_init(
             pin_init!(HostLink {
@@ -482,13 +490,13 @@ impl HostLink {
     pub(crate) fn data_path(
         self: &Arc<Self>,
         channel: &Arc<Channel>,
-        limits: (usize, usize, (u32, u64)),
+        limits: DataPathLimits,
     ) -> Result<DataPath> {
         let mut st = self.state.lock();
         if st.opened || !st.attached {
             return Err(EBUSY);
         }
-        let max_packet = u32::try_from(limits.0).map_err(|_| EINVAL)?;
+        let max_packet = u32::try_from(limits.max_packet).map_err(|_| EINVAL)?;
         let mmio = self.ops.allocate_mmio(self.dev)?;
         let (out, inc) = match self.ops.open(self.dev, self, self.pages, max_packet) {
             Ok(rings) => rings,

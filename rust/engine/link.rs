@@ -6,13 +6,14 @@
 
 use kernel::{prelude::*, sync::Arc};
 
-use super::channel::{
-    Channel,
-    Guid, //
-};
+use super::channel::Channel;
 use super::datapath::DataPath;
 use super::host::HostLink;
 use super::loopback::Connection;
+use super::types::{
+    DataPathLimits,
+    Guid, //
+};
 
 /// A channel's connection.
 #[derive(Clone)]
@@ -46,7 +47,7 @@ impl Link {
     pub(crate) fn data_path(
         &self,
         channel: &Arc<Channel>,
-        limits: (usize, usize, (u32, u64)),
+        limits: DataPathLimits,
     ) -> Result<DataPath> {
         match self {
             Link::Loopback(c) => c.data_path(channel, limits),

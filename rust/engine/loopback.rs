@@ -27,7 +27,6 @@ use kernel::{
 
 use super::channel::{
     Channel,
-    Guid,
     PeerEvent,
     Settings, //
 };
@@ -37,6 +36,11 @@ use super::datapath::{
 };
 use super::host::HostBus;
 use super::link::Link;
+use super::types::{
+    DataPathLimits,
+    Guid,
+    RingPageCounts, //
+};
 use crate::shmem::{
     MmioMemory,
     RingPages, //
@@ -68,7 +72,7 @@ struct Waiting {
     vtl: u8,
     /// Ring sizes the client donates, in pages: (client outgoing, client
     /// incoming).
-    pages: (u32, u32),
+    pages: RingPageCounts,
 }
 
 /// Whether `offer` is free, of interface type `ty` and instance `instance`
@@ -223,7 +227,10 @@ impl LoopbackBus {
             interface_type: settings.interface_type,
             interface_instance: settings.interface_instance,
             vtl: settings.vtl,
-            pages: (settings.outgoing_pages, settings.incoming_pages),
+            pages: RingPageCounts {
+                outgoing: settings.outgoing_pages,
+                incoming: settings.incoming_pages,
+            },
         };
         if let Some(idx) = bus.offers.iter().position(|o| waiting.matches(o)) {
             return Self::connect(&mut bus, idx, client, waiting.pages);
@@ -272,7 +279,12 @@ impl LoopbackBus {
         Ok(())
     }
 
-    fn connect(bus: &mut BusInner, idx: usize, client: &Arc<Channel>, pages: (u32, u32)) -> Result {
+    fn connect(
+        bus: &mut BusInner,
+        idx: usize,
+        client: &Arc<Channel>,
+        pages: RingPageCounts,
+    ) -> Result {
         let server = bus.offers[idx].server.clone();
         let instance = bus.offers[idx].interface_instance;
         let mmio = mmio_memory(bus.offers[idx].mmio_megabytes)?;
@@ -349,13 +361,13 @@ impl Connection {
     fn new(
         client: Arc<Channel>,
         server: Arc<Channel>,
-        pages: (u32, u32),
+        pages: RingPageCounts,
         instance: Guid,
         mmio: Option<MmioMemory>,
     ) -> Result<Arc<Self>> {
         let bus = client.bus().clone();
-        let c2s = Arc::new(RingPages::new(pages.0 as usize)?, GFP_KERNEL)?;
-        let s2c = Arc::new(RingPages::new(pages.1 as usize)?, GFP_KERNEL)?;
+        let c2s = Arc::new(RingPages::new(pages.outgoing as usize)?, GFP_KERNEL)?;
+        let s2c = Arc::new(RingPages::new(pages.incoming as usize)?, GFP_KERNEL)?;
         Arc::pin_init(
             pin_init!(Connection {
                 client,
@@ -383,7 +395,7 @@ impl Connection {
     pub(crate) fn data_path(
         &self,
         channel: &Arc<Channel>,
-        limits: (usize, usize, (u32, u64)),
+        limits: DataPathLimits,
     ) -> Result<DataPath> {
         if Arc::ptr_eq(channel, &self.client) {
             DataPath::new(
@@ -560,211 +572,5 @@ impl Connection {
         while a.client {
             self.left.wait(&mut a);
         }
-    }
-}
-
-/// Channel pairs on a private loopback bus, driven the way a driver drives
-/// them: KMCL's callback order on both sides.
-#[kunit_tests(kmcl_engine_lifecycle)]
-mod tests {
-    use super::*;
-    use crate::protocol::lifecycle::Role;
-    use kernel::time::{delay::fsleep, Delta};
-
-    use crate::engine::testing::Letters as Recorder;
-
-    const TYPE: Guid = [0x11; 16];
-    const INSTANCE: Guid = [0x22; 16];
-
-    fn channel(bus: &Arc<LoopbackBus>, role: Role, rec: &Arc<Recorder>) -> Result<Arc<Channel>> {
-        let ch = Channel::new(role, bus.clone())?;
-        ch.configure(|s| {
-            s.interface_type = TYPE;
-            s.interface_instance = INSTANCE;
-        })?;
-        ch.set_state_callbacks(rec.clone())?;
-        Ok(ch)
-    }
-
-    #[test]
-    fn open_and_close_in_kmcl_order() -> Result {
-        let bus = LoopbackBus::new()?;
-        let (sr, cr) = (Recorder::new(false)?, Recorder::new(false)?);
-        let server = channel(&bus, Role::Server, &sr)?;
-        let client = channel(&bus, Role::Client, &cr)?;
-        server.enable()?;
-        client.enable()?;
-        // The server is opened but stays paused until it starts.
-        assert!(sr.wait_for(b"O"));
-        assert!(cr.wait_for(b"OTP"));
-        assert!(!server.is_running());
-        server.start()?;
-        assert!(sr.is(b"OTP"));
-        assert!(server.is_running() && client.is_running());
-        // The client closes: Suspend and Closed on both sides; the client
-        // is disabled, the server keeps its offer up.
-        client.disable()?;
-        assert!(cr.is(b"OTPSC"));
-        assert!(sr.wait_for(b"OTPSC"));
-        assert!(!client.is_enabled() && server.is_enabled());
-        server.disable()?;
-        assert!(sr.is(b"OTPSC"));
-        server.cleanup()?;
-        client.cleanup()?;
-        Ok(())
-    }
-
-    #[test]
-    fn client_enabled_before_the_offer_waits() -> Result {
-        let bus = LoopbackBus::new()?;
-        let (sr, cr) = (Recorder::new(false)?, Recorder::new(false)?);
-        let client = channel(&bus, Role::Client, &cr)?;
-        client.enable()?;
-        fsleep(Delta::from_millis(50));
-        assert!(cr.is(b""));
-        let server = channel(&bus, Role::Server, &sr)?;
-        server.enable()?;
-        server.start()?;
-        assert!(cr.wait_for(b"OTP"));
-        assert!(sr.wait_for(b"OTP"));
-        // Pause and start the client mid-stream.
-        client.pause()?;
-        assert!(cr.is(b"OTPS"));
-        client.start()?;
-        assert!(cr.is(b"OTPSTP"));
-        // The server disables while the client is open: it rescinds, and
-        // Disable returns once the client has received Suspend and Closed.
-        server.disable()?;
-        assert!(sr.is(b"OTPSC"));
-        assert!(cr.is(b"OTPSTPSC"));
-        assert!(!client.is_enabled());
-        client.cleanup()?;
-        server.cleanup()?;
-        Ok(())
-    }
-
-    #[test]
-    fn failed_open_and_bad_calls() -> Result {
-        let bus = LoopbackBus::new()?;
-        let (sr, cr) = (Recorder::new(false)?, Recorder::new(true)?);
-        let server = channel(&bus, Role::Server, &sr)?;
-        let client = channel(&bus, Role::Client, &cr)?;
-        // Nothing to disable or start yet.
-        assert_eq!(client.disable(), Err(EBUSY));
-        assert_eq!(client.start(), Err(EBUSY));
-        server.enable()?;
-        assert_eq!(server.enable(), Err(EBUSY));
-        // Init settings are frozen once enabled.
-        assert_eq!(server.configure(|s| s.max_packet_size = 1), Err(EBUSY));
-        // A second offer of the same interface is refused.
-        let dup = channel(&bus, Role::Server, &sr)?;
-        assert_eq!(dup.enable(), Err(EEXIST));
-        assert!(!dup.is_enabled());
-        dup.cleanup()?;
-        // The client's Opened fails: it is disabled again without Closed,
-        // and the server sees the connection close.
-        server.start()?;
-        client.enable()?;
-        assert!(cr.wait_for(b"O"));
-        assert!(sr.wait_for(b"OTPSC"));
-        assert!(!client.is_enabled());
-        // An enabled channel cannot be cleaned up.
-        assert_eq!(server.clone().cleanup(), Err(EBUSY));
-        server.disable()?;
-        server.cleanup()?;
-        client.cleanup()?;
-        Ok(())
-    }
-
-    #[test]
-    fn an_offer_is_seen_only_by_clients_in_its_vtl() -> Result {
-        let bus = LoopbackBus::new()?;
-        let (s0, s1, c1) = (
-            Recorder::new(false)?,
-            Recorder::new(false)?,
-            Recorder::new(false)?,
-        );
-        // Two offers of the same interface, for VTL 0 and VTL 1.
-        let server0 = channel(&bus, Role::Server, &s0)?;
-        let server1 = Channel::new(Role::Server, bus.clone())?;
-        server1.configure(|s| {
-            s.interface_type = TYPE;
-            s.interface_instance = [0x33; 16];
-        })?;
-        server1.set_target_vtl(1)?;
-        assert_eq!(server1.set_target_vtl(16), Err(EINVAL));
-        server1.set_state_callbacks(s1.clone())?;
-        server1.enable()?;
-        server1.start()?;
-        server0.enable()?;
-        server0.start()?;
-        // A client in VTL 1 asking for any instance gets the VTL 1 offer.
-        let client = Channel::new(Role::Client, bus.clone())?;
-        client.configure(|s| {
-            s.interface_type = TYPE;
-            s.vtl = 1;
-        })?;
-        assert_eq!(client.set_target_vtl(1), Err(EINVAL));
-        client.set_state_callbacks(c1.clone())?;
-        client.enable()?;
-        assert!(c1.wait_for(b"OTP"));
-        assert_eq!(client.interface_instance(), [0x33; 16]);
-        assert!(s0.is(b"") && s1.wait_for(b"OTP"));
-        client.disable()?;
-        // Back in VTL 0 it gets the other one.
-        client.configure(|s| s.vtl = 0)?;
-        client.enable()?;
-        assert!(c1.wait_for(b"OTPSCOTP"));
-        assert_eq!(client.interface_instance(), INSTANCE);
-        client.disable()?;
-        for ch in [server0, server1] {
-            ch.disable()?;
-            ch.cleanup()?;
-        }
-        client.cleanup()?;
-        Ok(())
-    }
-
-    #[test]
-    fn a_server_refusing_the_connection_is_the_clients_pnp_failure() -> Result {
-        let bus = LoopbackBus::new()?;
-        let (sr, cr, cr2) = (
-            Recorder::new(true)?,
-            Recorder::new(false)?,
-            Recorder::new(false)?,
-        );
-        let server = channel(&bus, Role::Server, &sr)?;
-        let client = channel(&bus, Role::Client, &cr)?;
-        server.enable()?;
-        server.start()?;
-        client.enable()?;
-        // The server's Opened refuses: the client never opens; it gets
-        // PnpFailure with the server's error and is disabled again.
-        assert!(sr.wait_for(b"O"));
-        assert!(cr.wait_for(b"F"));
-        assert_eq!(
-            cr.pnp_status.load(core::sync::atomic::Ordering::SeqCst),
-            EIO.to_errno()
-        );
-        assert!(!client.is_enabled() && server.is_enabled());
-        assert_eq!(client.disable(), Err(EBUSY));
-        // The offer stays up and is free: the next client gets in.
-        sr.fail_open
-            .store(false, core::sync::atomic::Ordering::SeqCst);
-        let client2 = channel(&bus, Role::Client, &cr2)?;
-        client2.enable()?;
-        assert!(cr2.wait_for(b"OTP"));
-        assert!(sr.wait_for(b"OOTP"));
-        // And the first client can try again after it.
-        client2.disable()?;
-        assert!(sr.wait_for(b"OOTPSC"));
-        client.enable()?;
-        assert!(cr.wait_for(b"FOTP"));
-        client.disable()?;
-        server.disable()?;
-        client.cleanup()?;
-        client2.cleanup()?;
-        server.cleanup()?;
-        Ok(())
     }
 }

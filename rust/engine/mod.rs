@@ -9,12 +9,9 @@
 
 pub mod channel;
 pub mod datapath;
-pub(crate) mod gpadl;
-pub(crate) mod handoff;
 pub(crate) mod host;
 pub(crate) mod link;
 pub mod loopback;
-pub(crate) mod save;
-pub mod snapshot;
 #[cfg(CONFIG_KUNIT)]
 pub(crate) mod testing;
+pub mod types;

@@ -18,8 +18,9 @@ use core::ptr::NonNull;
 
 use kernel::prelude::*;
 
-use crate::engine::channel::Guid;
 use crate::engine::host::{Device, HostBus, HostLink, HostOps, HostRings};
+use crate::engine::types::Guid;
+use crate::engine::types::RingPageCounts;
 use crate::shmem::{GpadlPages, RingPages};
 
 mod ffi {
@@ -130,7 +131,7 @@ impl HostOps for HvVmbus {
         &self,
         dev: Device,
         link: &HostLink,
-        pages: (u32, u32),
+        pages: RingPageCounts,
         max_packet: u32,
     ) -> Result<HostRings> {
         let mut r = ffi::Rings {
@@ -146,8 +147,8 @@ impl HostOps for HvVmbus {
             ffi::kmcl_hv_open(
                 dev.0.as_ptr(),
                 core::ptr::from_ref(link).cast(),
-                pages.0,
-                pages.1,
+                pages.outgoing,
+                pages.incoming,
                 max_packet,
                 &mut r,
             )

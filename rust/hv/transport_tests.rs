@@ -25,11 +25,13 @@ use kernel::{
 };
 
 use super::interop::LinuxChannel;
-use crate::engine::channel::{Channel, Guid, Transport};
+use crate::engine::channel::{Channel, Transport};
 use crate::engine::datapath::{IncomingPacket, PacketCallbacks, SendCompletion};
 use crate::engine::host::{Device, HostBus, HostLink, HostOps, HostRings};
 use crate::engine::loopback::LoopbackBus;
 use crate::engine::testing::{wait_until, Letters};
+use crate::engine::types::Guid;
+use crate::engine::types::RingPageCounts;
 use crate::protocol::{
     gpa,
     lifecycle::Role,
@@ -223,7 +225,7 @@ impl HostOps for FakeHost {
 
     fn unwatch(&self, _token: usize) {}
 
-    fn open(&self, dev: Device, link: &HostLink, _p: (u32, u32), _m: u32) -> Result<HostRings> {
+    fn open(&self, dev: Device, link: &HostLink, _p: RingPageCounts, _m: u32) -> Result<HostRings> {
         let e = self.fail_open.load(Ordering::SeqCst);
         if e != 0 {
             return Err(Error::from_errno(e));

@@ -48,12 +48,12 @@ ev() {
 	grep " kmcl_$1: " /tmp/trace.txt | grep -E -- "${2:-.}"
 }
 
-# 2-5: the quota, budget and failure events, from kmcl's own KUnit cases
-# (a_corrupt_ring*, a_forged*, packet_fail*, pause_and_start*,
-# transaction_quota*, the_receive_work_yields*).
+# 2-5: the quota, budget and failure events, from kmcl's own KUnit suites
+# kmcl_channel_flow (transaction_quota*, the_receive_work_yields*) and
+# kmcl_channel_failure (a_corrupt_ring*, packet_fail*, ...).
 trace_on
 old_glob=$(cat "$KUNIT_GLOB")
-set_kunit_glob "kmcl_engine_packets.[apt]*"
+set_kunit_glob "kmcl_channel_f*"
 insmod "$DIR/kmcl.ko"
 set_kunit_glob "$old_glob"
 trace_off

@@ -146,7 +146,7 @@ fn take_from_slots(handle: usize) -> bool {
 pub(super) fn lend_for(handle: usize, owner: usize, deliver: impl FnOnce()) -> Result {
     let i = shard_of(handle);
     let cpu = kernel::cpu::CpuId::current().as_u32() as usize;
-    let use_slot = !crate::context::in_task()
+    let use_slot = !crate::sys::context::in_task()
         && cpu < SLOTS
         && SPARE[i].load(Ordering::Relaxed) >= HEADROOM
         && DELIVERING[cpu].load(Ordering::Relaxed) == 0;

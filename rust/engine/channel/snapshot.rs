@@ -10,8 +10,12 @@ use core::fmt;
 
 use kernel::sync::Arc;
 
-use super::channel::{Channel, Guid, Settings, FRIENDLY_NAME_MAX};
-use super::datapath::Counters;
+use super::{Channel, Settings, FRIENDLY_NAME_MAX};
+use crate::engine::datapath::Counters;
+use crate::engine::types::{
+    Guid,
+    GuidText, //
+};
 use crate::protocol::{lifecycle::Role, ring::RingState};
 
 /// What [`Channel::snapshot`] copies out.
@@ -55,35 +59,6 @@ pub struct Snapshot {
     pub(crate) signals_merged: u64,
     /// (outgoing, incoming) ring control values, when connected.
     pub(crate) rings: Option<(RingState, RingState)>,
-}
-
-/// A GUID in its usual text form (Windows/Linux `GUID` layout).
-pub(crate) struct GuidText<'a>(pub(crate) &'a Guid);
-
-impl fmt::Display for GuidText<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0;
-        write!(
-            f,
-            "{:08x}-{:04x}-{:04x}-{:02x}{:02x}-",
-            u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-            u16::from_le_bytes([b[4], b[5]]),
-            u16::from_le_bytes([b[6], b[7]]),
-            b[8],
-            b[9]
-        )?;
-        for x in &b[10..] {
-            write!(f, "{:02x}", x)?;
-        }
-        Ok(())
-    }
-}
-
-// For the kernel's print macros too (log lines name interfaces).
-impl kernel::fmt::Display for GuidText<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
 }
 
 fn ring_line(f: &mut fmt::Formatter<'_>, which: &str, r: &RingState) -> fmt::Result {
@@ -167,7 +142,7 @@ impl fmt::Display for Snapshot {
             f,
             "receive budget hits: {} (budget {} packets)",
             self.budget_hits,
-            super::channel::RX_BUDGET
+            super::RX_BUDGET
         )?;
         writeln!(
             f,
@@ -202,5 +177,85 @@ impl Channel {
         let mut s = self.snapshot_control();
         self.snapshot_data(&mut s);
         s
+    }
+}
+
+impl Channel {
+    /// The control-side part of a [`Snapshot`].
+    pub(crate) fn snapshot_control(self: &Arc<Self>) -> Snapshot {
+        let (settings, name, name_len, enabled, connected, running) = {
+            let ctl = self.control.lock();
+            (
+                ctl.settings,
+                ctl.friendly_name,
+                ctl.friendly_name_len,
+                ctl.lifecycle.is_enabled(),
+                ctl.lifecycle.is_connected(),
+                ctl.lifecycle.is_running(),
+            )
+        };
+        let (held, quota, quota_hits, budget_hits, (deferrals, handed_back), failures) = {
+            let rx = self.rx.lock();
+            (
+                rx.outstanding,
+                rx.quota,
+                rx.quota_hits,
+                rx.budget_hits,
+                (rx.deferrals, rx.handed_back),
+                rx.failures,
+            )
+        };
+        // Each lock on its own: a guard inside the struct expression would
+        // be held to its end (the GPADL table's is a mutex).
+        let gpadls = self.gpadl.counts();
+        let deferred = self.deferred.lock().len();
+        let exposed = self.exposed.lock().len();
+        Snapshot {
+            id: self.id,
+            role: self.role,
+            name,
+            name_len,
+            enabled,
+            connected,
+            running,
+            settings,
+            instance: self.interface_instance(),
+            counters: Counters::default(),
+            awaiting_completion: 0,
+            queued: 0,
+            held,
+            quota,
+            quota_hits,
+            budget_hits,
+            deferrals,
+            handed_back,
+            failures,
+            deferred,
+            gpadls,
+            exposed,
+            at_passive: self.at_passive.load(core::sync::atomic::Ordering::Relaxed),
+            signals: self.signals(),
+            signals_merged: self.signals_coalesced(),
+            rings: None,
+        }
+    }
+
+    /// Fills in the data-path part of a snapshot.
+    pub(crate) fn snapshot_data(&self, s: &mut Snapshot) {
+        if let Some(dp) = self.data.lock().as_ref() {
+            s.counters = dp.counters;
+            let (awaiting, queued, rings) = dp.snapshot();
+            s.awaiting_completion = awaiting;
+            s.queued = queued;
+            s.rings = Some(rings);
+        }
+    }
+
+    /// The data path's counters (zero when not connected).
+    pub fn counters(&self) -> Counters {
+        self.data
+            .lock()
+            .as_ref()
+            .map_or(Counters::default(), |dp| dp.counters)
     }
 }

@@ -24,9 +24,15 @@
 
 use kernel::{prelude::*, sync::Arc};
 
-use super::channel::{Channel, Guid};
-use super::datapath::Incoming;
+use super::Channel;
+use crate::engine::datapath::Incoming;
+use crate::engine::types::Guid;
 use crate::protocol::save::{self, PacketRecord, Record, Restore, SaveError, Writer};
+use crate::{
+    engine::datapath::Peer,
+    engine::link::Link,
+    protocol::lifecycle::Role, //
+};
 
 /// A packet being saved: the packet and the driver's state for it.
 pub(crate) struct SavedPacket {
@@ -217,5 +223,109 @@ impl Channel {
         )?;
         self.count_restored();
         Ok(b)
+    }
+}
+
+impl Channel {
+    /// KMCL `VmbChannelSaveBegin`, first half: stops delivery (no packet
+    /// reaches the driver after this returns). `-EINVAL` for a client,
+    /// `-ENOTCONN` when not connected, `-EBUSY` when a save is under way
+    /// or done. Process context, not from the channel's callbacks.
+    pub(crate) fn stop_for_save(&self) -> Result {
+        if self.role != Role::Server {
+            return Err(EINVAL);
+        }
+        let ctl = self.control.lock();
+        if ctl.saving.is_some() || ctl.saved.is_some() {
+            return Err(EBUSY);
+        }
+        if !matches!(ctl.connection, Some(Link::Loopback(_))) {
+            return Err(ENOTCONN);
+        }
+        self.stop_incoming();
+        Ok(())
+    }
+
+    /// KMCL `VmbChannelSaveBegin`, second half: `packets` (taken from the
+    /// driver, with its state for each) go into the save, which
+    /// [`Self::save_continue`] hands out. They are released without a
+    /// completion: the restored server completes them.
+    pub(crate) fn save(self: &Arc<Self>, packets: KVec<SavedPacket>) -> Result {
+        let mut ctl = self.control.lock();
+        if ctl.saving.is_some() || ctl.saved.is_some() {
+            return Err(EBUSY);
+        }
+        let interface = (ctl.settings.interface_type, ctl.settings.interface_instance);
+        let saving = write_stream((&interface.0, &interface.1), &packets)?;
+        ctl.saving = Some(saving);
+        drop(ctl);
+        for p in packets {
+            p.packet.saved();
+            self.release_incoming(None);
+        }
+        Ok(())
+    }
+
+    /// KMCL `VmbChannelSaveContinue`: as many whole chunks of the save as
+    /// fit in `out`. `-EINVAL` without a save under way.
+    pub(crate) fn save_continue(&self, out: &mut [u8]) -> Result<Continue> {
+        let mut ctl = self.control.lock();
+        let saving = ctl.saving.as_mut().ok_or(EINVAL)?;
+        Ok(saving.next(out))
+    }
+
+    /// KMCL `VmbChannelSaveEnd`: the save is over; the channel's Disable
+    /// now parks its connection for the server that restores the save.
+    pub(crate) fn save_end(&self) {
+        let mut ctl = self.control.lock();
+        if let Some(saving) = ctl.saving.take() {
+            ctl.saved = Some(saving.save_id());
+        }
+    }
+
+    /// KMCL `VmbChannelRestoreFromBuffer` (server, disabled, its interface
+    /// set): feeds whole chunks of a save; `Ok(true)` once complete,
+    /// `Ok(false)` for more (`STATUS_MORE_PROCESSING_REQUIRED`). A buffer
+    /// that is not valid changes nothing (`-EBADMSG`); a save of another
+    /// interface `-EINVAL`.
+    pub(crate) fn restore_from(&self, buf: &[u8]) -> Result<bool> {
+        if self.role != Role::Server {
+            return Err(EINVAL);
+        }
+        let mut ctl = self.control.lock();
+        if !ctl.lifecycle.accepts_init() {
+            return Err(EBUSY);
+        }
+        let interface = (ctl.settings.interface_type, ctl.settings.interface_instance);
+        let restoring = ctl.restoring.get_or_insert_with(Restoring::new);
+        restoring.feed((&interface.0, &interface.1), buf)
+    }
+
+    /// The other endpoint is now `peer` (a restored server took the
+    /// connection over).
+    pub(crate) fn repoint_peer(&self, peer: Peer) {
+        if let Some(dp) = Option::as_mut(&mut *self.data.lock()) {
+            dp.set_peer(peer);
+        }
+    }
+
+    /// A save failed after delivery stopped: delivery resumes if the
+    /// channel is running.
+    pub(crate) fn resume_after_save(self: &Arc<Self>) {
+        let running = self.control.lock().lifecycle.is_running();
+        if running {
+            self.rx.lock().enabled = true;
+            self.kick_rx();
+        }
+    }
+
+    /// Bytes of driver context per incoming packet, while connected.
+    pub(crate) fn incoming_context_size(&self) -> Option<usize> {
+        self.data.lock().as_ref().map(|dp| dp.context_size())
+    }
+
+    /// One restored packet is delivered to the driver.
+    pub(crate) fn count_restored(&self) {
+        self.rx.lock().outstanding += 1;
     }
 }

@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Incoming packets: complete, defer, fail, and what a packet carries.
+
+use core::ffi::{
+    c_int,
+    c_void, //
+};
+
+use kernel::prelude::*;
+
+use crate::engine::datapath::{
+    Incoming,
+    IncomingPacket, //
+};
+
+use super::{
+    abi::KmclIncoming, //
+    bytes,
+    errno,
+
+    lent,
+};
+
+/// The incoming packet behind a handle a driver gives back, if kmcl lent
+/// it and it was not given back before (a packet completed twice is
+/// refused and logged instead of freed twice; see [`lent`]).
+pub(super) fn incoming(packet: *mut KmclIncoming) -> Option<IncomingPacket> {
+    if !lent::give_back(packet as usize) {
+        pr_err!(
+            "invalid incoming packet handle {:p} (completed twice?); ignored\n",
+            packet
+        );
+        return None;
+    }
+    // SAFETY: the record had the handle, so it is `KBox::into_raw` of a
+    // packet's box, and taking it out of the record made it ours alone.
+    Some(unsafe { incoming_unchecked(packet) })
+}
+
+/// The incoming packet behind a handle.
+///
+/// # Safety
+///
+/// `packet` is `KBox::into_raw` of an incoming packet's box, owned by the
+/// caller (given back exactly once).
+pub(super) unsafe fn incoming_unchecked(packet: *mut KmclIncoming) -> IncomingPacket {
+    // SAFETY: the caller's promise.
+    IncomingPacket::from_box(unsafe { KBox::from_raw(packet.cast::<Incoming>()) })
+}
+
+/// `VmbChannelPacketComplete`.
+///
+/// # Safety
+///
+/// `packet` is NULL or a handle kmcl passed to a process-packet callback
+/// (one given back already is refused); `buffer` holds `length` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_packet_complete(
+    packet: *mut KmclIncoming,
+    buffer: *const c_void,
+    length: u32,
+) -> c_int {
+    if packet.is_null() {
+        return EINVAL.to_errno();
+    }
+    let Some(packet) = incoming(packet) else {
+        return EINVAL.to_errno();
+    };
+    // SAFETY: the caller's promise.
+    match unsafe { bytes(buffer, length) } {
+        Ok(payload) => errno(packet.complete(payload)),
+        Err(e) => {
+            // Completed without a payload rather than leaked.
+            drop(packet);
+            e.to_errno()
+        }
+    }
+}
+
+/// `VmbChannelPacketDeferToPassive`.
+///
+/// # Safety
+///
+/// `packet` is NULL or a handle kmcl passed to a process-packet callback
+/// (one given back already is refused).
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_packet_defer_to_passive(packet: *mut KmclIncoming) {
+    if !packet.is_null() {
+        if let Some(p) = incoming(packet) {
+            p.defer_to_passive();
+        }
+    }
+}
+
+/// `VmbChannelPacketFail`.
+///
+/// # Safety
+///
+/// `packet` is NULL or a handle kmcl passed to a process-packet callback
+/// (one given back already is refused).
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_packet_fail(packet: *mut KmclIncoming) {
+    if !packet.is_null() {
+        if let Some(p) = incoming(packet) {
+            p.fail();
+        }
+    }
+}

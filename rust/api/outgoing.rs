@@ -1,0 +1,498 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Outgoing packets (`struct kmcl_packet`): allocate, initialize, free,
+//! send with and without external data, synchronous requests.
+
+use core::{
+    ffi::{
+        c_int,
+        c_void, //
+    },
+    sync::atomic::{
+        AtomicUsize,
+        Ordering, //
+    },
+};
+
+use kernel::{
+    prelude::*,
+    sync::Arc, //
+};
+
+use crate::{
+    engine::datapath::Routine,
+    shmem::GpadlPages, //
+};
+
+use super::{
+    abi,
+    abi::{
+        EvtPacketCompletion,
+        KmclChannel,
+        KmclMdl,
+        KmclPacket, //
+    },
+    bytes, errno, gfp, handle, with_channel, Handle,
+};
+
+/// An outgoing packet object (`VMBPACKET`).
+pub struct CPacket {
+    pub(super) handle: Arc<Handle>,
+    pub(super) pointer: AtomicUsize,
+    pub(super) routine: EvtPacketCompletion,
+    /// In the driver's memory (`kmcl_packet_initialize`), not kmalloc'ed.
+    pub(super) in_caller_memory: bool,
+    /// The incoming packet `kmcl_packet_restore` made (its handle, 0:
+    /// none), until `kmcl_packet_restored` hands it out.
+    pub(super) restored: AtomicUsize,
+}
+
+/// Frees a packet object.
+///
+/// # Safety
+///
+/// `p` is a live packet object, not used again.
+pub(super) unsafe fn free_packet(p: *mut CPacket) {
+    // SAFETY: `p` is live; `in_caller_memory` tells how it was made.
+    unsafe {
+        if (*p).in_caller_memory {
+            core::ptr::drop_in_place(p);
+            return;
+        }
+    }
+    // SAFETY: a kmalloc'ed packet object is `KBox::into_raw` of its box.
+    let b = unsafe { KBox::from_raw(p) };
+    let handle = b.handle.clone();
+    let rejected = match &mut *handle.lookaside.lock() {
+        Some(kept) => kept.push_within_capacity(b).err().map(|e| e.0),
+        None => Some(b),
+    };
+    // Freed without the lock.
+    drop(rejected);
+}
+
+/// The routine of a C packet object's send: `word` is the packet object.
+/// A plain function, so that a send allocates nothing.
+pub(super) fn packet_done(word: usize, status: Result, data: &[u8]) {
+    let p = word as *mut CPacket;
+    // SAFETY: `word` is the packet object of the send (see
+    // `kmcl_packet_send`), which belongs to kmcl until this runs, once.
+    let (routine, alive) = unsafe { ((*p).routine, (*p).handle.alive()) };
+    match (routine, alive) {
+        // SAFETY: the driver's routine gets its packet back, with the
+        // completion payload for the duration of the call.
+        (Some(f), true) => unsafe {
+            f(
+                p.cast(),
+                errno(status),
+                data.as_ptr().cast(),
+                data.len() as u32,
+            )
+        },
+        // KMCL's default: a packet without a routine is freed once its
+        // transaction is over; so is every packet of a module gone.
+        // SAFETY: nobody else uses it any more.
+        _ => unsafe { free_packet(p) },
+    }
+}
+
+/// The packet object behind a handle.
+///
+/// # Safety
+///
+/// `packet` is NULL or a live packet handle, used by one thread at a time
+/// while not in flight.
+pub(super) unsafe fn packet_ref<'a>(packet: *mut KmclPacket) -> Option<&'a CPacket> {
+    // SAFETY: the caller's promise.
+    unsafe { packet.cast::<CPacket>().as_ref() }
+}
+
+/// `VmbChannelSizeofPacket`: the bytes `kmcl_packet_initialize` needs.
+///
+/// # Safety
+///
+/// None beyond the C signature: the channel is not used.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_sizeof_packet(_channel: *mut KmclChannel) -> u32 {
+    core::mem::size_of::<CPacket>() as u32
+}
+
+/// `VmbPacketAllocate`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_packet_allocate(channel: *mut KmclChannel) -> *mut KmclPacket {
+    // SAFETY: the caller's promise.
+    let Some(h) = (unsafe { handle(channel) }) else {
+        return core::ptr::null_mut();
+    };
+    let kept = Option::as_mut(&mut *h.lookaside.lock()).and_then(|k| k.pop());
+    let b = match kept {
+        Some(mut b) => {
+            b.pointer.store(0, Ordering::Relaxed);
+            b.routine = None;
+            b.restored.store(0, Ordering::Relaxed);
+            b
+        }
+        None => {
+            let p = CPacket {
+                handle: h.into(),
+                pointer: AtomicUsize::new(0),
+                routine: None,
+                in_caller_memory: false,
+                restored: AtomicUsize::new(0),
+            };
+            match KBox::new(p, gfp()) {
+                Ok(b) => b,
+                Err(_) => return core::ptr::null_mut(),
+            }
+        }
+    };
+    KBox::into_raw(b).cast()
+}
+
+/// `VmbPacketInitialize`: makes a packet object in `buffer`, which must be
+/// at least `kmcl_channel_sizeof_packet()` bytes and pointer-aligned.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle; `buffer` is NULL or `size` writable
+/// bytes that stay allocated until the packet is freed; `packet` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_packet_initialize(
+    channel: *mut KmclChannel,
+    buffer: *mut c_void,
+    size: u32,
+    packet: *mut *mut KmclPacket,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(h) = (unsafe { handle(channel) }) else {
+        return EINVAL.to_errno();
+    };
+    let fits = (size as usize) >= core::mem::size_of::<CPacket>();
+    let aligned = (buffer as usize) & (core::mem::align_of::<CPacket>() - 1) == 0;
+    if buffer.is_null() || packet.is_null() || !fits || !aligned {
+        return EINVAL.to_errno();
+    }
+    let p = buffer.cast::<CPacket>();
+    // SAFETY: checked: large enough and aligned; writable (caller).
+    unsafe {
+        p.write(CPacket {
+            handle: h.into(),
+            pointer: AtomicUsize::new(0),
+            routine: None,
+            in_caller_memory: true,
+            restored: AtomicUsize::new(0),
+        });
+        *packet = p.cast();
+    }
+    0
+}
+
+/// `VmbPacketFree`: also ends a packet made by `kmcl_packet_initialize`
+/// (its memory stays the driver's).
+///
+/// # Safety
+///
+/// `packet` is NULL or a live packet handle, not in flight, not used again.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_packet_free(packet: *mut KmclPacket) {
+    if !packet.is_null() {
+        // SAFETY: the caller's promise.
+        unsafe { free_packet(packet.cast()) };
+    }
+}
+
+/// `VmbPacketGetChannel`.
+///
+/// # Safety
+///
+/// `packet` is NULL or a live packet handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_packet_get_channel(packet: *mut KmclPacket) -> *mut KmclChannel {
+    // SAFETY: the caller's promise.
+    match unsafe { packet_ref(packet) } {
+        Some(p) => p.handle.as_raw(),
+        None => core::ptr::null_mut(),
+    }
+}
+
+/// `VmbPacketGetPointer`.
+///
+/// # Safety
+///
+/// `packet` is NULL or a live packet handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_packet_get_pointer(packet: *mut KmclPacket) -> *mut c_void {
+    // SAFETY: the caller's promise.
+    match unsafe { packet_ref(packet) } {
+        Some(p) => p.pointer.load(Ordering::Relaxed) as *mut c_void,
+        None => core::ptr::null_mut(),
+    }
+}
+
+/// `VmbPacketSetPointer`.
+///
+/// # Safety
+///
+/// `packet` is NULL or a live packet handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_packet_set_pointer(packet: *mut KmclPacket, pointer: *mut c_void) {
+    // SAFETY: the caller's promise.
+    if let Some(p) = unsafe { packet_ref(packet) } {
+        p.pointer.store(pointer as usize, Ordering::Relaxed);
+    }
+}
+
+/// `VmbPacketSetCompletionRoutine`.
+///
+/// # Safety
+///
+/// `packet` is NULL or a live packet handle, not in flight.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_packet_set_completion_routine(
+    packet: *mut KmclPacket,
+    routine: EvtPacketCompletion,
+) {
+    // SAFETY: the caller's promise: not in flight, so kmcl does not read
+    // the packet concurrently.
+    if let Some(p) = unsafe { packet.cast::<CPacket>().as_mut() } {
+        p.routine = routine;
+    }
+}
+
+/// Flags `kmcl_packet_send` knows.
+pub(super) const FORMAT_FLAGS: u32 = abi::FORMAT_FLAG_WAIT_FOR_COMPLETION
+    | abi::FORMAT_FLAG_FORCE_MDL_LENGTH
+    | abi::FORMAT_FLAG_PAGED_BUFFER;
+
+/// `VmbPacketSend` (in-band, or GPA-direct with an MDL). On an
+/// error the routine does not run and the packet is the driver's again.
+///
+/// # Safety
+///
+/// `packet` is NULL or a live packet handle, not in flight; `buffer` holds
+/// `length` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_packet_send(
+    packet: *mut KmclPacket,
+    buffer: *const c_void,
+    length: u32,
+    mdl: *const KmclMdl,
+    flags: u32,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(p) = (unsafe { packet_ref(packet) }) else {
+        return EINVAL.to_errno();
+    };
+    let sent = (|| -> Result {
+        if flags & !FORMAT_FLAGS != 0 {
+            return Err(EINVAL);
+        }
+        // SAFETY: the caller's promise; the bytes are copied into the ring
+        // (or the send queue) before this returns.
+        let payload = unsafe { bytes(buffer, length) }?;
+        let wait = flags & abi::FORMAT_FLAG_WAIT_FOR_COMPLETION != 0;
+        let routine = Routine::Function(packet_done, packet as usize);
+        if !mdl.is_null() {
+            needs_wait(flags)?;
+            // SAFETY: the caller's promise (a readable MDL whose pages stay
+            // valid until the routine runs).
+            let pages = unsafe { mdl_pages(mdl, 0, 0) }?;
+            return p.handle.channel.send_external(payload, pages, routine);
+        }
+        p.handle.channel.send(payload, wait, routine)
+    })();
+    errno(sent)
+}
+
+/// External data must be sent with a completion request (KMCL: its pages
+/// are the sender's again only once the other endpoint completed it).
+pub(super) fn needs_wait(flags: u32) -> Result {
+    if flags & abi::FORMAT_FLAG_WAIT_FOR_COMPLETION == 0 {
+        return Err(EINVAL);
+    }
+    Ok(())
+}
+
+/// The pages of `length` bytes (0: to the end) from `offset` of the data
+/// `mdl` describes.
+///
+/// # Safety
+///
+/// `mdl` is a readable `struct kmcl_mdl` whose `pages` holds `nr_pages`
+/// valid page pointers, and those pages stay allocated as long as the
+/// result is used.
+pub(super) unsafe fn mdl_pages(
+    mdl: *const KmclMdl,
+    offset: u32,
+    length: u32,
+) -> Result<GpadlPages> {
+    // SAFETY: readable (the caller's promise).
+    let m = unsafe { &*mdl };
+    if m.pages.is_null() || m.length == 0 || offset >= m.length {
+        return Err(EINVAL);
+    }
+    let length = if length == 0 {
+        m.length - offset
+    } else {
+        length
+    };
+    if u64::from(offset) + u64::from(length) > u64::from(m.length) {
+        return Err(EINVAL);
+    }
+    let start = m.offset as usize + offset as usize;
+    let first = start >> kernel::page::PAGE_SHIFT;
+    let in_page = start & (kernel::page::PAGE_SIZE - 1);
+    // SAFETY: `pages` holds `nr_pages` pointers (the caller's promise).
+    let all = unsafe {
+        core::slice::from_raw_parts(
+            m.pages.cast::<*mut crate::shmem::Page>(),
+            m.nr_pages as usize,
+        )
+    };
+    let from_first = all.get(first..).ok_or(EINVAL)?;
+    // SAFETY: valid pages that stay (the caller's promise); the range is
+    // checked against the slice.
+    unsafe { GpadlPages::from_pages(from_first, in_page, length as usize) }
+}
+
+/// `VmbChannelSendSynchronousRequest` (in-band). `timeout_ms` NULL waits
+/// for ever; `*reply_length` is the reply buffer's size on entry and the
+/// reply's on return. Process context only.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle; `buffer` holds `length` bytes;
+/// `reply` holds `*reply_length` writable bytes; `reply_length` and
+/// `timeout_ms` are NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_send_synchronous_request(
+    channel: *mut KmclChannel,
+    buffer: *const c_void,
+    length: u32,
+    mdl: *const KmclMdl,
+    flags: u32,
+    reply: *mut c_void,
+    reply_length: *mut u32,
+    timeout_ms: *const u32,
+) -> c_int {
+    if !crate::sys::context::in_task() {
+        return EINVAL.to_errno();
+    }
+    // SAFETY: the caller's promise.
+    unsafe {
+        with_channel(channel, |h| {
+            if flags & !FORMAT_FLAGS != 0 {
+                return Err(EINVAL);
+            }
+            let ext = if mdl.is_null() {
+                None
+            } else {
+                // SAFETY: the caller's promise (a readable MDL whose pages
+                // stay valid until this returns).
+                Some(mdl_pages(mdl, 0, 0)?)
+            };
+            let payload = bytes(buffer, length)?;
+            let cap = if reply_length.is_null() {
+                0
+            } else {
+                *reply_length
+            };
+            let out: &mut [u8] = if cap == 0 {
+                &mut []
+            } else if reply.is_null() {
+                return Err(EINVAL);
+            } else {
+                core::slice::from_raw_parts_mut(reply.cast::<u8>(), cap as usize)
+            };
+            let timeout = timeout_ms.as_ref().copied();
+            let n = match ext {
+                Some(pages) => h.channel.send_sync_external(payload, pages, out, timeout)?,
+                None => h.channel.send_sync(payload, out, timeout)?,
+            };
+            if !reply_length.is_null() {
+                *reply_length = n as u32;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// `VmbPacketSendWithExternalMdl`: `mdl_length` bytes (0: to the end)
+/// from `mdl_offset` of `mdl` as external data. A completion must be
+/// requested.
+///
+/// # Safety
+///
+/// As [`kmcl_packet_send`]; `mdl` is NULL or a readable `struct kmcl_mdl`
+/// whose pages stay valid until the routine runs.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_packet_send_with_external_mdl(
+    packet: *mut KmclPacket,
+    buffer: *const c_void,
+    length: u32,
+    mdl: *const KmclMdl,
+    mdl_offset: u32,
+    mdl_length: u32,
+    flags: u32,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(p) = (unsafe { packet_ref(packet) }) else {
+        return EINVAL.to_errno();
+    };
+    let sent = (|| -> Result {
+        if flags & !FORMAT_FLAGS != 0 || mdl.is_null() {
+            return Err(EINVAL);
+        }
+        needs_wait(flags)?;
+        // SAFETY: the caller's promise.
+        let payload = unsafe { bytes(buffer, length) }?;
+        // SAFETY: the caller's promise.
+        let pages = unsafe { mdl_pages(mdl, mdl_offset, mdl_length) }?;
+        let routine = Routine::Function(packet_done, packet as usize);
+        p.handle.channel.send_external(payload, pages, routine)
+    })();
+    errno(sent)
+}
+
+/// `VmbPacketSendWithExternalPfns`: the whole pages `pfns` as external
+/// data. A completion must be requested.
+///
+/// # Safety
+///
+/// As [`kmcl_packet_send`]; `pfns` holds `pfn_count` page frame numbers of
+/// memory that stays allocated until the routine runs.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_packet_send_with_external_pfns(
+    packet: *mut KmclPacket,
+    buffer: *const c_void,
+    length: u32,
+    pfns: *const u64,
+    pfn_count: u32,
+    flags: u32,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(p) = (unsafe { packet_ref(packet) }) else {
+        return EINVAL.to_errno();
+    };
+    let sent = (|| -> Result {
+        if flags & !FORMAT_FLAGS != 0 || pfns.is_null() || pfn_count == 0 {
+            return Err(EINVAL);
+        }
+        needs_wait(flags)?;
+        // SAFETY: the caller's promise.
+        let payload = unsafe { bytes(buffer, length) }?;
+        // SAFETY: `pfns` holds `pfn_count` numbers (the caller's promise).
+        let list = unsafe { core::slice::from_raw_parts(pfns, pfn_count as usize) };
+        // SAFETY: the memory stays until the routine runs (the caller's
+        // promise); the glue checks each frame.
+        let pages = unsafe { GpadlPages::from_pfns(list) }?;
+        let routine = Routine::Function(packet_done, packet as usize);
+        p.handle.channel.send_external(payload, pages, routine)
+    })();
+    errno(sent)
+}

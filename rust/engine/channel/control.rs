@@ -1,0 +1,506 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A channel's lifecycle: Enable, Disable, Pause, Start and Cleanup, the
+//! events the bus and the other endpoint post, and the state callbacks
+//! ([`StateCallbacks`]) the transitions deliver.
+//!
+//! Transitions are decided by the pure state machine in
+//! [`crate::protocol::lifecycle`]; this file carries out its actions.
+
+use kernel::{
+    prelude::*,
+    sync::Arc, //
+};
+
+use crate::{
+    engine::datapath::IncomingPacket,
+    engine::link::Link,
+    protocol::lifecycle::{
+        Action,
+        Event,
+        Role, //
+    },
+    sys::trace, //
+};
+
+use crate::engine::types::{
+    CloseReason,
+    DataPathLimits,
+    ExternalLimits, //
+};
+
+use super::{
+    Channel,
+    Control,
+    Settings,
+    Transport, //
+};
+
+/// State-change callbacks (KMCL `VMB_CHANNEL_STATE_CHANGE_CALLBACKS`).
+///
+/// All run in process context with the channel's control lock held; see the
+/// module documentation for what they must not call.
+pub trait StateCallbacks: Send + Sync {
+    /// `EvtChannelOpened`: the connection was made. An error abandons it.
+    fn opened(&self, _channel: &Arc<Channel>) -> Result {
+        Ok(())
+    }
+    /// `EvtChannelClosed`: the connection ended.
+    fn closed(&self, _channel: &Arc<Channel>) {}
+    /// `EvtChannelSuspend`: packets stop flowing.
+    fn suspend(&self, _channel: &Arc<Channel>) {}
+    /// `EvtChannelStarted`: packets are about to flow.
+    fn started(&self, _channel: &Arc<Channel>) {}
+    /// `EvtChannelPostStarted`: packets flow.
+    fn post_started(&self, _channel: &Arc<Channel>) {}
+    /// `EvtChannelPnpFailure` (client): the target was found but the
+    /// connection failed with `status`; the channel is disabled again.
+    fn pnp_failure(&self, _channel: &Arc<Channel>, _status: Error) {}
+}
+
+/// An event for a channel, from the bus or the other endpoint.
+pub(crate) enum PeerEvent {
+    /// A connection to the other endpoint was made.
+    Connected(Link),
+    /// The other endpoint left this connection.
+    Closed(Link),
+    /// The driver failed an incoming packet: close the connection.
+    Failed,
+    /// Client: the offer was found but the connection failed (the server
+    /// refused it): KMCL's PnpFailure.
+    ConnectFailed(Error),
+}
+
+impl Channel {
+    /// The Disconnect of a saved server: the connection is parked (the
+    /// client is told nothing), what the server had sent and not seen
+    /// completed ends with `-ECANCELED`.
+    pub(super) fn park(self: &Arc<Self>, ctl: &mut Control) {
+        // `saved` stays until the Rescind that follows (the offer stays).
+        let (Some(save_id), Some(Link::Loopback(conn))) = (ctl.saved, ctl.connection.take()) else {
+            return;
+        };
+        // What this server sent and did not see completed ends here; the
+        // client's completions of it may still come, to the successor.
+        let orphans = self
+            .end_data_path()
+            .map_or_else(KVec::new, |u| u.complete_all_ids(Err(ECANCELED)));
+        conn.park(orphans);
+        self.bus().park(self, save_id, conn);
+        trace::state_change(self.id, "disable", "park");
+    }
+
+    /// The connection's data path ends (Disconnect, or a saved server
+    /// parking it): its MMIO space, delayed signal, exposed external data
+    /// and the GPADLs and mappings the driver's Closed left go; reads are
+    /// committed (a successor reads on from there). Returns what was
+    /// still in flight, for the caller to complete.
+    pub(super) fn end_data_path(&self) -> Option<crate::engine::datapath::Unfinished> {
+        *self.mmio.lock() = (false, None);
+        self.disarm_signal();
+        let unfinished = self.data.lock().take().map(|mut dp| {
+            dp.commit_reads();
+            dp.take_unfinished()
+        });
+        // Packet objects completed from now on are freed.
+        let pool = core::mem::take(&mut self.rx.lock().pool);
+        drop(pool);
+        // Nothing is exposed any more.
+        let exposed = core::mem::take(&mut *self.exposed.lock());
+        drop(exposed);
+        let (left, what) = match self.role {
+            Role::Client => (self.gpadl.delete_all(), "GPADL(s) not deleted"),
+            Role::Server => (self.gpadl.unmap_all(), "GPADL mapping(s) not unmapped"),
+        };
+        if left > 0 {
+            pr_warn!(
+                "channel {}: {} {} in Closed; kmcl released them\n",
+                self.id,
+                left,
+                what
+            );
+        }
+        unfinished
+    }
+
+    /// After a restored server's Opened: hands each saved packet to the
+    /// driver (`EvtVmbChannelRestorePacket`); one it does not take is
+    /// completed with an empty payload.
+    pub(super) fn hand_over_restored(self: &Arc<Self>, ctl: &mut Control) {
+        let Some(restoring) = ctl.restoring.take() else {
+            return;
+        };
+        let callbacks = self.rx.lock().callbacks.clone();
+        for lib in restoring.packets.iter() {
+            let driver_state = super::save::packet_of(lib)
+                .map(|r| r.driver_state)
+                .unwrap_or(&[]);
+            let taken = callbacks.as_ref().map_or(Err(EOPNOTSUPP), |cb| {
+                cb.restore_packet(self, lib, driver_state)
+            });
+            if taken.is_err() {
+                // Completed (empty) when dropped.
+                match self.restore_incoming(lib) {
+                    Ok(b) => drop(IncomingPacket::from_box(b)),
+                    Err(e) => pr_err!("channel {}: a saved packet is lost: {:?}\n", self.id, e),
+                }
+            }
+        }
+    }
+
+    /// A client closing with GPADLs the server has mapped tells the server
+    /// at once, so that the server's Closed can unmap them while the
+    /// client's Closed deletes them (DeleteGpadl waits for the unmap).
+    pub(super) fn announce_close_if_mapped(&self, ctl: &Control) {
+        if self.role == Role::Client && self.gpadl.any_mapped() {
+            if let Some(conn) = &ctl.connection {
+                conn.announce_close();
+            }
+        }
+    }
+
+    /// Whether the channel is enabled.
+    pub fn is_enabled(&self) -> bool {
+        self.control.lock().lifecycle.is_enabled()
+    }
+
+    /// Whether packets flow (enabled, connected, not paused).
+    pub fn is_running(&self) -> bool {
+        self.control.lock().lifecycle.is_running()
+    }
+
+    /// KMCL `VmbChannelEnable`: a server offers the channel, a client looks
+    /// for its target offer and opens it when it exists. Returns without
+    /// waiting for the other endpoint.
+    pub fn enable(self: &Arc<Self>) -> Result {
+        self.transition(Event::Enable)
+    }
+
+    /// KMCL `VmbChannelDisable`: closes (client) or rescinds (server), and
+    /// returns when the channel is torn down.
+    pub fn disable(self: &Arc<Self>) -> Result {
+        self.transition(Event::Disable)
+    }
+
+    /// KMCL `VmbChannelPause`.
+    pub fn pause(self: &Arc<Self>) -> Result {
+        self.transition(Event::Pause)
+    }
+
+    /// KMCL `VmbChannelStart`.
+    pub fn start(self: &Arc<Self>) -> Result {
+        self.transition(Event::Start)
+    }
+
+    /// KMCL `VmbChannelCleanup`: releases a disabled channel, and with it
+    /// the driver's callbacks (which may hold references back to it).
+    pub fn cleanup(self: Arc<Self>) -> Result {
+        let callbacks = {
+            let mut ctl = self.control.lock();
+            if !ctl.lifecycle.accepts_init() {
+                return Err(EBUSY);
+            }
+            ctl.callbacks.take()
+        };
+        let packet_callbacks = self.rx.lock().callbacks.take();
+        // A signal armed by a send that raced with the disconnect.
+        self.disarm_signal();
+        // Dropped without locks: their drop may drop the last reference.
+        drop((callbacks, packet_callbacks));
+        Ok(())
+    }
+
+    /// Queues an event for this channel's control work.
+    pub(crate) fn post(self: &Arc<Self>, event: PeerEvent) -> Result {
+        self.reserve_event()?;
+        self.post_reserved(event);
+        Ok(())
+    }
+
+    /// Makes room for one more event, so that [`Self::post_reserved`]
+    /// cannot fail. Any context.
+    pub(crate) fn reserve_event(&self) -> Result {
+        self.events.lock().reserve(1, GFP_ATOMIC)?;
+        Ok(())
+    }
+
+    /// Queues an event after [`Self::reserve_event`].
+    pub(crate) fn post_reserved(self: &Arc<Self>, event: PeerEvent) {
+        if self.events.lock().push_within_capacity(event).is_err() {
+            pr_err!("channel event lost: no room reserved\n");
+        }
+        // Fails only when the work is already queued, and then it will
+        // drain this event too.
+        let _ = crate::sys::queues::process()
+            .enqueue::<Arc<Self>, { super::CONTROL_WORK }>(self.clone());
+    }
+
+    /// Stops delivery and closes the connection (Suspend and Closed on both
+    /// sides, through the control work): after PacketFail, or when the
+    /// incoming ring is corrupt.
+    pub(super) fn stop_and_close(self: &Arc<Self>, why: CloseReason) {
+        trace::channel_failed(self.id, why.name());
+        self.halted
+            .store(true, core::sync::atomic::Ordering::Relaxed);
+        {
+            let mut rx = self.rx.lock();
+            rx.enabled = false;
+            rx.failures += 1;
+        }
+        if self.post(PeerEvent::Failed).is_err() {
+            pr_err!("out of memory closing a failed channel\n");
+        }
+    }
+
+    pub(super) fn handle_events(self: &Arc<Self>) {
+        loop {
+            let event = {
+                let mut events = self.events.lock();
+                if events.is_empty() {
+                    return;
+                }
+                events.remove(0)
+            };
+            let Ok(event) = event else { return };
+            let mut ctl = self.control.lock();
+            match event {
+                PeerEvent::Connected(conn) => {
+                    let mut next = ctl.lifecycle;
+                    if next.apply(Event::Connected).is_err() {
+                        // Disabled meanwhile: leave the connection at once.
+                        drop(ctl);
+                        conn.detach(self);
+                        continue;
+                    }
+                    // The rings are usable from Opened on (Started may
+                    // already queue sends). For the host, this opens the
+                    // device's channel.
+                    let limits = DataPathLimits {
+                        max_packet: ctl.settings.max_packet_size as usize,
+                        context_size: ctl.settings.client_context_size as usize,
+                        max_external: ExternalLimits {
+                            ranges: ctl.settings.max_external_ranges,
+                            bytes: u64::from(ctl.settings.max_external_bytes),
+                        },
+                    };
+                    match conn.data_path(self, limits) {
+                        Ok(dp) => {
+                            // Without memory for it, packet objects are
+                            // freed instead of kept.
+                            let pool =
+                                KVec::with_capacity(crate::engine::datapath::POOL_SIZE, GFP_KERNEL)
+                                    .unwrap_or_default();
+                            self.rx.lock().pool = pool;
+                            *self.data.lock() = Some(dp);
+                            *self.mmio.lock() = (true, conn.mmio_space());
+                        }
+                        Err(e) => {
+                            pr_err!("channel {}: cannot open the connection: {:?}\n", self.id, e);
+                            drop(ctl);
+                            conn.detach(self);
+                            // A client gives up (PnpFailure); a server
+                            // keeps its offer up for the next client.
+                            if self.role == Role::Client
+                                && self.post(PeerEvent::ConnectFailed(e)).is_err()
+                            {
+                                pr_err!(
+                                    "channel {}: out of memory reporting a failed open\n",
+                                    self.id
+                                );
+                            }
+                            continue;
+                        }
+                    }
+                    let Ok(actions) = ctl.lifecycle.apply(Event::Connected) else {
+                        continue;
+                    };
+                    ctl.connection = Some(conn.clone());
+                    self.execute(&mut ctl, Event::Connected, actions.as_slice());
+                    if self.role == Role::Server && ctl.lifecycle.is_connected() {
+                        self.hand_over_restored(&mut ctl);
+                    }
+                    // A server that accepted the connection lets the
+                    // client in.
+                    if self.role == Role::Server && ctl.lifecycle.is_connected() {
+                        conn.tell_client();
+                    }
+                }
+                PeerEvent::Failed => {
+                    self.announce_close_if_mapped(&ctl);
+                    if let Ok(actions) = ctl.lifecycle.apply(Event::PeerClosed) {
+                        self.execute(&mut ctl, Event::PeerClosed, actions.as_slice());
+                    }
+                }
+                PeerEvent::ConnectFailed(e) => {
+                    // Still waiting for this connection: give up on it.
+                    let waiting = ctl.lifecycle.is_enabled() && !ctl.lifecycle.is_connected();
+                    if !waiting {
+                        continue;
+                    }
+                    if let Ok(actions) = ctl.lifecycle.apply(Event::Disable) {
+                        self.execute(&mut ctl, Event::Disable, actions.as_slice());
+                    }
+                    trace::state_change(self.id, "connect_failed", "pnp_failure");
+                    if let Some(cb) = ctl.callbacks.clone() {
+                        cb.pnp_failure(self, e);
+                    }
+                }
+                PeerEvent::Closed(conn) => {
+                    let current = ctl.connection.as_ref().is_some_and(|c| c.same(&conn));
+                    if !current {
+                        continue;
+                    }
+                    if let Ok(actions) = ctl.lifecycle.apply(Event::PeerClosed) {
+                        self.execute(&mut ctl, Event::PeerClosed, actions.as_slice());
+                    }
+                }
+            }
+        }
+    }
+
+    /// A client looks for its offer (see [`Transport`]).
+    pub(super) fn seek(self: &Arc<Self>, settings: &Settings) -> Result {
+        let host = match settings.transport {
+            Transport::Loopback => false,
+            Transport::Host => true,
+            Transport::Auto => !self.bus().offered(settings) && self.bus().host().present(),
+        };
+        if host {
+            self.bus().host().seek(self, settings)
+        } else {
+            self.bus().seek(self, settings)
+        }
+    }
+
+    pub(super) fn transition(self: &Arc<Self>, event: Event) -> Result {
+        let mut ctl = self.control.lock();
+        let before = ctl.lifecycle;
+        let actions = ctl.lifecycle.apply(event).map_err(|_| EBUSY)?;
+        // Offer and Connect can fail (duplicate offer, no memory); they come
+        // first, so a failure leaves nothing half done.
+        for action in actions.as_slice() {
+            let res = match action {
+                Action::Offer => {
+                    let restored = ctl.restoring.as_ref().and_then(|r| r.complete_save());
+                    match self.bus().offer(self, &ctl.settings, restored) {
+                        Ok(adopted) => {
+                            if restored.is_some() && !adopted {
+                                pr_warn!(
+                                    "channel {}: no parked connection for the restored save; its packets are dropped\n",
+                                    self.id
+                                );
+                                ctl.restoring = None;
+                            }
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                Action::Connect => self.seek(&ctl.settings),
+                _ => continue,
+            };
+            if let Err(e) = res {
+                ctl.lifecycle = before;
+                return Err(e);
+            }
+        }
+        let waited_for =
+            if event == Event::Disable && self.role == Role::Server && ctl.saved.is_none() {
+                ctl.connection.clone()
+            } else {
+                None
+            };
+        if event == Event::Disable {
+            self.announce_close_if_mapped(&ctl);
+        }
+        self.execute(&mut ctl, event, actions.as_slice());
+        if event == Event::Disable && self.role == Role::Client {
+            let bus = self.bus();
+            bus.cancel_seek(self);
+            bus.host().cancel_seek(self);
+        }
+        // A server's Disable returns once its client has left the
+        // connection (KMCL: Disable waits until torn down).
+        if let Some(conn) = waited_for {
+            conn.wait_client_detached();
+        }
+        Ok(())
+    }
+
+    /// Carries out `actions`, which `event` caused.
+    pub(super) fn execute(self: &Arc<Self>, ctl: &mut Control, event: Event, actions: &[Action]) {
+        let callbacks = ctl.callbacks.clone();
+        for action in actions {
+            trace::state_change(self.id, event.name(), action.name());
+            match action {
+                Action::Offer | Action::Connect => {}
+                // A saved server's offer stays, with its parked connection.
+                Action::Rescind if ctl.saved.is_some() => ctl.saved = None,
+                Action::Rescind => self.bus().rescind(self),
+                Action::Disconnect if ctl.saved.is_some() => self.park(ctl),
+                Action::Disconnect => {
+                    // Every packet still waiting for its completion is
+                    // completed, with a defined failure status.
+                    if let Some(u) = self.end_data_path() {
+                        u.complete_all(Err(ENODEV));
+                    }
+                    if let Some(conn) = ctl.connection.take() {
+                        conn.detach(self);
+                    }
+                }
+                Action::Opened => {
+                    // The lifecycle awaits the result before anything else.
+                    let ok = callbacks.as_ref().map_or(Ok(()), |cb| cb.opened(self));
+                    let result = match ok {
+                        Ok(()) => Event::OpenedOk,
+                        Err(e) => {
+                            if let Some(conn) = &ctl.connection {
+                                conn.refuse(e);
+                            }
+                            Event::OpenedFailed
+                        }
+                    };
+                    if let Ok(next) = ctl.lifecycle.apply(result) {
+                        self.execute(ctl, result, next.as_slice());
+                    }
+                }
+                Action::Started => {
+                    if let Some(cb) = &callbacks {
+                        cb.started(self);
+                    }
+                }
+                Action::PostStarted => {
+                    if let Some(cb) = &callbacks {
+                        cb.post_started(self);
+                    }
+                }
+                Action::Suspend => {
+                    if let Some(cb) = &callbacks {
+                        cb.suspend(self);
+                    }
+                }
+                Action::Closed => {
+                    if let Some(cb) = &callbacks {
+                        cb.closed(self);
+                    }
+                }
+                Action::EnableIncoming => {
+                    self.halted
+                        .store(false, core::sync::atomic::Ordering::Relaxed);
+                    self.rx.lock().enabled = true;
+                    self.kick_rx();
+                }
+                Action::StopIncoming => self.stop_incoming(),
+                Action::DrainIncoming => {
+                    // KMCL blocks until the driver completed every packet.
+                    let mut rx = self.rx.lock();
+                    rx.waiters += 1;
+                    while rx.outstanding > 0 {
+                        self.rx_changed.wait(&mut rx);
+                    }
+                    rx.waiters -= 1;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,298 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! GPADLs on the loopback VMBus: memory a client shares with the server of
+//! its channel.
+//!
+//! A client creates a GPADL from a buffer or a page array
+//! ([`crate::shmem::GpadlPages`], which references the pages) and gets a
+//! handle; the server maps it by handle (one mapping at a time; a
+//! read-only GPADL cannot be mapped for writing) and gets the pages;
+//! DeleteGpadl waits while the server has it mapped. Both tables belong to
+//! the channels: the client's holds its GPADLs, the server's its mappings.
+//!
+//! When a connection ends, the server's mappings are unmapped (after its
+//! Closed callback, where KMCL has the driver unmap them) and the client's
+//! GPADLs deleted (after its Closed, where KMCL has the driver delete
+//! them; this too waits for the server's unmap); whatever a driver forgot
+//! is released with one log line. A client closing while the server has
+//! a GPADL mapped tells the server at once, so the waits end.
+//!
+//! The client keeps the memory until DeleteGpadl returns (or until its
+//! channel closed): kmcl does not reference the pages, as hv_vmbus does
+//! not (see [`GpadlPages`]).
+
+use kernel::{
+    new_condvar, new_mutex,
+    prelude::*,
+    sync::{Arc, CondVar, Mutex},
+};
+
+use super::Channel;
+use crate::shmem::GpadlPages;
+use crate::{
+    engine::datapath::{
+        DataPath,
+        Peer, //
+    },
+    protocol::lifecycle::Role, //
+};
+
+struct Entry {
+    handle: u32,
+    pages: Arc<GpadlPages>,
+    read_only: bool,
+    mapped: bool,
+}
+
+/// A server's mapping of a client's GPADL.
+struct Mapping {
+    client: Arc<Channel>,
+    handle: u32,
+}
+
+struct Tables {
+    /// Client: its GPADLs.
+    gpadls: KVec<Entry>,
+    next_handle: u32,
+    /// Server: its mappings.
+    mappings: KVec<Mapping>,
+}
+
+/// A channel's GPADL state.
+#[pin_data]
+pub(crate) struct Gpadls {
+    #[pin]
+    tables: Mutex<Tables>,
+    /// Signalled when a GPADL is unmapped.
+    #[pin]
+    unmapped: CondVar,
+}
+
+impl Gpadls {
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Gpadls {
+            tables <- new_mutex!(Tables {
+                gpadls: KVec::new(),
+                next_handle: 1,
+                mappings: KVec::new(),
+            }),
+            unmapped <- new_condvar!(),
+        })
+    }
+
+    /// Client: records a GPADL over `pages`; returns its handle.
+    pub(crate) fn create(&self, pages: GpadlPages, read_only: bool) -> Result<u32> {
+        let pages = Arc::new(pages, GFP_KERNEL)?;
+        let mut t = self.tables.lock();
+        let handle = t.next_handle;
+        t.gpadls.push(
+            Entry {
+                handle,
+                pages,
+                read_only,
+                mapped: false,
+            },
+            GFP_KERNEL,
+        )?;
+        // Handles are never 0 and not reused while kmcl is loaded (2^32).
+        t.next_handle = t.next_handle.wrapping_add(1).max(1);
+        Ok(handle)
+    }
+
+    /// Client: deletes GPADL `handle`, waiting while the server has it
+    /// mapped. `-ENOENT` for an unknown handle.
+    pub(crate) fn delete(&self, handle: u32) -> Result {
+        let mut t = self.tables.lock();
+        loop {
+            let i = t
+                .gpadls
+                .iter()
+                .position(|e| e.handle == handle)
+                .ok_or(ENOENT)?;
+            if !t.gpadls[i].mapped {
+                let e = t.gpadls.remove(i).map_err(|_| EINVAL)?;
+                drop(t);
+                drop(e);
+                return Ok(());
+            }
+            self.unmapped.wait(&mut t);
+        }
+    }
+
+    /// (GPADLs, of them mapped, mappings held as a server), for debugfs.
+    pub(crate) fn counts(&self) -> (usize, usize, usize) {
+        let t = self.tables.lock();
+        (
+            t.gpadls.len(),
+            t.gpadls.iter().filter(|e| e.mapped).count(),
+            t.mappings.len(),
+        )
+    }
+
+    /// Client: whether the server has any GPADL mapped.
+    pub(crate) fn any_mapped(&self) -> bool {
+        self.tables.lock().gpadls.iter().any(|e| e.mapped)
+    }
+
+    /// Client: deletes every GPADL left (the connection ended), waiting,
+    /// as DeleteGpadl does, until the server has unmapped them (it was told
+    /// of the close and unmaps at its own); returns how many there were.
+    pub(crate) fn delete_all(&self) -> usize {
+        let mut t = self.tables.lock();
+        while t.gpadls.iter().any(|e| e.mapped) {
+            self.unmapped.wait(&mut t);
+        }
+        let left = core::mem::take(&mut t.gpadls);
+        drop(t);
+        left.len()
+    }
+
+    /// Client side of a map: marks `handle` mapped and returns its pages.
+    fn map_entry(&self, handle: u32, writable: bool) -> Result<Arc<GpadlPages>> {
+        let mut t = self.tables.lock();
+        let e = t
+            .gpadls
+            .iter_mut()
+            .find(|e| e.handle == handle)
+            .ok_or(ENOENT)?;
+        if e.mapped {
+            return Err(EBUSY);
+        }
+        if writable && e.read_only {
+            return Err(EACCES);
+        }
+        e.mapped = true;
+        Ok(e.pages.clone())
+    }
+
+    /// Client side of an unmap.
+    fn unmap_entry(&self, handle: u32) {
+        let mut t = self.tables.lock();
+        if let Some(e) = t.gpadls.iter_mut().find(|e| e.handle == handle) {
+            e.mapped = false;
+        }
+        drop(t);
+        self.unmapped.notify_all();
+    }
+
+    /// Server: maps `client`'s GPADL `handle`. `-ENOENT` unknown, `-EBUSY`
+    /// mapped already, `-EACCES` write access to a read-only GPADL.
+    pub(crate) fn map(
+        &self,
+        client: Arc<Channel>,
+        handle: u32,
+        writable: bool,
+    ) -> Result<Arc<GpadlPages>> {
+        let pages = client.gpadls().map_entry(handle, writable)?;
+        let recorded = self.tables.lock().mappings.push(
+            Mapping {
+                client: client.clone(),
+                handle,
+            },
+            GFP_KERNEL,
+        );
+        if let Err(e) = recorded {
+            client.gpadls().unmap_entry(handle);
+            return Err(e.into());
+        }
+        Ok(pages)
+    }
+
+    /// Server: unmaps `handle`. `-ENOENT` if it is not mapped here.
+    pub(crate) fn unmap(&self, handle: u32) -> Result {
+        let m = {
+            let mut t = self.tables.lock();
+            let i = t
+                .mappings
+                .iter()
+                .position(|m| m.handle == handle)
+                .ok_or(ENOENT)?;
+            t.mappings.remove(i).map_err(|_| EINVAL)?
+        };
+        m.client.gpadls().unmap_entry(m.handle);
+        Ok(())
+    }
+
+    /// Server: unmaps everything (the connection ended); returns how many
+    /// mappings there were.
+    pub(crate) fn unmap_all(&self) -> usize {
+        let left = core::mem::take(&mut self.tables.lock().mappings);
+        for m in left.iter() {
+            m.client.gpadls().unmap_entry(m.handle);
+        }
+        left.len()
+    }
+}
+
+impl Channel {
+    /// The channel's GPADL state.
+    pub(crate) fn gpadls(&self) -> &Gpadls {
+        &self.gpadl
+    }
+
+    /// KMCL `VmbChannelCreateGpadlFromBuffer`/`FromMdl` (client, connected:
+    /// from Opened on): shares `pages` with the server; returns the
+    /// handle. `-EINVAL` for a server, `-ENOTCONN` when not connected.
+    /// Process context.
+    pub fn create_gpadl(&self, pages: crate::shmem::GpadlPages, read_only: bool) -> Result<u32> {
+        if self.role != Role::Client {
+            return Err(EINVAL);
+        }
+        // Not the control lock: Opened runs with it held.
+        let host = {
+            let data = self.data.lock();
+            let dp = data.as_ref().ok_or(ENOTCONN)?;
+            self.host_link(dp)
+        };
+        match host {
+            Some(link) => link.create_gpadl(pages),
+            None => self.gpadl.create(pages, read_only),
+        }
+    }
+
+    /// The host link of a data path to the VMBus host.
+    pub(super) fn host_link(&self, dp: &DataPath) -> Option<Arc<crate::engine::host::HostLink>> {
+        match dp.peer() {
+            Peer::Host(link) => Some(link.clone()),
+            Peer::Loopback(_) => None,
+        }
+    }
+
+    /// KMCL `VmbChannelDeleteGpadl` (client): waits while the server has
+    /// the GPADL mapped. `-ENOENT` for an unknown handle. Process context.
+    pub fn delete_gpadl(&self, handle: u32) -> Result {
+        if self.role != Role::Client {
+            return Err(EINVAL);
+        }
+        let host = self.data.lock().as_ref().and_then(|dp| self.host_link(dp));
+        match host {
+            Some(link) => link.delete_gpadl(handle),
+            None => self.gpadl.delete(handle),
+        }
+    }
+
+    /// KMCL `VmbChannelMapGpadl` (server, connected): the client's pages
+    /// behind `handle`, until [`Self::unmap_gpadl`]. One mapping per GPADL
+    /// (`-EBUSY`); `writable` on a read-only GPADL fails (`-EACCES`);
+    /// `-ENOENT` for an unknown handle. Process context.
+    pub fn map_gpadl(&self, handle: u32, writable: bool) -> Result<Arc<crate::shmem::GpadlPages>> {
+        if self.role != Role::Server {
+            return Err(EINVAL);
+        }
+        let client = self
+            .data
+            .lock()
+            .as_ref()
+            .and_then(|dp| dp.peer().channel().cloned())
+            .ok_or(ENOTCONN)?;
+        self.gpadl.map(client, handle, writable)
+    }
+
+    /// KMCL `VmbChannelUnmapGpadl` (server). `-ENOENT` if not mapped.
+    pub fn unmap_gpadl(&self, handle: u32) -> Result {
+        if self.role != Role::Server {
+            return Err(EINVAL);
+        }
+        self.gpadl.unmap(handle)
+    }
+}

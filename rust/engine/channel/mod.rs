@@ -1,0 +1,422 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! KMCL channel objects (`VMBCHANNEL`): one [`Channel`] type whose methods
+//! are split by concern, one file each:
+//!
+//! | file | concern |
+//! |---|---|
+//! | [`settings`] | init-time settings (`VmbChannelInitSet*`), driver pointer |
+//! | [`control`] | lifecycle: Enable/Disable/Pause/Start/Cleanup, bus and peer events, state callbacks |
+//! | [`send`] | packets, external data, completions, synchronous requests |
+//! | [`receive`] | the receive work, delivery, deferral, quota, completing and failing packets |
+//! | [`signal`] | signalling the other endpoint, interrupt latency, being signalled |
+//! | [`memory`] | external data exposed to the other endpoint, MMIO space |
+//! | [`gpadl`] | GPADL tables: a client's GPADLs, a server's mappings |
+//! | [`save`] | server save/restore and live update |
+//! | [`snapshot`] | the state debugfs prints |
+//!
+//! # Locks
+//!
+//! | lock | kind | protects | taken in | order |
+//! |---|---|---|---|---|
+//! | `control` | `Mutex` | [`Control`]: lifecycle state, settings, state callbacks, the connection, save/restore | process context only; held while a transition runs the state callbacks | 1: first of a channel's locks |
+//! | `bus` | `SpinLock` | which loopback bus the channel is on | process context | 2: after `control`; held only to clone the `Arc` |
+//! | `gpadl` | `Mutex` (inside [`Gpadls`]) | the GPADL and mapping tables | process context | 2: after `control`; a server's mapping takes the client's table alone |
+//! | `events` | `SpinLockIrq` | [`PeerEvent`]s not yet handled | posted from any context, drained by the control work | last: after any other lock, of any channel |
+//! | `rx` | `SpinLockIrq` | [`RxState`]: delivery on/off, packets held by the driver, quota, pool of packet objects | softirq (receive work) and process context | 3: before `deferred` |
+//! | `deferred` | `SpinLockIrq` | packets deferred to process context | softirq and process context | 4: after `rx` |
+//! | `data` | `SpinLockIrq` | the [`DataPath`]: rings, send queue, transactions, counters | softirq and process context; never held across a driver callback or routine | 3: alone (not nested with `rx`) |
+//! | `mmio` | `SpinLockIrq` | whether connected, and the MMIO space | any context | leaf |
+//! | `exposed` | `SpinLockIrq` | external data exposed to the other endpoint, by transaction id | any context | leaf; taken by the *other* endpoint's receive work under its `data` lock |
+//!
+//! Rules that follow from the table:
+//!
+//! - State callbacks run with `control` held: they must not call
+//!   [`Channel::enable`], [`Channel::disable`], [`Channel::pause`],
+//!   [`Channel::start`] or the init setters of the same channel.
+//! - Nothing takes a second channel's `control` while holding one: the
+//!   other endpoint is only ever told things through its `events`.
+//! - Driver callbacks (ProcessPacket, completion routines) are called with
+//!   none of these locks held.
+//!
+//! # Work items
+//!
+//! [`CONTROL_WORK`] drains `events`; [`RECEIVE_WORK`] (BH workqueue, softirq)
+//! and [`RECEIVE_TASK_WORK`] (process context, for channels that process
+//! incoming packets at passive) drain the incoming ring; [`DEFERRAL_WORK`]
+//! redelivers deferred packets in process context.
+//!
+//! # The one back-reference
+//!
+//! A delivered packet ([`crate::engine::datapath::Incoming`]) holds an
+//! `Arc<Channel>`: completing it must reach its channel's data path and
+//! receive state. Everything else in the engine points downward.
+
+use kernel::{
+    prelude::*,
+    sync::{
+        new_condvar,
+        new_mutex,
+        new_spinlock,
+        new_spinlock_irq,
+        Arc,
+        CondVar,
+        Mutex,
+        SpinLock,
+        SpinLockIrq, //
+    },
+    workqueue::{
+        impl_has_work,
+        new_work,
+        Work,
+        WorkItem, //
+    },
+};
+
+use crate::{
+    engine::datapath::{
+        DataPath,
+        Incoming,
+        IncomingPacket,
+        PacketCallbacks, //
+    },
+    engine::link::Link,
+    engine::loopback::{
+        Connection,
+        LoopbackBus, //
+    },
+    protocol::lifecycle::{
+        Lifecycle,
+        Role, //
+    },
+};
+
+mod control;
+mod gpadl;
+mod memory;
+mod receive;
+mod save;
+mod send;
+mod settings;
+mod signal;
+mod snapshot;
+#[cfg(CONFIG_KUNIT)]
+mod tests;
+
+pub(crate) use control::PeerEvent;
+pub use control::StateCallbacks;
+pub use receive::RX_BUDGET;
+pub(crate) use save::{
+    Continue,
+    SavedPacket, //
+};
+pub use settings::{
+    Settings,
+    Transport,
+    CHANNEL_FLAG_IS_PIPE,
+    FRIENDLY_NAME_MAX,
+    MAX_VTL,
+    SERVER_FLAGS_KNOWN, //
+};
+pub use snapshot::Snapshot;
+
+/// What the control lock protects.
+struct Control {
+    lifecycle: Lifecycle,
+    settings: Settings,
+    friendly_name: [u8; FRIENDLY_NAME_MAX],
+    friendly_name_len: usize,
+    server_flags: u32,
+    callbacks: Option<Arc<dyn StateCallbacks>>,
+    connection: Option<Link>,
+    /// A save being handed out (between SaveBegin and SaveEnd).
+    saving: Option<save::Saving>,
+    /// Saved (SaveEnd done): Disable parks the connection under this id.
+    saved: Option<u32>,
+    /// A restore being fed (server, before Enable).
+    restoring: Option<save::Restoring>,
+}
+
+/// Receive-side state, shared by the receive work (softirq) and the
+/// control path (process context).
+struct RxState {
+    /// The lifecycle allows delivering packets.
+    enabled: bool,
+    /// The receive work is delivering packets right now.
+    active: bool,
+    /// Packets given to the driver and not completed yet.
+    outstanding: u32,
+    /// Most packets the driver may hold uncompleted (0: no limit).
+    quota: u32,
+    /// Delivery stopped at the quota; the next completion resumes it.
+    quota_blocked: bool,
+    /// Times delivery stopped at the quota.
+    quota_hits: u64,
+    /// Times the receive work used its budget and yielded.
+    budget_hits: u64,
+    /// Packets the driver deferred to process context.
+    deferrals: u64,
+    /// Packets completed during their delivery, whose objects went
+    /// straight back to the receive work ([`super::handoff`]).
+    handed_back: u64,
+    /// Times kmcl closed the channel because of a failure (PacketFail, a
+    /// corrupt incoming ring).
+    failures: u64,
+    /// The deferral work is delivering packets right now.
+    passive_active: bool,
+    /// Threads waiting on `rx_changed` (nobody is woken when 0).
+    waiters: u32,
+    /// Completed incoming packet objects kept for reuse while connected
+    /// (no capacity otherwise: they are freed). Their buffers stay
+    /// allocated, so a warm data path allocates nothing per packet.
+    pool: KVec<KBox<Incoming>>,
+    callbacks: Option<Arc<dyn PacketCallbacks>>,
+}
+
+impl RxState {
+    /// Settles what the receive work counted outstanding and the driver
+    /// does not hold: `unused` objects reserved for a batch, and `caught`
+    /// packets completed during their delivery.
+    fn settle(&mut self, unused: u32, caught: u32) {
+        self.outstanding = self.outstanding.saturating_sub(unused + caught);
+        self.handed_back += u64::from(caught);
+    }
+}
+
+/// A KMCL channel (`VMBCHANNEL`): one endpoint, client or server.
+#[pin_data]
+pub struct Channel {
+    /// Names the channel in trace events and debugfs.
+    id: u32,
+    role: Role,
+    /// The loopback bus (with its VMBus host) the channel is on; changed
+    /// only while disabled ([`Self::set_bus`]).
+    #[pin]
+    bus: SpinLock<Arc<LoopbackBus>>,
+    #[pin]
+    control: Mutex<Control>,
+    /// Posted from any context (PacketFail runs in softirq).
+    #[pin]
+    events: SpinLockIrq<KVec<PeerEvent>>,
+    #[pin]
+    work: Work<Channel, CONTROL_WORK>,
+    #[pin]
+    data: SpinLockIrq<Option<DataPath>>,
+    #[pin]
+    rx: SpinLockIrq<RxState>,
+    /// Signalled when the receive work stops or a packet is completed.
+    #[pin]
+    rx_changed: CondVar,
+    #[pin]
+    rx_work: Work<Channel, RECEIVE_WORK>,
+    /// The receive work for channels that process incoming packets at
+    /// passive: the same function on the system workqueue. A separate work
+    /// item, so that each has one context (lockdep tracks work items).
+    #[pin]
+    rx_task_work: Work<Channel, RECEIVE_TASK_WORK>,
+    /// Packets deferred to process context, oldest first.
+    #[pin]
+    deferred: SpinLockIrq<KVec<IncomingPacket>>,
+    #[pin]
+    passive_work: Work<Channel, DEFERRAL_WORK>,
+    /// The driver's pointer (KMCL `VmbChannelSetPointer`).
+    pointer: core::sync::atomic::AtomicUsize,
+    /// Deliver in process context (KMCL `PASSIVE_LEVEL`) instead of
+    /// softirq; set only while disabled, read without a lock.
+    at_passive: core::sync::atomic::AtomicBool,
+    /// The CPU the receive work runs on when the channel is signalled
+    /// ([`NO_TARGET_CPU`]: the signalling CPU); set only while disabled.
+    target_cpu: core::sync::atomic::AtomicU32,
+    /// Delivery stopped because the channel failed (PacketFail, a corrupt
+    /// ring): packets of a batch already read are not delivered. Read
+    /// without a lock; cleared when delivery is enabled again.
+    halted: core::sync::atomic::AtomicBool,
+    /// Times this channel signalled the other endpoint, and was signalled.
+    signals_sent: core::sync::atomic::AtomicU64,
+    signals_received: core::sync::atomic::AtomicU64,
+    /// KMCL interrupt latency, in 100 ns: signals to a loopback endpoint
+    /// are delayed by it, and those made meanwhile are merged (0: none).
+    latency: core::sync::atomic::AtomicU32,
+    /// A delayed signal is armed.
+    signal_armed: core::sync::atomic::AtomicBool,
+    /// Signals merged into an armed one.
+    signals_coalesced: core::sync::atomic::AtomicU64,
+    /// Fires the delayed signal.
+    signal_timer: crate::sys::queues::Timer<Channel>,
+    /// GPADLs (client) and mappings of them (server).
+    #[pin]
+    gpadl: gpadl::Gpadls,
+    /// Someone is running the routines of written queued packets.
+    running_written: core::sync::atomic::AtomicBool,
+    /// The packet the receive work is delivering, which a completion
+    /// during the delivery gives straight back to it (no lock).
+    pub(crate) catch: crate::engine::datapath::handoff::Catch<crate::engine::datapath::Incoming>,
+    /// (connected, MMIO space): set before Opened, cleared at disconnect.
+    #[pin]
+    mmio: SpinLockIrq<(bool, Option<(usize, usize)>)>,
+    /// External data this endpoint exposes, by transaction id, until the
+    /// transaction's completion: what the other endpoint may access.
+    #[pin]
+    exposed: SpinLockIrq<KVec<(u64, Arc<crate::shmem::GpadlPages>)>>,
+}
+
+/// The control work: drains `events` (process context).
+pub(crate) const CONTROL_WORK: u64 = 0;
+/// The receive work on the BH workqueue (softirq context).
+pub(crate) const RECEIVE_WORK: u64 = 1;
+/// The deferral work: redelivers deferred packets (process context).
+pub(crate) const DEFERRAL_WORK: u64 = 2;
+/// The receive work in process context, for channels that process
+/// incoming packets at passive.
+pub(crate) const RECEIVE_TASK_WORK: u64 = 3;
+
+impl_has_work! {
+    impl HasWork<Self, CONTROL_WORK> for Channel { self.work }
+    impl HasWork<Self, RECEIVE_WORK> for Channel { self.rx_work }
+    impl HasWork<Self, DEFERRAL_WORK> for Channel { self.passive_work }
+    impl HasWork<Self, RECEIVE_TASK_WORK> for Channel { self.rx_task_work }
+}
+
+/// The control work: lifecycle events from the bus and the other endpoint.
+impl WorkItem<CONTROL_WORK> for Channel {
+    type Pointer = Arc<Channel>;
+
+    fn run(this: Arc<Channel>) {
+        this.handle_events();
+    }
+}
+
+/// The receive work, on the BH workqueue (softirq context); channels that
+/// process incoming packets at passive use work item 3 instead.
+impl WorkItem<RECEIVE_WORK> for Channel {
+    type Pointer = Arc<Channel>;
+
+    fn run(this: Arc<Channel>) {
+        this.receive();
+    }
+}
+
+/// The receive work in process context, for channels set to process
+/// incoming packets at passive.
+impl WorkItem<RECEIVE_TASK_WORK> for Channel {
+    type Pointer = Arc<Channel>;
+
+    fn run(this: Arc<Channel>) {
+        this.receive();
+    }
+}
+
+/// The deferral work (process context): redelivers deferred packets.
+impl WorkItem<DEFERRAL_WORK> for Channel {
+    type Pointer = Arc<Channel>;
+
+    fn run(this: Arc<Channel>) {
+        this.deliver_deferred();
+    }
+}
+
+/// Channel ids, from 1 on.
+static NEXT_ID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(1);
+
+/// No target processor: the receive work runs on the CPU that signalled.
+pub const NO_TARGET_CPU: u32 = u32::MAX;
+
+impl Channel {
+    /// The channel's id: unique while kmcl is loaded; names the channel in
+    /// trace events and in its debugfs directory.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Allocates a disabled channel on `bus` (KMCL `VmbChannelAllocate`).
+    pub fn new(role: Role, bus: Arc<LoopbackBus>) -> Result<Arc<Self>> {
+        let lifecycle = Lifecycle::new(role);
+        Arc::pin_init(
+            try_pin_init!(Channel {
+                id: NEXT_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
+                role,
+                bus <- new_spinlock!(bus),
+                control <- new_mutex!(Control {
+                    lifecycle,
+                    settings: Settings::new(),
+                    friendly_name: [0; FRIENDLY_NAME_MAX],
+                    friendly_name_len: 0,
+                    server_flags: 0,
+                    callbacks: None,
+                    connection: None,
+                    saving: None,
+                    saved: None,
+                    restoring: None,
+                }),
+                events <- new_spinlock_irq!(KVec::new()),
+                work <- new_work!("kmcl::Channel::work"),
+                data <- new_spinlock_irq!(None),
+                rx <- new_spinlock_irq!(RxState {
+                    enabled: false,
+                    active: false,
+                    outstanding: 0,
+                    quota: 0,
+                    quota_blocked: false,
+                    quota_hits: 0,
+                    budget_hits: 0,
+                    deferrals: 0,
+                    handed_back: 0,
+                    failures: 0,
+                    passive_active: false,
+                    waiters: 0,
+                    pool: KVec::new(),
+                    callbacks: None,
+                }),
+                rx_task_work <- new_work!("kmcl::Channel::rx_task_work"),
+                deferred <- new_spinlock_irq!(KVec::new()),
+                passive_work <- new_work!("kmcl::Channel::passive_work"),
+                pointer: core::sync::atomic::AtomicUsize::new(0),
+                at_passive: core::sync::atomic::AtomicBool::new(false),
+                halted: core::sync::atomic::AtomicBool::new(false),
+                target_cpu: core::sync::atomic::AtomicU32::new(NO_TARGET_CPU),
+                signals_sent: core::sync::atomic::AtomicU64::new(0),
+                signals_received: core::sync::atomic::AtomicU64::new(0),
+                latency: core::sync::atomic::AtomicU32::new(0),
+                signal_armed: core::sync::atomic::AtomicBool::new(false),
+                signals_coalesced: core::sync::atomic::AtomicU64::new(0),
+                signal_timer: crate::sys::queues::Timer::new()?,
+                rx_changed <- new_condvar!(),
+                rx_work <- new_work!("kmcl::Channel::rx_work"),
+                gpadl <- gpadl::Gpadls::new(),
+                exposed <- new_spinlock_irq!(KVec::new()),
+                mmio <- new_spinlock_irq!((false, None)),
+                running_written: core::sync::atomic::AtomicBool::new(false),
+                catch: crate::engine::datapath::handoff::Catch::new(),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// The current connection, if any.
+    pub(crate) fn connection(&self) -> Option<Arc<Connection>> {
+        self.control
+            .lock()
+            .connection
+            .as_ref()
+            .and_then(|l| l.loopback().cloned())
+    }
+
+    /// The channel's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The bus the channel belongs to.
+    pub(crate) fn bus(&self) -> Arc<LoopbackBus> {
+        self.bus.lock().clone()
+    }
+
+    /// KMCL `VmbServerChannelInitSetVmbusHandle`: puts the channel on
+    /// `bus` (kmcl: clients too). Only while disabled (`-EBUSY`).
+    pub fn set_bus(&self, bus: Arc<LoopbackBus>) -> Result {
+        self.init_time(|_| {
+            *self.bus.lock() = bus;
+            Ok(())
+        })
+    }
+}

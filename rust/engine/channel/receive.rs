@@ -1,0 +1,342 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Receiving: the receive work that drains the incoming ring and
+//! delivers packets to the driver, deferral to process context, the
+//! transaction quota, and what happens when the driver completes or fails
+//! a packet.
+
+use kernel::{
+    prelude::*,
+    sync::Arc, //
+};
+
+use crate::{
+    engine::datapath::{
+        Incoming,
+        IncomingPacket,
+        Received, //
+    },
+    sys::trace, //
+};
+
+use crate::engine::types::CloseReason;
+
+use super::Channel;
+
+/// Packets (data and completions) the receive work reads per run before it
+/// yields to other work and is queued again (KMCL's DPC cycle limit).
+pub const RX_BUDGET: u32 = 128;
+
+/// Most packets the receive work reads under one hold of the data lock.
+const RX_BATCH: usize = 16;
+
+impl Channel {
+    /// Stops delivery: no packet reaches the driver after this returns
+    /// (KMCL's Suspend rule); packets already deferred are delivered
+    /// first. Process context.
+    pub(super) fn stop_incoming(&self) {
+        let mut rx = self.rx.lock();
+        rx.enabled = false;
+        rx.waiters += 1;
+        while rx.active || rx.passive_active || !self.deferred.lock().is_empty() {
+            self.rx_changed.wait(&mut rx);
+        }
+        rx.waiters -= 1;
+    }
+
+    /// Completes an incoming packet whose object is gone (dropped by the
+    /// driver; see [`IncomingPacket::complete`] for the usual way).
+    pub(crate) fn complete_incoming(
+        self: &Arc<Self>,
+        completion_requested: bool,
+        id: u64,
+        payload: &[u8],
+    ) -> Result {
+        let result = if completion_requested {
+            self.send_completion(id, payload)
+        } else {
+            Ok(())
+        };
+        self.release_incoming(None);
+        result
+    }
+
+    /// A completed incoming packet's object: given back to the receive
+    /// work if it is delivering that packet right now, else released.
+    pub(crate) fn release_completed(b: KBox<Incoming>) {
+        if let Err(b) = crate::engine::datapath::handoff::Catch::give(b, |o| &o.channel().catch) {
+            let channel = b.channel().clone();
+            channel.release_incoming(Some(b));
+        }
+    }
+
+    /// One delivered packet is done with; resumes delivery stopped at the
+    /// quota (KMCL: only a completion restarts it). `reuse` is its object,
+    /// kept for the next packet while connected (one lock for both).
+    pub(super) fn release_incoming(self: &Arc<Self>, reuse: Option<KBox<Incoming>>) {
+        let (resume, wake, rejected) = {
+            let mut rx = self.rx.lock();
+            rx.outstanding = rx.outstanding.saturating_sub(1);
+            let resume = rx.quota_blocked && rx.outstanding < rx.quota;
+            if resume {
+                rx.quota_blocked = false;
+            }
+            let rejected = reuse.and_then(|b| crate::engine::datapath::recycle(&mut rx.pool, b));
+            // Only Pause and Disable wait, for the last completion.
+            (resume, rx.outstanding == 0 && rx.waiters > 0, rejected)
+        };
+        // Freed without the lock (it holds a reference to this channel).
+        drop(rejected);
+        if wake {
+            self.rx_changed.notify_all();
+        }
+        if resume {
+            self.kick_rx();
+        }
+    }
+
+    /// A packet read in a batch is not delivered after all (the channel
+    /// failed meanwhile): released without a completion.
+    pub(crate) fn discard_incoming(self: &Arc<Self>, b: KBox<Incoming>) {
+        self.release_incoming(Some(b));
+    }
+
+    /// KMCL `VmbChannelPacketFail`: the driver found a packet it cannot
+    /// handle. Delivery stops, and the connection is closed (Suspend and
+    /// Closed on both sides).
+    pub(crate) fn fail_incoming(self: &Arc<Self>) {
+        pr_warn!(
+            "channel {}: a driver failed an incoming packet; closing the channel\n",
+            self.id
+        );
+        // Delivery stops before the failed packet is released, so that a
+        // quota resume cannot deliver another one.
+        self.stop_and_close(CloseReason::PacketFail);
+        self.release_incoming(None);
+    }
+
+    /// KMCL `VmbChannelSetTransactionQuota`: at most `quota` delivered
+    /// packets may be uncompleted; delivery stops there and resumes on a
+    /// completion. `-EINVAL` for 0.
+    pub fn set_transaction_quota(&self, quota: u32) -> Result {
+        if quota == 0 {
+            return Err(EINVAL);
+        }
+        self.rx.lock().quota = quota;
+        Ok(())
+    }
+
+    /// Times delivery stopped at the transaction quota.
+    pub fn quota_hits(&self) -> u64 {
+        self.rx.lock().quota_hits
+    }
+
+    /// KMCL `VmbChannelPacketDeferToPassive`: `packet` will be delivered
+    /// again, in process context. It stays outstanding until completed.
+    pub(crate) fn defer(self: &Arc<Self>, packet: IncomingPacket) {
+        self.rx.lock().deferrals += 1;
+        if self.deferred.lock().push(packet, GFP_ATOMIC).is_err() {
+            // The packet was dropped, which completed it empty.
+            pr_err!("out of memory deferring a packet; it was completed empty\n");
+            return;
+        }
+        let _ = crate::sys::queues::process()
+            .enqueue::<Arc<Self>, { super::DEFERRAL_WORK }>(self.clone());
+    }
+
+    pub(super) fn deliver_deferred(self: &Arc<Self>) {
+        let callbacks = {
+            let mut rx = self.rx.lock();
+            rx.passive_active = true;
+            rx.callbacks.clone()
+        };
+        loop {
+            let next = {
+                let mut deferred = self.deferred.lock();
+                if deferred.is_empty() {
+                    None
+                } else {
+                    deferred.remove(0).ok()
+                }
+            };
+            let Some(packet) = next else { break };
+            match &callbacks {
+                Some(cb) => cb.process_packet(self, packet),
+                None => drop(packet),
+            }
+        }
+        self.rx.lock().passive_active = false;
+        self.rx_changed.notify_all();
+    }
+
+    /// The receive work: writes queued sends the other endpoint made room
+    /// for, then delivers incoming packets while the lifecycle allows.
+    pub(super) fn receive(self: &Arc<Self>) {
+        let callbacks = {
+            let mut rx = self.rx.lock();
+            if rx.active {
+                return;
+            }
+            rx.active = true;
+            rx.callbacks.clone()
+        };
+        let mut delivered = 0u32;
+        let mut fetched = 0u32;
+        let mut yielded = false;
+        // Counted outstanding but not with the driver: objects reserved for
+        // a batch and not filled, and packets given back during their
+        // delivery. Settled in the next critical section.
+        let (mut unused, mut caught) = (0u32, 0u32);
+        // Packet objects from the pool for the next batch, and the batch.
+        let mut objects: [Option<KBox<Incoming>>; RX_BATCH] = Default::default();
+        let mut batch: [Option<IncomingPacket>; RX_BATCH] = Default::default();
+        loop {
+            if fetched >= RX_BUDGET {
+                // Let other channels' work run; this one is queued again.
+                self.rx.lock().budget_hits += 1;
+                trace::budget_hit(self.id, fetched);
+                yielded = true;
+                break;
+            }
+            // How many packets the driver may get now (the quota), with
+            // objects for them.
+            let allowed = {
+                let mut rx = self.rx.lock();
+                rx.settle(core::mem::take(&mut unused), core::mem::take(&mut caught));
+                let blocked = rx.quota > 0 && rx.outstanding >= rx.quota;
+                if rx.enabled && blocked && !rx.quota_blocked {
+                    rx.quota_blocked = true;
+                    rx.quota_hits += 1;
+                    trace::quota_hit(self.id, rx.outstanding, rx.quota);
+                }
+                let allowed = if !rx.enabled || blocked {
+                    0
+                } else if rx.quota > 0 {
+                    ((rx.quota - rx.outstanding) as usize).min(RX_BATCH)
+                } else {
+                    RX_BATCH
+                };
+                let allowed = allowed.min((RX_BUDGET - fetched) as usize);
+                // Counted before the driver can complete one.
+                rx.outstanding += allowed as u32;
+                for slot in objects.iter_mut().take(allowed) {
+                    if slot.is_none() {
+                        *slot = rx.pool.pop();
+                    }
+                }
+                allowed
+            };
+            // Up to `allowed` data packets under one hold of the data lock,
+            // ending early at a completion (its routine runs without the
+            // lock) or an empty ring.
+            let (n, last, peer, written) = {
+                let mut data = self.data.lock();
+                let Some(dp) = Option::as_mut(&mut *data) else {
+                    break;
+                };
+                let (mut kick, _) = dp.flush_queue().unwrap_or((false, 0));
+                let mut n = 0;
+                let mut last = Received::Empty;
+                while n < allowed {
+                    let (step, made_room) = dp.receive(self, &mut objects[n]);
+                    kick |= made_room;
+                    match step {
+                        Received::Data(packet) => {
+                            batch[n] = Some(packet);
+                            n += 1;
+                        }
+                        other => {
+                            last = other;
+                            break;
+                        }
+                    }
+                }
+                let peer = if kick { Some(dp.peer().clone()) } else { None };
+                (n, last, peer, dp.has_written())
+            };
+            if let Some(peer) = peer {
+                self.signal(&peer);
+            }
+            if written {
+                self.run_written();
+            }
+            unused += (allowed - n) as u32;
+            fetched += n as u32;
+            for (slot, object) in batch.iter_mut().zip(objects.iter_mut()).take(n) {
+                let Some(packet) = slot.take() else {
+                    continue;
+                };
+                if self.halted.load(core::sync::atomic::Ordering::Relaxed) {
+                    // The channel failed (PacketFail) during the batch:
+                    // the rest are dropped as if never read, without a
+                    // completion (the connection is closing).
+                    packet.discard();
+                    continue;
+                }
+                delivered += 1;
+                match &callbacks {
+                    Some(cb) => {
+                        let delivering = self.catch.expect(packet.object());
+                        cb.process_packet(self, packet);
+                        // Completed meanwhile: its object is ours again, for
+                        // a later packet of this run.
+                        if let Some(b) = self.catch.settle(delivering) {
+                            *object = Some(crate::engine::datapath::scrub(b));
+                            caught += 1;
+                        }
+                    }
+                    // No driver callback: completed (empty) on drop.
+                    None => drop(packet),
+                }
+            }
+            match last {
+                // A full batch: there may be more.
+                Received::Empty | Received::Data(_) if n > 0 && n == allowed => {}
+                // The ring is empty, or delivery is stopped.
+                Received::Empty | Received::Data(_) => break,
+                Received::Broken(why) => {
+                    // As PacketFail: delivery stops, both sides close.
+                    self.stop_and_close(why);
+                    break;
+                }
+                Received::Completion(routine, data) => {
+                    fetched += 1;
+                    routine.run(Ok(()), &data);
+                    if let Some(dp) = Option::as_mut(&mut *self.data.lock()) {
+                        dp.return_spare(data);
+                    }
+                }
+            }
+        }
+        // Objects not used go back to the pool (freed if it is gone).
+        let rejected = {
+            let mut rx = self.rx.lock();
+            rx.settle(unused, caught);
+            let mut rejected: [Option<KBox<Incoming>>; RX_BATCH] = Default::default();
+            for (slot, out) in objects.iter_mut().zip(rejected.iter_mut()) {
+                if let Some(b) = slot.take() {
+                    *out = crate::engine::datapath::recycle(&mut rx.pool, b);
+                }
+            }
+            rejected
+        };
+        drop(rejected);
+        if delivered > 0 {
+            if let Some(cb) = &callbacks {
+                cb.processing_complete(self, delivered);
+            }
+        }
+        trace::batch_done(self.id, fetched, RX_BUDGET);
+        let wake = {
+            let mut rx = self.rx.lock();
+            rx.active = false;
+            rx.waiters > 0
+        };
+        if wake {
+            self.rx_changed.notify_all();
+        }
+        if yielded {
+            self.kick_rx();
+        }
+    }
+}

@@ -1,0 +1,304 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Sending: packets, packets with external data, completions of
+//! incoming packets, and synchronous requests. Every send goes through the
+//! data path under the `data` lock ([`crate::engine::datapath`]).
+
+use kernel::{
+    prelude::*,
+    sync::{
+        new_condvar,
+        new_spinlock_irq,
+        Arc,
+        CondVar,
+        CondVarTimeoutResult,
+        SpinLockIrq, //
+    },
+};
+
+use crate::{
+    engine::datapath::{
+        Routine,
+        SendCompletion, //
+    },
+    protocol::packet::PacketType, //
+};
+
+use crate::engine::types::CloseReason;
+
+use super::Channel;
+
+impl Channel {
+    /// KMCL `VmbPacketSend` with external data (`SendWithExternalMdl`,
+    /// `SendWithExternalPfns`): `payload` in the ring and `pages` described
+    /// by a GPA range list; the other endpoint gets the pages with the
+    /// packet. A completion is always requested; `pages` must stay valid
+    /// until `completion` runs.
+    pub fn send_external(
+        self: &Arc<Self>,
+        payload: &[u8],
+        pages: crate::shmem::GpadlPages,
+        completion: impl Into<Routine>,
+    ) -> Result {
+        let pages = Arc::new(pages, GFP_ATOMIC)?;
+        let kick = {
+            let mut data = self.data.lock();
+            let dp = Option::as_mut(&mut *data).ok_or(ENOTCONN)?;
+            let sent = dp.send_external(self, payload, pages, completion.into(), true);
+            let written = dp.has_written();
+            drop(data);
+            if written {
+                self.run_written();
+            }
+            self.close_if_stalled(sent)?.kick
+        };
+        if let Some(peer) = kick {
+            self.signal(&peer);
+        }
+        Ok(())
+    }
+
+    /// KMCL `VmbPacketSend` of an in-band packet. With
+    /// `wait_for_completion`, `completion` runs when the other endpoint
+    /// completes the packet, with its completion payload; otherwise when the
+    /// packet is in the ring. A full ring queues the packet. `-ENOTCONN` if
+    /// the channel is not connected (then `completion` does not run).
+    pub fn send(
+        self: &Arc<Self>,
+        payload: &[u8],
+        wait_for_completion: bool,
+        completion: impl Into<Routine>,
+    ) -> Result {
+        let (kick, now) = {
+            let mut data = self.data.lock();
+            let dp = Option::as_mut(&mut *data).ok_or(ENOTCONN)?;
+            let sent = dp.send(
+                PacketType::InBand,
+                payload,
+                completion.into(),
+                wait_for_completion,
+            );
+            let written = dp.has_written();
+            drop(data);
+            if written {
+                self.run_written();
+            }
+            let sent = self.close_if_stalled(sent)?;
+            (sent.kick, sent.run_now)
+        };
+        if let Some(peer) = kick {
+            self.signal(&peer);
+        }
+        if let Some(routine) = now {
+            routine.run(Ok(()), &[]);
+        }
+        Ok(())
+    }
+
+    /// Sends the completion of incoming transaction `id` with `payload`.
+    pub(crate) fn send_completion(self: &Arc<Self>, id: u64, payload: &[u8]) -> Result {
+        let (sent, written) = {
+            let mut data = self.data.lock();
+            match Option::as_mut(&mut *data) {
+                Some(dp) => (
+                    dp.send_completion(id, payload)
+                        .map(|kick| (kick, dp.peer().clone())),
+                    dp.has_written(),
+                ),
+                // The connection is gone; nobody waits for this.
+                None => (Err(ENOTCONN), false),
+            }
+        };
+        if written {
+            self.run_written();
+        }
+        let (kick, peer) = self.close_if_stalled(sent)?;
+        if kick {
+            self.signal(&peer);
+        }
+        Ok(())
+    }
+
+    /// Runs the routines of queued packets that were written meanwhile
+    /// (never under the data lock: a routine may send again). One runner
+    /// at a time: a routine whose send writes more queued packets leaves
+    /// their routines to the loop already running rather than nesting
+    /// (which would recurse as deep as the queue is long).
+    pub(super) fn run_written(&self) {
+        use core::sync::atomic::Ordering::{Acquire, Release};
+        loop {
+            if self.running_written.swap(true, Acquire) {
+                return;
+            }
+            loop {
+                let next = Option::as_mut(&mut *self.data.lock()).and_then(|dp| dp.pop_written());
+                match next {
+                    Some(r) => r.run(Ok(()), &[]),
+                    None => break,
+                }
+            }
+            self.running_written.store(false, Release);
+            // A routine written after our last look but before the flag
+            // was cleared would wait for the next runner: look again.
+            let more = self.data.lock().as_ref().is_some_and(|dp| dp.has_written());
+            if !more {
+                return;
+            }
+        }
+    }
+
+    /// A send's result; `-EPIPE` from the data path means the other
+    /// endpoint stopped reading: the channel is closed and the send fails
+    /// with `-ENODEV`, as sends do once a channel is closed.
+    pub(super) fn close_if_stalled<T>(self: &Arc<Self>, r: Result<T>) -> Result<T> {
+        match r {
+            Err(e) if e == EPIPE => {
+                self.stop_and_close(CloseReason::PeerNotDraining);
+                Err(ENODEV)
+            }
+            r => r,
+        }
+    }
+
+    /// KMCL `VmbChannelSendSynchronousRequest`: sends `payload` and waits
+    /// for the other endpoint to complete it, copying the completion
+    /// payload into `reply` and returning its length. Process context only.
+    ///
+    /// `timeout_ms`: `None` waits for ever; `Some(0)` does not queue, so a
+    /// full ring gives `-EOVERFLOW`. Errors: `-ETIMEDOUT` (the request is
+    /// cancelled; a late completion is dropped), `-ENODEV` (not connected,
+    /// or the connection ended), `-EOVERFLOW` (`reply` too small; nothing
+    /// copied), `-EINTR` (a signal while waiting with a timeout).
+    pub fn send_sync(
+        self: &Arc<Self>,
+        payload: &[u8],
+        reply: &mut [u8],
+        timeout_ms: Option<u32>,
+    ) -> Result<usize> {
+        self.send_sync_with(payload, None, reply, timeout_ms)
+    }
+
+    /// [`Self::send_sync`] with external data `pages` (valid until this
+    /// returns).
+    pub fn send_sync_external(
+        self: &Arc<Self>,
+        payload: &[u8],
+        pages: crate::shmem::GpadlPages,
+        reply: &mut [u8],
+        timeout_ms: Option<u32>,
+    ) -> Result<usize> {
+        self.send_sync_with(payload, Some(pages), reply, timeout_ms)
+    }
+
+    pub(super) fn send_sync_with(
+        self: &Arc<Self>,
+        payload: &[u8],
+        external: Option<crate::shmem::GpadlPages>,
+        reply: &mut [u8],
+        timeout_ms: Option<u32>,
+    ) -> Result<usize> {
+        let external = match external {
+            Some(p) => Some(Arc::new(p, GFP_KERNEL)?),
+            None => None,
+        };
+        let wait = Arc::pin_init(
+            pin_init!(SyncWait {
+                state <- new_spinlock_irq!(SyncState {
+                    status: None,
+                    reply: KVec::new(),
+                }),
+                done <- new_condvar!(),
+            }),
+            GFP_KERNEL,
+        )?;
+        let routine = KBox::new(SyncCompletion(wait.clone()), GFP_KERNEL)?;
+        let may_queue = timeout_ms != Some(0);
+        let (kick, id) = {
+            let mut data = self.data.lock();
+            let dp = Option::as_mut(&mut *data).ok_or(ENODEV)?;
+            let sent = match external {
+                Some(pages) => dp.send_external(self, payload, pages, routine.into(), may_queue),
+                None => {
+                    dp.send_with_id(PacketType::InBand, payload, routine.into(), true, may_queue)
+                }
+            };
+            let written = dp.has_written();
+            drop(data);
+            if written {
+                self.run_written();
+            }
+            let sent = self.close_if_stalled(sent)?;
+            (sent.kick, sent.id)
+        };
+        if let Some(peer) = kick {
+            self.signal(&peer);
+        }
+
+        let mut st = wait.state.lock();
+        let mut left = timeout_ms.map(|ms| kernel::time::msecs_to_jiffies(ms.max(1)));
+        let mut gave_up = None;
+        while st.status.is_none() {
+            match left {
+                None => wait.done.wait(&mut st),
+                Some(j) => match wait.done.wait_interruptible_timeout(&mut st, j) {
+                    CondVarTimeoutResult::Woken { jiffies } => left = Some(jiffies),
+                    CondVarTimeoutResult::Timeout => {
+                        gave_up = Some(ETIMEDOUT);
+                        break;
+                    }
+                    CondVarTimeoutResult::Signal { .. } => {
+                        gave_up = Some(EINTR);
+                        break;
+                    }
+                },
+            }
+        }
+        if let Some(e) = gave_up {
+            drop(st);
+            let cancelled = Option::as_mut(&mut *self.data.lock()).and_then(|dp| dp.cancel(id));
+            if cancelled.is_some() {
+                return Err(e);
+            }
+            // The completion won the race: wait for it to be recorded.
+            st = wait.state.lock();
+            while st.status.is_none() {
+                wait.done.wait(&mut st);
+            }
+        }
+        st.status.unwrap_or(Err(ENODEV))?;
+        let n = st.reply.len();
+        let dst = reply.get_mut(..n).ok_or(EOVERFLOW)?;
+        dst.copy_from_slice(&st.reply);
+        Ok(n)
+    }
+}
+
+/// A synchronous request's rendezvous.
+#[pin_data]
+struct SyncWait {
+    #[pin]
+    state: SpinLockIrq<SyncState>,
+    #[pin]
+    done: CondVar,
+}
+
+struct SyncState {
+    status: Option<Result>,
+    reply: KVec<u8>,
+}
+
+/// The completion routine of a synchronous request.
+struct SyncCompletion(Arc<SyncWait>);
+
+impl SendCompletion for SyncCompletion {
+    fn complete(&mut self, status: Result, data: &[u8]) {
+        let mut st = self.0.state.lock();
+        let copied = st.reply.extend_from_slice(data, GFP_ATOMIC);
+        st.status = Some(match (status, copied) {
+            (Ok(()), Err(_)) => Err(ENOMEM),
+            (s, _) => s,
+        });
+        drop(st);
+        self.0.done.notify_all();
+    }
+}

@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Signalling the other endpoint (with KMCL's interrupt latency), and
+//! being signalled: queueing the receive work on the right CPU.
+
+use kernel::{
+    prelude::*,
+    sync::Arc, //
+};
+
+use crate::engine::datapath::Peer;
+
+use super::Channel;
+
+impl Channel {
+    /// Signals `peer` (VMBus's interrupt to the other endpoint): its
+    /// receive work looks at the rings.
+    pub(crate) fn signal(self: &Arc<Self>, peer: &Peer) {
+        use core::sync::atomic::Ordering::{AcqRel, Relaxed};
+        let latency = self.latency.load(Relaxed);
+        if latency > 0 && matches!(peer, Peer::Loopback(_)) {
+            if self.signal_armed.swap(true, AcqRel) {
+                self.signals_coalesced.fetch_add(1, Relaxed);
+            } else {
+                // 100 ns units to microseconds, rounded up.
+                self.signal_timer.arm(self, latency.div_ceil(10));
+            }
+            return;
+        }
+        self.signal_now(peer);
+    }
+
+    pub(super) fn signal_now(&self, peer: &Peer) {
+        self.signals_sent
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        match peer {
+            Peer::Loopback(c) => c.signalled(),
+            Peer::Host(h) => h.signal(),
+        }
+    }
+
+    /// KMCL `VmbChannelSetInterruptLatency`: from now on, signals to the
+    /// other (loopback) endpoint are delayed by `latency` (100 ns units,
+    /// rounded up to the timer tick) and the ones made meanwhile merged
+    /// into one; 0 signals at once. Returns the previous latency.
+    /// `-EOPNOTSUPP` on a channel connected to a VMBus host (Linux's
+    /// hv_vmbus offers no way to change a channel's monitor latency).
+    /// Any context.
+    pub fn set_interrupt_latency(&self, latency: u16) -> Result<u16> {
+        let on_host = self
+            .data
+            .lock()
+            .as_ref()
+            .is_some_and(|dp| matches!(dp.peer(), Peer::Host(_)));
+        if on_host {
+            return Err(EOPNOTSUPP);
+        }
+        let old = self
+            .latency
+            .swap(u32::from(latency), core::sync::atomic::Ordering::Relaxed);
+        Ok(u16::try_from(old).unwrap_or(u16::MAX))
+    }
+
+    /// Signals merged by the interrupt latency so far.
+    pub fn signals_coalesced(&self) -> u64 {
+        self.signals_coalesced
+            .load(core::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Drops an armed delayed signal (the connection ends). Process
+    /// context.
+    pub(super) fn disarm_signal(&self) {
+        if self.signal_timer.disarm() {
+            self.signal_armed
+                .store(false, core::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// The other endpoint signalled this channel.
+    pub(crate) fn signalled(self: &Arc<Self>) {
+        self.signals_received
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        self.kick_rx();
+    }
+
+    /// The (sent, received) signal counts.
+    pub(crate) fn signals(&self) -> (u64, u64) {
+        use core::sync::atomic::Ordering::Relaxed;
+        (
+            self.signals_sent.load(Relaxed),
+            self.signals_received.load(Relaxed),
+        )
+    }
+
+    /// Makes the receive work look at the rings.
+    pub(crate) fn kick_rx(self: &Arc<Self>) {
+        // Fails only when the work is already queued.
+        use core::sync::atomic::Ordering::Relaxed;
+        if self.at_passive.load(Relaxed) {
+            let _ = crate::sys::queues::process()
+                .enqueue::<Arc<Self>, { super::RECEIVE_TASK_WORK }>(self.clone());
+        } else {
+            let cpu = self.target_cpu.load(Relaxed);
+            let _ = crate::sys::queues::enqueue_bh_on::<Arc<Self>, { super::RECEIVE_WORK }>(
+                cpu,
+                self.clone(),
+            );
+        }
+    }
+}
+
+/// The delayed signal of a channel with an interrupt latency.
+impl crate::sys::queues::TimerFired for Channel {
+    fn fired(this: Arc<Self>) {
+        this.signal_armed
+            .store(false, core::sync::atomic::Ordering::Release);
+        let peer = this.data.lock().as_ref().map(|dp| dp.peer().clone());
+        if let Some(peer) = peer {
+            this.signal_now(&peer);
+        }
+    }
+}

@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The incoming side of a data path: reading packets from the incoming
+//! ring into packet objects, and matching completions to transactions.
+
+use kernel::{
+    prelude::*,
+    sync::Arc, //
+};
+
+use crate::protocol::ring;
+use crate::{
+    engine::channel::Channel,
+
+    protocol::packet::PacketType,
+    protocol::ring::Next,
+    protocol::transactions::Matched,
+    shmem::GpadlPages,
+    sys::trace, //
+};
+
+use crate::engine::types::CloseReason;
+
+use super::{
+    check_external,
+    DataPath,
+    Incoming,
+    IncomingPacket,
+    Received, //
+};
+
+/// Incoming packet objects a channel keeps for reuse while connected.
+pub(crate) const POOL_SIZE: usize = 64;
+
+/// Keeps a completed incoming packet object in `pool` for reuse; gives it
+/// back if the pool is full (or not set up: not connected).
+pub(crate) fn recycle(
+    pool: &mut KVec<KBox<Incoming>>,
+    b: KBox<Incoming>,
+) -> Option<KBox<Incoming>> {
+    pool.push_within_capacity(scrub(b)).err().map(|e| e.0)
+}
+
+/// A completed incoming packet object, ready for reuse: it holds nothing
+/// of its last packet's sender.
+pub(crate) fn scrub(mut b: KBox<Incoming>) -> KBox<Incoming> {
+    b.external = None;
+    b
+}
+
+/// The buffer to read an incoming data packet of `len` bytes into: that
+/// of the object in `spare` (the recycled one, usually already `len` long,
+/// else a new object). `None`: out of memory (`spare` keeps its object).
+pub(super) fn incoming_buffer<'a>(
+    spare: &'a mut Option<KBox<Incoming>>,
+    context_size: usize,
+    channel: &Arc<Channel>,
+    len: usize,
+) -> Option<&'a mut [u8]> {
+    if spare.is_none() {
+        // Built as done, so that dropping it sends no completion: the
+        // data lock is held here.
+        *spare = Some(
+            KBox::new(
+                Incoming {
+                    channel: channel.clone(),
+                    data: KVec::new(),
+                    payload_at: 0,
+                    context: KVec::from_elem(0u8, context_size, GFP_ATOMIC).ok()?,
+                    transaction_id: 0,
+                    completion_requested: false,
+                    done: true,
+                    external: None,
+                },
+                GFP_ATOMIC,
+            )
+            .ok()?,
+        );
+    }
+    let data = &mut spare.as_mut()?.data;
+    if data.len() != len {
+        data.resize(len, 0, GFP_ATOMIC).ok()?;
+    }
+    Some(data)
+}
+
+/// The object in `spare`, into which packet `pkt` was read, made the
+/// incoming packet it is.
+pub(super) fn take_incoming(
+    spare: &mut Option<KBox<Incoming>>,
+    pkt: &ring::IncomingPacket,
+    external: Option<Arc<GpadlPages>>,
+) -> Option<KBox<Incoming>> {
+    let mut b = spare.take()?;
+    let d = pkt.descriptor;
+    b.payload_at = d.data_offset();
+    b.context.fill(0);
+    b.transaction_id = d.transaction_id();
+    b.completion_requested = d.completion_requested();
+    b.done = false;
+    b.external = external;
+    Some(b)
+}
+
+impl DataPath {
+    /// Reads one packet; a data packet goes into the object in `spare` if
+    /// there is one. Returns what it was, and whether the peer must be
+    /// kicked (it is waiting for room we just made).
+    pub(crate) fn receive(
+        &mut self,
+        channel: &Arc<Channel>,
+        spare: &mut Option<KBox<Incoming>>,
+    ) -> (Received, bool) {
+        if self.broken {
+            return (Received::Empty, false);
+        }
+        loop {
+            // The receive buffer holds any packet the ring can hold, so a
+            // longer one is corruption (the ring's own checks catch it
+            // first).
+            let (buf, context_size) = (&mut self.buf, self.context_size);
+            let max = buf.len();
+            // Data packets are read straight into their packet object;
+            // completions into the receive buffer.
+            let next = self.inc.read_into(|d| match d.packet_type() {
+                _ if d.packet_len() > max => None,
+                PacketType::Completion => buf.get_mut(..d.packet_len()),
+                _ => incoming_buffer(spare, context_size, channel, d.packet_len()),
+            });
+            let next = next.and_then(|n| match n {
+                Next::Declined(d) if d.packet_len() > max => Err(ring::RingError::PacketTooLarge {
+                    len: d.packet_len(),
+                    max,
+                }),
+                n => Ok(n),
+            });
+            let pkt = match next {
+                Ok(Next::Read(p)) => p,
+                Ok(Next::Empty) => return (Received::Empty, self.inc.commit()),
+                Ok(Next::Declined(_)) => {
+                    // Out of memory: the packet stays in the ring for the
+                    // next pass.
+                    pr_warn!("out of memory receiving a packet\n");
+                    return (Received::Empty, false);
+                }
+                Err(e) => {
+                    pr_err!(
+                        "channel {}: incoming ring is corrupt ({:?}); closing the channel\n",
+                        self.chan,
+                        e
+                    );
+                    self.counters.ring_errors += 1;
+                    self.broken = true;
+                    return (Received::Broken(CloseReason::CorruptRing), false);
+                }
+            };
+            let d = pkt.descriptor;
+            trace::packet_fetched(
+                self.chan,
+                d.transaction_id(),
+                d.packet_type() == PacketType::Completion,
+                d.payload_len(),
+            );
+            if d.packet_type() != PacketType::Completion {
+                return self.take_data(spare, &pkt);
+            }
+            // The completion payload goes into the spare buffer, which the
+            // receive work hands back after the routine ran.
+            let mut data = core::mem::take(&mut self.spare);
+            data.clear();
+            if data
+                .extend_from_slice(pkt.payload(&self.buf), GFP_ATOMIC)
+                .is_err()
+            {
+                // Out of memory: read it again on the next pass.
+                pr_warn!("out of memory receiving a packet\n");
+                self.inc.revert();
+                return (Received::Empty, false);
+            }
+            let kick = self.inc.commit();
+            let id = d.transaction_id();
+            match self.outstanding.complete(id) {
+                Matched::Done(routine) => {
+                    self.counters.completions_in += 1;
+                    channel.unexpose(id);
+                    return (Received::Completion(routine, data), kick);
+                }
+                Matched::Late => {
+                    self.counters.late_completions += 1;
+                    channel.unexpose(id);
+                    self.spare = data;
+                }
+                Matched::Unknown if let Some(i) = self.orphans.iter().position(|o| *o == id) => {
+                    let _ = self.orphans.remove(i);
+                    self.counters.late_completions += 1;
+                    self.spare = data;
+                }
+                Matched::Unknown => {
+                    pr_err!(
+                        "channel {}: completion for transaction {:#x}, which is not outstanding; closing the channel\n",
+                        self.chan,
+                        id
+                    );
+                    self.counters.bad_completions += 1;
+                    self.spare = data;
+                    self.broken = true;
+                    return (Received::Broken(CloseReason::BadCompletion), kick);
+                }
+            }
+        }
+    }
+
+    /// The data packet `pkt` was read into the object in `spare`: checks
+    /// its external data and makes it an incoming packet.
+    pub(super) fn take_data(
+        &mut self,
+        spare: &mut Option<KBox<Incoming>>,
+        pkt: &ring::IncomingPacket,
+    ) -> (Received, bool) {
+        let d = pkt.descriptor;
+        // External data: the range list must describe exactly what the
+        // sender exposed for this transaction, within our limits.
+        let external = if d.packet_type() == PacketType::GpaDirect {
+            let found = match spare.as_deref() {
+                Some(object) if d.completion_requested() => check_external(
+                    &self.peer,
+                    pkt.header(&object.data),
+                    d.transaction_id(),
+                    self.max_external,
+                ),
+                _ => None,
+            };
+            if found.is_none() {
+                pr_err!(
+                    "channel {}: external data of transaction {:#x} is not what the sender described or exceeds the limits; closing the channel\n",
+                    self.chan,
+                    d.transaction_id()
+                );
+                self.counters.ring_errors += 1;
+                self.broken = true;
+                return (Received::Broken(CloseReason::BadExternalData), false);
+            }
+            found
+        } else {
+            None
+        };
+        let Some(packet) = take_incoming(spare, pkt, external) else {
+            // Not reached: the packet was read into the object.
+            self.inc.revert();
+            return (Received::Empty, false);
+        };
+        let kick = self.inc.commit();
+        self.counters.packets_in += 1;
+        self.counters.bytes_in += d.payload_len() as u64;
+        (Received::Data(IncomingPacket(packet)), kick)
+    }
+
+    /// Hands back the buffer of a [`Received::Completion`].
+    pub(crate) fn return_spare(&mut self, data: KVec<u8>) {
+        if data.capacity() > self.spare.capacity() {
+            self.spare = data;
+        }
+    }
+}

@@ -1,0 +1,348 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The packet data path of a connected channel.
+//!
+//! A connection has two rings, in pages the client donates (as a Hyper-V
+//! guest does): one per direction. Each endpoint writes its outgoing ring
+//! and reads its incoming ring; a channel's receive work, on the BH
+//! workqueue (softirq context, like hv_vmbus's per-channel tasklet), drains
+//! the incoming ring and hands packets to the driver.
+//!
+//! - A send that finds the ring full is queued and written once the reader
+//!   has made room: the writer sets `pending_send_sz`, the reader's commit
+//!   reports the crossing, and the reader kicks the writer. A send never
+//!   fails because the ring is full, and packets stay in order.
+//! - The queue is bounded: beyond [`QUEUE_LIMIT_MIN`] bytes (or four times
+//!   the ring, if larger) a send fails with `-ENOBUFS` while the other
+//!   endpoint still makes progress, and once it has read nothing for
+//!   [`PEER_STALL_MS`] the other endpoint is taken for dead: the channel
+//!   is closed (the send gets `-EPIPE` from here, which the channel turns
+//!   into closing and `-ENODEV`). Completions are never refused: they are
+//!   queued up to twice the limit, beyond which the other endpoint (sending
+//!   without reading) is taken for hostile the same way.
+//! - A packet sent with a completion request is tracked by transaction id
+//!   until the completion arrives ([`crate::protocol::transactions`]); a
+//!   completion with an id that is not outstanding (forged, repeated, never
+//!   sent) means the other endpoint is broken or hostile: the channel is
+//!   closed, as after PacketFail. A late completion of a cancelled
+//!   synchronous request is dropped. When the connection goes away, every
+//!   tracked packet is completed with `-ENODEV`.
+//!
+//! # Locking
+//!
+//! `DataPath` lives under the channel's `data` lock (an IRQ-disabling
+//! spinlock: it is taken from process and softirq context). Driver
+//! callbacks and completion routines are never called with it held.
+
+use kernel::{
+    prelude::*,
+    sync::Arc,
+    time::{
+        Instant,
+        Monotonic, //
+    },
+};
+
+use crate::{
+    engine::channel::Channel,
+    engine::host::HostLink,
+
+    protocol::ring::{
+        ring_state,
+        IncomingRing,
+        OutgoingRing,
+        RingState, //
+    },
+    protocol::transactions::Transactions,
+    shmem::RingPages, //
+};
+
+mod exposed;
+mod fifo;
+pub(crate) mod handoff;
+mod incoming;
+mod outgoing;
+mod packet;
+mod routine;
+
+use crate::engine::types::{
+    CloseReason,
+    DataPathLimits,
+    ExternalLimits, //
+};
+use exposed::check_external;
+use fifo::Fifo;
+pub(crate) use incoming::{
+    recycle,
+    scrub,
+    POOL_SIZE, //
+};
+use outgoing::Queued;
+pub(crate) use packet::Incoming;
+pub use packet::{
+    IncomingPacket,
+    PacketCallbacks, //
+};
+use routine::{
+    no_transactions,
+    RoutineSlots, //
+};
+pub use routine::{
+    Routine,
+    SendCompletion, //
+};
+
+/// Counters of one channel's data path.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct Counters {
+    /// Packets written to the outgoing ring (data and completions).
+    pub packets_out: u64,
+    /// Data packets delivered to the driver.
+    pub packets_in: u64,
+    /// Completions received for outstanding packets.
+    pub completions_in: u64,
+    /// Completions written for incoming packets that asked for one.
+    pub completions_out: u64,
+    /// Completions with an id that was not outstanding (the channel is
+    /// closed at the first).
+    pub bad_completions: u64,
+    /// Completions of cancelled (timed-out) synchronous requests, dropped.
+    pub late_completions: u64,
+    /// Sends that found the ring full and were queued.
+    pub ring_full: u64,
+    /// Malformed data found in the incoming ring (the channel stops
+    /// reading).
+    pub ring_errors: u64,
+    /// Payload bytes of the data packets delivered.
+    pub bytes_in: u64,
+    /// Payload bytes written (data packets and completions).
+    pub bytes_out: u64,
+}
+
+/// The data path of a connected channel, under the channel's `data` lock.
+pub(crate) struct DataPath {
+    out: OutgoingRing<Arc<RingPages>>,
+    inc: IncomingRing<Arc<RingPages>>,
+    /// The other endpoint, to kick when it must look at a ring.
+    peer: Peer,
+    /// Receive buffer: one packet of the largest allowed size.
+    buf: KVec<u8>,
+    /// Largest payload this endpoint sends (`MaximumPacketSize`).
+    max_packet: usize,
+    /// Bytes of driver context per incoming packet.
+    context_size: usize,
+    /// Most external data per incoming packet: (ranges, bytes); 0: none.
+    max_external: ExternalLimits,
+    queue: Fifo<Queued>,
+    /// Routines of queued packets that were written, to run without the
+    /// data lock ([`Self::pop_written`]); room for all of them is reserved
+    /// when they are queued.
+    written: Fifo<Routine>,
+    /// Payload bytes in `queue`.
+    queued_bytes: usize,
+    /// Most payload bytes `queue` may hold.
+    queue_limit: usize,
+    /// When the queue last became non-empty or a queued packet was
+    /// written: the other endpoint's last sign of life while we wait.
+    progress: Instant<Monotonic>,
+    /// Sent packets awaiting a completion, by transaction id.
+    outstanding: Transactions<Routine, RoutineSlots>,
+    /// The buffer completion payloads are received into.
+    spare: KVec<u8>,
+    /// The incoming ring was found corrupt: stop reading it.
+    broken: bool,
+    /// Transactions of the server this one replaced (a live update):
+    /// their completions are dropped as late, once each.
+    orphans: KVec<u64>,
+    /// The channel's id, for trace events.
+    chan: u32,
+    pub(crate) counters: Counters,
+}
+
+/// Payload bytes a channel queues for a full ring at least (see the
+/// module documentation).
+pub const QUEUE_LIMIT_MIN: usize = 1 << 20;
+
+/// Time without the other endpoint reading anything, while sends wait for
+/// room, after which it is taken for dead.
+pub const PEER_STALL_MS: i64 = 2000;
+
+/// The other endpoint of a data path.
+#[derive(Clone)]
+pub(crate) enum Peer {
+    /// A channel on kmcl's loopback VMBus.
+    Loopback(Arc<Channel>),
+    /// The VMBus host, through hv_vmbus.
+    Host(Arc<HostLink>),
+}
+
+impl Peer {
+    /// The other endpoint's channel, if it is a loopback channel.
+    pub(crate) fn channel(&self) -> Option<&Arc<Channel>> {
+        match self {
+            Peer::Loopback(c) => Some(c),
+            Peer::Host(_) => None,
+        }
+    }
+}
+
+/// The outcome of a send.
+pub(crate) struct Sent {
+    /// The other endpoint, when it must be kicked.
+    pub(crate) kick: Option<Peer>,
+    /// A routine to run now, without locks (a packet without a completion
+    /// request was written).
+    pub(crate) run_now: Option<Routine>,
+    /// The transaction id (0 without a completion request).
+    pub(crate) id: u64,
+}
+
+/// What a receive step found.
+pub(crate) enum Received {
+    /// A data packet for the driver.
+    Data(IncomingPacket),
+    /// A completion for one of our packets, with its routine.
+    Completion(Routine, KVec<u8>),
+    /// Nothing (more) to read.
+    Empty,
+    /// The other endpoint wrote nonsense (a corrupt ring, a completion
+    /// for a transaction that is not outstanding): the channel must be
+    /// closed. The reason, for the trace.
+    Broken(CloseReason),
+}
+
+/// Completion routines of a connection that ended.
+pub(crate) struct Unfinished {
+    outstanding: Transactions<Routine, RoutineSlots>,
+    queue: KVec<Option<Queued>>,
+    /// Written, routine not run yet: they succeeded.
+    written: KVec<Option<Routine>>,
+}
+
+impl Unfinished {
+    /// Runs every routine with `status` (call without locks held); packets
+    /// already written complete with success.
+    pub(crate) fn complete_all(self, status: Result) {
+        self.finish(status, |_| {});
+    }
+
+    /// As [`Self::complete_all`], also returning the ids of the
+    /// transactions that were outstanding: their completions may still
+    /// arrive (for a successor that takes the connection over). Process
+    /// context.
+    pub(crate) fn complete_all_ids(self, status: Result) -> KVec<u64> {
+        let mut ids = KVec::new();
+        self.finish(status, |id| {
+            let _ = ids.push(id, GFP_KERNEL);
+        });
+        ids
+    }
+
+    fn finish(mut self, status: Result, mut note: impl FnMut(u64)) {
+        for r in self.written.iter_mut() {
+            if let Some(r) = r.take() {
+                r.run(Ok(()), &[]);
+            }
+        }
+        self.outstanding.drain(|id, r| {
+            note(id);
+            r.run(status, &[]);
+        });
+        for q in self.queue.iter_mut() {
+            if let Some(r) = q.as_mut().and_then(|q| q.on_written.take()) {
+                r.run(status, &[]);
+            }
+        }
+    }
+}
+
+impl DataPath {
+    /// Sets up channel `chan`'s ends of the connection's rings, with the
+    /// channel's maximum packet size and per-packet context size.
+    pub(crate) fn new(
+        out: Arc<RingPages>,
+        inc: Arc<RingPages>,
+        peer: Peer,
+        chan: u32,
+        DataPathLimits {
+            max_packet,
+            context_size,
+            max_external,
+        }: DataPathLimits,
+    ) -> Result<Self> {
+        // Any packet that fits the incoming ring fits this buffer.
+        let buf_len = crate::protocol::ring::RingMemory::data_len(&*inc);
+        let queue_limit =
+            QUEUE_LIMIT_MIN.max(4 * crate::protocol::ring::RingMemory::data_len(&*out));
+        let out = OutgoingRing::new(out).map_err(|_| EINVAL)?;
+        let inc = IncomingRing::new(inc).map_err(|_| EINVAL)?;
+        Ok(Self {
+            out,
+            inc,
+            peer,
+            buf: KVec::from_elem(0u8, buf_len, GFP_KERNEL)?,
+            max_packet,
+            context_size,
+            max_external,
+            queue: Fifo::new(),
+            written: Fifo::new(),
+            queued_bytes: 0,
+            queue_limit,
+            progress: Instant::now(),
+            outstanding: no_transactions(),
+            spare: KVec::new(),
+            broken: false,
+            orphans: KVec::new(),
+            chan,
+            counters: Counters::default(),
+        })
+    }
+
+    /// Sends awaiting completion, sends queued, and the (outgoing,
+    /// incoming) ring control values.
+    pub(crate) fn snapshot(&self) -> (usize, usize, (RingState, RingState)) {
+        (
+            self.outstanding.outstanding(),
+            self.queue.len(),
+            (ring_state(self.out.memory()), ring_state(self.inc.memory())),
+        )
+    }
+
+    /// The other endpoint.
+    pub(crate) fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// Bytes of driver context per incoming packet.
+    pub(crate) fn context_size(&self) -> usize {
+        self.context_size
+    }
+
+    /// Completions of `ids` (the replaced server's transactions) are
+    /// dropped as late instead of closing the channel.
+    pub(crate) fn set_orphans(&mut self, ids: KVec<u64>) {
+        self.orphans = ids;
+    }
+
+    /// The other endpoint is now `peer` (a restored server took over).
+    pub(crate) fn set_peer(&mut self, peer: Peer) {
+        self.peer = peer;
+    }
+
+    /// Publishes the read index of every packet read so far (before the
+    /// data path is handed over: its successor starts there).
+    pub(crate) fn commit_reads(&mut self) -> bool {
+        self.inc.commit()
+    }
+
+    /// Takes every routine still waiting (the connection is ending). No
+    /// allocation: nothing can be lost.
+    pub(crate) fn take_unfinished(&mut self) -> Unfinished {
+        self.queued_bytes = 0;
+        Unfinished {
+            outstanding: core::mem::replace(&mut self.outstanding, no_transactions()),
+            queue: self.queue.take_all(),
+            written: self.written.take_all(),
+        }
+    }
+}

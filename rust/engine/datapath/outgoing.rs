@@ -1,0 +1,383 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The outgoing side of a data path: writing packets and completions to
+//! the outgoing ring, queueing them while it is full, and tracking
+//! transactions that wait for a completion.
+
+use kernel::{
+    prelude::*,
+    sync::Arc,
+    time::Instant, //
+};
+
+use crate::{
+    engine::channel::Channel,
+    protocol::gpa,
+    protocol::packet::PacketType,
+    protocol::ring::WriteError,
+    protocol::transactions::InsertError,
+    shmem::GpadlPages,
+    sys::trace, //
+};
+
+use super::{
+    DataPath,
+    Peer,
+    Routine,
+    Sent, //
+    PEER_STALL_MS,
+};
+
+/// A packet waiting for room in the outgoing ring.
+pub(super) struct Queued {
+    pub(super) ptype: PacketType,
+    /// Type-specific header (a GPA range list; empty for in-band).
+    pub(super) header: KVec<u8>,
+    pub(super) payload: KVec<u8>,
+    pub(super) completion_requested: bool,
+    pub(super) transaction_id: u64,
+    /// For packets without a completion request: run once written.
+    pub(super) on_written: Option<Routine>,
+}
+
+impl DataPath {
+    /// Queues or writes a packet. Returns whether the peer must be kicked,
+    /// and a routine to run now (a packet without a completion request that
+    /// was written at once).
+    pub(crate) fn send(
+        &mut self,
+        ptype: PacketType,
+        payload: &[u8],
+        completion: Routine,
+        wait_for_completion: bool,
+    ) -> Result<Sent> {
+        self.send_with_id(ptype, payload, completion, wait_for_completion, true)
+    }
+
+    /// [`Self::send`], also returning the transaction id (0 without a
+    /// completion request). With `may_queue` false a packet that does not
+    /// fit now fails with `-EOVERFLOW` instead of being queued.
+    pub(crate) fn send_with_id(
+        &mut self,
+        ptype: PacketType,
+        payload: &[u8],
+        completion: Routine,
+        wait_for_completion: bool,
+        may_queue: bool,
+    ) -> Result<Sent> {
+        if payload.len() > self.max_packet {
+            return Err(EINVAL);
+        }
+        let (transaction_id, routine) = if wait_for_completion {
+            match self.outstanding.insert(completion) {
+                Ok(id) => (Some(id), None),
+                Err((InsertError::NoMemory, _)) => return Err(ENOMEM),
+                Err((InsertError::Full, _)) => return Err(EBUSY),
+            }
+        } else {
+            (None, Some(completion))
+        };
+        let id = transaction_id.unwrap_or(0);
+        let sent = self.write_or_queue(
+            ptype,
+            &[],
+            payload,
+            (wait_for_completion, id),
+            routine,
+            may_queue,
+        );
+        if sent.is_err() {
+            // The routine will never run.
+            self.forget(transaction_id);
+        }
+        sent
+    }
+
+    /// Writes a packet whose transaction (if any) is set up, or queues it
+    /// for room (unless `may_queue` is false: `-EOVERFLOW`). On an error
+    /// nothing was written or queued; the caller undoes the transaction.
+    /// `routine` runs once the packet is written (no completion request).
+    pub(super) fn write_or_queue(
+        &mut self,
+        ptype: PacketType,
+        header: &[u8],
+        payload: &[u8],
+        (wait_for_completion, id): (bool, u64),
+        routine: Option<Routine>,
+        may_queue: bool,
+    ) -> Result<Sent> {
+        if self.queue.is_empty() {
+            match self
+                .out
+                .write(ptype, header, payload, wait_for_completion, id)
+            {
+                Ok(()) => {
+                    self.counters.packets_out += 1;
+                    self.counters.bytes_out += payload.len() as u64;
+                    trace::packet_sent(
+                        self.chan,
+                        id,
+                        ptype as u16,
+                        payload.len(),
+                        wait_for_completion,
+                        false,
+                    );
+                    let kick = self.out.commit().unwrap_or(false);
+                    return Ok(Sent {
+                        kick: kick.then(|| self.peer.clone()),
+                        run_now: routine,
+                        id,
+                    });
+                }
+                Err(WriteError::Full { .. }) => {}
+                Err(_) => return Err(EINVAL),
+            }
+        }
+        if !may_queue {
+            return Err(EOVERFLOW);
+        }
+        self.may_queue(payload.len(), self.queue_limit)?;
+        let mut copy = KVec::with_capacity(payload.len(), GFP_ATOMIC)?;
+        copy.extend_from_slice(payload, GFP_ATOMIC)?;
+        let mut header_copy = KVec::new();
+        header_copy.extend_from_slice(header, GFP_ATOMIC)?;
+        if routine.is_some() {
+            // Room to hand its routine out once written.
+            self.written.reserve(self.queue.len() + 1)?;
+        }
+        self.queue.push(Queued {
+            ptype,
+            header: header_copy,
+            payload: copy,
+            completion_requested: wait_for_completion,
+            transaction_id: id,
+            on_written: routine,
+        })?;
+        self.note_queued(payload.len());
+        self.counters.ring_full += 1;
+        // The packet is queued: it completes later whatever happens now (a
+        // corrupt ring shows up on the next read).
+        let (kick, _) = self.flush_queue().unwrap_or((false, 0));
+        Ok(Sent {
+            kick: kick.then(|| self.peer.clone()),
+            run_now: None,
+            id,
+        })
+    }
+
+    /// Whether `len` more bytes may be queued under `limit`: `-ENOBUFS`
+    /// when not, `-EPIPE` when the other endpoint has also read nothing for
+    /// [`PEER_STALL_MS`] (close the channel).
+    pub(super) fn may_queue(&self, len: usize, limit: usize) -> Result {
+        if self.queued_bytes + len <= limit {
+            return Ok(());
+        }
+        if self.progress.elapsed().as_millis() >= PEER_STALL_MS {
+            pr_err!(
+                "channel {}: the other endpoint has read nothing for {} ms with {} bytes queued; closing the channel\n",
+                self.chan,
+                self.progress.elapsed().as_millis(),
+                self.queued_bytes
+            );
+            return Err(EPIPE);
+        }
+        Err(ENOBUFS)
+    }
+
+    /// `len` bytes were queued.
+    pub(super) fn note_queued(&mut self, len: usize) {
+        if self.queued_bytes == 0 {
+            self.progress = Instant::now();
+        }
+        self.queued_bytes += len;
+    }
+
+    /// Sends `payload` with external data `pages` (a GPA-direct packet; a
+    /// completion is always requested, as KMCL requires): `owner` (this
+    /// endpoint) exposes the pages to the other endpoint for the
+    /// transaction, until its completion. With `may_queue` false a packet
+    /// that does not fit now fails with `-EOVERFLOW`.
+    pub(crate) fn send_external(
+        &mut self,
+        owner: &Channel,
+        payload: &[u8],
+        pages: Arc<GpadlPages>,
+        completion: Routine,
+        may_queue: bool,
+    ) -> Result<Sent> {
+        if payload.len() > self.max_packet {
+            return Err(EINVAL);
+        }
+        // An isolated VM's host cannot read guest pages it is only told of.
+        if let Peer::Host(link) = &self.peer {
+            if !link.shares_memory() {
+                return Err(EOPNOTSUPP);
+            }
+        }
+        // The range list: one range over the pages.
+        let mut pfns = KVec::with_capacity(pages.mdl_view().nr_pages as usize, GFP_ATOMIC)?;
+        for pfn in pages.pfns() {
+            pfns.push(pfn, GFP_ATOMIC)?;
+        }
+        let (offset, len) = (u32::try_from(pages.offset())?, u32::try_from(pages.len())?);
+        let hlen = gpa::encoded_len(core::iter::once((offset, len))).ok_or(EINVAL)?;
+        let mut header = KVec::from_elem(0u8, hlen, GFP_ATOMIC)?;
+        gpa::encode(core::iter::once((offset, len, &pfns[..])), &mut header).map_err(|_| EINVAL)?;
+        let id = match self.outstanding.insert(completion) {
+            Ok(id) => id,
+            Err((InsertError::NoMemory, _)) => return Err(ENOMEM),
+            Err((InsertError::Full, _)) => return Err(EBUSY),
+        };
+        if let Err(e) = owner.expose(id, pages) {
+            self.forget(Some(id));
+            return Err(e);
+        }
+        let sent = self.write_or_queue(
+            PacketType::GpaDirect,
+            &header,
+            payload,
+            (true, id),
+            None,
+            may_queue,
+        );
+        if sent.is_err() {
+            owner.unexpose(id);
+            self.forget(Some(id));
+        }
+        sent
+    }
+
+    /// Stops waiting for the completion of `id` (a synchronous request
+    /// that timed out). Returns the routine if it was still outstanding; a
+    /// completion arriving later is counted as a bad completion.
+    pub(crate) fn cancel(&mut self, id: u64) -> Option<Routine> {
+        self.outstanding.cancel(id)
+    }
+
+    /// A send failed: its routine will never run.
+    pub(super) fn forget(&mut self, id: Option<u64>) {
+        if let Some(id) = id {
+            drop(self.outstanding.forget(id));
+        }
+    }
+
+    /// Writes queued packets while they fit. Returns whether to kick the
+    /// peer and how many were written.
+    pub(crate) fn flush_queue(&mut self) -> Result<(bool, usize)> {
+        let mut written = 0;
+        while let Some(q) = self.queue.front() {
+            match self.out.write(
+                q.ptype,
+                &q.header,
+                &q.payload,
+                q.completion_requested,
+                q.transaction_id,
+            ) {
+                Ok(()) => {
+                    self.counters.packets_out += 1;
+                    self.counters.bytes_out += q.payload.len() as u64;
+                    if q.ptype == PacketType::Completion {
+                        self.counters.completions_out += 1;
+                    }
+                    trace::packet_sent(
+                        self.chan,
+                        q.transaction_id,
+                        q.ptype as u16,
+                        q.payload.len(),
+                        q.completion_requested,
+                        true,
+                    );
+                    written += 1;
+                    self.queued_bytes -= q.payload.len();
+                    self.progress = Instant::now();
+                    if let Some(r) = self.queue.pop_front().and_then(|mut q| q.on_written.take()) {
+                        // Written: a packet without a completion request
+                        // is complete. Its routine runs without the lock
+                        // (it may send again); room was reserved.
+                        if let Err(r) = self.written.push_reserved(r) {
+                            // Not expected (room was reserved): the
+                            // routine still runs once.
+                            pr_err!("channel {}: no room for a routine\n", self.chan);
+                            if self.written.push(r).is_err() {
+                                pr_err!("channel {}: a send routine was lost\n", self.chan);
+                            }
+                        }
+                    }
+                }
+                Err(WriteError::Full { needed }) => {
+                    self.out.set_pending_send_size(needed as u32);
+                    // The reader may have made room before it could see
+                    // the request: look again, or no signal may come.
+                    if self.out.free_bytes().is_ok_and(|free| free >= needed) {
+                        continue;
+                    }
+                    break;
+                }
+                Err(_) => return Err(EINVAL),
+            }
+        }
+        if self.queue.is_empty() {
+            self.out.set_pending_send_size(0);
+        }
+        let kick = self.out.commit().unwrap_or(false);
+        Ok((kick, written))
+    }
+
+    /// Whether routines of written packets wait to be run.
+    pub(crate) fn has_written(&self) -> bool {
+        !self.written.is_empty()
+    }
+
+    /// The oldest routine of a written packet, to run once the data lock
+    /// is released.
+    pub(crate) fn pop_written(&mut self) -> Option<Routine> {
+        self.written.pop_front()
+    }
+
+    /// Queues or writes a completion for the incoming packet `id`.
+    /// Returns whether to kick the peer.
+    pub(crate) fn send_completion(&mut self, id: u64, payload: &[u8]) -> Result<bool> {
+        if self.queue.is_empty() {
+            match self
+                .out
+                .write(PacketType::Completion, &[], payload, false, id)
+            {
+                Ok(()) => {
+                    self.counters.packets_out += 1;
+                    self.counters.bytes_out += payload.len() as u64;
+                    self.counters.completions_out += 1;
+                    trace::packet_sent(
+                        self.chan,
+                        id,
+                        PacketType::Completion as u16,
+                        payload.len(),
+                        false,
+                        false,
+                    );
+                    return Ok(self.out.commit().unwrap_or(false));
+                }
+                Err(WriteError::Full { .. }) => {}
+                Err(_) => return Err(EINVAL),
+            }
+        }
+        // A completion is never refused for want of room, but a peer that
+        // keeps sending without reading ours is stopped.
+        if self.may_queue(payload.len(), 2 * self.queue_limit) == Err(EPIPE) {
+            return Err(EPIPE);
+        }
+        let mut copy = KVec::with_capacity(payload.len(), GFP_ATOMIC)?;
+        copy.extend_from_slice(payload, GFP_ATOMIC)?;
+        self.queue.push(Queued {
+            ptype: PacketType::Completion,
+            header: KVec::new(),
+            payload: copy,
+            completion_requested: false,
+            transaction_id: id,
+            on_written: None,
+        })?;
+        self.note_queued(payload.len());
+        self.counters.ring_full += 1;
+        // Queued: it is written later whatever happens now.
+        Ok(self.flush_queue().is_ok_and(|(kick, _)| kick))
+    }
+}

@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Incoming packets as the driver sees them (KMCL `VMBPACKETCOMPLETION`),
+//! and the callbacks that receive them.
+
+use kernel::{
+    prelude::*,
+    sync::Arc, //
+};
+
+use crate::{
+    engine::channel::Channel,
+
+    shmem::GpadlPages, //
+};
+
+/// Incoming packet callbacks (KMCL `EvtVmbChannelProcessPacket` and
+/// `EvtVmbChannelProcessingComplete`), called in softirq context.
+pub trait PacketCallbacks: Send + Sync {
+    /// A packet arrived. The driver completes it, now or later, with
+    /// [`IncomingPacket::complete`].
+    fn process_packet(&self, channel: &Arc<Channel>, packet: IncomingPacket);
+    /// The incoming ring went empty after `count` packets.
+    fn processing_complete(&self, _channel: &Arc<Channel>, _count: u32) {}
+    /// `EvtVmbChannelRestorePacket` (server taking over a saved
+    /// connection, after Opened): `lib` is the saved packet (for
+    /// [`Channel::restore_incoming`]), `driver_state` what the driver
+    /// saved for it. An error (or no implementation) lets kmcl complete
+    /// the packet with an empty payload.
+    fn restore_packet(&self, _channel: &Arc<Channel>, _lib: &[u8], _driver_state: &[u8]) -> Result {
+        Err(EOPNOTSUPP)
+    }
+}
+
+/// An incoming packet (KMCL `VMBPACKETCOMPLETION`): a copy of the payload,
+/// valid until the packet is completed. Completing it sends a completion
+/// to the other endpoint if it asked for one. Dropping it uncompleted
+/// completes it with an empty payload, so the other endpoint is never left
+/// waiting.
+///
+/// One allocation, made before the packet leaves the ring, so that handing
+/// it to a driver (or to C, as a handle: [`IncomingPacket::into_box`])
+/// cannot fail.
+pub struct IncomingPacket(pub(super) KBox<Incoming>);
+
+/// The state of an [`IncomingPacket`].
+pub(crate) struct Incoming {
+    pub(super) channel: Arc<Channel>,
+    /// The packet as read from the ring (descriptor, header, payload), or
+    /// for a restored packet its payload alone.
+    pub(super) data: KVec<u8>,
+    /// Where the payload starts in `data`.
+    pub(super) payload_at: usize,
+    /// Zeroed driver context (KMCL `ClientContextSize`).
+    pub(super) context: KVec<u8>,
+    pub(super) transaction_id: u64,
+    pub(super) completion_requested: bool,
+    pub(super) done: bool,
+    /// External data the sender described (GPA-direct packets), checked
+    /// against what it exposed; valid until the packet is completed.
+    pub(super) external: Option<Arc<GpadlPages>>,
+}
+
+impl IncomingPacket {
+    /// The external data the sender described (KMCL
+    /// `VmbChannelPacketGetExternalData`), valid until the packet is
+    /// completed; `None` for an in-band packet.
+    pub fn external_data(&self) -> Option<&GpadlPages> {
+        self.0.external.as_deref()
+    }
+
+    /// The packet's payload.
+    pub fn data(&self) -> &[u8] {
+        self.0.data()
+    }
+
+    /// The driver's context area for this packet, zeroed on arrival.
+    pub fn context_mut(&mut self) -> &mut [u8] {
+        &mut self.0.context
+    }
+
+    /// The sender's transaction id.
+    pub fn transaction_id(&self) -> u64 {
+        self.0.transaction_id
+    }
+
+    /// Whether the sender asked for a completion.
+    pub fn completion_requested(&self) -> bool {
+        self.0.completion_requested
+    }
+
+    /// The channel the packet arrived on.
+    pub fn channel(&self) -> &Arc<Channel> {
+        &self.0.channel
+    }
+
+    /// KMCL `VmbChannelPacketComplete`: releases the packet and, if the
+    /// sender asked for one, sends a completion carrying `payload`.
+    pub fn complete(mut self, payload: &[u8]) -> Result {
+        let p = &mut *self.0;
+        p.done = true;
+        let sent = if p.completion_requested {
+            p.channel.send_completion(p.transaction_id, payload)
+        } else {
+            Ok(())
+        };
+        Channel::release_completed(self.0);
+        sent
+    }
+
+    /// KMCL `VmbChannelPacketDeferToPassive`: hands the packet back; it is
+    /// delivered again to `process_packet` in process context.
+    pub fn defer_to_passive(self) {
+        let channel = self.0.channel.clone();
+        channel.defer(self);
+    }
+
+    /// KMCL `VmbChannelPacketFail`: the packet is malformed or cannot be
+    /// handled. Delivery on the channel stops and its connection is closed
+    /// (Suspend and Closed on both sides). No completion is sent.
+    pub fn fail(mut self) {
+        self.0.done = true;
+        self.0.channel.fail_incoming();
+    }
+
+    /// The packet was read but is not delivered (its channel failed
+    /// meanwhile): released without a completion, as a packet left in the
+    /// ring of a closing channel.
+    pub(crate) fn discard(mut self) {
+        self.0.done = true;
+        let channel = self.0.channel.clone();
+        channel.discard_incoming(self.0);
+    }
+
+    /// The packet's object (where it lives until completed).
+    pub(crate) fn object(&self) -> &Incoming {
+        &self.0
+    }
+
+    /// The packet as one box, whose address stays put until it is turned
+    /// back with [`IncomingPacket::from_box`] (the C API's handle).
+    pub(crate) fn into_box(self) -> KBox<Incoming> {
+        self.0
+    }
+
+    /// The packet [`IncomingPacket::into_box`] gave.
+    pub(crate) fn from_box(b: KBox<Incoming>) -> Self {
+        Self(b)
+    }
+}
+
+impl Incoming {
+    /// The packet's external data (see [`IncomingPacket::external_data`]).
+    pub(crate) fn external_data(&self) -> Option<&GpadlPages> {
+        self.external.as_deref()
+    }
+
+    /// The packet's payload.
+    pub(crate) fn data(&self) -> &[u8] {
+        self.data.get(self.payload_at..).unwrap_or_default()
+    }
+
+    /// The channel the packet arrived on.
+    pub(crate) fn channel(&self) -> &Arc<Channel> {
+        &self.channel
+    }
+
+    /// (transaction id, completion requested).
+    pub(crate) fn transaction(&self) -> (u64, bool) {
+        (self.transaction_id, self.completion_requested)
+    }
+
+    /// A packet in flight restored from a save (live update) on `channel`.
+    pub(crate) fn restored(
+        channel: Arc<Channel>,
+        (transaction_id, completion_requested): (u64, bool),
+        payload: &[u8],
+        context_size: usize,
+    ) -> Result<KBox<Incoming>> {
+        let mut data = KVec::new();
+        data.extend_from_slice(payload, GFP_KERNEL)?;
+        Ok(KBox::new(
+            Incoming {
+                channel,
+                data,
+                payload_at: 0,
+                context: KVec::from_elem(0u8, context_size, GFP_KERNEL)?,
+                transaction_id,
+                completion_requested,
+                done: false,
+                external: None,
+            },
+            GFP_KERNEL,
+        )?)
+    }
+
+    /// The packet went into a save: freed without a completion (the
+    /// restored server completes it).
+    pub(crate) fn saved(mut self: KBox<Self>) {
+        self.done = true;
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ =
+                self.channel
+                    .complete_incoming(self.completion_requested, self.transaction_id, &[]);
+        }
+    }
+}

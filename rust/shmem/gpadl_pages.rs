@@ -1,0 +1,250 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Memory shared through a GPADL, and external data, by page.
+
+use kernel::{page::PAGE_SIZE, prelude::*};
+
+/// A `struct page`, opaque to Rust.
+#[repr(C)]
+pub struct Page {
+    _private: [u8; 0],
+}
+
+mod glue {
+    use super::Page as page;
+
+    extern "C" {
+        pub(super) fn kmcl_pages_lookup(
+            buf: *const core::ffi::c_void,
+            n: u32,
+            pages: *mut *mut page,
+        ) -> i32;
+        pub(super) fn kmcl_page_pfn(page: *mut page) -> u64;
+        pub(super) fn kmcl_pages_of_pfns(pfns: *const u64, n: u32, pages: *mut *mut page) -> i32;
+        pub(super) fn kmcl_page_read(page: *mut page, offset: u32, dst: *mut u8, len: u32);
+        pub(super) fn kmcl_page_write(page: *mut page, offset: u32, src: *const u8, len: u32);
+    }
+}
+
+/// Memory a client shares through a GPADL: its pages, and where the data
+/// starts and ends in them.
+///
+/// Like hv_vmbus's GPADLs, the pages are recorded without references
+/// (kmalloc and high-order pages cannot be referenced page by page): the
+/// client keeps the memory until DeleteGpadl returns, and DeleteGpadl
+/// waits until the server has unmapped it, so the server only reaches the
+/// pages while the client must keep them.
+///
+/// # Invariants
+///
+/// `pages` holds `pages.len()` `struct page` pointers of memory that stays
+/// allocated while the GPADL exists (the constructors' safety contract);
+/// `offset < PAGE_SIZE` and `offset + len <= pages.len() * PAGE_SIZE`;
+/// `len > 0`.
+pub struct GpadlPages {
+    pages: KVec<*mut Page>,
+    offset: usize,
+    len: usize,
+    /// The same, laid out as C's `struct kmcl_mdl` (for the C API), with
+    /// `pages` pointing into `self.pages`' buffer (which does not move).
+    view: MdlView,
+}
+
+/// A memory description laid out as C's `struct kmcl_mdl`.
+#[repr(C)]
+pub struct MdlView {
+    /// The pages.
+    pub pages: *mut *mut Page,
+    /// How many.
+    pub nr_pages: u32,
+    /// Offset of the data in the first page.
+    pub offset: u32,
+    /// Bytes of data.
+    pub length: u32,
+}
+
+// SAFETY: the object only holds page pointers; the pages' contents are
+// only reached through `kmcl_page_read` / `kmcl_page_write` (memcpy
+// through a temporary mapping), from any thread.
+unsafe impl Send for GpadlPages {}
+// SAFETY: see `Send`; shared access only copies bytes in or out.
+unsafe impl Sync for GpadlPages {}
+
+impl GpadlPages {
+    /// The pages under the kernel buffer `[addr, addr + len)` (vmalloc or
+    /// linear-map memory; `-EINVAL` otherwise, or for `len == 0`).
+    ///
+    /// # Safety
+    ///
+    /// The buffer stays allocated until the GPADL made from it is deleted.
+    pub unsafe fn from_buffer(addr: usize, len: usize) -> Result<Self> {
+        if len == 0 {
+            return Err(EINVAL);
+        }
+        let offset = addr & (PAGE_SIZE - 1);
+        let n = crate::protocol::gpa::pages_spanned(offset, len)
+            .filter(|n| *n > 0)
+            .ok_or(EINVAL)?;
+        let count = u32::try_from(n)?;
+        let mut pages = KVec::with_capacity(n, GFP_KERNEL)?;
+        // SAFETY: `pages` has room for `n` pointers; the glue only looks
+        // up the pages of the given addresses (refusing addresses that are
+        // neither vmalloc nor linear-map memory).
+        let rc = unsafe {
+            glue::kmcl_pages_lookup(addr as *const core::ffi::c_void, count, pages.as_mut_ptr())
+        };
+        kernel::error::to_result(rc)?;
+        // SAFETY: the glue initialised all `n` entries.
+        unsafe { pages.inc_len(n) };
+        // INVARIANT: `n` pages span `offset + len`; the memory stays (the
+        // caller's promise).
+        Self::new(pages, offset, len)
+    }
+
+    /// `len` bytes from `offset` (`< PAGE_SIZE`) of `pages`.
+    ///
+    /// # Safety
+    ///
+    /// Every entry of `pages` is a valid `struct page` pointer, and the
+    /// pages stay allocated until the GPADL made from them is deleted.
+    pub unsafe fn from_pages(pages: &[*mut Page], offset: usize, len: usize) -> Result<Self> {
+        if len == 0 || offset >= PAGE_SIZE {
+            return Err(EINVAL);
+        }
+        let n = crate::protocol::gpa::pages_spanned(offset, len).ok_or(EINVAL)?;
+        let used = pages.get(..n).ok_or(EINVAL)?;
+        if used.iter().any(|p| p.is_null()) {
+            return Err(EINVAL);
+        }
+        // Any context: external data may be sent from softirq context.
+        let mut own = KVec::with_capacity(n, GFP_ATOMIC)?;
+        own.extend_from_slice(used, GFP_ATOMIC)?;
+        // INVARIANT: `n` pages span `offset + len`; they stay (the caller's
+        // promise).
+        Self::new(own, offset, len)
+    }
+
+    /// The whole pages of the page frames `pfns` (memory a driver
+    /// described by PFN; `-EINVAL` for an invalid frame or none).
+    ///
+    /// # Safety
+    ///
+    /// The pages stay allocated until the transaction that carries them
+    /// is over.
+    pub unsafe fn from_pfns(pfns: &[u64]) -> Result<Self> {
+        if pfns.is_empty() {
+            return Err(EINVAL);
+        }
+        let n = pfns.len();
+        let mut pages = KVec::with_capacity(n, GFP_ATOMIC)?;
+        // SAFETY: `pfns` holds `n` numbers and `pages` room for `n`
+        // pointers; the glue checks each frame before looking it up.
+        let rc = unsafe {
+            glue::kmcl_pages_of_pfns(pfns.as_ptr(), u32::try_from(n)?, pages.as_mut_ptr())
+        };
+        kernel::error::to_result(rc)?;
+        // SAFETY: the glue initialised all `n` entries.
+        unsafe { pages.inc_len(n) };
+        let len = n.checked_mul(PAGE_SIZE).ok_or(EINVAL)?;
+        Self::new(pages, 0, len)
+    }
+
+    fn new(mut pages: KVec<*mut Page>, offset: usize, len: usize) -> Result<Self> {
+        let view = MdlView {
+            pages: pages.as_mut_ptr(),
+            nr_pages: u32::try_from(pages.len())?,
+            offset: u32::try_from(offset)?,
+            length: u32::try_from(len)?,
+        };
+        Ok(Self {
+            pages,
+            offset,
+            len,
+            view,
+        })
+    }
+
+    /// The description as C's `struct kmcl_mdl`, valid while `self` is.
+    pub fn mdl_view(&self) -> &MdlView {
+        &self.view
+    }
+
+    /// The page frame numbers of the pages, in order.
+    pub fn pfns(&self) -> impl Iterator<Item = u64> + '_ {
+        self.pages.iter().map(|p| {
+            // SAFETY: `p` is a valid page (invariant).
+            unsafe { glue::kmcl_page_pfn(*p) }
+        })
+    }
+
+    /// Bytes of data.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there is no data (never: a GPADL is at least one byte).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Offset of the data in the first page.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// Calls `f(page, offset in page, start in the caller's buffer, len)`
+    /// for each piece of `[at, at + len)` of the data.
+    fn pieces(
+        &self,
+        at: usize,
+        len: usize,
+        mut f: impl FnMut(*mut Page, u32, usize, u32),
+    ) -> Result {
+        let end = at.checked_add(len).ok_or(EINVAL)?;
+        if end > self.len {
+            return Err(EINVAL);
+        }
+        let mut pos = self.offset + at;
+        let mut done = 0;
+        while done < len {
+            let index = pos >> kernel::page::PAGE_SHIFT;
+            let in_page = pos & (PAGE_SIZE - 1);
+            let n = (PAGE_SIZE - in_page).min(len - done);
+            let page = *self.pages.get(index).ok_or(EINVAL)?;
+            f(page, in_page as u32, done, n as u32);
+            pos += n;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Copies `buf.len()` bytes of the data, from `at`, into `buf`.
+    pub fn read(&self, at: usize, buf: &mut [u8]) -> Result {
+        let ptr = buf.as_mut_ptr();
+        self.pieces(at, buf.len(), |page, off, start, n| {
+            // SAFETY: `page` is allocated memory (invariant); `off + n` is
+            // within the page and `start + n` within `buf`.
+            unsafe { glue::kmcl_page_read(page, off, ptr.add(start), n) }
+        })
+    }
+
+    /// Copies `data` into the data, from `at`.
+    pub fn write(&self, at: usize, data: &[u8]) -> Result {
+        let ptr = data.as_ptr();
+        self.pieces(at, data.len(), |page, off, start, n| {
+            // SAFETY: as in `read`, with `data` as the source.
+            unsafe { glue::kmcl_page_write(page, off, ptr.add(start), n) }
+        })
+    }
+}
+
+/// Copies `buf.len()` bytes at `offset` of `page` (within the page) into
+/// `buf`, through a temporary mapping; any context.
+///
+/// # Safety
+///
+/// `page` is a valid page, and `offset + buf.len() <= PAGE_SIZE`.
+pub unsafe fn page_read(page: *mut Page, offset: usize, buf: &mut [u8]) {
+    // SAFETY: the caller's promise; `buf` is writable for its length.
+    unsafe { glue::kmcl_page_read(page, offset as u32, buf.as_mut_ptr(), buf.len() as u32) }
+}

@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Memory shared with the other endpoint of a channel.
+//!
+//! One of the few places in kmcl with `unsafe` code: ring memory is written
+//! by the other endpoint at any time, so it is reached through raw pointers
+//! and only ever accessed with atomics (the control page) or volatile 8-byte
+//! copies (the data area) — the Rust counterparts of the `READ_ONCE` /
+//! `WRITE_ONCE` accesses hv_vmbus uses on the same memory. Nothing here
+//! interprets the bytes; [`crate::protocol::ring`] validates them.
+//!
+//! - [`ring_pages`]: the pages of a ring (control page and data area);
+//! - [`gpadl_pages`]: memory a client shares through a GPADL, and external
+//!   data described by page lists;
+//! - [`mmio`]: a loopback device's MMIO space.
+
+mod gpadl_pages;
+mod mmio;
+mod ring_pages;
+
+pub use gpadl_pages::{
+    page_read,
+    GpadlPages,
+    MdlView,
+    Page, //
+};
+pub use mmio::MmioMemory;
+pub use ring_pages::RingPages;
+
+use kernel::prelude::*;
+
+#[kunit_tests(kmcl_shmem)]
+mod tests {
+    use super::*;
+    use crate::protocol::packet::PacketType;
+    use crate::protocol::ring::RingMemory;
+    use crate::protocol::ring::{IncomingRing, OutgoingRing};
+    use kernel::page::PAGE_SIZE;
+
+    #[test]
+    fn ring_pages_layout() -> Result {
+        let ring = RingPages::new(2)?;
+        assert_eq!(ring.base_addr() % PAGE_SIZE, 0);
+        assert_eq!(ring.data_len(), 2 * PAGE_SIZE);
+        assert_eq!(ring.data_pages(), 2);
+        let mut w = OutgoingRing::new(&ring).map_err(|_| EINVAL)?;
+        w.write(PacketType::InBand, &[], &[0xab; 5], false, 9)
+            .map_err(|_| EINVAL)?;
+        w.commit().map_err(|_| EINVAL)?;
+        // The write index is the first word of the control page, the data
+        // area starts one page later: read both back as raw bytes.
+        let mut first = [0u8; 8];
+        ring.read_data(0, &mut first);
+        // In-band, offset8 2, len8 3 (16 + 5 bytes padded to 24), no flags.
+        assert_eq!(first, [6, 0, 2, 0, 3, 0, 0, 0]);
+        assert_eq!(
+            ring.control()[0].load(core::sync::atomic::Ordering::SeqCst),
+            32
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn out_of_range_copies_are_refused() -> Result {
+        let ring = RingPages::new(1)?;
+        ring.write_data(0, &[0x5a; 16]);
+        let mut buf = [0u8; 16];
+        ring.read_data(PAGE_SIZE - 8, &mut buf);
+        assert_eq!(buf, [0u8; 16]);
+        ring.read_data(4, &mut buf);
+        assert_eq!(buf, [0u8; 16]);
+        ring.read_data(0, &mut buf);
+        assert_eq!(buf, [0x5a; 16]);
+        assert!(RingPages::new(0).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn wraps_on_real_pages() -> Result {
+        let ring = RingPages::new(1)?;
+        let mut w = OutgoingRing::new(&ring).map_err(|_| EINVAL)?;
+        let mut r = IncomingRing::new(&ring).map_err(|_| EINVAL)?;
+        let mut buf = KVec::from_elem(0u8, PAGE_SIZE, GFP_KERNEL)?;
+        let mut payload = KVec::from_elem(0u8, 1000, GFP_KERNEL)?;
+        // 1000-byte packets in a 4 KiB ring: every few packets wrap.
+        for i in 0..50u8 {
+            for (j, b) in payload.iter_mut().enumerate() {
+                *b = i.wrapping_mul(7) ^ (j as u8);
+            }
+            w.write(PacketType::InBand, &[], &payload, true, u64::from(i))
+                .map_err(|_| EINVAL)?;
+            w.commit().map_err(|_| EINVAL)?;
+            let pkt = r.read(&mut buf).map_err(|_| EINVAL)?.ok_or(EINVAL)?;
+            assert_eq!(pkt.descriptor.transaction_id(), u64::from(i));
+            assert_eq!(&pkt.payload(&buf)[..1000], &payload[..]);
+            r.commit();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,9 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Adapters to kernel services the rest of kmcl uses: kmcl's own
+//! workqueues and timers, execution-context queries, and trace events
+//! (FFI to C glue, confined here).
+
+pub mod context;
+pub mod queues;
+pub(crate) mod trace;
