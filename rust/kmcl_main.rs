@@ -7,15 +7,30 @@
 //! in-guest loopback VMBus on which a server endpoint (VSP) and a client
 //! endpoint (VSC) talk over real VMBus-format rings.
 //!
-//! Layers, each depending only on the ones above it:
+//! Layers, in dependency order (each uses only the ones above it):
 //!
-//! - [`protocol`]: the wire format and ring logic, pure and host-testable;
-//! - [`shmem`]: ring memory shared with the other endpoint (raw access,
-//!   confined here);
-//! - [`engine`]: channel objects, their lifecycle, the loopback VMBus;
-//! - [`hv`]: the boundary to `hv_vmbus` (FFI, confined here);
-//! - [`trace`]: kmcl's ftrace events (FFI to their C definitions,
-//!   confined here).
+//! - [`protocol`]: the wire format, ring, transaction table, lifecycle
+//!   state machine and save format: pure, `#![forbid(unsafe_code)]`, also
+//!   built for the host (cargo test, fuzzing);
+//! - [`sys`]: kernel services kmcl uses (its workqueues and timers,
+//!   context queries, trace events), FFI confined there;
+//! - [`shmem`]: memory the other endpoint can touch (rings, GPADL pages,
+//!   MMIO space), raw access confined there;
+//! - [`engine`]: channel objects, their lifecycle and data path, in safe
+//!   Rust; the transports are traits to it;
+//! - [`transport`]: the loopback VMBus and the `hv_vmbus` transport,
+//!   implementing the engine's traits;
+//! - [`api`]: the exported C ABI and interface tables (the only place C
+//!   pointers enter), on top of it all.
+//!
+//! Where a packet goes after `send`: `api::outgoing` (the C call) →
+//! `engine::channel::send` → `engine::datapath::outgoing` (ring write) →
+//! `engine::channel::signal` → the transport's `Remote` (loopback: the
+//! other channel's `signalled`; host: `vmbus_setevent()`) → the receiving
+//! channel's `engine::channel::receive` → `engine::datapath::incoming` →
+//! the driver's ProcessPacket (`api::callbacks`) → completion back through
+//! `engine::channel::send` (`send_completion`) → the sender's
+//! `engine::datapath::incoming` → its routine.
 
 use kernel::prelude::*;
 
@@ -24,8 +39,7 @@ pub mod engine;
 pub mod protocol;
 pub mod shmem;
 pub mod sys;
-
-mod hv;
+pub mod transport;
 
 module! {
     type: Kmcl,
@@ -45,7 +59,7 @@ impl kernel::Module for Kmcl {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let queues = sys::queues::Queues::new()?;
         api::init()?;
-        if hv::vmbus_host_present() {
+        if transport::hyperv::vmbus::vmbus_host_present() {
             pr_info!("loaded; VMBus host present\n");
         } else {
             pr_info!("loaded; no VMBus host (hv_vmbus inactive), loopback only\n");

@@ -12,12 +12,10 @@ use kernel::{
 use crate::{
     engine::channel::{
         Channel,
+        PacketCallbacks,
         StateCallbacks, //
     },
-    engine::datapath::{
-        IncomingPacket,
-        PacketCallbacks, //
-    },
+    engine::datapath::IncomingPacket,
 };
 
 use super::{

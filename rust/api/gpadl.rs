@@ -14,6 +14,8 @@ use crate::{
     shmem::GpadlPages, //
 };
 
+use crate::engine::types::MmioSpace;
+
 use super::{
     abi,
     abi::{
@@ -132,7 +134,7 @@ pub unsafe extern "C" fn kmcl_channel_get_mmio_space(
             Ok(())
         })
     };
-    if let Some((va, len)) = space {
+    if let Some(MmioSpace { address: va, len }) = space {
         // SAFETY: both outputs are writable (checked non-NULL; the
         // caller's promise).
         unsafe {

@@ -12,7 +12,7 @@ use kernel::{
     sync::Arc, //
 };
 
-use crate::engine::loopback::LoopbackBus;
+use crate::transport::loopback::LoopbackBus;
 
 use super::{
     abi::KmclChannel, //

@@ -34,8 +34,9 @@ use kernel::{
     sync::{Arc, ArcBorrow, Mutex, SpinLock, SpinLockIrq},
 };
 
-use crate::engine::{channel::Channel, datapath::Incoming, loopback::LoopbackBus};
+use crate::engine::{channel::Channel, datapath::Incoming};
 use crate::shmem::GpadlPages;
+use crate::transport::loopback::LoopbackBus;
 
 #[path = "../../include/kmcl/rust/abi.rs"]
 pub mod abi;
@@ -97,8 +98,9 @@ pub(crate) fn init() -> Result {
     // SAFETY: called once, from the module initialiser, before any use.
     unsafe { REGISTRY.init() };
     lent::init();
-    let host_ops: Arc<dyn crate::engine::host::HostOps> = Arc::new(crate::hv::HvVmbus, GFP_KERNEL)?;
-    let bus = LoopbackBus::with_host(crate::engine::host::HostBus::new(host_ops)?)?;
+    let host_ops: Arc<dyn crate::transport::hyperv::HostOps> =
+        Arc::new(crate::transport::hyperv::vmbus::HvVmbus, GFP_KERNEL)?;
+    let bus = LoopbackBus::with_host(crate::transport::hyperv::HostBus::new(host_ops)?)?;
     {
         let mut r = REGISTRY.lock();
         r.bus = Some(bus);

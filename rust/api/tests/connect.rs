@@ -92,7 +92,7 @@ mod cases {
             );
             assert_eq!(kmcl_channel_enable(server), 0);
             assert_eq!(kmcl_channel_enable(client), 0);
-            if crate::hv::vmbus_host_present() {
+            if crate::transport::hyperv::vmbus::vmbus_host_present() {
                 // A real host: the client waits for a device of TYPE.
                 fsleep(Delta::from_millis(100));
                 assert_eq!(PNP_STATUS.load(Ordering::SeqCst), 0);

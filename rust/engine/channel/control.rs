@@ -14,7 +14,6 @@ use kernel::{
 
 use crate::{
     engine::datapath::IncomingPacket,
-    engine::link::Link,
     protocol::lifecycle::{
         Action,
         Event,
@@ -30,11 +29,10 @@ use crate::engine::types::{
 };
 
 use super::{
-    Channel,
-    Control,
-    Settings,
-    Transport, //
+    same_link,
+    Link, //
 };
+use super::{Channel, Control, Settings};
 
 /// State-change callbacks (KMCL `VMB_CHANNEL_STATE_CHANGE_CALLBACKS`).
 ///
@@ -61,9 +59,9 @@ pub trait StateCallbacks: Send + Sync {
 /// An event for a channel, from the bus or the other endpoint.
 pub(crate) enum PeerEvent {
     /// A connection to the other endpoint was made.
-    Connected(Link),
+    Connected(Arc<dyn Link>),
     /// The other endpoint left this connection.
-    Closed(Link),
+    Closed(Arc<dyn Link>),
     /// The driver failed an incoming packet: close the connection.
     Failed,
     /// Client: the offer was found but the connection failed (the server
@@ -77,7 +75,7 @@ impl Channel {
     /// completed ends with `-ECANCELED`.
     pub(super) fn park(self: &Arc<Self>, ctl: &mut Control) {
         // `saved` stays until the Rescind that follows (the offer stays).
-        let (Some(save_id), Some(Link::Loopback(conn))) = (ctl.saved, ctl.connection.take()) else {
+        let (Some(save_id), Some(conn)) = (ctl.saved, ctl.connection.take()) else {
             return;
         };
         // What this server sent and did not see completed ends here; the
@@ -85,9 +83,10 @@ impl Channel {
         let orphans = self
             .end_data_path()
             .map_or_else(KVec::new, |u| u.complete_all_ids(Err(ECANCELED)));
-        conn.park(orphans);
-        self.bus().park(self, save_id, conn);
-        trace::state_change(self.id, "disable", "park");
+        // A server's connection is a loopback one: it parks.
+        if conn.park(self, save_id, orphans) {
+            trace::state_change(self.id, "disable", "park");
+        }
     }
 
     /// The connection's data path ends (Disconnect, or a saved server
@@ -106,8 +105,7 @@ impl Channel {
         let pool = core::mem::take(&mut self.rx.lock().pool);
         drop(pool);
         // Nothing is exposed any more.
-        let exposed = core::mem::take(&mut *self.exposed.lock());
-        drop(exposed);
+        self.exposed.clear();
         let (left, what) = match self.role {
             Role::Client => (self.gpadl.delete_all(), "GPADL(s) not deleted"),
             Role::Server => (self.gpadl.unmap_all(), "GPADL mapping(s) not unmapped"),
@@ -154,7 +152,7 @@ impl Channel {
     pub(super) fn announce_close_if_mapped(&self, ctl: &Control) {
         if self.role == Role::Client && self.gpadl.any_mapped() {
             if let Some(conn) = &ctl.connection {
-                conn.announce_close();
+                conn.clone().announce_close();
             }
         }
     }
@@ -283,7 +281,7 @@ impl Channel {
                             bytes: u64::from(ctl.settings.max_external_bytes),
                         },
                     };
-                    match conn.data_path(self, limits) {
+                    match conn.clone().data_path(self, limits) {
                         Ok(dp) => {
                             // Without memory for it, packet objects are
                             // freed instead of kept.
@@ -346,7 +344,7 @@ impl Channel {
                     }
                 }
                 PeerEvent::Closed(conn) => {
-                    let current = ctl.connection.as_ref().is_some_and(|c| c.same(&conn));
+                    let current = ctl.connection.as_ref().is_some_and(|c| same_link(c, &conn));
                     if !current {
                         continue;
                     }
@@ -360,16 +358,7 @@ impl Channel {
 
     /// A client looks for its offer (see [`Transport`]).
     pub(super) fn seek(self: &Arc<Self>, settings: &Settings) -> Result {
-        let host = match settings.transport {
-            Transport::Loopback => false,
-            Transport::Host => true,
-            Transport::Auto => !self.bus().offered(settings) && self.bus().host().present(),
-        };
-        if host {
-            self.bus().host().seek(self, settings)
-        } else {
-            self.bus().seek(self, settings)
-        }
+        self.bus().seek(self, settings)
     }
 
     pub(super) fn transition(self: &Arc<Self>, event: Event) -> Result {
@@ -415,9 +404,7 @@ impl Channel {
         }
         self.execute(&mut ctl, event, actions.as_slice());
         if event == Event::Disable && self.role == Role::Client {
-            let bus = self.bus();
-            bus.cancel_seek(self);
-            bus.host().cancel_seek(self);
+            self.bus().cancel_seek(self);
         }
         // A server's Disable returns once its client has left the
         // connection (KMCL: Disable waits until torn down).

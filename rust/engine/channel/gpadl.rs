@@ -28,12 +28,9 @@ use kernel::{
 };
 
 use super::Channel;
+use crate::engine::datapath::Peer;
 use crate::shmem::GpadlPages;
 use crate::{
-    engine::datapath::{
-        DataPath,
-        Peer, //
-    },
     protocol::lifecycle::Role, //
 };
 
@@ -44,9 +41,10 @@ struct Entry {
     mapped: bool,
 }
 
-/// A server's mapping of a client's GPADL.
+/// A server's mapping of a client's GPADL: the client as the server's
+/// data path sees it, and the handle.
 struct Mapping {
-    client: Arc<Channel>,
+    client: Peer,
     handle: u32,
 }
 
@@ -148,7 +146,7 @@ impl Gpadls {
     }
 
     /// Client side of a map: marks `handle` mapped and returns its pages.
-    fn map_entry(&self, handle: u32, writable: bool) -> Result<Arc<GpadlPages>> {
+    pub(crate) fn map_entry(&self, handle: u32, writable: bool) -> Result<Arc<GpadlPages>> {
         let mut t = self.tables.lock();
         let e = t
             .gpadls
@@ -166,7 +164,7 @@ impl Gpadls {
     }
 
     /// Client side of an unmap.
-    fn unmap_entry(&self, handle: u32) {
+    pub(crate) fn unmap_entry(&self, handle: u32) {
         let mut t = self.tables.lock();
         if let Some(e) = t.gpadls.iter_mut().find(|e| e.handle == handle) {
             e.mapped = false;
@@ -177,13 +175,8 @@ impl Gpadls {
 
     /// Server: maps `client`'s GPADL `handle`. `-ENOENT` unknown, `-EBUSY`
     /// mapped already, `-EACCES` write access to a read-only GPADL.
-    pub(crate) fn map(
-        &self,
-        client: Arc<Channel>,
-        handle: u32,
-        writable: bool,
-    ) -> Result<Arc<GpadlPages>> {
-        let pages = client.gpadls().map_entry(handle, writable)?;
+    pub(crate) fn map(&self, client: Peer, handle: u32, writable: bool) -> Result<Arc<GpadlPages>> {
+        let pages = client.map_gpadl(handle, writable)?;
         let recorded = self.tables.lock().mappings.push(
             Mapping {
                 client: client.clone(),
@@ -192,7 +185,7 @@ impl Gpadls {
             GFP_KERNEL,
         );
         if let Err(e) = recorded {
-            client.gpadls().unmap_entry(handle);
+            client.unmap_gpadl(handle);
             return Err(e.into());
         }
         Ok(pages)
@@ -209,7 +202,7 @@ impl Gpadls {
                 .ok_or(ENOENT)?;
             t.mappings.remove(i).map_err(|_| EINVAL)?
         };
-        m.client.gpadls().unmap_entry(m.handle);
+        m.client.unmap_gpadl(m.handle);
         Ok(())
     }
 
@@ -218,7 +211,7 @@ impl Gpadls {
     pub(crate) fn unmap_all(&self) -> usize {
         let left = core::mem::take(&mut self.tables.lock().mappings);
         for m in left.iter() {
-            m.client.gpadls().unmap_entry(m.handle);
+            m.client.unmap_gpadl(m.handle);
         }
         left.len()
     }
@@ -239,22 +232,15 @@ impl Channel {
             return Err(EINVAL);
         }
         // Not the control lock: Opened runs with it held.
-        let host = {
+        // The other endpoint keeps the GPADL (a VMBus host), or has it
+        // kept in this channel's table (a loopback server maps it there).
+        let peer = {
             let data = self.data.lock();
-            let dp = data.as_ref().ok_or(ENOTCONN)?;
-            self.host_link(dp)
+            data.as_ref().ok_or(ENOTCONN)?.peer().clone()
         };
-        match host {
-            Some(link) => link.create_gpadl(pages),
+        match peer.gpadl_host() {
+            Some(host) => host.create_gpadl(pages),
             None => self.gpadl.create(pages, read_only),
-        }
-    }
-
-    /// The host link of a data path to the VMBus host.
-    pub(super) fn host_link(&self, dp: &DataPath) -> Option<Arc<crate::engine::host::HostLink>> {
-        match dp.peer() {
-            Peer::Host(link) => Some(link.clone()),
-            Peer::Loopback(_) => None,
         }
     }
 
@@ -264,9 +250,9 @@ impl Channel {
         if self.role != Role::Client {
             return Err(EINVAL);
         }
-        let host = self.data.lock().as_ref().and_then(|dp| self.host_link(dp));
-        match host {
-            Some(link) => link.delete_gpadl(handle),
+        let peer = self.data.lock().as_ref().map(|dp| dp.peer().clone());
+        match peer.as_ref().and_then(|p| p.gpadl_host()) {
+            Some(host) => host.delete_gpadl(handle),
             None => self.gpadl.delete(handle),
         }
     }
@@ -283,7 +269,7 @@ impl Channel {
             .data
             .lock()
             .as_ref()
-            .and_then(|dp| dp.peer().channel().cloned())
+            .map(|dp| dp.peer().clone())
             .ok_or(ENOTCONN)?;
         self.gpadl.map(client, handle, writable)
     }

@@ -76,15 +76,11 @@ use kernel::{
 use crate::{
     engine::datapath::{
         DataPath,
+        Exposed,
         Incoming,
-        IncomingPacket,
-        PacketCallbacks, //
+        IncomingPacket, //
     },
-    engine::link::Link,
-    engine::loopback::{
-        Connection,
-        LoopbackBus, //
-    },
+    engine::types::MmioSpace,
     protocol::lifecycle::{
         Lifecycle,
         Role, //
@@ -102,10 +98,14 @@ mod signal;
 mod snapshot;
 #[cfg(CONFIG_KUNIT)]
 mod tests;
+mod transport;
 
 pub(crate) use control::PeerEvent;
 pub use control::StateCallbacks;
-pub use receive::RX_BUDGET;
+pub use receive::{
+    PacketCallbacks,
+    RX_BUDGET, //
+};
 pub(crate) use save::{
     Continue,
     SavedPacket, //
@@ -119,6 +119,11 @@ pub use settings::{
     SERVER_FLAGS_KNOWN, //
 };
 pub use snapshot::Snapshot;
+pub(crate) use transport::{
+    same_link,
+    Bus,
+    Link, //
+};
 
 /// What the control lock protects.
 struct Control {
@@ -128,7 +133,7 @@ struct Control {
     friendly_name_len: usize,
     server_flags: u32,
     callbacks: Option<Arc<dyn StateCallbacks>>,
-    connection: Option<Link>,
+    connection: Option<Arc<dyn Link>>,
     /// A save being handed out (between SaveBegin and SaveEnd).
     saving: Option<save::Saving>,
     /// Saved (SaveEnd done): Disable parks the connection under this id.
@@ -192,7 +197,7 @@ pub struct Channel {
     /// The loopback bus (with its VMBus host) the channel is on; changed
     /// only while disabled ([`Self::set_bus`]).
     #[pin]
-    bus: SpinLock<Arc<LoopbackBus>>,
+    bus: SpinLock<Arc<dyn Bus>>,
     #[pin]
     control: Mutex<Control>,
     /// Posted from any context (PacketFail runs in softirq).
@@ -253,11 +258,11 @@ pub struct Channel {
     pub(crate) catch: crate::engine::datapath::handoff::Catch<crate::engine::datapath::Incoming>,
     /// (connected, MMIO space): set before Opened, cleared at disconnect.
     #[pin]
-    mmio: SpinLockIrq<(bool, Option<(usize, usize)>)>,
+    mmio: SpinLockIrq<(bool, Option<MmioSpace>)>,
     /// External data this endpoint exposes, by transaction id, until the
     /// transaction's completion: what the other endpoint may access.
     #[pin]
-    exposed: SpinLockIrq<KVec<(u64, Arc<crate::shmem::GpadlPages>)>>,
+    exposed: Exposed,
 }
 
 /// The control work: drains `events` (process context).
@@ -329,7 +334,7 @@ impl Channel {
     }
 
     /// Allocates a disabled channel on `bus` (KMCL `VmbChannelAllocate`).
-    pub fn new(role: Role, bus: Arc<LoopbackBus>) -> Result<Arc<Self>> {
+    pub(crate) fn new(role: Role, bus: Arc<dyn Bus>) -> Result<Arc<Self>> {
         let lifecycle = Lifecycle::new(role);
         Arc::pin_init(
             try_pin_init!(Channel {
@@ -383,7 +388,7 @@ impl Channel {
                 rx_changed <- new_condvar!(),
                 rx_work <- new_work!("kmcl::Channel::rx_work"),
                 gpadl <- gpadl::Gpadls::new(),
-                exposed <- new_spinlock_irq!(KVec::new()),
+                exposed <- Exposed::new(),
                 mmio <- new_spinlock_irq!((false, None)),
                 running_written: core::sync::atomic::AtomicBool::new(false),
                 catch: crate::engine::datapath::handoff::Catch::new(),
@@ -392,13 +397,14 @@ impl Channel {
         )
     }
 
-    /// The current connection, if any.
-    pub(crate) fn connection(&self) -> Option<Arc<Connection>> {
-        self.control
-            .lock()
-            .connection
-            .as_ref()
-            .and_then(|l| l.loopback().cloned())
+    /// The rings of the current connection (outgoing of the client,
+    /// outgoing of the server), for tests that play a misbehaving
+    /// endpoint.
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn connection_rings(
+        &self,
+    ) -> Option<(Arc<crate::shmem::RingPages>, Arc<crate::shmem::RingPages>)> {
+        self.control.lock().connection.as_ref()?.rings()
     }
 
     /// The channel's role.
@@ -407,13 +413,13 @@ impl Channel {
     }
 
     /// The bus the channel belongs to.
-    pub(crate) fn bus(&self) -> Arc<LoopbackBus> {
+    pub(crate) fn bus(&self) -> Arc<dyn Bus> {
         self.bus.lock().clone()
     }
 
     /// KMCL `VmbServerChannelInitSetVmbusHandle`: puts the channel on
     /// `bus` (kmcl: clients too). Only while disabled (`-EBUSY`).
-    pub fn set_bus(&self, bus: Arc<LoopbackBus>) -> Result {
+    pub(crate) fn set_bus(&self, bus: Arc<dyn Bus>) -> Result {
         self.init_time(|_| {
             *self.bus.lock() = bus;
             Ok(())

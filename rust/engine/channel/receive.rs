@@ -23,6 +23,24 @@ use crate::engine::types::CloseReason;
 
 use super::Channel;
 
+/// Incoming packet callbacks (KMCL `EvtVmbChannelProcessPacket` and
+/// `EvtVmbChannelProcessingComplete`), called in softirq context.
+pub trait PacketCallbacks: Send + Sync {
+    /// A packet arrived. The driver completes it, now or later, with
+    /// [`IncomingPacket::complete`].
+    fn process_packet(&self, channel: &Arc<Channel>, packet: IncomingPacket);
+    /// The incoming ring went empty after `count` packets.
+    fn processing_complete(&self, _channel: &Arc<Channel>, _count: u32) {}
+    /// `EvtVmbChannelRestorePacket` (server taking over a saved
+    /// connection, after Opened): `lib` is the saved packet (for
+    /// [`Channel::restore_incoming`]), `driver_state` what the driver
+    /// saved for it. An error (or no implementation) lets kmcl complete
+    /// the packet with an empty payload.
+    fn restore_packet(&self, _channel: &Arc<Channel>, _lib: &[u8], _driver_state: &[u8]) -> Result {
+        Err(EOPNOTSUPP)
+    }
+}
+
 /// Packets (data and completions) the receive work reads per run before it
 /// yields to other work and is queued again (KMCL's DPC cycle limit).
 pub const RX_BUDGET: u32 = 128;
@@ -238,7 +256,7 @@ impl Channel {
                 let mut n = 0;
                 let mut last = Received::Empty;
                 while n < allowed {
-                    let (step, made_room) = dp.receive(self, &mut objects[n]);
+                    let (step, made_room) = dp.receive(self, &self.exposed, &mut objects[n]);
                     kick |= made_room;
                     match step {
                         Received::Data(packet) => {

@@ -44,7 +44,7 @@ impl Channel {
         let kick = {
             let mut data = self.data.lock();
             let dp = Option::as_mut(&mut *data).ok_or(ENOTCONN)?;
-            let sent = dp.send_external(self, payload, pages, completion.into(), true);
+            let sent = dp.send_external(&self.exposed, payload, pages, completion.into(), true);
             let written = dp.has_written();
             drop(data);
             if written {
@@ -217,7 +217,9 @@ impl Channel {
             let mut data = self.data.lock();
             let dp = Option::as_mut(&mut *data).ok_or(ENODEV)?;
             let sent = match external {
-                Some(pages) => dp.send_external(self, payload, pages, routine.into(), may_queue),
+                Some(pages) => {
+                    dp.send_external(&self.exposed, payload, pages, routine.into(), may_queue)
+                }
                 None => {
                     dp.send_with_id(PacketType::InBand, payload, routine.into(), true, may_queue)
                 }

@@ -9,11 +9,11 @@ use kernel::{
 };
 
 use crate::{
-    engine::datapath::PacketCallbacks,
     engine::types::Guid,
     protocol::lifecycle::Role, //
 };
 
+use super::PacketCallbacks;
 use super::{
     Channel,
     Control,

@@ -18,7 +18,7 @@ impl Channel {
     pub(crate) fn signal(self: &Arc<Self>, peer: &Peer) {
         use core::sync::atomic::Ordering::{AcqRel, Relaxed};
         let latency = self.latency.load(Relaxed);
-        if latency > 0 && matches!(peer, Peer::Loopback(_)) {
+        if latency > 0 && peer.delays_signals() {
             if self.signal_armed.swap(true, AcqRel) {
                 self.signals_coalesced.fetch_add(1, Relaxed);
             } else {
@@ -33,10 +33,7 @@ impl Channel {
     pub(super) fn signal_now(&self, peer: &Peer) {
         self.signals_sent
             .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-        match peer {
-            Peer::Loopback(c) => c.signalled(),
-            Peer::Host(h) => h.signal(),
-        }
+        peer.signal();
     }
 
     /// KMCL `VmbChannelSetInterruptLatency`: from now on, signals to the
@@ -51,7 +48,7 @@ impl Channel {
             .data
             .lock()
             .as_ref()
-            .is_some_and(|dp| matches!(dp.peer(), Peer::Host(_)));
+            .is_some_and(|dp| !dp.peer().delays_signals());
         if on_host {
             return Err(EOPNOTSUPP);
         }

@@ -209,7 +209,7 @@ impl Channel {
         // be held to its end (the GPADL table's is a mutex).
         let gpadls = self.gpadl.counts();
         let deferred = self.deferred.lock().len();
-        let exposed = self.exposed.lock().len();
+        let exposed = self.exposed.len();
         Snapshot {
             id: self.id,
             role: self.role,

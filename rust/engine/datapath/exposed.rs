@@ -1,10 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! External data an incoming packet describes, checked against what its
-//! sender exposed.
+//! External data: what an endpoint exposes to the other endpoint for a
+//! transaction (until its completion), and the check of an incoming
+//! packet's range list against what its sender exposed.
 
 use kernel::{
-    sync::Arc, //
+    new_spinlock_irq,
+    prelude::*,
+    sync::{
+        Arc,
+        SpinLockIrq, //
+    },
 };
 
 use crate::{
@@ -26,7 +32,7 @@ pub(super) fn check_external(
     limits: ExternalLimits,
 ) -> Option<Arc<GpadlPages>> {
     let ranges = GpaRanges::parse(header, limits.ranges, limits.bytes).ok()?;
-    let pages = peer.channel()?.exposed(tid)?;
+    let pages = peer.exposed(tid)?;
     let mut it = ranges.iter();
     let r = it.next()?;
     let same = it.next().is_none()
@@ -34,4 +40,60 @@ pub(super) fn check_external(
         && r.len as usize == pages.len()
         && r.pfns().eq(pages.pfns());
     same.then_some(pages)
+}
+
+/// External data one endpoint exposes, by transaction id, until the
+/// transaction's completion: all the other endpoint may access.
+/// Taken in any context (the other endpoint's receive work looks up its
+/// sender's table under its own `data` lock); a leaf lock.
+#[pin_data]
+pub(crate) struct Exposed {
+    #[pin]
+    table: SpinLockIrq<KVec<(u64, Arc<GpadlPages>)>>,
+}
+
+impl Exposed {
+    /// Nothing exposed.
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Exposed {
+            table <- new_spinlock_irq!(KVec::new()),
+        })
+    }
+
+    /// Exposes `pages` for transaction `tid`.
+    pub(crate) fn add(&self, tid: u64, pages: Arc<GpadlPages>) -> Result {
+        self.table.lock().push((tid, pages), GFP_ATOMIC)?;
+        Ok(())
+    }
+
+    /// Ends the exposure for transaction `tid` (its completion came).
+    pub(crate) fn remove(&self, tid: u64) {
+        let gone = {
+            let mut t = self.table.lock();
+            t.iter()
+                .position(|(id, _)| *id == tid)
+                .and_then(|i| t.remove(i).ok())
+        };
+        drop(gone);
+    }
+
+    /// What is exposed for transaction `tid`.
+    pub(crate) fn get(&self, tid: u64) -> Option<Arc<GpadlPages>> {
+        self.table
+            .lock()
+            .iter()
+            .find(|(id, _)| *id == tid)
+            .map(|(_, p)| p.clone())
+    }
+
+    /// Ends every exposure (the connection ended).
+    pub(crate) fn clear(&self) {
+        let all = core::mem::take(&mut *self.table.lock());
+        drop(all);
+    }
+
+    /// Transactions with external data exposed now.
+    pub(crate) fn len(&self) -> usize {
+        self.table.lock().len()
+    }
 }

@@ -21,6 +21,7 @@ use crate::{
 
 use crate::engine::types::CloseReason;
 
+use super::Exposed;
 use super::{
     check_external,
     DataPath,
@@ -109,6 +110,7 @@ impl DataPath {
     pub(crate) fn receive(
         &mut self,
         channel: &Arc<Channel>,
+        exposed: &Exposed,
         spare: &mut Option<KBox<Incoming>>,
     ) -> (Received, bool) {
         if self.broken {
@@ -182,12 +184,12 @@ impl DataPath {
             match self.outstanding.complete(id) {
                 Matched::Done(routine) => {
                     self.counters.completions_in += 1;
-                    channel.unexpose(id);
+                    exposed.remove(id);
                     return (Received::Completion(routine, data), kick);
                 }
                 Matched::Late => {
                     self.counters.late_completions += 1;
-                    channel.unexpose(id);
+                    exposed.remove(id);
                     self.spare = data;
                 }
                 Matched::Unknown if let Some(i) = self.orphans.iter().position(|o| *o == id) => {

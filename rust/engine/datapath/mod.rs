@@ -44,9 +44,6 @@ use kernel::{
 };
 
 use crate::{
-    engine::channel::Channel,
-    engine::host::HostLink,
-
     protocol::ring::{
         ring_state,
         IncomingRing,
@@ -63,6 +60,7 @@ pub(crate) mod handoff;
 mod incoming;
 mod outgoing;
 mod packet;
+mod remote;
 mod routine;
 
 use crate::engine::types::{
@@ -71,6 +69,7 @@ use crate::engine::types::{
     ExternalLimits, //
 };
 use exposed::check_external;
+pub(crate) use exposed::Exposed;
 use fifo::Fifo;
 pub(crate) use incoming::{
     recycle,
@@ -79,9 +78,10 @@ pub(crate) use incoming::{
 };
 use outgoing::Queued;
 pub(crate) use packet::Incoming;
-pub use packet::{
-    IncomingPacket,
-    PacketCallbacks, //
+pub use packet::IncomingPacket;
+pub(crate) use remote::{
+    GpadlHost,
+    Remote, //
 };
 use routine::{
     no_transactions,
@@ -167,24 +167,8 @@ pub const QUEUE_LIMIT_MIN: usize = 1 << 20;
 /// room, after which it is taken for dead.
 pub const PEER_STALL_MS: i64 = 2000;
 
-/// The other endpoint of a data path.
-#[derive(Clone)]
-pub(crate) enum Peer {
-    /// A channel on kmcl's loopback VMBus.
-    Loopback(Arc<Channel>),
-    /// The VMBus host, through hv_vmbus.
-    Host(Arc<HostLink>),
-}
-
-impl Peer {
-    /// The other endpoint's channel, if it is a loopback channel.
-    pub(crate) fn channel(&self) -> Option<&Arc<Channel>> {
-        match self {
-            Peer::Loopback(c) => Some(c),
-            Peer::Host(_) => None,
-        }
-    }
-}
+/// The other endpoint of a data path (a transport's [`Remote`]).
+pub(crate) type Peer = Arc<dyn Remote>;
 
 /// The outcome of a send.
 pub(crate) struct Sent {

@@ -11,7 +11,6 @@ use kernel::{
 };
 
 use crate::{
-    engine::channel::Channel,
     protocol::gpa,
     protocol::packet::PacketType,
     protocol::ring::WriteError,
@@ -20,9 +19,10 @@ use crate::{
     sys::trace, //
 };
 
+use super::Exposed;
 use super::{
     DataPath,
-    Peer,
+
     Routine,
     Sent, //
     PEER_STALL_MS,
@@ -193,13 +193,13 @@ impl DataPath {
     }
 
     /// Sends `payload` with external data `pages` (a GPA-direct packet; a
-    /// completion is always requested, as KMCL requires): `owner` (this
-    /// endpoint) exposes the pages to the other endpoint for the
-    /// transaction, until its completion. With `may_queue` false a packet
+    /// completion is always requested, as KMCL requires): the pages go
+    /// into this endpoint's `exposed` table for the transaction, until its
+    /// completion. With `may_queue` false a packet
     /// that does not fit now fails with `-EOVERFLOW`.
     pub(crate) fn send_external(
         &mut self,
-        owner: &Channel,
+        exposed: &Exposed,
         payload: &[u8],
         pages: Arc<GpadlPages>,
         completion: Routine,
@@ -209,10 +209,8 @@ impl DataPath {
             return Err(EINVAL);
         }
         // An isolated VM's host cannot read guest pages it is only told of.
-        if let Peer::Host(link) = &self.peer {
-            if !link.shares_memory() {
-                return Err(EOPNOTSUPP);
-            }
+        if !self.peer.shares_memory() {
+            return Err(EOPNOTSUPP);
         }
         // The range list: one range over the pages.
         let mut pfns = KVec::with_capacity(pages.mdl_view().nr_pages as usize, GFP_ATOMIC)?;
@@ -228,7 +226,7 @@ impl DataPath {
             Err((InsertError::NoMemory, _)) => return Err(ENOMEM),
             Err((InsertError::Full, _)) => return Err(EBUSY),
         };
-        if let Err(e) = owner.expose(id, pages) {
+        if let Err(e) = exposed.add(id, pages) {
             self.forget(Some(id));
             return Err(e);
         }
@@ -241,7 +239,7 @@ impl DataPath {
             may_queue,
         );
         if sent.is_err() {
-            owner.unexpose(id);
+            exposed.remove(id);
             self.forget(Some(id));
         }
         sent

@@ -14,24 +14,6 @@ use crate::{
     shmem::GpadlPages, //
 };
 
-/// Incoming packet callbacks (KMCL `EvtVmbChannelProcessPacket` and
-/// `EvtVmbChannelProcessingComplete`), called in softirq context.
-pub trait PacketCallbacks: Send + Sync {
-    /// A packet arrived. The driver completes it, now or later, with
-    /// [`IncomingPacket::complete`].
-    fn process_packet(&self, channel: &Arc<Channel>, packet: IncomingPacket);
-    /// The incoming ring went empty after `count` packets.
-    fn processing_complete(&self, _channel: &Arc<Channel>, _count: u32) {}
-    /// `EvtVmbChannelRestorePacket` (server taking over a saved
-    /// connection, after Opened): `lib` is the saved packet (for
-    /// [`Channel::restore_incoming`]), `driver_state` what the driver
-    /// saved for it. An error (or no implementation) lets kmcl complete
-    /// the packet with an empty payload.
-    fn restore_packet(&self, _channel: &Arc<Channel>, _lib: &[u8], _driver_state: &[u8]) -> Result {
-        Err(EOPNOTSUPP)
-    }
-}
-
 /// An incoming packet (KMCL `VMBPACKETCOMPLETION`): a copy of the payload,
 /// valid until the packet is completed. Completing it sends a completion
 /// to the other endpoint if it asked for one. Dropping it uncompleted

@@ -53,8 +53,7 @@ mod cases {
         for case in 0..=bad.len() {
             let bus = LoopbackBus::new()?;
             let (server, client) = pair(&bus)?;
-            let conn = client.connection().ok_or(EINVAL)?;
-            let s2c = conn.rings().1;
+            let s2c = client.connection_rings().ok_or(EINVAL)?.1;
             let w = s2c.control()[0].load(Ordering::SeqCst);
             let size = s2c.data_len() as u32;
             match bad.get(case) {

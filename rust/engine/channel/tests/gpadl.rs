@@ -7,9 +7,9 @@ use kernel::prelude::*;
 #[kunit_tests(kmcl_channel_gpadl)]
 mod cases {
     use crate::engine::channel::Channel;
-    use crate::engine::loopback::LoopbackBus;
     use crate::protocol::lifecycle::Role;
     use crate::shmem::GpadlPages;
+    use crate::transport::loopback::LoopbackBus;
     use core::sync::atomic::{AtomicBool, Ordering};
     use kernel::alloc::VVec;
     use kernel::time::{delay::fsleep, Delta};
@@ -187,7 +187,8 @@ mod cases {
         server.cleanup()
     }
 
-    use crate::engine::datapath::{IncomingPacket, PacketCallbacks, SendCompletion};
+    use crate::engine::channel::PacketCallbacks;
+    use crate::engine::datapath::{IncomingPacket, SendCompletion};
     use core::sync::atomic::AtomicU32;
 
     /// Server: checks each packet's external data against the pattern of

@@ -7,8 +7,9 @@ use kernel::prelude::*;
 
 #[kunit_tests(kmcl_channel_lifecycle)]
 mod cases {
-    use crate::engine::{channel::Channel, loopback::LoopbackBus, types::Guid};
+    use crate::engine::{channel::Channel, types::Guid};
     use crate::protocol::lifecycle::Role;
+    use crate::transport::loopback::LoopbackBus;
     use kernel::time::{delay::fsleep, Delta};
     use kernel::{prelude::*, sync::Arc};
 

@@ -29,19 +29,21 @@ use crate::{
     engine::{
         datapath::{
             IncomingPacket,
-            PacketCallbacks,
             SendCompletion,
             PEER_STALL_MS,
             QUEUE_LIMIT_MIN, //
         },
-        loopback::LoopbackBus,
         testing::connect as open,
         types::Guid,
     },
     protocol::lifecycle::Role,
+    transport::loopback::LoopbackBus,
 };
 
-use super::Channel;
+use super::{
+    Channel,
+    PacketCallbacks, //
+};
 
 /// Server side: completes every packet with its own bytes.
 pub(super) struct Echo;

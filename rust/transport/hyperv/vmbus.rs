@@ -18,12 +18,12 @@ use core::ptr::NonNull;
 
 use kernel::prelude::*;
 
-use crate::engine::host::{Device, HostBus, HostLink, HostOps, HostRings};
+use super::{Device, HostBus, HostLink, HostOps, HostRings};
 use crate::engine::types::Guid;
 use crate::engine::types::RingPageCounts;
 use crate::shmem::{GpadlPages, RingPages};
 
-mod ffi {
+pub(super) mod ffi {
     use super::Guid;
     use core::ffi::{c_int, c_void};
 
@@ -66,13 +66,6 @@ mod ffi {
     }
 }
 
-#[cfg(CONFIG_KUNIT)]
-mod interop;
-#[cfg(CONFIG_KUNIT)]
-mod interop_tests;
-#[cfg(CONFIG_KUNIT)]
-mod transport_tests;
-
 /// Whether `hv_vmbus` found a VMBus host (Hyper-V, Azure, or a KVM host
 /// with Hyper-V SynIC emulation) and registered its bus.
 ///
@@ -90,7 +83,7 @@ pub(crate) fn vmbus_host_present() -> bool {
 /// `r` describes two rings (control page, then the data area) that stay
 /// mapped until the channel is closed, which happens only after the
 /// returned values are dropped.
-unsafe fn rings_of(r: &ffi::Rings) -> Result<HostRings> {
+pub(super) unsafe fn rings_of(r: &ffi::Rings) -> Result<HostRings> {
     // SAFETY: the caller's promise.
     let out = unsafe { RingPages::borrowed(r.out.cast(), r.out_len as usize)? };
     // SAFETY: the caller's promise.
@@ -99,7 +92,7 @@ unsafe fn rings_of(r: &ffi::Rings) -> Result<HostRings> {
 }
 
 /// Signals the host through `dev`'s channel (`vmbus_setevent()`).
-fn signal(dev: Device) {
+pub(super) fn signal(dev: Device) {
     // SAFETY: `dev` is a device bound to kmcl whose channel is open (a
     // `HostLink` signals only between open and close); `vmbus_setevent`
     // may be called from any context.

@@ -25,13 +25,12 @@ use kernel::{
 };
 
 use super::interop::LinuxChannel;
+use crate::engine::channel::PacketCallbacks;
 use crate::engine::channel::{Channel, Transport};
-use crate::engine::datapath::{IncomingPacket, PacketCallbacks, SendCompletion};
-use crate::engine::host::{Device, HostBus, HostLink, HostOps, HostRings};
-use crate::engine::loopback::LoopbackBus;
+use crate::engine::datapath::{IncomingPacket, SendCompletion};
 use crate::engine::testing::{wait_until, Letters};
-use crate::engine::types::Guid;
 use crate::engine::types::RingPageCounts;
+use crate::engine::types::{Guid, MmioSpace};
 use crate::protocol::{
     gpa,
     lifecycle::Role,
@@ -39,6 +38,8 @@ use crate::protocol::{
     ring::{RingMemory, FEATURE_BITS, FEATURE_PENDING_SEND_SIZE},
 };
 use crate::shmem::{GpadlPages, RingPages};
+use crate::transport::hyperv::{Device, HostBus, HostLink, HostOps, HostRings};
+use crate::transport::loopback::LoopbackBus;
 
 mod ffi {
     use super::Guid;
@@ -54,7 +55,7 @@ mod ffi {
         pub(super) fn kmcl_hvi_attach(
             dev: *mut c_void,
             link: *const c_void,
-            rings: *mut crate::hv::ffi::Rings,
+            rings: *mut crate::transport::hyperv::vmbus::ffi::Rings,
         );
         pub(super) fn kmcl_hvi_detach(dev: *mut c_void);
         pub(super) fn kmcl_hvi_interrupt(dev: *mut c_void);
@@ -231,7 +232,7 @@ impl HostOps for FakeHost {
             return Err(Error::from_errno(e));
         }
         self.opens.fetch_add(1, Ordering::SeqCst);
-        let mut r = crate::hv::ffi::Rings {
+        let mut r = crate::transport::hyperv::vmbus::ffi::Rings {
             out: core::ptr::null_mut(),
             inc: core::ptr::null_mut(),
             out_len: 0,
@@ -242,7 +243,7 @@ impl HostOps for FakeHost {
         unsafe { ffi::kmcl_hvi_attach(dev.0.as_ptr(), core::ptr::from_ref(link).cast(), &mut r) };
         // SAFETY: the made-up channel's rings stay mapped until the
         // device is dropped, after the test closed the channel.
-        unsafe { super::rings_of(&r) }
+        unsafe { super::vmbus::rings_of(&r) }
     }
 
     unsafe fn close(&self, dev: Device) {
@@ -252,7 +253,7 @@ impl HostOps for FakeHost {
     }
 
     fn signal(&self, dev: Device) {
-        super::signal(dev)
+        super::vmbus::signal(dev)
     }
 
     fn shares_memory(&self) -> bool {
@@ -701,11 +702,10 @@ mod tests {
         } = Rig::new(false)?;
         assert_eq!(ch.mmio_space(), Err(ENOTCONN));
         *host.mmio.lock() = Some(KVec::from_elem(0u8, 8192, GFP_KERNEL)?);
-        let space = host
-            .mmio
-            .lock()
-            .as_ref()
-            .map(|m| (m.as_ptr() as usize, m.len()));
+        let space = host.mmio.lock().as_ref().map(|m| MmioSpace {
+            address: m.as_ptr() as usize,
+            len: m.len(),
+        });
         ch.enable()?;
         assert!(drv.wait(|d| d.is(b"OTP")));
         // The offer's MMIO space, reserved at open.

@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The other endpoint of a connected channel, as its data path sees it:
+//! what a send signals, and where external data and GPADLs live. The
+//! transports implement it (a loopback channel, a VMBus host's device).
+
+use kernel::{prelude::*, sync::Arc};
+
+use crate::shmem::GpadlPages;
+
+/// The other endpoint of a data path. Any context unless a method says
+/// otherwise.
+pub(crate) trait Remote: Send + Sync {
+    /// Signals the other endpoint: its rings have something for it.
+    fn signal(&self);
+
+    /// Whether signals to it may be delayed and merged (KMCL's interrupt
+    /// latency). `hv_vmbus` offers no way to change a host channel's.
+    fn delays_signals(&self) -> bool {
+        false
+    }
+
+    /// The pages the other endpoint exposed for its transaction `tid`: the
+    /// only external data an incoming packet may describe. A VMBus host's
+    /// ranges would name guest memory the host chose: never accepted.
+    fn exposed(&self, _tid: u64) -> Option<Arc<GpadlPages>> {
+        None
+    }
+
+    /// Whether the other endpoint may be given memory by page number
+    /// (external data). The host of an isolated VM cannot read it.
+    fn shares_memory(&self) -> bool {
+        true
+    }
+
+    /// The other endpoint keeps its client's GPADLs itself (a VMBus host).
+    /// `None`: the client keeps them in its own table, where a loopback
+    /// server maps them.
+    fn gpadl_host(&self) -> Option<&dyn GpadlHost> {
+        None
+    }
+
+    /// Server: maps the other endpoint's (the client's) GPADL `handle`.
+    /// `-ENOENT` unknown, `-EBUSY` mapped already, `-EACCES` write access
+    /// to a read-only GPADL. Process context.
+    fn map_gpadl(&self, _handle: u32, _writable: bool) -> Result<Arc<GpadlPages>> {
+        Err(ENOTCONN)
+    }
+
+    /// Server: ends a mapping made with [`Self::map_gpadl`].
+    fn unmap_gpadl(&self, _handle: u32) {}
+}
+
+/// An endpoint that keeps the GPADLs its client shares with it (KMCL
+/// `CreateGpadl*` and `DeleteGpadl` go to it). Process context.
+pub(crate) trait GpadlHost {
+    /// Shares `pages`; returns the handle.
+    fn create_gpadl(&self, pages: GpadlPages) -> Result<u32>;
+
+    /// Ends the GPADL `handle`.
+    fn delete_gpadl(&self, handle: u32) -> Result;
+}

@@ -1,0 +1,308 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A client's connection to a VMBus host device's channel: the [`Link`]
+//! the lifecycle opens and leaves, and the [`Remote`] its data path
+//! signals.
+
+use kernel::{
+    prelude::*,
+    sync::{
+        new_condvar,
+        new_mutex,
+        Arc,
+        CondVar,
+        Mutex, //
+    },
+};
+
+use crate::{
+    engine::{
+        channel::Link,
+        channel::{
+            Channel,
+            PeerEvent, //
+        },
+        datapath::{
+            DataPath,
+            Peer, //
+        },
+        datapath::{
+            GpadlHost,
+            Remote, //
+        },
+        types::{
+            DataPathLimits,
+            Guid,
+            MmioSpace,
+            RingPageCounts, //
+        },
+    },
+    shmem::GpadlPages,
+};
+
+use super::{
+    Device,
+    HostOffers,
+    HostOps, //
+};
+
+/// A client's connection to a device's channel.
+#[pin_data]
+pub(crate) struct HostLink {
+    /// The table of the device's bus: the device is free again when the
+    /// client leaves.
+    offers: Arc<HostOffers>,
+    client: Arc<Channel>,
+    ops: Arc<dyn HostOps>,
+    dev: Device,
+    instance: Guid,
+    /// Ring data pages: (outgoing, incoming).
+    pages: RingPageCounts,
+    #[pin]
+    state: Mutex<LinkState>,
+    #[pin]
+    left: CondVar,
+    /// The client's GPADLs on the device's channel.
+    #[pin]
+    gpadls: Mutex<KVec<HostGpadl>>,
+}
+
+/// A GPADL the host has.
+struct HostGpadl {
+    handle: u32,
+    token: usize,
+    /// The memory, recorded until the host let go of it.
+    _pages: GpadlPages,
+}
+
+struct LinkState {
+    /// The device's channel is open.
+    opened: bool,
+    /// The offer's MMIO space while open: (address, bytes, token).
+    mmio: Option<(usize, usize, usize)>,
+    /// The client has not left yet.
+    attached: bool,
+}
+
+impl HostLink {
+    pub(super) fn new(
+        offers: Arc<HostOffers>,
+        client: Arc<Channel>,
+        ops: Arc<dyn HostOps>,
+        dev: Device,
+        instance: Guid,
+        pages: RingPageCounts,
+    ) -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(HostLink {
+                offers,
+                client,
+                ops,
+                dev,
+                instance,
+                pages,
+                state <- new_mutex!(LinkState {
+                    opened: false,
+                    mmio: None,
+                    attached: true,
+                }),
+                left <- new_condvar!(),
+                gpadls <- new_mutex!(KVec::new()),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// The device goes away: the client is told to close.
+    pub(super) fn tell_closed(self: &Arc<Self>) {
+        let link: Arc<dyn Link> = self.clone();
+        if self.client.post(PeerEvent::Closed(link)).is_err() {
+            pr_warn!("out of memory telling a client its VMBus device is gone\n");
+        }
+    }
+
+    pub(super) fn wait_detached(&self) {
+        let mut st = self.state.lock();
+        while st.attached {
+            self.left.wait(&mut st);
+        }
+    }
+
+    /// KMCL `CreateGpadl*` on the host: shares `pages` (whole pages; the
+    /// host does not enforce read-only). `-EOPNOTSUPP` in an isolated VM.
+    fn create_host_gpadl(&self, pages: GpadlPages) -> Result<u32> {
+        if !self.ops.shares_memory() {
+            return Err(EOPNOTSUPP);
+        }
+        // Lock order: `state`, then `gpadls` (as `detach`).
+        let st = self.state.lock();
+        if !st.opened {
+            return Err(ENOTCONN);
+        }
+        let mut gpadls = self.gpadls.lock();
+        gpadls.reserve(1, GFP_KERNEL)?;
+        let (handle, token) = self.ops.create_gpadl(self.dev, &pages)?;
+        gpadls
+            .push_within_capacity(HostGpadl {
+                handle,
+                token,
+                _pages: pages,
+            })
+            .map_err(|_| ENOMEM)?;
+        Ok(handle)
+    }
+
+    /// KMCL `DeleteGpadl` on the host: `-ENOENT` for an unknown handle; on
+    /// a teardown error the GPADL stays recorded (its pages may still be
+    /// in use by the host).
+    fn delete_host_gpadl(&self, handle: u32) -> Result {
+        let mut gpadls = self.gpadls.lock();
+        let i = gpadls
+            .iter()
+            .position(|g| g.handle == handle)
+            .ok_or(ENOENT)?;
+        self.ops.delete_gpadl(self.dev, gpadls[i].token)?;
+        let _ = gpadls.remove(i);
+        Ok(())
+    }
+
+    /// Tears down every GPADL left (the channel closes); returns how many
+    /// there were.
+    fn delete_all_gpadls(&self) -> usize {
+        let left = core::mem::take(&mut *self.gpadls.lock());
+        for g in left.iter() {
+            if let Err(e) = self.ops.delete_gpadl(self.dev, g.token) {
+                pr_err!(
+                    "channel {}: GPADL {:#x} not torn down ({:?}); the host may still reach its memory\n",
+                    self.client.id(),
+                    g.handle,
+                    e
+                );
+            }
+        }
+        left.len()
+    }
+
+    /// The channel interrupt (from `hv_vmbus`'s channel tasklet): the
+    /// client's receive work looks at the rings.
+    pub(crate) fn interrupt(&self) {
+        self.client.signalled();
+    }
+}
+
+impl Link for HostLink {
+    /// Opens the device's channel and returns the client's data path on
+    /// its rings. Process context.
+    fn data_path(
+        self: Arc<Self>,
+        channel: &Arc<Channel>,
+        limits: DataPathLimits,
+    ) -> Result<DataPath> {
+        let mut st = self.state.lock();
+        if st.opened || !st.attached {
+            return Err(EBUSY);
+        }
+        let max_packet = u32::try_from(limits.max_packet).map_err(|_| EINVAL)?;
+        let mmio = self.ops.allocate_mmio(self.dev)?;
+        let (out, inc) = match self.ops.open(self.dev, &self, self.pages, max_packet) {
+            Ok(rings) => rings,
+            Err(e) => {
+                if let Some((_, _, token)) = mmio {
+                    self.ops.free_mmio(self.dev, token);
+                }
+                return Err(e);
+            }
+        };
+        st.opened = true;
+        st.mmio = mmio;
+        let dp = (|| {
+            let out = Arc::new(out, GFP_KERNEL)?;
+            let inc = Arc::new(inc, GFP_KERNEL)?;
+            let peer: Peer = self.clone();
+            DataPath::new(out, inc, peer, channel.id(), limits)
+        })();
+        if dp.is_err() {
+            // SAFETY: the closure above dropped the rings on its way out.
+            unsafe { self.ops.close(self.dev) };
+            st.opened = false;
+            if let Some((_, _, token)) = st.mmio.take() {
+                self.ops.free_mmio(self.dev, token);
+            }
+        }
+        dp
+    }
+
+    /// The client leaves: the device's channel is closed (the client's
+    /// data path, which uses its rings, is gone) and the device is free
+    /// for the next client.
+    fn detach(self: Arc<Self>, _channel: &Arc<Channel>) {
+        {
+            let mut st = self.state.lock();
+            if !st.attached {
+                return;
+            }
+            if st.opened {
+                let left = self.delete_all_gpadls();
+                if left > 0 {
+                    pr_warn!(
+                        "channel {}: {} GPADL(s) not deleted in Closed; kmcl tore them down\n",
+                        self.client.id(),
+                        left
+                    );
+                }
+                // SAFETY: the client drops its data path (the only user of
+                // the rings) before it leaves the connection (the
+                // Disconnect action in `Channel::execute`; `data_path`
+                // keeps no other reference).
+                unsafe { self.ops.close(self.dev) };
+                st.opened = false;
+                if let Some((_, _, token)) = st.mmio.take() {
+                    self.ops.free_mmio(self.dev, token);
+                }
+            }
+            st.attached = false;
+        }
+        self.left.notify_all();
+        self.offers.release(self.dev);
+    }
+
+    /// The offer's MMIO space while the channel is open: (address, bytes).
+    fn mmio_space(&self) -> Option<MmioSpace> {
+        self.state
+            .lock()
+            .mmio
+            .map(|(address, len, _)| MmioSpace { address, len })
+    }
+
+    /// The device's instance GUID.
+    fn interface_instance(&self) -> Guid {
+        self.instance
+    }
+}
+
+impl Remote for HostLink {
+    /// Tells the host to look at the rings.
+    fn signal(&self) {
+        self.ops.signal(self.dev);
+    }
+
+    /// Whether the host may be given guest memory by page number.
+    fn shares_memory(&self) -> bool {
+        self.ops.shares_memory()
+    }
+
+    fn gpadl_host(&self) -> Option<&dyn GpadlHost> {
+        Some(self)
+    }
+}
+
+/// The host keeps the GPADLs (whole pages; it does not enforce read-only).
+impl GpadlHost for HostLink {
+    fn create_gpadl(&self, pages: GpadlPages) -> Result<u32> {
+        self.create_host_gpadl(pages)
+    }
+
+    fn delete_gpadl(&self, handle: u32) -> Result {
+        self.delete_host_gpadl(handle)
+    }
+}

@@ -1,0 +1,446 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Client channels on the channels a VMBus host (Hyper-V) offers, through
+//! Linux's `hv_vmbus`.
+//!
+//! The host's offers reach kmcl as VMBus devices that `hv_vmbus` binds to
+//! a driver of kmcl's: when the first client channel targeting an
+//! interface type is enabled, kmcl asks `hv_vmbus` for the devices of that
+//! type ([`HostOps::watch`], an `hv_driver` whose id table has the type).
+//! Each device bound to kmcl is an offer here; a client targeting its type
+//! (and instance, unless it accepts any) is connected to the first free
+//! one, now or when one is probed, exactly as on the loopback bus. The
+//! client's control work then opens the device's channel
+//! ([`HostOps::open`], `vmbus_open()`) and runs kmcl's own ring reader and
+//! writer on the rings `hv_vmbus` mapped: the data path is the loopback
+//! one, with `vmbus_setevent()` as the signal and the channel callback
+//! (`hv_vmbus`'s tasklet) kicking the channel's receive work.
+//!
+//! Offers and waiting clients are kept in the table both buses share
+//! ([`crate::transport::offers`]).
+//!
+//! A device that goes away (rescind, or its driver unregistered) is
+//! removed: the client gets Suspend and Closed, and `remove` returns once
+//! it has closed the device's channel.
+//!
+//! Without a VMBus host `hv_vmbus` refuses drivers (`-ENODEV`); a client
+//! targeting the host gets PnpFailure with that status.
+
+use core::ffi::c_void;
+use core::ptr::NonNull;
+
+use kernel::{
+    prelude::*,
+    sync::{
+        new_mutex,
+        Arc,
+        Mutex, //
+    },
+};
+
+use crate::{
+    engine::{
+        channel::{
+            Channel,
+            Link,
+            PeerEvent,
+            Settings, //
+        },
+        types::{
+            Guid,
+            GuidText,
+            RingPageCounts, //
+        },
+    },
+    shmem::{
+        GpadlPages,
+        RingPages, //
+    },
+    transport::offers::{
+        Offer,
+        OfferState,
+        OfferTable,
+        Target, //
+    },
+};
+
+mod link;
+pub(crate) mod vmbus;
+
+#[cfg(CONFIG_KUNIT)]
+mod interop;
+#[cfg(CONFIG_KUNIT)]
+mod interop_tests;
+#[cfg(CONFIG_KUNIT)]
+mod transport_tests;
+
+pub(crate) use link::HostLink;
+
+/// A VMBus device (`struct hv_device`) bound to kmcl; opaque.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Device(pub(crate) NonNull<c_void>);
+
+// SAFETY: `Device` is only an address; every function kmcl calls on it
+// (hv_vmbus's) may be called from any thread.
+unsafe impl Send for Device {}
+
+// SAFETY: As for `Send`: nothing is reached through a shared `Device`
+// except by hv_vmbus functions that do their own locking.
+unsafe impl Sync for Device {}
+
+/// The rings of a device's channel that [`HostOps::open`] opened:
+/// (outgoing, incoming).
+pub(crate) type HostRings = (RingPages, RingPages);
+
+/// What kmcl needs of `hv_vmbus`. The real implementation is
+/// `crate::transport::hyperv::vmbus::HvVmbus`; KUnit tests use a stand-in with made-up devices.
+pub(crate) trait HostOps: Send + Sync {
+    /// Whether a VMBus host exists.
+    fn present(&self) -> bool;
+
+    /// Asks for the devices of interface type `ty`: from now on
+    /// `HostBus::probe` and `HostBus::remove` of `bus` are called for each
+    /// (also for those that exist already). Returns a token for
+    /// [`Self::unwatch`]. The bus must stay alive until then.
+    fn watch(&self, bus: &HostBus, ty: &Guid) -> Result<usize>;
+
+    /// Stops watching (`token` from [`Self::watch`]); devices still bound
+    /// are removed first.
+    fn unwatch(&self, token: usize);
+
+    /// Opens `dev`'s channel with rings of `pages` (outgoing, incoming)
+    /// data pages, the host's packets limited to `max_packet` bytes; until
+    /// it is closed, each channel interrupt calls `HostLink::interrupt` of
+    /// `link`. Process context.
+    fn open(
+        &self,
+        dev: Device,
+        link: &HostLink,
+        pages: RingPageCounts,
+        max_packet: u32,
+    ) -> Result<HostRings>;
+
+    /// Closes `dev`'s channel: no channel interrupt after this returns.
+    /// Process context.
+    ///
+    /// # Safety
+    ///
+    /// The rings [`Self::open`] returned for `dev` must have been dropped.
+    unsafe fn close(&self, dev: Device);
+
+    /// Signals the host that `dev`'s channel needs attention. Any context.
+    fn signal(&self, dev: Device);
+
+    /// Whether the host may be given guest memory by page number (GPADLs,
+    /// external data): not in an isolated (confidential) VM, where memory
+    /// must be decrypted for the host first.
+    fn shares_memory(&self) -> bool;
+
+    /// Shares the whole pages of `pages` with the host as a GPADL of
+    /// `dev`'s open channel (`vmbus_establish_gpadl()`): returns (handle,
+    /// token for [`Self::delete_gpadl`]). Process context.
+    fn create_gpadl(&self, dev: Device, pages: &GpadlPages) -> Result<(u32, usize)>;
+
+    /// Reserves and maps the MMIO space `dev`'s offer asks for
+    /// (`vmbus_allocate_mmio()`): `None` if it asks for none, else
+    /// (kernel virtual address, bytes, token for [`Self::free_mmio`]).
+    /// Process context.
+    fn allocate_mmio(&self, dev: Device) -> Result<Option<(usize, usize, usize)>>;
+
+    /// Releases MMIO space from [`Self::allocate_mmio`]. Process context.
+    fn free_mmio(&self, dev: Device, token: usize);
+
+    /// Tears down the GPADL `token` of `dev`'s channel
+    /// (`vmbus_teardown_gpadl()`); on an error the host may still use the
+    /// pages. Process context.
+    fn delete_gpadl(&self, dev: Device, token: usize) -> Result;
+}
+
+/// [`HostOps`] where no VMBus host exists: every request is refused.
+pub(crate) struct NoHost;
+
+impl HostOps for NoHost {
+    fn present(&self) -> bool {
+        false
+    }
+    fn watch(&self, _bus: &HostBus, _ty: &Guid) -> Result<usize> {
+        Err(ENODEV)
+    }
+    fn unwatch(&self, _token: usize) {}
+    fn open(&self, _d: Device, _l: &HostLink, _p: RingPageCounts, _m: u32) -> Result<HostRings> {
+        Err(ENODEV)
+    }
+    unsafe fn close(&self, _dev: Device) {}
+    fn signal(&self, _dev: Device) {}
+    fn shares_memory(&self) -> bool {
+        false
+    }
+    fn create_gpadl(&self, _dev: Device, _pages: &GpadlPages) -> Result<(u32, usize)> {
+        Err(ENODEV)
+    }
+    fn delete_gpadl(&self, _dev: Device, _token: usize) -> Result {
+        Err(ENODEV)
+    }
+    fn allocate_mmio(&self, _dev: Device) -> Result<Option<(usize, usize, usize)>> {
+        Err(ENODEV)
+    }
+    fn free_mmio(&self, _dev: Device, _token: usize) {}
+}
+
+/// What the host's table keeps about a device bound to kmcl.
+struct DeviceOffer {
+    dev: Device,
+    /// The connection of the client using it.
+    link: Option<Arc<HostLink>>,
+    /// Being removed: no new client.
+    removing: bool,
+}
+
+impl OfferState for DeviceOffer {
+    fn is_free(&self) -> bool {
+        self.link.is_none() && !self.removing
+    }
+}
+
+struct OffersInner {
+    table: OfferTable<DeviceOffer>,
+    /// Interface types watched, with their tokens.
+    watched: KVec<(Guid, usize)>,
+}
+
+/// The devices bound to kmcl and the clients waiting for one: shared by
+/// the bus and its links (a client leaving frees its device for the next).
+#[pin_data]
+pub(crate) struct HostOffers {
+    ops: Arc<dyn HostOps>,
+    #[pin]
+    inner: Mutex<OffersInner>,
+}
+
+/// The VMBus host's offers, as `hv_vmbus` binds them to kmcl.
+/// Nothing of it is released on drop, which may happen in softirq context
+/// (with the last channel): [`HostBus::unwatch_all`] ends the watching, in
+/// process context, before the owner lets go of it.
+#[pin_data]
+pub(crate) struct HostBus {
+    offers: Arc<HostOffers>,
+    /// Serialises [`HostOps::watch`] calls (which probe, taking the
+    /// offers' lock).
+    #[pin]
+    watching: Mutex<()>,
+}
+
+impl HostBus {
+    /// A bus over `ops`.
+    pub(crate) fn new(ops: Arc<dyn HostOps>) -> Result<Arc<Self>> {
+        let offers = Arc::pin_init(
+            pin_init!(HostOffers {
+                ops,
+                inner <- new_mutex!(OffersInner {
+                    table: OfferTable::new(),
+                    watched: KVec::new(),
+                }),
+            }),
+            GFP_KERNEL,
+        )?;
+        Arc::pin_init(
+            pin_init!(HostBus {
+                offers,
+                watching <- new_mutex!(()),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// A bus without a VMBus host.
+    pub(crate) fn none() -> Result<Arc<Self>> {
+        let ops: Arc<dyn HostOps> = Arc::new(NoHost, GFP_KERNEL)?;
+        Self::new(ops)
+    }
+
+    /// Whether a VMBus host exists.
+    pub(crate) fn present(&self) -> bool {
+        self.offers.ops.present()
+    }
+
+    /// Connects `client` to a matching free device, or records it as
+    /// waiting for one. Without a host (or if `hv_vmbus` refuses kmcl's
+    /// driver) the client is told its connect failed (PnpFailure).
+    pub(crate) fn seek(&self, client: &Arc<Channel>, settings: &Settings) -> Result {
+        let ty = settings.interface_type;
+        if let Err(e) = self.watch(&ty) {
+            let why = if e == ENODEV {
+                "no VMBus host (hv_vmbus inactive)"
+            } else {
+                "hv_vmbus refused kmcl's driver"
+            };
+            pr_warn!(
+                "channel {}: cannot open a VMBus host channel of type {}: {} ({:?}); PnpFailure\n",
+                client.id(),
+                GuidText(&ty),
+                why,
+                e
+            );
+            client.reserve_event()?;
+            client.post_reserved(PeerEvent::ConnectFailed(e));
+            return Ok(());
+        }
+        self.offers.seek(client, Target::of(settings))
+    }
+
+    /// Makes sure the devices of type `ty` come to kmcl.
+    fn watch(&self, ty: &Guid) -> Result {
+        let _serial = self.watching.lock();
+        if self
+            .offers
+            .inner
+            .lock()
+            .watched
+            .iter()
+            .any(|(t, _)| t == ty)
+        {
+            return Ok(());
+        }
+        // Not under the offers' lock: existing devices are probed right
+        // here.
+        let token = self.offers.ops.watch(self, ty)?;
+        let mut inner = self.offers.inner.lock();
+        if inner.watched.push((*ty, token), GFP_KERNEL).is_err() {
+            drop(inner);
+            self.offers.ops.unwatch(token);
+            return Err(ENOMEM);
+        }
+        Ok(())
+    }
+
+    /// Forgets `client` if it is still waiting.
+    pub(crate) fn cancel_seek(&self, client: &Arc<Channel>) {
+        self.offers.inner.lock().table.cancel(client);
+    }
+
+    /// `hv_vmbus` bound device `dev` to kmcl. Process context.
+    pub(crate) fn probe(
+        &self,
+        dev: Device,
+        interface_type: Guid,
+        interface_instance: Guid,
+    ) -> Result {
+        self.offers.probe(dev, interface_type, interface_instance)
+    }
+
+    /// Device `dev` goes away: its client (if any) is told to close, and
+    /// this returns once it has. Process context.
+    pub(crate) fn remove(&self, dev: Device) {
+        self.offers.remove(dev)
+    }
+
+    /// Stops watching every interface type (kmcl's module exit, once no
+    /// channel is left): the devices are removed. Process context.
+    pub(crate) fn unwatch_all(&self) {
+        let watched = core::mem::take(&mut self.offers.inner.lock().watched);
+        for (_, token) in watched.iter() {
+            self.offers.ops.unwatch(*token);
+        }
+    }
+
+    /// The devices bound now (for tests).
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn offers(&self) -> usize {
+        self.offers.inner.lock().table.offers.len()
+    }
+}
+
+impl HostOffers {
+    fn seek(self: &Arc<Self>, client: &Arc<Channel>, target: Target) -> Result {
+        let mut inner = self.inner.lock();
+        if let Some(idx) = inner.table.find(&target) {
+            return self.connect(&mut inner.table, idx, client, target.pages);
+        }
+        inner.table.wait(client, target)
+    }
+
+    fn probe(
+        self: &Arc<Self>,
+        dev: Device,
+        interface_type: Guid,
+        interface_instance: Guid,
+    ) -> Result {
+        let mut inner = self.inner.lock();
+        let idx = inner.table.add(Offer {
+            interface_type,
+            interface_instance,
+            vtl: None,
+            state: DeviceOffer {
+                dev,
+                link: None,
+                removing: false,
+            },
+        })?;
+        self.serve_waiting(&mut inner.table, idx);
+        Ok(())
+    }
+
+    fn remove(&self, dev: Device) {
+        let link = {
+            let mut inner = self.inner.lock();
+            let Some(offer) = inner.table.offers.iter_mut().find(|o| o.state.dev == dev) else {
+                return;
+            };
+            offer.state.removing = true;
+            offer.state.link.clone()
+        };
+        if let Some(link) = link {
+            link.tell_closed();
+            link.wait_detached();
+        }
+        self.inner
+            .lock()
+            .table
+            .offers
+            .retain(|o| o.state.dev != dev);
+    }
+
+    /// The client of `dev` left: the device is free for the next one.
+    fn release(self: &Arc<Self>, dev: Device) {
+        let mut inner = self.inner.lock();
+        if let Some(idx) = inner.table.offers.iter().position(|o| o.state.dev == dev) {
+            inner.table.offers[idx].state.link = None;
+            if !inner.table.offers[idx].state.removing {
+                self.serve_waiting(&mut inner.table, idx);
+            }
+        }
+    }
+
+    fn serve_waiting(self: &Arc<Self>, table: &mut OfferTable<DeviceOffer>, idx: usize) {
+        let Some((pos, client, target)) = table.first_waiting_for(idx) else {
+            return;
+        };
+        match self.connect(table, idx, &client, target.pages) {
+            Ok(()) => table.served(pos),
+            Err(e) => pr_warn!("could not connect a waiting client: {:?}\n", e),
+        }
+    }
+
+    fn connect(
+        self: &Arc<Self>,
+        table: &mut OfferTable<DeviceOffer>,
+        idx: usize,
+        client: &Arc<Channel>,
+        pages: RingPageCounts,
+    ) -> Result {
+        let offer = &table.offers[idx];
+        let link = HostLink::new(
+            self.clone(),
+            client.clone(),
+            self.ops.clone(),
+            offer.state.dev,
+            offer.interface_instance,
+            pages,
+        )?;
+        client.reserve_event()?;
+        table.offers[idx].state.link = Some(link.clone());
+        let link: Arc<dyn Link> = link;
+        client.post_reserved(PeerEvent::Connected(link));
+        Ok(())
+    }
+}
