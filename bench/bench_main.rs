@@ -40,7 +40,12 @@ use kernel::{
 mod kmcl;
 
 #[path = "../rust/protocol/mod.rs"]
-#[allow(dead_code, unreachable_pub, missing_docs)]
+#[allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    reason = "the benchmark uses the protocol layer's ring only"
+)]
 mod protocol;
 
 module! {

@@ -10,7 +10,7 @@ use core::ffi::{
 use kernel::prelude::*;
 
 use crate::{
-    engine::datapath::Incoming,
+    engine::datapath::PacketObject,
     shmem::GpadlPages, //
 };
 
@@ -168,7 +168,7 @@ pub unsafe extern "C" fn kmcl_channel_packet_get_external_data(
     }
     // SAFETY: a lent handle is a live incoming packet's box, which the
     // calling driver owns until it gives it back.
-    let incoming = unsafe { &*packet.cast::<Incoming>() };
+    let incoming = unsafe { &*packet.cast::<PacketObject>() };
     match incoming.external_data() {
         Some(pages) => {
             // SAFETY: `mdl` is writable; the view has `struct kmcl_mdl`'s

@@ -10,8 +10,8 @@ use core::ffi::{
 use kernel::prelude::*;
 
 use crate::engine::datapath::{
-    Incoming,
     IncomingPacket, //
+    PacketObject,
 };
 
 use super::{
@@ -46,7 +46,7 @@ pub(super) fn incoming(packet: *mut KmclIncoming) -> Option<IncomingPacket> {
 /// caller (given back exactly once).
 pub(super) unsafe fn incoming_unchecked(packet: *mut KmclIncoming) -> IncomingPacket {
     // SAFETY: the caller's promise.
-    IncomingPacket::from_box(unsafe { KBox::from_raw(packet.cast::<Incoming>()) })
+    IncomingPacket::from_box(unsafe { KBox::from_raw(packet.cast::<PacketObject>()) })
 }
 
 /// `VmbChannelPacketComplete`.

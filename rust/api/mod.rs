@@ -34,7 +34,7 @@ use kernel::{
     sync::{Arc, ArcBorrow, Mutex, SpinLock, SpinLockIrq},
 };
 
-use crate::engine::{channel::Channel, datapath::Incoming};
+use crate::engine::{channel::Channel, datapath::PacketObject};
 use crate::shmem::GpadlPages;
 use crate::transport::loopback::LoopbackBus;
 

@@ -18,7 +18,7 @@ use kernel::{
 };
 
 use crate::{
-    engine::datapath::Incoming,
+    engine::datapath::PacketObject,
     protocol::lifecycle::Role, //
 };
 
@@ -76,7 +76,7 @@ pub unsafe extern "C" fn kmcl_channel_restore_from_buffer(
 
 /// Gives the taken-back packets back to the driver (a save failed) and
 /// lets delivery resume.
-pub(super) fn give_back_all(h: &Handle, taken: KVec<(KBox<Incoming>, usize)>) {
+pub(super) fn give_back_all(h: &Handle, taken: KVec<(KBox<PacketObject>, usize)>) {
     for (b, owner) in taken {
         let raw = KBox::into_raw(b);
         if lent::lend(raw as usize, owner).is_err() {
@@ -141,7 +141,7 @@ pub unsafe extern "C" fn kmcl_channel_save_begin(channel: *mut KmclChannel) -> c
 pub(super) fn save_begin(h: &Handle) -> Result {
     h.channel.stop_for_save()?;
     let me = Arc::as_ptr(&h.channel);
-    let mut taken: KVec<(KBox<Incoming>, usize)> = KVec::new();
+    let mut taken: KVec<(KBox<PacketObject>, usize)> = KVec::new();
     loop {
         if taken.reserve(1, GFP_KERNEL).is_err() {
             give_back_all(h, taken);
@@ -150,13 +150,13 @@ pub(super) fn save_begin(h: &Handle) -> Result {
         let Some((handle, owner)) = lent::take_one_where(|addr, _| {
             // SAFETY: `addr` is lent (its entry is in the table, under the
             // table's lock), so the packet is alive.
-            let b = unsafe { &*(addr as *const Incoming) };
+            let b = unsafe { &*(addr as *const PacketObject) };
             core::ptr::eq(Arc::as_ptr(b.channel()), me)
         }) else {
             break;
         };
         // SAFETY: a lent handle taken out of the table is ours again.
-        let b = unsafe { KBox::from_raw(handle as *mut Incoming) };
+        let b = unsafe { KBox::from_raw(handle as *mut PacketObject) };
         if taken.push_within_capacity((b, owner)).is_err() {
             // Reserved above.
             break;
@@ -169,7 +169,7 @@ pub(super) fn save_begin(h: &Handle) -> Result {
     }
     let mut states = KVec::with_capacity(taken.len(), GFP_KERNEL)?;
     for (b, _) in taken.iter() {
-        let raw = core::ptr::from_ref::<Incoming>(b)
+        let raw = core::ptr::from_ref::<PacketObject>(b)
             .cast_mut()
             .cast::<KmclIncoming>();
         match driver_state(h, raw) {

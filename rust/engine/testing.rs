@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Helpers shared by kmcl's KUnit tests.
+//! Helpers shared by kmcl's KUnit tests: one way to wait for a condition,
+//! and channel pairs on a loopback bus (the tests' fixture; production
+//! code in the engine names no transport).
 
 use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
@@ -10,17 +12,60 @@ use kernel::{
     time::{delay::fsleep, Delta},
 };
 
-use super::channel::{Channel, StateCallbacks};
+use super::{
+    channel::{
+        Channel,
+        PacketCallbacks,
+        StateCallbacks, //
+    },
+    types::Guid,
+};
+use crate::{
+    protocol::lifecycle::Role,
+    transport::loopback::LoopbackBus, //
+};
 
-/// Polls `what` every 10 ms for up to five seconds.
-pub(crate) fn wait_until(mut what: impl FnMut() -> bool) -> bool {
-    for _ in 0..500 {
+/// Polls `what` every 10 ms for up to `seconds`; whether it became true.
+pub(crate) fn wait_for(seconds: u32, mut what: impl FnMut() -> bool) -> bool {
+    for _ in 0..seconds * 100 {
         if what() {
             return true;
         }
         fsleep(Delta::from_millis(10));
     }
     what()
+}
+
+/// Polls `what` every 10 ms for up to five seconds.
+pub(crate) fn wait_until(what: impl FnMut() -> bool) -> bool {
+    wait_for(5, what)
+}
+
+/// A server and a client of interface type `ty` on `bus`, the server
+/// delivering to `server_callbacks` (if given), connected and running:
+/// (server, client).
+pub(crate) fn channel_pair(
+    bus: &Arc<LoopbackBus>,
+    ty: Guid,
+    server_callbacks: Option<Arc<dyn PacketCallbacks>>,
+) -> Result<(Arc<Channel>, Arc<Channel>)> {
+    let server = Channel::new(Role::Server, bus.clone())?;
+    server.configure(|s| s.interface_type = ty)?;
+    if let Some(cb) = server_callbacks {
+        server.set_packet_callbacks(cb)?;
+    }
+    let client = Channel::new(Role::Client, bus.clone())?;
+    client.configure(|s| s.interface_type = ty)?;
+    connect(&server, &client)?;
+    Ok((server, client))
+}
+
+/// Disables (the client first) and releases both channels of a pair.
+pub(crate) fn close_pair(client: Arc<Channel>, server: Arc<Channel>) -> Result {
+    client.disable()?;
+    server.disable()?;
+    client.cleanup()?;
+    server.cleanup()
 }
 
 /// Enables and starts `server`, enables `client`, and waits until both

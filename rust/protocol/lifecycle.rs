@@ -156,16 +156,36 @@ impl Actions {
     }
 }
 
+/// Where a channel is in its life, apart from pausing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Not enabled (a client whose connection closed is disabled again).
+    Disabled,
+    /// Enabled and not connected: a server's offer is up, a client looks
+    /// for its offer.
+    Enabled,
+    /// Connected; `Opened` was delivered and its result is awaited.
+    Opening,
+    /// Connected and opened: packets flow unless paused.
+    Open,
+}
+
 /// The lifecycle state of one channel.
+///
+/// # Invariants
+///
+/// - The channel runs (packets flow) exactly when it is [`State::Open`]
+///   and not paused; `Started`/`EnableIncoming`/`PostStarted` are emitted
+///   on entering that condition and `StopIncoming`/`Suspend`/
+///   `DrainIncoming` on leaving it, so they alternate.
+/// - While [`State::Opening`], only the `Opened` result is accepted.
+/// - `paused` is remembered in every state (KMCL: a Pause before Enable
+///   takes effect when the channel connects); a server starts paused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lifecycle {
     role: Role,
-    enabled: bool,
-    connected: bool,
-    /// `Opened` was delivered and its result is not known yet.
-    opening: bool,
+    state: State,
     paused: bool,
-    running: bool,
 }
 
 impl Lifecycle {
@@ -173,11 +193,8 @@ impl Lifecycle {
     pub fn new(role: Role) -> Self {
         Self {
             role,
-            enabled: false,
-            connected: false,
-            opening: false,
+            state: State::Disabled,
             paused: role == Role::Server,
-            running: false,
         }
     }
 
@@ -189,17 +206,17 @@ impl Lifecycle {
     /// Whether the driver enabled the channel (and it was not closed since,
     /// for a client).
     pub fn is_enabled(&self) -> bool {
-        self.enabled
+        self.state != State::Disabled
     }
 
     /// Whether the channel is connected to the other endpoint.
     pub fn is_connected(&self) -> bool {
-        self.connected
+        matches!(self.state, State::Opening | State::Open)
     }
 
     /// Whether `Opened` was delivered and its result is awaited.
     pub fn is_opening(&self) -> bool {
-        self.opening
+        self.state == State::Opening
     }
 
     /// Whether the channel is paused.
@@ -209,27 +226,29 @@ impl Lifecycle {
 
     /// Whether packets flow: enabled, connected and not paused.
     pub fn is_running(&self) -> bool {
-        self.running
+        self.state == State::Open && !self.paused
     }
 
     /// Whether init-time settings may still be changed (KMCL: only while
     /// the channel is disabled).
     pub fn accepts_init(&self) -> bool {
-        !self.enabled && !self.connected
+        self.state == State::Disabled
     }
 
-    fn enter_running(&mut self, out: &mut Actions) {
-        if self.enabled && self.connected && !self.opening && !self.paused && !self.running {
-            self.running = true;
+    /// Emits the actions of starting to run if the channel runs now but did
+    /// not before (`was_running`).
+    fn entered(&self, was_running: bool, out: &mut Actions) {
+        if !was_running && self.is_running() {
             out.push(Action::Started);
             out.push(Action::EnableIncoming);
             out.push(Action::PostStarted);
         }
     }
 
-    fn leave_running(&mut self, out: &mut Actions) {
-        if self.running {
-            self.running = false;
+    /// Emits the actions of stopping if the channel runs now (before a
+    /// change that stops it).
+    fn leaving(&self, out: &mut Actions) {
+        if self.is_running() {
             out.push(Action::StopIncoming);
             out.push(Action::Suspend);
             out.push(Action::DrainIncoming);
@@ -244,84 +263,83 @@ impl Lifecycle {
     /// nothing.
     pub fn apply(&mut self, event: Event) -> Result<Actions, InvalidState> {
         let mut out = Actions::new();
-        if self.opening && !matches!(event, Event::OpenedOk | Event::OpenedFailed) {
+        if self.state == State::Opening && !matches!(event, Event::OpenedOk | Event::OpenedFailed) {
             return Err(InvalidState);
         }
         match event {
             Event::Enable => {
-                if self.enabled {
+                if self.state != State::Disabled {
                     return Err(InvalidState);
                 }
-                self.enabled = true;
+                self.state = State::Enabled;
                 out.push(match self.role {
                     Role::Server => Action::Offer,
                     Role::Client => Action::Connect,
                 });
             }
             Event::Disable => {
-                if !self.enabled && !self.connected {
+                if self.state == State::Disabled {
                     return Err(InvalidState);
                 }
-                self.leave_running(&mut out);
-                if self.connected {
-                    self.connected = false;
+                self.leaving(&mut out);
+                if self.state == State::Open {
                     out.push(Action::Closed);
                     out.push(Action::Disconnect);
                 }
-                if self.role == Role::Server && self.enabled {
+                if self.role == Role::Server {
                     out.push(Action::Rescind);
                 }
-                self.enabled = false;
+                self.state = State::Disabled;
                 self.paused = self.role == Role::Server;
             }
             Event::Pause => {
-                self.leave_running(&mut out);
+                self.leaving(&mut out);
                 self.paused = true;
             }
             Event::Start => {
-                if !self.enabled {
+                if self.state == State::Disabled {
                     return Err(InvalidState);
                 }
+                let was_running = self.is_running();
                 self.paused = false;
-                self.enter_running(&mut out);
+                self.entered(was_running, &mut out);
             }
             Event::Connected => {
-                if !self.enabled || self.connected {
+                if self.state != State::Enabled {
                     return Err(InvalidState);
                 }
-                self.connected = true;
-                self.opening = true;
+                self.state = State::Opening;
                 out.push(Action::Opened);
             }
             Event::OpenedOk => {
-                if !self.opening {
+                if self.state != State::Opening {
                     return Err(InvalidState);
                 }
-                self.opening = false;
-                self.enter_running(&mut out);
+                self.state = State::Open;
+                self.entered(false, &mut out);
             }
             Event::OpenedFailed => {
-                if !self.opening {
+                if self.state != State::Opening {
                     return Err(InvalidState);
                 }
-                self.opening = false;
-                self.connected = false;
                 out.push(Action::Disconnect);
-                if self.role == Role::Client {
-                    self.enabled = false;
-                }
+                self.state = match self.role {
+                    Role::Client => State::Disabled,
+                    Role::Server => State::Enabled,
+                };
             }
             Event::PeerClosed => {
-                if !self.connected {
+                if self.state != State::Open {
                     return Err(InvalidState);
                 }
-                self.leave_running(&mut out);
-                self.connected = false;
+                self.leaving(&mut out);
                 out.push(Action::Closed);
                 out.push(Action::Disconnect);
                 if self.role == Role::Client {
-                    self.enabled = false;
+                    self.state = State::Disabled;
                     self.paused = false;
+                } else {
+                    self.state = State::Enabled;
                 }
             }
         }

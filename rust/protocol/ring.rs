@@ -397,12 +397,12 @@ impl<M: RingMemory> OutgoingRing<M> {
 
 /// A packet read out of a ring into the reader's buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IncomingPacket {
+pub struct ReadPacket {
     /// The validated descriptor.
     pub descriptor: Descriptor,
 }
 
-impl IncomingPacket {
+impl ReadPacket {
     /// The type-specific header within the buffer the packet was read into.
     #[inline]
     pub fn header<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
@@ -423,7 +423,7 @@ pub enum Next {
     /// The ring is empty.
     Empty,
     /// A packet was read into the buffer given for it.
-    Read(IncomingPacket),
+    Read(ReadPacket),
     /// No buffer was given for the packet with this (validated)
     /// descriptor: it is still in the ring.
     Declined(Descriptor),
@@ -488,7 +488,7 @@ impl<M: RingMemory> IncomingRing<M> {
     /// Returns `Ok(None)` when the ring is empty. The packet, descriptor
     /// included, is copied out of shared memory before any of it is parsed;
     /// the descriptor is read once. On error nothing is consumed.
-    pub fn read(&mut self, buf: &mut [u8]) -> Result<Option<IncomingPacket>, RingError> {
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<Option<ReadPacket>, RingError> {
         let max = buf.len();
         match self.read_into(|d| buf.get_mut(..d.packet_len()))? {
             Next::Empty => Ok(None),
@@ -540,7 +540,7 @@ impl<M: RingMemory> IncomingRing<M> {
         read_wrapped(&self.mem, self.size, body_at, &mut buf[DESCRIPTOR_SIZE..]);
         // INVARIANT: the packet and trailer are within `available`.
         self.next = advance(self.next, descriptor.ring_len(), self.size);
-        Ok(Next::Read(IncomingPacket { descriptor }))
+        Ok(Next::Read(ReadPacket { descriptor }))
     }
 
     /// Whether packets were read since the last commit.

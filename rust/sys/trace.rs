@@ -19,7 +19,10 @@ mod raw {
     // kmcl_trace.h; the prototypes are that header's TP_PROTO lists.
     // `struct tracepoint` has a zero-sized member, which the FFI lint
     // rejects; Rust only ever takes the address of these objects.
-    #[allow(improper_ctypes)]
+    #[allow(
+        improper_ctypes,
+        reason = "`struct tracepoint` has a zero-sized member; only its address is used"
+    )]
     extern "C" {
         pub(super) static __tracepoint_kmcl_packet_fetched: tracepoint;
         pub(super) static __tracepoint_kmcl_packet_sent: tracepoint;

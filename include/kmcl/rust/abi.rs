@@ -14,7 +14,11 @@
 //! Everything here is raw: pointers, errnos. Drivers use the safe types of
 //! `kmcl.rs` instead.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    reason = "included with #[path] by several crates (kmcl.ko, drivers, the bench), each using part of it"
+)]
 
 use core::ffi::{c_int, c_void};
 use kernel::ffi::c_char;
@@ -386,7 +390,10 @@ kmcl_functions! {
 /// `KMCL_CLIENT_INTERFACE_V1` (C `struct kmcl_client_interface_v1`), in
 /// KMCL's field order. Each field is the function of the same name.
 #[repr(C)]
-#[allow(missing_docs)]
+#[allow(
+    missing_docs,
+    reason = "each field is the exported function of the same name, documented in kmcl.h"
+)]
 #[derive(Clone, Copy)]
 pub struct ClientInterfaceV1 {
     /// `size_of` the whole interface asked for.
@@ -439,7 +446,10 @@ pub struct ClientInterfaceV1 {
 /// `KMCL_SERVER_ONLY_METHODS` (C `struct kmcl_server_only_methods`), in
 /// KMCL's field order. Each field is the function of the same name.
 #[repr(C)]
-#[allow(missing_docs)]
+#[allow(
+    missing_docs,
+    reason = "each field is the exported function of the same name, documented in kmcl.h"
+)]
 #[derive(Clone, Copy)]
 pub struct ServerOnlyMethods {
     pub channel_map_gpadl: FnChannelMapGpadl,

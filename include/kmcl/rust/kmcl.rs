@@ -49,7 +49,11 @@
 //! The wrapper keeps the channel's pointer slot (`VmbChannelSetPointer`)
 //! for itself: a driver keeps its state in its [`Driver`] object instead.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    reason = "included with #[path] by each driver crate, which uses part of it"
+)]
 
 #[path = "abi.rs"]
 pub mod abi;

@@ -68,15 +68,10 @@ use super::{
     *,
 };
 
-/// Polls `what` every 10 ms for up to 30 seconds.
-fn wait_until(mut what: impl FnMut() -> bool) -> bool {
-    for _ in 0..3000 {
-        if what() {
-            return true;
-        }
-        fsleep(Delta::from_millis(10));
-    }
-    false
+/// Polls `what` every 10 ms for up to 30 seconds (C-ABI tests wait for
+/// whole pairs of modules' worth of work).
+fn wait_until(what: impl FnMut() -> bool) -> bool {
+    crate::engine::testing::wait_for(30, what)
 }
 
 /// Allocates a channel with no owner.

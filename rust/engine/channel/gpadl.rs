@@ -56,6 +56,17 @@ struct Tables {
     mappings: KVec<Mapping>,
 }
 
+/// How many GPADLs a channel has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct GpadlCounts {
+    /// Client: its GPADLs.
+    pub(crate) gpadls: usize,
+    /// Client: of them, mapped by the server now.
+    pub(crate) mapped_by_server: usize,
+    /// Server: its mappings of the client's GPADLs.
+    pub(crate) mappings: usize,
+}
+
 /// A channel's GPADL state.
 #[pin_data]
 pub(crate) struct Gpadls {
@@ -117,14 +128,14 @@ impl Gpadls {
         }
     }
 
-    /// (GPADLs, of them mapped, mappings held as a server), for debugfs.
-    pub(crate) fn counts(&self) -> (usize, usize, usize) {
+    /// How many GPADLs and mappings there are, for debugfs.
+    pub(crate) fn counts(&self) -> GpadlCounts {
         let t = self.tables.lock();
-        (
-            t.gpadls.len(),
-            t.gpadls.iter().filter(|e| e.mapped).count(),
-            t.mappings.len(),
-        )
+        GpadlCounts {
+            gpadls: t.gpadls.len(),
+            mapped_by_server: t.gpadls.iter().filter(|e| e.mapped).count(),
+            mappings: t.mappings.len(),
+        }
     }
 
     /// Client: whether the server has any GPADL mapped.

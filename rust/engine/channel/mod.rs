@@ -48,7 +48,7 @@
 //!
 //! # The one back-reference
 //!
-//! A delivered packet ([`crate::engine::datapath::Incoming`]) holds an
+//! A delivered packet ([`crate::engine::datapath::PacketObject`]) holds an
 //! `Arc<Channel>`: completing it must reach its channel's data path and
 //! receive state. Everything else in the engine points downward.
 
@@ -77,8 +77,8 @@ use crate::{
     engine::datapath::{
         DataPath,
         Exposed,
-        Incoming,
         IncomingPacket, //
+        PacketObject,
     },
     engine::types::MmioSpace,
     protocol::lifecycle::{
@@ -102,6 +102,7 @@ mod transport;
 
 pub(crate) use control::PeerEvent;
 pub use control::StateCallbacks;
+pub(crate) use gpadl::GpadlCounts;
 pub use receive::{
     PacketCallbacks,
     RX_BUDGET, //
@@ -111,6 +112,7 @@ pub(crate) use save::{
     SavedPacket, //
 };
 pub use settings::{
+    MmioMegabytes,
     Settings,
     Transport,
     CHANNEL_FLAG_IS_PIPE,
@@ -118,6 +120,7 @@ pub use settings::{
     MAX_VTL,
     SERVER_FLAGS_KNOWN, //
 };
+pub(crate) use signal::SignalCounts;
 pub use snapshot::Snapshot;
 pub(crate) use transport::{
     same_link,
@@ -174,7 +177,7 @@ struct RxState {
     /// Completed incoming packet objects kept for reuse while connected
     /// (no capacity otherwise: they are freed). Their buffers stay
     /// allocated, so a warm data path allocates nothing per packet.
-    pool: KVec<KBox<Incoming>>,
+    pool: KVec<KBox<PacketObject>>,
     callbacks: Option<Arc<dyn PacketCallbacks>>,
 }
 
@@ -255,7 +258,8 @@ pub struct Channel {
     running_written: core::sync::atomic::AtomicBool,
     /// The packet the receive work is delivering, which a completion
     /// during the delivery gives straight back to it (no lock).
-    pub(crate) catch: crate::engine::datapath::handoff::Catch<crate::engine::datapath::Incoming>,
+    pub(crate) catch:
+        crate::engine::datapath::handoff::Catch<crate::engine::datapath::PacketObject>,
     /// (connected, MMIO space): set before Opened, cleared at disconnect.
     #[pin]
     mmio: SpinLockIrq<(bool, Option<MmioSpace>)>,

@@ -12,8 +12,8 @@ use kernel::{
 
 use crate::{
     engine::datapath::{
-        Incoming,
         IncomingPacket,
+        PacketObject,
         Received, //
     },
     sys::trace, //
@@ -81,7 +81,7 @@ impl Channel {
 
     /// A completed incoming packet's object: given back to the receive
     /// work if it is delivering that packet right now, else released.
-    pub(crate) fn release_completed(b: KBox<Incoming>) {
+    pub(crate) fn release_completed(b: KBox<PacketObject>) {
         if let Err(b) = crate::engine::datapath::handoff::Catch::give(b, |o| &o.channel().catch) {
             let channel = b.channel().clone();
             channel.release_incoming(Some(b));
@@ -91,7 +91,7 @@ impl Channel {
     /// One delivered packet is done with; resumes delivery stopped at the
     /// quota (KMCL: only a completion restarts it). `reuse` is its object,
     /// kept for the next packet while connected (one lock for both).
-    pub(super) fn release_incoming(self: &Arc<Self>, reuse: Option<KBox<Incoming>>) {
+    pub(super) fn release_incoming(self: &Arc<Self>, reuse: Option<KBox<PacketObject>>) {
         let (resume, wake, rejected) = {
             let mut rx = self.rx.lock();
             rx.outstanding = rx.outstanding.saturating_sub(1);
@@ -115,7 +115,7 @@ impl Channel {
 
     /// A packet read in a batch is not delivered after all (the channel
     /// failed meanwhile): released without a completion.
-    pub(crate) fn discard_incoming(self: &Arc<Self>, b: KBox<Incoming>) {
+    pub(crate) fn discard_incoming(self: &Arc<Self>, b: KBox<PacketObject>) {
         self.release_incoming(Some(b));
     }
 
@@ -206,7 +206,7 @@ impl Channel {
         // delivery. Settled in the next critical section.
         let (mut unused, mut caught) = (0u32, 0u32);
         // Packet objects from the pool for the next batch, and the batch.
-        let mut objects: [Option<KBox<Incoming>>; RX_BATCH] = Default::default();
+        let mut objects: [Option<KBox<PacketObject>>; RX_BATCH] = Default::default();
         let mut batch: [Option<IncomingPacket>; RX_BATCH] = Default::default();
         loop {
             if fetched >= RX_BUDGET {
@@ -330,7 +330,7 @@ impl Channel {
         let rejected = {
             let mut rx = self.rx.lock();
             rx.settle(unused, caught);
-            let mut rejected: [Option<KBox<Incoming>>; RX_BATCH] = Default::default();
+            let mut rejected: [Option<KBox<PacketObject>>; RX_BATCH] = Default::default();
             for (slot, out) in objects.iter_mut().zip(rejected.iter_mut()) {
                 if let Some(b) = slot.take() {
                     *out = crate::engine::datapath::recycle(&mut rx.pool, b);

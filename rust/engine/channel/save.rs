@@ -25,7 +25,7 @@
 use kernel::{prelude::*, sync::Arc};
 
 use super::Channel;
-use crate::engine::datapath::Incoming;
+use crate::engine::datapath::PacketObject;
 use crate::engine::types::Guid;
 use crate::protocol::save::{self, PacketRecord, Record, Restore, SaveError, Writer};
 use crate::{
@@ -36,7 +36,7 @@ use crate::{
 /// A packet being saved: the packet and the driver's state for it.
 pub(crate) struct SavedPacket {
     /// The packet, taken from the driver.
-    pub(crate) packet: KBox<Incoming>,
+    pub(crate) packet: KBox<PacketObject>,
     /// What the driver saved for it.
     pub(crate) driver_state: KVec<u8>,
 }
@@ -209,12 +209,12 @@ pub(crate) fn packet_of(lib: &[u8]) -> Result<PacketRecord<'_>> {
 impl Channel {
     /// An incoming packet again, from a saved packet's chunk (KMCL
     /// `VmbPacketRestore`), counted as delivered to the driver.
-    pub(crate) fn restore_incoming(self: &Arc<Self>, lib: &[u8]) -> Result<KBox<Incoming>> {
+    pub(crate) fn restore_incoming(self: &Arc<Self>, lib: &[u8]) -> Result<KBox<PacketObject>> {
         let rec = packet_of(lib)?;
         // Not the control lock: this runs from the restore callback, which
         // the control work calls with it held.
         let context = self.incoming_context_size().ok_or(ENOTCONN)?;
-        let b = Incoming::restored(
+        let b = PacketObject::restored(
             self.clone(),
             (rec.transaction_id, rec.completion_requested),
             rec.payload,

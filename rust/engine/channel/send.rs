@@ -18,8 +18,11 @@ use kernel::{
 
 use crate::{
     engine::datapath::{
+        DataPath,
         Routine,
-        SendCompletion, //
+        SendCompletion,
+        SendError,
+        Sent, //
     },
     protocol::packet::PacketType, //
 };
@@ -29,6 +32,41 @@ use crate::engine::types::CloseReason;
 use super::Channel;
 
 impl Channel {
+    /// One send through the data path, the way every send goes: `op` under
+    /// the data lock (`not_connected` without a data path); then, without
+    /// the lock, the routines of queued packets it wrote, closing the
+    /// channel if the other endpoint stopped reading (the send fails with
+    /// `-ENODEV`, as sends do once a channel is closed), and the signal.
+    /// Returns what is left of the send: a routine to run now, the
+    /// transaction id.
+    fn send_through(
+        self: &Arc<Self>,
+        not_connected: Error,
+        op: impl FnOnce(&mut DataPath) -> Result<Sent, SendError>,
+    ) -> Result<Sent> {
+        let (sent, written) = {
+            let mut data = self.data.lock();
+            let dp = Option::as_mut(&mut *data).ok_or(not_connected)?;
+            let sent = op(dp);
+            (sent, dp.has_written())
+        };
+        if written {
+            self.run_written();
+        }
+        let mut sent = match sent {
+            Ok(sent) => sent,
+            Err(SendError::Refused(e)) => return Err(e),
+            Err(SendError::PeerStalled) => {
+                self.stop_and_close(CloseReason::PeerNotDraining);
+                return Err(ENODEV);
+            }
+        };
+        if let Some(peer) = sent.kick.take() {
+            self.signal(&peer);
+        }
+        Ok(sent)
+    }
+
     /// KMCL `VmbPacketSend` with external data (`SendWithExternalMdl`,
     /// `SendWithExternalPfns`): `payload` in the ring and `pages` described
     /// by a GPA range list; the other endpoint gets the pages with the
@@ -41,20 +79,10 @@ impl Channel {
         completion: impl Into<Routine>,
     ) -> Result {
         let pages = Arc::new(pages, GFP_ATOMIC)?;
-        let kick = {
-            let mut data = self.data.lock();
-            let dp = Option::as_mut(&mut *data).ok_or(ENOTCONN)?;
-            let sent = dp.send_external(&self.exposed, payload, pages, completion.into(), true);
-            let written = dp.has_written();
-            drop(data);
-            if written {
-                self.run_written();
-            }
-            self.close_if_stalled(sent)?.kick
-        };
-        if let Some(peer) = kick {
-            self.signal(&peer);
-        }
+        let completion = completion.into();
+        self.send_through(ENOTCONN, |dp| {
+            dp.send_external(&self.exposed, payload, pages, completion, true)
+        })?;
         Ok(())
     }
 
@@ -69,53 +97,20 @@ impl Channel {
         wait_for_completion: bool,
         completion: impl Into<Routine>,
     ) -> Result {
-        let (kick, now) = {
-            let mut data = self.data.lock();
-            let dp = Option::as_mut(&mut *data).ok_or(ENOTCONN)?;
-            let sent = dp.send(
-                PacketType::InBand,
-                payload,
-                completion.into(),
-                wait_for_completion,
-            );
-            let written = dp.has_written();
-            drop(data);
-            if written {
-                self.run_written();
-            }
-            let sent = self.close_if_stalled(sent)?;
-            (sent.kick, sent.run_now)
-        };
-        if let Some(peer) = kick {
-            self.signal(&peer);
-        }
-        if let Some(routine) = now {
+        let completion = completion.into();
+        let sent = self.send_through(ENOTCONN, |dp| {
+            dp.send(PacketType::InBand, payload, completion, wait_for_completion)
+        })?;
+        if let Some(routine) = sent.run_now {
             routine.run(Ok(()), &[]);
         }
         Ok(())
     }
 
     /// Sends the completion of incoming transaction `id` with `payload`.
+    /// `-ENOTCONN` when the connection is gone (nobody waits for it).
     pub(crate) fn send_completion(self: &Arc<Self>, id: u64, payload: &[u8]) -> Result {
-        let (sent, written) = {
-            let mut data = self.data.lock();
-            match Option::as_mut(&mut *data) {
-                Some(dp) => (
-                    dp.send_completion(id, payload)
-                        .map(|kick| (kick, dp.peer().clone())),
-                    dp.has_written(),
-                ),
-                // The connection is gone; nobody waits for this.
-                None => (Err(ENOTCONN), false),
-            }
-        };
-        if written {
-            self.run_written();
-        }
-        let (kick, peer) = self.close_if_stalled(sent)?;
-        if kick {
-            self.signal(&peer);
-        }
+        self.send_through(ENOTCONN, |dp| dp.send_completion(id, payload))?;
         Ok(())
     }
 
@@ -144,19 +139,6 @@ impl Channel {
             if !more {
                 return;
             }
-        }
-    }
-
-    /// A send's result; `-EPIPE` from the data path means the other
-    /// endpoint stopped reading: the channel is closed and the send fails
-    /// with `-ENODEV`, as sends do once a channel is closed.
-    pub(super) fn close_if_stalled<T>(self: &Arc<Self>, r: Result<T>) -> Result<T> {
-        match r {
-            Err(e) if e == EPIPE => {
-                self.stop_and_close(CloseReason::PeerNotDraining);
-                Err(ENODEV)
-            }
-            r => r,
         }
     }
 
@@ -213,28 +195,13 @@ impl Channel {
         )?;
         let routine = KBox::new(SyncCompletion(wait.clone()), GFP_KERNEL)?;
         let may_queue = timeout_ms != Some(0);
-        let (kick, id) = {
-            let mut data = self.data.lock();
-            let dp = Option::as_mut(&mut *data).ok_or(ENODEV)?;
-            let sent = match external {
-                Some(pages) => {
-                    dp.send_external(&self.exposed, payload, pages, routine.into(), may_queue)
-                }
-                None => {
-                    dp.send_with_id(PacketType::InBand, payload, routine.into(), true, may_queue)
-                }
-            };
-            let written = dp.has_written();
-            drop(data);
-            if written {
-                self.run_written();
-            }
-            let sent = self.close_if_stalled(sent)?;
-            (sent.kick, sent.id)
-        };
-        if let Some(peer) = kick {
-            self.signal(&peer);
-        }
+        let routine: Routine = routine.into();
+        let id = self
+            .send_through(ENODEV, |dp| match external {
+                Some(pages) => dp.send_external(&self.exposed, payload, pages, routine, may_queue),
+                None => dp.send_with_id(PacketType::InBand, payload, routine, true, may_queue),
+            })?
+            .id;
 
         let mut st = wait.state.lock();
         let mut left = timeout_ms.map(|ms| kernel::time::msecs_to_jiffies(ms.max(1)));

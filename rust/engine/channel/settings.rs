@@ -46,7 +46,7 @@ pub struct Settings {
     /// Client: which VMBus the offer is looked for on.
     pub transport: Transport,
     /// Server: MMIO space for the device, in MiB (required, optional).
-    pub mmio_megabytes: (u16, u16),
+    pub mmio_megabytes: MmioMegabytes,
     /// Server: the VTL whose clients see the offer (KMCL target VTL).
     /// Client: the VTL it runs in (the kernel's; 0 unless a test says
     /// otherwise).
@@ -78,6 +78,16 @@ pub const CHANNEL_FLAG_IS_PIPE: u32 = 0x1;
 /// kmcl records them, none changes loopback behaviour.
 pub const SERVER_FLAGS_KNOWN: u32 = 0x1f;
 
+/// The MMIO space a server's device asks for, in MiB (KMCL
+/// `VmbServerChannelInitSetMmioMegabytes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MmioMegabytes {
+    /// MiB the device must have.
+    pub required: u16,
+    /// MiB more it may have.
+    pub optional: u16,
+}
+
 impl Settings {
     pub(super) const fn new() -> Self {
         Self {
@@ -90,7 +100,10 @@ impl Settings {
             max_external_bytes: 0,
             max_external_ranges: 0,
             transport: Transport::Auto,
-            mmio_megabytes: (0, 0),
+            mmio_megabytes: MmioMegabytes {
+                required: 0,
+                optional: 0,
+            },
             vtl: 0,
         }
     }
@@ -172,7 +185,10 @@ impl Channel {
             if self.role != Role::Server {
                 return Err(EINVAL);
             }
-            ctl.settings.mmio_megabytes = (megabytes, optional);
+            ctl.settings.mmio_megabytes = MmioMegabytes {
+                required: megabytes,
+                optional,
+            };
             Ok(())
         })
     }

@@ -12,6 +12,13 @@ use crate::engine::datapath::Peer;
 
 use super::Channel;
 
+/// How often a channel signalled the other endpoint and was signalled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SignalCounts {
+    pub(crate) sent: u64,
+    pub(crate) received: u64,
+}
+
 impl Channel {
     /// Signals `peer` (VMBus's interrupt to the other endpoint): its
     /// receive work looks at the rings.
@@ -80,13 +87,13 @@ impl Channel {
         self.kick_rx();
     }
 
-    /// The (sent, received) signal counts.
-    pub(crate) fn signals(&self) -> (u64, u64) {
+    /// How often this channel signalled and was signalled.
+    pub(crate) fn signals(&self) -> SignalCounts {
         use core::sync::atomic::Ordering::Relaxed;
-        (
-            self.signals_sent.load(Relaxed),
-            self.signals_received.load(Relaxed),
-        )
+        SignalCounts {
+            sent: self.signals_sent.load(Relaxed),
+            received: self.signals_received.load(Relaxed),
+        }
     }
 
     /// Makes the receive work look at the rings.

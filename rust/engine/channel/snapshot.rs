@@ -11,7 +11,12 @@ use core::fmt;
 use kernel::sync::Arc;
 
 use super::{Channel, Settings, FRIENDLY_NAME_MAX};
+use super::{
+    GpadlCounts,
+    SignalCounts, //
+};
 use crate::engine::datapath::Counters;
+use crate::engine::datapath::RingStates;
 use crate::engine::types::{
     Guid,
     GuidText, //
@@ -49,16 +54,16 @@ pub struct Snapshot {
     pub(crate) deferred: usize,
     /// GPADLs: (created by this client, of them mapped by the server,
     /// mapped by this server).
-    pub(crate) gpadls: (usize, usize, usize),
+    pub(crate) gpadls: GpadlCounts,
     /// Transactions whose external data this endpoint exposes.
     pub(crate) exposed: usize,
     pub(crate) at_passive: bool,
     /// Signals (sent, received).
-    pub(crate) signals: (u64, u64),
+    pub(crate) signals: SignalCounts,
     /// Signals merged by the interrupt latency (0 when none is set).
     pub(crate) signals_merged: u64,
     /// (outgoing, incoming) ring control values, when connected.
-    pub(crate) rings: Option<(RingState, RingState)>,
+    pub(crate) rings: Option<RingStates>,
 }
 
 fn ring_line(f: &mut fmt::Formatter<'_>, which: &str, r: &RingState) -> fmt::Result {
@@ -115,7 +120,7 @@ impl fmt::Display for Snapshot {
         writeln!(
             f,
             "signals sent: {}\nsignals received: {}",
-            self.signals.0, self.signals.1
+            self.signals.sent, self.signals.received
         )?;
         if self.signals_merged > 0 {
             writeln!(f, "signals merged: {}", self.signals_merged)?;
@@ -154,7 +159,7 @@ impl fmt::Display for Snapshot {
         writeln!(
             f,
             "gpadls: {} (mapped by the server: {}); mapped here: {}",
-            self.gpadls.0, self.gpadls.1, self.gpadls.2
+            self.gpadls.gpadls, self.gpadls.mapped_by_server, self.gpadls.mappings
         )?;
         writeln!(
             f,
@@ -162,9 +167,9 @@ impl fmt::Display for Snapshot {
             self.exposed
         )?;
         match &self.rings {
-            Some((out, inc)) => {
-                ring_line(f, "outgoing", out)?;
-                ring_line(f, "incoming", inc)
+            Some(rings) => {
+                ring_line(f, "outgoing", &rings.outgoing)?;
+                ring_line(f, "incoming", &rings.incoming)
             }
             None => writeln!(f, "rings: none (not connected)"),
         }
@@ -244,10 +249,10 @@ impl Channel {
     pub(crate) fn snapshot_data(&self, s: &mut Snapshot) {
         if let Some(dp) = self.data.lock().as_ref() {
             s.counters = dp.counters;
-            let (awaiting, queued, rings) = dp.snapshot();
-            s.awaiting_completion = awaiting;
-            s.queued = queued;
-            s.rings = Some(rings);
+            let state = dp.snapshot();
+            s.awaiting_completion = state.awaiting_completion;
+            s.queued = state.queued;
+            s.rings = Some(state.rings);
         }
     }
 

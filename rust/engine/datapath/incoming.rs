@@ -25,8 +25,8 @@ use super::Exposed;
 use super::{
     check_external,
     DataPath,
-    Incoming,
     IncomingPacket,
+    PacketObject,
     Received, //
 };
 
@@ -36,15 +36,15 @@ pub(crate) const POOL_SIZE: usize = 64;
 /// Keeps a completed incoming packet object in `pool` for reuse; gives it
 /// back if the pool is full (or not set up: not connected).
 pub(crate) fn recycle(
-    pool: &mut KVec<KBox<Incoming>>,
-    b: KBox<Incoming>,
-) -> Option<KBox<Incoming>> {
+    pool: &mut KVec<KBox<PacketObject>>,
+    b: KBox<PacketObject>,
+) -> Option<KBox<PacketObject>> {
     pool.push_within_capacity(scrub(b)).err().map(|e| e.0)
 }
 
 /// A completed incoming packet object, ready for reuse: it holds nothing
 /// of its last packet's sender.
-pub(crate) fn scrub(mut b: KBox<Incoming>) -> KBox<Incoming> {
+pub(crate) fn scrub(mut b: KBox<PacketObject>) -> KBox<PacketObject> {
     b.external = None;
     b
 }
@@ -53,7 +53,7 @@ pub(crate) fn scrub(mut b: KBox<Incoming>) -> KBox<Incoming> {
 /// of the object in `spare` (the recycled one, usually already `len` long,
 /// else a new object). `None`: out of memory (`spare` keeps its object).
 pub(super) fn incoming_buffer<'a>(
-    spare: &'a mut Option<KBox<Incoming>>,
+    spare: &'a mut Option<KBox<PacketObject>>,
     context_size: usize,
     channel: &Arc<Channel>,
     len: usize,
@@ -63,7 +63,7 @@ pub(super) fn incoming_buffer<'a>(
         // data lock is held here.
         *spare = Some(
             KBox::new(
-                Incoming {
+                PacketObject {
                     channel: channel.clone(),
                     data: KVec::new(),
                     payload_at: 0,
@@ -88,10 +88,10 @@ pub(super) fn incoming_buffer<'a>(
 /// The object in `spare`, into which packet `pkt` was read, made the
 /// incoming packet it is.
 pub(super) fn take_incoming(
-    spare: &mut Option<KBox<Incoming>>,
-    pkt: &ring::IncomingPacket,
+    spare: &mut Option<KBox<PacketObject>>,
+    pkt: &ring::ReadPacket,
     external: Option<Arc<GpadlPages>>,
-) -> Option<KBox<Incoming>> {
+) -> Option<KBox<PacketObject>> {
     let mut b = spare.take()?;
     let d = pkt.descriptor;
     b.payload_at = d.data_offset();
@@ -111,7 +111,7 @@ impl DataPath {
         &mut self,
         channel: &Arc<Channel>,
         exposed: &Exposed,
-        spare: &mut Option<KBox<Incoming>>,
+        spare: &mut Option<KBox<PacketObject>>,
     ) -> (Received, bool) {
         if self.broken {
             return (Received::Empty, false);
@@ -216,8 +216,8 @@ impl DataPath {
     /// its external data and makes it an incoming packet.
     pub(super) fn take_data(
         &mut self,
-        spare: &mut Option<KBox<Incoming>>,
-        pkt: &ring::IncomingPacket,
+        spare: &mut Option<KBox<PacketObject>>,
+        pkt: &ring::ReadPacket,
     ) -> (Received, bool) {
         let d = pkt.descriptor;
         // External data: the range list must describe exactly what the

@@ -16,8 +16,8 @@
 //!   the ring, if larger) a send fails with `-ENOBUFS` while the other
 //!   endpoint still makes progress, and once it has read nothing for
 //!   [`PEER_STALL_MS`] the other endpoint is taken for dead: the channel
-//!   is closed (the send gets `-EPIPE` from here, which the channel turns
-//!   into closing and `-ENODEV`). Completions are never refused: they are
+//!   is closed (the send gets [`SendError::PeerStalled`] from here, which
+//!   the channel turns into closing and `-ENODEV`). Completions are never refused: they are
 //!   queued up to twice the limit, beyond which the other endpoint (sending
 //!   without reading) is taken for hostile the same way.
 //! - A packet sent with a completion request is tracked by transaction id
@@ -27,6 +27,24 @@
 //!   closed, as after PacketFail. A late completion of a cancelled
 //!   synchronous request is dropped. When the connection goes away, every
 //!   tracked packet is completed with `-ENODEV`.
+//!
+//! # Files
+//!
+//! | file | what |
+//! |---|---|
+//! | `mod.rs` | [`DataPath`]: the rings, queue, transactions and counters of a connection |
+//! | `outgoing.rs` | writing packets and completions (one writer: write, count, trace), queueing for room, [`SendError`] |
+//! | `incoming.rs` | reading packets into their packet objects, matching completions, the packet-object pool |
+//! | `packet.rs` | [`IncomingPacket`] (KMCL `VMBPACKETCOMPLETION`) as a driver holds it |
+//! | `routine.rs` | [`Routine`]: what runs when a sent packet's transaction is over |
+//! | `remote.rs` | [`Remote`]: the other endpoint, implemented by the transports |
+//! | `exposed.rs` | [`Exposed`]: external data an endpoint exposes, and the check of incoming range lists |
+//! | `fifo.rs` | the send queue's first-in first-out vector |
+//! | `handoff.rs` | a packet completed during its delivery handed straight back to the receive work |
+//!
+//! The data path names channels in one place only: a delivered packet
+//! ([`PacketObject`]) holds its channel, because completing the packet must
+//! reach the channel's data path and receive state.
 //!
 //! # Locking
 //!
@@ -77,8 +95,9 @@ pub(crate) use incoming::{
     POOL_SIZE, //
 };
 use outgoing::Queued;
-pub(crate) use packet::Incoming;
+pub(crate) use outgoing::SendError;
 pub use packet::IncomingPacket;
+pub(crate) use packet::PacketObject;
 pub(crate) use remote::{
     GpadlHost,
     Remote, //
@@ -120,6 +139,19 @@ pub struct Counters {
 }
 
 /// The data path of a connected channel, under the channel's `data` lock.
+///
+/// # Invariants
+///
+/// - `queued_bytes` is the sum of the payload lengths in `queue`.
+/// - While `queue` is not empty, nothing is written to `out` except from
+///   its head (packets stay in order), and `out`'s `pending_send_sz` asks
+///   the reader for room for the head whenever it did not fit.
+/// - `written` has room reserved for the routine of every queued packet
+///   that has one, so handing a routine out once written cannot fail.
+/// - Every transaction in `outstanding` belongs to a packet written or
+///   queued; a packet with external data has its pages in the channel's
+///   `Exposed` table under its transaction id until the completion.
+/// - `broken`: the incoming ring was found corrupt; nothing more is read.
 pub(crate) struct DataPath {
     out: OutgoingRing<Arc<RingPages>>,
     inc: IncomingRing<Arc<RingPages>>,
@@ -157,6 +189,24 @@ pub(crate) struct DataPath {
     /// The channel's id, for trace events.
     chan: u32,
     pub(crate) counters: Counters,
+}
+
+/// The control values of a connection's two rings, as this endpoint sees
+/// them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RingStates {
+    pub(crate) outgoing: RingState,
+    pub(crate) incoming: RingState,
+}
+
+/// What debugfs shows of a data path.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DataPathState {
+    /// Sends awaiting their completion.
+    pub(crate) awaiting_completion: usize,
+    /// Sends queued for room.
+    pub(crate) queued: usize,
+    pub(crate) rings: RingStates,
 }
 
 /// Payload bytes a channel queues for a full ring at least (see the
@@ -284,12 +334,15 @@ impl DataPath {
 
     /// Sends awaiting completion, sends queued, and the (outgoing,
     /// incoming) ring control values.
-    pub(crate) fn snapshot(&self) -> (usize, usize, (RingState, RingState)) {
-        (
-            self.outstanding.outstanding(),
-            self.queue.len(),
-            (ring_state(self.out.memory()), ring_state(self.inc.memory())),
-        )
+    pub(crate) fn snapshot(&self) -> DataPathState {
+        DataPathState {
+            awaiting_completion: self.outstanding.outstanding(),
+            queued: self.queue.len(),
+            rings: RingStates {
+                outgoing: ring_state(self.out.memory()),
+                incoming: ring_state(self.inc.memory()),
+            },
+        }
     }
 
     /// The other endpoint.

@@ -4,40 +4,135 @@
 //! the outgoing ring, queueing them while it is full, and tracking
 //! transactions that wait for a completion.
 
+use core::num::TryFromIntError;
+
 use kernel::{
+    alloc::AllocError,
     prelude::*,
     sync::Arc,
     time::Instant, //
 };
 
 use crate::{
-    protocol::gpa,
-    protocol::packet::PacketType,
-    protocol::ring::WriteError,
-    protocol::transactions::InsertError,
-    shmem::GpadlPages,
+    protocol::{
+        gpa,
+        packet::PacketType,
+        ring::{
+            OutgoingRing,
+            WriteError, //
+        },
+        transactions::InsertError,
+    },
+    shmem::{
+        GpadlPages,
+        RingPages, //
+    },
     sys::trace, //
 };
 
-use super::Exposed;
 use super::{
+    Counters,
     DataPath,
-
+    Exposed,
     Routine,
-    Sent, //
-    PEER_STALL_MS,
+    Sent,
+    PEER_STALL_MS, //
 };
+
+/// Why the data path did not take a packet.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// Refused with this errno; nothing was written or queued.
+    Refused(Error),
+    /// The other endpoint has read nothing for [`PEER_STALL_MS`] while
+    /// sends waited for room: it is taken for dead and the channel must be
+    /// closed.
+    PeerStalled,
+}
+
+impl From<Error> for SendError {
+    fn from(e: Error) -> Self {
+        Self::Refused(e)
+    }
+}
+
+impl From<AllocError> for SendError {
+    fn from(_: AllocError) -> Self {
+        Self::Refused(ENOMEM)
+    }
+}
+
+impl From<TryFromIntError> for SendError {
+    fn from(_: TryFromIntError) -> Self {
+        Self::Refused(EINVAL)
+    }
+}
+
+/// A packet to write: its type, type-specific header (a GPA range list;
+/// empty for in-band packets and completions), payload and transaction.
+#[derive(Clone, Copy)]
+pub(super) struct Packet<'a> {
+    pub(super) ptype: PacketType,
+    pub(super) header: &'a [u8],
+    pub(super) payload: &'a [u8],
+    pub(super) completion_requested: bool,
+    pub(super) transaction_id: u64,
+}
 
 /// A packet waiting for room in the outgoing ring.
 pub(super) struct Queued {
     pub(super) ptype: PacketType,
-    /// Type-specific header (a GPA range list; empty for in-band).
     pub(super) header: KVec<u8>,
     pub(super) payload: KVec<u8>,
     pub(super) completion_requested: bool,
     pub(super) transaction_id: u64,
     /// For packets without a completion request: run once written.
     pub(super) on_written: Option<Routine>,
+}
+
+impl Queued {
+    fn packet(&self) -> Packet<'_> {
+        Packet {
+            ptype: self.ptype,
+            header: &self.header,
+            payload: &self.payload,
+            completion_requested: self.completion_requested,
+            transaction_id: self.transaction_id,
+        }
+    }
+}
+
+/// Every packet kmcl writes goes through here: written to `out` (not yet
+/// committed), counted and traced (`queued`: it waited for room first).
+#[inline]
+fn write_packet(
+    out: &mut OutgoingRing<Arc<RingPages>>,
+    counters: &mut Counters,
+    chan: u32,
+    p: Packet<'_>,
+    queued: bool,
+) -> core::result::Result<(), WriteError> {
+    out.write(
+        p.ptype,
+        p.header,
+        p.payload,
+        p.completion_requested,
+        p.transaction_id,
+    )?;
+    counters.packets_out += 1;
+    counters.bytes_out += p.payload.len() as u64;
+    if p.ptype == PacketType::Completion {
+        counters.completions_out += 1;
+    }
+    trace::packet_sent(
+        chan,
+        p.transaction_id,
+        p.ptype as u16,
+        p.payload.len(),
+        p.completion_requested,
+        queued,
+    );
+    Ok(())
 }
 
 impl DataPath {
@@ -50,7 +145,7 @@ impl DataPath {
         payload: &[u8],
         completion: Routine,
         wait_for_completion: bool,
-    ) -> Result<Sent> {
+    ) -> Result<Sent, SendError> {
         self.send_with_id(ptype, payload, completion, wait_for_completion, true)
     }
 
@@ -64,33 +159,72 @@ impl DataPath {
         completion: Routine,
         wait_for_completion: bool,
         may_queue: bool,
-    ) -> Result<Sent> {
+    ) -> Result<Sent, SendError> {
         if payload.len() > self.max_packet {
-            return Err(EINVAL);
+            return Err(EINVAL.into());
         }
         let (transaction_id, routine) = if wait_for_completion {
             match self.outstanding.insert(completion) {
                 Ok(id) => (Some(id), None),
-                Err((InsertError::NoMemory, _)) => return Err(ENOMEM),
-                Err((InsertError::Full, _)) => return Err(EBUSY),
+                Err((InsertError::NoMemory, _)) => return Err(ENOMEM.into()),
+                Err((InsertError::Full, _)) => return Err(EBUSY.into()),
             }
         } else {
             (None, Some(completion))
         };
-        let id = transaction_id.unwrap_or(0);
-        let sent = self.write_or_queue(
+        let packet = Packet {
             ptype,
-            &[],
+            header: &[],
             payload,
-            (wait_for_completion, id),
-            routine,
-            may_queue,
-        );
+            completion_requested: wait_for_completion,
+            transaction_id: transaction_id.unwrap_or(0),
+        };
+        let sent = self.write_or_queue(packet, routine, may_queue);
         if sent.is_err() {
             // The routine will never run.
             self.forget(transaction_id);
         }
         sent
+    }
+
+    /// Writes `p` now if nothing is queued and it fits: `Some(kick)`;
+    /// `None` if it must wait for room.
+    #[inline]
+    fn write_now(&mut self, p: Packet<'_>) -> Result<Option<bool>> {
+        if !self.queue.is_empty() {
+            return Ok(None);
+        }
+        match write_packet(&mut self.out, &mut self.counters, self.chan, p, false) {
+            Ok(()) => Ok(Some(self.out.commit().unwrap_or(false))),
+            Err(WriteError::Full { .. }) => Ok(None),
+            Err(_) => Err(EINVAL),
+        }
+    }
+
+    /// Queues `p` for room (its routine, if any, runs once it is written)
+    /// and writes what fits. Returns whether to kick the peer.
+    fn enqueue(&mut self, p: Packet<'_>, routine: Option<Routine>) -> Result<bool> {
+        let mut payload = KVec::with_capacity(p.payload.len(), GFP_ATOMIC)?;
+        payload.extend_from_slice(p.payload, GFP_ATOMIC)?;
+        let mut header = KVec::new();
+        header.extend_from_slice(p.header, GFP_ATOMIC)?;
+        if routine.is_some() {
+            // Room to hand its routine out once written.
+            self.written.reserve(self.queue.len() + 1)?;
+        }
+        self.queue.push(Queued {
+            ptype: p.ptype,
+            header,
+            payload,
+            completion_requested: p.completion_requested,
+            transaction_id: p.transaction_id,
+            on_written: routine,
+        })?;
+        self.note_queued(p.payload.len());
+        self.counters.ring_full += 1;
+        // The packet is queued: it is written later whatever happens now
+        // (a corrupt ring shows up on the next read).
+        Ok(self.flush_queue().is_ok_and(|(kick, _)| kick))
     }
 
     /// Writes a packet whose transaction (if any) is set up, or queues it
@@ -99,65 +233,23 @@ impl DataPath {
     /// `routine` runs once the packet is written (no completion request).
     pub(super) fn write_or_queue(
         &mut self,
-        ptype: PacketType,
-        header: &[u8],
-        payload: &[u8],
-        (wait_for_completion, id): (bool, u64),
+        p: Packet<'_>,
         routine: Option<Routine>,
         may_queue: bool,
-    ) -> Result<Sent> {
-        if self.queue.is_empty() {
-            match self
-                .out
-                .write(ptype, header, payload, wait_for_completion, id)
-            {
-                Ok(()) => {
-                    self.counters.packets_out += 1;
-                    self.counters.bytes_out += payload.len() as u64;
-                    trace::packet_sent(
-                        self.chan,
-                        id,
-                        ptype as u16,
-                        payload.len(),
-                        wait_for_completion,
-                        false,
-                    );
-                    let kick = self.out.commit().unwrap_or(false);
-                    return Ok(Sent {
-                        kick: kick.then(|| self.peer.clone()),
-                        run_now: routine,
-                        id,
-                    });
-                }
-                Err(WriteError::Full { .. }) => {}
-                Err(_) => return Err(EINVAL),
-            }
+    ) -> Result<Sent, SendError> {
+        let id = p.transaction_id;
+        if let Some(kick) = self.write_now(p)? {
+            return Ok(Sent {
+                kick: kick.then(|| self.peer.clone()),
+                run_now: routine,
+                id,
+            });
         }
         if !may_queue {
-            return Err(EOVERFLOW);
+            return Err(EOVERFLOW.into());
         }
-        self.may_queue(payload.len(), self.queue_limit)?;
-        let mut copy = KVec::with_capacity(payload.len(), GFP_ATOMIC)?;
-        copy.extend_from_slice(payload, GFP_ATOMIC)?;
-        let mut header_copy = KVec::new();
-        header_copy.extend_from_slice(header, GFP_ATOMIC)?;
-        if routine.is_some() {
-            // Room to hand its routine out once written.
-            self.written.reserve(self.queue.len() + 1)?;
-        }
-        self.queue.push(Queued {
-            ptype,
-            header: header_copy,
-            payload: copy,
-            completion_requested: wait_for_completion,
-            transaction_id: id,
-            on_written: routine,
-        })?;
-        self.note_queued(payload.len());
-        self.counters.ring_full += 1;
-        // The packet is queued: it completes later whatever happens now (a
-        // corrupt ring shows up on the next read).
-        let (kick, _) = self.flush_queue().unwrap_or((false, 0));
+        self.may_queue(p.payload.len(), self.queue_limit)?;
+        let kick = self.enqueue(p, routine)?;
         Ok(Sent {
             kick: kick.then(|| self.peer.clone()),
             run_now: None,
@@ -166,9 +258,9 @@ impl DataPath {
     }
 
     /// Whether `len` more bytes may be queued under `limit`: `-ENOBUFS`
-    /// when not, `-EPIPE` when the other endpoint has also read nothing for
-    /// [`PEER_STALL_MS`] (close the channel).
-    pub(super) fn may_queue(&self, len: usize, limit: usize) -> Result {
+    /// when not, [`SendError::PeerStalled`] when the other endpoint has
+    /// also read nothing for [`PEER_STALL_MS`].
+    pub(super) fn may_queue(&self, len: usize, limit: usize) -> Result<(), SendError> {
         if self.queued_bytes + len <= limit {
             return Ok(());
         }
@@ -179,9 +271,9 @@ impl DataPath {
                 self.progress.elapsed().as_millis(),
                 self.queued_bytes
             );
-            return Err(EPIPE);
+            return Err(SendError::PeerStalled);
         }
-        Err(ENOBUFS)
+        Err(ENOBUFS.into())
     }
 
     /// `len` bytes were queued.
@@ -195,8 +287,8 @@ impl DataPath {
     /// Sends `payload` with external data `pages` (a GPA-direct packet; a
     /// completion is always requested, as KMCL requires): the pages go
     /// into this endpoint's `exposed` table for the transaction, until its
-    /// completion. With `may_queue` false a packet
-    /// that does not fit now fails with `-EOVERFLOW`.
+    /// completion. With `may_queue` false a packet that does not fit now
+    /// fails with `-EOVERFLOW`.
     pub(crate) fn send_external(
         &mut self,
         exposed: &Exposed,
@@ -204,13 +296,13 @@ impl DataPath {
         pages: Arc<GpadlPages>,
         completion: Routine,
         may_queue: bool,
-    ) -> Result<Sent> {
+    ) -> Result<Sent, SendError> {
         if payload.len() > self.max_packet {
-            return Err(EINVAL);
+            return Err(EINVAL.into());
         }
         // An isolated VM's host cannot read guest pages it is only told of.
         if !self.peer.shares_memory() {
-            return Err(EOPNOTSUPP);
+            return Err(EOPNOTSUPP.into());
         }
         // The range list: one range over the pages.
         let mut pfns = KVec::with_capacity(pages.mdl_view().nr_pages as usize, GFP_ATOMIC)?;
@@ -223,21 +315,21 @@ impl DataPath {
         gpa::encode(core::iter::once((offset, len, &pfns[..])), &mut header).map_err(|_| EINVAL)?;
         let id = match self.outstanding.insert(completion) {
             Ok(id) => id,
-            Err((InsertError::NoMemory, _)) => return Err(ENOMEM),
-            Err((InsertError::Full, _)) => return Err(EBUSY),
+            Err((InsertError::NoMemory, _)) => return Err(ENOMEM.into()),
+            Err((InsertError::Full, _)) => return Err(EBUSY.into()),
         };
         if let Err(e) = exposed.add(id, pages) {
             self.forget(Some(id));
-            return Err(e);
+            return Err(e.into());
         }
-        let sent = self.write_or_queue(
-            PacketType::GpaDirect,
-            &header,
+        let packet = Packet {
+            ptype: PacketType::GpaDirect,
+            header: &header,
             payload,
-            (true, id),
-            None,
-            may_queue,
-        );
+            completion_requested: true,
+            transaction_id: id,
+        };
+        let sent = self.write_or_queue(packet, None, may_queue);
         if sent.is_err() {
             exposed.remove(id);
             self.forget(Some(id));
@@ -264,27 +356,14 @@ impl DataPath {
     pub(crate) fn flush_queue(&mut self) -> Result<(bool, usize)> {
         let mut written = 0;
         while let Some(q) = self.queue.front() {
-            match self.out.write(
-                q.ptype,
-                &q.header,
-                &q.payload,
-                q.completion_requested,
-                q.transaction_id,
+            match write_packet(
+                &mut self.out,
+                &mut self.counters,
+                self.chan,
+                q.packet(),
+                true,
             ) {
                 Ok(()) => {
-                    self.counters.packets_out += 1;
-                    self.counters.bytes_out += q.payload.len() as u64;
-                    if q.ptype == PacketType::Completion {
-                        self.counters.completions_out += 1;
-                    }
-                    trace::packet_sent(
-                        self.chan,
-                        q.transaction_id,
-                        q.ptype as u16,
-                        q.payload.len(),
-                        q.completion_requested,
-                        true,
-                    );
                     written += 1;
                     self.queued_bytes -= q.payload.len();
                     self.progress = Instant::now();
@@ -333,49 +412,31 @@ impl DataPath {
     }
 
     /// Queues or writes a completion for the incoming packet `id`.
-    /// Returns whether to kick the peer.
-    pub(crate) fn send_completion(&mut self, id: u64, payload: &[u8]) -> Result<bool> {
-        if self.queue.is_empty() {
-            match self
-                .out
-                .write(PacketType::Completion, &[], payload, false, id)
-            {
-                Ok(()) => {
-                    self.counters.packets_out += 1;
-                    self.counters.bytes_out += payload.len() as u64;
-                    self.counters.completions_out += 1;
-                    trace::packet_sent(
-                        self.chan,
-                        id,
-                        PacketType::Completion as u16,
-                        payload.len(),
-                        false,
-                        false,
-                    );
-                    return Ok(self.out.commit().unwrap_or(false));
-                }
-                Err(WriteError::Full { .. }) => {}
-                Err(_) => return Err(EINVAL),
-            }
-        }
-        // A completion is never refused for want of room, but a peer that
-        // keeps sending without reading ours is stopped.
-        if self.may_queue(payload.len(), 2 * self.queue_limit) == Err(EPIPE) {
-            return Err(EPIPE);
-        }
-        let mut copy = KVec::with_capacity(payload.len(), GFP_ATOMIC)?;
-        copy.extend_from_slice(payload, GFP_ATOMIC)?;
-        self.queue.push(Queued {
+    pub(crate) fn send_completion(&mut self, id: u64, payload: &[u8]) -> Result<Sent, SendError> {
+        let packet = Packet {
             ptype: PacketType::Completion,
-            header: KVec::new(),
-            payload: copy,
+            header: &[],
+            payload,
             completion_requested: false,
             transaction_id: id,
-            on_written: None,
-        })?;
-        self.note_queued(payload.len());
-        self.counters.ring_full += 1;
-        // Queued: it is written later whatever happens now.
-        Ok(self.flush_queue().is_ok_and(|(kick, _)| kick))
+        };
+        let kick = match self.write_now(packet)? {
+            Some(kick) => kick,
+            None => {
+                // A completion is never refused for want of room, but a
+                // peer that keeps sending without reading ours is stopped.
+                if let Err(SendError::PeerStalled) =
+                    self.may_queue(payload.len(), 2 * self.queue_limit)
+                {
+                    return Err(SendError::PeerStalled);
+                }
+                self.enqueue(packet, None)?
+            }
+        };
+        Ok(Sent {
+            kick: kick.then(|| self.peer.clone()),
+            run_now: None,
+            id,
+        })
     }
 }

@@ -23,10 +23,12 @@ use crate::{
 /// One allocation, made before the packet leaves the ring, so that handing
 /// it to a driver (or to C, as a handle: [`IncomingPacket::into_box`])
 /// cannot fail.
-pub struct IncomingPacket(pub(super) KBox<Incoming>);
+pub struct IncomingPacket(pub(super) KBox<PacketObject>);
 
-/// The state of an [`IncomingPacket`].
-pub(crate) struct Incoming {
+/// The allocation behind an [`IncomingPacket`]: the packet read from the
+/// ring, the driver context and the transaction. C drivers hold its
+/// address as their packet handle; the receive work recycles it.
+pub(crate) struct PacketObject {
     pub(super) channel: Arc<Channel>,
     /// The packet as read from the ring (descriptor, header, payload), or
     /// for a restored packet its payload alone.
@@ -115,23 +117,23 @@ impl IncomingPacket {
     }
 
     /// The packet's object (where it lives until completed).
-    pub(crate) fn object(&self) -> &Incoming {
+    pub(crate) fn object(&self) -> &PacketObject {
         &self.0
     }
 
     /// The packet as one box, whose address stays put until it is turned
     /// back with [`IncomingPacket::from_box`] (the C API's handle).
-    pub(crate) fn into_box(self) -> KBox<Incoming> {
+    pub(crate) fn into_box(self) -> KBox<PacketObject> {
         self.0
     }
 
     /// The packet [`IncomingPacket::into_box`] gave.
-    pub(crate) fn from_box(b: KBox<Incoming>) -> Self {
+    pub(crate) fn from_box(b: KBox<PacketObject>) -> Self {
         Self(b)
     }
 }
 
-impl Incoming {
+impl PacketObject {
     /// The packet's external data (see [`IncomingPacket::external_data`]).
     pub(crate) fn external_data(&self) -> Option<&GpadlPages> {
         self.external.as_deref()
@@ -158,11 +160,11 @@ impl Incoming {
         (transaction_id, completion_requested): (u64, bool),
         payload: &[u8],
         context_size: usize,
-    ) -> Result<KBox<Incoming>> {
+    ) -> Result<KBox<PacketObject>> {
         let mut data = KVec::new();
         data.extend_from_slice(payload, GFP_KERNEL)?;
         Ok(KBox::new(
-            Incoming {
+            PacketObject {
                 channel,
                 data,
                 payload_at: 0,
@@ -183,7 +185,7 @@ impl Incoming {
     }
 }
 
-impl Drop for Incoming {
+impl Drop for PacketObject {
     fn drop(&mut self) {
         if !self.done {
             let _ =

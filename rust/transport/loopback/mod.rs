@@ -33,6 +33,7 @@ use crate::{
         },
         channel::{
             Channel,
+            MmioMegabytes,
             PeerEvent,
             Settings,
             Transport, //
@@ -60,7 +61,7 @@ pub(crate) use connection::LoopbackPeer;
 struct ServerOffer {
     server: Arc<Channel>,
     /// MMIO space for the device, in MiB (required, optional).
-    mmio_megabytes: (u16, u16),
+    mmio_megabytes: MmioMegabytes,
     /// A client is connected.
     taken: bool,
     /// The server saved its state and left (live update): the connection
@@ -270,7 +271,7 @@ impl Bus for LoopbackBus {
 /// The memory standing in for an offer's MMIO space of `(required,
 /// optional)` MiB: both if there is that much memory, else the required
 /// part; `None` for none.
-fn mmio_memory((required, optional): (u16, u16)) -> Result<Option<MmioMemory>> {
+fn mmio_memory(MmioMegabytes { required, optional }: MmioMegabytes) -> Result<Option<MmioMemory>> {
     if required == 0 && optional == 0 {
         return Ok(None);
     }

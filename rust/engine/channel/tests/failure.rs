@@ -15,13 +15,7 @@ mod cases {
         let holder = Holder::new(true)?;
         let (server, client) = pair_with(&bus, holder.clone())?;
         let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
-        let routine = KBox::new(
-            Expect {
-                sent: KVec::new(),
-                tally: tally.clone(),
-            },
-            GFP_KERNEL,
-        )?;
+        let routine = Expect::new(KVec::new(), &tally)?;
         client.send(&[0xff, 1, 2], true, routine)?;
         // The server fails the packet: both sides close, and the sender's
         // routine runs with -ENODEV.

@@ -6,7 +6,7 @@ use kernel::prelude::*;
 
 #[kunit_tests(kmcl_channel_gpadl)]
 mod cases {
-    use crate::engine::channel::Channel;
+    use crate::engine::channel::{Channel, GpadlCounts};
     use crate::protocol::lifecycle::Role;
     use crate::shmem::GpadlPages;
     use crate::transport::loopback::LoopbackBus;
@@ -15,7 +15,7 @@ mod cases {
     use kernel::time::{delay::fsleep, Delta};
     use kernel::{prelude::*, sync::Arc};
 
-    use crate::engine::testing::{connect, wait_until as wait};
+    use crate::engine::testing::{channel_pair, close_pair, connect, wait_until as wait};
 
     const TYPE: [u8; 16] = [0x6d; 16];
 
@@ -31,20 +31,11 @@ mod cases {
 
     /// A connected (server, client) pair on a private bus.
     fn pair() -> Result<(Arc<Channel>, Arc<Channel>)> {
-        let bus = LoopbackBus::new()?;
-        let server = Channel::new(Role::Server, bus.clone())?;
-        server.configure(|s| s.interface_type = TYPE)?;
-        let client = Channel::new(Role::Client, bus)?;
-        client.configure(|s| s.interface_type = TYPE)?;
-        connect(&server, &client)?;
-        Ok((server, client))
+        channel_pair(&LoopbackBus::new()?, TYPE, None)
     }
 
     fn close(server: Arc<Channel>, client: Arc<Channel>) -> Result {
-        client.disable()?;
-        server.disable()?;
-        client.cleanup()?;
-        server.cleanup()
+        close_pair(client, server)
     }
 
     fn byte(i: usize, salt: u8) -> u8 {
@@ -167,8 +158,13 @@ mod cases {
         let _b = client.create_gpadl(pages_of(addr, 100)?, true)?;
         let m = server.map_gpadl(a, true)?;
         // debugfs shows them.
-        assert_eq!(client.snapshot().gpadls, (2, 1, 0));
-        assert_eq!(server.snapshot().gpadls, (0, 0, 1));
+        let counts = |gpadls, mapped_by_server, mappings| GpadlCounts {
+            gpadls,
+            mapped_by_server,
+            mappings,
+        };
+        assert_eq!(client.snapshot().gpadls, counts(2, 1, 0));
+        assert_eq!(server.snapshot().gpadls, counts(0, 0, 1));
         // The client closes with both GPADLs and a mapping left: the
         // server is told at once and unmaps at its close; then the client
         // deletes both. Nothing waits for ever.

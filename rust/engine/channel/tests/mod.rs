@@ -33,7 +33,7 @@ use crate::{
             PEER_STALL_MS,
             QUEUE_LIMIT_MIN, //
         },
-        testing::connect as open,
+        testing::{channel_pair, close_pair as close, connect as open, wait_until},
         types::Guid,
     },
     protocol::lifecycle::Role,
@@ -90,6 +90,20 @@ pub(super) struct Expect {
     tally: Arc<Tally>,
 }
 
+impl Expect {
+    /// A routine that expects a completion payload equal to `sent` and
+    /// counts the outcome in `tally`.
+    pub(super) fn new(sent: KVec<u8>, tally: &Arc<Tally>) -> Result<KBox<Self>> {
+        Ok(KBox::new(
+            Expect {
+                sent,
+                tally: tally.clone(),
+            },
+            GFP_KERNEL,
+        )?)
+    }
+}
+
 impl SendCompletion for Expect {
     fn complete(&mut self, status: Result, data: &[u8]) {
         let counter = match status {
@@ -112,21 +126,7 @@ pub(super) fn pair_with(
     bus: &Arc<LoopbackBus>,
     server_callbacks: Arc<dyn PacketCallbacks>,
 ) -> Result<(Arc<Channel>, Arc<Channel>)> {
-    let server = Channel::new(Role::Server, bus.clone())?;
-    server.configure(|s| s.interface_type = TYPE)?;
-    server.set_packet_callbacks(server_callbacks)?;
-    let client = Channel::new(Role::Client, bus.clone())?;
-    client.configure(|s| s.interface_type = TYPE)?;
-    open(&server, &client)?;
-    Ok((server, client))
-}
-
-/// Disables and releases both channels.
-pub(super) fn close(client: Arc<Channel>, server: Arc<Channel>) -> Result {
-    client.disable()?;
-    server.disable()?;
-    client.cleanup()?;
-    server.cleanup()
+    channel_pair(bus, TYPE, Some(server_callbacks))
 }
 
 pub(super) fn pattern(len: usize, tag: u32) -> Result<KVec<u8>> {
@@ -139,14 +139,7 @@ pub(super) fn pattern(len: usize, tag: u32) -> Result<KVec<u8>> {
 
 pub(super) fn send_one(client: &Arc<Channel>, tally: &Arc<Tally>, len: usize, tag: u32) -> Result {
     let payload = pattern(len, tag)?;
-    let routine = KBox::new(
-        Expect {
-            sent: pattern(len, tag)?,
-            tally: tally.clone(),
-        },
-        GFP_KERNEL,
-    )?;
-    client.send(&payload, true, routine)
+    client.send(&payload, true, Expect::new(pattern(len, tag)?, tally)?)
 }
 
 /// Server side: keeps packets uncompleted until the test says so.
@@ -222,23 +215,11 @@ pub(super) fn send_counted(
     payload: &[u8],
     wait_for_completion: bool,
 ) -> Result {
-    let routine = KBox::new(
-        Expect {
-            sent: KVec::new(),
-            tally: tally.clone(),
-        },
-        GFP_KERNEL,
-    )?;
+    let routine = Expect::new(KVec::new(), tally)?;
     client.send(payload, wait_for_completion, routine)
 }
 
 /// Waits up to five seconds for `what`.
 pub(super) fn holder_wait(what: impl Fn() -> bool) -> bool {
-    (0..500).any(|_| {
-        let done = what();
-        if !done {
-            fsleep(Delta::from_millis(10));
-        }
-        done
-    })
+    wait_until(what)
 }

@@ -18,17 +18,11 @@ mod cases {
     /// Sends 20 packets 1 ms apart without completion requests; returns
     /// the signals the client made and the ones merged.
     fn spaced_sends(client: &Arc<Channel>, server: &Arc<Channel>) -> Result<(u64, u64)> {
-        let (sent0, merged0) = (client.signals().0, client.signals_coalesced());
+        let (sent0, merged0) = (client.signals().sent, client.signals_coalesced());
         let done = Arc::new(Tally::default(), GFP_KERNEL)?;
         let before = server.counters().packets_in;
         for i in 0..20u32 {
-            let routine = KBox::new(
-                Expect {
-                    sent: KVec::new(),
-                    tally: done.clone(),
-                },
-                GFP_KERNEL,
-            )?;
+            let routine = Expect::new(KVec::new(), &done)?;
             client.send(&pattern(64, i)?, false, routine)?;
             fsleep(Delta::from_millis(1));
         }
@@ -41,7 +35,7 @@ mod cases {
         assert_eq!(server.counters().packets_in, before + 20);
         assert_eq!(done.ok.load(Ordering::SeqCst), 20);
         Ok((
-            client.signals().0 - sent0,
+            client.signals().sent - sent0,
             client.signals_coalesced() - merged0,
         ))
     }
@@ -75,13 +69,7 @@ mod cases {
         client.send(
             b"last",
             false,
-            KBox::new(
-                Expect {
-                    sent: KVec::new(),
-                    tally: Arc::new(Tally::default(), GFP_KERNEL)?,
-                },
-                GFP_KERNEL,
-            )?,
+            Expect::new(KVec::new(), &Arc::new(Tally::default(), GFP_KERNEL)?)?,
         )?;
         close(client, server)
     }
@@ -157,13 +145,7 @@ mod cases {
         assert_eq!(tally.total(), N);
         assert_eq!(tally.mismatched.load(Ordering::SeqCst), 0);
         assert_eq!(tally.other.load(Ordering::SeqCst), 0);
-        let late = KBox::new(
-            Expect {
-                sent: KVec::new(),
-                tally: tally.clone(),
-            },
-            GFP_KERNEL,
-        )?;
+        let late = Expect::new(KVec::new(), &tally)?;
         assert_eq!(client.send(&[1], false, late), Err(ENOTCONN));
         if !server_side {
             server.disable()?;
