@@ -28,7 +28,12 @@
 //! measurement failed; otherwise the module stays loaded, idle, until it is
 //! removed.
 
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{
+    AtomicBool,
+    AtomicU32,
+    AtomicU64,
+    Ordering, //
+};
 use kernel::{
     new_spinlock_irq,
     prelude::*,
@@ -400,7 +405,13 @@ fn split_nowait(
 /// Returns the packets moved (`count` rounded up to whole batches) and ns.
 fn raw_ring(size: usize, count: u64) -> Result<(u64, i64)> {
     use protocol::packet::PacketType;
-    use protocol::ring::{init_control, IncomingRing, OutgoingRing, WordRingMemory, CONTROL_WORDS};
+    use protocol::ring::{
+        init_control,
+        IncomingRing,
+        OutgoingRing,
+        WordRingMemory,
+        CONTROL_WORDS, //
+    };
     let words = (256 * 1024) / 8;
     let mut data = KVec::with_capacity(words, GFP_KERNEL)?;
     for _ in 0..words {
@@ -536,7 +547,11 @@ unsafe extern "C" fn ring2_reader(arg: *mut core::ffi::c_void) -> core::ffi::c_i
 /// CPU 1 reads them. ns until the last was read; `None` with one CPU.
 fn raw_ring_2cpus(size: usize, count: u64) -> Result<Option<i64>> {
     use protocol::packet::PacketType;
-    use protocol::ring::{init_control, OutgoingRing, WriteError};
+    use protocol::ring::{
+        init_control,
+        OutgoingRing,
+        WriteError, //
+    };
     let words = (256 * 1024) / 8;
     let mut data = KVec::with_capacity(words, GFP_KERNEL)?;
     for _ in 0..words {

@@ -23,23 +23,16 @@
 //! - [`api`]: the exported C ABI and interface tables (the only place C
 //!   pointers enter), on top of it all.
 //!
-//! Where a packet goes after `send`: `api::outgoing` (the C call) →
-//! `engine::channel::send` → `engine::datapath::outgoing` (ring write) →
-//! `engine::channel::signal` → the transport's `Remote` (loopback: the
-//! other channel's `signalled`; host: `vmbus_setevent()`) → the receiving
-//! channel's `engine::channel::receive` → `engine::datapath::incoming` →
-//! the driver's ProcessPacket (`api::callbacks`) → completion back through
-//! `engine::channel::send` (`send_completion`) → the sender's
-//! `engine::datapath::incoming` → its routine.
+//! Where a packet goes after `send`: see [`engine`].
 
 use kernel::prelude::*;
 
 pub mod api;
-pub mod engine;
+pub(crate) mod engine;
 pub mod protocol;
-pub mod shmem;
-pub mod sys;
-pub mod transport;
+pub(crate) mod shmem;
+pub(crate) mod sys;
+pub(crate) mod transport;
 
 module! {
     type: Kmcl,

@@ -17,7 +17,11 @@
 //!
 //! [`Driver`]: kmcl::Driver
 
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{
+    AtomicBool,
+    AtomicU32,
+    Ordering, //
+};
 use kernel::{
     new_spinlock_irq,
     prelude::*,

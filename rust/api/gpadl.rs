@@ -183,7 +183,11 @@ pub unsafe extern "C" fn kmcl_channel_packet_get_external_data(
 // `MdlView` is handed to C as a `struct kmcl_mdl`.
 const _: () = {
     use crate::shmem::MdlView;
-    use core::mem::{align_of, offset_of, size_of};
+    use core::mem::{
+        align_of,
+        offset_of,
+        size_of, //
+    };
     assert!(size_of::<MdlView>() == size_of::<KmclMdl>());
     assert!(align_of::<MdlView>() == align_of::<KmclMdl>());
     assert!(offset_of!(MdlView, pages) == offset_of!(KmclMdl, pages));

@@ -32,7 +32,10 @@
 //! already has it cannot fail; without that room delivery records the
 //! handle in the table first, as before.
 
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{
+    AtomicUsize,
+    Ordering, //
+};
 use kernel::prelude::*;
 
 /// One lent handle: (its address, the owner module's address).

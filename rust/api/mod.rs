@@ -23,8 +23,14 @@
 //! with `-EINVAL`; a dangling handle is the caller's bug (a channel cleaned
 //! up twice is caught and logged).
 
-use core::ffi::{c_int, c_void};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::ffi::{
+    c_int,
+    c_void, //
+};
+use core::sync::atomic::{
+    AtomicBool,
+    Ordering, //
+};
 
 use kernel::{
     debugfs::{Dir, File},
@@ -34,7 +40,10 @@ use kernel::{
     sync::{Arc, ArcBorrow, Mutex, SpinLock, SpinLockIrq},
 };
 
-use crate::engine::{channel::Channel, datapath::PacketObject};
+use crate::engine::{
+    channel::Channel,
+    datapath::PacketObject, //
+};
 use crate::shmem::GpadlPages;
 use crate::transport::loopback::LoopbackBus;
 
@@ -52,7 +61,13 @@ pub mod save;
 pub mod settings;
 pub mod tables;
 
-use abi::{EvtPnpFailure, EvtRestorePacket, EvtSavePacket, KmclChannel, KmclMdl};
+use abi::{
+    EvtPnpFailure,
+    EvtRestorePacket,
+    EvtSavePacket,
+    KmclChannel,
+    KmclMdl, //
+};
 use outgoing::CPacket;
 
 /// What every exported function shares.

@@ -4,7 +4,11 @@
 //! and channel pairs on a loopback bus (the tests' fixture; production
 //! code in the engine names no transport).
 
-use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use core::sync::atomic::{
+    AtomicBool,
+    AtomicI32,
+    Ordering, //
+};
 
 use kernel::{
     prelude::*,

@@ -5,7 +5,7 @@
 use core::fmt;
 
 /// A VMBus interface GUID, in wire byte order.
-pub type Guid = [u8; 16];
+pub(crate) type Guid = [u8; 16];
 
 /// A GUID in its usual text form (Windows/Linux `GUID` layout).
 pub(crate) struct GuidText<'a>(pub(crate) &'a Guid);
@@ -101,9 +101,9 @@ pub(crate) struct RingPageCounts {
 
 /// A device's MMIO space as the driver sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MmioSpace {
+pub(crate) struct MmioSpace {
     /// Kernel virtual address.
-    pub address: usize,
+    pub(crate) address: usize,
     /// Bytes.
-    pub len: usize,
+    pub(crate) len: usize,
 }

@@ -33,7 +33,12 @@
 //! - the reader signals only when the free space crosses the writer's
 //!   `pending_send_sz` (and the writer set the pending-send-size feature).
 
-use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{
+    fence,
+    AtomicU32,
+    AtomicU64,
+    Ordering, //
+};
 
 use super::packet::{
     Descriptor, DescriptorError, PacketType, DESCRIPTOR_SIZE, PACKET_ALIGN, TRAILER_SIZE,

@@ -2,11 +2,14 @@
 
 //! Memory shared through a GPADL, and external data, by page.
 
-use kernel::{page::PAGE_SIZE, prelude::*};
+use kernel::{
+    page::PAGE_SIZE,
+    prelude::*, //
+};
 
 /// A `struct page`, opaque to Rust.
 #[repr(C)]
-pub struct Page {
+pub(crate) struct Page {
     _private: [u8; 0],
 }
 
@@ -41,7 +44,7 @@ mod glue {
 /// allocated while the GPADL exists (the constructors' safety contract);
 /// `offset < PAGE_SIZE` and `offset + len <= pages.len() * PAGE_SIZE`;
 /// `len > 0`.
-pub struct GpadlPages {
+pub(crate) struct GpadlPages {
     pages: KVec<*mut Page>,
     offset: usize,
     len: usize,
@@ -52,15 +55,15 @@ pub struct GpadlPages {
 
 /// A memory description laid out as C's `struct kmcl_mdl`.
 #[repr(C)]
-pub struct MdlView {
+pub(crate) struct MdlView {
     /// The pages.
-    pub pages: *mut *mut Page,
+    pub(crate) pages: *mut *mut Page,
     /// How many.
-    pub nr_pages: u32,
+    pub(crate) nr_pages: u32,
     /// Offset of the data in the first page.
-    pub offset: u32,
+    pub(crate) offset: u32,
     /// Bytes of data.
-    pub length: u32,
+    pub(crate) length: u32,
 }
 
 // SAFETY: the object only holds page pointers; the pages' contents are
@@ -77,7 +80,7 @@ impl GpadlPages {
     /// # Safety
     ///
     /// The buffer stays allocated until the GPADL made from it is deleted.
-    pub unsafe fn from_buffer(addr: usize, len: usize) -> Result<Self> {
+    pub(crate) unsafe fn from_buffer(addr: usize, len: usize) -> Result<Self> {
         if len == 0 {
             return Err(EINVAL);
         }
@@ -107,7 +110,11 @@ impl GpadlPages {
     ///
     /// Every entry of `pages` is a valid `struct page` pointer, and the
     /// pages stay allocated until the GPADL made from them is deleted.
-    pub unsafe fn from_pages(pages: &[*mut Page], offset: usize, len: usize) -> Result<Self> {
+    pub(crate) unsafe fn from_pages(
+        pages: &[*mut Page],
+        offset: usize,
+        len: usize,
+    ) -> Result<Self> {
         if len == 0 || offset >= PAGE_SIZE {
             return Err(EINVAL);
         }
@@ -131,7 +138,7 @@ impl GpadlPages {
     ///
     /// The pages stay allocated until the transaction that carries them
     /// is over.
-    pub unsafe fn from_pfns(pfns: &[u64]) -> Result<Self> {
+    pub(crate) unsafe fn from_pfns(pfns: &[u64]) -> Result<Self> {
         if pfns.is_empty() {
             return Err(EINVAL);
         }
@@ -165,12 +172,12 @@ impl GpadlPages {
     }
 
     /// The description as C's `struct kmcl_mdl`, valid while `self` is.
-    pub fn mdl_view(&self) -> &MdlView {
+    pub(crate) fn mdl_view(&self) -> &MdlView {
         &self.view
     }
 
     /// The page frame numbers of the pages, in order.
-    pub fn pfns(&self) -> impl Iterator<Item = u64> + '_ {
+    pub(crate) fn pfns(&self) -> impl Iterator<Item = u64> + '_ {
         self.pages.iter().map(|p| {
             // SAFETY: `p` is a valid page (invariant).
             unsafe { glue::kmcl_page_pfn(*p) }
@@ -178,17 +185,12 @@ impl GpadlPages {
     }
 
     /// Bytes of data.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    /// Whether there is no data (never: a GPADL is at least one byte).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Offset of the data in the first page.
-    pub fn offset(&self) -> usize {
+    pub(crate) fn offset(&self) -> usize {
         self.offset
     }
 
@@ -219,7 +221,7 @@ impl GpadlPages {
     }
 
     /// Copies `buf.len()` bytes of the data, from `at`, into `buf`.
-    pub fn read(&self, at: usize, buf: &mut [u8]) -> Result {
+    pub(crate) fn read(&self, at: usize, buf: &mut [u8]) -> Result {
         let ptr = buf.as_mut_ptr();
         self.pieces(at, buf.len(), |page, off, start, n| {
             // SAFETY: `page` is allocated memory (invariant); `off + n` is
@@ -229,7 +231,7 @@ impl GpadlPages {
     }
 
     /// Copies `data` into the data, from `at`.
-    pub fn write(&self, at: usize, data: &[u8]) -> Result {
+    pub(crate) fn write(&self, at: usize, data: &[u8]) -> Result {
         let ptr = data.as_ptr();
         self.pieces(at, data.len(), |page, off, start, n| {
             // SAFETY: as in `read`, with `data` as the source.
@@ -244,7 +246,7 @@ impl GpadlPages {
 /// # Safety
 ///
 /// `page` is a valid page, and `offset + buf.len() <= PAGE_SIZE`.
-pub unsafe fn page_read(page: *mut Page, offset: usize, buf: &mut [u8]) {
+pub(crate) unsafe fn page_read(page: *mut Page, offset: usize, buf: &mut [u8]) {
     // SAFETY: the caller's promise; `buf` is writable for its length.
     unsafe { glue::kmcl_page_read(page, offset as u32, buf.as_mut_ptr(), buf.len() as u32) }
 }

@@ -28,7 +28,7 @@ use kernel::{
 /// # Invariants
 ///
 /// `base` is a live `Vmalloc` allocation of `layout`, owned.
-pub struct MmioMemory {
+pub(crate) struct MmioMemory {
     base: NonNull<u8>,
     layout: Layout,
 }
@@ -43,7 +43,7 @@ unsafe impl Sync for MmioMemory {}
 impl MmioMemory {
     /// `bytes` (a non-zero multiple of the page size) of zeroed memory;
     /// `-ENOMEM` quietly when there is not that much.
-    pub fn new(bytes: usize) -> Result<Self> {
+    pub(crate) fn new(bytes: usize) -> Result<Self> {
         if bytes == 0 || bytes % PAGE_SIZE != 0 {
             return Err(EINVAL);
         }
@@ -61,7 +61,7 @@ impl MmioMemory {
     }
 
     /// (kernel virtual address, bytes).
-    pub fn space(&self) -> (usize, usize) {
+    pub(crate) fn space(&self) -> (usize, usize) {
         (self.base.as_ptr() as usize, self.layout.size())
     }
 }

@@ -18,14 +18,14 @@ mod gpadl_pages;
 mod mmio;
 mod ring_pages;
 
-pub use gpadl_pages::{
+pub(crate) use gpadl_pages::{
     page_read,
     GpadlPages,
     MdlView,
     Page, //
 };
-pub use mmio::MmioMemory;
-pub use ring_pages::RingPages;
+pub(crate) use mmio::MmioMemory;
+pub(crate) use ring_pages::RingPages;
 
 use kernel::prelude::*;
 
@@ -34,7 +34,10 @@ mod tests {
     use super::*;
     use crate::protocol::packet::PacketType;
     use crate::protocol::ring::RingMemory;
-    use crate::protocol::ring::{IncomingRing, OutgoingRing};
+    use crate::protocol::ring::{
+        IncomingRing,
+        OutgoingRing, //
+    };
     use kernel::page::PAGE_SIZE;
 
     #[test]

@@ -41,7 +41,7 @@ use crate::protocol::ring::{
 /// - the memory is accessed only through atomics (the control page) and
 ///   volatile copies (the data area), never through references to plain
 ///   data, since the other endpoint may write it at any time.
-pub struct RingPages {
+pub(crate) struct RingPages {
     base: NonNull<u8>,
     data_len: usize,
     /// `Some`: owned, allocated with this layout.
@@ -60,7 +60,7 @@ unsafe impl Sync for RingPages {}
 
 impl RingPages {
     /// Allocates a zeroed ring with `data_pages` pages of data area.
-    pub fn new(data_pages: usize) -> Result<Self> {
+    pub(crate) fn new(data_pages: usize) -> Result<Self> {
         if data_pages == 0 {
             return Err(EINVAL);
         }
@@ -86,7 +86,7 @@ impl RingPages {
     /// `base` must point to `PAGE_SIZE + data_len` bytes of mapped kernel
     /// memory that stays mapped, and is used as a VMBus ring by no one but
     /// the caller's other endpoint, until the returned value is dropped.
-    pub unsafe fn borrowed(base: *mut u8, data_len: usize) -> Result<Self> {
+    pub(crate) unsafe fn borrowed(base: *mut u8, data_len: usize) -> Result<Self> {
         let base = NonNull::new(base).ok_or(EINVAL)?;
         if base.as_ptr() as usize % PAGE_SIZE != 0 || data_len == 0 || data_len % PAGE_SIZE != 0 {
             return Err(EINVAL);
@@ -101,12 +101,12 @@ impl RingPages {
     }
 
     /// Number of pages in the data area.
-    pub fn data_pages(&self) -> usize {
+    pub(crate) fn data_pages(&self) -> usize {
         self.data_len / PAGE_SIZE
     }
 
     /// Kernel virtual address of the control page (the start of the ring).
-    pub fn base_addr(&self) -> usize {
+    pub(crate) fn base_addr(&self) -> usize {
         self.base.as_ptr() as usize
     }
 

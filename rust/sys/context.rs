@@ -11,7 +11,7 @@ mod ffi {
 
 /// Whether the caller runs in process context (may sleep, unless it holds
 /// a spinlock): KMCL's `PASSIVE_LEVEL`.
-pub fn in_task() -> bool {
+pub(crate) fn in_task() -> bool {
     // SAFETY: `kmcl_in_task` takes no arguments and only reads the
     // preemption count; it may be called from any context.
     unsafe { ffi::kmcl_in_task() }
@@ -21,7 +21,7 @@ pub fn in_task() -> bool {
 /// each case in a thread of its own). `-EINVAL` for an offline CPU.
 /// Process context.
 #[cfg(CONFIG_KUNIT)]
-pub fn pin_current(cpu: u32) -> kernel::error::Result {
+pub(crate) fn pin_current(cpu: u32) -> kernel::error::Result {
     // SAFETY: changes only the calling thread's affinity; process context
     // (the caller's promise), where set_cpus_allowed_ptr() may sleep.
     kernel::error::to_result(unsafe { ffi::kmcl_pin_current(cpu) })

@@ -4,6 +4,6 @@
 //! workqueues and timers, execution-context queries, and trace events
 //! (FFI to C glue, confined here).
 
-pub mod context;
-pub mod queues;
+pub(crate) mod context;
+pub(crate) mod queues;
 pub(crate) mod trace;

@@ -62,11 +62,11 @@ static BH: AtomicPtr<bindings::workqueue_struct> = AtomicPtr::new(null_mut());
 ///
 /// While a `Queues` exists, `PROCESS` and `BH` point to live workqueues it
 /// allocated. There is at most one.
-pub struct Queues(());
+pub(crate) struct Queues(());
 
 impl Queues {
     /// Allocates the queues. Called once, from module init.
-    pub fn new() -> Result<Self> {
+    pub(crate) fn new() -> Result<Self> {
         // SAFETY: `kmcl_wq_alloc` may be called from process context and
         // returns a new workqueue or null.
         let process = unsafe { ffi::kmcl_wq_alloc(false) };
@@ -121,19 +121,19 @@ fn queue(
 }
 
 /// kmcl's process-context workqueue.
-pub fn process() -> &'static Queue {
+pub(crate) fn process() -> &'static Queue {
     queue(&PROCESS, workqueue::system)
 }
 
 /// kmcl's BH (softirq context) workqueue.
-pub fn bh() -> &'static Queue {
+pub(crate) fn bh() -> &'static Queue {
     queue(&BH, workqueue::system_bh)
 }
 
 /// Queues `w` on kmcl's BH queue on CPU `cpu` if that CPU is online, else
 /// on the current CPU (as [`Queue::enqueue`] does). A work item already
 /// queued stays where it is.
-pub fn enqueue_bh_on<W, const ID: u64>(cpu: u32, w: W) -> W::EnqueueOutput
+pub(crate) fn enqueue_bh_on<W, const ID: u64>(cpu: u32, w: W) -> W::EnqueueOutput
 where
     W: workqueue::RawWorkItem<ID> + Send + 'static,
 {
@@ -149,7 +149,7 @@ where
 }
 
 /// What a [`Timer`] calls when it fires.
-pub trait TimerFired: Send + Sync + Sized {
+pub(crate) trait TimerFired: Send + Sync + Sized {
     /// Runs in process context on kmcl's queue, with the reference the
     /// arming took.
     fn fired(this: Arc<Self>);
@@ -164,7 +164,7 @@ pub trait TimerFired: Send + Sync + Sized {
 /// `raw` is a `kmcl_timer` from `kmcl_timer_new`, owned. While armed, its
 /// context is a pointer from `Arc::into_raw` of a `T` that the arming
 /// owns.
-pub struct Timer<T: TimerFired> {
+pub(crate) struct Timer<T: TimerFired> {
     raw: core::ptr::NonNull<core::ffi::c_void>,
     _t: core::marker::PhantomData<Arc<T>>,
 }
@@ -178,7 +178,7 @@ unsafe impl<T: TimerFired> Sync for Timer<T> {}
 
 impl<T: TimerFired> Timer<T> {
     /// A disarmed timer. Process context.
-    pub fn new() -> Result<Self> {
+    pub(crate) fn new() -> Result<Self> {
         // SAFETY: allocates; may sleep (process context).
         let raw = unsafe { ffi::kmcl_timer_new() };
         Ok(Self {
@@ -191,7 +191,7 @@ impl<T: TimerFired> Timer<T> {
     /// the timer tick). The caller must know it is not armed (one armer at
     /// a time, and only after the last arming fired or was disarmed).
     /// Any context.
-    pub fn arm(&self, this: &Arc<T>, usecs: u32) {
+    pub(crate) fn arm(&self, this: &Arc<T>, usecs: u32) {
         let ctx = Arc::into_raw(this.clone()).cast_mut().cast();
         // SAFETY: `raw` is live (invariant); the queue is kmcl's, drained
         // at module exit; `ctx` is an owned reference that `trampoline`
@@ -209,7 +209,7 @@ impl<T: TimerFired> Timer<T> {
 
     /// Disarms the timer, waiting for a running callback; returns whether
     /// an arming was cancelled (its reference is dropped). Process context.
-    pub fn disarm(&self) -> bool {
+    pub(crate) fn disarm(&self) -> bool {
         // SAFETY: `raw` is live.
         let ctx = unsafe { ffi::kmcl_timer_disarm(self.raw.as_ptr()) };
         if ctx.is_null() {

@@ -15,5 +15,5 @@
 //! - [`offers`]: the offer table both buses keep.
 
 pub(crate) mod hyperv;
-pub mod loopback;
+pub(crate) mod loopback;
 pub(crate) mod offers;

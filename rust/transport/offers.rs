@@ -8,7 +8,10 @@
 //! What an offer carries beyond its identity (a loopback server, a VMBus
 //! host's device) is the bus's own [`OfferState`].
 
-use kernel::{prelude::*, sync::Arc};
+use kernel::{
+    prelude::*,
+    sync::Arc, //
+};
 
 use crate::engine::{
     channel::{

@@ -20,7 +20,10 @@
     reason = "included with #[path] by several crates (kmcl.ko, drivers, the bench), each using part of it"
 )]
 
-use core::ffi::{c_int, c_void};
+use core::ffi::{
+    c_int,
+    c_void, //
+};
 use kernel::ffi::c_char;
 
 /// A kernel module (C `struct module`), opaque here: drivers pass

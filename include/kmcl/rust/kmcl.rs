@@ -58,11 +58,22 @@
 #[path = "abi.rs"]
 pub mod abi;
 
-use abi::{KmclChannel, KmclIncoming, KmclPacket};
-use core::ffi::{c_int, c_void};
+use abi::{
+    KmclChannel,
+    KmclIncoming,
+    KmclPacket, //
+};
+use core::ffi::{
+    c_int,
+    c_void, //
+};
 use core::marker::PhantomData;
 use core::mem::ManuallyDrop;
-use kernel::{error::to_result, prelude::*, sync::Arc};
+use kernel::{
+    error::to_result,
+    prelude::*,
+    sync::Arc, //
+};
 
 pub use abi::Guid;
 

@@ -32,13 +32,17 @@ use super::{
     same_link,
     Link, //
 };
-use super::{Channel, Control, Settings};
+use super::{
+    Channel,
+    Control,
+    Settings, //
+};
 
 /// State-change callbacks (KMCL `VMB_CHANNEL_STATE_CHANGE_CALLBACKS`).
 ///
 /// All run in process context with the channel's control lock held; see the
 /// module documentation for what they must not call.
-pub trait StateCallbacks: Send + Sync {
+pub(crate) trait StateCallbacks: Send + Sync {
     /// `EvtChannelOpened`: the connection was made. An error abandons it.
     fn opened(&self, _channel: &Arc<Channel>) -> Result {
         Ok(())
@@ -158,41 +162,41 @@ impl Channel {
     }
 
     /// Whether the channel is enabled.
-    pub fn is_enabled(&self) -> bool {
+    pub(crate) fn is_enabled(&self) -> bool {
         self.control.lock().lifecycle.is_enabled()
     }
 
     /// Whether packets flow (enabled, connected, not paused).
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         self.control.lock().lifecycle.is_running()
     }
 
     /// KMCL `VmbChannelEnable`: a server offers the channel, a client looks
     /// for its target offer and opens it when it exists. Returns without
     /// waiting for the other endpoint.
-    pub fn enable(self: &Arc<Self>) -> Result {
+    pub(crate) fn enable(self: &Arc<Self>) -> Result {
         self.transition(Event::Enable)
     }
 
     /// KMCL `VmbChannelDisable`: closes (client) or rescinds (server), and
     /// returns when the channel is torn down.
-    pub fn disable(self: &Arc<Self>) -> Result {
+    pub(crate) fn disable(self: &Arc<Self>) -> Result {
         self.transition(Event::Disable)
     }
 
     /// KMCL `VmbChannelPause`.
-    pub fn pause(self: &Arc<Self>) -> Result {
+    pub(crate) fn pause(self: &Arc<Self>) -> Result {
         self.transition(Event::Pause)
     }
 
     /// KMCL `VmbChannelStart`.
-    pub fn start(self: &Arc<Self>) -> Result {
+    pub(crate) fn start(self: &Arc<Self>) -> Result {
         self.transition(Event::Start)
     }
 
     /// KMCL `VmbChannelCleanup`: releases a disabled channel, and with it
     /// the driver's callbacks (which may hold references back to it).
-    pub fn cleanup(self: Arc<Self>) -> Result {
+    pub(crate) fn cleanup(self: Arc<Self>) -> Result {
         let callbacks = {
             let mut ctl = self.control.lock();
             if !ctl.lifecycle.accepts_init() {

@@ -238,7 +238,11 @@ impl Channel {
     /// from Opened on): shares `pages` with the server; returns the
     /// handle. `-EINVAL` for a server, `-ENOTCONN` when not connected.
     /// Process context.
-    pub fn create_gpadl(&self, pages: crate::shmem::GpadlPages, read_only: bool) -> Result<u32> {
+    pub(crate) fn create_gpadl(
+        &self,
+        pages: crate::shmem::GpadlPages,
+        read_only: bool,
+    ) -> Result<u32> {
         if self.role != Role::Client {
             return Err(EINVAL);
         }
@@ -257,7 +261,7 @@ impl Channel {
 
     /// KMCL `VmbChannelDeleteGpadl` (client): waits while the server has
     /// the GPADL mapped. `-ENOENT` for an unknown handle. Process context.
-    pub fn delete_gpadl(&self, handle: u32) -> Result {
+    pub(crate) fn delete_gpadl(&self, handle: u32) -> Result {
         if self.role != Role::Client {
             return Err(EINVAL);
         }
@@ -272,7 +276,11 @@ impl Channel {
     /// behind `handle`, until [`Self::unmap_gpadl`]. One mapping per GPADL
     /// (`-EBUSY`); `writable` on a read-only GPADL fails (`-EACCES`);
     /// `-ENOENT` for an unknown handle. Process context.
-    pub fn map_gpadl(&self, handle: u32, writable: bool) -> Result<Arc<crate::shmem::GpadlPages>> {
+    pub(crate) fn map_gpadl(
+        &self,
+        handle: u32,
+        writable: bool,
+    ) -> Result<Arc<crate::shmem::GpadlPages>> {
         if self.role != Role::Server {
             return Err(EINVAL);
         }
@@ -286,7 +294,7 @@ impl Channel {
     }
 
     /// KMCL `VmbChannelUnmapGpadl` (server). `-ENOENT` if not mapped.
-    pub fn unmap_gpadl(&self, handle: u32) -> Result {
+    pub(crate) fn unmap_gpadl(&self, handle: u32) -> Result {
         if self.role != Role::Server {
             return Err(EINVAL);
         }

@@ -25,7 +25,7 @@ impl Channel {
     /// KMCL `VmbChannelGetMmioSpace`: the connection's MMIO space, from
     /// Opened until Closed. `-ENOTCONN` when not connected, `-ENODATA`
     /// when the offer has none. Any context.
-    pub fn mmio_space(&self) -> Result<MmioSpace> {
+    pub(crate) fn mmio_space(&self) -> Result<MmioSpace> {
         let (connected, space) = *self.mmio.lock();
         if !connected {
             return Err(ENOTCONN);

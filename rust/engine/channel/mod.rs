@@ -101,9 +101,9 @@ mod tests;
 mod transport;
 
 pub(crate) use control::PeerEvent;
-pub use control::StateCallbacks;
+pub(crate) use control::StateCallbacks;
 pub(crate) use gpadl::GpadlCounts;
-pub use receive::{
+pub(crate) use receive::{
     PacketCallbacks,
     RX_BUDGET, //
 };
@@ -111,17 +111,10 @@ pub(crate) use save::{
     Continue,
     SavedPacket, //
 };
-pub use settings::{
-    MmioMegabytes,
-    Settings,
-    Transport,
-    CHANNEL_FLAG_IS_PIPE,
-    FRIENDLY_NAME_MAX,
-    MAX_VTL,
-    SERVER_FLAGS_KNOWN, //
+pub(crate) use settings::{
+    MmioMegabytes, Settings, Transport, CHANNEL_FLAG_IS_PIPE, FRIENDLY_NAME_MAX,
 };
 pub(crate) use signal::SignalCounts;
-pub use snapshot::Snapshot;
 pub(crate) use transport::{
     same_link,
     Bus,
@@ -193,7 +186,7 @@ impl RxState {
 
 /// A KMCL channel (`VMBCHANNEL`): one endpoint, client or server.
 #[pin_data]
-pub struct Channel {
+pub(crate) struct Channel {
     /// Names the channel in trace events and debugfs.
     id: u32,
     role: Role,
@@ -328,12 +321,12 @@ impl WorkItem<DEFERRAL_WORK> for Channel {
 static NEXT_ID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(1);
 
 /// No target processor: the receive work runs on the CPU that signalled.
-pub const NO_TARGET_CPU: u32 = u32::MAX;
+pub(crate) const NO_TARGET_CPU: u32 = u32::MAX;
 
 impl Channel {
     /// The channel's id: unique while kmcl is loaded; names the channel in
     /// trace events and in its debugfs directory.
-    pub fn id(&self) -> u32 {
+    pub(crate) fn id(&self) -> u32 {
         self.id
     }
 
@@ -412,7 +405,7 @@ impl Channel {
     }
 
     /// The channel's role.
-    pub fn role(&self) -> Role {
+    pub(crate) fn role(&self) -> Role {
         self.role
     }
 

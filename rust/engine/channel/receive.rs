@@ -25,7 +25,7 @@ use super::Channel;
 
 /// Incoming packet callbacks (KMCL `EvtVmbChannelProcessPacket` and
 /// `EvtVmbChannelProcessingComplete`), called in softirq context.
-pub trait PacketCallbacks: Send + Sync {
+pub(crate) trait PacketCallbacks: Send + Sync {
     /// A packet arrived. The driver completes it, now or later, with
     /// [`IncomingPacket::complete`].
     fn process_packet(&self, channel: &Arc<Channel>, packet: IncomingPacket);
@@ -43,7 +43,7 @@ pub trait PacketCallbacks: Send + Sync {
 
 /// Packets (data and completions) the receive work reads per run before it
 /// yields to other work and is queued again (KMCL's DPC cycle limit).
-pub const RX_BUDGET: u32 = 128;
+pub(crate) const RX_BUDGET: u32 = 128;
 
 /// Most packets the receive work reads under one hold of the data lock.
 const RX_BATCH: usize = 16;
@@ -136,7 +136,7 @@ impl Channel {
     /// KMCL `VmbChannelSetTransactionQuota`: at most `quota` delivered
     /// packets may be uncompleted; delivery stops there and resumes on a
     /// completion. `-EINVAL` for 0.
-    pub fn set_transaction_quota(&self, quota: u32) -> Result {
+    pub(crate) fn set_transaction_quota(&self, quota: u32) -> Result {
         if quota == 0 {
             return Err(EINVAL);
         }
@@ -145,7 +145,7 @@ impl Channel {
     }
 
     /// Times delivery stopped at the transaction quota.
-    pub fn quota_hits(&self) -> u64 {
+    pub(crate) fn quota_hits(&self) -> u64 {
         self.rx.lock().quota_hits
     }
 

@@ -22,12 +22,22 @@
 //!   driver (`EvtVmbChannelRestorePacket`, then `VmbPacketRestore` makes
 //!   it an incoming packet again) for it to complete as usual.
 
-use kernel::{prelude::*, sync::Arc};
+use kernel::{
+    prelude::*,
+    sync::Arc, //
+};
 
 use super::Channel;
 use crate::engine::datapath::PacketObject;
 use crate::engine::types::Guid;
-use crate::protocol::save::{self, PacketRecord, Record, Restore, SaveError, Writer};
+use crate::protocol::save::{
+    self,
+    PacketRecord,
+    Record,
+    Restore,
+    SaveError,
+    Writer, //
+};
 use crate::{
     engine::datapath::Peer,
     protocol::lifecycle::Role, //

@@ -72,7 +72,7 @@ impl Channel {
     /// by a GPA range list; the other endpoint gets the pages with the
     /// packet. A completion is always requested; `pages` must stay valid
     /// until `completion` runs.
-    pub fn send_external(
+    pub(crate) fn send_external(
         self: &Arc<Self>,
         payload: &[u8],
         pages: crate::shmem::GpadlPages,
@@ -91,7 +91,7 @@ impl Channel {
     /// completes the packet, with its completion payload; otherwise when the
     /// packet is in the ring. A full ring queues the packet. `-ENOTCONN` if
     /// the channel is not connected (then `completion` does not run).
-    pub fn send(
+    pub(crate) fn send(
         self: &Arc<Self>,
         payload: &[u8],
         wait_for_completion: bool,
@@ -151,7 +151,7 @@ impl Channel {
     /// cancelled; a late completion is dropped), `-ENODEV` (not connected,
     /// or the connection ended), `-EOVERFLOW` (`reply` too small; nothing
     /// copied), `-EINTR` (a signal while waiting with a timeout).
-    pub fn send_sync(
+    pub(crate) fn send_sync(
         self: &Arc<Self>,
         payload: &[u8],
         reply: &mut [u8],
@@ -162,7 +162,7 @@ impl Channel {
 
     /// [`Self::send_sync`] with external data `pages` (valid until this
     /// returns).
-    pub fn send_sync_external(
+    pub(crate) fn send_sync_external(
         self: &Arc<Self>,
         payload: &[u8],
         pages: crate::shmem::GpadlPages,

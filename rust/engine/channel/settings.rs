@@ -24,38 +24,38 @@ use super::{
 /// Init-time settings (KMCL's `VmbChannelInitSet*`), changeable only while
 /// the channel is disabled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Interface type GUID: offered (server) or looked for (client).
-    pub interface_type: Guid,
+    pub(crate) interface_type: Guid,
     /// Interface instance GUID; for a client all zeroes means "any".
-    pub interface_instance: Guid,
+    pub(crate) interface_instance: Guid,
     /// Largest packet payload the driver will send (`MaximumPacketSize`).
-    pub max_packet_size: u32,
+    pub(crate) max_packet_size: u32,
     /// Client: pages of the ring the client receives on.
-    pub incoming_pages: u32,
+    pub(crate) incoming_pages: u32,
     /// Client: pages of the ring the client sends on.
-    pub outgoing_pages: u32,
+    pub(crate) outgoing_pages: u32,
     /// Bytes of zeroed driver context given with each incoming packet
     /// (`ClientContextSize`).
-    pub client_context_size: u32,
+    pub(crate) client_context_size: u32,
     /// Most bytes of external data one packet may describe
     /// (`MaximumExternalData`; 0: none).
-    pub max_external_bytes: u32,
+    pub(crate) max_external_bytes: u32,
     /// Most ranges (chain length) one packet may describe.
-    pub max_external_ranges: u32,
+    pub(crate) max_external_ranges: u32,
     /// Client: which VMBus the offer is looked for on.
-    pub transport: Transport,
+    pub(crate) transport: Transport,
     /// Server: MMIO space for the device, in MiB (required, optional).
-    pub mmio_megabytes: MmioMegabytes,
+    pub(crate) mmio_megabytes: MmioMegabytes,
     /// Server: the VTL whose clients see the offer (KMCL target VTL).
     /// Client: the VTL it runs in (the kernel's; 0 unless a test says
     /// otherwise).
-    pub vtl: u8,
+    pub(crate) vtl: u8,
 }
 
 /// Where a client channel looks for its offer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
+pub(crate) enum Transport {
     /// On the loopback bus if a server offers the interface there when the
     /// client is enabled, or if no VMBus host exists; else on the host.
     Auto,
@@ -66,26 +66,26 @@ pub enum Transport {
 }
 
 /// The highest VTL (Hyper-V's VTLs are numbered 0 to 15).
-pub const MAX_VTL: u8 = 15;
+pub(crate) const MAX_VTL: u8 = 15;
 
 /// Longest friendly name, in bytes.
-pub const FRIENDLY_NAME_MAX: usize = 64;
+pub(crate) const FRIENDLY_NAME_MAX: usize = 64;
 
 /// `VMBUS_CHANNEL_INIT_FLAG_IS_PIPE`: pipe mode (not supported).
-pub const CHANNEL_FLAG_IS_PIPE: u32 = 0x1;
+pub(crate) const CHANNEL_FLAG_IS_PIPE: u32 = 0x1;
 
 /// All server flags KMCL defines (`VMBUS_SERVER_CHANNEL_INIT_FLAG_*`);
 /// kmcl records them, none changes loopback behaviour.
-pub const SERVER_FLAGS_KNOWN: u32 = 0x1f;
+pub(crate) const SERVER_FLAGS_KNOWN: u32 = 0x1f;
 
 /// The MMIO space a server's device asks for, in MiB (KMCL
 /// `VmbServerChannelInitSetMmioMegabytes`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MmioMegabytes {
+pub(crate) struct MmioMegabytes {
     /// MiB the device must have.
-    pub required: u16,
+    pub(crate) required: u16,
     /// MiB more it may have.
-    pub optional: u16,
+    pub(crate) optional: u16,
 }
 
 impl Settings {
@@ -121,7 +121,7 @@ impl Channel {
     }
 
     /// Changes init-time settings; `-EBUSY` unless the channel is disabled.
-    pub fn configure(&self, f: impl FnOnce(&mut Settings)) -> Result {
+    pub(crate) fn configure(&self, f: impl FnOnce(&mut Settings)) -> Result {
         self.init_time(|ctl| {
             f(&mut ctl.settings);
             Ok(())
@@ -129,13 +129,13 @@ impl Channel {
     }
 
     /// The current settings.
-    pub fn settings(&self) -> Settings {
+    pub(crate) fn settings(&self) -> Settings {
         self.control.lock().settings
     }
 
     /// KMCL `VmbChannelInitSetFriendlyName`: a name for debugging (at most
     /// [`FRIENDLY_NAME_MAX`] bytes, else `-EINVAL`).
-    pub fn set_friendly_name(&self, name: &[u8]) -> Result {
+    pub(crate) fn set_friendly_name(&self, name: &[u8]) -> Result {
         self.init_time(|ctl| {
             let dst = ctl.friendly_name.get_mut(..name.len()).ok_or(EINVAL)?;
             dst.copy_from_slice(name);
@@ -145,14 +145,14 @@ impl Channel {
     }
 
     /// Calls `f` with the friendly name.
-    pub fn with_friendly_name<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+    pub(crate) fn with_friendly_name<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
         let ctl = self.control.lock();
         f(&ctl.friendly_name[..ctl.friendly_name_len])
     }
 
     /// KMCL `VmbChannelInitSetFlags`: `-EINVAL` for unknown bits,
     /// `-EOPNOTSUPP` for pipe mode, which kmcl does not implement.
-    pub fn set_flags(&self, flags: u32) -> Result {
+    pub(crate) fn set_flags(&self, flags: u32) -> Result {
         self.init_time(|_| {
             if flags & !CHANNEL_FLAG_IS_PIPE != 0 {
                 return Err(EINVAL);
@@ -166,7 +166,7 @@ impl Channel {
 
     /// KMCL `VmbServerChannelInitSetTargetVtl`: only clients running in
     /// `vtl` see the offer. `-EINVAL` for a VTL above 15 or a client.
-    pub fn set_target_vtl(&self, vtl: u8) -> Result {
+    pub(crate) fn set_target_vtl(&self, vtl: u8) -> Result {
         self.init_time(|ctl| {
             if self.role != Role::Server || vtl > MAX_VTL {
                 return Err(EINVAL);
@@ -180,7 +180,7 @@ impl Channel {
     /// device, `megabytes` required and `optional` more if available (on
     /// the loopback bus: memory both endpoints are given). `-EINVAL` on a
     /// client channel.
-    pub fn set_mmio_megabytes(&self, megabytes: u16, optional: u16) -> Result {
+    pub(crate) fn set_mmio_megabytes(&self, megabytes: u16, optional: u16) -> Result {
         self.init_time(|ctl| {
             if self.role != Role::Server {
                 return Err(EINVAL);
@@ -195,7 +195,7 @@ impl Channel {
 
     /// KMCL `VmbServerChannelInitSetFlags`: `-EINVAL` for unknown bits or
     /// on a client channel.
-    pub fn set_server_flags(&self, flags: u32) -> Result {
+    pub(crate) fn set_server_flags(&self, flags: u32) -> Result {
         self.init_time(|ctl| {
             if self.role != Role::Server || flags & !SERVER_FLAGS_KNOWN != 0 {
                 return Err(EINVAL);
@@ -209,7 +209,7 @@ impl Channel {
     /// (bytes and chain length) one packet may describe; both must be
     /// non-zero (`-EINVAL`). Incoming GPA-direct range lists beyond these
     /// limits are rejected.
-    pub fn set_maximum_external_data(&self, bytes: u32, ranges: u32) -> Result {
+    pub(crate) fn set_maximum_external_data(&self, bytes: u32, ranges: u32) -> Result {
         if bytes == 0 || ranges == 0 {
             return Err(EINVAL);
         }
@@ -220,20 +220,20 @@ impl Channel {
     }
 
     /// KMCL `VmbChannelSetPointer`.
-    pub fn set_pointer(&self, pointer: usize) {
+    pub(crate) fn set_pointer(&self, pointer: usize) {
         self.pointer
             .store(pointer, core::sync::atomic::Ordering::Release);
     }
 
     /// KMCL `VmbChannelGetPointer`.
-    pub fn pointer(&self) -> usize {
+    pub(crate) fn pointer(&self) -> usize {
         self.pointer.load(core::sync::atomic::Ordering::Acquire)
     }
 
     /// KMCL `VmbChannelGetInterfaceInstance`: the instance GUID of the
     /// offer the channel is connected to (a client that accepted any
     /// instance learns which), else the configured one.
-    pub fn interface_instance(&self) -> Guid {
+    pub(crate) fn interface_instance(&self) -> Guid {
         let ctl = self.control.lock();
         ctl.connection
             .as_ref()
@@ -241,7 +241,7 @@ impl Channel {
     }
 
     /// Sets the state callbacks; `-EBUSY` unless the channel is disabled.
-    pub fn set_state_callbacks(&self, callbacks: Arc<dyn StateCallbacks>) -> Result {
+    pub(crate) fn set_state_callbacks(&self, callbacks: Arc<dyn StateCallbacks>) -> Result {
         self.init_time(|ctl| {
             ctl.callbacks = Some(callbacks);
             Ok(())
@@ -249,7 +249,7 @@ impl Channel {
     }
 
     /// Sets the packet callbacks; `-EBUSY` unless the channel is disabled.
-    pub fn set_packet_callbacks(&self, callbacks: Arc<dyn PacketCallbacks>) -> Result {
+    pub(crate) fn set_packet_callbacks(&self, callbacks: Arc<dyn PacketCallbacks>) -> Result {
         self.init_time(|_| {
             self.rx.lock().callbacks = Some(callbacks);
             Ok(())
@@ -260,7 +260,7 @@ impl Channel {
     /// packets in process context (a workqueue) rather than softirq. Only
     /// while disabled (`-EBUSY` otherwise), so that a channel's receive
     /// work always runs in one context.
-    pub fn set_incoming_processing_at_passive(&self, at_passive: bool) -> Result {
+    pub(crate) fn set_incoming_processing_at_passive(&self, at_passive: bool) -> Result {
         self.init_time(|_| {
             self.at_passive
                 .store(at_passive, core::sync::atomic::Ordering::Relaxed);
@@ -275,7 +275,7 @@ impl Channel {
     /// target is replaced by the signalling CPU while it is offline.
     /// Processing at passive level runs in a worker anywhere. `-EINVAL`
     /// for a CPU number the kernel cannot have; `-EBUSY` unless disabled.
-    pub fn set_target_processor(&self, cpu: Option<u32>) -> Result {
+    pub(crate) fn set_target_processor(&self, cpu: Option<u32>) -> Result {
         if cpu.is_some_and(|c| c >= kernel::cpu::nr_cpu_ids()) {
             return Err(EINVAL);
         }
@@ -289,7 +289,7 @@ impl Channel {
     }
 
     /// The target processor ([`Self::set_target_processor`]).
-    pub fn target_processor(&self) -> Option<u32> {
+    pub(crate) fn target_processor(&self) -> Option<u32> {
         let cpu = self.target_cpu.load(core::sync::atomic::Ordering::Relaxed);
         (cpu != NO_TARGET_CPU).then_some(cpu)
     }

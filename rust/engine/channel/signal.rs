@@ -50,7 +50,7 @@ impl Channel {
     /// `-EOPNOTSUPP` on a channel connected to a VMBus host (Linux's
     /// hv_vmbus offers no way to change a channel's monitor latency).
     /// Any context.
-    pub fn set_interrupt_latency(&self, latency: u16) -> Result<u16> {
+    pub(crate) fn set_interrupt_latency(&self, latency: u16) -> Result<u16> {
         let on_host = self
             .data
             .lock()
@@ -66,7 +66,7 @@ impl Channel {
     }
 
     /// Signals merged by the interrupt latency so far.
-    pub fn signals_coalesced(&self) -> u64 {
+    pub(crate) fn signals_coalesced(&self) -> u64 {
         self.signals_coalesced
             .load(core::sync::atomic::Ordering::Relaxed)
     }

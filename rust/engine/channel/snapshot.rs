@@ -10,7 +10,11 @@ use core::fmt;
 
 use kernel::sync::Arc;
 
-use super::{Channel, Settings, FRIENDLY_NAME_MAX};
+use super::{
+    Channel,
+    Settings,
+    FRIENDLY_NAME_MAX, //
+};
 use super::{
     GpadlCounts,
     SignalCounts, //
@@ -21,10 +25,13 @@ use crate::engine::types::{
     Guid,
     GuidText, //
 };
-use crate::protocol::{lifecycle::Role, ring::RingState};
+use crate::protocol::{
+    lifecycle::Role,
+    ring::RingState, //
+};
 
 /// What [`Channel::snapshot`] copies out.
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     pub(crate) id: u32,
     pub(crate) role: Role,
     pub(crate) name: [u8; FRIENDLY_NAME_MAX],
@@ -178,7 +185,7 @@ impl fmt::Display for Snapshot {
 
 impl Channel {
     /// The channel's state and counters now.
-    pub fn snapshot(self: &Arc<Self>) -> Snapshot {
+    pub(crate) fn snapshot(self: &Arc<Self>) -> Snapshot {
         let mut s = self.snapshot_control();
         self.snapshot_data(&mut s);
         s
@@ -257,7 +264,7 @@ impl Channel {
     }
 
     /// The data path's counters (zero when not connected).
-    pub fn counters(&self) -> Counters {
+    pub(crate) fn counters(&self) -> Counters {
         self.data
             .lock()
             .as_ref()

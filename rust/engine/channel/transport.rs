@@ -15,7 +15,10 @@
 //! failed) to them; the channel's control work handles them in process
 //! context.
 
-use kernel::{prelude::*, sync::Arc};
+use kernel::{
+    prelude::*,
+    sync::Arc, //
+};
 
 use crate::engine::{
     datapath::DataPath,

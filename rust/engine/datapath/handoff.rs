@@ -24,7 +24,10 @@
 
 use core::marker::PhantomData;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{
+    AtomicPtr,
+    Ordering, //
+};
 use kernel::prelude::*;
 
 /// One channel's mark: null, the object being delivered, or that object

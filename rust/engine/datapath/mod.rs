@@ -96,7 +96,7 @@ pub(crate) use incoming::{
 };
 use outgoing::Queued;
 pub(crate) use outgoing::SendError;
-pub use packet::IncomingPacket;
+pub(crate) use packet::IncomingPacket;
 pub(crate) use packet::PacketObject;
 pub(crate) use remote::{
     GpadlHost,
@@ -106,36 +106,36 @@ use routine::{
     no_transactions,
     RoutineSlots, //
 };
-pub use routine::{
+pub(crate) use routine::{
     Routine,
     SendCompletion, //
 };
 
 /// Counters of one channel's data path.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
-pub struct Counters {
+pub(crate) struct Counters {
     /// Packets written to the outgoing ring (data and completions).
-    pub packets_out: u64,
+    pub(crate) packets_out: u64,
     /// Data packets delivered to the driver.
-    pub packets_in: u64,
+    pub(crate) packets_in: u64,
     /// Completions received for outstanding packets.
-    pub completions_in: u64,
+    pub(crate) completions_in: u64,
     /// Completions written for incoming packets that asked for one.
-    pub completions_out: u64,
+    pub(crate) completions_out: u64,
     /// Completions with an id that was not outstanding (the channel is
     /// closed at the first).
-    pub bad_completions: u64,
+    pub(crate) bad_completions: u64,
     /// Completions of cancelled (timed-out) synchronous requests, dropped.
-    pub late_completions: u64,
+    pub(crate) late_completions: u64,
     /// Sends that found the ring full and were queued.
-    pub ring_full: u64,
+    pub(crate) ring_full: u64,
     /// Malformed data found in the incoming ring (the channel stops
     /// reading).
-    pub ring_errors: u64,
+    pub(crate) ring_errors: u64,
     /// Payload bytes of the data packets delivered.
-    pub bytes_in: u64,
+    pub(crate) bytes_in: u64,
     /// Payload bytes written (data packets and completions).
-    pub bytes_out: u64,
+    pub(crate) bytes_out: u64,
 }
 
 /// The data path of a connected channel, under the channel's `data` lock.
@@ -211,11 +211,11 @@ pub(crate) struct DataPathState {
 
 /// Payload bytes a channel queues for a full ring at least (see the
 /// module documentation).
-pub const QUEUE_LIMIT_MIN: usize = 1 << 20;
+pub(crate) const QUEUE_LIMIT_MIN: usize = 1 << 20;
 
 /// Time without the other endpoint reading anything, while sends wait for
 /// room, after which it is taken for dead.
-pub const PEER_STALL_MS: i64 = 2000;
+pub(crate) const PEER_STALL_MS: i64 = 2000;
 
 /// The other endpoint of a data path (a transport's [`Remote`]).
 pub(crate) type Peer = Arc<dyn Remote>;

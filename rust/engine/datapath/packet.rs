@@ -23,7 +23,7 @@ use crate::{
 /// One allocation, made before the packet leaves the ring, so that handing
 /// it to a driver (or to C, as a handle: [`IncomingPacket::into_box`])
 /// cannot fail.
-pub struct IncomingPacket(pub(super) KBox<PacketObject>);
+pub(crate) struct IncomingPacket(pub(super) KBox<PacketObject>);
 
 /// The allocation behind an [`IncomingPacket`]: the packet read from the
 /// ring, the driver context and the transaction. C drivers hold its
@@ -49,38 +49,28 @@ impl IncomingPacket {
     /// The external data the sender described (KMCL
     /// `VmbChannelPacketGetExternalData`), valid until the packet is
     /// completed; `None` for an in-band packet.
-    pub fn external_data(&self) -> Option<&GpadlPages> {
+    pub(crate) fn external_data(&self) -> Option<&GpadlPages> {
         self.0.external.as_deref()
     }
 
     /// The packet's payload.
-    pub fn data(&self) -> &[u8] {
+    pub(crate) fn data(&self) -> &[u8] {
         self.0.data()
     }
 
     /// The driver's context area for this packet, zeroed on arrival.
-    pub fn context_mut(&mut self) -> &mut [u8] {
+    pub(crate) fn context_mut(&mut self) -> &mut [u8] {
         &mut self.0.context
     }
 
     /// The sender's transaction id.
-    pub fn transaction_id(&self) -> u64 {
+    pub(crate) fn transaction_id(&self) -> u64 {
         self.0.transaction_id
-    }
-
-    /// Whether the sender asked for a completion.
-    pub fn completion_requested(&self) -> bool {
-        self.0.completion_requested
-    }
-
-    /// The channel the packet arrived on.
-    pub fn channel(&self) -> &Arc<Channel> {
-        &self.0.channel
     }
 
     /// KMCL `VmbChannelPacketComplete`: releases the packet and, if the
     /// sender asked for one, sends a completion carrying `payload`.
-    pub fn complete(mut self, payload: &[u8]) -> Result {
+    pub(crate) fn complete(mut self, payload: &[u8]) -> Result {
         let p = &mut *self.0;
         p.done = true;
         let sent = if p.completion_requested {
@@ -94,7 +84,7 @@ impl IncomingPacket {
 
     /// KMCL `VmbChannelPacketDeferToPassive`: hands the packet back; it is
     /// delivered again to `process_packet` in process context.
-    pub fn defer_to_passive(self) {
+    pub(crate) fn defer_to_passive(self) {
         let channel = self.0.channel.clone();
         channel.defer(self);
     }
@@ -102,7 +92,7 @@ impl IncomingPacket {
     /// KMCL `VmbChannelPacketFail`: the packet is malformed or cannot be
     /// handled. Delivery on the channel stops and its connection is closed
     /// (Suspend and Closed on both sides). No completion is sent.
-    pub fn fail(mut self) {
+    pub(crate) fn fail(mut self) {
         self.0.done = true;
         self.0.channel.fail_incoming();
     }

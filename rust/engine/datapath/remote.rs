@@ -4,7 +4,10 @@
 //! what a send signals, and where external data and GPADLs live. The
 //! transports implement it (a loopback channel, a VMBus host's device).
 
-use kernel::{prelude::*, sync::Arc};
+use kernel::{
+    prelude::*,
+    sync::Arc, //
+};
 
 use crate::shmem::GpadlPages;
 

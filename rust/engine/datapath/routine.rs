@@ -13,7 +13,7 @@ use crate::protocol::transactions::{
 
 /// Called once when a sent packet's transaction is over (KMCL
 /// `EvtVmbPacketCompletionRoutine`), in softirq or process context.
-pub trait SendCompletion: Send {
+pub(crate) trait SendCompletion: Send {
     /// `status` is `Ok` when the other endpoint completed the packet (or,
     /// without a completion request, when the packet was written to the
     /// ring) and `Err(ENODEV)` when the connection ended first; `data` is
@@ -22,7 +22,7 @@ pub trait SendCompletion: Send {
 }
 
 /// What runs once when a sent packet's transaction is over.
-pub enum Routine {
+pub(crate) enum Routine {
     /// A completion object.
     Boxed(KBox<dyn SendCompletion>),
     /// A function and a word for it: sending allocates nothing (the C API

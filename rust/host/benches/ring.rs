@@ -16,10 +16,22 @@
 //! memcpy.
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU32, AtomicU64};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{
+    AtomicU32,
+    AtomicU64, //
+};
+use std::time::{
+    Duration,
+    Instant, //
+};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{
+    criterion_group,
+    criterion_main,
+    BenchmarkId,
+    Criterion,
+    Throughput, //
+};
 use kmcl_protocol::packet::PacketType;
 use kmcl_protocol::ring::{
     init_control, IncomingRing, OutgoingRing, WordRingMemory, WriteError, CONTROL_WORDS,

@@ -226,3 +226,70 @@ fn mapping_signatures_are_the_headers_and_cover_every_function() {
         );
     }
 }
+
+/// The rows of a reST list-table whose first two columns are
+/// ``name`` and ``kind``.
+fn design_lock_rows(doc: &str) -> Vec<(String, String)> {
+    let lines: Vec<&str> = doc.lines().collect();
+    let mut rows = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let Some(name) = l.trim().strip_prefix("* - ``") else {
+            continue;
+        };
+        let Some(kind) = lines.get(i + 1).and_then(|k| k.trim().strip_prefix("- ``")) else {
+            continue;
+        };
+        rows.push((
+            name.trim_end_matches("``").to_string(),
+            kind.trim_end_matches("``").to_string(),
+        ));
+    }
+    rows
+}
+
+#[test]
+fn design_lock_table_is_the_channels() {
+    let code = include_str!("../../engine/channel/mod.rs");
+    let doc = include_str!("../../../Documentation/design.rst");
+    // The module documentation's table: "//! | `name` | `Kind` ... |".
+    let table: Vec<(String, String)> = code
+        .lines()
+        .filter_map(|l| {
+            let l = l.strip_prefix("//! | `")?;
+            let (name, rest) = l.split_once("` | `")?;
+            let kind = rest.split('`').next()?;
+            Some((name.to_string(), kind.to_string()))
+        })
+        .collect();
+    assert!(table.len() >= 8, "lock table not found in channel/mod.rs");
+    assert_eq!(design_lock_rows(doc), table, "design.rst vs channel/mod.rs");
+    // Every lock field of Channel is in the table, and every row names a
+    // field.
+    let body = code
+        .split("pub struct Channel {")
+        .nth(1)
+        .and_then(|b| b.split("\n}\n").next())
+        .expect("struct Channel");
+    let fields: Vec<(&str, &str)> = body
+        .lines()
+        .filter_map(|l| l.trim().split_once(": "))
+        .filter(|(n, _)| !n.starts_with("//") && !n.starts_with('#'))
+        .collect();
+    for (name, ty) in &fields {
+        let is_lock = ["Mutex<", "SpinLock<", "SpinLockIrq<"]
+            .iter()
+            .any(|k| ty.starts_with(k));
+        if is_lock {
+            assert!(
+                table.iter().any(|(n, _)| n == name),
+                "lock `{name}` of Channel is not in the lock table"
+            );
+        }
+    }
+    for (name, _) in &table {
+        assert!(
+            fields.iter().any(|(n, _)| n == name),
+            "the lock table names `{name}`, which is not a field of Channel"
+        );
+    }
+}

@@ -3,7 +3,12 @@
 //! Property tests: KMCL's callback-order rules hold for any sequence of
 //! driver calls and connection events, for both roles.
 
-use kmcl_protocol::lifecycle::{Action, Event, Lifecycle, Role};
+use kmcl_protocol::lifecycle::{
+    Action,
+    Event,
+    Lifecycle,
+    Role, //
+};
 use proptest::prelude::*;
 
 fn event() -> impl Strategy<Value = Event> {

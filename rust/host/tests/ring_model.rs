@@ -9,10 +9,22 @@
 //! signal the other.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{
+    AtomicU32,
+    AtomicU64, //
+};
 
-use kmcl_protocol::packet::{inband_ring_len, PacketType};
-use kmcl_protocol::ring::{IncomingRing, OutgoingRing, WordRingMemory, WriteError, CONTROL_WORDS};
+use kmcl_protocol::packet::{
+    inband_ring_len,
+    PacketType, //
+};
+use kmcl_protocol::ring::{
+    IncomingRing,
+    OutgoingRing,
+    WordRingMemory,
+    WriteError,
+    CONTROL_WORDS, //
+};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]

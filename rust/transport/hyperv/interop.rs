@@ -6,7 +6,10 @@
 use core::ffi::c_void;
 use core::ptr::NonNull;
 
-use kernel::{prelude::*, sync::Arc};
+use kernel::{
+    prelude::*,
+    sync::Arc, //
+};
 
 use crate::shmem::RingPages;
 

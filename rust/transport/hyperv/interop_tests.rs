@@ -8,9 +8,15 @@
 //! lists and both sides' signalling decisions (`interrupt_mask`,
 //! `pending_send_sz`). No hypervisor is involved (see `hv_interop.c`).
 
-use kernel::{prelude::*, sync::Arc};
+use kernel::{
+    prelude::*,
+    sync::Arc, //
+};
 
-use super::interop::{LinuxChannel, Signals};
+use super::interop::{
+    LinuxChannel,
+    Signals, //
+};
 use crate::protocol::{
     gpa::{self, GpaRanges},
     packet::{Descriptor, PacketType, DESCRIPTOR_SIZE, FLAG_COMPLETION_REQUESTED},

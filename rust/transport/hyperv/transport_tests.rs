@@ -16,7 +16,11 @@
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use core::sync::atomic::{
+    AtomicI32,
+    AtomicU32,
+    Ordering, //
+};
 
 use kernel::{
     prelude::*,
@@ -26,19 +30,40 @@ use kernel::{
 
 use super::interop::LinuxChannel;
 use crate::engine::channel::PacketCallbacks;
-use crate::engine::channel::{Channel, Transport};
-use crate::engine::datapath::{IncomingPacket, SendCompletion};
-use crate::engine::testing::{wait_until, Letters};
+use crate::engine::channel::{
+    Channel,
+    Transport, //
+};
+use crate::engine::datapath::{
+    IncomingPacket,
+    SendCompletion, //
+};
+use crate::engine::testing::{
+    wait_until,
+    Letters, //
+};
 use crate::engine::types::RingPageCounts;
-use crate::engine::types::{Guid, MmioSpace};
+use crate::engine::types::{
+    Guid,
+    MmioSpace, //
+};
 use crate::protocol::{
     gpa,
     lifecycle::Role,
     packet::{Descriptor, PacketType, DESCRIPTOR_SIZE},
     ring::{RingMemory, FEATURE_BITS, FEATURE_PENDING_SEND_SIZE},
 };
-use crate::shmem::{GpadlPages, RingPages};
-use crate::transport::hyperv::{Device, HostBus, HostLink, HostOps, HostRings};
+use crate::shmem::{
+    GpadlPages,
+    RingPages, //
+};
+use crate::transport::hyperv::{
+    Device,
+    HostBus,
+    HostLink,
+    HostOps,
+    HostRings, //
+};
 use crate::transport::loopback::LoopbackBus;
 
 mod ffi {

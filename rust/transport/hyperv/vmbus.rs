@@ -13,19 +13,34 @@
 //! pointers, and `hyperv.h`'s packed structures would need opaque-type
 //! workarounds in bindgen for no benefit.
 
-use core::ffi::{c_int, c_void};
+use core::ffi::{
+    c_int,
+    c_void, //
+};
 use core::ptr::NonNull;
 
 use kernel::prelude::*;
 
-use super::{Device, HostBus, HostLink, HostOps, HostRings};
+use super::{
+    Device,
+    HostBus,
+    HostLink,
+    HostOps,
+    HostRings, //
+};
 use crate::engine::types::Guid;
 use crate::engine::types::RingPageCounts;
-use crate::shmem::{GpadlPages, RingPages};
+use crate::shmem::{
+    GpadlPages,
+    RingPages, //
+};
 
 pub(super) mod ffi {
     use super::Guid;
-    use core::ffi::{c_int, c_void};
+    use core::ffi::{
+        c_int,
+        c_void, //
+    };
 
     /// `struct kmcl_hv_rings`.
     #[repr(C)]

@@ -57,7 +57,7 @@ struct Attached {
 
 /// A connection between a client channel and a server channel.
 #[pin_data]
-pub struct Connection {
+pub(crate) struct Connection {
     client: Arc<Channel>,
     /// Changes when a restored server takes the connection over.
     #[pin]

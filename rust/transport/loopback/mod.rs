@@ -54,7 +54,7 @@ use crate::{
 
 mod connection;
 
-pub use connection::Connection;
+pub(crate) use connection::Connection;
 pub(crate) use connection::LoopbackPeer;
 
 /// What the bus keeps about a server channel's offer.
@@ -77,7 +77,7 @@ impl OfferState for ServerOffer {
 
 /// One loopback VMBus instance.
 #[pin_data]
-pub struct LoopbackBus {
+pub(crate) struct LoopbackBus {
     #[pin]
     table: Mutex<OfferTable<ServerOffer>>,
     /// Where client channels that target the VMBus host find its offers.
@@ -86,7 +86,7 @@ pub struct LoopbackBus {
 
 impl LoopbackBus {
     /// Creates an empty bus without a VMBus host.
-    pub fn new() -> Result<Arc<Self>> {
+    pub(crate) fn new() -> Result<Arc<Self>> {
         Self::with_host(HostBus::none()?)
     }
 

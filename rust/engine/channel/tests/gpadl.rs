@@ -6,16 +6,33 @@ use kernel::prelude::*;
 
 #[kunit_tests(kmcl_channel_gpadl)]
 mod cases {
-    use crate::engine::channel::{Channel, GpadlCounts};
+    use crate::engine::channel::{
+        Channel,
+        GpadlCounts, //
+    };
     use crate::protocol::lifecycle::Role;
     use crate::shmem::GpadlPages;
     use crate::transport::loopback::LoopbackBus;
-    use core::sync::atomic::{AtomicBool, Ordering};
+    use core::sync::atomic::{
+        AtomicBool,
+        Ordering, //
+    };
     use kernel::alloc::VVec;
-    use kernel::time::{delay::fsleep, Delta};
-    use kernel::{prelude::*, sync::Arc};
+    use kernel::time::{
+        delay::fsleep,
+        Delta, //
+    };
+    use kernel::{
+        prelude::*,
+        sync::Arc, //
+    };
 
-    use crate::engine::testing::{channel_pair, close_pair, connect, wait_until as wait};
+    use crate::engine::testing::{
+        channel_pair,
+        close_pair,
+        connect,
+        wait_until as wait, //
+    };
 
     const TYPE: [u8; 16] = [0x6d; 16];
 
@@ -184,7 +201,10 @@ mod cases {
     }
 
     use crate::engine::channel::PacketCallbacks;
-    use crate::engine::datapath::{IncomingPacket, SendCompletion};
+    use crate::engine::datapath::{
+        IncomingPacket,
+        SendCompletion, //
+    };
     use core::sync::atomic::AtomicU32;
 
     /// Server: checks each packet's external data against the pattern of

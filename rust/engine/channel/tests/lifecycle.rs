@@ -7,11 +7,20 @@ use kernel::prelude::*;
 
 #[kunit_tests(kmcl_channel_lifecycle)]
 mod cases {
-    use crate::engine::{channel::Channel, types::Guid};
+    use crate::engine::{
+        channel::Channel,
+        types::Guid, //
+    };
     use crate::protocol::lifecycle::Role;
     use crate::transport::loopback::LoopbackBus;
-    use kernel::time::{delay::fsleep, Delta};
-    use kernel::{prelude::*, sync::Arc};
+    use kernel::time::{
+        delay::fsleep,
+        Delta, //
+    };
+    use kernel::{
+        prelude::*,
+        sync::Arc, //
+    };
 
     use crate::engine::testing::Letters as Recorder;
 

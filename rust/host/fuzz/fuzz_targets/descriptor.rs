@@ -6,7 +6,10 @@
 
 #![no_main]
 
-use kmcl_protocol::packet::{Descriptor, DESCRIPTOR_SIZE};
+use kmcl_protocol::packet::{
+    Descriptor,
+    DESCRIPTOR_SIZE, //
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {

@@ -7,9 +7,16 @@
 
 #![no_main]
 
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{
+    AtomicU32,
+    AtomicU64, //
+};
 
-use kmcl_protocol::ring::{IncomingRing, WordRingMemory, CONTROL_WORDS};
+use kmcl_protocol::ring::{
+    IncomingRing,
+    WordRingMemory,
+    CONTROL_WORDS, //
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {

@@ -9,7 +9,13 @@
 
 #![no_main]
 
-use kmcl_protocol::save::{crc32, Record, Restore, Writer, HEADER_LEN};
+use kmcl_protocol::save::{
+    crc32,
+    Record,
+    Restore,
+    Writer,
+    HEADER_LEN, //
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {

@@ -9,7 +9,12 @@
 
 use std::collections::HashMap;
 
-use kmcl_protocol::transactions::{Matched, Slot, SlotStore, Transactions};
+use kmcl_protocol::transactions::{
+    Matched,
+    Slot,
+    SlotStore,
+    Transactions, //
+};
 use libfuzzer_sys::fuzz_target;
 
 struct Store(Vec<Slot<u32>>);
