@@ -174,11 +174,11 @@ enum State {
 ///
 /// # Invariants
 ///
-/// - The channel runs (packets flow) exactly when it is [`State::Open`]
+/// - The channel runs (packets flow) exactly when it is open
 ///   and not paused; `Started`/`EnableIncoming`/`PostStarted` are emitted
 ///   on entering that condition and `StopIncoming`/`Suspend`/
 ///   `DrainIncoming` on leaving it, so they alternate.
-/// - While [`State::Opening`], only the `Opened` result is accepted.
+/// - While opening, only the `Opened` result is accepted.
 /// - `paused` is remembered in every state (KMCL: a Pause before Enable
 ///   takes effect when the channel connects); a server starts paused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

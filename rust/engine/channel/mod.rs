@@ -122,6 +122,17 @@ pub(crate) use transport::{
 };
 
 /// What the control lock protects.
+///
+/// # Invariants
+///
+/// - `connection` is `Some` exactly while the lifecycle is connected
+///   (from the `Connected` event until its `Disconnect`), and the channel's
+///   data path, if any, runs over it.
+/// - `settings`, the friendly name and `server_flags` change only while
+///   the lifecycle accepts init-time settings (disabled).
+/// - `saving` and `saved` are only ever set on a server; while either is
+///   set, delivery is stopped (`RxState::enabled` is false).
+/// - `restoring` is only fed before Enable; Enable hands it to the offer.
 struct Control {
     lifecycle: Lifecycle,
     settings: Settings,
@@ -140,6 +151,22 @@ struct Control {
 
 /// Receive-side state, shared by the receive work (softirq) and the
 /// control path (process context).
+///
+/// # Invariants
+///
+/// - `outstanding` counts the packets the driver holds (delivered, or
+///   deferred, or restored, and not completed yet) plus the objects the
+///   running receive work reserved for its current batch; with a quota,
+///   the receive work reserves no more than `quota - outstanding`.
+/// - At most one receive work delivers at a time (`active`), and at most
+///   one deferral work (`passive_active`); nothing is delivered while
+///   `enabled` is false, and StopIncoming returns only once neither runs
+///   and no deferred packet is left.
+/// - `pool` has capacity only while connected (packet objects completed
+///   otherwise are freed), so no object outlives its connection's
+///   teardown in the pool.
+/// - `waiters` counts the threads waiting on `rx_changed`; completions
+///   notify only when it is not zero.
 struct RxState {
     /// The lifecycle allows delivering packets.
     enabled: bool,
@@ -158,7 +185,8 @@ struct RxState {
     /// Packets the driver deferred to process context.
     deferrals: u64,
     /// Packets completed during their delivery, whose objects went
-    /// straight back to the receive work ([`super::handoff`]).
+    /// straight back to the receive work
+    /// ([`crate::engine::datapath::handoff`]).
     handed_back: u64,
     /// Times kmcl closed the channel because of a failure (PacketFail, a
     /// corrupt incoming ring).
@@ -184,7 +212,20 @@ impl RxState {
     }
 }
 
-/// A KMCL channel (`VMBCHANNEL`): one endpoint, client or server.
+/// A KMCL channel (`VMBCHANNEL`): one endpoint, client or server. Its
+/// locks, their order and its work items are in the module documentation.
+///
+/// # Invariants
+///
+/// - `data` is `Some` exactly while the channel has a data path: from its
+///   connection's `Opened` until `Disconnect`.
+/// - `at_passive`, `target_cpu` and `bus` change only while the channel is
+///   disabled (init-time settings).
+/// - `catch` holds at most the one packet the receive work is delivering
+///   now ([`crate::engine::datapath::handoff`]).
+/// - Every packet object (`PacketObject`) holds an `Arc` of its channel: a
+///   channel lives as long as a packet of it is held, by the driver or in
+///   the pool.
 #[pin_data]
 pub(crate) struct Channel {
     /// Names the channel in trace events and debugfs.
