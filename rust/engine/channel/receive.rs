@@ -273,7 +273,7 @@ impl Channel {
                 (n, last, peer, dp.has_written())
             };
             if let Some(peer) = peer {
-                self.signal(&peer);
+                self.signal(peer);
             }
             if written {
                 self.run_written();

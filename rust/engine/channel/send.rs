@@ -39,6 +39,7 @@ impl Channel {
     /// `-ENODEV`, as sends do once a channel is closed), and the signal.
     /// Returns what is left of the send: a routine to run now, the
     /// transaction id.
+    #[inline]
     fn send_through(
         self: &Arc<Self>,
         not_connected: Error,
@@ -62,7 +63,7 @@ impl Channel {
             }
         };
         if let Some(peer) = sent.kick.take() {
-            self.signal(&peer);
+            self.signal(peer);
         }
         Ok(sent)
     }

@@ -21,8 +21,10 @@ pub(crate) struct SignalCounts {
 
 impl Channel {
     /// Signals `peer` (VMBus's interrupt to the other endpoint): its
-    /// receive work looks at the rings.
-    pub(crate) fn signal(self: &Arc<Self>, peer: &Peer) {
+    /// receive work looks at the rings. Takes the caller's reference of
+    /// the peer, which a loopback peer hands on to its receive work.
+    #[inline]
+    pub(crate) fn signal(self: &Arc<Self>, peer: Peer) {
         use core::sync::atomic::Ordering::{AcqRel, Relaxed};
         let latency = self.latency.load(Relaxed);
         if latency > 0 && peer.delays_signals() {
@@ -37,7 +39,8 @@ impl Channel {
         self.signal_now(peer);
     }
 
-    pub(super) fn signal_now(&self, peer: &Peer) {
+    #[inline]
+    pub(super) fn signal_now(&self, peer: Peer) {
         self.signals_sent
             .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         peer.signal();
@@ -80,11 +83,13 @@ impl Channel {
         }
     }
 
-    /// The other endpoint signalled this channel.
-    pub(crate) fn signalled(self: &Arc<Self>) {
+    /// The other endpoint signalled this channel (`self` is the
+    /// signaller's reference, handed on to the receive work).
+    #[inline]
+    pub(crate) fn signalled(self: Arc<Self>) {
         self.signals_received
             .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-        self.kick_rx();
+        self.kick();
     }
 
     /// How often this channel signalled and was signalled.
@@ -98,17 +103,22 @@ impl Channel {
 
     /// Makes the receive work look at the rings.
     pub(crate) fn kick_rx(self: &Arc<Self>) {
+        self.clone().kick();
+    }
+
+    /// [`Self::kick_rx`] with a reference of the caller's, which the
+    /// queued work takes.
+    #[inline]
+    fn kick(self: Arc<Self>) {
         // Fails only when the work is already queued.
         use core::sync::atomic::Ordering::Relaxed;
         if self.at_passive.load(Relaxed) {
             let _ = crate::sys::queues::process()
-                .enqueue::<Arc<Self>, { super::RECEIVE_TASK_WORK }>(self.clone());
+                .enqueue::<Arc<Self>, { super::RECEIVE_TASK_WORK }>(self);
         } else {
             let cpu = self.target_cpu.load(Relaxed);
-            let _ = crate::sys::queues::enqueue_bh_on::<Arc<Self>, { super::RECEIVE_WORK }>(
-                cpu,
-                self.clone(),
-            );
+            let _ =
+                crate::sys::queues::enqueue_bh_on::<Arc<Self>, { super::RECEIVE_WORK }>(cpu, self);
         }
     }
 }
@@ -120,7 +130,7 @@ impl crate::sys::queues::TimerFired for Channel {
             .store(false, core::sync::atomic::Ordering::Release);
         let peer = this.data.lock().as_ref().map(|dp| dp.peer().clone());
         if let Some(peer) = peer {
-            this.signal_now(&peer);
+            this.signal_now(peer);
         }
     }
 }

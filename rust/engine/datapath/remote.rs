@@ -15,7 +15,9 @@ use crate::shmem::GpadlPages;
 /// otherwise.
 pub(crate) trait Remote: Send + Sync {
     /// Signals the other endpoint: its rings have something for it.
-    fn signal(&self);
+    /// Consumes the caller's reference (a loopback peer hands it to its
+    /// receive work).
+    fn signal(self: Arc<Self>);
 
     /// Whether signals to it may be delayed and merged (KMCL's interrupt
     /// latency). `hv_vmbus` offers no way to change a host channel's.

@@ -186,7 +186,7 @@ impl HostLink {
     /// The channel interrupt (from `hv_vmbus`'s channel tasklet): the
     /// client's receive work looks at the rings.
     pub(crate) fn interrupt(&self) {
-        self.client.signalled();
+        self.client.clone().signalled();
     }
 }
 
@@ -282,7 +282,7 @@ impl Link for HostLink {
 
 impl Remote for HostLink {
     /// Tells the host to look at the rings.
-    fn signal(&self) {
+    fn signal(self: Arc<Self>) {
         self.ops.signal(self.dev);
     }
 

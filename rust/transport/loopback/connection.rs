@@ -25,11 +25,8 @@ use crate::{
             Channel,
             PeerEvent, //
         },
+        datapath::DataPath,
         datapath::Remote,
-        datapath::{
-            DataPath,
-            Peer, //
-        },
         types::{
             DataPathLimits,
             Guid,
@@ -120,12 +117,11 @@ impl Connection {
     }
 
     /// `server`, which restored the parked server's save, takes the
-    /// connection over: the client's signals go to it (`peer`) from now
-    /// on.
-    pub(crate) fn adopt(&self, server: &Arc<Channel>, peer: Peer) {
+    /// connection over: the client's signals go to it from now on.
+    pub(crate) fn adopt(&self, server: &Arc<Channel>) {
         *self.server.lock() = server.clone();
         self.attached.lock().server = true;
-        self.client.repoint_peer(peer);
+        self.client.repoint_peer(server.clone());
     }
 
     /// A parked connection no server restored: the client is told it
@@ -151,7 +147,7 @@ impl Link for Connection {
             DataPath::new(
                 self.c2s.clone(),
                 self.s2c.clone(),
-                LoopbackPeer::of(self.server())?,
+                self.server(),
                 channel.id(),
                 limits,
             )
@@ -159,7 +155,7 @@ impl Link for Connection {
             let mut dp = DataPath::new(
                 self.s2c.clone(),
                 self.c2s.clone(),
-                LoopbackPeer::of(self.client.clone())?,
+                self.client.clone(),
                 channel.id(),
                 limits,
             )?;
@@ -298,20 +294,11 @@ impl Link for Connection {
 
 /// A loopback channel as the other endpoint of a data path: signalling it
 /// kicks its receive work; its external data and its GPADL table are in
-/// kmcl.
-pub(crate) struct LoopbackPeer(Arc<Channel>);
-
-impl LoopbackPeer {
-    /// `channel` as the other endpoint of a data path.
-    pub(crate) fn of(channel: Arc<Channel>) -> Result<Peer> {
-        let peer: Peer = Arc::new(LoopbackPeer(channel), GFP_KERNEL)?;
-        Ok(peer)
-    }
-}
-
-impl Remote for LoopbackPeer {
-    fn signal(&self) {
-        self.0.signalled();
+/// kmcl. (The peer is the channel itself: no allocation, and a signal is
+/// one indirect call.)
+impl Remote for Channel {
+    fn signal(self: Arc<Self>) {
+        self.signalled();
     }
 
     fn delays_signals(&self) -> bool {
@@ -319,16 +306,16 @@ impl Remote for LoopbackPeer {
     }
 
     fn exposed(&self, tid: u64) -> Option<Arc<GpadlPages>> {
-        self.0.exposed(tid)
+        Channel::exposed(self, tid)
     }
 
     /// A loopback client keeps its GPADLs in its own table; its server
     /// maps them from there.
     fn map_gpadl(&self, handle: u32, writable: bool) -> Result<Arc<GpadlPages>> {
-        self.0.gpadls().map_entry(handle, writable)
+        self.gpadls().map_entry(handle, writable)
     }
 
     fn unmap_gpadl(&self, handle: u32) {
-        self.0.gpadls().unmap_entry(handle)
+        self.gpadls().unmap_entry(handle)
     }
 }

@@ -55,7 +55,6 @@ use crate::{
 mod connection;
 
 pub(crate) use connection::Connection;
-pub(crate) use connection::LoopbackPeer;
 
 /// What the bus keeps about a server channel's offer.
 struct ServerOffer {
@@ -206,12 +205,11 @@ impl Bus for LoopbackBus {
                 return Err(EEXIST);
             };
             if restored == Some(save_id) {
-                let peer = LoopbackPeer::of(server.clone())?;
                 server.reserve_event()?;
                 let offer = &mut table.offers[idx].state;
                 offer.server = server.clone();
                 offer.parked = None;
-                conn.adopt(server, peer);
+                conn.adopt(server);
                 let link: Arc<dyn Link> = conn;
                 server.post_reserved(PeerEvent::Connected(link));
                 return Ok(true);
