@@ -266,7 +266,7 @@ fn design_lock_table_is_the_channels() {
     // Every lock field of Channel is in the table, and every row names a
     // field.
     let body = code
-        .split("pub struct Channel {")
+        .split("struct Channel {")
         .nth(1)
         .and_then(|b| b.split("\n}\n").next())
         .expect("struct Channel");
