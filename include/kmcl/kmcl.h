@@ -18,8 +18,16 @@
  *    to DISPATCH_LEVEL (softirq, or with a spinlock held).  Packet
  *    callbacks run in softirq context (BH work) unless the channel
  *    processes incoming packets at passive; state callbacks run in process
- *    context with the channel's control lock held, so they must not call
- *    enable, disable, pause, start or the init setters of their channel.
+ *    context with the channel's control lock held.
+ *  - Every function documented "process, may sleep" checks its caller:
+ *    from atomic context (hard or soft interrupt, bottom halves or
+ *    interrupts disabled, a spinlock held or preemption disabled where the
+ *    kernel counts it) it returns -EINVAL, does nothing and logs one
+ *    rate-limited line naming the function and the channel's module.
+ *    Those that take the channel's control lock (enable, disable, pause,
+ *    start, cleanup, the init setters, save and restore) return -EDEADLK,
+ *    doing nothing, when called from one of the channel's own state
+ *    callbacks, where they would wait for the callback itself.
  *  - A NULL handle is refused with -EINVAL (or ignored by functions
  *    without a return value); other invalid handles are the caller's bug.
  *  - GUIDs are guid_t, which has Windows' GUID memory layout.
@@ -162,7 +170,7 @@ static inline void kmcl_state_callbacks_init(struct kmcl_state_callbacks *callba
  * @is_server: true for a server endpoint (VSP), false for a client (VSC).
  * @channel:   receives the handle.
  *
- * Context: process.
+ * Context: process, may sleep (-EINVAL from atomic context).
  * Return: 0, -EINVAL (NULL @channel), -ENOMEM, -ENODEV (kmcl unloading).
  */
 int kmcl_channel_allocate(struct module *owner, bool is_server,
@@ -174,7 +182,8 @@ int kmcl_channel_allocate(struct module *owner, bool is_server,
  *
  * Packets allocated for the channel must be freed first.  A channel
  * cleaned up twice is reported in the kernel log.
- * Context: process, may sleep.
+ * Context: process, may sleep (refused from atomic context and from the
+ * channel's own state callbacks, with a line in the kernel log).
  */
 void kmcl_channel_cleanup(struct kmcl_channel *channel);
 
@@ -184,7 +193,8 @@ void kmcl_channel_cleanup(struct kmcl_channel *channel);
  *
  * Returns at once; the state callbacks report progress.  A client enabled
  * before a matching offer exists waits for it.
- * Context: process.
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
  * Return: 0, -EBUSY (already enabled), -EEXIST (a server with the same
  * interface type and instance is enabled), -ENOMEM.
  */
@@ -195,7 +205,8 @@ int kmcl_channel_enable(struct kmcl_channel *channel);
  * (server), waiting until the channel is torn down.
  * @channel: an enabled channel.
  *
- * Context: process, sleeps; not from the channel's callbacks.
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
  * Return: 0, -EBUSY (not enabled).
  */
 int kmcl_channel_disable(struct kmcl_channel *channel);
@@ -205,7 +216,8 @@ int kmcl_channel_disable(struct kmcl_channel *channel);
  * wait for delivered ones to be completed.
  * @channel: the channel.
  *
- * Context: process, sleeps; not from the channel's callbacks.
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
  * Return: 0, -EBUSY (not running).
  */
 int kmcl_channel_pause(struct kmcl_channel *channel);
@@ -214,7 +226,8 @@ int kmcl_channel_pause(struct kmcl_channel *channel);
  * kmcl_channel_start() - VmbChannelStart: resume a paused channel.
  * @channel: the channel.
  *
- * Context: process; not from the channel's callbacks.
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
  * Return: 0, -EBUSY (not paused).
  */
 int kmcl_channel_start(struct kmcl_channel *channel);
@@ -222,8 +235,9 @@ int kmcl_channel_start(struct kmcl_channel *channel);
 /*
  * Init-time settings (KMCL VmbChannelInitSet*, VmbClientChannelInitSet*,
  * VmbServerChannelInitSet*): only while the channel is disabled
- * (-EBUSY otherwise).  Context: process.  Client-only and server-only
- * setters return -EINVAL on a channel of the other role.
+ * (-EBUSY otherwise).  Context: process, may sleep (-EINVAL from atomic
+ * context); -EDEADLK from the channel's own state callbacks.  Client-only
+ * and server-only setters return -EINVAL on a channel of the other role.
  */
 
 /** kmcl_channel_init_set_maximum_packet_size() - largest payload sent (> 0). */
@@ -250,6 +264,8 @@ int kmcl_channel_init_set_friendly_name(struct kmcl_channel *channel,
  *                       payload stays valid until then.
  * @complete:            EvtVmbChannelProcessingComplete, or NULL.
  *
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
  * Return: 0, -EINVAL (no @process_packet), -EBUSY, -ENOMEM.
  */
 int kmcl_channel_init_set_process_packet_callbacks(struct kmcl_channel *channel,
@@ -261,6 +277,8 @@ int kmcl_channel_init_set_process_packet_callbacks(struct kmcl_channel *channel,
  * @channel:   the channel.
  * @callbacks: from kmcl_state_callbacks_init(); copied.
  *
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
  * Return: 0, -EINVAL (NULL, or a version or size kmcl does not know; the
  * log says which), -EBUSY, -ENOMEM.
  */
@@ -278,6 +296,8 @@ int kmcl_client_channel_init_set_ring_buffer_page_count(struct kmcl_channel *cha
  * @instance:       NULL: any instance of @interface_type.
  * @pnp_failure:    EvtChannelPnpFailure (hv_vmbus channels), or NULL.
  *
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
  * Return: 0, -EINVAL (server channel, NULL @interface_type), -EBUSY.
  */
 int kmcl_client_channel_init_set_target_pnp(struct kmcl_channel *channel,
@@ -302,7 +322,8 @@ int kmcl_client_channel_init_set_target_pnp(struct kmcl_channel *channel,
  *             hv_vmbus; without a host the client gets PnpFailure
  *             (-ENODEV).
  *
- * Context: process.
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
  * Return: 0, -EINVAL (server channel, unknown @transport), -EBUSY.
  */
 int kmcl_client_channel_init_set_transport(struct kmcl_channel *channel,
@@ -325,7 +346,8 @@ int kmcl_client_channel_init_set_transport(struct kmcl_channel *channel,
  *             Packets processed at passive level run in a worker on any
  *             CPU.
  *
- * Context: process.
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
  * Return: 0, -EINVAL (NULL @channel, @processor >= nr_cpu_ids), -EBUSY
  * (enabled).
  */
@@ -344,7 +366,8 @@ int kmcl_server_channel_init_set_flags(struct kmcl_channel *channel, u32 flags);
  * @channel: a server channel.
  * @vtl:     0 to 15.
  *
- * Context: process.
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
  * Return: 0, -EINVAL (client channel, @vtl above 15), -EBUSY (enabled).
  */
 int kmcl_server_channel_init_set_target_vtl(struct kmcl_channel *channel, u8 vtl);
@@ -357,7 +380,8 @@ int kmcl_server_channel_init_set_target_vtl(struct kmcl_channel *channel, u8 vtl
  * On the loopback bus the space is zeroed memory that the client and the
  * server are both given by kmcl_channel_get_mmio_space() while connected
  * (so a VSP can act as the device behind it).
- * Context: process.
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
  * Return: 0, -EINVAL (client channel), -EBUSY (enabled).
  */
 int kmcl_server_channel_init_set_mmio_megabytes(struct kmcl_channel *channel,
@@ -372,7 +396,8 @@ int kmcl_server_channel_init_set_save_restore_packet_callbacks(struct kmcl_chann
  * @channel: a channel.
  * @handle:  a kernel handle from kmcl_convert_vmbus_handle_to_kernel_handle().
  *
- * Context: process.
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
  * Return: 0, -EINVAL (NULL @channel), -ENOENT (no such bus), -EBUSY
  * (enabled).
  */
@@ -576,7 +601,7 @@ int kmcl_packet_send_with_external_pfns(struct kmcl_packet *packet,
  * @reply_length: in: bytes in @reply; out: bytes of the reply.
  * @timeout_ms:   NULL waits for ever; 0 fails at once on a full ring.
  *
- * Context: process, sleeps.
+ * Context: process, may sleep (-EINVAL from atomic context).
  * Return: 0, -ETIMEDOUT (cancelled; a late reply is dropped), -ENODEV
  * (not connected or the connection ended), -EOVERFLOW (@reply too small),
  * -ENOBUFS (the send queue is at its limit), -EINTR, -EINVAL (atomic
@@ -600,7 +625,7 @@ int kmcl_channel_send_synchronous_request(struct kmcl_channel *channel,
  * hv_vmbus does for its GPADLs): keep the memory until
  * kmcl_channel_delete_gpadl() returns.
  *
- * Context: process.
+ * Context: process, may sleep (-EINVAL from atomic context).
  * Return: 0, -EINVAL (flags, NULL, zero length, memory kmcl cannot look
  * up, a server channel), -ENOTCONN, -ENOMEM.
  */
@@ -617,7 +642,7 @@ int kmcl_channel_create_gpadl_from_buffer(struct kmcl_channel *channel,
  * @length:  bytes shared; 0: to the end of @mdl's data.
  * @gpadl:   receives the handle.
  *
- * Context: process.
+ * Context: process, may sleep (-EINVAL from atomic context).
  * Return: as kmcl_channel_create_gpadl_from_buffer(); -EINVAL also when
  * @offset and @length leave @mdl.
  */
@@ -632,7 +657,7 @@ int kmcl_channel_create_gpadl_from_mdl(struct kmcl_channel *channel,
  * Waits while the server has the GPADL mapped.  Delete GPADLs in
  * EvtVmbChannelClosed at the latest; kmcl deletes what is left after it.
  *
- * Context: process, sleeps.
+ * Context: process, may sleep (-EINVAL from atomic context).
  * Return: 0, -ENOENT (unknown handle), -EINVAL (a server channel).
  */
 int kmcl_channel_delete_gpadl(struct kmcl_channel *channel, u32 gpadl);
@@ -649,7 +674,7 @@ int kmcl_channel_delete_gpadl(struct kmcl_channel *channel, u32 gpadl);
  * One mapping per GPADL at a time.  Unmap in EvtVmbChannelClosed at the
  * latest; kmcl unmaps what is left after it.
  *
- * Context: process.
+ * Context: process, may sleep (-EINVAL from atomic context).
  * Return: 0, -ENOENT, -EBUSY (mapped already), -EACCES, -ENOTCONN,
  * -EINVAL, -ENOMEM.
  */
@@ -660,7 +685,7 @@ int kmcl_channel_map_gpadl(struct kmcl_channel *channel, u32 flags,
  * @channel: the server channel that mapped @gpadl.
  * @gpadl:   the handle.
  *
- * Context: process.
+ * Context: process, may sleep (-EINVAL from atomic context).
  * Return: 0, -ENOENT (not mapped here).
  */
 int kmcl_channel_unmap_gpadl(struct kmcl_channel *channel, u32 gpadl);
@@ -680,7 +705,8 @@ int kmcl_channel_unmap_gpadl(struct kmcl_channel *channel, u32 gpadl);
  * with no buffer: return 0 for nothing to save, or an error with
  * *@needed set; then called again with a buffer of that size).  From then
  * on they belong to the save: completing one fails with -EINVAL.
- * Context: process, not from the channel's callbacks.
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
  * Return: 0, -EINVAL (client), -ENOTCONN, -EBUSY (a save under way or
  * done), -EOPNOTSUPP (a packet carries external data), the save
  * callback's error, -ENOMEM; on an error the packets stay the driver's.
@@ -694,7 +720,8 @@ int kmcl_channel_save_begin(struct kmcl_channel *channel);
  * @filled:   receives the bytes written.
  * @required: receives, on -ENOBUFS, the size of the next chunk.
  *
- * Context: process.
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
  * Return: 0 (all written), -EOVERFLOW (STATUS_BUFFER_OVERFLOW: some
  * written, more to come), -ENOBUFS (STATUS_BUFFER_TOO_SMALL: nothing
  * written), -EINVAL (no save under way, NULL output).
@@ -707,7 +734,8 @@ int kmcl_channel_save_continue(struct kmcl_channel *channel, void *buffer,
  *
  * The channel's Disable (or cleanup) now parks its connection: the client
  * is told nothing until a server restoring this save takes it over.
- * Context: process.
+ * Context: process, may sleep (refused from atomic context and from the
+ * channel's own state callbacks, with a line in the kernel log).
  */
 void kmcl_channel_save_end(struct kmcl_channel *channel);
 /**
@@ -720,7 +748,8 @@ void kmcl_channel_save_end(struct kmcl_channel *channel);
  * complete, the channel's Enable takes the parked connection over and,
  * after EvtChannelOpened, hands each saved packet to
  * EvtVmbChannelRestorePacket.
- * Context: process.
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
  * Return: 0 (complete), -EAGAIN (STATUS_MORE_PROCESSING_REQUIRED), -EBADMSG
  * (not a valid save, or not its next chunks), -EINVAL (a save of another
  * interface, client channel, NULL), -EBUSY (enabled), -ENOMEM.
@@ -759,7 +788,7 @@ struct kmcl_incoming *kmcl_packet_restored(struct kmcl_packet *packet);
  *
  * Replaces what was kept under @key.  Kept until kmcl_stash_take() or
  * kmcl unloads: state a driver hands to its next load (a live update).
- * Context: process.
+ * Context: process, may sleep (-EINVAL from atomic context).
  * Return: 0, -EINVAL, -ENOMEM.
  */
 int kmcl_stash_put(const guid_t *key, const void *buffer, u32 len);
@@ -770,7 +799,7 @@ int kmcl_stash_put(const guid_t *key, const void *buffer, u32 len);
  * @size:   bytes at @buffer.
  * @len:    receives the size kept.
  *
- * Context: process.
+ * Context: process, may sleep (-EINVAL from atomic context).
  * Return: 0 (copied and forgotten), -ENOENT (nothing kept), -ENOBUFS
  * (@size too small; still kept), -EINVAL.
  */
@@ -781,7 +810,7 @@ int kmcl_stash_take(const guid_t *key, void *buffer, u32 size, u32 *len);
  * @kernel_handle: receives the handle kmcl_server_channel_init_set_vmbus_handle()
  *                 takes; valid until the bus is destroyed.
  *
- * Context: process.
+ * Context: process, may sleep (-EINVAL from atomic context).
  * Return: 0, -EINVAL (NULL @kernel_handle), -ENOENT (unknown @handle).
  */
 int kmcl_convert_vmbus_handle_to_kernel_handle(u64 handle, void **kernel_handle);
@@ -792,7 +821,7 @@ int kmcl_convert_vmbus_handle_to_kernel_handle(u64 handle, void **kernel_handle)
  * it are seen only by clients on it.  It has no VMBus host.
  * @handle: receives its handle.
  *
- * Context: process.
+ * Context: process, may sleep (-EINVAL from atomic context).
  * Return: 0, -EINVAL (NULL @handle), -ENOMEM.
  */
 int kmcl_loopback_vmbus_create(u64 *handle);
@@ -802,7 +831,7 @@ int kmcl_loopback_vmbus_create(u64 *handle);
  * kmcl_loopback_vmbus_create(); channels on it keep it until cleaned up.
  * @handle: its handle.
  *
- * Context: process.
+ * Context: process, may sleep (-EINVAL from atomic context).
  * Return: 0, -ENOENT (unknown @handle).
  */
 int kmcl_loopback_vmbus_destroy(u64 handle);

@@ -35,7 +35,7 @@ use super::{
     incoming::{
         incoming_unchecked, //
     },
-    lent, release, Handle, LOOKASIDE, REGISTRY,
+    lent, release, sleepable, Handle, LOOKASIDE, REGISTRY,
 };
 
 /// `VmbChannelAllocate`.
@@ -51,6 +51,9 @@ pub unsafe extern "C" fn kmcl_channel_allocate(
 ) -> c_int {
     if channel.is_null() {
         return EINVAL.to_errno();
+    }
+    if let Err(e) = sleepable(c"kmcl_channel_allocate", owner as usize) {
+        return e.to_errno();
     }
     let made = (|| -> Result<*mut KmclChannel> {
         let bus = REGISTRY.lock().bus.clone().ok_or(ENODEV)?;
@@ -112,6 +115,12 @@ pub unsafe extern "C" fn kmcl_channel_cleanup(channel: *mut KmclChannel) {
     if channel.is_null() {
         return;
     }
+    // Cleanup returns nothing: a refused call leaves the channel as it was
+    // (the error line says so). The handle is not looked at before the
+    // registry vouches for it, so the line names the task.
+    if sleepable(c"kmcl_channel_cleanup", 0).is_err() {
+        return;
+    }
     let target = channel.cast::<Handle>().cast_const();
     let taken = {
         let mut r = REGISTRY.lock();
@@ -119,6 +128,14 @@ pub unsafe extern "C" fn kmcl_channel_cleanup(channel: *mut KmclChannel) {
             .handles
             .iter()
             .position(|h| core::ptr::eq(Arc::as_ptr(h), target));
+        // From one of the channel's own state callbacks Disable would wait
+        // for that callback to return: refused, the channel stays.
+        if pos.is_some_and(|p| r.handles[p].channel.in_own_state_callback()) {
+            pr_err!(
+                "kmcl_channel_cleanup: called from the channel's own state callback; refused\n"
+            );
+            return;
+        }
         pos.and_then(|p| r.handles.remove(p).ok())
     };
     match taken {

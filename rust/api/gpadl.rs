@@ -27,6 +27,7 @@ use super::{
     lent,
     outgoing::mdl_pages, //
     with_channel,
+    with_channel_sleeping,
     MappedMdl,
 };
 
@@ -50,7 +51,7 @@ pub unsafe extern "C" fn kmcl_channel_create_gpadl_from_buffer(
     }
     // SAFETY: forwarded from the caller.
     unsafe {
-        with_channel(channel, |h| {
+        with_channel_sleeping(c"kmcl_channel_create_gpadl_from_buffer", channel, |h| {
             // SAFETY: the caller keeps the buffer until the GPADL is
             // deleted (kmcl.h).
             let pages = GpadlPages::from_buffer(buffer as usize, length as usize)?;
@@ -87,7 +88,7 @@ pub unsafe extern "C" fn kmcl_channel_create_gpadl_from_mdl(
     }
     // SAFETY: forwarded from the caller.
     unsafe {
-        with_channel(channel, |h| {
+        with_channel_sleeping(c"kmcl_channel_create_gpadl_from_mdl", channel, |h| {
             // SAFETY: the caller's promise (as `mdl_pages` requires).
             let pages = mdl_pages(mdl, offset, length)?;
             let handle = h
@@ -108,7 +109,11 @@ pub unsafe extern "C" fn kmcl_channel_create_gpadl_from_mdl(
 #[no_mangle]
 pub unsafe extern "C" fn kmcl_channel_delete_gpadl(channel: *mut KmclChannel, gpadl: u32) -> c_int {
     // SAFETY: forwarded from the caller.
-    unsafe { with_channel(channel, |h| h.channel.delete_gpadl(gpadl)) }
+    unsafe {
+        with_channel_sleeping(c"kmcl_channel_delete_gpadl", channel, |h| {
+            h.channel.delete_gpadl(gpadl)
+        })
+    }
 }
 
 /// `VmbChannelGetMmioSpace`: the MMIO space of the connection.
@@ -215,7 +220,7 @@ pub unsafe extern "C" fn kmcl_channel_map_gpadl(
     let writable = flags & abi::GPADL_FLAG_READ_ONLY == 0;
     // SAFETY: forwarded from the caller.
     unsafe {
-        with_channel(channel, |h| {
+        with_channel_sleeping(c"kmcl_channel_map_gpadl", channel, |h| {
             let pages = h.channel.map_gpadl(gpadl, writable)?;
             let m = MappedMdl { gpadl, pages };
             let ptr = m.as_ptr();
@@ -243,7 +248,7 @@ pub unsafe extern "C" fn kmcl_channel_map_gpadl(
 pub unsafe extern "C" fn kmcl_channel_unmap_gpadl(channel: *mut KmclChannel, gpadl: u32) -> c_int {
     // SAFETY: forwarded from the caller.
     unsafe {
-        with_channel(channel, |h| {
+        with_channel_sleeping(c"kmcl_channel_unmap_gpadl", channel, |h| {
             let r = h.channel.unmap_gpadl(gpadl);
             // The MDL goes with the mapping (also if kmcl already unmapped
             // it because the connection ended).

@@ -17,7 +17,8 @@ use crate::transport::loopback::LoopbackBus;
 use super::{
     abi::KmclChannel, //
 
-    with_channel,
+    sleepable,
+    with_channel_sleeping,
     REGISTRY,
 };
 
@@ -30,6 +31,9 @@ use super::{
 /// `handle` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn kmcl_loopback_vmbus_create(handle: *mut u64) -> c_int {
+    if let Err(e) = sleepable(c"kmcl_loopback_vmbus_create", 0) {
+        return e.to_errno();
+    }
     if handle.is_null() {
         return EINVAL.to_errno();
     }
@@ -59,6 +63,9 @@ pub unsafe extern "C" fn kmcl_loopback_vmbus_create(handle: *mut u64) -> c_int {
 /// `-ENOENT` for an unknown handle.
 #[no_mangle]
 pub extern "C" fn kmcl_loopback_vmbus_destroy(handle: u64) -> c_int {
+    if let Err(e) = sleepable(c"kmcl_loopback_vmbus_destroy", 0) {
+        return e.to_errno();
+    }
     let gone = {
         let mut r = REGISTRY.lock();
         match r.buses.iter().position(|(id, _)| *id == handle) {
@@ -85,6 +92,9 @@ pub unsafe extern "C" fn kmcl_convert_vmbus_handle_to_kernel_handle(
     handle: u64,
     kernel_handle: *mut *mut c_void,
 ) -> c_int {
+    if let Err(e) = sleepable(c"kmcl_convert_vmbus_handle_to_kernel_handle", 0) {
+        return e.to_errno();
+    }
     if kernel_handle.is_null() {
         return EINVAL.to_errno();
     }
@@ -110,13 +120,17 @@ pub unsafe extern "C" fn kmcl_server_channel_init_set_vmbus_handle(
     channel: *mut KmclChannel,
     handle: *mut c_void,
 ) -> c_int {
-    // Compared as an address only: never dereferenced.
-    let bus = REGISTRY
-        .lock()
-        .buses
-        .iter()
-        .find(|(_, b)| core::ptr::eq(Arc::as_ptr(b).cast(), handle.cast_const()))
-        .map(|(_, b)| b.clone());
     // SAFETY: the caller's promise.
-    unsafe { with_channel(channel, |h| h.channel.set_bus(bus.clone().ok_or(ENOENT)?)) }
+    unsafe {
+        with_channel_sleeping(c"kmcl_server_channel_init_set_vmbus_handle", channel, |h| {
+            // Compared as an address only: never dereferenced.
+            let bus = REGISTRY
+                .lock()
+                .buses
+                .iter()
+                .find(|(_, b)| core::ptr::eq(Arc::as_ptr(b).cast(), handle.cast_const()))
+                .map(|(_, b)| b.clone());
+            h.channel.set_bus(bus.ok_or(ENOENT)?)
+        })
+    }
 }

@@ -6,7 +6,8 @@ use core::ffi::c_int;
 
 use super::{
     abi::KmclChannel, //
-    with_channel,
+
+    with_channel_sleeping,
 };
 
 /// `VmbChannelEnable`.
@@ -18,7 +19,7 @@ use super::{
 pub unsafe extern "C" fn kmcl_channel_enable(channel: *mut KmclChannel) -> c_int {
     // SAFETY: the caller's promise.
     unsafe {
-        with_channel(channel, |h| {
+        with_channel_sleeping(c"kmcl_channel_enable", channel, |h| {
             h.channel.enable()?;
             h.ensure_debugfs();
             Ok(())
@@ -34,7 +35,7 @@ pub unsafe extern "C" fn kmcl_channel_enable(channel: *mut KmclChannel) -> c_int
 #[no_mangle]
 pub unsafe extern "C" fn kmcl_channel_disable(channel: *mut KmclChannel) -> c_int {
     // SAFETY: the caller's promise.
-    unsafe { with_channel(channel, |h| h.channel.disable()) }
+    unsafe { with_channel_sleeping(c"kmcl_channel_disable", channel, |h| h.channel.disable()) }
 }
 
 /// `VmbChannelPause`.
@@ -45,7 +46,7 @@ pub unsafe extern "C" fn kmcl_channel_disable(channel: *mut KmclChannel) -> c_in
 #[no_mangle]
 pub unsafe extern "C" fn kmcl_channel_pause(channel: *mut KmclChannel) -> c_int {
     // SAFETY: the caller's promise.
-    unsafe { with_channel(channel, |h| h.channel.pause()) }
+    unsafe { with_channel_sleeping(c"kmcl_channel_pause", channel, |h| h.channel.pause()) }
 }
 
 /// `VmbChannelStart`.
@@ -56,5 +57,5 @@ pub unsafe extern "C" fn kmcl_channel_pause(channel: *mut KmclChannel) -> c_int 
 #[no_mangle]
 pub unsafe extern "C" fn kmcl_channel_start(channel: *mut KmclChannel) -> c_int {
     // SAFETY: the caller's promise.
-    unsafe { with_channel(channel, |h| h.channel.start()) }
+    unsafe { with_channel_sleeping(c"kmcl_channel_start", channel, |h| h.channel.start()) }
 }

@@ -315,6 +315,40 @@ unsafe fn with_channel(channel: *mut KmclChannel, f: impl FnOnce(&Handle) -> Res
     }
 }
 
+/// `Ok` if the caller may sleep; otherwise `-EINVAL`, and one rate-limited
+/// error line naming `function` and `owner` (the channel's module; 0: the
+/// task). Every exported function that may sleep checks this first, then
+/// calls `might_sleep()` (its debug checks) before anything that sleeps.
+fn sleepable(function: &'static CStr, owner: usize) -> Result {
+    if crate::sys::context::may_sleep() {
+        crate::sys::context::might_sleep();
+        Ok(())
+    } else {
+        crate::sys::context::refuse_atomic(function, owner);
+        Err(EINVAL)
+    }
+}
+
+/// [`with_channel`] for functions that may sleep: an atomic caller is
+/// refused ([`sleepable`]) before `f` runs.
+///
+/// # Safety
+///
+/// As for [`handle`].
+unsafe fn with_channel_sleeping(
+    function: &'static CStr,
+    channel: *mut KmclChannel,
+    f: impl FnOnce(&Handle) -> Result,
+) -> c_int {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        with_channel(channel, |h| {
+            sleepable(function, h.owner)?;
+            f(h)
+        })
+    }
+}
+
 /// 0 or a negative errno.
 fn errno(r: Result) -> c_int {
     match r {
@@ -342,7 +376,7 @@ unsafe fn bytes<'a>(ptr: *const c_void, len: u32) -> Result<&'a [u8]> {
 
 /// The allocation flags for the caller's context.
 fn gfp() -> kernel::alloc::Flags {
-    if crate::sys::context::in_task() {
+    if crate::sys::context::may_sleep() {
         GFP_KERNEL
     } else {
         GFP_ATOMIC

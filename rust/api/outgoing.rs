@@ -32,7 +32,7 @@ use super::{
         KmclMdl,
         KmclPacket, //
     },
-    bytes, errno, gfp, handle, with_channel, Handle,
+    bytes, errno, gfp, handle, with_channel_sleeping, Handle,
 };
 
 /// An outgoing packet object (`VMBPACKET`).
@@ -380,12 +380,9 @@ pub unsafe extern "C" fn kmcl_channel_send_synchronous_request(
     reply_length: *mut u32,
     timeout_ms: *const u32,
 ) -> c_int {
-    if !crate::sys::context::in_task() {
-        return EINVAL.to_errno();
-    }
     // SAFETY: the caller's promise.
     unsafe {
-        with_channel(channel, |h| {
+        with_channel_sleeping(c"kmcl_channel_send_synchronous_request", channel, |h| {
             if flags & !FORMAT_FLAGS != 0 {
                 return Err(EINVAL);
             }

@@ -39,7 +39,7 @@ use super::{
         for_role,
         guid, //
     },
-    with_channel, Handle, REGISTRY,
+    sleepable, with_channel_sleeping, Handle, REGISTRY,
 };
 
 /// `VmbChannelRestoreFromBuffer` (server, disabled, interface set): 0
@@ -65,7 +65,7 @@ pub unsafe extern "C" fn kmcl_channel_restore_from_buffer(
     let buf = unsafe { core::slice::from_raw_parts(buffer.cast::<u8>(), size as usize) };
     // SAFETY: the caller's promise.
     unsafe {
-        with_channel(channel, |h| {
+        with_channel_sleeping(c"kmcl_channel_restore_from_buffer", channel, |h| {
             for_role(h, Role::Server, |h| match h.channel.restore_from(buf)? {
                 true => Ok(()),
                 false => Err(EAGAIN),
@@ -135,7 +135,11 @@ pub(super) fn driver_state(h: &Handle, handle: *mut KmclIncoming) -> Result<KVec
 #[no_mangle]
 pub unsafe extern "C" fn kmcl_channel_save_begin(channel: *mut KmclChannel) -> c_int {
     // SAFETY: the caller's promise.
-    unsafe { with_channel(channel, |h| for_role(h, Role::Server, save_begin)) }
+    unsafe {
+        with_channel_sleeping(c"kmcl_channel_save_begin", channel, |h| {
+            for_role(h, Role::Server, save_begin)
+        })
+    }
 }
 
 pub(super) fn save_begin(h: &Handle) -> Result {
@@ -223,7 +227,7 @@ pub unsafe extern "C" fn kmcl_channel_save_continue(
     let mut outcome = None;
     // SAFETY: the caller's promise.
     let rc = unsafe {
-        with_channel(channel, |h| {
+        with_channel_sleeping(c"kmcl_channel_save_continue", channel, |h| {
             outcome = Some(h.channel.save_continue(out)?);
             Ok(())
         })
@@ -253,7 +257,7 @@ pub unsafe extern "C" fn kmcl_channel_save_continue(
 pub unsafe extern "C" fn kmcl_channel_save_end(channel: *mut KmclChannel) {
     // SAFETY: the caller's promise.
     unsafe {
-        with_channel(channel, |h| {
+        with_channel_sleeping(c"kmcl_channel_save_end", channel, |h| {
             h.channel.save_end();
             Ok(())
         })
@@ -330,6 +334,9 @@ pub unsafe extern "C" fn kmcl_stash_put(
     buffer: *const c_void,
     len: u32,
 ) -> c_int {
+    if let Err(e) = sleepable(c"kmcl_stash_put", 0) {
+        return e.to_errno();
+    }
     // SAFETY: the caller's promise.
     let Some(key) = (unsafe { guid(key) }) else {
         return EINVAL.to_errno();
@@ -366,6 +373,9 @@ pub unsafe extern "C" fn kmcl_stash_take(
     size: u32,
     len: *mut u32,
 ) -> c_int {
+    if let Err(e) = sleepable(c"kmcl_stash_take", 0) {
+        return e.to_errno();
+    }
     // SAFETY: the caller's promise.
     let Some(key) = (unsafe { guid(key) }) else {
         return EINVAL.to_errno();
@@ -404,13 +414,17 @@ pub unsafe extern "C" fn kmcl_server_channel_init_set_save_restore_packet_callba
 ) -> c_int {
     // SAFETY: the caller's promise.
     unsafe {
-        with_channel(channel, |h| {
-            for_role(h, Role::Server, |h| {
-                // Init time only (`-EBUSY` while enabled).
-                h.channel.configure(|_| {})?;
-                *h.save_restore.lock() = (save, restore);
-                Ok(())
-            })
-        })
+        with_channel_sleeping(
+            c"kmcl_server_channel_init_set_save_restore_packet_callbacks",
+            channel,
+            |h| {
+                for_role(h, Role::Server, |h| {
+                    // Init time only (`-EBUSY` while enabled).
+                    h.channel.configure(|_| {})?;
+                    *h.save_restore.lock() = (save, restore);
+                    Ok(())
+                })
+            },
+        )
     }
 }

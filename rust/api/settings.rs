@@ -29,7 +29,7 @@ use super::{
         CPackets,
         CState, //
     },
-    errno, handle, with_channel, Handle,
+    errno, handle, sleepable, with_channel, with_channel_sleeping, Handle,
 };
 
 /// Runs `f` on the handle if the channel has `role`, else `-EINVAL`.
@@ -56,7 +56,7 @@ pub unsafe extern "C" fn kmcl_channel_init_set_client_context_size(
 ) -> c_int {
     // SAFETY: the caller's promise.
     unsafe {
-        with_channel(channel, |h| {
+        with_channel_sleeping(c"kmcl_channel_init_set_client_context_size", channel, |h| {
             if size > CLIENT_CONTEXT_MAX {
                 return Err(EINVAL);
             }
@@ -76,7 +76,11 @@ pub unsafe extern "C" fn kmcl_channel_init_set_flags(
     flags: u32,
 ) -> c_int {
     // SAFETY: the caller's promise.
-    unsafe { with_channel(channel, |h| h.channel.set_flags(flags)) }
+    unsafe {
+        with_channel_sleeping(c"kmcl_channel_init_set_flags", channel, |h| {
+            h.channel.set_flags(flags)
+        })
+    }
 }
 
 /// `VmbChannelInitSetFriendlyName`.
@@ -95,7 +99,11 @@ pub unsafe extern "C" fn kmcl_channel_init_set_friendly_name(
     // SAFETY: the caller's promise: NUL-terminated.
     let name = unsafe { CStr::from_char_ptr(name) };
     // SAFETY: the caller's promise.
-    unsafe { with_channel(channel, |h| h.channel.set_friendly_name(name.to_bytes())) }
+    unsafe {
+        with_channel_sleeping(c"kmcl_channel_init_set_friendly_name", channel, |h| {
+            h.channel.set_friendly_name(name.to_bytes())
+        })
+    }
 }
 
 /// `VmbChannelInitSetMaximumExternalData`.
@@ -111,9 +119,11 @@ pub unsafe extern "C" fn kmcl_channel_init_set_maximum_external_data(
 ) -> c_int {
     // SAFETY: the caller's promise.
     unsafe {
-        with_channel(channel, |h| {
-            h.channel.set_maximum_external_data(size, chain_length)
-        })
+        with_channel_sleeping(
+            c"kmcl_channel_init_set_maximum_external_data",
+            channel,
+            |h| h.channel.set_maximum_external_data(size, chain_length),
+        )
     }
 }
 
@@ -129,7 +139,7 @@ pub unsafe extern "C" fn kmcl_channel_init_set_maximum_packet_size(
 ) -> c_int {
     // SAFETY: the caller's promise.
     unsafe {
-        with_channel(channel, |h| {
+        with_channel_sleeping(c"kmcl_channel_init_set_maximum_packet_size", channel, |h| {
             if size == 0 {
                 return Err(EINVAL);
             }
@@ -154,6 +164,9 @@ pub unsafe extern "C" fn kmcl_channel_init_set_process_packet_callbacks(
     let Some(h) = (unsafe { handle(channel) }) else {
         return EINVAL.to_errno();
     };
+    if let Err(e) = sleepable(c"kmcl_channel_init_set_process_packet_callbacks", h.owner) {
+        return e.to_errno();
+    }
     if process_packet.is_none() {
         return EINVAL.to_errno();
     }
@@ -187,6 +200,9 @@ pub unsafe extern "C" fn kmcl_channel_init_set_state_change_callbacks(
     let Some(h) = (unsafe { handle(channel) }) else {
         return EINVAL.to_errno();
     };
+    if let Err(e) = sleepable(c"kmcl_channel_init_set_state_change_callbacks", h.owner) {
+        return e.to_errno();
+    }
     if callbacks.is_null() {
         return EINVAL.to_errno();
     }
@@ -238,17 +254,21 @@ pub unsafe extern "C" fn kmcl_client_channel_init_set_ring_buffer_page_count(
 ) -> c_int {
     // SAFETY: the caller's promise.
     unsafe {
-        with_channel(channel, |h| {
-            for_role(h, Role::Client, |h| {
-                if incoming == 0 || outgoing == 0 {
-                    return Err(EINVAL);
-                }
-                h.channel.configure(|s| {
-                    s.incoming_pages = incoming;
-                    s.outgoing_pages = outgoing;
+        with_channel_sleeping(
+            c"kmcl_client_channel_init_set_ring_buffer_page_count",
+            channel,
+            |h| {
+                for_role(h, Role::Client, |h| {
+                    if incoming == 0 || outgoing == 0 {
+                        return Err(EINVAL);
+                    }
+                    h.channel.configure(|s| {
+                        s.incoming_pages = incoming;
+                        s.outgoing_pages = outgoing;
+                    })
                 })
-            })
-        })
+            },
+        )
     }
 }
 
@@ -264,7 +284,11 @@ pub unsafe extern "C" fn kmcl_channel_init_set_target_processor(
 ) -> c_int {
     let cpu = (processor != abi::TARGET_PROCESSOR_NONE).then_some(processor);
     // SAFETY: the caller's promise.
-    unsafe { with_channel(channel, |h| h.channel.set_target_processor(cpu)) }
+    unsafe {
+        with_channel_sleeping(c"kmcl_channel_init_set_target_processor", channel, |h| {
+            h.channel.set_target_processor(cpu)
+        })
+    }
 }
 
 /// `kmcl_client_channel_init_set_transport` (kmcl's own).
@@ -285,7 +309,7 @@ pub unsafe extern "C" fn kmcl_client_channel_init_set_transport(
     };
     // SAFETY: the caller's promise.
     unsafe {
-        with_channel(channel, |h| {
+        with_channel_sleeping(c"kmcl_client_channel_init_set_transport", channel, |h| {
             for_role(h, Role::Client, |h| {
                 let transport = transport.ok_or(EINVAL)?;
                 h.channel.configure(|s| s.transport = transport)
@@ -321,7 +345,7 @@ pub unsafe extern "C" fn kmcl_client_channel_init_set_target_pnp(
     let (ty, inst) = unsafe { (guid(interface_type), guid(instance)) };
     // SAFETY: the caller's promise.
     unsafe {
-        with_channel(channel, |h| {
+        with_channel_sleeping(c"kmcl_client_channel_init_set_target_pnp", channel, |h| {
             for_role(h, Role::Client, |h| {
                 let ty = ty.ok_or(EINVAL)?;
                 h.channel.configure(|s| {
@@ -350,15 +374,19 @@ pub unsafe extern "C" fn kmcl_server_channel_init_set_target_interface_id(
     let (ty, inst) = unsafe { (guid(interface_type), guid(instance)) };
     // SAFETY: the caller's promise.
     unsafe {
-        with_channel(channel, |h| {
-            for_role(h, Role::Server, |h| {
-                let (ty, inst) = (ty.ok_or(EINVAL)?, inst.ok_or(EINVAL)?);
-                h.channel.configure(|s| {
-                    s.interface_type = ty;
-                    s.interface_instance = inst;
+        with_channel_sleeping(
+            c"kmcl_server_channel_init_set_target_interface_id",
+            channel,
+            |h| {
+                for_role(h, Role::Server, |h| {
+                    let (ty, inst) = (ty.ok_or(EINVAL)?, inst.ok_or(EINVAL)?);
+                    h.channel.configure(|s| {
+                        s.interface_type = ty;
+                        s.interface_instance = inst;
+                    })
                 })
-            })
-        })
+            },
+        )
     }
 }
 
@@ -374,7 +402,7 @@ pub unsafe extern "C" fn kmcl_server_channel_init_set_flags(
 ) -> c_int {
     // SAFETY: the caller's promise.
     unsafe {
-        with_channel(channel, |h| {
+        with_channel_sleeping(c"kmcl_server_channel_init_set_flags", channel, |h| {
             for_role(h, Role::Server, |h| h.channel.set_server_flags(flags))
         })
     }
@@ -392,7 +420,11 @@ pub unsafe extern "C" fn kmcl_server_channel_init_set_target_vtl(
     vtl: u8,
 ) -> c_int {
     // SAFETY: the caller's promise.
-    unsafe { with_channel(channel, |h| h.channel.set_target_vtl(vtl)) }
+    unsafe {
+        with_channel_sleeping(c"kmcl_server_channel_init_set_target_vtl", channel, |h| {
+            h.channel.set_target_vtl(vtl)
+        })
+    }
 }
 
 /// `VmbChannelSetIncomingProcessingAtPassive`.
@@ -407,9 +439,11 @@ pub unsafe extern "C" fn kmcl_channel_set_incoming_processing_at_passive(
 ) -> c_int {
     // SAFETY: the caller's promise.
     unsafe {
-        with_channel(channel, |h| {
-            h.channel.set_incoming_processing_at_passive(at_passive)
-        })
+        with_channel_sleeping(
+            c"kmcl_channel_set_incoming_processing_at_passive",
+            channel,
+            |h| h.channel.set_incoming_processing_at_passive(at_passive),
+        )
     }
 }
 
@@ -512,8 +546,10 @@ pub unsafe extern "C" fn kmcl_server_channel_init_set_mmio_megabytes(
 ) -> c_int {
     // SAFETY: the caller's promise.
     unsafe {
-        with_channel(channel, |h| {
-            h.channel.set_mmio_megabytes(megabytes, optional_megabytes)
-        })
+        with_channel_sleeping(
+            c"kmcl_server_channel_init_set_mmio_megabytes",
+            channel,
+            |h| h.channel.set_mmio_megabytes(megabytes, optional_megabytes),
+        )
     }
 }

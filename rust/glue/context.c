@@ -2,7 +2,10 @@
 /*
  * kmcl C glue for execution-context queries (macros in C).
  */
+#include <linux/bottom_half.h>
 #include <linux/cpumask.h>
+#include <linux/module.h>
+#include <linux/printk.h>
 #include <linux/preempt.h>
 #include <linux/sched.h>
 
@@ -21,3 +24,48 @@ int kmcl_pin_current(u32 cpu)
 		return -EINVAL;
 	return set_cpus_allowed_ptr(current, cpumask_of(cpu));
 }
+
+/*
+ * True if the caller may sleep: not in interrupt or softirq context,
+ * bottom halves and interrupts enabled, and (where the kernel counts it)
+ * no spinlock held and preemption enabled.
+ */
+bool kmcl_may_sleep(void)
+{
+	if (in_interrupt() || irqs_disabled())
+		return false;
+#ifdef CONFIG_PREEMPT_COUNT
+	if (preempt_count())
+		return false;
+#endif
+	return true;
+}
+
+/* might_sleep(), for the callers kmcl_may_sleep() let through. */
+void kmcl_might_sleep(void)
+{
+	might_sleep();
+}
+
+/*
+ * One rate-limited line for a call refused because its caller may not
+ * sleep: the function, and the channel's owner module (or the task).
+ */
+void kmcl_refuse_atomic(const char *fn, const struct module *owner)
+{
+	pr_err_ratelimited("kmcl: %s called in atomic context by %s; refused with -EINVAL\n",
+			   fn, owner ? owner->name : current->comm);
+}
+
+#if IS_ENABLED(CONFIG_KUNIT)
+/* Tests: bottom halves off and on again. */
+void kmcl_test_bh_disable(void)
+{
+	local_bh_disable();
+}
+
+void kmcl_test_bh_enable(void)
+{
+	local_bh_enable();
+}
+#endif

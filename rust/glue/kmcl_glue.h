@@ -40,13 +40,19 @@ void *kmcl_hv_gpadl_create(struct hv_device *dev, const struct kmcl_mdl *mdl,
 int kmcl_hv_gpadl_delete(struct hv_device *dev, void *gpadl);
 void *kmcl_hv_mmio_allocate(struct hv_device *dev, void **va, u64 *size);
 void kmcl_hv_mmio_free(void *mmio);
-/* Defined in Rust (rust/hv/mod.rs). */
+/* Defined in Rust (rust/transport/hyperv/vmbus.rs). */
 int kmcl_host_probe(const void *bus, struct hv_device *dev,
 		    const guid_t *type, const guid_t *instance);
 void kmcl_host_remove(const void *bus, struct hv_device *dev);
 void kmcl_host_interrupt(const void *link);
 bool kmcl_in_task(void);
 int kmcl_pin_current(u32 cpu);
+bool kmcl_may_sleep(void);
+void kmcl_might_sleep(void);
+struct module;
+void kmcl_refuse_atomic(const char *fn, const struct module *owner);
+void kmcl_test_bh_disable(void);
+void kmcl_test_bh_enable(void);
 
 struct workqueue_struct;
 struct workqueue_struct *kmcl_wq_alloc(bool bh);

@@ -2,19 +2,65 @@
 
 //! Queries about the current execution context (C macros, through glue).
 
+use kernel::ffi::c_char;
+
 mod ffi {
+    use kernel::ffi::c_char;
+
     extern "C" {
         pub(super) fn kmcl_in_task() -> bool;
         pub(super) fn kmcl_pin_current(cpu: u32) -> core::ffi::c_int;
+        pub(super) fn kmcl_may_sleep() -> bool;
+        pub(super) fn kmcl_might_sleep();
+        pub(super) fn kmcl_refuse_atomic(function: *const c_char, owner: *const core::ffi::c_void);
+        pub(super) fn kmcl_test_bh_disable();
+        pub(super) fn kmcl_test_bh_enable();
     }
 }
 
-/// Whether the caller runs in process context (may sleep, unless it holds
-/// a spinlock): KMCL's `PASSIVE_LEVEL`.
+/// Whether the caller runs in process context (not in hard or soft
+/// interrupt context): KMCL's `PASSIVE_LEVEL`. It may still hold a
+/// spinlock or have bottom halves disabled: [`may_sleep`] tells.
 pub(crate) fn in_task() -> bool {
     // SAFETY: `kmcl_in_task` takes no arguments and only reads the
     // preemption count; it may be called from any context.
     unsafe { ffi::kmcl_in_task() }
+}
+
+/// Whether the caller may sleep: process context with bottom halves and
+/// interrupts enabled and (where the kernel counts it) no spinlock held.
+pub(crate) fn may_sleep() -> bool {
+    // SAFETY: reads the preemption count and the interrupt flag; any
+    // context.
+    unsafe { ffi::kmcl_may_sleep() }
+}
+
+/// The kernel's `might_sleep()` (its checks run in debug kernels), for a
+/// caller [`may_sleep`] let through.
+pub(crate) fn might_sleep() {
+    // SAFETY: `might_sleep()` only checks the context; any context.
+    unsafe { ffi::kmcl_might_sleep() }
+}
+
+/// Logs (rate-limited) that `function` was refused because its caller may
+/// not sleep, naming `owner` (a `struct module`, or null: the task).
+pub(crate) fn refuse_atomic(function: &'static kernel::str::CStr, owner: usize) {
+    let name: *const c_char = kernel::str::CStrExt::as_char_ptr(function);
+    // SAFETY: `name` is a NUL-terminated static string; `owner` is null or
+    // the module that owns the channel, which is loaded (it is calling).
+    unsafe { ffi::kmcl_refuse_atomic(name, owner as *const core::ffi::c_void) }
+}
+
+/// Runs `f` with bottom halves disabled (tests of atomic callers).
+#[cfg(CONFIG_KUNIT)]
+pub(crate) fn with_bh_disabled<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: disables bottom halves on this CPU; enabled again below.
+    unsafe { ffi::kmcl_test_bh_disable() };
+    let r = f();
+    // SAFETY: pairs with the disable above, on the same CPU (preemption
+    // is off while bottom halves are).
+    unsafe { ffi::kmcl_test_bh_enable() };
+    r
 }
 
 /// Lets the calling thread run on CPU `cpu` only (for tests; kunit runs
@@ -25,4 +71,10 @@ pub(crate) fn pin_current(cpu: u32) -> kernel::error::Result {
     // SAFETY: changes only the calling thread's affinity; process context
     // (the caller's promise), where set_cpus_allowed_ptr() may sleep.
     kernel::error::to_result(unsafe { ffi::kmcl_pin_current(cpu) })
+}
+
+/// The current task, as a number that identifies it while it runs (for
+/// recognising a thread that calls back into what it holds).
+pub(crate) fn current_task() -> usize {
+    kernel::task::Task::current_raw() as usize
 }

@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod connect;
+mod context;
 mod layout;
 mod liveupdate;
 mod memory;

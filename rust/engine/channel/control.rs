@@ -82,6 +82,7 @@ impl Channel {
         let (Some(save_id), Some(conn)) = (ctl.saved, ctl.connection.take()) else {
             return;
         };
+        self.note_instance(ctl);
         // What this server sent and did not see completed ends here; the
         // client's completions of it may still come, to the successor.
         let orphans = self
@@ -198,7 +199,7 @@ impl Channel {
     /// the driver's callbacks (which may hold references back to it).
     pub(crate) fn cleanup(self: Arc<Self>) -> Result {
         let callbacks = {
-            let mut ctl = self.control.lock();
+            let mut ctl = self.lock_control()?;
             if !ctl.lifecycle.accepts_init() {
                 return Err(EBUSY);
             }
@@ -264,7 +265,10 @@ impl Channel {
                 events.remove(0)
             };
             let Ok(event) = event else { return };
-            let mut ctl = self.control.lock();
+            // The control work never holds the lock already.
+            let Ok(mut ctl) = self.lock_control() else {
+                return;
+            };
             match event {
                 PeerEvent::Connected(conn) => {
                     let mut next = ctl.lifecycle;
@@ -317,6 +321,7 @@ impl Channel {
                         continue;
                     };
                     ctl.connection = Some(conn.clone());
+                    self.note_instance(&ctl);
                     self.execute(&mut ctl, Event::Connected, actions.as_slice());
                     if self.role == Role::Server && ctl.lifecycle.is_connected() {
                         self.hand_over_restored(&mut ctl);
@@ -366,7 +371,7 @@ impl Channel {
     }
 
     pub(super) fn transition(self: &Arc<Self>, event: Event) -> Result {
-        let mut ctl = self.control.lock();
+        let mut ctl = self.lock_control()?;
         let before = ctl.lifecycle;
         let actions = ctl.lifecycle.apply(event).map_err(|_| EBUSY)?;
         // Offer and Connect can fail (duplicate offer, no memory); they come
@@ -436,6 +441,7 @@ impl Channel {
                         u.complete_all(Err(ENODEV));
                     }
                     if let Some(conn) = ctl.connection.take() {
+                        self.note_instance(ctl);
                         conn.detach(self);
                     }
                 }

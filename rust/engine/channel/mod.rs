@@ -20,6 +20,7 @@
 //! | lock | kind | protects | taken in | order |
 //! |---|---|---|---|---|
 //! | `control` | `Mutex` | [`Control`]: lifecycle state, settings, state callbacks, the connection, save/restore | process context only; held while a transition runs the state callbacks | 1: first of a channel's locks |
+//! | `instance` | `SpinLockIrq` | the interface instance the driver reads | any context | leaf |
 //! | `bus` | `SpinLock` | which loopback bus the channel is on | process context | 2: after `control`; held only to clone the `Arc` |
 //! | `gpadl` | `Mutex` (inside [`Gpadls`]) | the GPADL and mapping tables | process context | 2: after `control`; a server's mapping takes the client's table alone |
 //! | `events` | `SpinLockIrq` | [`PeerEvent`]s not yet handled | posted from any context, drained by the control work | last: after any other lock, of any channel |
@@ -80,7 +81,10 @@ use crate::{
         IncomingPacket, //
         PacketObject,
     },
-    engine::types::MmioSpace,
+    engine::types::{
+        Guid,
+        MmioSpace, //
+    },
     protocol::lifecycle::{
         Lifecycle,
         Role, //
@@ -237,6 +241,16 @@ pub(crate) struct Channel {
     bus: SpinLock<Arc<dyn Bus>>,
     #[pin]
     control: Mutex<Control>,
+    /// The task that holds `control` now (0: none): a call back into the
+    /// channel from that task (one of its state callbacks, which run with
+    /// `control` held) is refused with `-EDEADLK` instead of deadlocking.
+    control_owner: core::sync::atomic::AtomicUsize,
+    /// The interface instance the driver asks for
+    /// (`VmbChannelGetInterfaceInstance`): the connected offer's, else the
+    /// configured one. Kept apart from `control` so that any context may
+    /// read it.
+    #[pin]
+    instance: SpinLockIrq<Guid>,
     /// Posted from any context (PacketFail runs in softirq).
     #[pin]
     events: SpinLockIrq<KVec<PeerEvent>>,
@@ -364,7 +378,72 @@ static NEXT_ID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::n
 /// No target processor: the receive work runs on the CPU that signalled.
 pub(crate) const NO_TARGET_CPU: u32 = u32::MAX;
 
+/// The control lock held, with its holder recorded in the channel's
+/// `control_owner` until it is released.
+struct ControlGuard<'a> {
+    guard: kernel::sync::lock::Guard<'a, Control, kernel::sync::lock::mutex::MutexBackend>,
+    owner: &'a core::sync::atomic::AtomicUsize,
+}
+
+impl core::ops::Deref for ControlGuard<'_> {
+    type Target = Control;
+
+    fn deref(&self) -> &Control {
+        &self.guard
+    }
+}
+
+impl core::ops::DerefMut for ControlGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Control {
+        &mut self.guard
+    }
+}
+
+impl Drop for ControlGuard<'_> {
+    fn drop(&mut self) {
+        // Before `guard` unlocks (fields drop after this).
+        self.owner.store(0, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl Channel {
+    /// Takes the control lock. `-EDEADLK` if this thread holds it already:
+    /// a call back into the channel from one of its own state callbacks,
+    /// which run with it held, and which would otherwise deadlock.
+    /// Process context.
+    fn lock_control(&self) -> Result<ControlGuard<'_>> {
+        use core::sync::atomic::Ordering::Relaxed;
+        let me = crate::sys::context::current_task();
+        // Only this thread can have stored its own address here.
+        if self.control_owner.load(Relaxed) == me {
+            return Err(EDEADLK);
+        }
+        let guard = self.control.lock();
+        self.control_owner.store(me, Relaxed);
+        Ok(ControlGuard {
+            guard,
+            owner: &self.control_owner,
+        })
+    }
+
+    /// Whether the calling thread is inside one of this channel's state
+    /// callbacks (it holds the control lock).
+    pub(crate) fn in_own_state_callback(&self) -> bool {
+        self.control_owner
+            .load(core::sync::atomic::Ordering::Relaxed)
+            == crate::sys::context::current_task()
+    }
+
+    /// Records the interface instance drivers read: `connection`'s offer's
+    /// if connected, else the configured one.
+    fn note_instance(&self, ctl: &Control) {
+        let instance = ctl
+            .connection
+            .as_ref()
+            .map_or(ctl.settings.interface_instance, |c| c.interface_instance());
+        *self.instance.lock() = instance;
+    }
+
     /// The channel's id: unique while kmcl is loaded; names the channel in
     /// trace events and in its debugfs directory.
     pub(crate) fn id(&self) -> u32 {
@@ -391,6 +470,8 @@ impl Channel {
                     saved: None,
                     restoring: None,
                 }),
+                control_owner: core::sync::atomic::AtomicUsize::new(0),
+                instance <- new_spinlock_irq!([0; 16]),
                 events <- new_spinlock_irq!(KVec::new()),
                 work <- new_work!("kmcl::Channel::work"),
                 data <- new_spinlock_irq!(None),

@@ -244,7 +244,7 @@ impl Channel {
         if self.role != Role::Server {
             return Err(EINVAL);
         }
-        let ctl = self.control.lock();
+        let ctl = self.lock_control()?;
         if ctl.saving.is_some() || ctl.saved.is_some() {
             return Err(EBUSY);
         }
@@ -261,7 +261,7 @@ impl Channel {
     /// [`Self::save_continue`] hands out. They are released without a
     /// completion: the restored server completes them.
     pub(crate) fn save(self: &Arc<Self>, packets: KVec<SavedPacket>) -> Result {
-        let mut ctl = self.control.lock();
+        let mut ctl = self.lock_control()?;
         if ctl.saving.is_some() || ctl.saved.is_some() {
             return Err(EBUSY);
         }
@@ -279,7 +279,7 @@ impl Channel {
     /// KMCL `VmbChannelSaveContinue`: as many whole chunks of the save as
     /// fit in `out`. `-EINVAL` without a save under way.
     pub(crate) fn save_continue(&self, out: &mut [u8]) -> Result<Continue> {
-        let mut ctl = self.control.lock();
+        let mut ctl = self.lock_control()?;
         let saving = ctl.saving.as_mut().ok_or(EINVAL)?;
         Ok(saving.next(out))
     }
@@ -287,7 +287,13 @@ impl Channel {
     /// KMCL `VmbChannelSaveEnd`: the save is over; the channel's Disable
     /// now parks its connection for the server that restores the save.
     pub(crate) fn save_end(&self) {
-        let mut ctl = self.control.lock();
+        let Ok(mut ctl) = self.lock_control() else {
+            pr_err!(
+                "channel {}: SaveEnd from its own state callback ignored\n",
+                self.id
+            );
+            return;
+        };
         if let Some(saving) = ctl.saving.take() {
             ctl.saved = Some(saving.save_id());
         }
@@ -302,7 +308,7 @@ impl Channel {
         if self.role != Role::Server {
             return Err(EINVAL);
         }
-        let mut ctl = self.control.lock();
+        let mut ctl = self.lock_control()?;
         if !ctl.lifecycle.accepts_init() {
             return Err(EBUSY);
         }

@@ -113,11 +113,13 @@ impl Channel {
     /// Runs `f` on the control state if init-time settings may change
     /// (KMCL: only while disabled), else fails with `-EBUSY`.
     pub(super) fn init_time(&self, f: impl FnOnce(&mut Control) -> Result) -> Result {
-        let mut ctl = self.control.lock();
+        let mut ctl = self.lock_control()?;
         if !ctl.lifecycle.accepts_init() {
             return Err(EBUSY);
         }
-        f(&mut ctl)
+        f(&mut ctl)?;
+        self.note_instance(&ctl);
+        Ok(())
     }
 
     /// Changes init-time settings; `-EBUSY` unless the channel is disabled.
@@ -232,12 +234,10 @@ impl Channel {
 
     /// KMCL `VmbChannelGetInterfaceInstance`: the instance GUID of the
     /// offer the channel is connected to (a client that accepted any
-    /// instance learns which), else the configured one.
+    /// instance learns which), else the configured one. Any context, the
+    /// channel's own callbacks included.
     pub(crate) fn interface_instance(&self) -> Guid {
-        let ctl = self.control.lock();
-        ctl.connection
-            .as_ref()
-            .map_or(ctl.settings.interface_instance, |c| c.interface_instance())
+        *self.instance.lock()
     }
 
     /// Sets the state callbacks; `-EBUSY` unless the channel is disabled.
