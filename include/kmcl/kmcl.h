@@ -285,7 +285,18 @@ int kmcl_channel_init_set_process_packet_callbacks(struct kmcl_channel *channel,
 int kmcl_channel_init_set_state_change_callbacks(struct kmcl_channel *channel,
 						 const struct kmcl_state_callbacks *callbacks);
 
-/** kmcl_client_channel_init_set_ring_buffer_page_count() - ring sizes in pages (> 0). */
+/**
+ * kmcl_client_channel_init_set_ring_buffer_page_count() - ring sizes in pages.
+ * @channel:  a disabled client channel.
+ * @incoming: data pages of the ring the client receives on.
+ * @outgoing: data pages of the ring the client sends on.
+ *
+ * Each is 1 to (U32_MAX >> PAGE_SHIFT) - 1: a ring's size, with its
+ * control page, in bytes must fit 32 bits (hv_vmbus's vmbus_open()).
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
+ * Return: 0, -EINVAL (a count out of range, a server), -EBUSY (enabled).
+ */
 int kmcl_client_channel_init_set_ring_buffer_page_count(struct kmcl_channel *channel,
 							u32 incoming, u32 outgoing);
 

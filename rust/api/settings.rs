@@ -259,13 +259,7 @@ pub unsafe extern "C" fn kmcl_client_channel_init_set_ring_buffer_page_count(
             channel,
             |h| {
                 for_role(h, Role::Client, |h| {
-                    if incoming == 0 || outgoing == 0 {
-                        return Err(EINVAL);
-                    }
-                    h.channel.configure(|s| {
-                        s.incoming_pages = incoming;
-                        s.outgoing_pages = outgoing;
-                    })
+                    h.channel.set_ring_page_counts(incoming, outgoing)
                 })
             },
         )

@@ -147,7 +147,8 @@ impl StateCallbacks for Letters {
         self.note(b'P');
     }
     fn pnp_failure(&self, _c: &Arc<Channel>, status: Error) {
-        self.note(b'F');
+        // The status first: a test that sees the letter reads it at once.
         self.pnp_status.store(status.to_errno(), Ordering::SeqCst);
+        self.note(b'F');
     }
 }

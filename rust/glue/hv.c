@@ -114,6 +114,10 @@ int kmcl_hv_open(struct hv_device *dev, const void *link, u32 out_pages,
 	struct vmbus_channel *ch = dev->channel;
 	int ret;
 
+	/* vmbus_open() takes each ring's size in bytes as a u32. */
+	if (!out_pages || !in_pages || out_pages >= (U32_MAX >> PAGE_SHIFT) ||
+	    in_pages >= (U32_MAX >> PAGE_SHIFT))
+		return -EINVAL;
 	ch->max_pkt_size = max_pkt;
 	set_channel_read_mode(ch, HV_CALL_DIRECT);
 	ret = vmbus_open(ch, (out_pages + 1) << PAGE_SHIFT,

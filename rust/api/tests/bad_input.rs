@@ -722,4 +722,26 @@ mod cases {
         }
         assert_eq!(f, 0);
     }
+
+    #[test]
+    fn ring_page_counts_are_bounded() {
+        let ch = allocate(false);
+        // A ring's size, (pages + 1) pages in bytes, must fit the 32 bits
+        // hv_vmbus takes it in.
+        let max = (u32::MAX >> kernel::page::PAGE_SHIFT) - 1;
+        // SAFETY: `ch` is live; cleaned up once.
+        unsafe {
+            assert_eq!(
+                kmcl_client_channel_init_set_ring_buffer_page_count(ch, max, max),
+                0
+            );
+            for (inc, out) in [(max + 1, 4), (4, max + 1), (u32::MAX, 4), (4, u32::MAX)] {
+                assert_eq!(
+                    kmcl_client_channel_init_set_ring_buffer_page_count(ch, inc, out),
+                    -22
+                );
+            }
+            kmcl_channel_cleanup(ch);
+        }
+    }
 }

@@ -109,7 +109,25 @@ impl Settings {
     }
 }
 
+/// Most data pages of one ring: its size, (pages + 1) pages in bytes (the
+/// control page too), must fit the 32 bits `hv_vmbus` takes it in.
+pub(crate) const MAX_RING_PAGES: u32 = (u32::MAX >> kernel::page::PAGE_SHIFT) - 1;
+
 impl Channel {
+    /// KMCL `VmbClientChannelInitSetRingBufferPageCount`: data pages of the
+    /// ring the client receives on and of the one it sends on, each 1 to
+    /// [`MAX_RING_PAGES`] (`-EINVAL` otherwise).
+    pub(crate) fn set_ring_page_counts(&self, incoming: u32, outgoing: u32) -> Result {
+        let valid = 1..=MAX_RING_PAGES;
+        if !valid.contains(&incoming) || !valid.contains(&outgoing) {
+            return Err(EINVAL);
+        }
+        self.configure(|s| {
+            s.incoming_pages = incoming;
+            s.outgoing_pages = outgoing;
+        })
+    }
+
     /// Runs `f` on the control state if init-time settings may change
     /// (KMCL: only while disabled), else fails with `-EBUSY`.
     pub(super) fn init_time(&self, f: impl FnOnce(&mut Control) -> Result) -> Result {
