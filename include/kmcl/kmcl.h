@@ -216,19 +216,24 @@ int kmcl_channel_disable(struct kmcl_channel *channel);
  * wait for delivered ones to be completed.
  * @channel: the channel.
  *
+ * As KMCL's (which returns nothing): pausing a paused channel does
+ * nothing; a disabled channel is paused when it is next enabled (it
+ * connects, and gets Opened, but not Started until kmcl_channel_start()).
  * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
  * from the channel's own state callbacks.
- * Return: 0, -EBUSY (not running).
+ * Return: 0.
  */
 int kmcl_channel_pause(struct kmcl_channel *channel);
 
 /**
  * kmcl_channel_start() - VmbChannelStart: resume a paused channel.
- * @channel: the channel.
+ * @channel: an enabled channel.
  *
+ * As KMCL's (which returns nothing): starting a channel that is not
+ * paused does nothing.
  * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
  * from the channel's own state callbacks.
- * Return: 0, -EBUSY (not paused).
+ * Return: 0, -EBUSY (disabled).
  */
 int kmcl_channel_start(struct kmcl_channel *channel);
 
@@ -418,7 +423,17 @@ int kmcl_server_channel_init_set_vmbus_handle(struct kmcl_channel *channel,
 /** kmcl_channel_set_incoming_processing_at_passive() - deliver in process context (init time). */
 int kmcl_channel_set_incoming_processing_at_passive(struct kmcl_channel *channel,
 						    bool at_passive);
-/** kmcl_channel_set_transaction_quota() - most packets held uncompleted (0: any). */
+/**
+ * kmcl_channel_set_transaction_quota() - VmbChannelSetTransactionQuota.
+ * @channel: a channel.
+ * @quota:   most incoming packets the driver may hold uncompleted; greater
+ *           than 0, as KMCL requires (a channel starts without a quota;
+ *           U32_MAX is as good as none).  Lowering it below what is held
+ *           stops delivery until enough packets are completed.
+ *
+ * Context: any.
+ * Return: 0, -EINVAL (NULL @channel, @quota 0).
+ */
 int kmcl_channel_set_transaction_quota(struct kmcl_channel *channel, u32 quota);
 /**
  * kmcl_channel_set_interrupt_latency() - VmbChannelSetInterruptLatency.

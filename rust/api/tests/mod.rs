@@ -11,6 +11,7 @@ mod layout;
 mod liveupdate;
 mod memory;
 mod packets;
+mod states;
 mod teardown;
 
 use core::{
