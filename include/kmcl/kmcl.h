@@ -627,6 +627,10 @@ int kmcl_packet_send_with_external_pfns(struct kmcl_packet *packet,
  * @reply_length: in: bytes in @reply; out: bytes of the reply.
  * @timeout_ms:   NULL waits for ever; 0 fails at once on a full ring.
  *
+ * Completes from the channel's Opened and Started callbacks (before
+ * packets are delivered), on a paused channel and at the transaction
+ * quota: completions at the head of the incoming ring are read while
+ * delivery is off (one behind an undelivered data packet waits for it).
  * Context: process, may sleep (-EINVAL from atomic context).
  * Return: 0, -ETIMEDOUT (cancelled; a late reply is dropped), -ENODEV
  * (not connected or the connection ended), -EOVERFLOW (@reply too small),

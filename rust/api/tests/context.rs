@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Calling context: functions that may sleep refuse atomic callers, and a
-//! channel's own state callbacks get an error instead of a deadlock.
+//! Calling context: functions that may sleep refuse atomic callers, a
+//! channel's own state callbacks get an error instead of a deadlock, and a
+//! synchronous request completes from the state callbacks KMCL meant for
+//! it and on a paused channel.
 
 use kernel::prelude::*;
 
@@ -208,6 +210,109 @@ mod cases {
         assert!(wait_until(|| PACKET_INSTANCE.load(Ordering::SeqCst) == 4));
         // SAFETY: live handles, cleaned up once.
         unsafe {
+            assert_eq!(kmcl_channel_disable(client), 0);
+            assert_eq!(kmcl_channel_disable(server), 0);
+            kmcl_channel_cleanup(client);
+            kmcl_channel_cleanup(server);
+        }
+    }
+
+    // What the client's synchronous requests from Opened and Started got:
+    // the return code, and whether the reply was the echo.
+    static SYNC_OPENED: AtomicI32 = AtomicI32::new(1);
+    static SYNC_STARTED: AtomicI32 = AtomicI32::new(1);
+    static SYNC_ECHOED: AtomicU32 = AtomicU32::new(0);
+
+    /// A synchronous request of 8 bytes, waiting up to 5 s; the return
+    /// code, and whether the reply echoed the request.
+    ///
+    /// # Safety
+    ///
+    /// `ch` is a live handle.
+    unsafe fn sync_request(ch: *mut KmclChannel, tag: u8) -> (c_int, bool) {
+        let request = [tag; 8];
+        let mut reply = [0u8; 16];
+        let mut len = reply.len() as u32;
+        let timeout = 5000u32;
+        // SAFETY: `ch` is live (the caller's promise); buffers valid.
+        let rc = unsafe {
+            kmcl_channel_send_synchronous_request(
+                ch,
+                request.as_ptr().cast(),
+                8,
+                core::ptr::null(),
+                0,
+                reply.as_mut_ptr().cast(),
+                &mut len,
+                &timeout,
+            )
+        };
+        (rc, len == 8 && reply[..8] == request)
+    }
+
+    /// Client: a synchronous request from Opened (protocol negotiation).
+    ///
+    /// # Safety
+    ///
+    /// Called by kmcl as `EvtChannelOpened`.
+    unsafe extern "C" fn opened_requests(ch: *mut KmclChannel) -> c_int {
+        // SAFETY: `ch` is the channel the callback is for.
+        let (rc, echoed) = unsafe { sync_request(ch, 0x0e) };
+        SYNC_OPENED.store(rc, Ordering::SeqCst);
+        SYNC_ECHOED.fetch_add(u32::from(echoed), Ordering::SeqCst);
+        0
+    }
+
+    /// Client: a synchronous request from Started.
+    ///
+    /// # Safety
+    ///
+    /// Called by kmcl as `EvtChannelStarted`.
+    unsafe extern "C" fn started_requests(ch: *mut KmclChannel) {
+        // SAFETY: `ch` is the channel the callback is for.
+        let (rc, echoed) = unsafe { sync_request(ch, 0x57) };
+        SYNC_STARTED.store(rc, Ordering::SeqCst);
+        SYNC_ECHOED.fetch_add(u32::from(echoed), Ordering::SeqCst);
+    }
+
+    #[test]
+    fn synchronous_requests_from_opened_and_started_complete() {
+        SYNC_ECHOED.store(0, Ordering::SeqCst);
+        let (server, _) = echo_pair_server_only();
+        let client = allocate(false);
+        let mut cb = StateCallbacks::new();
+        cb.opened = Some(opened_requests);
+        cb.started = Some(started_requests);
+        // SAFETY: all handles are live; structures readable.
+        unsafe {
+            assert_eq!(
+                kmcl_client_channel_init_set_target_pnp(client, &TYPE, &INSTANCE, None),
+                0
+            );
+            assert_eq!(kmcl_channel_init_set_state_change_callbacks(client, &cb), 0);
+            assert_eq!(kmcl_channel_enable(client), 0);
+        }
+        assert!(wait_until(|| running(client)));
+        assert_eq!(SYNC_OPENED.load(Ordering::SeqCst), 0);
+        assert_eq!(SYNC_STARTED.load(Ordering::SeqCst), 0);
+        assert_eq!(SYNC_ECHOED.load(Ordering::SeqCst), 2);
+        // SAFETY: live handles, cleaned up once.
+        unsafe {
+            assert_eq!(kmcl_channel_disable(client), 0);
+            assert_eq!(kmcl_channel_disable(server), 0);
+            kmcl_channel_cleanup(client);
+            kmcl_channel_cleanup(server);
+        }
+    }
+
+    #[test]
+    fn a_synchronous_request_on_a_paused_channel_completes() {
+        let (server, client) = echo_pair(core::ptr::null_mut());
+        // SAFETY: live handles; cleaned up once.
+        unsafe {
+            assert_eq!(kmcl_channel_pause(client), 0);
+            assert_eq!(sync_request(client, 0x9a), (0, true));
+            assert_eq!(kmcl_channel_start(client), 0);
             assert_eq!(kmcl_channel_disable(client), 0);
             assert_eq!(kmcl_channel_disable(server), 0);
             kmcl_channel_cleanup(client);

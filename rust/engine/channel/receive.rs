@@ -255,8 +255,17 @@ impl Channel {
                 let (mut kick, _) = dp.flush_queue().unwrap_or((false, 0));
                 let mut n = 0;
                 let mut last = Received::Empty;
+                if allowed == 0 {
+                    // Delivery is off (before Started, paused, at the
+                    // quota): a completion at the head of the ring is
+                    // still read, so that a synchronous request made
+                    // meanwhile completes; a data packet stops the read.
+                    let (step, made_room) = dp.receive(self, &self.exposed, &mut None, false);
+                    kick |= made_room;
+                    last = step;
+                }
                 while n < allowed {
-                    let (step, made_room) = dp.receive(self, &self.exposed, &mut objects[n]);
+                    let (step, made_room) = dp.receive(self, &self.exposed, &mut objects[n], true);
                     kick |= made_room;
                     match step {
                         Received::Data(packet) => {

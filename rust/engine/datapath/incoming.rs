@@ -106,12 +106,15 @@ pub(super) fn take_incoming(
 impl DataPath {
     /// Reads one packet; a data packet goes into the object in `spare` if
     /// there is one. Returns what it was, and whether the peer must be
-    /// kicked (it is waiting for room we just made).
+    /// kicked (it is waiting for room we just made). Without `data` only a
+    /// completion is read: a data packet at the head of the ring stays
+    /// there (`Received::Empty`).
     pub(crate) fn receive(
         &mut self,
         channel: &Arc<Channel>,
         exposed: &Exposed,
         spare: &mut Option<KBox<PacketObject>>,
+        data: bool,
     ) -> (Received, bool) {
         if self.broken {
             return (Received::Empty, false);
@@ -127,6 +130,7 @@ impl DataPath {
             let next = self.inc.read_into(|d| match d.packet_type() {
                 _ if d.packet_len() > max => None,
                 PacketType::Completion => buf.get_mut(..d.packet_len()),
+                _ if !data => None,
                 _ => incoming_buffer(spare, context_size, channel, d.packet_len()),
             });
             let next = next.and_then(|n| match n {
@@ -139,6 +143,10 @@ impl DataPath {
             let pkt = match next {
                 Ok(Next::Read(p)) => p,
                 Ok(Next::Empty) => return (Received::Empty, self.inc.commit()),
+                // Completions only: a data packet waits in the ring.
+                Ok(Next::Declined(d)) if !data && d.packet_type() != PacketType::Completion => {
+                    return (Received::Empty, false)
+                }
                 Ok(Next::Declined(_)) => {
                     // Out of memory: the packet stays in the ring for the
                     // next pass.
