@@ -252,10 +252,16 @@ impl Channel {
                 let Some(dp) = Option::as_mut(&mut *data) else {
                     break;
                 };
-                let (mut kick, _) = dp.flush_queue().unwrap_or((false, 0));
+                let (mut kick, outgoing_ok) = match dp.flush_queue() {
+                    Ok((kick, _)) => (kick, true),
+                    Err(_) => (false, false),
+                };
                 let mut n = 0;
                 let mut last = Received::Empty;
-                if allowed == 0 {
+                if !outgoing_ok {
+                    // The other endpoint corrupted our outgoing ring.
+                    last = Received::Broken(CloseReason::CorruptRing);
+                } else if allowed == 0 {
                     // Delivery is off (before Started, paused, at the
                     // quota): a completion at the head of the ring is
                     // still read, so that a synchronous request made
@@ -264,7 +270,7 @@ impl Channel {
                     kick |= made_room;
                     last = step;
                 }
-                while n < allowed {
+                while outgoing_ok && n < allowed {
                     let (step, made_room) = dp.receive(self, &self.exposed, &mut objects[n], true);
                     kick |= made_room;
                     match step {

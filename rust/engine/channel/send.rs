@@ -61,6 +61,10 @@ impl Channel {
                 self.stop_and_close(CloseReason::PeerNotDraining);
                 return Err(ENODEV);
             }
+            Err(SendError::CorruptRing) => {
+                self.stop_and_close(CloseReason::CorruptRing);
+                return Err(ENODEV);
+            }
         };
         if let Some(peer) = sent.kick.take() {
             self.signal(peer);

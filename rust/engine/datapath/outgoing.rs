@@ -18,6 +18,7 @@ use crate::{
         gpa,
         packet::PacketType,
         ring::{
+            self,
             OutgoingRing,
             WriteError, //
         },
@@ -48,6 +49,10 @@ pub(crate) enum SendError {
     /// sends waited for room: it is taken for dead and the channel must be
     /// closed.
     PeerStalled,
+    /// The other endpoint corrupted the outgoing ring's shared state (its
+    /// read index): the channel must be closed, as for a corrupt incoming
+    /// ring.
+    CorruptRing,
 }
 
 impl From<Error> for SendError {
@@ -190,15 +195,28 @@ impl DataPath {
     /// Writes `p` now if nothing is queued and it fits: `Some(kick)`;
     /// `None` if it must wait for room.
     #[inline]
-    fn write_now(&mut self, p: Packet<'_>) -> Result<Option<bool>> {
+    fn write_now(&mut self, p: Packet<'_>) -> Result<Option<bool>, SendError> {
         if !self.queue.is_empty() {
             return Ok(None);
         }
         match write_packet(&mut self.out, &mut self.counters, self.chan, p, false) {
             Ok(()) => Ok(Some(self.out.commit().unwrap_or(false))),
             Err(WriteError::Full { .. }) => Ok(None),
-            Err(_) => Err(EINVAL),
+            Err(WriteError::TooLarge) => Err(EINVAL.into()),
+            Err(WriteError::Ring(e)) => Err(self.outgoing_corrupt(e)),
         }
+    }
+
+    /// The other endpoint corrupted the outgoing ring (`e`): counted and
+    /// logged; the channel is to be closed.
+    fn outgoing_corrupt(&mut self, e: ring::RingError) -> SendError {
+        pr_err!(
+            "channel {}: outgoing ring is corrupt ({:?}); closing the channel\n",
+            self.chan,
+            e
+        );
+        self.counters.ring_errors += 1;
+        SendError::CorruptRing
     }
 
     /// Queues `p` for room (its routine, if any, runs once it is written)
@@ -352,8 +370,9 @@ impl DataPath {
     }
 
     /// Writes queued packets while they fit. Returns whether to kick the
-    /// peer and how many were written.
-    pub(crate) fn flush_queue(&mut self) -> Result<(bool, usize)> {
+    /// peer and how many were written; [`SendError::CorruptRing`] if the
+    /// other endpoint corrupted the ring.
+    pub(crate) fn flush_queue(&mut self) -> Result<(bool, usize), SendError> {
         let mut written = 0;
         while let Some(q) = self.queue.front() {
             match write_packet(
@@ -390,7 +409,9 @@ impl DataPath {
                     }
                     break;
                 }
-                Err(_) => return Err(EINVAL),
+                Err(WriteError::Ring(e)) => return Err(self.outgoing_corrupt(e)),
+                // Checked when it was queued: cannot happen.
+                Err(WriteError::TooLarge) => return Err(EINVAL.into()),
             }
         }
         if self.queue.is_empty() {

@@ -133,4 +133,38 @@ mod cases {
         client.cleanup()?;
         server.cleanup()
     }
+
+    /// The other endpoint writes a read index outside our outgoing ring:
+    /// the next send that needs the read index fails with `-ENODEV` and
+    /// the channel closes on both sides, as for any corrupt ring.
+    #[test]
+    fn a_corrupt_read_index_on_the_outgoing_ring_closes_the_channel() -> Result {
+        use crate::protocol::ring::RingMemory;
+        let bus = LoopbackBus::new()?;
+        let server = Channel::new(Role::Server, bus.clone())?;
+        server.configure(|s| s.interface_type = TYPE)?;
+        server.set_packet_callbacks(Arc::new(Echo, GFP_KERNEL)?)?;
+        // One page to send on: the second 3000-byte packet needs the
+        // reader's index (the writer keeps the last one it read).
+        let client = Channel::new(Role::Client, bus)?;
+        client.configure(|s| {
+            s.interface_type = TYPE;
+            s.outgoing_pages = 1;
+        })?;
+        open(&server, &client)?;
+        let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
+        send_one(&client, &tally, 3000, 1)?;
+        assert!(wait_until(|| tally.total() == 1));
+        let c2s = client.connection_rings().ok_or(EINVAL)?.0;
+        let size = c2s.data_len() as u32;
+        c2s.control()[1].store(size + 8, Ordering::SeqCst);
+        assert_eq!(send_one(&client, &tally, 3000, 2), Err(ENODEV));
+        assert!(wait_until(
+            || !client.is_enabled() && !server.snapshot().connected
+        ));
+        assert_eq!(client.snapshot().failures, 1);
+        server.disable()?;
+        server.cleanup()?;
+        client.cleanup()
+    }
 }
