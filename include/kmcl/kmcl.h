@@ -484,9 +484,11 @@ int kmcl_channel_get_mmio_space(struct kmcl_channel *channel, void **address,
  *
  * Context: any.
  * Return: 0, -ENOMEM (the completion could not be queued),
- * -EINVAL (NULL @buffer with a length; completed empty), -ENODEV (the
- * other endpoint keeps sending without reading completions: kmcl closed
- * the channel).
+ * -EINVAL (NULL @buffer with a length; completed empty), -EOVERFLOW
+ * (@length more than the ring to the sender can ever hold; completed
+ * empty, so that the sender is not left waiting), -ENODEV (the other
+ * endpoint keeps sending without reading completions: kmcl closed the
+ * channel).
  */
 int kmcl_channel_packet_complete(struct kmcl_incoming *packet,
 				 const void *buffer, u32 length);

@@ -113,10 +113,23 @@ impl Channel {
     }
 
     /// Sends the completion of incoming transaction `id` with `payload`.
-    /// `-ENOTCONN` when the connection is gone (nobody waits for it).
+    /// `-ENOTCONN` when the connection is gone (nobody waits for it). A
+    /// payload the ring could never hold is not sent: the completion goes
+    /// out empty, so that the sender is not left waiting, and the caller
+    /// gets `-EOVERFLOW`.
     pub(crate) fn send_completion(self: &Arc<Self>, id: u64, payload: &[u8]) -> Result {
-        self.send_through(ENOTCONN, |dp| dp.send_completion(id, payload))?;
-        Ok(())
+        match self.send_through(ENOTCONN, |dp| dp.send_completion(id, payload)) {
+            Err(e) if e == EOVERFLOW => {
+                pr_err!(
+                    "channel {}: a completion of {} bytes cannot fit the ring; completed empty\n",
+                    self.id,
+                    payload.len()
+                );
+                self.send_through(ENOTCONN, |dp| dp.send_completion(id, &[]))?;
+                Err(EOVERFLOW)
+            }
+            r => r.map(|_| ()),
+        }
     }
 
     /// Runs the routines of queued packets that were written meanwhile

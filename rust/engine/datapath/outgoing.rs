@@ -16,7 +16,10 @@ use kernel::{
 use crate::{
     protocol::{
         gpa,
-        packet::PacketType,
+        packet::{
+            Descriptor,
+            PacketType, //
+        },
         ring::{
             self,
             OutgoingRing,
@@ -433,7 +436,14 @@ impl DataPath {
     }
 
     /// Queues or writes a completion for the incoming packet `id`.
+    /// `-EOVERFLOW`, nothing written, if the completion could never fit the
+    /// outgoing ring.
     pub(crate) fn send_completion(&mut self, id: u64, payload: &[u8]) -> Result<Sent, SendError> {
+        let fits = Descriptor::new(PacketType::Completion, 0, payload.len(), false, id)
+            .is_some_and(|d| d.ring_len() <= self.out.capacity());
+        if !fits {
+            return Err(EOVERFLOW.into());
+        }
         let packet = Packet {
             ptype: PacketType::Completion,
             header: &[],

@@ -8,6 +8,7 @@ use kernel::prelude::*;
 #[kunit_tests(kmcl_channel_packets)]
 mod cases {
     use super::super::*;
+    use core::sync::atomic::AtomicI32;
 
     /// Deterministic pseudo-random sizes in `1..=max`.
     fn sizes(seed: &mut u32, max: u32) -> usize {
@@ -327,6 +328,60 @@ mod cases {
         assert!(holder_wait(
             || server.counters().packets_in == u64::from(2 * N)
         ));
+        close(client, server)
+    }
+
+    /// Server: completes each packet with 8 KiB, more than its client's
+    /// one-page ring can ever hold; records what `complete` returned.
+    struct BigReply(AtomicI32);
+
+    impl PacketCallbacks for BigReply {
+        fn process_packet(&self, _channel: &Arc<Channel>, packet: IncomingPacket) {
+            let reply = [0x5au8; 8192];
+            let rc = packet
+                .complete(&reply)
+                .map_or_else(|e| e.to_errno(), |()| 0);
+            self.0.store(rc, Ordering::SeqCst);
+        }
+    }
+
+    /// The client's routine: the status and the completion's length.
+    struct Outcome(Arc<AtomicI32>);
+
+    impl SendCompletion for Outcome {
+        fn complete(&mut self, status: Result, data: &[u8]) {
+            let v = match status {
+                Ok(()) => data.len() as i32,
+                Err(e) => e.to_errno(),
+            };
+            self.0.store(v, Ordering::SeqCst);
+        }
+    }
+
+    /// A completion too large for the ring it must cross still completes
+    /// the sender's packet (empty), and the completer gets `-EOVERFLOW`.
+    #[test]
+    fn a_completion_too_large_for_the_ring_completes_empty() -> Result {
+        let bus = LoopbackBus::new()?;
+        let server = Channel::new(Role::Server, bus.clone())?;
+        server.configure(|s| s.interface_type = TYPE)?;
+        let big = Arc::new(BigReply(AtomicI32::new(1)), GFP_KERNEL)?;
+        server.set_packet_callbacks(big.clone())?;
+        let client = Channel::new(Role::Client, bus)?;
+        client.configure(|s| {
+            s.interface_type = TYPE;
+            s.incoming_pages = 1;
+        })?;
+        open(&server, &client)?;
+        let outcome = Arc::new(AtomicI32::new(1), GFP_KERNEL)?;
+        client.send(
+            b"request!",
+            true,
+            KBox::new(Outcome(outcome.clone()), GFP_KERNEL)?,
+        )?;
+        assert!(wait_until(|| outcome.load(Ordering::SeqCst) != 1));
+        assert_eq!(outcome.load(Ordering::SeqCst), 0);
+        assert_eq!(big.0.load(Ordering::SeqCst), EOVERFLOW.to_errno());
         close(client, server)
     }
 }
