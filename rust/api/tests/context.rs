@@ -164,13 +164,7 @@ mod cases {
         assert_eq!(OPENED_PAUSE.load(Ordering::SeqCst), EDEADLK);
         assert_eq!(OPENED_SETTER.load(Ordering::SeqCst), EDEADLK);
         assert_eq!(OPENED_INSTANCE.load(Ordering::SeqCst), 1);
-        // SAFETY: live handles, cleaned up once.
-        unsafe {
-            assert_eq!(kmcl_channel_disable(client), 0);
-            assert_eq!(kmcl_channel_disable(server), 0);
-            kmcl_channel_cleanup(client);
-            kmcl_channel_cleanup(server);
-        }
+        close_pair(server, client);
     }
 
     static PACKET_INSTANCE: AtomicU32 = AtomicU32::new(0);
@@ -208,13 +202,7 @@ mod cases {
         );
         send_counted(client, 4, b"instance");
         assert!(wait_until(|| PACKET_INSTANCE.load(Ordering::SeqCst) == 4));
-        // SAFETY: live handles, cleaned up once.
-        unsafe {
-            assert_eq!(kmcl_channel_disable(client), 0);
-            assert_eq!(kmcl_channel_disable(server), 0);
-            kmcl_channel_cleanup(client);
-            kmcl_channel_cleanup(server);
-        }
+        close_pair(server, client);
     }
 
     // What the client's synchronous requests from Opened and Started got:
@@ -296,13 +284,7 @@ mod cases {
         assert_eq!(SYNC_OPENED.load(Ordering::SeqCst), 0);
         assert_eq!(SYNC_STARTED.load(Ordering::SeqCst), 0);
         assert_eq!(SYNC_ECHOED.load(Ordering::SeqCst), 2);
-        // SAFETY: live handles, cleaned up once.
-        unsafe {
-            assert_eq!(kmcl_channel_disable(client), 0);
-            assert_eq!(kmcl_channel_disable(server), 0);
-            kmcl_channel_cleanup(client);
-            kmcl_channel_cleanup(server);
-        }
+        close_pair(server, client);
     }
 
     #[test]
@@ -313,11 +295,8 @@ mod cases {
             assert_eq!(kmcl_channel_pause(client), 0);
             assert_eq!(sync_request(client, 0x9a), (0, true));
             assert_eq!(kmcl_channel_start(client), 0);
-            assert_eq!(kmcl_channel_disable(client), 0);
-            assert_eq!(kmcl_channel_disable(server), 0);
-            kmcl_channel_cleanup(client);
-            kmcl_channel_cleanup(server);
         }
+        close_pair(server, client);
     }
 
     /// An echo server on `TYPE`/`INSTANCE`, enabled and started, with no

@@ -255,6 +255,17 @@ fn send_counted(client: *mut KmclChannel, n: usize, payload: &[u8]) {
     }
 }
 
+/// Disables (the client first) and cleans up a pair of live handles.
+fn close_pair(server: *mut KmclChannel, client: *mut KmclChannel) {
+    // SAFETY: live handles (the caller's), cleaned up once here.
+    unsafe {
+        assert_eq!(kmcl_channel_disable(client), 0);
+        assert_eq!(kmcl_channel_disable(server), 0);
+        kmcl_channel_cleanup(client);
+        kmcl_channel_cleanup(server);
+    }
+}
+
 /// Whether `ch` is running (connected and started).
 fn running(ch: *mut KmclChannel) -> bool {
     // SAFETY: `ch` is a live handle.

@@ -42,11 +42,8 @@ mod cases {
             assert!(!running(client));
             assert_eq!(kmcl_channel_start(client), 0);
             assert!(wait_until(|| running(client)));
-            assert_eq!(kmcl_channel_disable(client), 0);
-            assert_eq!(kmcl_channel_disable(server), 0);
-            kmcl_channel_cleanup(client);
-            kmcl_channel_cleanup(server);
         }
+        close_pair(server, client);
     }
 
     #[test]
@@ -61,12 +58,6 @@ mod cases {
         }
         send_counted(client, 16, b"quota");
         assert!(wait_until(|| DONE_OK.load(Ordering::SeqCst) == 16));
-        // SAFETY: live handles; cleaned up once.
-        unsafe {
-            assert_eq!(kmcl_channel_disable(client), 0);
-            assert_eq!(kmcl_channel_disable(server), 0);
-            kmcl_channel_cleanup(client);
-            kmcl_channel_cleanup(server);
-        }
+        close_pair(server, client);
     }
 }
