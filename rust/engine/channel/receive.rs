@@ -252,15 +252,15 @@ impl Channel {
                 let Some(dp) = Option::as_mut(&mut *data) else {
                     break;
                 };
-                let (mut kick, outgoing_ok) = match dp.flush_queue() {
-                    Ok((kick, _)) => (kick, true),
-                    Err(_) => (false, false),
+                let (mut kick, broken) = match dp.flush_queue() {
+                    Ok((kick, _)) => (kick, None),
+                    // The other endpoint corrupted our outgoing ring.
+                    Err(why) => (false, Some(why)),
                 };
                 let mut n = 0;
                 let mut last = Received::Empty;
-                if !outgoing_ok {
-                    // The other endpoint corrupted our outgoing ring.
-                    last = Received::Broken(CloseReason::CorruptRing);
+                if let Some(why) = broken {
+                    last = Received::Broken(why);
                 } else if allowed == 0 {
                     // Delivery is off (before Started, paused, at the
                     // quota): a completion at the head of the ring is
@@ -270,7 +270,7 @@ impl Channel {
                     kick |= made_room;
                     last = step;
                 }
-                while outgoing_ok && n < allowed {
+                while broken.is_none() && n < allowed {
                     let (step, made_room) = dp.receive(self, &self.exposed, &mut objects[n], true);
                     kick |= made_room;
                     match step {

@@ -27,8 +27,6 @@ use crate::{
     protocol::packet::PacketType, //
 };
 
-use crate::engine::types::CloseReason;
-
 use super::Channel;
 
 impl Channel {
@@ -57,12 +55,8 @@ impl Channel {
         let mut sent = match sent {
             Ok(sent) => sent,
             Err(SendError::Refused(e)) => return Err(e),
-            Err(SendError::PeerStalled) => {
-                self.stop_and_close(CloseReason::PeerNotDraining);
-                return Err(ENODEV);
-            }
-            Err(SendError::CorruptRing) => {
-                self.stop_and_close(CloseReason::CorruptRing);
+            Err(SendError::Closes(why)) => {
+                self.stop_and_close(why);
                 return Err(ENODEV);
             }
         };

@@ -16,8 +16,8 @@
 //!   the ring, if larger) a send fails with `-ENOBUFS` while the other
 //!   endpoint still makes progress, and once it has read nothing for
 //!   [`PEER_STALL_MS`] the other endpoint is taken for dead: the channel
-//!   is closed (the send gets [`SendError::PeerStalled`] from here, which
-//!   the channel turns into closing and `-ENODEV`). Completions are never refused: they are
+//!   is closed (the send gets [`SendError::Closes`] from here, which the
+//!   channel turns into closing and `-ENODEV`). Completions are never refused: they are
 //!   queued up to twice the limit, beyond which the other endpoint (sending
 //!   without reading) is taken for hostile the same way.
 //! - A packet sent with a completion request is tracked by transaction id

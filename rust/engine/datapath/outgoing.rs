@@ -14,6 +14,7 @@ use kernel::{
 };
 
 use crate::{
+    engine::types::CloseReason,
     protocol::{
         gpa,
         packet::{
@@ -48,14 +49,12 @@ use super::{
 pub(crate) enum SendError {
     /// Refused with this errno; nothing was written or queued.
     Refused(Error),
-    /// The other endpoint has read nothing for [`PEER_STALL_MS`] while
-    /// sends waited for room: it is taken for dead and the channel must be
-    /// closed.
-    PeerStalled,
-    /// The other endpoint corrupted the outgoing ring's shared state (its
-    /// read index): the channel must be closed, as for a corrupt incoming
-    /// ring.
-    CorruptRing,
+    /// The other endpoint is dead or hostile, and the channel must be
+    /// closed for this reason: it read nothing for [`PEER_STALL_MS`] while
+    /// sends waited for room (`PeerNotDraining`), or it corrupted the
+    /// outgoing ring's shared state, its read index (`CorruptRing`, as for
+    /// a corrupt incoming ring).
+    Closes(CloseReason),
 }
 
 impl From<Error> for SendError {
@@ -206,20 +205,20 @@ impl DataPath {
             Ok(()) => Ok(Some(self.out.commit().unwrap_or(false))),
             Err(WriteError::Full { .. }) => Ok(None),
             Err(WriteError::TooLarge) => Err(EINVAL.into()),
-            Err(WriteError::Ring(e)) => Err(self.outgoing_corrupt(e)),
+            Err(WriteError::Ring(e)) => Err(SendError::Closes(self.outgoing_corrupt(e))),
         }
     }
 
     /// The other endpoint corrupted the outgoing ring (`e`): counted and
     /// logged; the channel is to be closed.
-    fn outgoing_corrupt(&mut self, e: ring::RingError) -> SendError {
+    fn outgoing_corrupt(&mut self, e: ring::RingError) -> CloseReason {
         pr_err!(
             "channel {}: outgoing ring is corrupt ({:?}); closing the channel\n",
             self.chan,
             e
         );
         self.counters.ring_errors += 1;
-        SendError::CorruptRing
+        CloseReason::CorruptRing
     }
 
     /// Queues `p` for room (its routine, if any, runs once it is written)
@@ -279,7 +278,7 @@ impl DataPath {
     }
 
     /// Whether `len` more bytes may be queued under `limit`: `-ENOBUFS`
-    /// when not, [`SendError::PeerStalled`] when the other endpoint has
+    /// when not, `Closes(PeerNotDraining)` when the other endpoint has
     /// also read nothing for [`PEER_STALL_MS`].
     pub(super) fn may_queue(&self, len: usize, limit: usize) -> Result<(), SendError> {
         if self.queued_bytes + len <= limit {
@@ -292,7 +291,7 @@ impl DataPath {
                 self.progress.elapsed().as_millis(),
                 self.queued_bytes
             );
-            return Err(SendError::PeerStalled);
+            return Err(SendError::Closes(CloseReason::PeerNotDraining));
         }
         Err(ENOBUFS.into())
     }
@@ -373,9 +372,9 @@ impl DataPath {
     }
 
     /// Writes queued packets while they fit. Returns whether to kick the
-    /// peer and how many were written; [`SendError::CorruptRing`] if the
+    /// peer and how many were written; why the channel must close if the
     /// other endpoint corrupted the ring.
-    pub(crate) fn flush_queue(&mut self) -> Result<(bool, usize), SendError> {
+    pub(crate) fn flush_queue(&mut self) -> Result<(bool, usize), CloseReason> {
         let mut written = 0;
         while let Some(q) = self.queue.front() {
             match write_packet(
@@ -413,8 +412,9 @@ impl DataPath {
                     break;
                 }
                 Err(WriteError::Ring(e)) => return Err(self.outgoing_corrupt(e)),
-                // Checked when it was queued: cannot happen.
-                Err(WriteError::TooLarge) => return Err(EINVAL.into()),
+                // Checked when it was queued: only a ring that changed
+                // under us gets here.
+                Err(WriteError::TooLarge) => return Err(CloseReason::CorruptRing),
             }
         }
         if self.queue.is_empty() {
@@ -456,10 +456,10 @@ impl DataPath {
             None => {
                 // A completion is never refused for want of room, but a
                 // peer that keeps sending without reading ours is stopped.
-                if let Err(SendError::PeerStalled) =
+                if let Err(stalled @ SendError::Closes(_)) =
                     self.may_queue(payload.len(), 2 * self.queue_limit)
                 {
-                    return Err(SendError::PeerStalled);
+                    return Err(stalled);
                 }
                 self.enqueue(packet, None)?
             }
