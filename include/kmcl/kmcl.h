@@ -18,16 +18,17 @@
  *    to DISPATCH_LEVEL (softirq, or with a spinlock held).  Packet
  *    callbacks run in softirq context (BH work) unless the channel
  *    processes incoming packets at passive; state callbacks run in process
- *    context with the channel's control lock held.
+ *    context, one at a time per channel, with no kmcl lock held.
  *  - Every function documented "process, may sleep" checks its caller:
  *    from atomic context (hard or soft interrupt, bottom halves or
  *    interrupts disabled, a spinlock held or preemption disabled where the
  *    kernel counts it) it returns -EINVAL, does nothing and logs one
  *    rate-limited line naming the function and the channel's module.
- *    Those that take the channel's control lock (enable, disable, pause,
+ *    Those that change the channel's state (enable, disable, pause,
  *    start, cleanup, the init setters, save and restore) return -EDEADLK,
  *    doing nothing, when called from one of the channel's own state
- *    callbacks, where they would wait for the callback itself.
+ *    callbacks, or at passive from its packet callbacks and completion
+ *    routines, where they would wait for the callback itself.
  *  - A NULL handle is refused with -EINVAL (or ignored by functions
  *    without a return value); other invalid handles are the caller's bug.
  *  - GUIDs are guid_t, which has Windows' GUID memory layout.

@@ -128,11 +128,11 @@ pub unsafe extern "C" fn kmcl_channel_cleanup(channel: *mut KmclChannel) {
             .handles
             .iter()
             .position(|h| core::ptr::eq(Arc::as_ptr(h), target));
-        // From one of the channel's own state callbacks Disable would wait
+        // From one of the channel's own callbacks Disable would wait
         // for that callback to return: refused, the channel stays.
-        if pos.is_some_and(|p| r.handles[p].channel.in_own_state_callback()) {
+        if pos.is_some_and(|p| r.handles[p].channel.in_own_callback()) {
             pr_err!(
-                "kmcl_channel_cleanup: called from the channel's own state callback; refused\n"
+                "kmcl_channel_cleanup: called from one of the channel's own callbacks; refused\n"
             );
             return;
         }

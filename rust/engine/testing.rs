@@ -12,8 +12,9 @@ use core::sync::atomic::{
 
 use kernel::{
     prelude::*,
-    sync::{new_mutex, Arc, Mutex},
+    sync::{new_mutex, new_spinlock_irq, Arc, Mutex, SpinLockIrq},
     time::{delay::fsleep, Delta},
+    workqueue::{impl_has_work, new_work, Work, WorkItem},
 };
 
 use super::{
@@ -22,6 +23,7 @@ use super::{
         PacketCallbacks,
         StateCallbacks, //
     },
+    datapath::IncomingPacket,
     types::Guid,
 };
 use crate::{
@@ -150,5 +152,130 @@ impl StateCallbacks for Letters {
         // The status first: a test that sees the letter reads it at once.
         self.pnp_status.store(status.to_errno(), Ordering::SeqCst);
         self.note(b'F');
+    }
+}
+
+/// State callbacks of a driver that negotiates its protocol in
+/// PostStarted, as KMCL suggests: the first PostStarted makes one
+/// synchronous request and records how it ended.
+pub(crate) struct Negotiator {
+    /// Milliseconds the request waits (`None`: for ever).
+    timeout_ms: Option<u32>,
+    /// PostStarted was entered.
+    pub(crate) entered: AtomicBool,
+    /// The request returned.
+    pub(crate) done: AtomicBool,
+    /// What it returned: the reply's length, or a negative errno.
+    pub(crate) result: AtomicI32,
+    /// Milliseconds it took.
+    pub(crate) took_ms: AtomicI32,
+}
+
+impl Negotiator {
+    pub(crate) fn new(timeout_ms: Option<u32>) -> Result<Arc<Self>> {
+        Ok(Arc::new(
+            Negotiator {
+                timeout_ms,
+                entered: AtomicBool::new(false),
+                done: AtomicBool::new(false),
+                result: AtomicI32::new(0),
+                took_ms: AtomicI32::new(-1),
+            },
+            GFP_KERNEL,
+        )?)
+    }
+
+    /// Waits up to `seconds` for the request to return; its result.
+    pub(crate) fn wait_result(&self, seconds: u32) -> Option<i32> {
+        wait_for(seconds, || self.done.load(Ordering::SeqCst))
+            .then(|| self.result.load(Ordering::SeqCst))
+    }
+}
+
+impl StateCallbacks for Negotiator {
+    fn post_started(&self, channel: &Arc<Channel>) {
+        if self.entered.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let start = kernel::time::Instant::<kernel::time::Monotonic>::now();
+        let mut reply = [0u8; 64];
+        let result = match channel.send_sync(b"negotiate", &mut reply, self.timeout_ms) {
+            Ok(n) => n as i32,
+            Err(e) => e.to_errno(),
+        };
+        let took = start.elapsed().as_millis();
+        self.took_ms
+            .store(took.min(i64::from(i32::MAX)) as i32, Ordering::SeqCst);
+        self.result.store(result, Ordering::SeqCst);
+        self.done.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Packet callbacks of a driver that keeps every packet uncompleted until
+/// it is told to complete them, possibly later from a work item (while
+/// the test's thread is blocked).
+#[pin_data]
+pub(crate) struct Keeper {
+    #[pin]
+    held: SpinLockIrq<KVec<IncomingPacket>>,
+    #[pin]
+    work: Work<Keeper>,
+    /// What the work item sleeps before it completes them.
+    delay_ms: core::sync::atomic::AtomicU32,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for Keeper { self.work }
+}
+
+impl Keeper {
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(Keeper {
+                held <- new_spinlock_irq!(KVec::new()),
+                work <- new_work!("kmcl::testing::Keeper::work"),
+                delay_ms: core::sync::atomic::AtomicU32::new(0),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Packets held now.
+    pub(crate) fn held(&self) -> usize {
+        self.held.lock().len()
+    }
+
+    /// Completes every packet held, with an empty payload.
+    pub(crate) fn complete_all(&self) {
+        loop {
+            let Some(p) = self.held.lock().pop() else {
+                return;
+            };
+            let _ = p.complete(&[]);
+        }
+    }
+
+    /// Completes every packet held `ms` from now, from a work item.
+    pub(crate) fn complete_all_after(self: &Arc<Self>, ms: u32) {
+        self.delay_ms.store(ms, Ordering::SeqCst);
+        let _ = crate::sys::queues::process().enqueue(self.clone());
+    }
+}
+
+impl WorkItem for Keeper {
+    type Pointer = Arc<Keeper>;
+
+    fn run(this: Arc<Keeper>) {
+        fsleep(Delta::from_millis(
+            this.delay_ms.load(Ordering::SeqCst).into(),
+        ));
+        this.complete_all();
+    }
+}
+
+impl PacketCallbacks for Keeper {
+    fn process_packet(&self, _channel: &Arc<Channel>, packet: IncomingPacket) {
+        // On failure the packet is dropped, which completes it.
+        let _ = self.held.lock().push(packet, GFP_ATOMIC);
     }
 }

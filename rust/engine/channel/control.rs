@@ -34,14 +34,15 @@ use super::{
 };
 use super::{
     Channel,
-    Control,
-    Settings, //
+    Settings,
+    Turn, //
 };
 
 /// State-change callbacks (KMCL `VMB_CHANNEL_STATE_CHANGE_CALLBACKS`).
 ///
-/// All run in process context with the channel's control lock held; see the
-/// module documentation for what they must not call.
+/// All run in process context, one at a time per channel, holding the
+/// channel's turn and no lock; see the module documentation for what they
+/// must not call.
 pub(crate) trait StateCallbacks: Send + Sync {
     /// `EvtChannelOpened`: the connection was made. An error abandons it.
     fn opened(&self, _channel: &Arc<Channel>) -> Result {
@@ -77,12 +78,17 @@ impl Channel {
     /// The Disconnect of a saved server: the connection is parked (the
     /// client is told nothing), what the server had sent and not seen
     /// completed ends with `-ECANCELED`.
-    pub(super) fn park(self: &Arc<Self>, ctl: &mut Control) {
+    pub(super) fn park(self: &Arc<Self>) {
         // `saved` stays until the Rescind that follows (the offer stays).
-        let (Some(save_id), Some(conn)) = (ctl.saved, ctl.connection.take()) else {
-            return;
+        let (save_id, conn) = {
+            let mut ctl = self.control.lock();
+            let (Some(save_id), Some(conn)) = (ctl.saved, ctl.connection.take()) else {
+                return;
+            };
+            self.forget_link();
+            self.note_instance(&ctl);
+            (save_id, conn)
         };
-        self.note_instance(ctl);
         // What this server sent and did not see completed ends here; the
         // client's completions of it may still come, to the successor.
         let orphans = self
@@ -94,11 +100,32 @@ impl Channel {
         }
     }
 
+    /// The Disconnect of a connection: every packet still waiting for its
+    /// completion is completed, with a defined failure status, and the
+    /// channel leaves the connection.
+    fn disconnect(self: &Arc<Self>) {
+        if let Some(u) = self.end_data_path() {
+            u.complete_all(Err(ENODEV));
+        }
+        let conn = {
+            let mut ctl = self.control.lock();
+            let conn = ctl.connection.take();
+            self.forget_link();
+            self.note_instance(&ctl);
+            conn
+        };
+        if let Some(conn) = conn {
+            conn.detach(self);
+        }
+    }
+
     /// The connection's data path ends (Disconnect, or a saved server
     /// parking it): its MMIO space, delayed signal, exposed external data
     /// and the GPADLs and mappings the driver's Closed left go; reads are
-    /// committed (a successor reads on from there). Returns what was
-    /// still in flight, for the caller to complete.
+    /// committed (a successor reads on from there). A receive run that
+    /// began before is waited for: no routine or packet callback of the
+    /// connection runs after this returns, except those of what it returns
+    /// (still in flight), which the caller completes. Process context.
     pub(super) fn end_data_path(&self) -> Option<crate::engine::datapath::Unfinished> {
         *self.mmio.lock() = (false, None);
         self.disarm_signal();
@@ -106,6 +133,7 @@ impl Channel {
             dp.commit_reads();
             dp.take_unfinished()
         });
+        self.wait_rx_idle();
         // Packet objects completed from now on are freed.
         let pool = core::mem::take(&mut self.rx.lock().pool);
         drop(pool);
@@ -126,11 +154,61 @@ impl Channel {
         unfinished
     }
 
+    /// Records `conn` as the connection the data path runs over.
+    fn note_link(&self, conn: &Arc<dyn Link>) {
+        let addr = Arc::as_ptr(conn).cast::<()>() as usize;
+        self.link.store(addr, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// No connection any more.
+    fn forget_link(&self) {
+        self.link.store(0, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether `conn` is the connection the data path runs over. Any
+    /// context.
+    fn is_current_link(&self, conn: &Arc<dyn Link>) -> bool {
+        let addr = Arc::as_ptr(conn).cast::<()>() as usize;
+        self.link.load(core::sync::atomic::Ordering::Relaxed) == addr
+    }
+
+    /// Severs the data path: the other endpoint left, or the channel is
+    /// closing while a state callback holds the turn. New packets are
+    /// refused with `-ENODEV`; the receive work reads what the ring still
+    /// holds (completions written before the other endpoint left keep
+    /// their data), then completes every transaction left with `-ENODEV`,
+    /// so that a synchronous request waiting in a state callback returns.
+    /// Needs no turn. Any context.
+    pub(crate) fn sever(self: &Arc<Self>) {
+        let severed = match Option::as_mut(&mut *self.data.lock()) {
+            Some(dp) if !dp.is_severed() => {
+                dp.sever();
+                true
+            }
+            _ => false,
+        };
+        if severed {
+            trace::state_change(self.id, "sever", "sever");
+            self.kick_rx();
+        }
+    }
+
+    /// The transport closes the connection without waiting any longer (a
+    /// bounded wait on the driver expired): the data path ends now and
+    /// every transaction left ends with `-ENODEV`; the control work
+    /// delivers Suspend and Closed when the driver lets it. Process
+    /// context.
+    pub(crate) fn abandon_data_path(self: &Arc<Self>) {
+        if let Some(u) = self.end_data_path() {
+            u.complete_all(Err(ENODEV));
+        }
+    }
+
     /// After a restored server's Opened: hands each saved packet to the
     /// driver (`EvtVmbChannelRestorePacket`); one it does not take is
     /// completed with an empty payload.
-    pub(super) fn hand_over_restored(self: &Arc<Self>, ctl: &mut Control) {
-        let Some(restoring) = ctl.restoring.take() else {
+    pub(super) fn hand_over_restored(self: &Arc<Self>) {
+        let Some(restoring) = self.control.lock().restoring.take() else {
             return;
         };
         let callbacks = self.rx.lock().callbacks.clone();
@@ -154,10 +232,11 @@ impl Channel {
     /// A client closing with GPADLs the server has mapped tells the server
     /// at once, so that the server's Closed can unmap them while the
     /// client's Closed deletes them (DeleteGpadl waits for the unmap).
-    pub(super) fn announce_close_if_mapped(&self, ctl: &Control) {
+    pub(super) fn announce_close_if_mapped(&self) {
         if self.role == Role::Client && self.gpadl.any_mapped() {
-            if let Some(conn) = &ctl.connection {
-                conn.clone().announce_close();
+            let conn = self.control.lock().connection.clone();
+            if let Some(conn) = conn {
+                conn.announce_close();
             }
         }
     }
@@ -227,8 +306,15 @@ impl Channel {
         Ok(())
     }
 
-    /// Queues an event after [`Self::reserve_event`].
+    /// Queues an event after [`Self::reserve_event`]. The other endpoint
+    /// leaving this channel's connection severs the data path at once
+    /// ([`Self::sever`]); the rest waits for the control work.
     pub(crate) fn post_reserved(self: &Arc<Self>, event: PeerEvent) {
+        if let PeerEvent::Closed(conn) = &event {
+            if self.is_current_link(conn) {
+                self.sever();
+            }
+        }
         if self.events.lock().push_within_capacity(event).is_err() {
             pr_err!("channel event lost: no room reserved\n");
         }
@@ -250,6 +336,7 @@ impl Channel {
             rx.enabled = false;
             rx.failures += 1;
         }
+        self.sever();
         if self.post(PeerEvent::Failed).is_err() {
             pr_err!("out of memory closing a failed channel\n");
         }
@@ -265,103 +352,119 @@ impl Channel {
                 events.remove(0)
             };
             let Ok(event) = event else { return };
-            // The control work never holds the lock already.
-            let Ok(mut ctl) = self.lock_control() else {
+            // The control work is never one of the channel's callbacks.
+            let Ok(turn) = self.take_turn() else {
                 return;
             };
             match event {
-                PeerEvent::Connected(conn) => {
-                    let mut next = ctl.lifecycle;
-                    if next.apply(Event::Connected).is_err() {
-                        // Disabled meanwhile: leave the connection at once.
-                        drop(ctl);
-                        conn.detach(self);
-                        continue;
-                    }
-                    // The rings are usable from Opened on (Started may
-                    // already queue sends). For the host, this opens the
-                    // device's channel.
-                    let limits = DataPathLimits {
-                        max_packet: ctl.settings.max_packet_size as usize,
-                        context_size: ctl.settings.client_context_size as usize,
-                        max_external: ExternalLimits {
-                            ranges: ctl.settings.max_external_ranges,
-                            bytes: u64::from(ctl.settings.max_external_bytes),
-                        },
-                    };
-                    match conn.clone().data_path(self, limits) {
-                        Ok(dp) => {
-                            // Without memory for it, packet objects are
-                            // freed instead of kept.
-                            let pool =
-                                KVec::with_capacity(crate::engine::datapath::POOL_SIZE, GFP_KERNEL)
-                                    .unwrap_or_default();
-                            self.rx.lock().pool = pool;
-                            *self.data.lock() = Some(dp);
-                            *self.mmio.lock() = (true, conn.mmio_space());
-                        }
-                        Err(e) => {
-                            pr_err!("channel {}: cannot open the connection: {:?}\n", self.id, e);
-                            drop(ctl);
-                            conn.detach(self);
-                            // A client gives up (PnpFailure); a server
-                            // keeps its offer up for the next client.
-                            if self.role == Role::Client
-                                && self.post(PeerEvent::ConnectFailed(e)).is_err()
-                            {
-                                pr_err!(
-                                    "channel {}: out of memory reporting a failed open\n",
-                                    self.id
-                                );
-                            }
-                            continue;
-                        }
-                    }
-                    let Ok(actions) = ctl.lifecycle.apply(Event::Connected) else {
-                        continue;
-                    };
-                    ctl.connection = Some(conn.clone());
-                    self.note_instance(&ctl);
-                    self.execute(&mut ctl, Event::Connected, actions.as_slice());
-                    if self.role == Role::Server && ctl.lifecycle.is_connected() {
-                        self.hand_over_restored(&mut ctl);
-                    }
-                    // A server that accepted the connection lets the
-                    // client in.
-                    if self.role == Role::Server && ctl.lifecycle.is_connected() {
-                        conn.tell_client();
-                    }
-                }
+                PeerEvent::Connected(conn) => self.connected(&turn, conn),
                 PeerEvent::Failed => {
-                    self.announce_close_if_mapped(&ctl);
-                    if let Ok(actions) = ctl.lifecycle.apply(Event::PeerClosed) {
-                        self.execute(&mut ctl, Event::PeerClosed, actions.as_slice());
+                    self.announce_close_if_mapped();
+                    let actions = self.control.lock().lifecycle.apply(Event::PeerClosed);
+                    if let Ok(actions) = actions {
+                        self.execute(&turn, Event::PeerClosed, actions.as_slice());
                     }
                 }
                 PeerEvent::ConnectFailed(e) => {
-                    // Still waiting for this connection: give up on it.
-                    let waiting = ctl.lifecycle.is_enabled() && !ctl.lifecycle.is_connected();
-                    if !waiting {
+                    let disabled = {
+                        let mut ctl = self.control.lock();
+                        // Still waiting for this connection: give up on it.
+                        let waiting = ctl.lifecycle.is_enabled() && !ctl.lifecycle.is_connected();
+                        if waiting {
+                            ctl.lifecycle.apply(Event::Disable).ok()
+                        } else {
+                            None
+                        }
+                    };
+                    let Some(actions) = disabled else {
                         continue;
-                    }
-                    if let Ok(actions) = ctl.lifecycle.apply(Event::Disable) {
-                        self.execute(&mut ctl, Event::Disable, actions.as_slice());
-                    }
+                    };
+                    self.execute(&turn, Event::Disable, actions.as_slice());
                     trace::state_change(self.id, "connect_failed", "pnp_failure");
-                    if let Some(cb) = ctl.callbacks.clone() {
+                    let callbacks = self.control.lock().callbacks.clone();
+                    if let Some(cb) = callbacks {
                         cb.pnp_failure(self, e);
                     }
                 }
                 PeerEvent::Closed(conn) => {
-                    let current = ctl.connection.as_ref().is_some_and(|c| same_link(c, &conn));
-                    if !current {
-                        continue;
-                    }
-                    if let Ok(actions) = ctl.lifecycle.apply(Event::PeerClosed) {
-                        self.execute(&mut ctl, Event::PeerClosed, actions.as_slice());
+                    let actions = {
+                        let mut ctl = self.control.lock();
+                        let current = ctl.connection.as_ref().is_some_and(|c| same_link(c, &conn));
+                        if current {
+                            ctl.lifecycle.apply(Event::PeerClosed).ok()
+                        } else {
+                            None
+                        }
+                    };
+                    if let Some(actions) = actions {
+                        self.execute(&turn, Event::PeerClosed, actions.as_slice());
                     }
                 }
             }
+        }
+    }
+
+    /// A connection to the other endpoint was made: the data path is set
+    /// up and `Opened` (then, if the channel runs, `Started` and
+    /// `PostStarted`) delivered.
+    fn connected(self: &Arc<Self>, turn: &Turn<'_>, conn: Arc<dyn Link>) {
+        let limits = {
+            let ctl = self.control.lock();
+            let mut next = ctl.lifecycle;
+            next.apply(Event::Connected).ok().map(|_| DataPathLimits {
+                max_packet: ctl.settings.max_packet_size as usize,
+                context_size: ctl.settings.client_context_size as usize,
+                max_external: ExternalLimits {
+                    ranges: ctl.settings.max_external_ranges,
+                    bytes: u64::from(ctl.settings.max_external_bytes),
+                },
+            })
+        };
+        let Some(limits) = limits else {
+            // Disabled meanwhile: leave the connection at once.
+            conn.detach(self);
+            return;
+        };
+        // The rings are usable from Opened on (Started may already queue
+        // sends). For the host, this opens the device's channel.
+        match conn.clone().data_path(self, limits) {
+            Ok(dp) => {
+                // Without memory for it, packet objects are freed instead
+                // of kept.
+                let pool = KVec::with_capacity(crate::engine::datapath::POOL_SIZE, GFP_KERNEL)
+                    .unwrap_or_default();
+                self.rx.lock().pool = pool;
+                *self.data.lock() = Some(dp);
+                *self.mmio.lock() = (true, conn.mmio_space());
+            }
+            Err(e) => {
+                pr_err!("channel {}: cannot open the connection: {:?}\n", self.id, e);
+                conn.detach(self);
+                // A client gives up (PnpFailure); a server keeps its offer
+                // up for the next client.
+                if self.role == Role::Client && self.post(PeerEvent::ConnectFailed(e)).is_err() {
+                    pr_err!(
+                        "channel {}: out of memory reporting a failed open\n",
+                        self.id
+                    );
+                }
+                return;
+            }
+        }
+        let actions = {
+            let mut ctl = self.control.lock();
+            // Cannot fail: nothing changed the lifecycle (the turn is ours).
+            let Ok(actions) = ctl.lifecycle.apply(Event::Connected) else {
+                return;
+            };
+            ctl.connection = Some(conn.clone());
+            self.note_link(&conn);
+            self.note_instance(&ctl);
+            actions
+        };
+        self.execute(turn, Event::Connected, actions.as_slice());
+        if self.role == Role::Server && self.control.lock().lifecycle.is_connected() {
+            self.hand_over_restored();
         }
     }
 
@@ -371,47 +474,58 @@ impl Channel {
     }
 
     pub(super) fn transition(self: &Arc<Self>, event: Event) -> Result {
-        let mut ctl = self.lock_control()?;
-        let before = ctl.lifecycle;
-        let actions = ctl.lifecycle.apply(event).map_err(|_| EBUSY)?;
-        // Offer and Connect can fail (duplicate offer, no memory); they come
-        // first, so a failure leaves nothing half done.
-        for action in actions.as_slice() {
-            let res = match action {
-                Action::Offer => {
-                    let restored = ctl.restoring.as_ref().and_then(|r| r.complete_save());
-                    match self.bus().offer(self, &ctl.settings, restored) {
-                        Ok(adopted) => {
-                            if restored.is_some() && !adopted {
-                                pr_warn!(
-                                    "channel {}: no parked connection for the restored save; its packets are dropped\n",
-                                    self.id
-                                );
-                                ctl.restoring = None;
-                            }
-                            Ok(())
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-                Action::Connect => self.seek(&ctl.settings),
-                _ => continue,
-            };
-            if let Err(e) = res {
-                ctl.lifecycle = before;
-                return Err(e);
+        // Disable while another task has the turn: a state callback may be
+        // waiting on the other endpoint (a synchronous request); severing
+        // the data path makes it return.
+        let turn = self.take_turn_or(|| {
+            if event == Event::Disable {
+                self.sever();
             }
-        }
-        let waited_for =
-            if event == Event::Disable && self.role == Role::Server && ctl.saved.is_none() {
-                ctl.connection.clone()
-            } else {
-                None
-            };
+        })?;
+        let (actions, waited_for) = {
+            let mut ctl = self.control.lock();
+            let before = ctl.lifecycle;
+            let actions = ctl.lifecycle.apply(event).map_err(|_| EBUSY)?;
+            // Offer and Connect can fail (duplicate offer, no memory); they
+            // come first, so a failure leaves nothing half done.
+            for action in actions.as_slice() {
+                let res = match action {
+                    Action::Offer => {
+                        let restored = ctl.restoring.as_ref().and_then(|r| r.complete_save());
+                        match self.bus().offer(self, &ctl.settings, restored) {
+                            Ok(adopted) => {
+                                if restored.is_some() && !adopted {
+                                    pr_warn!(
+                                        "channel {}: no parked connection for the restored save; its packets are dropped\n",
+                                        self.id
+                                    );
+                                    ctl.restoring = None;
+                                }
+                                Ok(())
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Action::Connect => self.seek(&ctl.settings),
+                    _ => continue,
+                };
+                if let Err(e) = res {
+                    ctl.lifecycle = before;
+                    return Err(e);
+                }
+            }
+            let waited_for =
+                if event == Event::Disable && self.role == Role::Server && ctl.saved.is_none() {
+                    ctl.connection.clone()
+                } else {
+                    None
+                };
+            (actions, waited_for)
+        };
         if event == Event::Disable {
-            self.announce_close_if_mapped(&ctl);
+            self.announce_close_if_mapped();
         }
-        self.execute(&mut ctl, event, actions.as_slice());
+        self.execute(&turn, event, actions.as_slice());
         if event == Event::Disable && self.role == Role::Client {
             self.bus().cancel_seek(self);
         }
@@ -423,42 +537,54 @@ impl Channel {
         Ok(())
     }
 
-    /// Carries out `actions`, which `event` caused.
-    pub(super) fn execute(self: &Arc<Self>, ctl: &mut Control, event: Event, actions: &[Action]) {
-        let callbacks = ctl.callbacks.clone();
+    /// Carries out `actions`, which `event` caused, holding the turn (its
+    /// guard is the witness) and no lock: state callbacks are called here.
+    pub(super) fn execute(self: &Arc<Self>, _turn: &Turn<'_>, event: Event, actions: &[Action]) {
+        let callbacks = self.control.lock().callbacks.clone();
         for action in actions {
             trace::state_change(self.id, event.name(), action.name());
             match action {
                 Action::Offer | Action::Connect => {}
-                // A saved server's offer stays, with its parked connection.
-                Action::Rescind if ctl.saved.is_some() => ctl.saved = None,
-                Action::Rescind => self.bus().rescind(self),
-                Action::Disconnect if ctl.saved.is_some() => self.park(ctl),
-                Action::Disconnect => {
-                    // Every packet still waiting for its completion is
-                    // completed, with a defined failure status.
-                    if let Some(u) = self.end_data_path() {
-                        u.complete_all(Err(ENODEV));
+                Action::Rescind => {
+                    // A saved server's offer stays, with its parked
+                    // connection.
+                    let saved = self.control.lock().saved.take();
+                    if saved.is_none() {
+                        self.bus().rescind(self);
                     }
-                    if let Some(conn) = ctl.connection.take() {
-                        self.note_instance(ctl);
-                        conn.detach(self);
+                }
+                Action::Disconnect => {
+                    let saved = self.control.lock().saved.is_some();
+                    if saved {
+                        self.park();
+                    } else {
+                        self.disconnect();
                     }
                 }
                 Action::Opened => {
                     // The lifecycle awaits the result before anything else.
                     let ok = callbacks.as_ref().map_or(Ok(()), |cb| cb.opened(self));
+                    let conn = self.control.lock().connection.clone();
                     let result = match ok {
                         Ok(()) => Event::OpenedOk,
                         Err(e) => {
-                            if let Some(conn) = &ctl.connection {
+                            if let Some(conn) = &conn {
                                 conn.refuse(e);
                             }
                             Event::OpenedFailed
                         }
                     };
-                    if let Ok(next) = ctl.lifecycle.apply(result) {
-                        self.execute(ctl, result, next.as_slice());
+                    let next = self.control.lock().lifecycle.apply(result);
+                    if let Ok(next) = next {
+                        // A server that accepted the connection lets the
+                        // client in before its own Started and PostStarted,
+                        // which may wait for the client's answers.
+                        if result == Event::OpenedOk && self.role == Role::Server {
+                            if let Some(conn) = conn {
+                                conn.tell_client();
+                            }
+                        }
+                        self.execute(_turn, result, next.as_slice());
                     }
                 }
                 Action::Started => {

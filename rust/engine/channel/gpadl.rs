@@ -246,7 +246,7 @@ impl Channel {
         if self.role != Role::Client {
             return Err(EINVAL);
         }
-        // Not the control lock: Opened runs with it held.
+        // Not the turn: Opened runs with it held.
         // The other endpoint keeps the GPADL (a VMBus host), or has it
         // kept in this channel's table (a loopback server maps it there).
         let peer = {

@@ -19,24 +19,35 @@
 //!
 //! | lock | kind | protects | taken in | order |
 //! |---|---|---|---|---|
-//! | `control` | `Mutex` | [`Control`]: lifecycle state, settings, state callbacks, the connection, save/restore | process context only; held while a transition runs the state callbacks | 1: first of a channel's locks |
+//! | `turn` | `Mutex<()>` | the right to change [`Control`]: one transition (and its state callbacks), setter or save step at a time | process context only; held across the state callbacks | 1: first of a channel's locks |
+//! | `control` | `Mutex` | [`Control`]: lifecycle state, settings, state callbacks, the connection, save/restore | process context only; held briefly, never across a driver callback or a wait on the other endpoint; changed only by the holder of `turn` | 2: after `turn` |
 //! | `instance` | `SpinLockIrq` | the interface instance the driver reads | any context | leaf |
-//! | `bus` | `SpinLock` | which loopback bus the channel is on | process context | 2: after `control`; held only to clone the `Arc` |
-//! | `gpadl` | `Mutex` (inside [`Gpadls`]) | the GPADL and mapping tables | process context | 2: after `control`; a server's mapping takes the client's table alone |
+//! | `bus` | `SpinLock` | which loopback bus the channel is on | process context | 3: after `control`; held only to clone the `Arc` |
+//! | `gpadl` | `Mutex` (inside [`Gpadls`]) | the GPADL and mapping tables | process context | 3: after `turn` or `control`; a server's mapping takes the client's table alone |
 //! | `events` | `SpinLockIrq` | [`PeerEvent`]s not yet handled | posted from any context, drained by the control work | last: after any other lock, of any channel |
-//! | `rx` | `SpinLockIrq` | [`RxState`]: delivery on/off, packets held by the driver, quota, pool of packet objects | softirq (receive work) and process context | 3: before `deferred` |
-//! | `deferred` | `SpinLockIrq` | packets deferred to process context | softirq and process context | 4: after `rx` |
-//! | `data` | `SpinLockIrq` | the [`DataPath`]: rings, send queue, transactions, counters | softirq and process context; never held across a driver callback or routine | 3: alone (not nested with `rx`) |
+//! | `rx` | `SpinLockIrq` | [`RxState`]: delivery on/off, packets held by the driver, quota, pool of packet objects | softirq (receive work) and process context | 4: before `deferred` |
+//! | `deferred` | `SpinLockIrq` | packets deferred to process context | softirq and process context | 5: after `rx` |
+//! | `data` | `SpinLockIrq` | the [`DataPath`]: rings, send queue, transactions, counters | softirq and process context; never held across a driver callback or routine | 4: alone (not nested with `rx`) |
 //! | `mmio` | `SpinLockIrq` | whether connected, and the MMIO space | any context | leaf |
 //! | `exposed` | `SpinLockIrq` | external data exposed to the other endpoint, by transaction id | any context | leaf; taken by the *other* endpoint's receive work under its `data` lock |
 //!
 //! Rules that follow from the table:
 //!
-//! - State callbacks run with `control` held: they must not call
-//!   [`Channel::enable`], [`Channel::disable`], [`Channel::pause`],
-//!   [`Channel::start`] or the init setters of the same channel.
-//! - Nothing takes a second channel's `control` while holding one: the
-//!   other endpoint is only ever told things through its `events`.
+//! - State callbacks run with `turn` held and no other lock: what they
+//!   may need (sending, synchronous requests, completions, reading the
+//!   channel's state) takes no `turn`. A call that takes `turn` from the
+//!   task that holds it (Enable, Disable, Pause, Start, Cleanup, the init
+//!   setters, save and restore from a state callback) is refused with
+//!   `-EDEADLK`; so is one from the receive or deferral work of the same
+//!   channel (packet callbacks and routines at passive), which Disable
+//!   and Pause wait for.
+//! - The other endpoint leaving needs no `turn`: it severs the data path
+//!   at once ([`Channel::sever`]; synchronous requests end with
+//!   `-ENODEV`), and the control work carries out the rest when the turn
+//!   is free.
+//! - Nothing takes a second channel's `turn` or `control` while holding
+//!   one: the other endpoint is only ever told things through its
+//!   `events`.
 //! - Driver callbacks (ProcessPacket, completion routines) are called with
 //!   none of these locks held.
 //!
@@ -239,12 +250,26 @@ pub(crate) struct Channel {
     /// only while disabled ([`Self::set_bus`]).
     #[pin]
     bus: SpinLock<Arc<dyn Bus>>,
+    /// Serialises transitions, setters and save steps (see the lock
+    /// table); held across state callbacks.
+    #[pin]
+    turn: Mutex<()>,
+    /// The task that holds `turn` now (0: none): a call back into the
+    /// channel from that task (one of its state callbacks) is refused
+    /// with `-EDEADLK` instead of deadlocking.
+    turn_owner: core::sync::atomic::AtomicUsize,
+    /// The task running this channel's receive or deferral work now (0:
+    /// none): packet callbacks and routines at passive run there, and a
+    /// Disable or Pause from them, which waits for that work, is refused
+    /// with `-EDEADLK`.
+    rx_owner: core::sync::atomic::AtomicUsize,
+    /// The same for the deferral work.
+    deferral_owner: core::sync::atomic::AtomicUsize,
     #[pin]
     control: Mutex<Control>,
-    /// The task that holds `control` now (0: none): a call back into the
-    /// channel from that task (one of its state callbacks, which run with
-    /// `control` held) is refused with `-EDEADLK` instead of deadlocking.
-    control_owner: core::sync::atomic::AtomicUsize,
+    /// The address of the connection the data path runs over (0: none),
+    /// to tell without a lock whether a `Closed` event is about it.
+    link: core::sync::atomic::AtomicUsize,
     /// The interface instance the driver asks for
     /// (`VmbChannelGetInterfaceInstance`): the connected offer's, else the
     /// configured one. Kept apart from `control` so that any context may
@@ -359,7 +384,7 @@ impl WorkItem<RECEIVE_TASK_WORK> for Channel {
     type Pointer = Arc<Channel>;
 
     fn run(this: Arc<Channel>) {
-        this.receive();
+        this.as_owner(&this.rx_owner, |c| c.receive());
     }
 }
 
@@ -368,7 +393,7 @@ impl WorkItem<DEFERRAL_WORK> for Channel {
     type Pointer = Arc<Channel>;
 
     fn run(this: Arc<Channel>) {
-        this.deliver_deferred();
+        this.as_owner(&this.deferral_owner, |c| c.deliver_deferred());
     }
 }
 
@@ -378,11 +403,26 @@ static NEXT_ID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::n
 /// No target processor: the receive work runs on the CPU that signalled.
 pub(crate) const NO_TARGET_CPU: u32 = u32::MAX;
 
-/// The control lock held, with its holder recorded in the channel's
-/// `control_owner` until it is released.
-struct ControlGuard<'a> {
-    guard: kernel::sync::lock::Guard<'a, Control, kernel::sync::lock::mutex::MutexBackend>,
+/// The turn held (see the lock table), with its holder recorded in the
+/// channel's `turn_owner` until it is released.
+pub(super) struct Turn<'a> {
+    _guard: kernel::sync::lock::Guard<'a, (), kernel::sync::lock::mutex::MutexBackend>,
     owner: &'a core::sync::atomic::AtomicUsize,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        // Before `_guard` unlocks (fields drop after this).
+        self.owner.store(0, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The turn and the control lock held: for setters and save steps, which
+/// call no driver callback.
+struct ControlGuard<'a> {
+    // Dropped first: the control lock is released before the turn.
+    guard: kernel::sync::lock::Guard<'a, Control, kernel::sync::lock::mutex::MutexBackend>,
+    _turn: Turn<'a>,
 }
 
 impl core::ops::Deref for ControlGuard<'_> {
@@ -399,39 +439,78 @@ impl core::ops::DerefMut for ControlGuard<'_> {
     }
 }
 
-impl Drop for ControlGuard<'_> {
-    fn drop(&mut self) {
-        // Before `guard` unlocks (fields drop after this).
-        self.owner.store(0, core::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 impl Channel {
-    /// Takes the control lock. `-EDEADLK` if this thread holds it already:
-    /// a call back into the channel from one of its own state callbacks,
-    /// which run with it held, and which would otherwise deadlock.
-    /// Process context.
-    fn lock_control(&self) -> Result<ControlGuard<'_>> {
+    /// Whether the calling task would deadlock waiting for the turn: it
+    /// holds it (a state callback of this channel), or it runs this
+    /// channel's receive or deferral work (a packet callback or routine at
+    /// passive), which Disable and Pause wait for.
+    pub(crate) fn in_own_callback(&self) -> bool {
         use core::sync::atomic::Ordering::Relaxed;
         let me = crate::sys::context::current_task();
-        // Only this thread can have stored its own address here.
-        if self.control_owner.load(Relaxed) == me {
+        // Only this task can have stored its own address in either.
+        self.turn_owner.load(Relaxed) == me
+            || self.rx_owner.load(Relaxed) == me
+            || self.deferral_owner.load(Relaxed) == me
+    }
+
+    /// Whether the calling task runs this channel's receive work (a
+    /// packet callback or routine at passive): nothing can read the ring
+    /// until it returns.
+    pub(crate) fn in_receive_work(&self) -> bool {
+        self.rx_owner.load(core::sync::atomic::Ordering::Relaxed)
+            == crate::sys::context::current_task()
+    }
+
+    /// Takes the turn. `-EDEADLK` from the channel's own callbacks (see
+    /// [`Self::in_own_callback`]). Process context.
+    pub(super) fn take_turn(&self) -> Result<Turn<'_>> {
+        self.take_turn_or(|| {})
+    }
+
+    /// [`Self::take_turn`], calling `on_busy` first if another task holds
+    /// the turn (and it must be waited for).
+    pub(super) fn take_turn_or(&self, on_busy: impl FnOnce()) -> Result<Turn<'_>> {
+        if self.in_own_callback() {
             return Err(EDEADLK);
         }
-        let guard = self.control.lock();
-        self.control_owner.store(me, Relaxed);
-        Ok(ControlGuard {
-            guard,
-            owner: &self.control_owner,
+        let guard = match self.turn.try_lock() {
+            Some(g) => g,
+            None => {
+                on_busy();
+                self.turn.lock()
+            }
+        };
+        self.turn_owner.store(
+            crate::sys::context::current_task(),
+            core::sync::atomic::Ordering::Relaxed,
+        );
+        Ok(Turn {
+            _guard: guard,
+            owner: &self.turn_owner,
         })
     }
 
-    /// Whether the calling thread is inside one of this channel's state
-    /// callbacks (it holds the control lock).
-    pub(crate) fn in_own_state_callback(&self) -> bool {
-        self.control_owner
-            .load(core::sync::atomic::Ordering::Relaxed)
-            == crate::sys::context::current_task()
+    /// Takes the turn and the control lock (setters, save steps).
+    /// `-EDEADLK` as [`Self::take_turn`]. Process context.
+    fn lock_control(&self) -> Result<ControlGuard<'_>> {
+        let turn = self.take_turn()?;
+        Ok(ControlGuard {
+            guard: self.control.lock(),
+            _turn: turn,
+        })
+    }
+
+    /// Runs `f` (work in process context) with the current task recorded
+    /// in `owner` ([`Self::in_own_callback`]).
+    fn as_owner(
+        self: &Arc<Self>,
+        owner: &core::sync::atomic::AtomicUsize,
+        f: impl FnOnce(&Arc<Self>),
+    ) {
+        use core::sync::atomic::Ordering::Relaxed;
+        owner.store(crate::sys::context::current_task(), Relaxed);
+        f(self);
+        owner.store(0, Relaxed);
     }
 
     /// Records the interface instance drivers read: `connection`'s offer's
@@ -470,7 +549,11 @@ impl Channel {
                     saved: None,
                     restoring: None,
                 }),
-                control_owner: core::sync::atomic::AtomicUsize::new(0),
+                turn <- new_mutex!(()),
+                turn_owner: core::sync::atomic::AtomicUsize::new(0),
+                rx_owner: core::sync::atomic::AtomicUsize::new(0),
+                deferral_owner: core::sync::atomic::AtomicUsize::new(0),
+                link: core::sync::atomic::AtomicUsize::new(0),
                 instance <- new_spinlock_irq!([0; 16]),
                 events <- new_spinlock_irq!(KVec::new()),
                 work <- new_work!("kmcl::Channel::work"),

@@ -62,6 +62,18 @@ impl Channel {
         rx.waiters -= 1;
     }
 
+    /// Waits until no receive or deferral work of the channel runs (a run
+    /// that began before, or one a late signal started). Process context,
+    /// not from that work.
+    pub(super) fn wait_rx_idle(&self) {
+        let mut rx = self.rx.lock();
+        rx.waiters += 1;
+        while rx.active || rx.passive_active {
+            self.rx_changed.wait(&mut rx);
+        }
+        rx.waiters -= 1;
+    }
+
     /// Completes an incoming packet whose object is gone (dropped by the
     /// driver; see [`IncomingPacket::complete`] for the usual way).
     pub(crate) fn complete_incoming(
@@ -339,6 +351,16 @@ impl Channel {
                         dp.return_spare(data);
                     }
                 }
+            }
+        }
+        // The other endpoint left (or the channel is closing): what the
+        // ring held was read; every transaction left ends with -ENODEV.
+        if !yielded {
+            let left = Option::as_mut(&mut *self.data.lock())
+                .filter(|dp| dp.is_severed())
+                .map(|dp| dp.take_unfinished());
+            if let Some(left) = left {
+                left.complete_all(Err(ENODEV));
             }
         }
         // Objects not used go back to the pool (freed if it is gone).

@@ -162,7 +162,9 @@ impl Channel {
     /// full ring gives `-EOVERFLOW`. Errors: `-ETIMEDOUT` (the request is
     /// cancelled; a late completion is dropped), `-ENODEV` (not connected,
     /// or the connection ended), `-EOVERFLOW` (`reply` too small; nothing
-    /// copied), `-EINTR` (a signal while waiting with a timeout).
+    /// copied), `-EINTR` (a signal while waiting with a timeout),
+    /// `-EDEADLK` (from a packet callback or routine the channel's receive
+    /// work runs at passive: it alone would read the completion).
     pub(crate) fn send_sync(
         self: &Arc<Self>,
         payload: &[u8],
@@ -191,6 +193,10 @@ impl Channel {
         reply: &mut [u8],
         timeout_ms: Option<u32>,
     ) -> Result<usize> {
+        // Its completion would be read by the very work it would block.
+        if self.in_receive_work() {
+            return Err(EDEADLK);
+        }
         let external = match external {
             Some(p) => Some(Arc::new(p, GFP_KERNEL)?),
             None => None,

@@ -183,6 +183,10 @@ pub(crate) struct DataPath {
     spare: KVec<u8>,
     /// The incoming ring was found corrupt: stop reading it.
     broken: bool,
+    /// The other endpoint left (or the channel is closing): no new packet
+    /// is sent, and the receive work completes every transaction left
+    /// with `-ENODEV` once it has read what the ring holds.
+    severed: bool,
     /// Transactions of the server this one replaced (a live update):
     /// their completions are dropped as late, once each.
     orphans: KVec<u64>,
@@ -213,8 +217,10 @@ pub(crate) struct DataPathState {
 /// module documentation).
 pub(crate) const QUEUE_LIMIT_MIN: usize = 1 << 20;
 
-/// Time without the other endpoint reading anything, while sends wait for
-/// room, after which it is taken for dead.
+/// How long kmcl waits for the other endpoint (or its driver) before it
+/// takes it for dead: sends waiting for room it does not make, a server's
+/// Disable waiting for its client to leave, a rescind waiting for the
+/// driver to let its channel close.
 pub(crate) const PEER_STALL_MS: i64 = 2000;
 
 /// The other endpoint of a data path (a transport's [`Remote`]).
@@ -326,6 +332,7 @@ impl DataPath {
             outstanding: no_transactions(),
             spare: KVec::new(),
             broken: false,
+            severed: false,
             orphans: KVec::new(),
             chan,
             counters: Counters::default(),
@@ -370,6 +377,18 @@ impl DataPath {
     /// data path is handed over: its successor starts there).
     pub(crate) fn commit_reads(&mut self) -> bool {
         self.inc.commit()
+    }
+
+    /// The other endpoint left, or the channel is closing: new packets
+    /// are refused (`-ENODEV`); completions of incoming packets still go
+    /// out.
+    pub(crate) fn sever(&mut self) {
+        self.severed = true;
+    }
+
+    /// Whether [`Self::sever`] was called.
+    pub(crate) fn is_severed(&self) -> bool {
+        self.severed
     }
 
     /// Takes every routine still waiting (the connection is ending). No

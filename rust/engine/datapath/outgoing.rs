@@ -167,6 +167,9 @@ impl DataPath {
         wait_for_completion: bool,
         may_queue: bool,
     ) -> Result<Sent, SendError> {
+        if self.severed {
+            return Err(ENODEV.into());
+        }
         if payload.len() > self.max_packet {
             return Err(EINVAL.into());
         }
@@ -317,6 +320,9 @@ impl DataPath {
         completion: Routine,
         may_queue: bool,
     ) -> Result<Sent, SendError> {
+        if self.severed {
+            return Err(ENODEV.into());
+        }
         if payload.len() > self.max_packet {
             return Err(EINVAL.into());
         }

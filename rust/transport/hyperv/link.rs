@@ -24,7 +24,8 @@ use crate::{
         },
         datapath::{
             DataPath,
-            Peer, //
+            Peer,
+            PEER_STALL_MS, //
         },
         datapath::{
             GpadlHost,
@@ -38,6 +39,7 @@ use crate::{
         },
     },
     shmem::GpadlPages,
+    sys::wait::wait_bounded,
 };
 
 use super::{
@@ -121,11 +123,24 @@ impl HostLink {
         }
     }
 
-    pub(super) fn wait_detached(&self) {
+    pub(super) fn wait_detached(&self) -> bool {
         let mut st = self.state.lock();
-        while st.attached {
-            self.left.wait(&mut st);
-        }
+        wait_bounded(&self.left, &mut st, PEER_STALL_MS as u32, |st| !st.attached)
+    }
+
+    /// The client did not leave in time (its driver holds packets, or a
+    /// state callback does not return): its data path ends now and the
+    /// device's channel is closed, so that hv_vmbus may free it. The
+    /// driver's late completions find no ring; the client's Suspend and
+    /// Closed follow when its driver lets them.
+    pub(super) fn abandon(self: &Arc<Self>) {
+        pr_warn!(
+            "channel {}: still open {} ms after its VMBus device was rescinded; kmcl closes the device's channel without waiting further\n",
+            self.client.id(),
+            PEER_STALL_MS
+        );
+        self.client.abandon_data_path();
+        self.clone().detach(&self.client);
     }
 
     /// KMCL `CreateGpadl*` on the host: shares `pages` (whole pages; the

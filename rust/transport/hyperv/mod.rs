@@ -329,7 +329,10 @@ impl HostBus {
     }
 
     /// Device `dev` goes away: its client (if any) is told to close, and
-    /// this returns once it has. Process context.
+    /// this returns once it has, or after
+    /// [`crate::engine::datapath::PEER_STALL_MS`] with the
+    /// device's channel closed regardless (hv_vmbus frees it next).
+    /// Process context.
     pub(crate) fn remove(&self, dev: Device) {
         self.offers.remove(dev)
     }
@@ -391,7 +394,9 @@ impl HostOffers {
         };
         if let Some(link) = link {
             link.tell_closed();
-            link.wait_detached();
+            if !link.wait_detached() {
+                link.abandon();
+            }
         }
         self.inner
             .lock()

@@ -36,11 +36,15 @@ use crate::engine::channel::{
 };
 use crate::engine::datapath::{
     IncomingPacket,
-    SendCompletion, //
+    SendCompletion,
+    PEER_STALL_MS, //
 };
 use crate::engine::testing::{
+    wait_for,
     wait_until,
-    Letters, //
+    Keeper,
+    Letters,
+    Negotiator, //
 };
 use crate::engine::types::RingPageCounts;
 use crate::engine::types::{
@@ -891,6 +895,75 @@ mod tests {
         // Closed comes before the connection is torn down (KMCL's order):
         // the device's channel is closed right after.
         assert!(wait_until(|| host.closes.load(Ordering::SeqCst) == 1));
+        ch.cleanup()?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_rescind_ends_a_request_from_post_started() -> Result {
+        let Rig {
+            host,
+            bus,
+            dev,
+            ch,
+            drv: _drv,
+        } = Rig::new(false)?;
+        // The driver negotiates in PostStarted; the host never answers,
+        // then rescinds the device.
+        let neg = Negotiator::new(Some(3000))?;
+        ch.set_state_callbacks(neg.clone())?;
+        ch.enable()?;
+        assert!(wait_until(|| neg.entered.load(Ordering::SeqCst)));
+        assert!(wait_until(
+            || !host_reads(&dev).map_or(true, |r| r.is_empty())
+        ));
+        let start = kernel::time::Instant::<kernel::time::Monotonic>::now();
+        host.rescind(bus.host(), &dev);
+        let took = start.elapsed().as_millis();
+        // hv_vmbus's rescind work is not held up by the driver's request,
+        // which ends with -ENODEV, well under a second.
+        assert_eq!(neg.wait_result(0), Some(ENODEV.to_errno()));
+        pr_info!("rescind took {} ms\n", took);
+        assert!(took < 1000);
+        assert!(wait_until(|| !ch.is_enabled()));
+        assert_eq!(host.closes.load(Ordering::SeqCst), 1);
+        ch.cleanup()?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_rescind_waits_for_a_driver_holding_packets_only_so_long() -> Result {
+        let Rig {
+            host,
+            bus,
+            dev,
+            ch,
+            drv,
+        } = Rig::new(false)?;
+        let keeper = Keeper::new()?;
+        ch.set_packet_callbacks(keeper.clone())?;
+        ch.enable()?;
+        assert!(drv.wait(|d| d.is(b"OTP")));
+        // The driver keeps the host's packet and completes it 4 s later.
+        dev.host
+            .send(b"keep it", 0x77, INBAND, COMPLETION_REQUESTED)?;
+        dev.interrupt();
+        assert!(wait_until(|| keeper.held() == 1));
+        keeper.complete_all_after(4000);
+        let start = kernel::time::Instant::<kernel::time::Monotonic>::now();
+        host.rescind(bus.host(), &dev);
+        let took = start.elapsed().as_millis();
+        pr_info!("rescind took {} ms\n", took);
+        // hv_vmbus's rescind work waits for the driver no longer than the
+        // wait on the other endpoint allows, and the device's channel is
+        // closed before it returns (hv_vmbus frees it next).
+        assert!(took < PEER_STALL_MS + 1000);
+        assert_eq!(host.closes.load(Ordering::SeqCst), 1);
+        // The driver's late completion finds no ring; the channel then
+        // closes in KMCL's order.
+        assert!(wait_for(5, || keeper.held() == 0 && drv.is(b"OTPSC")));
+        assert!(wait_until(|| !ch.is_enabled()));
+        assert_eq!(host.closes.load(Ordering::SeqCst), 1);
         ch.cleanup()?;
         Ok(())
     }

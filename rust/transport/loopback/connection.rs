@@ -27,6 +27,7 @@ use crate::{
         },
         datapath::DataPath,
         datapath::Remote,
+        datapath::PEER_STALL_MS,
         types::{
             DataPathLimits,
             Guid,
@@ -39,6 +40,7 @@ use crate::{
         MmioMemory,
         RingPages, //
     },
+    sys::wait::wait_bounded,
 };
 
 use super::LoopbackBus;
@@ -283,11 +285,20 @@ impl Link for Connection {
         true
     }
 
-    /// Waits until the client has left.
+    /// Waits until the client has left, for [`PEER_STALL_MS`] at most:
+    /// then the server goes on without it (its driver still holds
+    /// packets, or its state callback does not return).
     fn wait_client_detached(&self) {
         let mut a = self.attached.lock();
-        while a.client {
-            self.left.wait(&mut a);
+        let left = wait_bounded(&self.left, &mut a, PEER_STALL_MS as u32, |a| !a.client);
+        drop(a);
+        if !left {
+            pr_warn!(
+                "channel {}: client channel {} did not leave within {} ms; the server goes on without it\n",
+                self.server().id(),
+                self.client.id(),
+                PEER_STALL_MS
+            );
         }
     }
 }

@@ -10,6 +10,7 @@ mod gpadl;
 mod lifecycle;
 mod packets;
 mod sync;
+mod teardown;
 
 use core::sync::atomic::{
     AtomicU32,
