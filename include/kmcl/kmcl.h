@@ -742,7 +742,8 @@ int kmcl_channel_unmap_gpadl(struct kmcl_channel *channel, u32 gpadl);
  * from the channel's own state callbacks.
  * Return: 0, -EINVAL (client), -ENOTCONN, -EBUSY (a save under way or
  * done), -EOPNOTSUPP (a packet carries external data), the save
- * callback's error, -ENOMEM; on an error the packets stay the driver's.
+ * callback's error, -ENOMEM; on an error every packet is the driver's
+ * again, as it was, and delivery resumes.
  */
 int kmcl_channel_save_begin(struct kmcl_channel *channel);
 /**

@@ -74,9 +74,12 @@ pub unsafe extern "C" fn kmcl_channel_restore_from_buffer(
     }
 }
 
-/// Gives the taken-back packets back to the driver (a save failed) and
-/// lets delivery resume.
-pub(super) fn give_back_all(h: &Handle, taken: KVec<(KBox<PacketObject>, usize)>) {
+/// Gives the taken-back packets back to the driver (a save failed), each
+/// as it was, and lets delivery resume.
+pub(super) fn give_back_all(
+    h: &Handle,
+    taken: impl IntoIterator<Item = (KBox<PacketObject>, usize)>,
+) {
     for (b, owner) in taken {
         let raw = KBox::into_raw(b);
         if lent::lend(raw as usize, owner).is_err() {
@@ -126,8 +129,9 @@ pub(super) fn driver_state(h: &Handle, handle: *mut KmclIncoming) -> Result<KVec
 /// packets the driver holds uncompleted into the save, with what the
 /// driver's `EvtVmbChannelSavePacket` saves for each. From then on they
 /// belong to the save: completing one fails (`-EINVAL`). `-EOPNOTSUPP`
-/// if one carries external data (not saved); on any error the packets
-/// stay the driver's and delivery resumes.
+/// if one carries external data (not saved); on any error (the driver's
+/// save callback, no memory, a save that cannot be written) every packet
+/// is the driver's again, as it was, and delivery resumes.
 ///
 /// # Safety
 ///
@@ -171,7 +175,10 @@ pub(super) fn save_begin(h: &Handle) -> Result {
         give_back_all(h, taken);
         return Err(EOPNOTSUPP);
     }
-    let mut states = KVec::with_capacity(taken.len(), GFP_KERNEL)?;
+    let Ok(mut states) = KVec::with_capacity(taken.len(), GFP_KERNEL) else {
+        give_back_all(h, taken);
+        return Err(ENOMEM);
+    };
     for (b, _) in taken.iter() {
         let raw = core::ptr::from_ref::<PacketObject>(b)
             .cast_mut()
@@ -187,14 +194,25 @@ pub(super) fn save_begin(h: &Handle) -> Result {
             }
         }
     }
-    let mut packets = KVec::with_capacity(taken.len(), GFP_KERNEL)?;
-    for ((packet, _), driver_state) in taken.into_iter().zip(states) {
+    let (Ok(mut packets), Ok(mut owners)) = (
+        KVec::with_capacity(taken.len(), GFP_KERNEL),
+        KVec::with_capacity(taken.len(), GFP_KERNEL),
+    ) else {
+        give_back_all(h, taken);
+        return Err(ENOMEM);
+    };
+    for ((packet, owner), driver_state) in taken.into_iter().zip(states) {
         let _ = packets.push_within_capacity(crate::engine::channel::SavedPacket {
             packet,
             driver_state,
         });
+        let _ = owners.push_within_capacity(owner);
     }
-    h.channel.save(packets)
+    h.channel.save(packets).map_err(|(e, packets)| {
+        pr_err!("save: {:?}; the packets are the driver's again\n", e);
+        give_back_all(h, packets.into_iter().map(|p| p.packet).zip(owners));
+        e
+    })
 }
 
 /// `VmbChannelSaveContinue`: as many whole chunks of the save as fit in

@@ -458,4 +458,73 @@ mod cases {
             kmcl_channel_cleanup(s2);
         }
     }
+
+    #[test]
+    fn a_failed_save_gives_every_packet_back_and_delivery_resumes() {
+        for a in LU_HELD.iter() {
+            a.store(0, Ordering::SeqCst);
+        }
+        for r in LU_REPLIES.iter() {
+            r.store(0, Ordering::SeqCst);
+        }
+        LU_HELD_N.store(0, Ordering::SeqCst);
+        LU_DONE.store(0, Ordering::SeqCst);
+        let ty = Guid { b: [0x3d; 16] };
+        let (server, client) = (allocate(true), allocate(false));
+        // SAFETY: live handles; the packets completed are the server's,
+        // held by its callback.
+        unsafe {
+            assert_eq!(
+                kmcl_server_channel_init_set_target_interface_id(server, &ty, &INSTANCE),
+                0
+            );
+            assert_eq!(
+                kmcl_channel_init_set_process_packet_callbacks(server, Some(lu_hold), None),
+                0
+            );
+            assert_eq!(
+                kmcl_server_channel_init_set_save_restore_packet_callbacks(
+                    server,
+                    Some(lu_save),
+                    Some(lu_restore)
+                ),
+                0
+            );
+            assert_eq!(
+                kmcl_client_channel_init_set_target_pnp(client, &ty, &INSTANCE, None),
+                0
+            );
+            assert_eq!(kmcl_channel_enable(server), 0);
+            assert_eq!(kmcl_channel_start(server), 0);
+            assert_eq!(kmcl_channel_enable(client), 0);
+            assert!(wait_until(|| running(client)));
+            for tag in 0..3 {
+                lu_send(client, tag);
+            }
+            assert!(wait_until(|| LU_HELD_N.load(Ordering::SeqCst) == 3));
+            // The save fails after the packets were taken for it.
+            crate::engine::channel::fail_next_save();
+            assert_eq!(kmcl_channel_save_begin(server), -12);
+            // Every packet is the driver's again, as it was: completing
+            // each works and reaches its sender.
+            for slot in LU_HELD.iter().take(3) {
+                let p = slot.load(Ordering::SeqCst) as *mut KmclIncoming;
+                assert_eq!(
+                    kmcl_channel_packet_complete(p, b"answered".as_ptr().cast(), 8),
+                    0
+                );
+            }
+            assert!(wait_until(|| LU_DONE.load(Ordering::SeqCst) == 3));
+            for r in LU_REPLIES.iter().take(3) {
+                assert_eq!(r.load(Ordering::SeqCst), u64::from_le_bytes(*b"answered"));
+            }
+            // Delivery resumed.
+            lu_send(client, 3);
+            assert!(wait_until(|| LU_HELD_N.load(Ordering::SeqCst) == 4));
+            let p = LU_HELD[3].load(Ordering::SeqCst) as *mut KmclIncoming;
+            assert_eq!(kmcl_channel_packet_complete(p, core::ptr::null(), 0), 0);
+            assert!(wait_until(|| LU_DONE.load(Ordering::SeqCst) == 4));
+        }
+        close_pair(server, client);
+    }
 }

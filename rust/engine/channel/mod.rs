@@ -122,6 +122,8 @@ pub(crate) use receive::{
     PacketCallbacks,
     RX_BUDGET, //
 };
+#[cfg(CONFIG_KUNIT)]
+pub(crate) use save::fail_next_save;
 pub(crate) use save::{
     Continue,
     SavedPacket, //

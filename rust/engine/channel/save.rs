@@ -221,8 +221,8 @@ impl Channel {
     /// `VmbPacketRestore`), counted as delivered to the driver.
     pub(crate) fn restore_incoming(self: &Arc<Self>, lib: &[u8]) -> Result<KBox<PacketObject>> {
         let rec = packet_of(lib)?;
-        // Not the control lock: this runs from the restore callback, which
-        // the control work calls with it held.
+        // Not the turn: this runs from the restore callback, which the
+        // control work calls holding it.
         let context = self.incoming_context_size().ok_or(ENOTCONN)?;
         let b = PacketObject::restored(
             self.clone(),
@@ -233,6 +233,17 @@ impl Channel {
         self.count_restored();
         Ok(b)
     }
+}
+
+/// Makes the next [`Channel::save`] fail (`-ENOMEM`), for tests of the
+/// failure path.
+#[cfg(CONFIG_KUNIT)]
+static FAIL_NEXT_SAVE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Makes the next save fail with `-ENOMEM` (tests).
+#[cfg(CONFIG_KUNIT)]
+pub(crate) fn fail_next_save() {
+    FAIL_NEXT_SAVE.store(true, core::sync::atomic::Ordering::SeqCst);
 }
 
 impl Channel {
@@ -260,13 +271,28 @@ impl Channel {
     /// driver, with its state for each) go into the save, which
     /// [`Self::save_continue`] hands out. They are released without a
     /// completion: the restored server completes them.
-    pub(crate) fn save(self: &Arc<Self>, packets: KVec<SavedPacket>) -> Result {
-        let mut ctl = self.lock_control()?;
+    ///
+    /// On failure the packets are given back, untouched, with the error.
+    pub(crate) fn save(
+        self: &Arc<Self>,
+        packets: KVec<SavedPacket>,
+    ) -> Result<(), (Error, KVec<SavedPacket>)> {
+        let mut ctl = match self.lock_control() {
+            Ok(ctl) => ctl,
+            Err(e) => return Err((e, packets)),
+        };
         if ctl.saving.is_some() || ctl.saved.is_some() {
-            return Err(EBUSY);
+            return Err((EBUSY, packets));
+        }
+        #[cfg(CONFIG_KUNIT)]
+        if FAIL_NEXT_SAVE.swap(false, core::sync::atomic::Ordering::SeqCst) {
+            return Err((ENOMEM, packets));
         }
         let interface = (ctl.settings.interface_type, ctl.settings.interface_instance);
-        let saving = write_stream((&interface.0, &interface.1), &packets)?;
+        let saving = match write_stream((&interface.0, &interface.1), &packets) {
+            Ok(saving) => saving,
+            Err(e) => return Err((e, packets)),
+        };
         ctl.saving = Some(saving);
         drop(ctl);
         for p in packets {
