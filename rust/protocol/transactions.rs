@@ -17,7 +17,7 @@
 //! - a transaction the sender stopped waiting for (a synchronous request
 //!   that timed out) is *cancelled*: its slot remembers the id, so its late
 //!   completion is recognised and dropped quietly rather than taken for a
-//!   forgery.
+//!   forgery; the last [`MAX_CANCELLED`] are remembered so.
 //!
 //! The table's memory belongs to the caller ([`SlotStore`]): the kernel
 //! grows a `KVec` with atomic allocations, the host a `Vec`.
@@ -27,6 +27,12 @@ pub const SLOT_BITS: u32 = 24;
 const SLOT_MASK: u64 = (1 << SLOT_BITS) - 1;
 /// Most transactions outstanding (and cancelled) at once.
 pub const MAX_SLOTS: usize = 1 << SLOT_BITS;
+/// Most cancelled transactions remembered: beyond this many the oldest is
+/// forgotten, and its completion, should it still come, is
+/// [`Matched::Unknown`] (the other endpoint is that late only if broken).
+/// Without a bound a driver retrying against an endpoint that never
+/// answers would grow the table until sends fail.
+pub const MAX_CANCELLED: usize = 256;
 /// End of the free list.
 const NONE: u32 = u32::MAX;
 
@@ -91,6 +97,8 @@ pub struct Transactions<T, S: SlotStore<T>> {
     generation: u64,
     busy: usize,
     cancelled: usize,
+    /// Cancelled transactions forgotten ([`MAX_CANCELLED`]).
+    expired: u64,
     _value: core::marker::PhantomData<T>,
 }
 
@@ -103,6 +111,7 @@ impl<T, S: SlotStore<T>> Transactions<T, S> {
             generation: 1,
             busy: 0,
             cancelled: 0,
+            expired: 0,
             _value: core::marker::PhantomData,
         }
     }
@@ -115,6 +124,11 @@ impl<T, S: SlotStore<T>> Transactions<T, S> {
     /// Cancelled transactions whose completion has not come (yet).
     pub fn cancelled(&self) -> usize {
         self.cancelled
+    }
+
+    /// Cancelled transactions forgotten so far ([`MAX_CANCELLED`]).
+    pub fn expired(&self) -> u64 {
+        self.expired
     }
 
     /// Starts a transaction keeping `value`; returns its id (never 0). On
@@ -194,14 +208,35 @@ impl<T, S: SlotStore<T>> Transactions<T, S> {
         if !matches!(self.store.slot(i), Slot::Busy { id: have, .. } if *have == id) {
             return None;
         }
-        match core::mem::replace(self.store.slot(i), Slot::Cancelled { id }) {
-            Slot::Busy { value, .. } => {
-                self.busy -= 1;
-                self.cancelled += 1;
-                Some(value)
-            }
+        let value = match core::mem::replace(self.store.slot(i), Slot::Cancelled { id }) {
+            Slot::Busy { value, .. } => value,
             // Checked above.
-            _ => None,
+            _ => return None,
+        };
+        self.busy -= 1;
+        self.cancelled += 1;
+        if self.cancelled > MAX_CANCELLED {
+            self.forget_oldest_cancelled();
+        }
+        Some(value)
+    }
+
+    /// Frees the slot of the oldest cancelled transaction (the smallest
+    /// generation; cancelling is rare, so a scan will do).
+    fn forget_oldest_cancelled(&mut self) {
+        let mut oldest: Option<(u64, usize)> = None;
+        for i in 0..self.store.slots() {
+            if let Slot::Cancelled { id } = self.store.slot(i) {
+                let generation = *id >> SLOT_BITS;
+                if oldest.is_none_or(|(g, _)| generation < g) {
+                    oldest = Some((generation, i));
+                }
+            }
+        }
+        if let Some((_, i)) = oldest {
+            self.release(i);
+            self.cancelled -= 1;
+            self.expired += 1;
         }
     }
 
@@ -309,6 +344,35 @@ mod tests {
         assert_eq!(t.complete(a), Matched::Late);
         assert_eq!(t.complete(a), Matched::Unknown);
         assert_eq!(t.cancelled(), 0);
+    }
+
+    #[test]
+    fn cancelled_transactions_are_remembered_up_to_a_bound() {
+        // A driver retrying against an endpoint that never answers: every
+        // request times out and is cancelled.
+        let mut t = table();
+        let ids: Vec<u64> = (0..1000)
+            .map(|v| {
+                let id = t.insert(v).unwrap();
+                assert_eq!(t.cancel(id), Some(v));
+                id
+            })
+            .collect();
+        // The table does not grow with them: the oldest are forgotten.
+        assert_eq!(t.cancelled(), MAX_CANCELLED);
+        assert!(
+            t.store.len() <= MAX_CANCELLED + 1,
+            "{} slots",
+            t.store.len()
+        );
+        assert_eq!(t.expired(), (1000 - MAX_CANCELLED) as u64);
+        // The most recent are still recognised as late, the oldest not.
+        assert_eq!(t.complete(ids[999]), Matched::Late);
+        assert_eq!(t.complete(ids[1000 - MAX_CANCELLED]), Matched::Late);
+        assert_eq!(t.complete(ids[0]), Matched::Unknown);
+        // Transactions still work.
+        let a = t.insert(5).unwrap();
+        assert_eq!(t.complete(a), Matched::Done(5));
     }
 
     #[test]
