@@ -135,8 +135,11 @@ impl Channel {
         });
         self.wait_rx_idle();
         // Packet objects completed from now on are freed.
-        let pool = core::mem::take(&mut self.rx.lock().pool);
-        drop(pool);
+        let spare = {
+            let mut rx = self.rx.lock();
+            (core::mem::take(&mut rx.pool), rx.reserve.take())
+        };
+        drop(spare);
         // Nothing is exposed any more.
         self.exposed.clear();
         let (left, what) = match self.role {

@@ -56,7 +56,9 @@
 //! [`CONTROL_WORK`] drains `events`; [`RECEIVE_WORK`] (BH workqueue, softirq)
 //! and [`RECEIVE_TASK_WORK`] (process context, for channels that process
 //! incoming packets at passive) drain the incoming ring; [`DEFERRAL_WORK`]
-//! redelivers deferred packets in process context.
+//! redelivers deferred packets in process context; [`REPLENISH_WORK`]
+//! allocates, in process context, what an atomic allocation of the
+//! receive work could not.
 //!
 //! # The one back-reference
 //!
@@ -181,7 +183,8 @@ struct Control {
 ///   and no deferred packet is left.
 /// - `pool` has capacity only while connected (packet objects completed
 ///   otherwise are freed), so no object outlives its connection's
-///   teardown in the pool.
+///   teardown in the pool; `reserve` is set only while `pool` has
+///   capacity.
 /// - `waiters` counts the threads waiting on `rx_changed`; completions
 ///   notify only when it is not zero.
 struct RxState {
@@ -216,6 +219,12 @@ struct RxState {
     /// (no capacity otherwise: they are freed). Their buffers stay
     /// allocated, so a warm data path allocates nothing per packet.
     pool: KVec<KBox<PacketObject>>,
+    /// An object the replenish work allocated in process context for a
+    /// packet an atomic allocation could not take: the receive work uses
+    /// it first. Only while connected, as `pool`.
+    reserve: Option<KBox<PacketObject>>,
+    /// Times an atomic allocation failed while receiving.
+    no_memory: u64,
     callbacks: Option<Arc<dyn PacketCallbacks>>,
 }
 
@@ -302,6 +311,14 @@ pub(crate) struct Channel {
     deferred: SpinLockIrq<KVec<IncomingPacket>>,
     #[pin]
     passive_work: Work<Channel, DEFERRAL_WORK>,
+    /// Finds memory in process context for a packet the receive work
+    /// could not read for want of it.
+    #[pin]
+    replenish_work: Work<Channel, REPLENISH_WORK>,
+    /// The largest packet (bytes) waiting for that memory (0: none).
+    replenish_len: core::sync::atomic::AtomicUsize,
+    /// The replenish work failed too and retries (logged once).
+    replenish_failing: core::sync::atomic::AtomicBool,
     /// The driver's pointer (KMCL `VmbChannelSetPointer`).
     pointer: core::sync::atomic::AtomicUsize,
     /// Deliver in process context (KMCL `PASSIVE_LEVEL`) instead of
@@ -353,12 +370,16 @@ pub(crate) const DEFERRAL_WORK: u64 = 2;
 /// The receive work in process context, for channels that process
 /// incoming packets at passive.
 pub(crate) const RECEIVE_TASK_WORK: u64 = 3;
+/// The replenish work: memory, in process context, for a packet an atomic
+/// allocation of the receive work could not take.
+pub(crate) const REPLENISH_WORK: u64 = 4;
 
 impl_has_work! {
     impl HasWork<Self, CONTROL_WORK> for Channel { self.work }
     impl HasWork<Self, RECEIVE_WORK> for Channel { self.rx_work }
     impl HasWork<Self, DEFERRAL_WORK> for Channel { self.passive_work }
     impl HasWork<Self, RECEIVE_TASK_WORK> for Channel { self.rx_task_work }
+    impl HasWork<Self, REPLENISH_WORK> for Channel { self.replenish_work }
 }
 
 /// The control work: lifecycle events from the bus and the other endpoint.
@@ -396,6 +417,15 @@ impl WorkItem<DEFERRAL_WORK> for Channel {
 
     fn run(this: Arc<Channel>) {
         this.as_owner(&this.deferral_owner, |c| c.deliver_deferred());
+    }
+}
+
+/// The replenish work (process context).
+impl WorkItem<REPLENISH_WORK> for Channel {
+    type Pointer = Arc<Channel>;
+
+    fn run(this: Arc<Channel>) {
+        this.replenish();
     }
 }
 
@@ -574,11 +604,16 @@ impl Channel {
                     passive_active: false,
                     waiters: 0,
                     pool: KVec::new(),
+                    reserve: None,
+                    no_memory: 0,
                     callbacks: None,
                 }),
                 rx_task_work <- new_work!("kmcl::Channel::rx_task_work"),
                 deferred <- new_spinlock_irq!(KVec::new()),
                 passive_work <- new_work!("kmcl::Channel::passive_work"),
+                replenish_work <- new_work!("kmcl::Channel::replenish_work"),
+                replenish_len: core::sync::atomic::AtomicUsize::new(0),
+                replenish_failing: core::sync::atomic::AtomicBool::new(false),
                 pointer: core::sync::atomic::AtomicUsize::new(0),
                 at_passive: core::sync::atomic::AtomicBool::new(false),
                 halted: core::sync::atomic::AtomicBool::new(false),

@@ -74,6 +74,66 @@ impl Channel {
         rx.waiters -= 1;
     }
 
+    /// The receive work could not read a packet of `len` bytes for want
+    /// of memory: the replenish work allocates for it in process context
+    /// and kicks the receive work again. Any context.
+    fn need_memory(self: &Arc<Self>, len: usize) {
+        use core::sync::atomic::Ordering::Relaxed;
+        self.rx.lock().no_memory += 1;
+        self.replenish_len.fetch_max(len.max(1), Relaxed);
+        let _ = crate::sys::queues::process()
+            .enqueue::<Arc<Self>, { super::REPLENISH_WORK }>(self.clone());
+    }
+
+    /// The replenish work: an object (for a data packet) and a completion
+    /// buffer able to hold the packet the receive work could not read,
+    /// allocated in process context; then the receive work runs again.
+    /// Retries every 20 ms while even that fails.
+    pub(super) fn replenish(self: &Arc<Self>) {
+        use core::sync::atomic::Ordering::Relaxed;
+        let len = self.replenish_len.swap(0, Relaxed);
+        let Some(context) = self.incoming_context_size() else {
+            // Disconnected meanwhile: nothing to read any more.
+            return;
+        };
+        if len == 0 {
+            return;
+        }
+        let object = crate::engine::datapath::new_object(self, context, len, GFP_KERNEL);
+        let buffer = KVec::<u8>::with_capacity(len, GFP_KERNEL);
+        let (Ok(object), Ok(buffer)) = (object, buffer) else {
+            // Logged once per shortage.
+            if !self.replenish_failing.swap(true, Relaxed) {
+                pr_warn!(
+                    "channel {}: out of memory for a {}-byte packet; retrying every 20 ms\n",
+                    self.id,
+                    len
+                );
+            }
+            self.replenish_len.fetch_max(len, Relaxed);
+            kernel::time::delay::fsleep(kernel::time::Delta::from_millis(20));
+            let _ = crate::sys::queues::process()
+                .enqueue::<Arc<Self>, { super::REPLENISH_WORK }>(self.clone());
+            return;
+        };
+        self.replenish_failing.store(false, Relaxed);
+        let unused = {
+            let mut rx = self.rx.lock();
+            // Only while connected (the pool has capacity then).
+            if rx.pool.capacity() > 0 {
+                rx.reserve.replace(object)
+            } else {
+                Some(object)
+            }
+        };
+        // Freed without the lock (it holds a reference to this channel).
+        drop(unused);
+        if let Some(dp) = Option::as_mut(&mut *self.data.lock()) {
+            dp.return_spare(buffer);
+        }
+        self.kick_rx();
+    }
+
     /// Completes an incoming packet whose object is gone (dropped by the
     /// driver; see [`IncomingPacket::complete`] for the usual way).
     pub(crate) fn complete_incoming(
@@ -251,7 +311,10 @@ impl Channel {
                 rx.outstanding += allowed as u32;
                 for slot in objects.iter_mut().take(allowed) {
                     if slot.is_none() {
-                        *slot = rx.pool.pop();
+                        *slot = match rx.reserve.take() {
+                            Some(b) => Some(b),
+                            None => rx.pool.pop(),
+                        };
                     }
                 }
                 allowed
@@ -342,6 +405,12 @@ impl Channel {
                 Received::Broken(why) => {
                     // As PacketFail: delivery stops, both sides close.
                     self.stop_and_close(why);
+                    break;
+                }
+                Received::NoMemory(len) => {
+                    // Not lost: read again once the replenish work found
+                    // memory for it.
+                    self.need_memory(len);
                     break;
                 }
                 Received::Completion(routine, data) => {

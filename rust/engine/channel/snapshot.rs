@@ -58,6 +58,9 @@ pub(crate) struct Snapshot {
     pub(crate) handed_back: u64,
     /// Times kmcl closed the channel because of a failure.
     pub(crate) failures: u64,
+    /// Times an atomic allocation failed while receiving (the packet
+    /// waited for the replenish work).
+    pub(crate) no_memory: u64,
     pub(crate) deferred: usize,
     /// GPADLs: (created by this client, of them mapped by the server,
     /// mapped by this server).
@@ -163,6 +166,7 @@ impl fmt::Display for Snapshot {
         )?;
         writeln!(f, "completed during delivery: {}", self.handed_back)?;
         writeln!(f, "failures (channel closed): {}", self.failures)?;
+        writeln!(f, "receive out of memory (retried): {}", self.no_memory)?;
         writeln!(
             f,
             "gpadls: {} (mapped by the server: {}); mapped here: {}",
@@ -206,7 +210,7 @@ impl Channel {
                 ctl.lifecycle.is_running(),
             )
         };
-        let (held, quota, quota_hits, budget_hits, (deferrals, handed_back), failures) = {
+        let (held, quota, quota_hits, budget_hits, (deferrals, handed_back), (failures, no_memory)) = {
             let rx = self.rx.lock();
             (
                 rx.outstanding,
@@ -214,7 +218,7 @@ impl Channel {
                 rx.quota_hits,
                 rx.budget_hits,
                 (rx.deferrals, rx.handed_back),
-                rx.failures,
+                (rx.failures, rx.no_memory),
             )
         };
         // Each lock on its own: a guard inside the struct expression would
@@ -242,6 +246,7 @@ impl Channel {
             deferrals,
             handed_back,
             failures,
+            no_memory,
             deferred,
             gpadls,
             exposed,

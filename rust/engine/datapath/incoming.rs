@@ -49,6 +49,56 @@ pub(crate) fn scrub(mut b: KBox<PacketObject>) -> KBox<PacketObject> {
     b
 }
 
+/// Allocation failures the tests ask the receive path to pretend
+/// ([`fail_rx_allocations`]).
+#[cfg(CONFIG_KUNIT)]
+static FAIL_RX_ALLOCATIONS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Makes the next `n` allocations of the receive path fail (tests).
+#[cfg(CONFIG_KUNIT)]
+pub(crate) fn fail_rx_allocations(n: u32) {
+    FAIL_RX_ALLOCATIONS.store(n, core::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether a test asked this allocation to fail.
+#[inline]
+fn injected_failure() -> bool {
+    #[cfg(CONFIG_KUNIT)]
+    {
+        use core::sync::atomic::Ordering::Relaxed;
+        if FAIL_RX_ALLOCATIONS.load(Relaxed) > 0 {
+            return FAIL_RX_ALLOCATIONS
+                .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+                .is_ok();
+        }
+    }
+    false
+}
+
+/// A packet object of `channel` able to hold a packet of `len` bytes
+/// with `context_size` bytes of driver context, built as done (dropping
+/// it sends no completion).
+pub(crate) fn new_object(
+    channel: &Arc<Channel>,
+    context_size: usize,
+    len: usize,
+    flags: kernel::alloc::Flags,
+) -> Result<KBox<PacketObject>> {
+    Ok(KBox::new(
+        PacketObject {
+            channel: channel.clone(),
+            data: KVec::from_elem(0u8, len, flags)?,
+            payload_at: 0,
+            context: KVec::from_elem(0u8, context_size, flags)?,
+            transaction_id: 0,
+            completion_requested: false,
+            done: true,
+            external: None,
+        },
+        flags,
+    )?)
+}
+
 /// The buffer to read an incoming data packet of `len` bytes into: that
 /// of the object in `spare` (the recycled one, usually already `len` long,
 /// else a new object). `None`: out of memory (`spare` keeps its object).
@@ -58,25 +108,12 @@ pub(super) fn incoming_buffer<'a>(
     channel: &Arc<Channel>,
     len: usize,
 ) -> Option<&'a mut [u8]> {
+    if injected_failure() {
+        return None;
+    }
     if spare.is_none() {
-        // Built as done, so that dropping it sends no completion: the
-        // data lock is held here.
-        *spare = Some(
-            KBox::new(
-                PacketObject {
-                    channel: channel.clone(),
-                    data: KVec::new(),
-                    payload_at: 0,
-                    context: KVec::from_elem(0u8, context_size, GFP_ATOMIC).ok()?,
-                    transaction_id: 0,
-                    completion_requested: false,
-                    done: true,
-                    external: None,
-                },
-                GFP_ATOMIC,
-            )
-            .ok()?,
-        );
+        // The data lock is held here.
+        *spare = Some(new_object(channel, context_size, len, GFP_ATOMIC).ok()?);
     }
     let data = &mut spare.as_mut()?.data;
     if data.len() != len {
@@ -147,11 +184,10 @@ impl DataPath {
                 Ok(Next::Declined(d)) if !data && d.packet_type() != PacketType::Completion => {
                     return (Received::Empty, false)
                 }
-                Ok(Next::Declined(_)) => {
-                    // Out of memory: the packet stays in the ring for the
-                    // next pass.
-                    pr_warn!("out of memory receiving a packet\n");
-                    return (Received::Empty, false);
+                Ok(Next::Declined(d)) => {
+                    // Out of memory: the packet stays in the ring until
+                    // memory for it was found in process context.
+                    return (Received::NoMemory(d.packet_len()), false);
                 }
                 Err(e) => {
                     pr_err!(
@@ -178,14 +214,14 @@ impl DataPath {
             // receive work hands back after the routine ran.
             let mut data = core::mem::take(&mut self.spare);
             data.clear();
-            if data
-                .extend_from_slice(pkt.payload(&self.buf), GFP_ATOMIC)
-                .is_err()
-            {
-                // Out of memory: read it again on the next pass.
-                pr_warn!("out of memory receiving a packet\n");
+            let payload = pkt.payload(&self.buf);
+            if injected_failure() || data.extend_from_slice(payload, GFP_ATOMIC).is_err() {
+                // Out of memory: read it again once memory for it was
+                // found in process context.
+                let len = payload.len();
+                self.spare = data;
                 self.inc.revert();
-                return (Received::Empty, false);
+                return (Received::NoMemory(len), false);
             }
             let kick = self.inc.commit();
             let id = d.transaction_id();

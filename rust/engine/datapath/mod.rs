@@ -89,7 +89,10 @@ use crate::engine::types::{
 use exposed::check_external;
 pub(crate) use exposed::Exposed;
 use fifo::Fifo;
+#[cfg(CONFIG_KUNIT)]
+pub(crate) use incoming::fail_rx_allocations;
 pub(crate) use incoming::{
+    new_object,
     recycle,
     scrub,
     POOL_SIZE, //
@@ -245,6 +248,10 @@ pub(crate) enum Received {
     Completion(Routine, KVec<u8>),
     /// Nothing (more) to read.
     Empty,
+    /// A packet of this many bytes could not be read for want of memory
+    /// (an atomic allocation failed): it stays in the ring until the
+    /// receive work was given memory for it in process context.
+    NoMemory(usize),
     /// The other endpoint wrote nonsense (a corrupt ring, a completion
     /// for a transaction that is not outstanding): the channel must be
     /// closed. The reason, for the trace.

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Failures that close a channel: PacketFail, corrupt rings, forged and
-//! repeated completions.
+//! repeated completions; and one that must not: running out of memory
+//! while receiving.
 
 use kernel::prelude::*;
 
@@ -166,5 +167,32 @@ mod cases {
         server.disable()?;
         server.cleanup()?;
         client.cleanup()
+    }
+
+    #[test]
+    fn receive_goes_on_after_an_atomic_allocation_fails() -> Result {
+        use crate::engine::{
+            datapath::fail_rx_allocations,
+            testing::wait_for, //
+        };
+        let bus = LoopbackBus::new()?;
+        let holder = Holder::new(false)?;
+        let (server, client) = pair_with(&bus, holder.clone())?;
+        let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
+        // The server's receive work cannot allocate the packet's object:
+        // the packet waits in the ring, and arrives without another
+        // signal once memory was found in process context.
+        fail_rx_allocations(1);
+        send_counted(&client, &tally, &[7; 200], true)?;
+        assert!(wait_for(2, || holder.held() == 1));
+        // The client's receive work cannot copy the completion: the
+        // routine still runs, with the completion's payload.
+        fail_rx_allocations(1);
+        holder.complete(1);
+        assert!(wait_for(2, || tally.total() == 1));
+        assert_eq!(tally.ok.load(Ordering::SeqCst), 1);
+        assert!(server.snapshot().no_memory >= 1 && client.snapshot().no_memory >= 1);
+        assert!(server.is_running() && client.is_running());
+        close(client, server)
     }
 }
