@@ -22,6 +22,7 @@ use crate::{
     sys::trace, //
 };
 
+use crate::engine::datapath::PEER_STALL_MS;
 use crate::engine::types::{
     CloseReason,
     DataPathLimits,
@@ -116,6 +117,38 @@ impl Channel {
         };
         if let Some(conn) = conn {
             conn.detach(self);
+        }
+    }
+
+    /// Before a Disable ends the data path: external data this channel
+    /// sent stays the other endpoint's until it completes the packet, so
+    /// the other endpoint is told to close and its completions are
+    /// awaited (the receive work reads them; data packets that can no
+    /// longer be delivered are completed empty meanwhile), for
+    /// [`PEER_STALL_MS`] at most. Then kmcl stops waiting: the
+    /// transactions end with `-ENODEV` and the exposure is revoked
+    /// (logged). Process context.
+    fn await_exposed(self: &Arc<Self>) {
+        let left = self.exposed.len();
+        if left == 0 {
+            return;
+        }
+        let conn = self.control.lock().connection.clone();
+        let Some(conn) = conn else {
+            return;
+        };
+        if let Some(dp) = Option::as_mut(&mut *self.data.lock()) {
+            dp.begin_close();
+        }
+        conn.announce_close(self);
+        self.kick_rx();
+        if !self.exposed.wait_drained(PEER_STALL_MS as u32) {
+            pr_warn!(
+                "channel {}: the other endpoint still holds {} packet(s) with this channel's external data after {} ms; kmcl revokes its access and ends them with -ENODEV\n",
+                self.id,
+                self.exposed.len(),
+                PEER_STALL_MS
+            );
         }
     }
 
@@ -235,11 +268,11 @@ impl Channel {
     /// A client closing with GPADLs the server has mapped tells the server
     /// at once, so that the server's Closed can unmap them while the
     /// client's Closed deletes them (DeleteGpadl waits for the unmap).
-    pub(super) fn announce_close_if_mapped(&self) {
+    pub(super) fn announce_close_if_mapped(self: &Arc<Self>) {
         if self.role == Role::Client && self.gpadl.any_mapped() {
             let conn = self.control.lock().connection.clone();
             if let Some(conn) = conn {
-                conn.announce_close();
+                conn.announce_close(self);
             }
         }
     }
@@ -561,6 +594,11 @@ impl Channel {
                     if saved {
                         self.park();
                     } else {
+                        // The driver's Disable: the other endpoint is
+                        // still there and may be using our external data.
+                        if event == Event::Disable {
+                            self.await_exposed();
+                        }
                         self.disconnect();
                     }
                 }

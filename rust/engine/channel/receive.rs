@@ -407,6 +407,7 @@ impl Channel {
                     self.stop_and_close(why);
                     break;
                 }
+                Received::Discarded => fetched += 1,
                 Received::NoMemory(len) => {
                     // Not lost: read again once the replenish work found
                     // memory for it.

@@ -81,10 +81,13 @@ pub(crate) trait Link: Send + Sync {
     /// The instance GUID of the offer connected to.
     fn interface_instance(&self) -> Guid;
 
-    /// A client closing with GPADLs mapped by its server tells the server
-    /// now, so that the server's unmapping (and the client's deletion,
-    /// which waits for it) can proceed. Only a loopback server maps.
-    fn announce_close(self: Arc<Self>) {}
+    /// `channel` is closing and waits for something of the other
+    /// endpoint's (a loopback server's unmapping of its GPADLs, the
+    /// completions of packets with its external data): the other
+    /// endpoint is told to close now rather than when `channel` leaves.
+    /// Only loopback endpoints are told; a VMBus host completes on its
+    /// own.
+    fn announce_close(self: Arc<Self>, _channel: &Arc<Channel>) {}
 
     /// The server's Opened callback refused the connection with `e`.
     fn refuse(&self, _e: Error) {}

@@ -5,10 +5,11 @@
 //! packet's range list against what its sender exposed.
 
 use kernel::{
-    new_spinlock_irq,
+    new_condvar, new_spinlock_irq,
     prelude::*,
     sync::{
         Arc,
+        CondVar,
         SpinLockIrq, //
     },
 };
@@ -50,6 +51,9 @@ pub(super) fn check_external(
 pub(crate) struct Exposed {
     #[pin]
     table: SpinLockIrq<KVec<(u64, Arc<GpadlPages>)>>,
+    /// Signalled when the table becomes empty.
+    #[pin]
+    drained: CondVar,
 }
 
 impl Exposed {
@@ -57,6 +61,7 @@ impl Exposed {
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Exposed {
             table <- new_spinlock_irq!(KVec::new()),
+            drained <- new_condvar!(),
         })
     }
 
@@ -68,13 +73,25 @@ impl Exposed {
 
     /// Ends the exposure for transaction `tid` (its completion came).
     pub(crate) fn remove(&self, tid: u64) {
-        let gone = {
+        let (gone, empty) = {
             let mut t = self.table.lock();
-            t.iter()
+            let gone = t
+                .iter()
                 .position(|(id, _)| *id == tid)
-                .and_then(|i| t.remove(i).ok())
+                .and_then(|i| t.remove(i).ok());
+            (gone, t.is_empty())
         };
+        if gone.is_some() && empty {
+            self.drained.notify_all();
+        }
         drop(gone);
+    }
+
+    /// Waits until nothing is exposed, for `ms` milliseconds at most;
+    /// whether nothing is. Process context.
+    pub(crate) fn wait_drained(&self, ms: u32) -> bool {
+        let mut t = self.table.lock();
+        crate::sys::wait::wait_bounded(&self.drained, &mut t, ms, |t| t.is_empty())
     }
 
     /// What is exposed for transaction `tid`.

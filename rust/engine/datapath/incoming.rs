@@ -160,13 +160,15 @@ impl DataPath {
             // The receive buffer holds any packet the ring can hold, so a
             // longer one is corruption (the ring's own checks catch it
             // first).
-            let (buf, context_size) = (&mut self.buf, self.context_size);
+            let (buf, context_size, closing) = (&mut self.buf, self.context_size, self.closing);
             let max = buf.len();
             // Data packets are read straight into their packet object;
-            // completions into the receive buffer.
+            // completions (and data packets discarded while closing) into
+            // the receive buffer.
             let next = self.inc.read_into(|d| match d.packet_type() {
                 _ if d.packet_len() > max => None,
                 PacketType::Completion => buf.get_mut(..d.packet_len()),
+                _ if !data && closing => buf.get_mut(..d.packet_len()),
                 _ if !data => None,
                 _ => incoming_buffer(spare, context_size, channel, d.packet_len()),
             });
@@ -207,6 +209,18 @@ impl DataPath {
                 d.packet_type() == PacketType::Completion,
                 d.payload_len(),
             );
+            if d.packet_type() != PacketType::Completion && !data {
+                // Closing, and never to be delivered: completed empty, so
+                // that the sender (waiting to reclaim its external data,
+                // or for a reply) is not left waiting.
+                let mut kick = self.inc.commit();
+                if d.completion_requested() {
+                    if let Ok(sent) = self.send_completion(d.transaction_id(), &[]) {
+                        kick |= sent.kick.is_some();
+                    }
+                }
+                return (Received::Discarded, kick);
+            }
             if d.packet_type() != PacketType::Completion {
                 return self.take_data(spare, &pkt);
             }

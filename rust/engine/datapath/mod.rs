@@ -190,6 +190,10 @@ pub(crate) struct DataPath {
     /// is sent, and the receive work completes every transaction left
     /// with `-ENODEV` once it has read what the ring holds.
     severed: bool,
+    /// The channel is closing: a data packet that can no longer be
+    /// delivered (delivery is off) is read and completed empty instead of
+    /// blocking the completions behind it.
+    closing: bool,
     /// Transactions of the server this one replaced (a live update):
     /// their completions are dropped as late, once each.
     orphans: KVec<u64>,
@@ -248,6 +252,9 @@ pub(crate) enum Received {
     Completion(Routine, KVec<u8>),
     /// Nothing (more) to read.
     Empty,
+    /// A data packet read while closing with delivery off, and completed
+    /// empty: look further.
+    Discarded,
     /// A packet of this many bytes could not be read for want of memory
     /// (an atomic allocation failed): it stays in the ring until the
     /// receive work was given memory for it in process context.
@@ -340,6 +347,7 @@ impl DataPath {
             spare: KVec::new(),
             broken: false,
             severed: false,
+            closing: false,
             orphans: KVec::new(),
             chan,
             counters: Counters::default(),
@@ -391,6 +399,14 @@ impl DataPath {
     /// out.
     pub(crate) fn sever(&mut self) {
         self.severed = true;
+        self.closing = true;
+    }
+
+    /// The channel is closing: data packets that can no longer be
+    /// delivered are completed empty (so that completions behind them,
+    /// and the other endpoint's waits, go on).
+    pub(crate) fn begin_close(&mut self) {
+        self.closing = true;
     }
 
     /// Whether [`Self::sever`] was called.

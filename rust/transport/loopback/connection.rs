@@ -264,13 +264,30 @@ impl Link for Connection {
         }
     }
 
-    /// The client is closing: tells the server now instead of when the
-    /// client leaves (see `Channel::announce_close_if_mapped`).
-    fn announce_close(self: Arc<Self>) {
-        let server_attached = self.attached.lock().server;
+    /// `channel` is closing: tells the other endpoint now instead of
+    /// when `channel` leaves (see `Channel::announce_close_if_mapped` and
+    /// `Channel::await_exposed`).
+    fn announce_close(self: Arc<Self>, channel: &Arc<Channel>) {
+        let is_client = Arc::ptr_eq(channel, &self.client);
+        let peer_attached = {
+            let a = self.attached.lock();
+            if is_client {
+                a.server
+            } else {
+                a.client && a.client_told
+            }
+        };
+        if !peer_attached {
+            return;
+        }
+        let peer = if is_client {
+            self.server()
+        } else {
+            self.client.clone()
+        };
         let link: Arc<dyn Link> = self.clone();
-        if server_attached && self.server().post(PeerEvent::Closed(link)).is_err() {
-            pr_warn!("loopback: out of memory telling the server to close\n");
+        if peer.post(PeerEvent::Closed(link)).is_err() {
+            pr_warn!("loopback: out of memory telling the other endpoint to close\n");
         }
     }
 

@@ -342,4 +342,110 @@ mod cases {
         }
         Ok(())
     }
+
+    /// State callbacks of a driver that completes every packet it keeps
+    /// when packets stop (Suspend), as KMCL drivers must.
+    struct CompleteOnSuspend(Arc<crate::engine::testing::Keeper>);
+
+    impl crate::engine::channel::StateCallbacks for CompleteOnSuspend {
+        fn suspend(&self, _channel: &Arc<Channel>) {
+            self.0.complete_all();
+        }
+    }
+
+    /// A channel of `role` for `TYPE` accepting external data, whose
+    /// driver keeps packets (completing them in Suspend if `on_suspend`).
+    fn keeping(
+        bus: &Arc<LoopbackBus>,
+        role: Role,
+        on_suspend: bool,
+    ) -> Result<(Arc<Channel>, Arc<crate::engine::testing::Keeper>)> {
+        let keeper = crate::engine::testing::Keeper::new()?;
+        let ch = Channel::new(role, bus.clone())?;
+        ch.configure(|s| s.interface_type = TYPE)?;
+        ch.set_maximum_external_data(1 << 20, 1)?;
+        ch.set_packet_callbacks(keeper.clone())?;
+        if on_suspend {
+            ch.set_state_callbacks(Arc::new(CompleteOnSuspend(keeper.clone()), GFP_KERNEL)?)?;
+        }
+        Ok((ch, keeper))
+    }
+
+    #[test]
+    fn external_data_stays_the_receivers_until_it_completes_either_way() -> Result {
+        // Each endpoint in turn sends external data that the other keeps,
+        // then disables: the sender's routine runs with the receiver's
+        // real completion (its Suspend completes what it kept), never
+        // while the receiver still holds the pages.
+        for server_sends in [false, true] {
+            let bus = LoopbackBus::new()?;
+            let (server, server_keeper) = keeping(&bus, Role::Server, true)?;
+            let (client, client_keeper) = keeping(&bus, Role::Client, true)?;
+            connect(&server, &client)?;
+            let (sender, receiver_keeper) = if server_sends {
+                (server.clone(), client_keeper.clone())
+            } else {
+                (client.clone(), server_keeper.clone())
+            };
+            let outcome = Arc::new([AtomicU32::new(0), AtomicU32::new(0)], GFP_KERNEL)?;
+            let buf = VVec::<u8>::from_elem(5, 8192, GFP_KERNEL)?;
+            sender.send_external(
+                &[1],
+                pages_of(buf.as_ptr() as usize, 8192)?,
+                KBox::new(Outcome(outcome.clone()), GFP_KERNEL)?,
+            )?;
+            assert!(wait(|| receiver_keeper.held() == 1));
+            sender.disable()?;
+            // When Disable returns the receiver has given the pages back.
+            assert_eq!(receiver_keeper.held(), 0);
+            assert_eq!(outcome[0].load(Ordering::SeqCst), 1);
+            assert_eq!(outcome[1].load(Ordering::SeqCst), 0);
+            let other = if server_sends { &client } else { &server };
+            assert!(wait(|| !other.is_running()));
+            if server_sends {
+                client.cleanup()?;
+                server.cleanup()?;
+            } else {
+                server.disable()?;
+                client.cleanup()?;
+                server.cleanup()?;
+            }
+            drop(buf);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_receiver_that_keeps_external_data_is_waited_for_only_so_long() -> Result {
+        use crate::engine::datapath::PEER_STALL_MS;
+        let bus = LoopbackBus::new()?;
+        // The server's driver keeps the packet through its Suspend and
+        // completes it only 4 s later.
+        let (server, keeper) = keeping(&bus, Role::Server, false)?;
+        let client = Channel::new(Role::Client, bus.clone())?;
+        client.configure(|s| s.interface_type = TYPE)?;
+        connect(&server, &client)?;
+        let outcome = Arc::new([AtomicU32::new(0), AtomicU32::new(0)], GFP_KERNEL)?;
+        let buf = VVec::<u8>::from_elem(5, 8192, GFP_KERNEL)?;
+        client.send_external(
+            &[1],
+            pages_of(buf.as_ptr() as usize, 8192)?,
+            KBox::new(Outcome(outcome.clone()), GFP_KERNEL)?,
+        )?;
+        assert!(wait(|| keeper.held() == 1));
+        keeper.complete_all_after(4000);
+        let start = kernel::time::Instant::<kernel::time::Monotonic>::now();
+        client.disable()?;
+        let took = start.elapsed().as_millis();
+        pr_info!("client Disable took {} ms\n", took);
+        // kmcl waited the bounded time, then ended the send.
+        assert!((PEER_STALL_MS - 100..PEER_STALL_MS + 1000).contains(&took));
+        assert_eq!(outcome[1].load(Ordering::SeqCst), 1);
+        assert!(crate::engine::testing::wait_for(5, || keeper.held() == 0));
+        server.disable()?;
+        client.cleanup()?;
+        server.cleanup()?;
+        drop(buf);
+        Ok(())
+    }
 }
