@@ -40,6 +40,12 @@ module! {
     authors: ["kmcl developers"],
     description: "VMBus Kernel Mode Client Library (KMCL) channel API",
     license: "GPL",
+    params: {
+        checked_handles: u32 {
+            default: 1,
+            description: "Refuse stale, made-up and wrong-kind handles, double frees and double sends (1, default) or trust the driver (0)",
+        },
+    },
 }
 
 /// The loaded kmcl module.
@@ -51,7 +57,7 @@ struct Kmcl {
 impl kernel::Module for Kmcl {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let queues = sys::queues::Queues::new()?;
-        api::init()?;
+        api::init(module_parameters::checked_handles.value() != 0)?;
         if transport::hyperv::vmbus::vmbus_host_present() {
             pr_info!("loaded; VMBus host present\n");
         } else {

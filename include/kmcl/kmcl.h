@@ -30,7 +30,14 @@
  *    callbacks, or at passive from its packet callbacks and completion
  *    routines, where they would wait for the callback itself.
  *  - A NULL handle is refused with -EINVAL (or ignored by functions
- *    without a return value); other invalid handles are the caller's bug.
+ *    without a return value, NULL from those returning a pointer).  With
+ *    checked handles (module parameter checked_handles, on by default) so
+ *    are, with one rate-limited log line, a channel used after its
+ *    cleanup, a made-up pointer, a packet object passed as a channel or
+ *    the reverse, a packet object sent again or freed while in flight,
+ *    and one freed twice; incoming packet handles completed, failed or
+ *    deferred twice are refused always.  Checking cannot make a call that
+ *    races with the handle's free in another thread safe.
  *  - GUIDs are guid_t, which has Windows' GUID memory layout.
  *
  * Rust drivers use include/kmcl/rust/kmcl.rs instead, a safe wrapper over

@@ -32,6 +32,7 @@ use super::{
         KmclIncoming, //
     },
     callbacks::CState,
+    checked,
     incoming::{
         incoming_unchecked, //
     },
@@ -88,7 +89,11 @@ pub unsafe extern "C" fn kmcl_channel_allocate(
         )?;
         h.channel.set_state_callbacks(state)?;
         let raw = h.as_raw();
+        checked::insert(raw as usize, checked::Kind::Channel).inspect_err(|_| {
+            let _ = h.channel.clone().cleanup();
+        })?;
         if let Err(e) = REGISTRY.lock().handles.push(h.clone(), GFP_KERNEL) {
+            checked::remove(raw as usize, checked::Kind::Channel);
             // Break the handle <-> callbacks cycle before giving up.
             let _ = h.channel.clone().cleanup();
             return Err(e.into());

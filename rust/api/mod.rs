@@ -51,6 +51,7 @@ use crate::transport::loopback::LoopbackBus;
 pub mod abi;
 pub mod callbacks;
 pub mod channels;
+mod checked;
 pub mod gpadl;
 pub mod handles;
 pub mod incoming;
@@ -108,8 +109,9 @@ mod glue {
 }
 
 /// Sets up the registry and starts watching for modules that go away
-/// (module init, once).
-pub(crate) fn init() -> Result {
+/// (module init, once); `checked_handles`: see [`checked`].
+pub(crate) fn init(checked_handles: bool) -> Result {
+    checked::set_enabled(checked_handles);
     // SAFETY: called once, from the module initialiser, before any use.
     unsafe { REGISTRY.init() };
     lent::init();
@@ -291,9 +293,19 @@ impl Handle {
 /// # Safety
 ///
 /// `channel` is NULL or a handle from [`kmcl_channel_allocate`] that is not
-/// cleaned up before the returned borrow ends.
+/// cleaned up before the returned borrow ends. With checked handles (the
+/// default) a handle that is not a live channel's is refused (`None`, one
+/// rate-limited line) instead of dereferenced.
 unsafe fn handle<'a>(channel: *mut KmclChannel) -> Option<ArcBorrow<'a, Handle>> {
     if channel.is_null() {
+        return None;
+    }
+    if !checked::is(channel as usize, checked::Kind::Channel) {
+        crate::sys::context::refuse_handle(
+            c"a kmcl function",
+            channel as usize,
+            c"a stale, unknown or wrong-kind channel",
+        );
         return None;
     }
     // SAFETY: a live handle is the address of an `Arc<Handle>`'s object,
@@ -400,6 +412,8 @@ fn release(h: &Arc<Handle>) {
     if let Err(e) = h.channel.clone().cleanup() {
         pr_err!("channel cleanup failed ({:?})\n", e);
     }
+    // Its callbacks, called while it was disabled, could still use it.
+    checked::remove(h.as_raw() as usize, checked::Kind::Channel);
 }
 
 #[cfg(CONFIG_KUNIT)]

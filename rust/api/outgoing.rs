@@ -32,7 +32,9 @@ use super::{
         KmclMdl,
         KmclPacket, //
     },
-    bytes, errno, gfp, handle, with_channel_sleeping, Handle,
+    bytes, checked,
+    checked::Kind,
+    errno, gfp, handle, with_channel_sleeping, Handle,
 };
 
 /// An outgoing packet object (`VMBPACKET`).
@@ -47,7 +49,8 @@ pub struct CPacket {
     pub(super) restored: AtomicUsize,
 }
 
-/// Frees a packet object.
+/// Frees a packet object (its record, if handles are checked, is gone
+/// already).
 ///
 /// # Safety
 ///
@@ -75,6 +78,8 @@ pub(super) unsafe fn free_packet(p: *mut CPacket) {
 /// A plain function, so that a send allocates nothing.
 pub(super) fn packet_done(word: usize, status: Result, data: &[u8]) {
     let p = word as *mut CPacket;
+    // The driver's again (or freed below).
+    checked::change(word, Kind::PacketInFlight, Kind::Packet);
     // SAFETY: `word` is the packet object of the send (see
     // `kmcl_packet_send`), which belongs to kmcl until this runs, once.
     let (routine, alive) = unsafe { ((*p).routine, (*p).handle.alive()) };
@@ -91,8 +96,11 @@ pub(super) fn packet_done(word: usize, status: Result, data: &[u8]) {
         },
         // KMCL's default: a packet without a routine is freed once its
         // transaction is over; so is every packet of a module gone.
-        // SAFETY: nobody else uses it any more.
-        _ => unsafe { free_packet(p) },
+        _ => {
+            checked::remove(word, Kind::Packet);
+            // SAFETY: nobody else uses it any more.
+            unsafe { free_packet(p) }
+        }
     }
 }
 
@@ -103,8 +111,54 @@ pub(super) fn packet_done(word: usize, status: Result, data: &[u8]) {
 /// `packet` is NULL or a live packet handle, used by one thread at a time
 /// while not in flight.
 pub(super) unsafe fn packet_ref<'a>(packet: *mut KmclPacket) -> Option<&'a CPacket> {
-    // SAFETY: the caller's promise.
+    if packet.is_null() {
+        return None;
+    }
+    if !checked::is_packet(packet as usize) {
+        crate::sys::context::refuse_handle(
+            c"a kmcl packet function",
+            packet as usize,
+            c"a stale, unknown or wrong-kind packet",
+        );
+        return None;
+    }
+    // SAFETY: the caller's promise (and, checking handles, the record).
     unsafe { packet.cast::<CPacket>().as_ref() }
+}
+
+/// Takes `packet` for `function`'s send: it must be a packet object its
+/// driver holds, not one in flight, which it then is. `None` (and one
+/// rate-limited line) otherwise.
+///
+/// # Safety
+///
+/// As [`packet_ref`].
+unsafe fn take_for_send<'a>(
+    packet: *mut KmclPacket,
+    function: &'static kernel::str::CStr,
+) -> Option<&'a CPacket> {
+    if packet.is_null() {
+        return None;
+    }
+    if !checked::change(packet as usize, Kind::Packet, Kind::PacketInFlight) {
+        crate::sys::context::refuse_handle(
+            function,
+            packet as usize,
+            c"a stale, unknown or in-flight packet",
+        );
+        return None;
+    }
+    // SAFETY: as `packet_ref`.
+    unsafe { packet_ref(packet) }
+}
+
+/// The end of a send of `packet` with `result`: a failed send leaves the
+/// packet with its driver (no routine will run).
+fn end_send(packet: *mut KmclPacket, result: Result) -> c_int {
+    if result.is_err() {
+        checked::change(packet as usize, Kind::PacketInFlight, Kind::Packet);
+    }
+    errno(result)
 }
 
 /// `VmbChannelSizeofPacket`: the bytes `kmcl_packet_initialize` needs.
@@ -150,7 +204,13 @@ pub unsafe extern "C" fn kmcl_packet_allocate(channel: *mut KmclChannel) -> *mut
             }
         }
     };
-    KBox::into_raw(b).cast()
+    let raw = KBox::into_raw(b);
+    if checked::insert(raw as usize, Kind::Packet).is_err() {
+        // SAFETY: made above, never handed out.
+        unsafe { free_packet(raw) };
+        return core::ptr::null_mut();
+    }
+    raw.cast()
 }
 
 /// `VmbPacketInitialize`: makes a packet object in `buffer`, which must be
@@ -178,6 +238,9 @@ pub unsafe extern "C" fn kmcl_packet_initialize(
         return EINVAL.to_errno();
     }
     let p = buffer.cast::<CPacket>();
+    if checked::insert(p as usize, Kind::Packet).is_err() {
+        return ENOMEM.to_errno();
+    }
     // SAFETY: checked: large enough and aligned; writable (caller).
     unsafe {
         p.write(CPacket {
@@ -200,10 +263,19 @@ pub unsafe extern "C" fn kmcl_packet_initialize(
 /// `packet` is NULL or a live packet handle, not in flight, not used again.
 #[no_mangle]
 pub unsafe extern "C" fn kmcl_packet_free(packet: *mut KmclPacket) {
-    if !packet.is_null() {
-        // SAFETY: the caller's promise.
-        unsafe { free_packet(packet.cast()) };
+    if packet.is_null() {
+        return;
     }
+    if !checked::remove(packet as usize, Kind::Packet) {
+        crate::sys::context::refuse_handle(
+            c"kmcl_packet_free",
+            packet as usize,
+            c"a stale (freed already), unknown or in-flight packet",
+        );
+        return;
+    }
+    // SAFETY: the caller's promise (and, checking handles, the record).
+    unsafe { free_packet(packet.cast()) };
 }
 
 /// `VmbPacketGetChannel`.
@@ -257,6 +329,17 @@ pub unsafe extern "C" fn kmcl_packet_set_completion_routine(
     packet: *mut KmclPacket,
     routine: EvtPacketCompletion,
 ) {
+    if packet.is_null() {
+        return;
+    }
+    if !checked::is(packet as usize, Kind::Packet) {
+        crate::sys::context::refuse_handle(
+            c"kmcl_packet_set_completion_routine",
+            packet as usize,
+            c"a stale, unknown or in-flight packet",
+        );
+        return;
+    }
     // SAFETY: the caller's promise: not in flight, so kmcl does not read
     // the packet concurrently.
     if let Some(p) = unsafe { packet.cast::<CPacket>().as_mut() } {
@@ -285,7 +368,7 @@ pub unsafe extern "C" fn kmcl_packet_send(
     flags: u32,
 ) -> c_int {
     // SAFETY: the caller's promise.
-    let Some(p) = (unsafe { packet_ref(packet) }) else {
+    let Some(p) = (unsafe { take_for_send(packet, c"kmcl_packet_send") }) else {
         return EINVAL.to_errno();
     };
     let sent = (|| -> Result {
@@ -306,7 +389,7 @@ pub unsafe extern "C" fn kmcl_packet_send(
         }
         p.handle.channel.send(payload, wait, routine)
     })();
-    errno(sent)
+    end_send(packet, sent)
 }
 
 /// External data must be sent with a completion request (KMCL: its pages
@@ -438,7 +521,7 @@ pub unsafe extern "C" fn kmcl_packet_send_with_external_mdl(
     flags: u32,
 ) -> c_int {
     // SAFETY: the caller's promise.
-    let Some(p) = (unsafe { packet_ref(packet) }) else {
+    let Some(p) = (unsafe { take_for_send(packet, c"kmcl_packet_send_with_external_mdl") }) else {
         return EINVAL.to_errno();
     };
     let sent = (|| -> Result {
@@ -453,7 +536,7 @@ pub unsafe extern "C" fn kmcl_packet_send_with_external_mdl(
         let routine = Routine::Function(packet_done, packet as usize);
         p.handle.channel.send_external(payload, pages, routine)
     })();
-    errno(sent)
+    end_send(packet, sent)
 }
 
 /// `VmbPacketSendWithExternalPfns`: the whole pages `pfns` as external
@@ -473,7 +556,7 @@ pub unsafe extern "C" fn kmcl_packet_send_with_external_pfns(
     flags: u32,
 ) -> c_int {
     // SAFETY: the caller's promise.
-    let Some(p) = (unsafe { packet_ref(packet) }) else {
+    let Some(p) = (unsafe { take_for_send(packet, c"kmcl_packet_send_with_external_pfns") }) else {
         return EINVAL.to_errno();
     };
     let sent = (|| -> Result {
@@ -491,5 +574,5 @@ pub unsafe extern "C" fn kmcl_packet_send_with_external_pfns(
         let routine = Routine::Function(packet_done, packet as usize);
         p.handle.channel.send_external(payload, pages, routine)
     })();
-    errno(sent)
+    end_send(packet, sent)
 }

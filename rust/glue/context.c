@@ -57,6 +57,16 @@ void kmcl_refuse_atomic(const char *fn, const struct module *owner)
 			   fn, owner ? owner->name : current->comm);
 }
 
+/*
+ * One rate-limited line for a handle kmcl did not hand out, or no longer
+ * holds, or of the wrong kind: the function, the handle and the caller.
+ */
+void kmcl_refuse_handle(const char *fn, const void *handle, const char *why)
+{
+	pr_err_ratelimited("kmcl: %s: %s handle %p from %s; refused with -EINVAL\n",
+			   fn, why, handle, current->comm);
+}
+
 #if IS_ENABLED(CONFIG_KUNIT)
 /* Tests: bottom halves off and on again. */
 void kmcl_test_bh_disable(void)

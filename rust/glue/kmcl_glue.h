@@ -51,6 +51,7 @@ bool kmcl_may_sleep(void);
 void kmcl_might_sleep(void);
 struct module;
 void kmcl_refuse_atomic(const char *fn, const struct module *owner);
+void kmcl_refuse_handle(const char *fn, const void *handle, const char *why);
 void kmcl_test_bh_disable(void);
 void kmcl_test_bh_enable(void);
 

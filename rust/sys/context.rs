@@ -13,6 +13,11 @@ mod ffi {
         pub(super) fn kmcl_may_sleep() -> bool;
         pub(super) fn kmcl_might_sleep();
         pub(super) fn kmcl_refuse_atomic(function: *const c_char, owner: *const core::ffi::c_void);
+        pub(super) fn kmcl_refuse_handle(
+            function: *const c_char,
+            handle: *const core::ffi::c_void,
+            why: *const c_char,
+        );
         pub(super) fn kmcl_test_bh_disable();
         pub(super) fn kmcl_test_bh_enable();
     }
@@ -49,6 +54,20 @@ pub(crate) fn refuse_atomic(function: &'static kernel::str::CStr, owner: usize) 
     // SAFETY: `name` is a NUL-terminated static string; `owner` is null or
     // the module that owns the channel, which is loaded (it is calling).
     unsafe { ffi::kmcl_refuse_atomic(name, owner as *const core::ffi::c_void) }
+}
+
+/// Logs (rate-limited) that `function` refused `handle`, and `why`
+/// ("stale or unknown", "in-flight", ...). Any context.
+pub(crate) fn refuse_handle(
+    function: &'static kernel::str::CStr,
+    handle: usize,
+    why: &'static kernel::str::CStr,
+) {
+    let name: *const c_char = kernel::str::CStrExt::as_char_ptr(function);
+    let why: *const c_char = kernel::str::CStrExt::as_char_ptr(why);
+    // SAFETY: `name` and `why` are NUL-terminated static strings; the
+    // handle is only printed, never dereferenced.
+    unsafe { ffi::kmcl_refuse_handle(name, handle as *const core::ffi::c_void, why) }
 }
 
 /// Runs `f` with bottom halves disabled (tests of atomic callers).

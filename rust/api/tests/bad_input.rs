@@ -744,4 +744,98 @@ mod cases {
             kmcl_channel_cleanup(ch);
         }
     }
+
+    /// The packet `hold` keeps (one at a time).
+    static HELD: AtomicUsize = AtomicUsize::new(0);
+    /// Routines of `counted` that ran.
+    static DONE: AtomicU32 = AtomicU32::new(0);
+
+    /// Server: keeps the packet uncompleted.
+    ///
+    /// # Safety
+    ///
+    /// Called by kmcl as `EvtVmbChannelProcessPacket`.
+    unsafe extern "C" fn hold(
+        _ch: *mut KmclChannel,
+        packet: *mut KmclIncoming,
+        _buffer: *const c_void,
+        _length: u32,
+        _flags: u32,
+    ) {
+        HELD.store(packet as usize, Ordering::SeqCst);
+    }
+
+    /// A routine that keeps its packet (the test frees it).
+    ///
+    /// # Safety
+    ///
+    /// Called by kmcl as a completion routine.
+    unsafe extern "C" fn counted(_p: *mut KmclPacket, _status: c_int, _b: *const c_void, _l: u32) {
+        DONE.fetch_add(1, Ordering::SeqCst);
+    }
+
+    static NOT_A_HANDLE: [u64; 8] = [0; 8];
+
+    #[test]
+    fn stale_made_up_and_wrong_kind_handles_are_refused() {
+        const EINVAL: c_int = -22;
+        HELD.store(0, Ordering::SeqCst);
+        DONE.store(0, Ordering::SeqCst);
+        let recorded = crate::api::checked::count();
+        let (server, client) = pair_owned(core::ptr::null_mut(), core::ptr::null_mut(), hold);
+        let made_up = NOT_A_HANDLE.as_ptr().cast_mut();
+        // SAFETY: every handle passed is live, or one that checked handles
+        // refuse before dereferencing it (which is what is tested).
+        unsafe {
+            let pkt = kmcl_packet_allocate(client);
+            assert!(!pkt.is_null());
+            kmcl_packet_set_completion_routine(pkt, Some(counted));
+            let wait = FORMAT_FLAG_WAIT_FOR_COMPLETION;
+            assert_eq!(
+                kmcl_packet_send(pkt, b"x".as_ptr().cast(), 1, core::ptr::null(), wait),
+                0
+            );
+            // In flight: a second send and a free are refused.
+            assert_eq!(
+                kmcl_packet_send(pkt, b"y".as_ptr().cast(), 1, core::ptr::null(), wait),
+                EINVAL
+            );
+            kmcl_packet_free(pkt);
+            assert!(wait_until(|| HELD.load(Ordering::SeqCst) != 0));
+            let held = HELD.load(Ordering::SeqCst) as *mut KmclIncoming;
+            assert_eq!(kmcl_channel_packet_complete(held, core::ptr::null(), 0), 0);
+            assert!(wait_until(|| DONE.load(Ordering::SeqCst) == 1));
+            // Back with the driver: freed once; a second free, a send and
+            // an accessor of the freed packet are refused.
+            kmcl_packet_free(pkt);
+            kmcl_packet_free(pkt);
+            assert_eq!(
+                kmcl_packet_send(pkt, b"z".as_ptr().cast(), 1, core::ptr::null(), 0),
+                EINVAL
+            );
+            assert!(kmcl_packet_get_channel(pkt).is_null());
+            // Wrong kinds and a made-up pointer.
+            let other = kmcl_packet_allocate(client);
+            assert!(!other.is_null());
+            assert_eq!(kmcl_channel_enable(other.cast()), EINVAL);
+            assert_eq!(kmcl_channel_pause(other.cast()), EINVAL);
+            assert_eq!(
+                kmcl_packet_send(client.cast(), b"x".as_ptr().cast(), 1, core::ptr::null(), 0),
+                EINVAL
+            );
+            assert_eq!(kmcl_channel_enable(made_up.cast()), EINVAL);
+            assert!(kmcl_packet_allocate(made_up.cast()).is_null());
+            kmcl_packet_free(made_up.cast());
+            kmcl_packet_free(other);
+            // A channel used after its cleanup.
+            let stale = allocate(false);
+            kmcl_channel_cleanup(stale);
+            assert_eq!(kmcl_channel_enable(stale), EINVAL);
+            assert!(kmcl_packet_allocate(stale).is_null());
+            assert!(kmcl_channel_get_pointer(stale).is_null());
+        }
+        close_pair(server, client);
+        // Everything recorded for this test is gone again.
+        assert_eq!(crate::api::checked::count(), recorded);
+    }
 }
