@@ -803,28 +803,64 @@ fn run(module: &'static ThisModule) -> Result {
     Ok(())
 }
 
-/// Completion routines of the stress test, counted by outcome.
+/// One pair's sends in the stress test, counted by outcome.
 struct StressFlow {
     go: AtomicBool,
+    /// The pair's client is disabled (between Disable returning and the
+    /// next Enable): no routine of it may run now.
+    closed: AtomicBool,
     sent: AtomicU64,
+    /// Sends with a completion request, completed by the server.
     ok: AtomicU64,
+    /// Sends without one, written to the ring.
+    written: AtomicU64,
     enodev: AtomicU64,
     other: AtomicU64,
+    /// Routines that ran while the client was disabled.
+    late: AtomicU64,
+    /// Sends so far (every fourth asks for no completion).
+    seq: AtomicU64,
     payload: [u8; 64],
 }
 
 impl StressFlow {
-    fn send(&self, packet: kmcl::Packet) {
-        if packet.send(&self.payload, true).is_ok() {
+    fn new() -> Result<Arc<Self>> {
+        Ok(Arc::new(
+            StressFlow {
+                go: AtomicBool::new(true),
+                closed: AtomicBool::new(false),
+                sent: AtomicU64::new(0),
+                ok: AtomicU64::new(0),
+                written: AtomicU64::new(0),
+                enodev: AtomicU64::new(0),
+                other: AtomicU64::new(0),
+                late: AtomicU64::new(0),
+                seq: AtomicU64::new(0),
+                payload: [0x5a; 64],
+            },
+            GFP_KERNEL,
+        )?)
+    }
+
+    fn send(&self, mut packet: kmcl::Packet) {
+        // The tag says how the routine must count it.
+        let wait = self.seq.fetch_add(1, Ordering::Relaxed) % 4 != 3;
+        packet.set_tag(usize::from(wait));
+        if packet.send(&self.payload, wait).is_ok() {
             self.sent.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
 impl kmcl::PacketDone for StressFlow {
-    fn done(&self, packet: kmcl::Packet, status: Result, _reply: &[u8]) {
+    fn done(&self, mut packet: kmcl::Packet, status: Result, _reply: &[u8]) {
+        if self.closed.load(Ordering::SeqCst) {
+            self.late.fetch_add(1, Ordering::SeqCst);
+        }
+        let waited = packet.tag() == 1;
         match status {
-            Ok(()) => self.ok.fetch_add(1, Ordering::Relaxed),
+            Ok(()) if waited => self.ok.fetch_add(1, Ordering::Relaxed),
+            Ok(()) => self.written.fetch_add(1, Ordering::Relaxed),
             Err(e) if e == ENODEV => self.enodev.fetch_add(1, Ordering::Relaxed),
             Err(_) => self.other.fetch_add(1, Ordering::Relaxed),
         };
@@ -842,63 +878,92 @@ fn stress_prime(pair: &Pair, flow: &Arc<StressFlow>) -> Result {
     Ok(())
 }
 
+/// Disables `pair`'s client (`how` it got there is the caller's), checks
+/// that no routine runs while it is disabled, and enables it again
+/// (`early`: disabled once more before it runs, then enabled again).
+fn stress_reconnect(pair: &Pair, flow: &Arc<StressFlow>, early: bool) -> Result {
+    // Every packet in flight completes with -ENODEV, before Disable
+    // returns.
+    pair.client.disable()?;
+    flow.closed.store(true, Ordering::SeqCst);
+    fsleep(Delta::from_millis(1));
+    flow.closed.store(false, Ordering::SeqCst);
+    if early {
+        // Disable of a channel that never started: enabled, then disabled
+        // before its connection is made or right after.
+        pair.client.enable()?;
+        pair.client.disable()?;
+        flow.closed.store(true, Ordering::SeqCst);
+        fsleep(Delta::from_millis(1));
+        flow.closed.store(false, Ordering::SeqCst);
+    }
+    pair.client.enable()?;
+    if !wait_for(5000, || pair.source.running.load(Ordering::SeqCst)) {
+        return Err(ETIMEDOUT);
+    }
+    // Running again: a new window.
+    stress_prime(pair, flow)
+}
+
 fn stress(module: &'static ThisModule, seconds: u32) -> Result {
     const PAIRS: u32 = 32;
-    let flow = Arc::new(
-        StressFlow {
-            go: AtomicBool::new(true),
-            sent: AtomicU64::new(0),
-            ok: AtomicU64::new(0),
-            enodev: AtomicU64::new(0),
-            other: AtomicU64::new(0),
-            payload: [0x5a; 64],
-        },
-        GFP_KERNEL,
-    )?;
     let mut pairs = KVec::with_capacity(PAIRS as usize, GFP_KERNEL)?;
+    let mut flows = KVec::with_capacity(PAIRS as usize, GFP_KERNEL)?;
     for i in 0..PAIRS {
         let p = Pair::with(module, 2000 + i, false, None)?;
+        let flow = StressFlow::new()?;
         stress_prime(&p, &flow)?;
         pairs.push(p, GFP_KERNEL)?;
+        flows.push(flow, GFP_KERNEL)?;
     }
     let t = Instant::<Monotonic>::now();
     let mut rng = 0x2545_f491_u32;
-    let (mut pauses, mut reconnects) = (0u32, 0u32);
+    let (mut pauses, mut reconnects, mut paused_disables, mut early_disables) =
+        (0u32, 0u32, 0u32, 0u32);
     while t.elapsed().as_millis() < i64::from(seconds) * 1000 {
         rng ^= rng << 13;
         rng ^= rng >> 17;
         rng ^= rng << 5;
-        let pair = &pairs[(rng & (PAIRS - 1)) as usize];
-        match (rng >> 8) & 3 {
-            0 => {
+        let k = (rng & (PAIRS - 1)) as usize;
+        let (pair, flow) = (&pairs[k], &flows[k]);
+        match (rng >> 8) & 7 {
+            0 | 1 => {
                 pair.client.pause()?;
                 fsleep(Delta::from_millis(1));
                 pair.client.start()?;
                 pauses += 1;
             }
-            1 => {
+            2 => {
                 pair.server.pause()?;
                 fsleep(Delta::from_millis(2));
                 pair.server.start()?;
                 pauses += 1;
             }
-            2 => {
-                // Every packet in flight completes with -ENODEV.
-                pair.client.disable()?;
-                pair.client.enable()?;
-                if !wait_for(5000, || pair.source.running.load(Ordering::SeqCst)) {
-                    return Err(ETIMEDOUT);
-                }
+            3 => {
+                stress_reconnect(pair, flow, false)?;
                 reconnects += 1;
-                // Running again: a new window.
-                stress_prime(pair, &flow)?;
+            }
+            4 => {
+                // Disable of a paused channel.
+                pair.client.pause()?;
+                stress_reconnect(pair, flow, false)?;
+                reconnects += 1;
+                paused_disables += 1;
+            }
+            5 => {
+                stress_reconnect(pair, flow, true)?;
+                reconnects += 1;
+                early_disables += 1;
             }
             _ => fsleep(Delta::from_millis(5)),
         }
     }
-    flow.go.store(false, Ordering::SeqCst);
-    for p in pairs.iter() {
+    for f in flows.iter() {
+        f.go.store(false, Ordering::SeqCst);
+    }
+    for (p, f) in pairs.iter().zip(flows.iter()) {
         p.client.disable()?;
+        f.closed.store(true, Ordering::SeqCst);
     }
     // Packets the servers received (each completed at once).
     let received: u64 = pairs
@@ -906,26 +971,36 @@ fn stress(module: &'static ThisModule, seconds: u32) -> Result {
         .map(|p| p.sink.received.load(Ordering::SeqCst))
         .sum();
     drop(pairs);
-    let (sent, ok, enodev, other) = (
-        flow.sent.load(Ordering::SeqCst),
-        flow.ok.load(Ordering::SeqCst),
-        flow.enodev.load(Ordering::SeqCst),
-        flow.other.load(Ordering::SeqCst),
+    let total = |f: fn(&StressFlow) -> &AtomicU64| -> u64 {
+        flows.iter().map(|x| f(x).load(Ordering::SeqCst)).sum()
+    };
+    let (sent, ok, written, enodev, other, late) = (
+        total(|f| &f.sent),
+        total(|f| &f.ok),
+        total(|f| &f.written),
+        total(|f| &f.enodev),
+        total(|f| &f.other),
+        total(|f| &f.late),
     );
     pr_info!(
-        "RESULT kind=stress pairs={} seconds={} pauses={} reconnects={} sent={} ok={} enodev={} other={} received={}\n",
+        "RESULT kind=stress pairs={} seconds={} pauses={} reconnects={} paused_disables={} early_disables={} sent={} ok={} written={} enodev={} other={} late={} received={}\n",
         PAIRS,
         seconds,
         pauses,
         reconnects,
+        paused_disables,
+        early_disables,
         sent,
         ok,
+        written,
         enodev,
         other,
+        late,
         received
     );
     // A completed send was received; a received one was sent (a
-    // completion lost to a disconnect ends its send with -ENODEV).
+    // completion lost to a disconnect ends its send with -ENODEV; a
+    // written one may be lost to it).
     if ok > received || received > sent {
         pr_err!(
             "stress: {} sends, {} received, {} completed\n",
@@ -935,11 +1010,18 @@ fn stress(module: &'static ThisModule, seconds: u32) -> Result {
         );
         return Err(EIO);
     }
-    if sent != ok + enodev || other != 0 {
+    if sent != ok + written + enodev || other != 0 {
         pr_err!(
             "stress: {} sends but {} routines ran\n",
             sent,
-            ok + enodev + other
+            ok + written + enodev + other
+        );
+        return Err(EIO);
+    }
+    if late != 0 {
+        pr_err!(
+            "stress: {} routines ran after their channel's Disable returned\n",
+            late
         );
         return Err(EIO);
     }
