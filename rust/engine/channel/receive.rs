@@ -273,6 +273,9 @@ impl Channel {
         let mut delivered = 0u32;
         let mut fetched = 0u32;
         let mut yielded = false;
+        // The data path was severed (seen under the lock the batches take
+        // anyway, so that the usual run takes no extra lock).
+        let mut severed = false;
         // Counted outstanding but not with the driver: objects reserved for
         // a batch and not filled, and packets given back during their
         // delivery. Settled in the next critical section.
@@ -360,6 +363,7 @@ impl Channel {
                     }
                 }
                 let peer = if kick { Some(dp.peer().clone()) } else { None };
+                severed |= dp.is_severed();
                 (n, last, peer, dp.has_written())
             };
             if let Some(peer) = peer {
@@ -425,7 +429,7 @@ impl Channel {
         }
         // The other endpoint left (or the channel is closing): what the
         // ring held was read; every transaction left ends with -ENODEV.
-        if !yielded {
+        if severed && !yielded {
             let left = Option::as_mut(&mut *self.data.lock())
                 .filter(|dp| dp.is_severed())
                 .map(|dp| dp.take_unfinished());
