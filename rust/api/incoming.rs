@@ -24,18 +24,35 @@ use super::{
 
 /// The incoming packet behind a handle a driver gives back, if kmcl lent
 /// it and it was not given back before (a packet completed twice is
-/// refused and logged instead of freed twice; see [`lent`]).
-pub(super) fn incoming(packet: *mut KmclIncoming) -> Option<IncomingPacket> {
-    if !lent::give_back(packet as usize) {
-        pr_err!(
-            "invalid incoming packet handle {:p} (completed twice?); ignored\n",
-            packet
-        );
-        return None;
+/// refused and logged instead of freed twice; see [`lent`]). A packet a
+/// save under way holds (`function` defers or fails it meanwhile) is
+/// completed empty when the save ends.
+pub(super) fn incoming(packet: *mut KmclIncoming, function: &str) -> Option<IncomingPacket> {
+    match lent::give_back(packet as usize) {
+        lent::GiveBack::Taken => {
+            // SAFETY: the record had the handle, so it is `KBox::into_raw`
+            // of a packet's box, and taking it out of the record made it
+            // ours alone.
+            Some(unsafe { incoming_unchecked(packet) })
+        }
+        lent::GiveBack::Recorded => {
+            pr_warn!(
+                "{}: packet {:p} is being saved; it is completed empty instead\n",
+                function,
+                packet
+            );
+            let _ = lent::record(packet as usize, &[]);
+            None
+        }
+        lent::GiveBack::Refused => {
+            pr_err!(
+                "{}: invalid incoming packet handle {:p} (completed twice, or saved?); ignored\n",
+                function,
+                packet
+            );
+            None
+        }
     }
-    // SAFETY: the record had the handle, so it is `KBox::into_raw` of a
-    // packet's box, and taking it out of the record made it ours alone.
-    Some(unsafe { incoming_unchecked(packet) })
 }
 
 /// The incoming packet behind a handle.
@@ -64,16 +81,33 @@ pub unsafe extern "C" fn kmcl_channel_packet_complete(
     if packet.is_null() {
         return EINVAL.to_errno();
     }
-    let Some(packet) = incoming(packet) else {
-        return EINVAL.to_errno();
-    };
     // SAFETY: the caller's promise.
-    match unsafe { bytes(buffer, length) } {
-        Ok(payload) => errno(packet.complete(payload)),
-        Err(e) => {
-            // Completed without a payload rather than leaked.
-            drop(packet);
-            e.to_errno()
+    let payload = unsafe { bytes(buffer, length) };
+    match lent::give_back(packet as usize) {
+        lent::GiveBack::Taken => {
+            // SAFETY: as in `incoming`.
+            let packet = unsafe { incoming_unchecked(packet) };
+            match payload {
+                Ok(payload) => errno(packet.complete(payload)),
+                Err(e) => {
+                    // Completed without a payload rather than leaked.
+                    drop(packet);
+                    e.to_errno()
+                }
+            }
+        }
+        // A save under way holds it: the completion is sent when the save
+        // ends (the packet does not go into it).
+        lent::GiveBack::Recorded => {
+            let recorded = lent::record(packet as usize, payload.as_deref().unwrap_or(&[]));
+            errno(recorded.and(payload.map(|_| ())))
+        }
+        lent::GiveBack::Refused => {
+            pr_err!(
+                "kmcl_channel_packet_complete: invalid incoming packet handle {:p} (completed twice, or saved?); ignored\n",
+                packet
+            );
+            EINVAL.to_errno()
         }
     }
 }
@@ -87,7 +121,7 @@ pub unsafe extern "C" fn kmcl_channel_packet_complete(
 #[no_mangle]
 pub unsafe extern "C" fn kmcl_channel_packet_defer_to_passive(packet: *mut KmclIncoming) {
     if !packet.is_null() {
-        if let Some(p) = incoming(packet) {
+        if let Some(p) = incoming(packet, "kmcl_channel_packet_defer_to_passive") {
             p.defer_to_passive();
         }
     }
@@ -102,7 +136,7 @@ pub unsafe extern "C" fn kmcl_channel_packet_defer_to_passive(packet: *mut KmclI
 #[no_mangle]
 pub unsafe extern "C" fn kmcl_channel_packet_fail(packet: *mut KmclIncoming) {
     if !packet.is_null() {
-        if let Some(p) = incoming(packet) {
+        if let Some(p) = incoming(packet, "kmcl_channel_packet_fail") {
             p.fail();
         }
     }

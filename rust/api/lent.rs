@@ -17,6 +17,14 @@
 //! A handle is an address: one completed twice *after* kmcl lent the same
 //! memory again (packet objects are reused) is not detected.
 //!
+//! A server's save (`kmcl_channel_save_begin`) marks the packets it takes
+//! rather than taking them out: while it asks the driver for their state,
+//! a completion of one is *recorded* (it counts, and the packet is
+//! completed for real when the save ends, instead of going into it); once
+//! the save is sealed a completion is refused, the packet being the
+//! save's; if the save fails the marks go and the packets are the
+//! driver's again, with nothing to allocate.
+//!
 //! The record is split into shards by address, each under its own lock, so
 //! that channels on different CPUs rarely meet on one lock.
 //!
@@ -56,6 +64,8 @@ macro_rules! shards {
         pub(super) fn init() {
             // SAFETY: called once, from the module initialiser, before use.
             $(unsafe { $name.init() };)*
+            // SAFETY: as above.
+            unsafe { RECORDED.init() };
             reserve();
         }
 
@@ -197,6 +207,139 @@ fn shard_of(handle: usize) -> usize {
     ((handle >> 6) ^ (handle >> 12)) & (SHARDS - 1)
 }
 
+/// Marks in an entry's owner word (owners are module addresses, aligned:
+/// the low bits are free).
+/// Taken into a save under way: a completion is recorded.
+const SAVING: usize = 1;
+/// ... and the driver completed it meanwhile.
+const COMPLETED: usize = 2;
+/// In a sealed save: a completion is refused.
+const SAVED: usize = 4;
+const MARKS: usize = SAVING | COMPLETED | SAVED;
+
+/// What giving a handle back found.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum GiveBack {
+    /// Lent: it is the caller's now.
+    Taken,
+    /// Marked for a save under way: the completion is recorded (the
+    /// caller keeps its payload with [`record`]); the packet stays.
+    Recorded,
+    /// Not lent, given back already, or in a sealed save: refused.
+    Refused,
+}
+
+/// Payloads of completions recorded during a save, by handle.
+type Recorded = KVec<(usize, KVec<u8>)>;
+
+kernel::sync::global_lock! {
+    // SAFETY: `init` runs in kmcl's module initialiser, before any packet
+    // can be lent.
+    unsafe(uninit) static RECORDED: SpinLockIrq<Recorded> = KVec::new();
+}
+
+/// Runs `f` on the entry of `handle` in the table, if any: its index and
+/// the shard's vector, under the shard's lock.
+fn with_entry<R>(handle: usize, f: impl FnOnce(&mut KVec<Entry>, Option<usize>) -> R) -> R {
+    with_table(shard_of(handle), |v| {
+        let i = v.iter().rposition(|e| e.0 == handle);
+        f(v, i)
+    })
+}
+
+/// Swap-removes entry `i` of `v`.
+fn remove_at(v: &mut KVec<Entry>, i: usize) {
+    let last = v.pop();
+    if let (Some(last), Some(slot)) = (last, v.get_mut(i)) {
+        *slot = last;
+    }
+}
+
+/// Marks one lent handle, not marked yet, for which `pred(handle, owner)`
+/// holds as taken into a save: (handle, owner). Its completions are
+/// recorded from now on.
+pub(super) fn mark_for_save(pred: impl Fn(usize, usize) -> bool) -> Option<(usize, usize)> {
+    for i in 0..SHARDS {
+        let found = with_table(i, |v| {
+            let e = v.iter_mut().find(|e| e.1 & MARKS == 0 && pred(e.0, e.1))?;
+            e.1 |= SAVING;
+            Some((e.0, e.1 & !MARKS))
+        });
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
+/// Keeps the payload of a completion [`give_back`] recorded. `Err` (out
+/// of memory): the completion is not recorded after all.
+pub(super) fn record(handle: usize, payload: &[u8]) -> Result {
+    let kept = (|| -> Result {
+        let mut copy = KVec::new();
+        copy.extend_from_slice(payload, GFP_ATOMIC)?;
+        RECORDED.lock().push((handle, copy), GFP_ATOMIC)?;
+        Ok(())
+    })();
+    if kept.is_err() {
+        with_entry(handle, |v, i| {
+            if let Some(i) = i {
+                v[i].1 &= !COMPLETED;
+            }
+        });
+    }
+    kept
+}
+
+/// The end of a save's hold on `handle`, marked by [`mark_for_save`]:
+/// `Ok(None)` if the driver did not complete it meanwhile, else the
+/// entry is gone and `Ok(Some(payload))` is the completion to send. With
+/// `seal`, a handle not completed stays marked as the save's (completions
+/// refused) until [`unseal`] or [`drop_sealed`]; without, it is the
+/// driver's again.
+pub(super) fn end_saving(handle: usize, seal: bool) -> Option<KVec<u8>> {
+    let completed = with_entry(handle, |v, i| {
+        let i = i?;
+        if v[i].1 & COMPLETED != 0 {
+            remove_at(v, i);
+            return Some(());
+        }
+        v[i].1 &= !MARKS;
+        if seal {
+            v[i].1 |= SAVED;
+        }
+        None
+    });
+    completed?;
+    let mut recorded = RECORDED.lock();
+    let at = recorded.iter().position(|r| r.0 == handle)?;
+    recorded.remove(at).ok().map(|r| r.1)
+}
+
+/// The index in `v` of `handle`'s entry sealed into a save.
+fn sealed_at(v: &KVec<Entry>, handle: usize) -> Option<usize> {
+    v.iter().position(|e| e.0 == handle && e.1 & SAVED != 0)
+}
+
+/// A sealed save failed: `handle` is the driver's again.
+pub(super) fn unseal(handle: usize) {
+    with_table(shard_of(handle), |v| {
+        if let Some(i) = sealed_at(v, handle) {
+            v[i].1 &= !MARKS;
+        }
+    });
+}
+
+/// A sealed save succeeded: `handle` is the save's; its entry goes (the
+/// sealed one: the address may already be a new packet's).
+pub(super) fn drop_sealed(handle: usize) {
+    with_table(shard_of(handle), |v| {
+        if let Some(i) = sealed_at(v, handle) {
+            remove_at(v, i);
+        }
+    });
+}
+
 /// Records `handle` as lent to `owner`. `Err`: out of memory (the packet
 /// must not be handed out).
 pub(super) fn lend(handle: usize, owner: usize) -> Result {
@@ -210,11 +353,29 @@ pub(super) fn lend(handle: usize, owner: usize) -> Result {
     Ok(())
 }
 
-/// Takes `handle` back: `true` if it was lent and not yet given back.
-pub(super) fn give_back(handle: usize) -> bool {
+/// Takes `handle` back (see [`GiveBack`]).
+pub(super) fn give_back(handle: usize) -> GiveBack {
     // The slots first, then the table: a kept packet enters the table
     // before it leaves its slot.
-    take_from_slots(handle) || with_table(shard_of(handle), |v| remove(v, handle))
+    if take_from_slots(handle) {
+        return GiveBack::Taken;
+    }
+    with_entry(handle, |v, i| {
+        let Some(i) = i else {
+            return GiveBack::Refused;
+        };
+        match v[i].1 & MARKS {
+            0 => {
+                remove_at(v, i);
+                GiveBack::Taken
+            }
+            SAVING => {
+                v[i].1 |= COMPLETED;
+                GiveBack::Recorded
+            }
+            _ => GiveBack::Refused,
+        }
+    })
 }
 
 /// Whether `handle` is lent right now (the caller is its driver).
@@ -225,7 +386,7 @@ pub(super) fn is_lent(handle: usize) -> bool {
 
 /// Takes back one handle still lent to `owner`, if any.
 pub(super) fn take_one_of(owner: usize) -> Option<usize> {
-    take_one_where(|_, o| o == owner).map(|(handle, _)| handle)
+    take_one_where(|_, o| o & !MARKS == owner).map(|(handle, _)| handle)
 }
 
 /// Takes back one lent handle for which `pred(handle, owner)` (called
@@ -270,4 +431,6 @@ pub(super) fn exit() {
         let v = with_table(i, core::mem::take);
         drop(v);
     }
+    let recorded = core::mem::take(&mut *RECORDED.lock());
+    drop(recorded);
 }

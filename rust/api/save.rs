@@ -74,20 +74,28 @@ pub unsafe extern "C" fn kmcl_channel_restore_from_buffer(
     }
 }
 
-/// Gives the taken-back packets back to the driver (a save failed), each
-/// as it was, and lets delivery resume.
-pub(super) fn give_back_all(
-    h: &Handle,
-    taken: impl IntoIterator<Item = (KBox<PacketObject>, usize)>,
-) {
-    for (b, owner) in taken {
-        let raw = KBox::into_raw(b);
-        if lent::lend(raw as usize, owner).is_err() {
-            // SAFETY: made just above, not handed out: completed empty.
-            drop(unsafe { incoming_unchecked(raw.cast()) });
+/// A save under way ends without `marked` (a failure before it was
+/// sealed): each is the driver's again, as it was, except those the
+/// driver completed meanwhile, which are completed now; delivery resumes.
+fn abandon(h: &Handle, marked: &[usize], e: Error) -> Result {
+    for &handle in marked {
+        if let Some(payload) = lent::end_saving(handle, false) {
+            complete_now(handle, &payload);
         }
     }
     h.channel.resume_after_save();
+    Err(e)
+}
+
+/// Sends the completion the driver gave packet `handle` while a save held
+/// it.
+fn complete_now(handle: usize, payload: &[u8]) {
+    // SAFETY: `end_saving` removed its entry: a lent packet's box, ours
+    // alone now.
+    let packet = unsafe { incoming_unchecked(handle as *mut KmclIncoming) };
+    if let Err(e) = packet.complete(payload) {
+        pr_warn!("save: a completion made during the save failed: {:?}\n", e);
+    }
 }
 
 /// What the driver saves for the packet `handle` (`EvtVmbChannelSavePacket`:
@@ -127,8 +135,10 @@ pub(super) fn driver_state(h: &Handle, handle: *mut KmclIncoming) -> Result<KVec
 
 /// `VmbChannelSaveBegin` (server, connected): stops delivery and takes the
 /// packets the driver holds uncompleted into the save, with what the
-/// driver's `EvtVmbChannelSavePacket` saves for each. From then on they
-/// belong to the save: completing one fails (`-EINVAL`). `-EOPNOTSUPP`
+/// driver's `EvtVmbChannelSavePacket` saves for each. A packet the driver
+/// completes while this runs is completed (when it returns) and left out
+/// of the save; once it returns, the packets belong to the save:
+/// completing one fails (`-EINVAL`). `-EOPNOTSUPP`
 /// if one carries external data (not saved); on any error (the driver's
 /// save callback, no memory, a save that cannot be written) every packet
 /// is the driver's again, as it was, and delivery resumes.
@@ -149,13 +159,15 @@ pub unsafe extern "C" fn kmcl_channel_save_begin(channel: *mut KmclChannel) -> c
 pub(super) fn save_begin(h: &Handle) -> Result {
     h.channel.stop_for_save()?;
     let me = Arc::as_ptr(&h.channel);
-    let mut taken: KVec<(KBox<PacketObject>, usize)> = KVec::new();
+    // The packets the driver holds on this channel are marked, not taken:
+    // a completion of one meanwhile is recorded and carried out when the
+    // save ends, and the packet left out of it.
+    let mut marked: KVec<usize> = KVec::new();
     loop {
-        if taken.reserve(1, GFP_KERNEL).is_err() {
-            give_back_all(h, taken);
-            return Err(ENOMEM);
+        if marked.reserve(1, GFP_KERNEL).is_err() {
+            return abandon(h, &marked, ENOMEM);
         }
-        let Some((handle, owner)) = lent::take_one_where(|addr, _| {
+        let Some((handle, _)) = lent::mark_for_save(|addr, _| {
             // SAFETY: `addr` is lent (its entry is in the table, under the
             // table's lock), so the packet is alive.
             let b = unsafe { &*(addr as *const PacketObject) };
@@ -163,56 +175,71 @@ pub(super) fn save_begin(h: &Handle) -> Result {
         }) else {
             break;
         };
-        // SAFETY: a lent handle taken out of the table is ours again.
-        let b = unsafe { KBox::from_raw(handle as *mut PacketObject) };
-        if taken.push_within_capacity((b, owner)).is_err() {
-            // Reserved above.
-            break;
-        }
+        let _ = marked.push_within_capacity(handle);
     }
-    if taken.iter().any(|(b, _)| b.external_data().is_some()) {
-        pr_err!("save: a packet in flight carries external data, which is not saved\n");
-        give_back_all(h, taken);
-        return Err(EOPNOTSUPP);
-    }
-    let Ok(mut states) = KVec::with_capacity(taken.len(), GFP_KERNEL) else {
-        give_back_all(h, taken);
-        return Err(ENOMEM);
+    let carries_external = |handle: usize| {
+        // SAFETY: a marked packet stays alive: its completions are
+        // recorded, not carried out, until `end_saving`.
+        let packet = unsafe { &*(handle as *const PacketObject) };
+        packet.external_data().is_some()
     };
-    for (b, _) in taken.iter() {
-        let raw = core::ptr::from_ref::<PacketObject>(b)
-            .cast_mut()
-            .cast::<KmclIncoming>();
-        match driver_state(h, raw) {
+    if marked.iter().any(|&a| carries_external(a)) {
+        pr_err!("save: a packet in flight carries external data, which is not saved\n");
+        return abandon(h, &marked, EOPNOTSUPP);
+    }
+    let Ok(mut states) = KVec::with_capacity(marked.len(), GFP_KERNEL) else {
+        return abandon(h, &marked, ENOMEM);
+    };
+    for &a in marked.iter() {
+        match driver_state(h, a as *mut KmclIncoming) {
             Ok(st) => {
                 let _ = states.push_within_capacity(st);
             }
             Err(e) => {
                 pr_err!("save: the driver could not save a packet: {:?}\n", e);
-                give_back_all(h, taken);
-                return Err(e);
+                return abandon(h, &marked, e);
             }
         }
     }
-    let (Ok(mut packets), Ok(mut owners)) = (
-        KVec::with_capacity(taken.len(), GFP_KERNEL),
-        KVec::with_capacity(taken.len(), GFP_KERNEL),
+    let (Ok(mut packets), Ok(mut sealed)) = (
+        KVec::with_capacity(marked.len(), GFP_KERNEL),
+        KVec::with_capacity(marked.len(), GFP_KERNEL),
     ) else {
-        give_back_all(h, taken);
-        return Err(ENOMEM);
+        return abandon(h, &marked, ENOMEM);
     };
-    for ((packet, owner), driver_state) in taken.into_iter().zip(states) {
-        let _ = packets.push_within_capacity(crate::engine::channel::SavedPacket {
-            packet,
-            driver_state,
-        });
-        let _ = owners.push_within_capacity(owner);
+    // Sealed: from here a completion is refused (the packet is the
+    // save's); one completed meanwhile is completed now instead.
+    for (&a, driver_state) in marked.iter().zip(states) {
+        match lent::end_saving(a, true) {
+            Some(payload) => complete_now(a, &payload),
+            None => {
+                // SAFETY: sealed, so the driver can no longer give it back:
+                // the box is ours until the save takes it or fails.
+                let packet = unsafe { KBox::from_raw(a as *mut PacketObject) };
+                let _ = packets.push_within_capacity(crate::engine::channel::SavedPacket {
+                    packet,
+                    driver_state,
+                });
+                let _ = sealed.push_within_capacity(a);
+            }
+        }
     }
-    h.channel.save(packets).map_err(|(e, packets)| {
-        pr_err!("save: {:?}; the packets are the driver's again\n", e);
-        give_back_all(h, packets.into_iter().map(|p| p.packet).zip(owners));
-        e
-    })
+    match h.channel.save(packets) {
+        Ok(()) => {
+            for a in sealed {
+                lent::drop_sealed(a);
+            }
+            Ok(())
+        }
+        Err((e, packets)) => {
+            pr_err!("save: {:?}; the packets are the driver's again\n", e);
+            for p in packets {
+                lent::unseal(KBox::into_raw(p.packet) as usize);
+            }
+            h.channel.resume_after_save();
+            Err(e)
+        }
+    }
 }
 
 /// `VmbChannelSaveContinue`: as many whole chunks of the save as fit in

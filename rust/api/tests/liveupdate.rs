@@ -527,4 +527,107 @@ mod cases {
         }
         close_pair(server, client);
     }
+
+    /// What completing a held packet from inside the save callback
+    /// returned (1: not yet).
+    static LU_IN_SAVE: AtomicI32 = AtomicI32::new(1);
+
+    /// `EvtVmbChannelSavePacket` of a driver whose I/O completes while
+    /// the save runs: the first call completes the third packet held.
+    ///
+    /// # Safety
+    ///
+    /// Called by kmcl as `EvtVmbChannelSavePacket`.
+    unsafe extern "C" fn lu_save_racing(
+        ch: *mut KmclChannel,
+        packet: *mut KmclIncoming,
+        buffer: *mut c_void,
+        size: u32,
+        needed: *mut u32,
+    ) -> c_int {
+        if LU_IN_SAVE.load(Ordering::SeqCst) == 1 {
+            let third = LU_HELD[2].load(Ordering::SeqCst) as *mut KmclIncoming;
+            // SAFETY: a packet this driver holds.
+            let rc = unsafe { kmcl_channel_packet_complete(third, b"in-save!".as_ptr().cast(), 8) };
+            LU_IN_SAVE.store(rc, Ordering::SeqCst);
+        }
+        // SAFETY: forwarded as kmcl called us.
+        unsafe { lu_save(ch, packet, buffer, size, needed) }
+    }
+
+    #[test]
+    fn a_completion_while_a_save_runs_is_not_lost() {
+        for a in LU_HELD.iter() {
+            a.store(0, Ordering::SeqCst);
+        }
+        for r in LU_REPLIES.iter() {
+            r.store(0, Ordering::SeqCst);
+        }
+        LU_HELD_N.store(0, Ordering::SeqCst);
+        LU_DONE.store(0, Ordering::SeqCst);
+        LU_IN_SAVE.store(1, Ordering::SeqCst);
+        let ty = Guid { b: [0x3e; 16] };
+        let (server, client) = (allocate(true), allocate(false));
+        // SAFETY: live handles; the packets completed are the server's,
+        // held by its callback.
+        unsafe {
+            assert_eq!(
+                kmcl_server_channel_init_set_target_interface_id(server, &ty, &INSTANCE),
+                0
+            );
+            assert_eq!(
+                kmcl_channel_init_set_process_packet_callbacks(server, Some(lu_hold), None),
+                0
+            );
+            assert_eq!(
+                kmcl_server_channel_init_set_save_restore_packet_callbacks(
+                    server,
+                    Some(lu_save_racing),
+                    Some(lu_restore)
+                ),
+                0
+            );
+            assert_eq!(
+                kmcl_client_channel_init_set_target_pnp(client, &ty, &INSTANCE, None),
+                0
+            );
+            assert_eq!(kmcl_channel_enable(server), 0);
+            assert_eq!(kmcl_channel_start(server), 0);
+            assert_eq!(kmcl_channel_enable(client), 0);
+            assert!(wait_until(|| running(client)));
+            for tag in 0..3 {
+                lu_send(client, tag);
+            }
+            assert!(wait_until(|| LU_HELD_N.load(Ordering::SeqCst) == 3));
+            // The save fails in the end; meanwhile the driver completed
+            // the third packet: that completion counts (0), reaches the
+            // client, and the packet is not given back.
+            crate::engine::channel::fail_next_save();
+            assert_eq!(kmcl_channel_save_begin(server), -12);
+            assert_eq!(LU_IN_SAVE.load(Ordering::SeqCst), 0);
+            assert!(wait_until(|| LU_DONE.load(Ordering::SeqCst) == 1));
+            assert_eq!(
+                LU_REPLIES[2].load(Ordering::SeqCst),
+                u64::from_le_bytes(*b"in-save!")
+            );
+            let third = LU_HELD[2].load(Ordering::SeqCst) as *mut KmclIncoming;
+            assert_eq!(
+                kmcl_channel_packet_complete(third, core::ptr::null(), 0),
+                -22
+            );
+            // The other two are the driver's again.
+            for slot in LU_HELD.iter().take(2) {
+                let p = slot.load(Ordering::SeqCst) as *mut KmclIncoming;
+                assert_eq!(
+                    kmcl_channel_packet_complete(p, b"answered".as_ptr().cast(), 8),
+                    0
+                );
+            }
+            assert!(wait_until(|| LU_DONE.load(Ordering::SeqCst) == 3));
+            for r in LU_REPLIES.iter().take(2) {
+                assert_eq!(r.load(Ordering::SeqCst), u64::from_le_bytes(*b"answered"));
+            }
+        }
+        close_pair(server, client);
+    }
 }
