@@ -140,9 +140,10 @@ impl Channel {
         if let Some(dp) = Option::as_mut(&mut *self.data.lock()) {
             dp.begin_close();
         }
-        conn.announce_close(self);
+        conn.clone().announce_close(self);
         self.kick_rx();
         if !self.exposed.wait_drained(PEER_STALL_MS as u32) {
+            conn.reclaim_peer(self);
             pr_warn!(
                 "channel {}: the other endpoint still holds {} packet(s) with this channel's external data after {} ms; kmcl revokes its access and ends them with -ENODEV\n",
                 self.id,

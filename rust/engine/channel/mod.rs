@@ -319,6 +319,9 @@ pub(crate) struct Channel {
     replenish_len: core::sync::atomic::AtomicUsize,
     /// The replenish work failed too and retries (logged once).
     replenish_failing: core::sync::atomic::AtomicBool,
+    /// Counts reclaims ([`Channel::reclaim_held`]): packets delivered in
+    /// an earlier epoch are no longer the driver's to complete.
+    epoch: core::sync::atomic::AtomicU32,
     /// The driver's pointer (KMCL `VmbChannelSetPointer`).
     pointer: core::sync::atomic::AtomicUsize,
     /// Deliver in process context (KMCL `PASSIVE_LEVEL`) instead of
@@ -614,6 +617,7 @@ impl Channel {
                 replenish_work <- new_work!("kmcl::Channel::replenish_work"),
                 replenish_len: core::sync::atomic::AtomicUsize::new(0),
                 replenish_failing: core::sync::atomic::AtomicBool::new(false),
+                epoch: core::sync::atomic::AtomicU32::new(0),
                 pointer: core::sync::atomic::AtomicUsize::new(0),
                 at_passive: core::sync::atomic::AtomicBool::new(false),
                 halted: core::sync::atomic::AtomicBool::new(false),

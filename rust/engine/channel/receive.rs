@@ -62,6 +62,46 @@ impl Channel {
         rx.waiters -= 1;
     }
 
+    /// The channel's epoch (see [`Self::reclaim_held`]). Any context.
+    pub(crate) fn epoch(&self) -> u32 {
+        self.epoch.load(core::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The other endpoint stopped waiting for this channel's driver (a
+    /// bounded wait on it expired): delivery stops, and the packets the
+    /// driver holds are taken back — they count as completed (no
+    /// completion is sent; the other endpoint is leaving), and the
+    /// driver's later completion of one does nothing. So the channel's own
+    /// close (its Drain) goes on. Logged when there were any. Process
+    /// context, not from the channel's receive work.
+    pub(crate) fn reclaim_held(&self) {
+        let held = {
+            let mut rx = self.rx.lock();
+            rx.enabled = false;
+            rx.waiters += 1;
+            while rx.active {
+                self.rx_changed.wait(&mut rx);
+            }
+            rx.waiters -= 1;
+            // Before the count goes: a completion racing with this is
+            // either counted below or finds its epoch over.
+            self.epoch
+                .fetch_add(1, core::sync::atomic::Ordering::AcqRel);
+            let held = rx.outstanding;
+            rx.outstanding = 0;
+            rx.quota_blocked = false;
+            held
+        };
+        self.rx_changed.notify_all();
+        if held > 0 {
+            pr_warn!(
+                "channel {}: its driver still held {} packet(s) when the other endpoint stopped waiting; kmcl took them back\n",
+                self.id,
+                held
+            );
+        }
+    }
+
     /// Waits until no receive or deferral work of the channel runs (a run
     /// that began before, or one a late signal started). Process context,
     /// not from that work.

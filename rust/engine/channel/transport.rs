@@ -92,6 +92,11 @@ pub(crate) trait Link: Send + Sync {
     /// The server's Opened callback refused the connection with `e`.
     fn refuse(&self, _e: Error) {}
 
+    /// `channel` stopped waiting for packets the other endpoint's driver
+    /// holds: a loopback endpoint's are taken back
+    /// ([`Channel::reclaim_held`]); a VMBus host is on its own.
+    fn reclaim_peer(&self, _channel: &Arc<Channel>) {}
+
     /// The server accepted the connection: its client is told.
     fn tell_client(self: Arc<Self>) {}
 

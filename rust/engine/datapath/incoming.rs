@@ -93,6 +93,7 @@ pub(crate) fn new_object(
             transaction_id: 0,
             completion_requested: false,
             done: true,
+            epoch: 0,
             external: None,
         },
         flags,
@@ -136,6 +137,7 @@ pub(super) fn take_incoming(
     b.transaction_id = d.transaction_id();
     b.completion_requested = d.completion_requested();
     b.done = false;
+    b.epoch = b.channel.epoch();
     b.external = external;
     Some(b)
 }

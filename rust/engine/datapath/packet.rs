@@ -40,6 +40,10 @@ pub(crate) struct PacketObject {
     pub(super) transaction_id: u64,
     pub(super) completion_requested: bool,
     pub(super) done: bool,
+    /// The channel's epoch when the packet was delivered: a packet of an
+    /// older epoch was reclaimed ([`Channel::reclaim_held`]); its driver's
+    /// completion then does nothing.
+    pub(super) epoch: u32,
     /// External data the sender described (GPA-direct packets), checked
     /// against what it exposed; valid until the packet is completed.
     pub(super) external: Option<Arc<GpadlPages>>,
@@ -73,6 +77,10 @@ impl IncomingPacket {
     pub(crate) fn complete(mut self, payload: &[u8]) -> Result {
         let p = &mut *self.0;
         p.done = true;
+        if p.reclaimed() {
+            // kmcl took it back already; dropped quietly.
+            return Ok(());
+        }
         let sent = if p.completion_requested {
             p.channel.send_completion(p.transaction_id, payload)
         } else {
@@ -84,7 +92,11 @@ impl IncomingPacket {
 
     /// KMCL `VmbChannelPacketDeferToPassive`: hands the packet back; it is
     /// delivered again to `process_packet` in process context.
-    pub(crate) fn defer_to_passive(self) {
+    pub(crate) fn defer_to_passive(mut self) {
+        if self.0.reclaimed() {
+            self.0.done = true;
+            return;
+        }
         let channel = self.0.channel.clone();
         channel.defer(self);
     }
@@ -94,6 +106,9 @@ impl IncomingPacket {
     /// (Suspend and Closed on both sides). No completion is sent.
     pub(crate) fn fail(mut self) {
         self.0.done = true;
+        if self.0.reclaimed() {
+            return;
+        }
         self.0.channel.fail_incoming();
     }
 
@@ -134,6 +149,12 @@ impl PacketObject {
         self.data.get(self.payload_at..).unwrap_or_default()
     }
 
+    /// Whether kmcl took the packet back from its driver (its epoch is
+    /// over).
+    fn reclaimed(&self) -> bool {
+        self.epoch != self.channel.epoch()
+    }
+
     /// The channel the packet arrived on.
     pub(crate) fn channel(&self) -> &Arc<Channel> {
         &self.channel
@@ -151,6 +172,7 @@ impl PacketObject {
         payload: &[u8],
         context_size: usize,
     ) -> Result<KBox<PacketObject>> {
+        let channel_epoch = channel.epoch();
         let mut data = KVec::new();
         data.extend_from_slice(payload, GFP_KERNEL)?;
         Ok(KBox::new(
@@ -162,6 +184,7 @@ impl PacketObject {
                 transaction_id,
                 completion_requested,
                 done: false,
+                epoch: channel_epoch,
                 external: None,
             },
             GFP_KERNEL,
@@ -177,7 +200,7 @@ impl PacketObject {
 
 impl Drop for PacketObject {
     fn drop(&mut self) {
-        if !self.done {
+        if !self.done && !self.reclaimed() {
             let _ =
                 self.channel
                     .complete_incoming(self.completion_requested, self.transaction_id, &[]);

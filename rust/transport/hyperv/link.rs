@@ -123,9 +123,16 @@ impl HostLink {
         }
     }
 
-    pub(super) fn wait_detached(&self) -> bool {
+    /// Waits up to `ms` for the client to leave; whether it did.
+    pub(super) fn wait_detached(&self, ms: u32) -> bool {
         let mut st = self.state.lock();
-        wait_bounded(&self.left, &mut st, PEER_STALL_MS as u32, |st| !st.attached)
+        wait_bounded(&self.left, &mut st, ms, |st| !st.attached)
+    }
+
+    /// The client's driver holds packets of a device going away: taken
+    /// back ([`Channel::reclaim_held`]).
+    pub(super) fn reclaim(&self) {
+        self.client.reclaim_held();
     }
 
     /// The client did not leave in time (its driver holds packets, or a
@@ -137,7 +144,7 @@ impl HostLink {
         pr_warn!(
             "channel {}: still open {} ms after its VMBus device was rescinded; kmcl closes the device's channel without waiting further\n",
             self.client.id(),
-            PEER_STALL_MS
+            PEER_STALL_MS + PEER_STALL_MS / 4
         );
         self.client.abandon_data_path();
         self.clone().detach(&self.client);

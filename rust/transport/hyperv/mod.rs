@@ -46,6 +46,7 @@ use crate::{
             PeerEvent,
             Settings, //
         },
+        datapath::PEER_STALL_MS,
         types::{
             Guid,
             GuidText,
@@ -329,10 +330,10 @@ impl HostBus {
     }
 
     /// Device `dev` goes away: its client (if any) is told to close, and
-    /// this returns once it has, or after
-    /// [`crate::engine::datapath::PEER_STALL_MS`] with the
-    /// device's channel closed regardless (hv_vmbus frees it next).
-    /// Process context.
+    /// this returns once it has. After [`PEER_STALL_MS`] the packets its
+    /// driver holds are taken back; a quarter of that later the device's
+    /// channel is closed regardless (hv_vmbus frees it next). Process
+    /// context.
     pub(crate) fn remove(&self, dev: Device) {
         self.offers.remove(dev)
     }
@@ -394,8 +395,13 @@ impl HostOffers {
         };
         if let Some(link) = link {
             link.tell_closed();
-            if !link.wait_detached() {
-                link.abandon();
+            if !link.wait_detached(PEER_STALL_MS as u32) {
+                // Packets its driver holds are taken back; the client's
+                // close then goes on, unless a callback of it hangs.
+                link.reclaim();
+                if !link.wait_detached(PEER_STALL_MS as u32 / 4) {
+                    link.abandon();
+                }
             }
         }
         self.inner

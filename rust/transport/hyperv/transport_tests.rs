@@ -959,10 +959,12 @@ mod tests {
         // closed before it returns (hv_vmbus frees it next).
         assert!(took < PEER_STALL_MS + 1000);
         assert_eq!(host.closes.load(Ordering::SeqCst), 1);
-        // The driver's late completion finds no ring; the channel then
-        // closes in KMCL's order.
-        assert!(wait_for(5, || keeper.held() == 0 && drv.is(b"OTPSC")));
-        assert!(wait_until(|| !ch.is_enabled()));
+        // kmcl took the packet back from the driver: the channel closed in
+        // KMCL's order while the driver still held it.
+        assert!(wait_for(1, || drv.is(b"OTPSC") && !ch.is_enabled()));
+        assert_eq!(keeper.held(), 1);
+        // Its late completion does nothing.
+        assert!(wait_for(5, || keeper.held() == 0));
         assert_eq!(host.closes.load(Ordering::SeqCst), 1);
         ch.cleanup()?;
         Ok(())

@@ -302,20 +302,38 @@ impl Link for Connection {
         true
     }
 
-    /// Waits until the client has left, for [`PEER_STALL_MS`] at most:
-    /// then the server goes on without it (its driver still holds
-    /// packets, or its state callback does not return).
+    /// Waits until the client has left, for [`PEER_STALL_MS`]; then the
+    /// packets its driver holds are taken back and it is given a quarter
+    /// of that again to leave, after which the server goes on without it
+    /// (a state callback of it does not return).
     fn wait_client_detached(&self) {
-        let mut a = self.attached.lock();
-        let left = wait_bounded(&self.left, &mut a, PEER_STALL_MS as u32, |a| !a.client);
-        drop(a);
-        if !left {
+        let wait = |ms: u32| {
+            let mut a = self.attached.lock();
+            wait_bounded(&self.left, &mut a, ms, |a| !a.client)
+        };
+        if wait(PEER_STALL_MS as u32) {
+            return;
+        }
+        // Its driver holds packets: taken back, so that the client's close
+        // goes on; it leaves soon after unless a callback of it hangs.
+        self.client.reclaim_held();
+        if !wait(PEER_STALL_MS as u32 / 4) {
             pr_warn!(
                 "channel {}: client channel {} did not leave within {} ms; the server goes on without it\n",
                 self.server().id(),
                 self.client.id(),
                 PEER_STALL_MS
             );
+        }
+    }
+
+    /// The other endpoint of `channel` keeps packets `channel` waits for:
+    /// they are taken back from its driver.
+    fn reclaim_peer(&self, channel: &Arc<Channel>) {
+        if Arc::ptr_eq(channel, &self.client) {
+            self.server().reclaim_held();
+        } else {
+            self.client.reclaim_held();
         }
     }
 }

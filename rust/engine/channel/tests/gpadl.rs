@@ -438,9 +438,15 @@ mod cases {
         client.disable()?;
         let took = start.elapsed().as_millis();
         pr_info!("client Disable took {} ms\n", took);
-        // kmcl waited the bounded time, then ended the send.
+        // kmcl waited the bounded time, then ended the send, and took the
+        // packet back from the server's driver, whose close then went on.
         assert!((PEER_STALL_MS - 100..PEER_STALL_MS + 1000).contains(&took));
         assert_eq!(outcome[1].load(Ordering::SeqCst), 1);
+        assert!(crate::engine::testing::wait_for(1, || server
+            .snapshot()
+            .held
+            == 0));
+        assert_eq!(keeper.held(), 1);
         assert!(crate::engine::testing::wait_for(5, || keeper.held() == 0));
         server.disable()?;
         client.cleanup()?;
