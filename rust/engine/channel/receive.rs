@@ -474,6 +474,8 @@ impl Channel {
                 .filter(|dp| dp.is_severed())
                 .map(|dp| dp.take_unfinished());
             if let Some(left) = left {
+                // Nobody can reach their external data any more.
+                self.exposed.clear();
                 left.complete_all(Err(ENODEV));
             }
         }

@@ -103,9 +103,11 @@ impl Exposed {
             .map(|(_, p)| p.clone())
     }
 
-    /// Ends every exposure (the connection ended).
+    /// Ends every exposure (the connection ended, or the other endpoint
+    /// left).
     pub(crate) fn clear(&self) {
         let all = core::mem::take(&mut *self.table.lock());
+        self.drained.notify_all();
         drop(all);
     }
 

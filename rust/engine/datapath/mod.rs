@@ -190,9 +190,10 @@ pub(crate) struct DataPath {
     /// is sent, and the receive work completes every transaction left
     /// with `-ENODEV` once it has read what the ring holds.
     severed: bool,
-    /// The channel is closing: a data packet that can no longer be
-    /// delivered (delivery is off) is read and completed empty instead of
-    /// blocking the completions behind it.
+    /// The channel is closing: no new packet is sent (`-ENODEV`), and a
+    /// data packet that can no longer be delivered (delivery is off) is
+    /// read and completed empty instead of blocking the completions
+    /// behind it.
     closing: bool,
     /// Transactions of the server this one replaced (a live update):
     /// their completions are dropped as late, once each.
@@ -402,9 +403,10 @@ impl DataPath {
         self.closing = true;
     }
 
-    /// The channel is closing: data packets that can no longer be
-    /// delivered are completed empty (so that completions behind them,
-    /// and the other endpoint's waits, go on).
+    /// The channel is closing: new packets are refused (`-ENODEV`: routines
+    /// running meanwhile do not start new transactions), and data packets
+    /// that can no longer be delivered are completed empty (so that
+    /// completions behind them, and the other endpoint's waits, go on).
     pub(crate) fn begin_close(&mut self) {
         self.closing = true;
     }

@@ -167,7 +167,8 @@ impl DataPath {
         wait_for_completion: bool,
         may_queue: bool,
     ) -> Result<Sent, SendError> {
-        if self.severed {
+        // Severed, or closing: no new packet.
+        if self.closing {
             return Err(ENODEV.into());
         }
         if payload.len() > self.max_packet {
@@ -320,7 +321,8 @@ impl DataPath {
         completion: Routine,
         may_queue: bool,
     ) -> Result<Sent, SendError> {
-        if self.severed {
+        // Severed, or closing: no new packet.
+        if self.closing {
             return Err(ENODEV.into());
         }
         if payload.len() > self.max_packet {
