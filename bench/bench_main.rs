@@ -149,18 +149,55 @@ fn pin(cpu: Option<u32>) -> Result {
     kernel::error::to_result(unsafe { glue::kmcl_bench_pin(cpu.unwrap_or(u32::MAX)) })
 }
 
-/// The server side: completes every packet with an empty payload.
+/// The server side: completes every packet with an empty payload, at
+/// once, except (with `keep_external`) the last packet with external data
+/// (payload tag [`EXTERNAL_TAG`]), which it keeps until the next such
+/// packet or its Suspend.
+#[pin_data]
 struct Sink {
     running: AtomicBool,
     received: AtomicU64,
+    keep_external: AtomicBool,
+    #[pin]
+    kept: SpinLockIrq<Option<kmcl::Incoming>>,
+}
+
+/// The first payload byte of the stress test's sends with external data.
+const EXTERNAL_TAG: u8 = 0xe0;
+
+impl Sink {
+    /// Whether it keeps a packet with external data now.
+    fn keeps(&self) -> bool {
+        self.kept.lock().is_some()
+    }
+
+    /// Completes the kept packet, if any.
+    fn release(&self) {
+        let kept = self.kept.lock().take();
+        if let Some(p) = kept {
+            let _ = p.complete(&[]);
+        }
+    }
 }
 
 impl kmcl::Driver for Sink {
     fn started(&self, _c: kmcl::ChannelRef<'_>) {
         self.running.store(true, Ordering::SeqCst);
     }
+    fn suspend(&self, _c: kmcl::ChannelRef<'_>) {
+        // KMCL: every packet is completed by the end of Suspend.
+        self.release();
+    }
     fn process_packet(&self, _c: kmcl::ChannelRef<'_>, packet: kmcl::Incoming) {
         self.received.fetch_add(1, Ordering::Relaxed);
+        let external = packet.data().first() == Some(&EXTERNAL_TAG);
+        if external && self.keep_external.load(Ordering::Relaxed) {
+            let older = self.kept.lock().replace(packet);
+            if let Some(p) = older {
+                let _ = p.complete(&[]);
+            }
+            return;
+        }
         let _ = packet.complete(&[]);
     }
 }
@@ -196,11 +233,13 @@ impl Pair {
     /// A pair with kmcl's default settings (`big`: the benchmark's), the
     /// server's packets processed on CPU `target` (`None`: the sender's).
     fn with(module: &'static ThisModule, i: u32, big: bool, target: Option<u32>) -> Result<Self> {
-        let sink = Arc::new(
-            Sink {
+        let sink = Arc::pin_init(
+            pin_init!(Sink {
                 running: AtomicBool::new(false),
                 received: AtomicU64::new(0),
-            },
+                keep_external: AtomicBool::new(false),
+                kept <- new_spinlock_irq!(None),
+            }),
             GFP_KERNEL,
         )?;
         let source = Arc::new(
@@ -214,6 +253,8 @@ impl Pair {
         if big {
             server.set_maximum_packet_size(65536)?;
         }
+        // One page of external data per packet (the stress test's).
+        server.set_maximum_external_data(4096, 1)?;
         server.set_target_processor(target)?;
         server.enable()?;
         server.start()?;
@@ -818,9 +859,13 @@ struct StressFlow {
     other: AtomicU64,
     /// Routines that ran while the client was disabled.
     late: AtomicU64,
-    /// Sends so far (every fourth asks for no completion).
+    /// Sends so far (every fourth asks for no completion, every fifth
+    /// carries external data).
     seq: AtomicU64,
     payload: [u8; 64],
+    external: [u8; 64],
+    /// The external data of its sends (read by the servers).
+    page: kernel::page::Page,
 }
 
 impl StressFlow {
@@ -837,16 +882,27 @@ impl StressFlow {
                 late: AtomicU64::new(0),
                 seq: AtomicU64::new(0),
                 payload: [0x5a; 64],
+                external: [EXTERNAL_TAG; 64],
+                page: kernel::page::Page::alloc_page(GFP_KERNEL)?,
             },
             GFP_KERNEL,
         )?)
     }
 
     fn send(&self, mut packet: kmcl::Packet) {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        // External data always asks for a completion.
+        let wait = n % 5 == 0 || n % 4 != 3;
         // The tag says how the routine must count it.
-        let wait = self.seq.fetch_add(1, Ordering::Relaxed) % 4 != 3;
         packet.set_tag(usize::from(wait));
-        if packet.send(&self.payload, wait).is_ok() {
+        let sent = if n % 5 == 0 {
+            // SAFETY: the page lives as long as this flow, which every
+            // routine of it holds (the packet's routine is this flow).
+            unsafe { packet.send_with_page(&self.external, &self.page, 0, 4096) }
+        } else {
+            packet.send(&self.payload, wait)
+        };
+        if sent.is_ok() {
             self.sent.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -911,6 +967,7 @@ fn stress(module: &'static ThisModule, seconds: u32) -> Result {
     let mut flows = KVec::with_capacity(PAIRS as usize, GFP_KERNEL)?;
     for i in 0..PAIRS {
         let p = Pair::with(module, 2000 + i, false, None)?;
+        p.sink.keep_external.store(true, Ordering::SeqCst);
         let flow = StressFlow::new()?;
         stress_prime(&p, &flow)?;
         pairs.push(p, GFP_KERNEL)?;
@@ -920,6 +977,10 @@ fn stress(module: &'static ThisModule, seconds: u32) -> Result {
     let mut rng = 0x2545_f491_u32;
     let (mut pauses, mut reconnects, mut paused_disables, mut early_disables) =
         (0u32, 0u32, 0u32, 0u32);
+    // Saves begun while the server kept a packet with external data, which
+    // a save cannot hold: each must fail, give every packet back and let
+    // delivery go on.
+    let (mut saves_failed, mut saves_made) = (0u32, 0u32);
     while t.elapsed().as_millis() < i64::from(seconds) * 1000 {
         rng ^= rng << 13;
         rng ^= rng >> 17;
@@ -955,6 +1016,11 @@ fn stress(module: &'static ThisModule, seconds: u32) -> Result {
                 reconnects += 1;
                 early_disables += 1;
             }
+            6 if pair.sink.keeps() => match pair.server.save_begin() {
+                Err(e) if e == EOPNOTSUPP => saves_failed += 1,
+                Err(_) => {}
+                Ok(()) => saves_made += 1,
+            },
             _ => fsleep(Delta::from_millis(5)),
         }
     }
@@ -983,13 +1049,15 @@ fn stress(module: &'static ThisModule, seconds: u32) -> Result {
         total(|f| &f.late),
     );
     pr_info!(
-        "RESULT kind=stress pairs={} seconds={} pauses={} reconnects={} paused_disables={} early_disables={} sent={} ok={} written={} enodev={} other={} late={} received={}\n",
+        "RESULT kind=stress pairs={} seconds={} pauses={} reconnects={} paused_disables={} early_disables={} saves_failed={} saves_made={} sent={} ok={} written={} enodev={} other={} late={} received={}\n",
         PAIRS,
         seconds,
         pauses,
         reconnects,
         paused_disables,
         early_disables,
+        saves_failed,
+        saves_made,
         sent,
         ok,
         written,
@@ -1015,6 +1083,13 @@ fn stress(module: &'static ThisModule, seconds: u32) -> Result {
             "stress: {} sends but {} routines ran\n",
             sent,
             ok + written + enodev + other
+        );
+        return Err(EIO);
+    }
+    if saves_made != 0 {
+        pr_err!(
+            "stress: {} saves succeeded though a packet with external data was held\n",
+            saves_made
         );
         return Err(EIO);
     }

@@ -271,6 +271,22 @@ impl Channel {
         result(unsafe { abi::kmcl_channel_init_set_friendly_name(self.raw, name.as_char_ptr()) })
     }
 
+    /// `VmbChannelInitSetMaximumExternalData`: the most external data an
+    /// incoming packet may carry (`bytes` in at most `ranges` ranges).
+    pub fn set_maximum_external_data(&mut self, bytes: u32, ranges: u32) -> Result {
+        // SAFETY: `raw` is live.
+        result(unsafe { abi::kmcl_channel_init_set_maximum_external_data(self.raw, bytes, ranges) })
+    }
+
+    /// `VmbChannelSaveBegin` (server, connected): stops delivery and takes
+    /// the packets the driver holds into a save (then `save_continue` and
+    /// `save_end` of the C API, not wrapped yet). On an error every packet
+    /// is the driver's again and delivery resumes. Process context.
+    pub fn save_begin(&self) -> Result {
+        // SAFETY: `raw` is live.
+        result(unsafe { abi::kmcl_channel_save_begin(self.raw) })
+    }
+
     /// `VmbChannelSetTransactionQuota`.
     pub fn set_transaction_quota(&mut self, quota: u32) -> Result {
         // SAFETY: `raw` is live.
@@ -502,6 +518,54 @@ impl Packet {
                 len,
                 core::ptr::null(),
                 flags,
+            )
+        };
+        match result(rc) {
+            Ok(()) => {
+                // kmcl has the packet until `on_packet_done`.
+                let _ = ManuallyDrop::new(self);
+                Ok(())
+            }
+            Err(e) => Err((self, e)),
+        }
+    }
+}
+
+impl Packet {
+    /// `VmbPacketSend` with external data: `payload` in the ring, and
+    /// `length` bytes from `offset` in `page` exposed to the other endpoint
+    /// until it completes the packet (a completion is always requested).
+    ///
+    /// # Safety
+    ///
+    /// `page` stays allocated until the packet's routine runs.
+    pub unsafe fn send_with_page(
+        self,
+        payload: &[u8],
+        page: &kernel::page::Page,
+        offset: u32,
+        length: u32,
+    ) -> core::result::Result<(), (Packet, Error)> {
+        let Ok(len) = len32(payload) else {
+            return Err((self, EINVAL));
+        };
+        let mut pages = [page.as_ptr().cast::<abi::Page>()];
+        let mdl = abi::KmclMdl {
+            pages: pages.as_mut_ptr(),
+            nr_pages: 1,
+            offset,
+            length,
+        };
+        // SAFETY: the packet is live and not in flight; the payload and
+        // the MDL are read before the call returns; the page stays
+        // allocated until the routine (the caller's promise).
+        let rc = unsafe {
+            abi::kmcl_packet_send(
+                self.raw,
+                payload.as_ptr().cast(),
+                len,
+                &mdl,
+                abi::FORMAT_FLAG_WAIT_FOR_COMPLETION,
             )
         };
         match result(rc) {

@@ -3,9 +3,12 @@
 #
 # Stress, for STRESS_SECONDS:
 #  - on CPU 0, kmcl_bench stress=...: 32 channel pairs with packets in
-#    flight (three of four ask for a completion, one does not) while
+#    flight (three of four ask for a completion, one does not; one of five
+#    carries external data, which the servers keep until the next) while
 #    channels are paused, started, disabled (running, paused, or right
-#    after Enable, before they ran) and enabled again at random.  Every
+#    after Enable, before they ran), enabled again, and servers begin
+#    saves that must fail (a kept packet with external data cannot be
+#    saved) and give every packet back, at random.  Every
 #    send's routine must run exactly once, with success or -ENODEV, none
 #    while its channel is disabled (after Disable returned), and the
 #    servers' receive counts must agree with the clients' sends and
@@ -24,7 +27,7 @@ SECONDS_=${STRESS_SECONDS:-60}
 CYCLE_PACKETS=200
 
 ktap_print_header
-ktap_set_plan 7
+ktap_set_plan 8
 
 marker="kmcl-test: stress $$"
 echo "$marker" >/dev/kmsg
@@ -78,6 +81,11 @@ if [ -n "$late" ] && [ "$late" -eq 0 ] && [ "$(field paused_disables)" -gt 0 ] &
 	ktap_test_pass "no routine ran after its channel's Disable returned ($(field paused_disables) Disables of paused channels, $(field early_disables) of channels that had not run)"
 else
 	ktap_test_fail "no routine ran after its channel's Disable returned (late: $late)"
+fi
+if [ -n "$(field saves_failed)" ] && [ "$(field saves_failed)" -gt 0 ] && [ "$(field saves_made)" -eq 0 ]; then
+	ktap_test_pass "$(field saves_failed) saves failed (a packet with external data held) and gave every packet back: delivery went on"
+else
+	ktap_test_fail "failed saves give the packets back (failed: $(field saves_failed), made: $(field saves_made))"
 fi
 if [ -n "$received" ] && [ "$ok" -le "$received" ] && [ "$received" -le "$sent" ]; then
 	ktap_test_pass "servers received $received: no fewer than completed ($ok), no more than sent ($sent)"
