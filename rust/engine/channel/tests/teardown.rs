@@ -260,4 +260,30 @@ mod cases {
         assert!(tally.wait_total(1));
         close(client, server)
     }
+
+    #[test]
+    fn a_synchronous_request_at_the_quota_completes() -> Result {
+        let bus = LoopbackBus::new()?;
+        let keeper = Keeper::new()?;
+        let server = Channel::new(Role::Server, bus.clone())?;
+        server.configure(|s| s.interface_type = TYPE)?;
+        server.set_packet_callbacks(Arc::new(Echo, GFP_KERNEL)?)?;
+        let client = Channel::new(Role::Client, bus.clone())?;
+        client.configure(|s| s.interface_type = TYPE)?;
+        client.set_packet_callbacks(keeper.clone())?;
+        client.set_transaction_quota(1)?;
+        open(&server, &client)?;
+        // The client's driver keeps the server's packet: its delivery
+        // stops at the quota.
+        let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
+        send_counted(&server, &tally, b"keep", true)?;
+        assert!(wait_until(|| keeper.held() == 1));
+        // Its synchronous request still gets its reply.
+        let mut reply = [0u8; 16];
+        assert_eq!(client.send_sync(b"at quota", &mut reply, Some(3000)), Ok(8));
+        assert_eq!(&reply[..8], b"at quota");
+        keeper.complete_all();
+        assert!(tally.wait_total(1));
+        close(client, server)
+    }
 }
