@@ -57,6 +57,18 @@ fi
 
 say() { printf '[kernel] %s\n' "$*"; }
 mkdir -p "$CACHE/src"
+# One build per cache at a time: a second `make check` (another clone, the
+# same machine) waits here instead of building into the same directories.
+exec 9>"$CACHE/.build.lock"
+if ! flock -n 9; then
+	say "another kernel build holds $CACHE/.build.lock; waiting for it"
+	flock 9
+	# It may have built this kernel meanwhile.
+	if [ -f "$out/.kmcl-built" ]; then
+		say "built meanwhile: $out"
+		exit 0
+	fi
+fi
 if [ ! -f "$src/.kmcl-unpacked" ]; then
 	say "unpacking $tarball ($kver) into $src"
 	rm -rf "$src" "$src.tmp"
