@@ -969,4 +969,59 @@ mod tests {
         ch.cleanup()?;
         Ok(())
     }
+
+    /// State callbacks whose Suspend takes 3 s (a driver stuck in it).
+    struct SlowSuspend {
+        suspended: core::sync::atomic::AtomicBool,
+        closed: core::sync::atomic::AtomicBool,
+    }
+
+    impl crate::engine::channel::StateCallbacks for SlowSuspend {
+        fn suspend(&self, _c: &Arc<Channel>) {
+            fsleep(Delta::from_millis(3000));
+            self.suspended.store(true, Ordering::SeqCst);
+        }
+        fn closed(&self, _c: &Arc<Channel>) {
+            self.closed.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_rescind_closes_the_device_channel_even_if_the_driver_hangs() -> Result {
+        let Rig {
+            host,
+            bus,
+            dev,
+            ch,
+            drv: _drv,
+        } = Rig::new(false)?;
+        let slow = Arc::new(
+            SlowSuspend {
+                suspended: core::sync::atomic::AtomicBool::new(false),
+                closed: core::sync::atomic::AtomicBool::new(false),
+            },
+            GFP_KERNEL,
+        )?;
+        ch.set_state_callbacks(slow.clone())?;
+        ch.enable()?;
+        assert!(wait_until(|| ch.is_running()));
+        let start = kernel::time::Instant::<kernel::time::Monotonic>::now();
+        host.rescind(bus.host(), &dev);
+        let took = start.elapsed().as_millis();
+        pr_info!("rescind took {} ms\n", took);
+        // The driver's Suspend does not return for 3 s: after the bound
+        // and its quarter kmcl closed the device's channel itself, so
+        // hv_vmbus may free it.
+        assert!((PEER_STALL_MS..PEER_STALL_MS + 1000).contains(&took));
+        assert_eq!(host.closes.load(Ordering::SeqCst), 1);
+        assert!(!slow.suspended.load(Ordering::SeqCst));
+        // The driver's close then ends in KMCL's order; nothing is closed
+        // twice.
+        assert!(wait_for(5, || slow.closed.load(Ordering::SeqCst)));
+        assert!(slow.suspended.load(Ordering::SeqCst));
+        assert!(wait_until(|| !ch.is_enabled()));
+        assert_eq!(host.closes.load(Ordering::SeqCst), 1);
+        ch.cleanup()?;
+        Ok(())
+    }
 }
