@@ -126,6 +126,19 @@ pub(super) unsafe fn packet_ref<'a>(packet: *mut KmclPacket) -> Option<&'a CPack
     unsafe { packet.cast::<CPacket>().as_ref() }
 }
 
+/// Whether `function` refuses `packet`, which is not a packet object its
+/// driver holds (`ok` false: the checked-handle record says so); logs it.
+fn refused(ok: bool, function: &'static kernel::str::CStr, packet: *mut KmclPacket) -> bool {
+    if !ok {
+        crate::sys::context::refuse_handle(
+            function,
+            packet as usize,
+            c"a stale (freed already), unknown or in-flight packet",
+        );
+    }
+    !ok
+}
+
 /// Takes `packet` for `function`'s send: it must be a packet object its
 /// driver holds, not one in flight, which it then is. `None` (and one
 /// rate-limited line) otherwise.
@@ -140,12 +153,11 @@ unsafe fn take_for_send<'a>(
     if packet.is_null() {
         return None;
     }
-    if !checked::change(packet as usize, Kind::Packet, Kind::PacketInFlight) {
-        crate::sys::context::refuse_handle(
-            function,
-            packet as usize,
-            c"a stale, unknown or in-flight packet",
-        );
+    if refused(
+        checked::change(packet as usize, Kind::Packet, Kind::PacketInFlight),
+        function,
+        packet,
+    ) {
         return None;
     }
     // SAFETY: as `packet_ref`.
@@ -266,12 +278,11 @@ pub unsafe extern "C" fn kmcl_packet_free(packet: *mut KmclPacket) {
     if packet.is_null() {
         return;
     }
-    if !checked::remove(packet as usize, Kind::Packet) {
-        crate::sys::context::refuse_handle(
-            c"kmcl_packet_free",
-            packet as usize,
-            c"a stale (freed already), unknown or in-flight packet",
-        );
+    if refused(
+        checked::remove(packet as usize, Kind::Packet),
+        c"kmcl_packet_free",
+        packet,
+    ) {
         return;
     }
     // SAFETY: the caller's promise (and, checking handles, the record).
@@ -332,12 +343,11 @@ pub unsafe extern "C" fn kmcl_packet_set_completion_routine(
     if packet.is_null() {
         return;
     }
-    if !checked::is(packet as usize, Kind::Packet) {
-        crate::sys::context::refuse_handle(
-            c"kmcl_packet_set_completion_routine",
-            packet as usize,
-            c"a stale, unknown or in-flight packet",
-        );
+    if refused(
+        checked::is(packet as usize, Kind::Packet),
+        c"kmcl_packet_set_completion_routine",
+        packet,
+    ) {
         return;
     }
     // SAFETY: the caller's promise: not in flight, so kmcl does not read

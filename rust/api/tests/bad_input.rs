@@ -745,25 +745,8 @@ mod cases {
         }
     }
 
-    /// The packet `hold` keeps (one at a time).
-    static HELD: AtomicUsize = AtomicUsize::new(0);
     /// Routines of `counted` that ran.
     static DONE: AtomicU32 = AtomicU32::new(0);
-
-    /// Server: keeps the packet uncompleted.
-    ///
-    /// # Safety
-    ///
-    /// Called by kmcl as `EvtVmbChannelProcessPacket`.
-    unsafe extern "C" fn hold(
-        _ch: *mut KmclChannel,
-        packet: *mut KmclIncoming,
-        _buffer: *const c_void,
-        _length: u32,
-        _flags: u32,
-    ) {
-        HELD.store(packet as usize, Ordering::SeqCst);
-    }
 
     /// A routine that keeps its packet (the test frees it).
     ///
@@ -779,7 +762,10 @@ mod cases {
     #[test]
     fn stale_made_up_and_wrong_kind_handles_are_refused() {
         const EINVAL: c_int = -22;
-        HELD.store(0, Ordering::SeqCst);
+        for slot in HELD.iter() {
+            slot.store(0, Ordering::SeqCst);
+        }
+        HELD_COUNT.store(0, Ordering::SeqCst);
         DONE.store(0, Ordering::SeqCst);
         let recorded = crate::api::checked::count();
         let (server, client) = pair_owned(core::ptr::null_mut(), core::ptr::null_mut(), hold);
@@ -801,8 +787,8 @@ mod cases {
                 EINVAL
             );
             kmcl_packet_free(pkt);
-            assert!(wait_until(|| HELD.load(Ordering::SeqCst) != 0));
-            let held = HELD.load(Ordering::SeqCst) as *mut KmclIncoming;
+            assert!(wait_until(|| HELD[0].load(Ordering::SeqCst) != 0));
+            let held = HELD[0].load(Ordering::SeqCst) as *mut KmclIncoming;
             assert_eq!(kmcl_channel_packet_complete(held, core::ptr::null(), 0), 0);
             assert!(wait_until(|| DONE.load(Ordering::SeqCst) == 1));
             // Back with the driver: freed once; a second free, a send and

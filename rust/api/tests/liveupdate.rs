@@ -459,8 +459,10 @@ mod cases {
         }
     }
 
-    #[test]
-    fn a_failed_save_gives_every_packet_back_and_delivery_resumes() {
+    /// A server of `ty` holding every packet (`lu_hold`) and saving with
+    /// `save`, and its client, connected, with three packets in flight
+    /// held by the server: (server, client). The records start empty.
+    fn lu_three_held(ty: Guid, save: EvtSavePacket) -> (*mut KmclChannel, *mut KmclChannel) {
         for a in LU_HELD.iter() {
             a.store(0, Ordering::SeqCst);
         }
@@ -469,10 +471,8 @@ mod cases {
         }
         LU_HELD_N.store(0, Ordering::SeqCst);
         LU_DONE.store(0, Ordering::SeqCst);
-        let ty = Guid { b: [0x3d; 16] };
         let (server, client) = (allocate(true), allocate(false));
-        // SAFETY: live handles; the packets completed are the server's,
-        // held by its callback.
+        // SAFETY: live handles.
         unsafe {
             assert_eq!(
                 kmcl_server_channel_init_set_target_interface_id(server, &ty, &INSTANCE),
@@ -485,7 +485,7 @@ mod cases {
             assert_eq!(
                 kmcl_server_channel_init_set_save_restore_packet_callbacks(
                     server,
-                    Some(lu_save),
+                    save,
                     Some(lu_restore)
                 ),
                 0
@@ -497,11 +497,21 @@ mod cases {
             assert_eq!(kmcl_channel_enable(server), 0);
             assert_eq!(kmcl_channel_start(server), 0);
             assert_eq!(kmcl_channel_enable(client), 0);
-            assert!(wait_until(|| running(client)));
-            for tag in 0..3 {
-                lu_send(client, tag);
-            }
-            assert!(wait_until(|| LU_HELD_N.load(Ordering::SeqCst) == 3));
+        }
+        assert!(wait_until(|| running(client)));
+        for tag in 0..3 {
+            lu_send(client, tag);
+        }
+        assert!(wait_until(|| LU_HELD_N.load(Ordering::SeqCst) == 3));
+        (server, client)
+    }
+
+    #[test]
+    fn a_failed_save_gives_every_packet_back_and_delivery_resumes() {
+        let (server, client) = lu_three_held(Guid { b: [0x3d; 16] }, Some(lu_save));
+        // SAFETY: live handles; the packets completed are the server's,
+        // held by its callback.
+        unsafe {
             // The save fails after the packets were taken for it.
             crate::engine::channel::fail_next_save();
             assert_eq!(kmcl_channel_save_begin(server), -12);
@@ -557,48 +567,11 @@ mod cases {
 
     #[test]
     fn a_completion_while_a_save_runs_is_not_lost() {
-        for a in LU_HELD.iter() {
-            a.store(0, Ordering::SeqCst);
-        }
-        for r in LU_REPLIES.iter() {
-            r.store(0, Ordering::SeqCst);
-        }
-        LU_HELD_N.store(0, Ordering::SeqCst);
-        LU_DONE.store(0, Ordering::SeqCst);
         LU_IN_SAVE.store(1, Ordering::SeqCst);
-        let ty = Guid { b: [0x3e; 16] };
-        let (server, client) = (allocate(true), allocate(false));
+        let (server, client) = lu_three_held(Guid { b: [0x3e; 16] }, Some(lu_save_racing));
         // SAFETY: live handles; the packets completed are the server's,
         // held by its callback.
         unsafe {
-            assert_eq!(
-                kmcl_server_channel_init_set_target_interface_id(server, &ty, &INSTANCE),
-                0
-            );
-            assert_eq!(
-                kmcl_channel_init_set_process_packet_callbacks(server, Some(lu_hold), None),
-                0
-            );
-            assert_eq!(
-                kmcl_server_channel_init_set_save_restore_packet_callbacks(
-                    server,
-                    Some(lu_save_racing),
-                    Some(lu_restore)
-                ),
-                0
-            );
-            assert_eq!(
-                kmcl_client_channel_init_set_target_pnp(client, &ty, &INSTANCE, None),
-                0
-            );
-            assert_eq!(kmcl_channel_enable(server), 0);
-            assert_eq!(kmcl_channel_start(server), 0);
-            assert_eq!(kmcl_channel_enable(client), 0);
-            assert!(wait_until(|| running(client)));
-            for tag in 0..3 {
-                lu_send(client, tag);
-            }
-            assert!(wait_until(|| LU_HELD_N.load(Ordering::SeqCst) == 3));
             // The save fails in the end; meanwhile the driver completed
             // the third packet: that completion counts (0), reaches the
             // client, and the packet is not given back.
