@@ -19,7 +19,10 @@ use crate::{
     sys::trace, //
 };
 
-use crate::engine::types::CloseReason;
+use crate::engine::{
+    datapath::PEER_STALL_MS,
+    types::CloseReason, //
+};
 
 use super::Channel;
 
@@ -99,6 +102,20 @@ impl Channel {
                 self.id,
                 held
             );
+        }
+    }
+
+    /// How a transport waits for this channel (a client) to leave its
+    /// connection: `left(ms)` waits up to `ms` and says whether it left.
+    /// For [`PEER_STALL_MS`]; then the packets its driver holds are
+    /// reclaimed ([`Self::reclaim_held`]), so that its close goes on, and
+    /// it gets a quarter of that again. Whether it left; if not, a
+    /// callback of it hangs and the caller goes on without it. Process
+    /// context.
+    pub(crate) fn await_departure(&self, left: impl Fn(u32) -> bool) -> bool {
+        left(PEER_STALL_MS as u32) || {
+            self.reclaim_held();
+            left(PEER_STALL_MS as u32 / 4)
         }
     }
 

@@ -129,10 +129,9 @@ impl HostLink {
         wait_bounded(&self.left, &mut st, ms, |st| !st.attached)
     }
 
-    /// The client's driver holds packets of a device going away: taken
-    /// back ([`Channel::reclaim_held`]).
-    pub(super) fn reclaim(&self) {
-        self.client.reclaim_held();
+    /// The client channel of this connection.
+    pub(super) fn client(&self) -> &Arc<Channel> {
+        &self.client
     }
 
     /// The client did not leave in time (its driver holds packets, or a

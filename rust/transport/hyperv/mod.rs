@@ -46,7 +46,6 @@ use crate::{
             PeerEvent,
             Settings, //
         },
-        datapath::PEER_STALL_MS,
         types::{
             Guid,
             GuidText,
@@ -330,10 +329,9 @@ impl HostBus {
     }
 
     /// Device `dev` goes away: its client (if any) is told to close, and
-    /// this returns once it has. After [`PEER_STALL_MS`] the packets its
-    /// driver holds are taken back; a quarter of that later the device's
-    /// channel is closed regardless (hv_vmbus frees it next). Process
-    /// context.
+    /// this returns once it has left, as [`Channel::await_departure`] says;
+    /// if it does not (a callback of it hangs), kmcl closes the device's
+    /// channel itself (hv_vmbus frees it next). Process context.
     pub(crate) fn remove(&self, dev: Device) {
         self.offers.remove(dev)
     }
@@ -395,13 +393,8 @@ impl HostOffers {
         };
         if let Some(link) = link {
             link.tell_closed();
-            if !link.wait_detached(PEER_STALL_MS as u32) {
-                // Packets its driver holds are taken back; the client's
-                // close then goes on, unless a callback of it hangs.
-                link.reclaim();
-                if !link.wait_detached(PEER_STALL_MS as u32 / 4) {
-                    link.abandon();
-                }
+            if !link.client().await_departure(|ms| link.wait_detached(ms)) {
+                link.abandon();
             }
         }
         self.inner

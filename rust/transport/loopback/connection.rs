@@ -302,27 +302,20 @@ impl Link for Connection {
         true
     }
 
-    /// Waits until the client has left, for [`PEER_STALL_MS`]; then the
-    /// packets its driver holds are taken back and it is given a quarter
-    /// of that again to leave, after which the server goes on without it
-    /// (a state callback of it does not return).
+    /// Waits until the client has left, as [`Channel::await_departure`]
+    /// says; then the server goes on without it (a state callback of it
+    /// does not return).
     fn wait_client_detached(&self) {
-        let wait = |ms: u32| {
+        let left = self.client.await_departure(|ms| {
             let mut a = self.attached.lock();
             wait_bounded(&self.left, &mut a, ms, |a| !a.client)
-        };
-        if wait(PEER_STALL_MS as u32) {
-            return;
-        }
-        // Its driver holds packets: taken back, so that the client's close
-        // goes on; it leaves soon after unless a callback of it hangs.
-        self.client.reclaim_held();
-        if !wait(PEER_STALL_MS as u32 / 4) {
+        });
+        if !left {
             pr_warn!(
                 "channel {}: client channel {} did not leave within {} ms; the server goes on without it\n",
                 self.server().id(),
                 self.client.id(),
-                PEER_STALL_MS
+                PEER_STALL_MS + PEER_STALL_MS / 4
             );
         }
     }
