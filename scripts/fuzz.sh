@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Runs kmcl's fuzz targets (rust/host/fuzz: the ring reader, descriptors,
-# GPA range lists, completion correlation; cargo-fuzz/libFuzzer) for SECONDS each, starting from
-# the checked-in seeds in rust/host/fuzz/corpus/<target>/.  The corpus
-# libFuzzer grows is kept in out/fuzz/corpus/<target>/; crashing inputs in
-# out/fuzz/artifacts/<target>/.  Prints one line per target:
-#   PASS fuzz: <target> (<runs> runs)   or   FAIL fuzz: <target> ...
+# Runs kmcl's fuzz targets (rust/host/fuzz/fuzz_targets: the ring reader,
+# descriptors, GPA range lists, completion correlation, the save stream;
+# cargo-fuzz/libFuzzer) for SECONDS each.  Each run first replays its whole
+# corpus -- the checked-in seeds in rust/host/fuzz/corpus/<target>/ and the
+# corpus libFuzzer grew in earlier runs, kept in out/fuzz/corpus/<target>/ --
+# then mutates.  Crashing inputs go to out/fuzz/artifacts/<target>/.
+# Prints one line per target:
+#   PASS fuzz: <target> (<corpus> inputs replayed, <runs> runs in <s>s)
+#   FAIL fuzz: <target> ...
 # and exits non-zero if any target failed.
 #
-#   scripts/fuzz.sh [SECONDS]     (default 300; make check uses 20)
+#   scripts/fuzz.sh [SECONDS]     (default 300, `make fuzz`; make check: 10)
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,8 +37,9 @@ for t in $("$cargo_fuzz" list); do
 		-print_final_stats=1 >"$log" 2>&1
 	rc=$?
 	runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+	inputs=$(sed -n 's/.*seed corpus: files: \([0-9]*\).*/\1/p' "$log" | head -n 1)
 	if [ "$rc" -eq 0 ]; then
-		echo "PASS fuzz: $t (${runs:-?} runs in ${secs}s)"
+		echo "PASS fuzz: $t (${inputs:-?} corpus inputs replayed, ${runs:-?} runs in ${secs}s)"
 	else
 		grep -E 'panicked|ERROR|SUMMARY' "$log" | head -5
 		echo "FAIL fuzz: $t (exit $rc; inputs in out/fuzz/artifacts/$t/, log $log)"

@@ -1,26 +1,30 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0
-"""Summarise a kmcl VM run: nested KTAP results plus the kernel console log.
+"""Summarise a kmcl VM run: the kselftest results plus the kernel console log.
 
 Usage: ktap_report.py RESULTS.ktap CONSOLE.log
        ktap_report.py --boot-reports CONSOLE.log
 
-Prints one line per leaf test (PASS/FAIL/SKIP), one FAIL per kernel report
-found in the console log (oops, BUG, WARNING, KASAN, lockdep, hung task,
-kmemleak), and ends with "vm: N passed, N failed, N skipped".  Exits 1 when
-anything failed, the VM did not finish, or a plan was not met.
+RESULTS.ktap is what the kernel's run_kselftest.sh printed in the VM.  Its
+runner prefixes each test program's own KTAP with "# "; that is turned back
+into nested KTAP (RESULTS.nested.ktap) and parsed by the kernel's own
+parser, `kunit.py parse` (KSRC/tools/testing/kunit), which prints a line per
+test and counts the leaf tests (a program that failed without a failing
+subtest, or missed its plan, counts as a failure).  kmcl's own checks follow:
+one FAIL per kernel report in the console log (oops, BUG, WARNING, KASAN,
+lockdep, hung task, kmemleak) and one if the guest did not finish.  Ends
+with "vm: N passed, N failed, N skipped"; exits 1 when anything failed.
 
 With --boot-reports, prints the kernel reports logged before the guest
 started its tests (BOOT_MARKER), that is before any kmcl code ran, and exits
 1 if there are any.
 """
 
+import os
 import re
+import subprocess
 import sys
 
-RESULT = re.compile(r"^(?P<indent>\s*)(?P<ok>ok|not ok) (?P<num>\d+)\s*(?P<rest>.*)$")
-PLAN = re.compile(r"^(?P<indent>\s*)1\.\.(?P<n>\d+)")
-HEADER = re.compile(r"^(?P<indent>\s*)# (?P<kind>Subtest: |selftests: )(?P<name>.*)$")
 FINISHED = re.compile(r"^kmcl-vm: finished rc=(\d+)")
 
 # Kernel log lines that mean the kernel found a bug, ours or one we caused.
@@ -68,58 +72,58 @@ def boot_reports(console_path):
     return 1 if found else 0
 
 
-def leaf_results(lines):
-    """Yield (status, name) for every leaf result in a nested KTAP stream.
+SELFTEST_HEADER = re.compile(r"^# selftests: \S+: ")
+SELFTEST_RESULT = re.compile(r"^(ok|not ok) \d+ selftests: ")
 
-    In KTAP a parent's result line follows its subtests' results, which are
-    indented deeper, so a result line is a parent exactly when the previous
-    result line was indented deeper than it.
-    """
-    prev_indent = None
-    failed_below = {}  # indent -> a failure was seen deeper since the last result at this indent
-    # indent -> (name, kind) announced by "# Subtest:" (KTAP: printed at the
-    # subtests' indentation) or "# selftests:" (kselftest runner: printed at
-    # the program's own indentation, before its nested output).
-    headers = {}
+
+def nest(lines):
+    """run_kselftest.sh output as nested KTAP: each program's "# "-prefixed
+    output, between its "# selftests:" header and its result line, indented
+    as its subtests."""
+    out = []
+    inside = False
     for line in lines:
-        h = HEADER.match(line.rstrip("\n"))
-        if h:
-            indent = len(h.group("indent"))
-            headers = {k: v for k, v in headers.items() if k < indent}
-            headers[indent] = (h.group("name").strip(), h.group("kind"))
-            continue
-        m = RESULT.match(line.rstrip("\n"))
-        if not m:
-            continue
-        indent = len(m.group("indent"))
-        ok = m.group("ok") == "ok"
-        rest = m.group("rest")
-        name = rest.split(" # ")[0].lstrip("- ").strip()
-        directive = rest.split(" # ", 1)[1] if " # " in rest else ""
-        is_parent = prev_indent is not None and prev_indent > indent
-        child_failed = any(v for k, v in failed_below.items() if k > indent)
-        for k in [k for k in failed_below if k > indent]:
-            del failed_below[k]
-        prefix = [
-            name_kind[0]
-            for k, name_kind in sorted(headers.items())
-            if k < indent or (k == indent and name_kind[1] == "Subtest: ")
-        ]
-        full = " / ".join(prefix + [name])
-        if not is_parent:
-            if not ok:
-                yield "FAIL", full
-            elif directive.upper().startswith("SKIP"):
-                yield "SKIP", full
-            else:
-                yield "PASS", full
-        elif not ok and not child_failed:
-            # A test program that failed without a failing subtest
-            # (crashed, timed out, missed its plan) is one failure.
-            yield "FAIL", f"{full} ({directive or 'failed'})"
-        if not ok:
-            failed_below[indent] = True
-        prev_indent = indent
+        line = line.rstrip("\n")
+        if line.startswith("TAP version"):
+            out.append("KTAP version 1")
+        elif SELFTEST_HEADER.match(line):
+            inside = True
+            out.append(line)
+        elif SELFTEST_RESULT.match(line):
+            inside = False
+            out.append(line)
+        elif inside and line.startswith("# "):
+            out.append("  " + line[2:])
+        elif inside and line == "#":
+            out.append("")
+        else:
+            out.append(line)
+    return out
+
+
+def kunit_parse(nested_path):
+    """`kunit.py parse` of the nested KTAP: (its output, passed, failed,
+    skipped)."""
+    ksrc = os.environ.get("KSRC")
+    if not ksrc:
+        sys.exit("ktap_report.py: KSRC must name the kernel source (for kunit.py)")
+    kunit = os.path.join(ksrc, "tools/testing/kunit/kunit.py")
+    run = subprocess.run([sys.executable, kunit, "parse", nested_path],
+                         capture_output=True, text=True, check=False)
+    text = run.stdout + run.stderr
+    m = None
+    for m in re.finditer(r"Ran (\d+) tests: (.*)", text):
+        pass
+    counts = {"passed": 0, "failed": 0, "crashed": 0, "skipped": 0, "errors": 0}
+    if m:
+        for part in m.group(2).split(","):
+            k, _, v = part.strip().partition(": ")
+            if k in counts:
+                counts[k] = int(v)
+    bad = counts["failed"] + counts["crashed"] + counts["errors"]
+    if not m:
+        bad += 1
+    return text, counts["passed"], bad, counts["skipped"]
 
 
 def main():
@@ -131,30 +135,16 @@ def main():
     with open(console_path, errors="replace") as f:
         console = f.readlines()
 
-    counts = {"PASS": 0, "FAIL": 0, "SKIP": 0}
-    for status, name in leaf_results(results):
-        counts[status] += 1
-        print(f"{status} {name}")
-
-    # Top-level plan: every planned test program must have reported.
-    plan = None
-    top = 0
-    for line in results:
-        m = PLAN.match(line)
-        if m and not m.group("indent") and plan is None:
-            plan = int(m.group("n"))
-        m = RESULT.match(line)
-        if m and not m.group("indent"):
-            top += 1
-    if plan is None:
-        counts["FAIL"] += 1
-        print("FAIL vm: the guest printed no KTAP plan")
-    elif top < plan:
-        counts["FAIL"] += plan - top
-        print(f"FAIL vm: {plan - top} of {plan} planned test programs did not report")
+    nested_path = os.path.abspath(os.path.splitext(results_path)[0] + ".nested.ktap")
+    with open(nested_path, "w") as f:
+        f.write("\n".join(nest(results)) + "\n")
+    text, passed, failed, skipped = kunit_parse(nested_path)
+    print(text.rstrip())
+    if not re.search(r"Ran \d+ tests", text):
+        print("FAIL vm: kunit.py parse found no results")
 
     if not any(FINISHED.match(l) for l in results):
-        counts["FAIL"] += 1
+        failed += 1
         print("FAIL vm: the guest did not finish (crash, hang or timeout; see console.log)")
 
     reports = kernel_reports(console)
@@ -162,13 +152,13 @@ def main():
         print(f"FAIL kernel log: {text}")
     if len(reports) > 20:
         print(f"FAIL kernel log: ... and {len(reports) - 20} more report lines")
-    counts["FAIL"] += len(reports)
+    failed += len(reports)
 
-    line = f"vm: {counts['PASS']} passed, {counts['FAIL']} failed"
-    if counts["SKIP"]:
-        line += f", {counts['SKIP']} skipped"
+    line = f"vm: {passed} passed, {failed} failed"
+    if skipped:
+        line += f", {skipped} skipped"
     print(line)
-    return 1 if counts["FAIL"] else 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

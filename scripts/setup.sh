@@ -19,7 +19,8 @@ CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
 # package -> suite it must come from ("" = default candidate)
 PKGS_DEFAULT="clang-19 lld-19 llvm-19 libclang-19-dev flex bison bc libelf-dev
 libssl-dev cpio busybox-static rustc-web rust-web-src rust-web-clippy cargo-web
-rustfmt-web gcc g++ libc6-dev ca-certificates git xz-utils make python3 perl kmod gzip"
+rustfmt-web gcc g++ libc6-dev ca-certificates git xz-utils make python3 perl kmod gzip
+rsync python3-sphinx"
 PKGS_TRIXIE_BPO="linux-source-7.3"
 PKGS_BOOKWORM_BPO="qemu-system-x86"
 

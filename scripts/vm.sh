@@ -7,8 +7,10 @@
 #   scripts/vm.sh check   run the kselftest suite; KTAP goes to ttyS1
 #   scripts/vm.sh run     run the demo on the console
 #   scripts/vm.sh bench   run the in-kernel benchmark on the console
+#   scripts/vm.sh shell   an interactive shell on this terminal (make shell)
 #
-# Needs KDIR (kernel build dir) and KSRC (its source, for ktap_helpers.sh).
+# Needs KDIR (kernel build dir) and KSRC (its source: the kselftest
+# framework, see scripts/ksft.sh).
 # KMCL_APPEND adds words to the kernel command line (for experiments, e.g.
 # kmemleak=off to see what kmemleak costs).  VM_PERF=1 puts the host's perf
 # into the image (see BENCH_PROFILE in tests/vm/bench.sh).
@@ -17,7 +19,7 @@
 # Exit status: QEMU's, or 124 when the VM did not finish within VM_TIMEOUT.
 set -euo pipefail
 
-mode=${1:?usage: vm.sh check|run|bench}
+mode=${1:?usage: vm.sh check|run|bench|shell}
 top=$(cd "$(dirname "$0")/.." && pwd)
 : "${KDIR:?KDIR must name the kernel build directory}"
 : "${KSRC:?KSRC must name the kernel source directory}"
@@ -27,16 +29,19 @@ out=$top/out/vm-$mode
 root=$out/initramfs
 
 rm -rf "$out"
-mkdir -p "$root"/{bin,dev,proc,sys,tmp,kmcl,tests}
+mkdir -p "$root"/{bin,usr/bin,dev,proc,sys,tmp,tests}
 cp /bin/busybox "$root/bin/busybox"
 install -m 0755 "$top/tests/vm/init" "$root/init"
 cp "$top"/tests/vm/*.sh "$root/tests/"
-cp -r "$top/tests/kselftest/kmcl" "$root/tests/kmcl"
-mkdir -p "$root/tests/hyperv"
-cp "$top/tests/hyperv/smoke.sh" "$root/tests/hyperv/"
-cp "$KSRC/tools/testing/selftests/kselftest/ktap_helpers.sh" "$root/tests/"
-find "$top" -name '*.ko' -not -path "$top/out/*" -exec cp {} "$root/kmcl/" \;
-[ -f "$root/kmcl/kmcl.ko" ] || { echo "vm.sh: kmcl.ko is not built" >&2; exit 1; }
+# The kernel's kselftest runner bounds each test with /usr/bin/timeout
+# --foreground (GNU); busybox's timeout has no --foreground.
+install -m 0755 "$top/tests/vm/timeout" "$root/usr/bin/timeout"
+# kmcl's kselftest, installed the kernel's way (with the modules it loads):
+# /kselftest/run_kselftest.sh, /kselftest/kmcl/modules/*.ko.
+"$top/scripts/ksft.sh" "$root/kselftest" >"$out/ksft-install.log" 2>&1 ||
+	{ tail -20 "$out/ksft-install.log" >&2; echo "vm.sh: installing the kselftest failed" >&2; exit 1; }
+[ -f "$root/kselftest/kmcl/modules/kmcl.ko" ] || { echo "vm.sh: kmcl.ko is not built" >&2; exit 1; }
+ln -s kselftest/kmcl/modules "$root/kmcl"
 # VM_PERF=1: the host's perf and its libraries, for profiling in the VM.
 if [ "${VM_PERF:-0}" = 1 ]; then
 	perf=$(command -v perf) || { echo "vm.sh: VM_PERF=1 needs perf (linux-perf)" >&2; exit 1; }
@@ -57,7 +62,11 @@ qemu=(qemu-system-x86_64 -machine q35,accel=tcg -cpu max -m "$VM_MEM" -smp 2
 cmdline="console=ttyS0 panic=-1 reboot=t kunit.filter_glob=kmcl_* KMCL_VM=$mode ${KMCL_APPEND:-}"
 
 set +e
-if [ "$mode" != check ]; then
+if [ "$mode" = shell ]; then
+	echo "[vm] booting the test VM (TCG: about a minute); poweroff -f or Ctrl-A X leaves"
+	"${qemu[@]}" -append "$cmdline" -serial mon:stdio
+	rc=$?
+elif [ "$mode" != check ]; then
 	timeout -k 10 "$VM_TIMEOUT" "${qemu[@]}" -append "$cmdline" \
 		-serial stdio </dev/null | tee "$out/console.log"
 	rc=${PIPESTATUS[0]}

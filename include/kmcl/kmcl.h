@@ -253,18 +253,71 @@ int kmcl_channel_start(struct kmcl_channel *channel);
  * and server-only setters return -EINVAL on a channel of the other role.
  */
 
-/** kmcl_channel_init_set_maximum_packet_size() - largest payload sent (> 0). */
+/**
+ * kmcl_channel_init_set_maximum_packet_size() - the largest payload the
+ * driver sends on the channel (KMCL VmbChannelInitSetMaximumPacketSize).
+ * @channel: a disabled channel.
+ * @size:    bytes, greater than 0.
+ *
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
+ * Return: 0, -EINVAL (NULL @channel, @size 0), -EBUSY (enabled).
+ */
 int kmcl_channel_init_set_maximum_packet_size(struct kmcl_channel *channel,
 					      u32 size);
-/** kmcl_channel_init_set_maximum_external_data() - external data limits. */
+/**
+ * kmcl_channel_init_set_maximum_external_data() - the most external data
+ * one incoming packet may describe (KMCL
+ * VmbChannelInitSetMaximumExternalData); GPA-direct packets beyond it fail
+ * the channel (untrusted range lists).
+ * @channel:      a disabled channel.
+ * @size:         bytes, greater than 0.
+ * @chain_length: MDLs (ranges), greater than 0.
+ *
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
+ * Return: 0, -EINVAL (NULL @channel, @size or @chain_length 0), -EBUSY
+ * (enabled).
+ */
 int kmcl_channel_init_set_maximum_external_data(struct kmcl_channel *channel,
 						u32 size, u32 chain_length);
-/** kmcl_channel_init_set_client_context_size() - zeroed bytes per incoming packet (<= 4096). */
+/**
+ * kmcl_channel_init_set_client_context_size() - zeroed bytes kmcl
+ * allocates with every incoming packet for the driver (KMCL
+ * VmbChannelInitSetClientContextSize).
+ * @channel: a disabled channel.
+ * @size:    bytes, at most 4096 (allocated in softirq context).
+ *
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
+ * Return: 0, -EINVAL (NULL @channel, @size above 4096), -EBUSY (enabled).
+ */
 int kmcl_channel_init_set_client_context_size(struct kmcl_channel *channel,
 					      u32 size);
-/** kmcl_channel_init_set_flags() - VMBUS_CHANNEL_INIT_FLAG_* (pipe mode: -EOPNOTSUPP). */
+/**
+ * kmcl_channel_init_set_flags() - VmbChannelInitSetFlags.
+ * @channel: a disabled channel.
+ * @flags:   VMBUS_CHANNEL_INIT_FLAG_* bits.
+ *
+ * kmcl does not implement pipe mode: VMBUS_CHANNEL_INIT_FLAG_IS_PIPE is
+ * refused rather than accepted and ignored.
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
+ * Return: 0, -EINVAL (NULL @channel, unknown bits), -EOPNOTSUPP
+ * (IS_PIPE), -EBUSY (enabled).
+ */
 int kmcl_channel_init_set_flags(struct kmcl_channel *channel, u32 flags);
-/** kmcl_channel_init_set_friendly_name() - a name for logs (<= 64 bytes). */
+/**
+ * kmcl_channel_init_set_friendly_name() - VmbChannelInitSetFriendlyName:
+ * the name kmcl shows in logs, debugfs and trace events.
+ * @channel: a disabled channel.
+ * @name:    a NUL-terminated string of at most 64 bytes, copied.
+ *
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
+ * Return: 0, -EINVAL (NULL @channel or @name, @name too long), -EBUSY
+ * (enabled).
+ */
 int kmcl_channel_init_set_friendly_name(struct kmcl_channel *channel,
 					const char *name);
 
@@ -378,11 +431,32 @@ int kmcl_client_channel_init_set_transport(struct kmcl_channel *channel,
 int kmcl_channel_init_set_target_processor(struct kmcl_channel *channel,
 					   u32 processor);
 
-/** kmcl_server_channel_init_set_target_interface_id() - what a server offers (both required). */
+/**
+ * kmcl_server_channel_init_set_target_interface_id() - the interface type
+ * and instance a server channel offers, by which a client opens it (KMCL
+ * VmbServerChannelInitSetTargetInterfaceId).
+ * @channel:        a disabled server channel.
+ * @interface_type: the interface (class) GUID.
+ * @instance:       the instance GUID.
+ *
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
+ * Return: 0, -EINVAL (client channel, a NULL argument), -EBUSY (enabled).
+ */
 int kmcl_server_channel_init_set_target_interface_id(struct kmcl_channel *channel,
 						     const guid_t *interface_type,
 						     const guid_t *instance);
-/** kmcl_server_channel_init_set_flags() - VMBUS_SERVER_CHANNEL_INIT_FLAG_*. */
+/**
+ * kmcl_server_channel_init_set_flags() - VmbServerChannelInitSetFlags.
+ * @channel: a disabled server channel.
+ * @flags:   VMBUS_SERVER_CHANNEL_INIT_FLAG_* bits.
+ *
+ * The flags are recorded; kmcl does not act on them yet (see
+ * Documentation/kmcl-mapping.rst).
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
+ * Return: 0, -EINVAL (client channel, unknown bits), -EBUSY (enabled).
+ */
 int kmcl_server_channel_init_set_flags(struct kmcl_channel *channel, u32 flags);
 /**
  * kmcl_server_channel_init_set_target_vtl() - only clients running in @vtl
@@ -410,7 +484,19 @@ int kmcl_server_channel_init_set_target_vtl(struct kmcl_channel *channel, u8 vtl
  */
 int kmcl_server_channel_init_set_mmio_megabytes(struct kmcl_channel *channel,
 						u16 megabytes, u16 optional_megabytes);
-/** kmcl_server_channel_init_set_save_restore_packet_callbacks() - save/restore callbacks. */
+/**
+ * kmcl_server_channel_init_set_save_restore_packet_callbacks() - how a
+ * server saves and restores the packets it holds across a save (KMCL
+ * VmbServerChannelInitSetSaveRestorePacketCallbacks; see
+ * Documentation/save-restore.rst).
+ * @channel: a disabled server channel.
+ * @save:    called for each held packet during a save, or NULL.
+ * @restore: called for each saved packet on restore, or NULL.
+ *
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
+ * Return: 0, -EINVAL (client channel), -EBUSY (enabled).
+ */
 int kmcl_server_channel_init_set_save_restore_packet_callbacks(struct kmcl_channel *channel,
 							       kmcl_evt_save_packet save,
 							       kmcl_evt_restore_packet restore);
@@ -428,7 +514,19 @@ int kmcl_server_channel_init_set_save_restore_packet_callbacks(struct kmcl_chann
 int kmcl_server_channel_init_set_vmbus_handle(struct kmcl_channel *channel,
 					      void *handle);
 
-/** kmcl_channel_set_incoming_processing_at_passive() - deliver in process context (init time). */
+/**
+ * kmcl_channel_set_incoming_processing_at_passive() - deliver incoming
+ * packets in process context (a workqueue) instead of softirq context
+ * (KMCL VmbChannelSetIncomingProcessingAtPassive).
+ * @channel:    a disabled channel.
+ * @at_passive: true for process context.
+ *
+ * Unlike KMCL, only while the channel is disabled, so that its receive
+ * work always runs in one context.
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
+ * Return: 0, -EINVAL (NULL @channel), -EBUSY (enabled).
+ */
 int kmcl_channel_set_incoming_processing_at_passive(struct kmcl_channel *channel,
 						    bool at_passive);
 /**
@@ -460,12 +558,35 @@ int kmcl_channel_set_interrupt_latency(struct kmcl_channel *channel,
 
 /* Channel information.  Context: any. */
 
-/** kmcl_channel_get_interface_instance() - the instance GUID of the channel. */
+/**
+ * kmcl_channel_get_interface_instance() - VmbChannelGetInterfaceInstance.
+ * @channel:  a channel.
+ * @instance: receives the channel's instance GUID (a server's as set, a
+ *            client's once it is bound to an offer).
+ *
+ * Does nothing for a NULL argument.
+ * Context: any.
+ */
 void kmcl_channel_get_interface_instance(struct kmcl_channel *channel,
 					 guid_t *instance);
-/** kmcl_channel_set_pointer() - the driver's pointer for the channel. */
+/**
+ * kmcl_channel_set_pointer() - VmbChannelSetPointer: a pointer of the
+ * driver's, kept with the channel.
+ * @channel: a channel.
+ * @pointer: anything; kmcl does not use it.
+ *
+ * Does nothing for a NULL @channel.
+ * Context: any.
+ */
 void kmcl_channel_set_pointer(struct kmcl_channel *channel, void *pointer);
-/** kmcl_channel_get_pointer() - what kmcl_channel_set_pointer() stored. */
+/**
+ * kmcl_channel_get_pointer() - VmbChannelGetPointer.
+ * @channel: a channel.
+ *
+ * Context: any.
+ * Return: what kmcl_channel_set_pointer() stored last; NULL before that or
+ * for a NULL @channel.
+ */
 void *kmcl_channel_get_pointer(struct kmcl_channel *channel);
 /**
  * kmcl_channel_get_mmio_space() - VmbChannelGetMmioSpace.
@@ -531,11 +652,34 @@ int kmcl_channel_packet_get_external_data(struct kmcl_incoming *packet,
 
 /* Outgoing packets. */
 
-/** kmcl_packet_allocate() - VmbPacketAllocate (any context); NULL on failure. */
+/**
+ * kmcl_packet_allocate() - VmbPacketAllocate: an outgoing packet object.
+ * @channel: the channel the packet will be sent on.
+ *
+ * Free it with kmcl_packet_free() once it is not in flight (a sent packet
+ * comes back to its completion routine first).
+ * Context: any (allocates with GFP_ATOMIC).
+ * Return: the packet, or NULL (NULL @channel, out of memory).
+ */
 struct kmcl_packet *kmcl_packet_allocate(struct kmcl_channel *channel);
-/** kmcl_packet_free() - VmbPacketFree; also ends a kmcl_packet_initialize() packet. */
+/**
+ * kmcl_packet_free() - VmbPacketFree.
+ * @packet: a packet from kmcl_packet_allocate() or
+ *          kmcl_packet_initialize(), not in flight; NULL does nothing.
+ *
+ * Ends a kmcl_packet_initialize() packet too (its memory stays the
+ * driver's).  With kmcl.checked_handles=1 (the default) a handle kmcl did
+ * not hand out, or freed already, is refused and logged.
+ * Context: any.
+ */
 void kmcl_packet_free(struct kmcl_packet *packet);
-/** kmcl_channel_sizeof_packet() - bytes kmcl_packet_initialize() needs. */
+/**
+ * kmcl_channel_sizeof_packet() - VmbChannelSizeofPacket.
+ * @channel: a channel (the size is the same for all).
+ *
+ * Context: any.
+ * Return: the bytes kmcl_packet_initialize() needs for a packet object.
+ */
 u32 kmcl_channel_sizeof_packet(struct kmcl_channel *channel);
 
 /**
@@ -552,11 +696,32 @@ u32 kmcl_channel_sizeof_packet(struct kmcl_channel *channel);
 int kmcl_packet_initialize(struct kmcl_channel *channel, void *buffer,
 			   u32 size, struct kmcl_packet **packet);
 
-/** kmcl_packet_get_channel() - VmbPacketGetChannel. */
+/**
+ * kmcl_packet_get_channel() - VmbPacketGetChannel.
+ * @packet: an outgoing packet.
+ *
+ * Context: any.
+ * Return: the channel @packet was allocated for; NULL for a NULL @packet.
+ */
 struct kmcl_channel *kmcl_packet_get_channel(struct kmcl_packet *packet);
-/** kmcl_packet_set_pointer() - the driver's pointer for the packet. */
+/**
+ * kmcl_packet_set_pointer() - VmbPacketSetPointer: a pointer of the
+ * driver's, kept with the packet (cleared when it is allocated again).
+ * @packet:  an outgoing packet.
+ * @pointer: anything; kmcl does not use it.
+ *
+ * Does nothing for a NULL @packet.
+ * Context: any.
+ */
 void kmcl_packet_set_pointer(struct kmcl_packet *packet, void *pointer);
-/** kmcl_packet_get_pointer() - what kmcl_packet_set_pointer() stored. */
+/**
+ * kmcl_packet_get_pointer() - VmbPacketGetPointer.
+ * @packet: an outgoing packet.
+ *
+ * Context: any.
+ * Return: what kmcl_packet_set_pointer() stored last; NULL before that or
+ * for a NULL @packet.
+ */
 void *kmcl_packet_get_pointer(struct kmcl_packet *packet);
 /**
  * kmcl_packet_set_completion_routine() - EvtVmbPacketCompletionRoutine.

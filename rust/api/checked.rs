@@ -161,7 +161,7 @@ pub(super) fn remove(addr: usize, kind: Kind) -> bool {
 }
 
 /// Handles recorded now (tests).
-#[cfg(CONFIG_KUNIT)]
+#[cfg(kmcl_kunit)]
 pub(super) fn count() -> usize {
     TABLE
         .iter()

@@ -40,10 +40,7 @@ use kernel::{
     sync::{Arc, ArcBorrow, Mutex, SpinLock, SpinLockIrq},
 };
 
-use crate::engine::{
-    channel::Channel,
-    datapath::PacketObject, //
-};
+use crate::engine::channel::Channel;
 use crate::shmem::GpadlPages;
 use crate::transport::loopback::LoopbackBus;
 
@@ -104,6 +101,7 @@ mod glue {
     extern "C" {
         pub(super) fn kmcl_glue_watch_modules() -> core::ffi::c_int;
         pub(super) fn kmcl_glue_unwatch_modules();
+        #[cfg(kmcl_kunit)]
         pub(super) fn kmcl_glue_c_layout(count: *mut u32) -> *const u32;
     }
 }
@@ -416,5 +414,5 @@ fn release(h: &Arc<Handle>) {
     checked::remove(h.as_raw() as usize, checked::Kind::Channel);
 }
 
-#[cfg(CONFIG_KUNIT)]
+#[cfg(kmcl_kunit)]
 mod tests;

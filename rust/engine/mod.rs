@@ -53,6 +53,6 @@
 
 pub(crate) mod channel;
 pub(crate) mod datapath;
-#[cfg(CONFIG_KUNIT)]
+#[cfg(kmcl_kunit)]
 pub(crate) mod testing;
 pub(crate) mod types;

@@ -12,6 +12,9 @@
 
 #include "kmcl_glue.h"
 
+/* The release, as in dkms.conf (PACKAGE_VERSION; a host test compares). */
+MODULE_VERSION("0.1.0");
+
 EXPORT_SYMBOL_NS_GPL(kmcl_query_interface, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_allocate, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_cleanup, "KMCL");

@@ -15,7 +15,7 @@
 
 bool kmcl_hv_vmbus_present(void);
 
-/* rust/glue/hv.c: kmcl's drivers and channels on hv_vmbus. */
+/* rust/glue/hv_glue.c: kmcl's drivers and channels on hv_vmbus. */
 struct hv_device;
 struct vmbus_channel;
 struct kmcl_hv_rings {

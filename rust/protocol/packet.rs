@@ -306,8 +306,8 @@ mod tests {
 }
 
 /// The same checks on the kernel build of this file, run by KUnit when
-/// `kmcl.ko` is loaded.
-#[cfg(MODULE)]
+/// the test build of `kmcl.ko` is loaded (`KMCL_KUNIT=y`).
+#[cfg(kmcl_kunit)]
 #[::kernel::prelude::kunit_tests(kmcl_protocol_packet)]
 mod kunit {
     use super::*;

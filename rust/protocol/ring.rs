@@ -1093,9 +1093,9 @@ mod tests {
     }
 }
 
-/// The ring on the kernel build of this file, run by KUnit when `kmcl.ko`
-/// is loaded.
-#[cfg(MODULE)]
+/// The ring on the kernel build of this file, run by KUnit when the test
+/// build of `kmcl.ko` is loaded (`KMCL_KUNIT=y`).
+#[cfg(kmcl_kunit)]
 #[::kernel::prelude::kunit_tests(kmcl_protocol_ring)]
 mod kunit {
     use super::*;

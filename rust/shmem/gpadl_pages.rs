@@ -24,7 +24,9 @@ mod glue {
         ) -> i32;
         pub(super) fn kmcl_page_pfn(page: *mut page) -> u64;
         pub(super) fn kmcl_pages_of_pfns(pfns: *const u64, n: u32, pages: *mut *mut page) -> i32;
+        #[cfg(kmcl_kunit)]
         pub(super) fn kmcl_page_read(page: *mut page, offset: u32, dst: *mut u8, len: u32);
+        #[cfg(kmcl_kunit)]
         pub(super) fn kmcl_page_write(page: *mut page, offset: u32, src: *const u8, len: u32);
     }
 }
@@ -194,6 +196,7 @@ impl GpadlPages {
         self.offset
     }
 
+    #[cfg(kmcl_kunit)]
     /// Calls `f(page, offset in page, start in the caller's buffer, len)`
     /// for each piece of `[at, at + len)` of the data.
     fn pieces(
@@ -220,6 +223,7 @@ impl GpadlPages {
         Ok(())
     }
 
+    #[cfg(kmcl_kunit)]
     /// Copies `buf.len()` bytes of the data, from `at`, into `buf`.
     pub(crate) fn read(&self, at: usize, buf: &mut [u8]) -> Result {
         let ptr = buf.as_mut_ptr();
@@ -230,6 +234,7 @@ impl GpadlPages {
         })
     }
 
+    #[cfg(kmcl_kunit)]
     /// Copies `data` into the data, from `at`.
     pub(crate) fn write(&self, at: usize, data: &[u8]) -> Result {
         let ptr = data.as_ptr();
@@ -240,6 +245,7 @@ impl GpadlPages {
     }
 }
 
+#[cfg(kmcl_kunit)]
 /// Copies `buf.len()` bytes at `offset` of `page` (within the page) into
 /// `buf`, through a temporary mapping; any context.
 ///

@@ -18,8 +18,9 @@ mod gpadl_pages;
 mod mmio;
 mod ring_pages;
 
+#[cfg(kmcl_kunit)]
+pub(crate) use gpadl_pages::page_read;
 pub(crate) use gpadl_pages::{
-    page_read,
     GpadlPages,
     MdlView,
     Page, //
@@ -27,9 +28,8 @@ pub(crate) use gpadl_pages::{
 pub(crate) use mmio::MmioMemory;
 pub(crate) use ring_pages::RingPages;
 
-use kernel::prelude::*;
-
-#[kunit_tests(kmcl_shmem)]
+#[cfg(kmcl_kunit)]
+#[kernel::prelude::kunit_tests(kmcl_shmem)]
 mod tests {
     use super::*;
     use crate::protocol::packet::PacketType;
@@ -39,6 +39,7 @@ mod tests {
         OutgoingRing, //
     };
     use kernel::page::PAGE_SIZE;
+    use kernel::prelude::*;
 
     #[test]
     fn ring_pages_layout() -> Result {

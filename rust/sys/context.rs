@@ -9,6 +9,7 @@ mod ffi {
 
     extern "C" {
         pub(super) fn kmcl_in_task() -> bool;
+        #[cfg(kmcl_kunit)]
         pub(super) fn kmcl_pin_current(cpu: u32) -> core::ffi::c_int;
         pub(super) fn kmcl_may_sleep() -> bool;
         pub(super) fn kmcl_might_sleep();
@@ -18,7 +19,9 @@ mod ffi {
             handle: *const core::ffi::c_void,
             why: *const c_char,
         );
+        #[cfg(kmcl_kunit)]
         pub(super) fn kmcl_test_bh_disable();
+        #[cfg(kmcl_kunit)]
         pub(super) fn kmcl_test_bh_enable();
     }
 }
@@ -71,7 +74,7 @@ pub(crate) fn refuse_handle(
 }
 
 /// Runs `f` with bottom halves disabled (tests of atomic callers).
-#[cfg(CONFIG_KUNIT)]
+#[cfg(kmcl_kunit)]
 pub(crate) fn with_bh_disabled<R>(f: impl FnOnce() -> R) -> R {
     // SAFETY: disables bottom halves on this CPU; enabled again below.
     unsafe { ffi::kmcl_test_bh_disable() };
@@ -85,7 +88,7 @@ pub(crate) fn with_bh_disabled<R>(f: impl FnOnce() -> R) -> R {
 /// Lets the calling thread run on CPU `cpu` only (for tests; kunit runs
 /// each case in a thread of its own). `-EINVAL` for an offline CPU.
 /// Process context.
-#[cfg(CONFIG_KUNIT)]
+#[cfg(kmcl_kunit)]
 pub(crate) fn pin_current(cpu: u32) -> kernel::error::Result {
     // SAFETY: changes only the calling thread's affinity; process context
     // (the caller's promise), where set_cpus_allowed_ptr() may sleep.

@@ -3,7 +3,7 @@
 //! kmcl's trace events, for ftrace (`/sys/kernel/tracing/events/kmcl/`).
 //!
 //! The events are defined in C (`rust/glue/kmcl_trace.h`, instantiated by
-//! `rust/glue/trace.c`); this module is the only Rust code that touches
+//! `rust/glue/trace_events.c`); this module is the only Rust code that touches
 //! them. Each function here checks the event's static key and, only when
 //! someone enabled the event, calls the C function that records it, so a
 //! disabled event costs one key test.
@@ -15,7 +15,7 @@ mod raw {
     use kernel::bindings::tracepoint;
 
     // SAFETY (for the declarations): these are the tracepoint objects and
-    // rust_do_trace_* functions rust/glue/trace.c defines from
+    // rust_do_trace_* functions rust/glue/trace_events.c defines from
     // kmcl_trace.h; the prototypes are that header's TP_PROTO lists.
     // `struct tracepoint` has a zero-sized member, which the FFI lint
     // rejects; Rust only ever takes the address of these objects.

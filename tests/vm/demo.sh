@@ -3,9 +3,10 @@
 #
 # `make run`: load kmcl in the VM and show it working.
 #
-#  1. insmod kmcl.ko, which runs kmcl's KUnit suites: channel pairs over the
-#     in-guest loopback VMBus (lifecycle, echo traffic both ways, quotas,
-#     synchronous requests, deferral, failures, the exported C ABI).
+#  1. insmod kmcl_kunit.ko (kmcl's test build), which runs kmcl's KUnit
+#     suites: channel pairs over the in-guest loopback VMBus (lifecycle,
+#     echo traffic both ways, quotas, synchronous requests, deferral,
+#     failures, the exported C ABI); then the production kmcl.ko.
 #  2. Two separate driver modules use kmcl as any VMBus driver would: the
 #     echo server kmcl_echo_vsp (C) offers an interface, the echo client
 #     kmcl_echo_vsc (Rust) opens it; each sends PACKETS packets of random
@@ -46,14 +47,19 @@ live() {
 # the relevant ones itself).
 dmesg -n 4
 say "kernel $(uname -r); VMBus host: $([ -d /sys/bus/vmbus/devices ] && [ -n "$(ls /sys/bus/vmbus/devices 2>/dev/null)" ] && echo present || echo "none (loopback VMBus only)")"
-say "insmod /kmcl/kmcl.ko (runs kmcl's KUnit suites on the loopback VMBus)"
+if [ -f /kmcl/kmcl_kunit.ko ]; then
+	say "insmod /kmcl/kmcl_kunit.ko (kmcl's test build: runs its KUnit suites on the loopback VMBus)"
+	insmod /kmcl/kmcl_kunit.ko || { say "insmod failed"; exit 1; }
+	for s in /sys/kernel/debug/kunit/kmcl_*; do
+		[ -e "$s/results" ] || continue
+		counts=$(sed -n 's/.*# [a-z_]*: pass:\([0-9]*\) fail:\([0-9]*\).*/\1 passed, \2 failed/p' "$s/results" | tail -n 1)
+		say "  $(basename "$s"): $counts"
+	done
+	rmmod kmcl_kunit
+fi
+say "insmod /kmcl/kmcl.ko (the production module: no tests in it)"
 insmod /kmcl/kmcl.ko || { say "insmod failed"; exit 1; }
-for s in /sys/kernel/debug/kunit/kmcl_*; do
-	[ -e "$s/results" ] || continue
-	counts=$(sed -n 's/.*# [a-z_]*: pass:\([0-9]*\) fail:\([0-9]*\).*/\1 passed, \2 failed/p' "$s/results" | tail -n 1)
-	say "  $(basename "$s"): $counts"
-done
-dmesg | grep -E 'kmcl: loaded' | sed 's/^/    /'
+dmesg | grep -E 'kmcl: loaded' | tail -n 1 | sed 's/^/    /'
 
 # Record kmcl's trace events (ftrace) while the samples run.
 [ -d $T/events ] || mount -t tracefs nodev $T 2>/dev/null

@@ -100,7 +100,7 @@ mod cases {
             return -105;
         }
         // SAFETY: a live packet of this test (kmcl's incoming object).
-        let data = unsafe { (*packet.cast::<PacketObject>()).data() };
+        let data = unsafe { (*packet.cast::<crate::engine::datapath::PacketObject>()).data() };
         let mut state = [0u8; 8];
         state[..data.len().min(8)].copy_from_slice(&data[..data.len().min(8)]);
         // SAFETY: `buffer` holds `size >= 8` writable bytes.

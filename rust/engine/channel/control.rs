@@ -283,6 +283,7 @@ impl Channel {
         self.control.lock().lifecycle.is_enabled()
     }
 
+    #[cfg(kmcl_kunit)]
     /// Whether packets flow (enabled, connected, not paused).
     pub(crate) fn is_running(&self) -> bool {
         self.control.lock().lifecycle.is_running()

@@ -113,7 +113,7 @@ mod send;
 mod settings;
 mod signal;
 mod snapshot;
-#[cfg(CONFIG_KUNIT)]
+#[cfg(kmcl_kunit)]
 mod tests;
 mod transport;
 
@@ -124,14 +124,17 @@ pub(crate) use receive::{
     PacketCallbacks,
     RX_BUDGET, //
 };
-#[cfg(CONFIG_KUNIT)]
+#[cfg(kmcl_kunit)]
 pub(crate) use save::fail_next_save;
 pub(crate) use save::{
     Continue,
     SavedPacket, //
 };
 pub(crate) use settings::{
-    MmioMegabytes, Settings, Transport, CHANNEL_FLAG_IS_PIPE, FRIENDLY_NAME_MAX,
+    MmioMegabytes,
+    Settings,
+    Transport,
+    FRIENDLY_NAME_MAX, //
 };
 pub(crate) use signal::SignalCounts;
 pub(crate) use transport::{
@@ -643,7 +646,7 @@ impl Channel {
     /// The rings of the current connection (outgoing of the client,
     /// outgoing of the server), for tests that play a misbehaving
     /// endpoint.
-    #[cfg(CONFIG_KUNIT)]
+    #[cfg(kmcl_kunit)]
     pub(crate) fn connection_rings(
         &self,
     ) -> Option<(Arc<crate::shmem::RingPages>, Arc<crate::shmem::RingPages>)> {

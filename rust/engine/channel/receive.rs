@@ -273,6 +273,7 @@ impl Channel {
         Ok(())
     }
 
+    #[cfg(kmcl_kunit)]
     /// Times delivery stopped at the transaction quota.
     pub(crate) fn quota_hits(&self) -> u64 {
         self.rx.lock().quota_hits

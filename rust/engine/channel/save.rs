@@ -237,11 +237,11 @@ impl Channel {
 
 /// Makes the next [`Channel::save`] fail (`-ENOMEM`), for tests of the
 /// failure path.
-#[cfg(CONFIG_KUNIT)]
+#[cfg(kmcl_kunit)]
 static FAIL_NEXT_SAVE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// Makes the next save fail with `-ENOMEM` (tests).
-#[cfg(CONFIG_KUNIT)]
+#[cfg(kmcl_kunit)]
 pub(crate) fn fail_next_save() {
     FAIL_NEXT_SAVE.store(true, core::sync::atomic::Ordering::SeqCst);
 }
@@ -284,7 +284,7 @@ impl Channel {
         if ctl.saving.is_some() || ctl.saved.is_some() {
             return Err((EBUSY, packets));
         }
-        #[cfg(CONFIG_KUNIT)]
+        #[cfg(kmcl_kunit)]
         if FAIL_NEXT_SAVE.swap(false, core::sync::atomic::Ordering::SeqCst) {
             return Err((ENOMEM, packets));
         }

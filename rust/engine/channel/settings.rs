@@ -148,6 +148,7 @@ impl Channel {
         })
     }
 
+    #[cfg(kmcl_kunit)]
     /// The current settings.
     pub(crate) fn settings(&self) -> Settings {
         self.control.lock().settings
@@ -306,6 +307,7 @@ impl Channel {
         })
     }
 
+    #[cfg(kmcl_kunit)]
     /// The target processor ([`Self::set_target_processor`]).
     pub(crate) fn target_processor(&self) -> Option<u32> {
         let cpu = self.target_cpu.load(core::sync::atomic::Ordering::Relaxed);

@@ -268,6 +268,7 @@ impl Channel {
         }
     }
 
+    #[cfg(kmcl_kunit)]
     /// The data path's counters (zero when not connected).
     pub(crate) fn counters(&self) -> Counters {
         self.data

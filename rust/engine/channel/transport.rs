@@ -114,7 +114,7 @@ pub(crate) trait Link: Send + Sync {
 
     /// The connection's rings (outgoing of the client, outgoing of the
     /// server), for tests that play a misbehaving endpoint.
-    #[cfg(CONFIG_KUNIT)]
+    #[cfg(kmcl_kunit)]
     fn rings(&self) -> Option<(Arc<crate::shmem::RingPages>, Arc<crate::shmem::RingPages>)> {
         None
     }

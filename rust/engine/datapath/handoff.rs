@@ -102,6 +102,7 @@ impl<T> Catch<T> {
     }
 }
 
+#[cfg(kmcl_kunit)]
 #[kunit_tests(kmcl_engine_handoff)]
 mod tests {
     use super::*;

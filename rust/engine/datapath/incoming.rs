@@ -51,11 +51,11 @@ pub(crate) fn scrub(mut b: KBox<PacketObject>) -> KBox<PacketObject> {
 
 /// Allocation failures the tests ask the receive path to pretend
 /// ([`fail_rx_allocations`]).
-#[cfg(CONFIG_KUNIT)]
+#[cfg(kmcl_kunit)]
 static FAIL_RX_ALLOCATIONS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
 /// Makes the next `n` allocations of the receive path fail (tests).
-#[cfg(CONFIG_KUNIT)]
+#[cfg(kmcl_kunit)]
 pub(crate) fn fail_rx_allocations(n: u32) {
     FAIL_RX_ALLOCATIONS.store(n, core::sync::atomic::Ordering::SeqCst);
 }
@@ -63,7 +63,7 @@ pub(crate) fn fail_rx_allocations(n: u32) {
 /// Whether a test asked this allocation to fail.
 #[inline]
 fn injected_failure() -> bool {
-    #[cfg(CONFIG_KUNIT)]
+    #[cfg(kmcl_kunit)]
     {
         use core::sync::atomic::Ordering::Relaxed;
         if FAIL_RX_ALLOCATIONS.load(Relaxed) > 0 {

@@ -89,7 +89,7 @@ use crate::engine::types::{
 use exposed::check_external;
 pub(crate) use exposed::Exposed;
 use fifo::Fifo;
-#[cfg(CONFIG_KUNIT)]
+#[cfg(kmcl_kunit)]
 pub(crate) use incoming::fail_rx_allocations;
 pub(crate) use incoming::{
     new_object,

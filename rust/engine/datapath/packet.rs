@@ -50,6 +50,7 @@ pub(crate) struct PacketObject {
 }
 
 impl IncomingPacket {
+    #[cfg(kmcl_kunit)]
     /// The external data the sender described (KMCL
     /// `VmbChannelPacketGetExternalData`), valid until the packet is
     /// completed; `None` for an in-band packet.
@@ -57,16 +58,19 @@ impl IncomingPacket {
         self.0.external.as_deref()
     }
 
+    #[cfg(kmcl_kunit)]
     /// The packet's payload.
     pub(crate) fn data(&self) -> &[u8] {
         self.0.data()
     }
 
+    #[cfg(kmcl_kunit)]
     /// The driver's context area for this packet, zeroed on arrival.
     pub(crate) fn context_mut(&mut self) -> &mut [u8] {
         &mut self.0.context
     }
 
+    #[cfg(kmcl_kunit)]
     /// The sender's transaction id.
     pub(crate) fn transaction_id(&self) -> u64 {
         self.0.transaction_id

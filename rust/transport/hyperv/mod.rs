@@ -67,11 +67,11 @@ use crate::{
 mod link;
 pub(crate) mod vmbus;
 
-#[cfg(CONFIG_KUNIT)]
+#[cfg(kmcl_kunit)]
 mod interop;
-#[cfg(CONFIG_KUNIT)]
+#[cfg(kmcl_kunit)]
 mod interop_tests;
-#[cfg(CONFIG_KUNIT)]
+#[cfg(kmcl_kunit)]
 mod transport_tests;
 
 pub(crate) use link::HostLink;
@@ -346,7 +346,7 @@ impl HostBus {
     }
 
     /// The devices bound now (for tests).
-    #[cfg(CONFIG_KUNIT)]
+    #[cfg(kmcl_kunit)]
     pub(crate) fn offers(&self) -> usize {
         self.offers.inner.lock().table.offers.len()
     }

@@ -167,7 +167,7 @@ impl Link for Connection {
         }
     }
 
-    #[cfg(CONFIG_KUNIT)]
+    #[cfg(kmcl_kunit)]
     fn rings(&self) -> Option<(Arc<RingPages>, Arc<RingPages>)> {
         Some((self.c2s.clone(), self.s2c.clone()))
     }

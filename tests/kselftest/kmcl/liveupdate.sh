@@ -10,25 +10,24 @@
 # and completes the restored packets.  The client sees a pause: no Suspend,
 # no Closed, every packet echoed byte-exact.
 
-. /tests/ktap_helpers.sh
 . "$(dirname "$0")/lib/common.sh"
-DIR=/kmcl
 PACKETS=${PACKETS:-300}
 WINDOW=16
 
 
 
 ktap_print_header
+need_modules kmcl kmcl_echo_vsp kmcl_echo_vsc
 ktap_set_plan 8
 
 marker="kmcl-test: live update $$"
 echo "$marker" >/dev/kmsg
-insmod_quiet "$DIR/kmcl.ko" || ktap_exit_fail_msg "insmod kmcl.ko failed"
+insmod "$MODULES/kmcl.ko" || ktap_exit_fail_msg "insmod kmcl.ko failed"
 
-insmod "$DIR/kmcl_echo_vsp.ko" hold=1 live_update=1
+insmod "$MODULES/kmcl_echo_vsp.ko" hold=1 live_update=1
 # The client's insmod runs its whole exchange: in the background, as the
 # server holds its first window of packets.
-insmod "$DIR/kmcl_echo_vsc.ko" packets=$PACKETS window=$WINDOW stall_ms=60000 &
+insmod "$MODULES/kmcl_echo_vsc.ko" packets=$PACKETS window=$WINDOW stall_ms=60000 &
 client=$!
 held() {
 	cat /sys/kernel/debug/kmcl/kmcl_echo_vsp.*/state 2>/dev/null | grep -qx "packets in: $WINDOW"
@@ -48,7 +47,7 @@ check "the client is still connected and loaded" \
 	sh -c "grep -q '^kmcl_echo_vsc ' /proc/modules &&
 		cat /sys/kernel/debug/kmcl/kmcl_echo_vsc.*/state | grep -qx 'state: connected, running'"
 
-insmod "$DIR/kmcl_echo_vsp.ko" live_update=1
+insmod "$MODULES/kmcl_echo_vsp.ko" live_update=1
 t1=$(date +%s)
 check "the second server restores the save and takes the connection over" \
 	logged "kmcl_echo_vsp: restoring the previous load's state"

@@ -5,18 +5,17 @@
 # hv_vmbus registers /sys/bus/vmbus only when it found a host), and unloads
 # cleanly.
 
-. /tests/ktap_helpers.sh
 . "$(dirname "$0")/lib/common.sh"
-KO=/kmcl/kmcl.ko
+KO=$MODULES/kmcl.ko
 
 ktap_print_header
+need_modules kmcl
 ktap_set_plan 5
 
 marker="kmcl-test: load_unload $$"
 echo "$marker" >/dev/kmsg
 
-# KUnit runs a module's suites at every load; kunit.sh covers them.
-if insmod_quiet "$KO"; then
+if insmod "$KO"; then
 	ktap_test_pass "insmod kmcl.ko succeeds"
 else
 	ktap_exit_fail_msg "insmod kmcl.ko failed"

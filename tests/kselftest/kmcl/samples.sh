@@ -8,9 +8,7 @@
 # byte for byte; kmcl stays loaded while they use it; a module unloaded with
 # its channel still allocated is cleaned up by kmcl.
 
-. /tests/ktap_helpers.sh
 . "$(dirname "$0")/lib/common.sh"
-DIR=/kmcl
 PACKETS=${PACKETS:-100000}
 
 loaded() {
@@ -18,19 +16,20 @@ loaded() {
 }
 
 ktap_print_header
+need_modules kmcl kmcl_echo_vsp kmcl_echo_vsc
 ktap_set_plan 18
 
 marker="kmcl-test: samples $$"
 echo "$marker" >/dev/kmsg
 
-insmod_quiet "$DIR/kmcl.ko" || ktap_exit_fail_msg "insmod kmcl.ko failed"
+insmod "$MODULES/kmcl.ko" || ktap_exit_fail_msg "insmod kmcl.ko failed"
 
 
 # 1-4: echo both ways between the C server and the Rust client.
 check "C echo server (kmcl_echo_vsp) loads and offers" \
-	sh -c "insmod $DIR/kmcl_echo_vsp.ko packets=$PACKETS && dmesg | grep -qF 'kmcl_echo_vsp: echo interface offered'"
+	sh -c "insmod $MODULES/kmcl_echo_vsp.ko packets=$PACKETS && dmesg | grep -qF 'kmcl_echo_vsp: echo interface offered'"
 check "Rust echo client (kmcl_echo_vsc) loads: $PACKETS packets to the server" \
-	insmod "$DIR/kmcl_echo_vsc.ko" packets=$PACKETS
+	insmod "$MODULES/kmcl_echo_vsc.ko" packets=$PACKETS
 check "client to server: every packet and a synchronous request echoed byte-exact" \
 	sh -c "dmesg | grep -F 'kmcl_echo_vsc: $PACKETS of $PACKETS packets echoed byte-exact, 0 bad' | grep -qF 'synchronous request ok'"
 check "server to client: every packet echoed byte-exact" \
@@ -77,8 +76,8 @@ check "debugfs: no channel directories are left" \
 # 8-11: a module that leaves its channel allocated.
 marker="kmcl-test: samples leak $$"
 echo "$marker" >/dev/kmsg
-insmod "$DIR/kmcl_echo_vsp.ko" leak=1
-check "a client connects to the leaking server" insmod "$DIR/kmcl_echo_vsc.ko" packets=10
+insmod "$MODULES/kmcl_echo_vsp.ko" leak=1
+check "a client connects to the leaking server" insmod "$MODULES/kmcl_echo_vsc.ko" packets=10
 rmmod kmcl_echo_vsp
 check "kmcl frees the channel of a module unloaded without cleanup" \
 	logged "kmcl: module kmcl_echo_vsp was unloaded with 1 channel(s) not cleaned up"
@@ -89,7 +88,7 @@ check "the client unloads afterwards" sh -c "! grep -q '^kmcl_echo_vsc ' /proc/m
 
 # 12: no server: the client gives up and fails to load.
 check "the client fails to load without a server" \
-	sh -c "! insmod $DIR/kmcl_echo_vsc.ko packets=1 wait_ms=500 2>/dev/null"
+	sh -c "! insmod $MODULES/kmcl_echo_vsc.ko packets=1 wait_ms=500 2>/dev/null"
 check "and says why" logged "kmcl_echo_vsc: no echo server"
 
 # 14: kmcl unloads once nobody uses it.

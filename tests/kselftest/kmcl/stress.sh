@@ -20,13 +20,12 @@
 # kmemleak (the runner's last test) and the kernel-log scan cover leaks and
 # reports.
 
-. /tests/ktap_helpers.sh
 . "$(dirname "$0")/lib/common.sh"
-DIR=/kmcl
 SECONDS_=${STRESS_SECONDS:-60}
 CYCLE_PACKETS=200
 
 ktap_print_header
+need_modules kmcl kmcl_bench kmcl_echo_vsp kmcl_echo_vsc
 ktap_set_plan 8
 
 marker="kmcl-test: stress $$"
@@ -41,8 +40,8 @@ reload_loop() {
 	bad=0
 	end=$(($(uptime_s) + SECONDS_))
 	while [ "$(uptime_s)" -lt "$end" ]; do
-		insmod "$DIR/kmcl_echo_vsp.ko" || bad=$((bad + 1))
-		insmod "$DIR/kmcl_echo_vsc.ko" packets=$CYCLE_PACKETS window=32 || bad=$((bad + 1))
+		insmod "$MODULES/kmcl_echo_vsp.ko" || bad=$((bad + 1))
+		insmod "$MODULES/kmcl_echo_vsc.ko" packets=$CYCLE_PACKETS window=32 || bad=$((bad + 1))
 		rmmod kmcl_echo_vsc || bad=$((bad + 1))
 		rmmod kmcl_echo_vsp || bad=$((bad + 1))
 		n=$((n + 1))
@@ -50,12 +49,12 @@ reload_loop() {
 	echo "$n $bad" >/tmp/reload
 }
 
-insmod_quiet "$DIR/kmcl.ko" || ktap_exit_fail_msg "insmod kmcl.ko failed"
+insmod "$MODULES/kmcl.ko" || ktap_exit_fail_msg "insmod kmcl.ko failed"
 reload_loop &
 loop=$!
 # The loop and the modules it loads run on CPU 1, the stress on CPU 0.
 [ "$(nproc)" -ge 2 ] && taskset -p 2 $loop >/dev/null
-if taskset 1 insmod "$DIR/kmcl_bench.ko" stress="$SECONDS_"; then
+if taskset 1 insmod "$MODULES/kmcl_bench.ko" stress="$SECONDS_"; then
 	ktap_test_pass "stress run completes ($SECONDS_ s)"
 else
 	ktap_test_fail "stress run completes ($SECONDS_ s)"

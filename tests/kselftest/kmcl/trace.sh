@@ -8,33 +8,33 @@
 # the trace agrees with itself (every packet sent was fetched, every
 # completion came back) and with the debugfs counters.
 
-. /tests/ktap_helpers.sh
 . "$(dirname "$0")/lib/common.sh"
-DIR=/kmcl
 PACKETS=${PACKETS:-300}
 T=/sys/kernel/tracing
 
 ktap_print_header
+need_modules kmcl kmcl_kunit kmcl_echo_vsp kmcl_echo_vsc
 ktap_set_plan 12
 
 [ -d $T/events ] || mount -t tracefs nodev $T 2>/dev/null
 [ -d $T/events ] || ktap_exit_fail_msg "no tracefs"
 
 # 1: the events exist once kmcl is loaded.
-insmod_quiet "$DIR/kmcl.ko" || ktap_exit_fail_msg "insmod kmcl.ko failed"
+insmod "$MODULES/kmcl.ko" || ktap_exit_fail_msg "insmod kmcl.ko failed"
 events=$(ls $T/events/kmcl 2>/dev/null | grep '^kmcl_' | tr '\n' ' ')
 echo "# events: $events"
 check "7 kmcl trace events exist" \
 	[ "$events" = "kmcl_batch_done kmcl_budget_hit kmcl_channel_failed kmcl_packet_fetched kmcl_packet_sent kmcl_quota_hit kmcl_state_change " ]
 rmmod kmcl
 
-# trace_on: clear the buffer and enable kmcl's events, also for a kmcl
-# loaded later (ftrace's ":mod:" form; its KUnit cases run at load).
+# trace_on [MODULE]: clear the buffer and enable kmcl's events, also for a
+# kmcl (or MODULE) loaded later (ftrace's ":mod:" form; a test build's
+# KUnit cases run at load).
 trace_on() {
 	echo 0 >$T/tracing_on
 	echo 8192 >$T/buffer_size_kb
 	: >$T/trace
-	echo ':mod:kmcl' >$T/set_event
+	echo ":mod:${1:-kmcl}" >$T/set_event
 	echo 1 >$T/tracing_on
 }
 trace_off() {
@@ -50,14 +50,16 @@ ev() {
 
 # 2-5: the quota, budget and failure events, from kmcl's own KUnit suites
 # kmcl_channel_flow (transaction_quota*, the_receive_work_yields*) and
-# kmcl_channel_failure (a_corrupt_ring*, packet_fail*, ...).
-trace_on
+# kmcl_channel_failure (a_corrupt_ring*, packet_fail*, ...), run by the
+# test build kmcl_kunit.ko (it and kmcl.ko export the same symbols: one at
+# a time).
+trace_on kmcl_kunit
 old_glob=$(cat "$KUNIT_GLOB")
 set_kunit_glob "kmcl_channel_f*"
-insmod "$DIR/kmcl.ko"
+insmod "$MODULES/kmcl_kunit.ko"
 set_kunit_glob "$old_glob"
 trace_off
-rmmod kmcl
+rmmod kmcl_kunit
 ev quota_hit | head -n 2 | sed 's/^/# /'
 ev budget_hit | head -n 2 | sed 's/^/# /'
 ev channel_failed | sed 's/^/# /'
@@ -73,10 +75,10 @@ check "batch_done: no run fetched more than it was allowed ($(ev batch_done | wc
 	[ "$over" -eq 0 ]
 
 # 6-12: the echo samples' traffic, packet by packet.
-insmod_quiet "$DIR/kmcl.ko" || ktap_exit_fail_msg "insmod kmcl.ko failed"
+insmod "$MODULES/kmcl.ko" || ktap_exit_fail_msg "insmod kmcl.ko failed"
 trace_on
-insmod "$DIR/kmcl_echo_vsp.ko" packets="$PACKETS"
-insmod "$DIR/kmcl_echo_vsc.ko" packets="$PACKETS"
+insmod "$MODULES/kmcl_echo_vsp.ko" packets="$PACKETS"
+insmod "$MODULES/kmcl_echo_vsc.ko" packets="$PACKETS"
 for _ in $(seq 120); do
 	dmesg | grep -qF "kmcl_echo_vsp: $PACKETS of $PACKETS packets" && break
 	sleep 1

@@ -183,7 +183,7 @@ mod cases {
 
     #[test]
     fn init_settings_and_channel_information() -> Result {
-        use crate::engine::channel::CHANNEL_FLAG_IS_PIPE;
+        use crate::engine::channel::settings::CHANNEL_FLAG_IS_PIPE;
         let bus = LoopbackBus::new()?;
         let check = Arc::new(ContextCheck::default(), GFP_KERNEL)?;
         let server = Channel::new(Role::Server, bus.clone())?;

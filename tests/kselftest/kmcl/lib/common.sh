@@ -1,8 +1,26 @@
 # SPDX-License-Identifier: GPL-2.0
 #
-# Helpers shared by kmcl's test programs (sourced, not run).
+# Helpers shared by kmcl's test programs (sourced, not run).  Paths are
+# relative to the test directory, as in any kselftest installation:
+#   ../kselftest/ktap_helpers.sh   the kernel's KTAP helpers
+#   modules/                       kmcl's modules (lib.mk's TEST_GEN_MODS_DIR)
+# KMCL_MODULES names another module directory (e.g. a build tree's).
 
+KSFT_DIR=$(cd "$(dirname "$0")" && pwd)
+. "$KSFT_DIR/../kselftest/ktap_helpers.sh"
+MODULES=${KMCL_MODULES:-$KSFT_DIR/modules}
 KUNIT_GLOB=/sys/module/kunit/parameters/filter_glob
+
+# need_modules NAME...: skips the whole test unless $MODULES holds NAME.ko
+# for every NAME (call after ktap_print_header).
+need_modules() {
+	for _m in "$@"; do
+		if [ ! -f "$MODULES/$_m.ko" ]; then
+			ktap_skip_all "$_m.ko not in $MODULES (build kmcl's modules; see Documentation/testing.rst)"
+			exit "$KSFT_SKIP"
+		fi
+	done
+}
 
 # set_kunit_glob GLOB: which KUnit suites/cases the next insmod runs.
 # Written without a newline: KUnit would take it as part of the glob.
@@ -30,19 +48,7 @@ wait_logged() {
 	done
 }
 
-# insmod_quiet KO [ARGS...]: load a module without running its KUnit
-# suites (kunit.sh covers them).  Returns insmod's status.
-insmod_quiet() {
-	_old_glob=$(cat "$KUNIT_GLOB" 2>/dev/null)
-	set_kunit_glob kmcl_no_suite
-	insmod "$@"
-	_rc=$?
-	set_kunit_glob "$_old_glob"
-	return $_rc
-}
-
-# check NAME COMMAND...: one KTAP result from a command's exit status
-# (needs ktap_helpers.sh).
+# check NAME COMMAND...: one KTAP result from a command's exit status.
 check() {
 	name=$1
 	shift

@@ -67,7 +67,7 @@ void kmcl_refuse_handle(const char *fn, const void *handle, const char *why)
 			   fn, why, handle, current->comm);
 }
 
-#if IS_ENABLED(CONFIG_KUNIT)
+#ifdef KMCL_KUNIT
 /* Tests: bottom halves off and on again. */
 void kmcl_test_bh_disable(void)
 {
