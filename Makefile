@@ -87,7 +87,7 @@ samples: modules
 bench-module: modules
 	$(BMAKE) modules
 
-# The real-VMBus-host smoke test module (tests/hyperv/smoke.sh).
+# The real-VMBus-host smoke test module (tests/kselftest/kmcl/hyperv.sh).
 hyperv-module: modules
 	$(HMAKE) modules
 

@@ -120,18 +120,6 @@ undocumented=$(comm -23 <(echo "$exported") <(echo "$documented"))
 result "kernel-doc: all $(echo "$exported" | wc -l) exported functions documented in full" \
 	"$([ -z "$undocumented" ] && [ -n "$exported" ]; echo $?)"
 
-step "docs: sphinx-build -W (make docs)"
-make --no-print-directory docs KSRC="$KSRC" >out/docs.log 2>&1
-rc=$?
-[ "$rc" -ne 0 ] && tail -20 out/docs.log
-result "docs: Documentation/ and the API reference build warning-free" $rc
-
-step "docs: rustdoc of the Rust wrapper (make rustdoc)"
-make --no-print-directory rustdoc KDIR="$KDIR" >out/rustdoc.log 2>&1
-rc=$?
-grep -qi 'warning' out/rustdoc.log && rc=1
-[ "$rc" -ne 0 ] && tail -20 out/rustdoc.log
-result "rustdoc: the Rust wrapper's docs build warning-free" $rc
 
 step "build: clippy (CLIPPY=1, warnings are errors)"
 make --no-print-directory KDIR="$KDIR" KRUSTFLAGS=-Dwarnings clippy >out/clippy.log 2>&1
@@ -154,6 +142,25 @@ if grep -qi 'warning' out/modules.log; then
 fi
 result "build: kmcl.ko, kmcl_kunit.ko, the samples, kmcl_bench and kmcl_hv_smoke build warning-free against the test kernel" $rc
 [ "$rc" -eq 0 ] || finish
+
+step "build: a driver as Documentation/api.rst says (scripts/api_example.sh)"
+scripts/api_example.sh >out/api-example.log 2>&1
+rc=$?
+[ "$rc" -ne 0 ] && tail -20 out/api-example.log
+result "api.rst: its build command builds a module that uses kmcl, as pasted" $rc
+
+step "docs: sphinx-build -W (make docs)"
+make --no-print-directory docs KSRC="$KSRC" >out/docs.log 2>&1
+rc=$?
+[ "$rc" -ne 0 ] && tail -20 out/docs.log
+result "docs: Documentation/ and the API reference build warning-free" $rc
+
+step "docs: rustdoc of the Rust wrapper (make rustdoc)"
+make --no-print-directory rustdoc KDIR="$KDIR" >out/rustdoc.log 2>&1
+rc=$?
+grep -qi 'warning' out/rustdoc.log && rc=1
+[ "$rc" -ne 0 ] && tail -20 out/rustdoc.log
+result "rustdoc: the Rust wrapper's docs build warning-free" $rc
 
 step "vm: kselftest suite in QEMU (TCG; logs in out/vm-check/)"
 scripts/vm.sh check

@@ -11,6 +11,7 @@
 #
 # Needs KDIR (kernel build dir) and KSRC (its source: the kselftest
 # framework, see scripts/ksft.sh).
+# KMCL_TESTS=a.sh,b.sh runs only those kselftest programs (check mode).
 # KMCL_APPEND adds words to the kernel command line (for experiments, e.g.
 # kmemleak=off to see what kmemleak costs).  VM_PERF=1 puts the host's perf
 # into the image (see BENCH_PROFILE in tests/vm/bench.sh).
@@ -60,6 +61,8 @@ qemu=(qemu-system-x86_64 -machine q35,accel=tcg -cpu max -m "$VM_MEM" -smp 2
 # works, other reboot methods can hang under TCG) and -no-reboot makes QEMU
 # exit.  Only kmcl's KUnit suites run: the kernel's own would add a minute.
 cmdline="console=ttyS0 panic=-1 reboot=t kunit.filter_glob=kmcl_* KMCL_VM=$mode ${KMCL_APPEND:-}"
+# KMCL_TESTS=a.sh,b.sh: only those kselftest programs (check mode).
+[ -n "${KMCL_TESTS:-}" ] && cmdline="$cmdline KMCL_TESTS=$KMCL_TESTS"
 
 set +e
 if [ "$mode" = shell ]; then

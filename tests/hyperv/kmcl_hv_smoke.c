@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * kmcl_hv_smoke: opens a real VMBus channel through kmcl and speaks its
- * protocol, for tests/hyperv/smoke.sh on a machine with a VMBus host
+ * protocol, for tests/kselftest/kmcl/hyperv.sh on a machine with a VMBus host
  * (Hyper-V, Azure, or QEMU/KVM with VMBus).
  *
  * The channel is Hyper-V's heartbeat integration service, which every
@@ -12,7 +12,7 @@
  * then it sends heartbeats, each answered with its sequence number plus
  * one, as hv_utils does.  Loading succeeds once the negotiation and one
  * heartbeat were answered (within @timeout seconds); the log says what was
- * negotiated.  The device must not be bound to hv_utils (smoke.sh unbinds
+ * negotiated.  The device must not be bound to hv_utils (hyperv.sh unbinds
  * it first).
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt

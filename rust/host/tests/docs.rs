@@ -293,3 +293,146 @@ fn design_lock_table_is_the_channels() {
         );
     }
 }
+
+/// A file of kmcl's tree, relative to its top directory.
+fn tree_file(path: &str) -> String {
+    let top = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    std::fs::read_to_string(format!("{top}/{path}")).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// README and every page of Documentation/.
+fn prose() -> Vec<(String, String)> {
+    let top = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let mut out = vec![("README".to_string(), tree_file("README"))];
+    for entry in std::fs::read_dir(format!("{top}/Documentation")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rst") {
+            let name = format!("Documentation/{}", path.file_name().unwrap().to_string_lossy());
+            out.push((name, std::fs::read_to_string(&path).unwrap()));
+        }
+    }
+    out
+}
+
+/// The word before each occurrence of `phrase` in `text` (whitespace
+/// collapsed, so a phrase may span a line break).
+fn words_before(text: &str, phrase: &str) -> Vec<String> {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out = Vec::new();
+    let mut rest = flat.as_str();
+    while let Some(at) = rest.find(phrase) {
+        let word = rest[..at].trim_end().rsplit(' ').next().unwrap_or("");
+        out.push(word.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase());
+        rest = &rest[at + phrase.len()..];
+    }
+    out
+}
+
+fn number_word(n: usize) -> String {
+    const WORDS: [&str; 13] = [
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+        "eleven", "twelve",
+    ];
+    WORDS.get(n).map_or(n.to_string(), |w| w.to_string())
+}
+
+/// Every count README and Documentation/ give of the project's parts is the
+/// tree's: "<N> fuzz targets", "<N> exported functions", "<N> kselftest
+/// programs" (N in digits or words).
+#[test]
+fn project_counts_in_the_docs_are_the_trees() {
+    let top = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let fuzz_targets = std::fs::read_dir(format!("{top}/rust/host/fuzz/fuzz_targets"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "rs"))
+        .count();
+    let exported = tree_file("rust/glue/exports.c")
+        .lines()
+        .filter(|l| l.starts_with("EXPORT_SYMBOL_NS_GPL("))
+        .count();
+    let makefile = tree_file("tests/kselftest/kmcl/Makefile").replace("\\\n", " ");
+    let programs = makefile
+        .lines()
+        .find_map(|l| l.strip_prefix("TEST_PROGS :="))
+        .expect("TEST_PROGS in the kselftest Makefile")
+        .split_whitespace()
+        .count();
+    for (phrase, n) in [
+        (" fuzz targets", fuzz_targets),
+        (" exported functions", exported),
+        (" kselftest programs", programs),
+    ] {
+        let mut seen = 0;
+        for (file, text) in prose() {
+            for word in words_before(&text, phrase) {
+                let is_count = word.parse::<usize>().is_ok() || (0..13).any(|i| number_word(i) == word);
+                if !is_count {
+                    continue;
+                }
+                seen += 1;
+                assert!(
+                    word == n.to_string() || word == number_word(n),
+                    "{file}: \"{word}{phrase}\", but the tree has {n}"
+                );
+            }
+        }
+        assert!(seen > 0, "no \"N{phrase}\" in README or Documentation/");
+    }
+}
+
+/// dkms.conf's PACKAGE_VERSION is kmcl.ko's MODULE_VERSION, and the paths
+/// the documentation gives for a DKMS install name that version.
+#[test]
+fn dkms_version_is_the_modules() {
+    let dkms = tree_file("dkms.conf");
+    let version = dkms
+        .lines()
+        .find_map(|l| l.strip_prefix("PACKAGE_VERSION=\""))
+        .and_then(|v| v.strip_suffix('"'))
+        .expect("PACKAGE_VERSION in dkms.conf");
+    assert!(
+        tree_file("rust/glue/exports.c").contains(&format!("MODULE_VERSION(\"{version}\");")),
+        "MODULE_VERSION in rust/glue/exports.c is not dkms.conf's {version}"
+    );
+    let building = tree_file("Documentation/building.rst");
+    for path in ["/usr/src/kmcl-", "/var/lib/dkms/kmcl/", "dkms install kmcl/"] {
+        for (i, _) in building.match_indices(path) {
+            let rest = &building[i + path.len()..];
+            assert!(rest.starts_with(version), "building.rst: {path}{} is not {version}", &rest[..8]);
+        }
+    }
+}
+
+/// The times README states agree with the measured ones in
+/// Documentation/testing.rst and with what the scripts print.
+#[test]
+fn stated_times_agree() {
+    let testing = tree_file("Documentation/testing.rst");
+    let readme = tree_file("README");
+    let flat = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let after = |text: &str, marker: &str| -> String {
+        let t = flat(text);
+        let at = t.find(marker).unwrap_or_else(|| panic!("no \"{marker}\""));
+        t[at + marker.len()..].split([',', ';', '(']).next().unwrap().trim().to_string()
+    };
+    // README: "warm `make check` takes <time> (measured ..."; testing.rst:
+    // "- warm (nothing changed since the last run): <time>, ...".
+    let warm_readme = after(&readme, "warm `make check` takes");
+    let warm_testing = after(&testing, "warm (nothing changed since the last run):");
+    assert_eq!(warm_readme, warm_testing, "warm make check: README vs testing.rst");
+    // The kernel build: README, testing.rst, kernel.sh and bench.sh.
+    // README: "into ~/.cache/kmcl (<time> on 2 cores)".
+    let kernel = flat(&readme)
+        .split_once("into ~/.cache/kmcl (")
+        .and_then(|(_, rest)| rest.split_once(" on 2 cores)"))
+        .map(|(time, _)| time.to_string())
+        .expect("README: the kernel build time");
+    assert!(kernel.starts_with("about ") && kernel.ends_with(" minutes"), "{kernel}");
+    for file in ["Documentation/testing.rst", "scripts/kernel.sh", "scripts/bench.sh"] {
+        assert!(
+            flat(&tree_file(file)).contains(&format!("{kernel} on 2 cores")),
+            "{file} does not say the kernel builds in {kernel} on 2 cores"
+        );
+    }
+    assert!(!warm_readme.is_empty() && warm_readme.chars().next().unwrap().is_ascii_digit());
+}
