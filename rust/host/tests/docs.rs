@@ -307,7 +307,10 @@ fn prose() -> Vec<(String, String)> {
     for entry in std::fs::read_dir(format!("{top}/Documentation")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "rst") {
-            let name = format!("Documentation/{}", path.file_name().unwrap().to_string_lossy());
+            let name = format!(
+                "Documentation/{}",
+                path.file_name().unwrap().to_string_lossy()
+            );
             out.push((name, std::fs::read_to_string(&path).unwrap()));
         }
     }
@@ -322,7 +325,10 @@ fn words_before(text: &str, phrase: &str) -> Vec<String> {
     let mut rest = flat.as_str();
     while let Some(at) = rest.find(phrase) {
         let word = rest[..at].trim_end().rsplit(' ').next().unwrap_or("");
-        out.push(word.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase());
+        out.push(
+            word.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase(),
+        );
         rest = &rest[at + phrase.len()..];
     }
     out
@@ -344,7 +350,13 @@ fn project_counts_in_the_docs_are_the_trees() {
     let top = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
     let fuzz_targets = std::fs::read_dir(format!("{top}/rust/host/fuzz/fuzz_targets"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "rs"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "rs")
+        })
         .count();
     let exported = tree_file("rust/glue/exports.c")
         .lines()
@@ -365,7 +377,8 @@ fn project_counts_in_the_docs_are_the_trees() {
         let mut seen = 0;
         for (file, text) in prose() {
             for word in words_before(&text, phrase) {
-                let is_count = word.parse::<usize>().is_ok() || (0..13).any(|i| number_word(i) == word);
+                let is_count =
+                    word.parse::<usize>().is_ok() || (0..13).any(|i| number_word(i) == word);
                 if !is_count {
                     continue;
                 }
@@ -395,10 +408,18 @@ fn dkms_version_is_the_modules() {
         "MODULE_VERSION in rust/glue/exports.c is not dkms.conf's {version}"
     );
     let building = tree_file("Documentation/building.rst");
-    for path in ["/usr/src/kmcl-", "/var/lib/dkms/kmcl/", "dkms install kmcl/"] {
+    for path in [
+        "/usr/src/kmcl-",
+        "/var/lib/dkms/kmcl/",
+        "dkms install kmcl/",
+    ] {
         for (i, _) in building.match_indices(path) {
             let rest = &building[i + path.len()..];
-            assert!(rest.starts_with(version), "building.rst: {path}{} is not {version}", &rest[..8]);
+            assert!(
+                rest.starts_with(version),
+                "building.rst: {path}{} is not {version}",
+                &rest[..8]
+            );
         }
     }
 }
@@ -413,13 +434,21 @@ fn stated_times_agree() {
     let after = |text: &str, marker: &str| -> String {
         let t = flat(text);
         let at = t.find(marker).unwrap_or_else(|| panic!("no \"{marker}\""));
-        t[at + marker.len()..].split([',', ';', '(']).next().unwrap().trim().to_string()
+        t[at + marker.len()..]
+            .split([',', ';', '('])
+            .next()
+            .unwrap()
+            .trim()
+            .to_string()
     };
     // README: "warm `make check` takes <time> (measured ..."; testing.rst:
     // "- warm (nothing changed since the last run): <time>, ...".
     let warm_readme = after(&readme, "warm `make check` takes");
     let warm_testing = after(&testing, "warm (nothing changed since the last run):");
-    assert_eq!(warm_readme, warm_testing, "warm make check: README vs testing.rst");
+    assert_eq!(
+        warm_readme, warm_testing,
+        "warm make check: README vs testing.rst"
+    );
     // The kernel build: README, testing.rst, kernel.sh and bench.sh.
     // README: "into ~/.cache/kmcl (<time> on 2 cores)".
     let kernel = flat(&readme)
@@ -427,8 +456,15 @@ fn stated_times_agree() {
         .and_then(|(_, rest)| rest.split_once(" on 2 cores)"))
         .map(|(time, _)| time.to_string())
         .expect("README: the kernel build time");
-    assert!(kernel.starts_with("about ") && kernel.ends_with(" minutes"), "{kernel}");
-    for file in ["Documentation/testing.rst", "scripts/kernel.sh", "scripts/bench.sh"] {
+    assert!(
+        kernel.starts_with("about ") && kernel.ends_with(" minutes"),
+        "{kernel}"
+    );
+    for file in [
+        "Documentation/testing.rst",
+        "scripts/kernel.sh",
+        "scripts/bench.sh",
+    ] {
         assert!(
             flat(&tree_file(file)).contains(&format!("{kernel} on 2 cores")),
             "{file} does not say the kernel builds in {kernel} on 2 cores"
