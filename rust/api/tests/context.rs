@@ -265,6 +265,8 @@ mod cases {
 
     #[test]
     fn synchronous_requests_from_opened_and_started_complete() {
+        SYNC_OPENED.store(1, Ordering::SeqCst);
+        SYNC_STARTED.store(1, Ordering::SeqCst);
         SYNC_ECHOED.store(0, Ordering::SeqCst);
         let (server, _) = echo_pair_server_only();
         let client = allocate(false);
@@ -280,7 +282,12 @@ mod cases {
             assert_eq!(kmcl_channel_init_set_state_change_callbacks(client, &cb), 0);
             assert_eq!(kmcl_channel_enable(client), 0);
         }
-        assert!(wait_until(|| running(client)));
+        // The channel runs before its Started callback returns (the
+        // callback's request needs the data path): wait for the callback's
+        // result, not only for the state.
+        assert!(wait_until(
+            || running(client) && SYNC_STARTED.load(Ordering::SeqCst) != 1
+        ));
         assert_eq!(SYNC_OPENED.load(Ordering::SeqCst), 0);
         assert_eq!(SYNC_STARTED.load(Ordering::SeqCst), 0);
         assert_eq!(SYNC_ECHOED.load(Ordering::SeqCst), 2);
