@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Runs kmcl's fuzz targets (rust/host/fuzz/fuzz_targets: the ring reader,
-# descriptors, GPA range lists, completion correlation, the save stream;
+# descriptors, GPA range lists, transfer-page range lists, completion
+# correlation, the save stream;
 # cargo-fuzz/libFuzzer) for SECONDS each.  Each run first replays its whole
 # corpus -- the checked-in seeds in rust/host/fuzz/corpus/<target>/ and the
 # corpus libFuzzer grew in earlier runs, kept in out/fuzz/corpus/<target>/ --

@@ -11,7 +11,8 @@
 #
 # Needs KDIR (kernel build dir) and KSRC (its source: the kselftest
 # framework, see scripts/ksft.sh).
-# KMCL_TESTS=a.sh,b.sh runs only those kselftest programs (check mode).
+# KMCL_TESTS=a.sh,b.sh runs only those kselftest programs (check mode);
+# KSFT_INSTALL=DIR boots with that kselftest installation.
 # KMCL_APPEND adds words to the kernel command line (for experiments, e.g.
 # kmemleak=off to see what kmemleak costs).  VM_PERF=1 puts the host's perf
 # into the image (see BENCH_PROFILE in tests/vm/bench.sh).
@@ -39,8 +40,14 @@ cp "$top"/tests/vm/*.sh "$root/tests/"
 install -m 0755 "$top/tests/vm/timeout" "$root/usr/bin/timeout"
 # kmcl's kselftest, installed the kernel's way (with the modules it loads):
 # /kselftest/run_kselftest.sh, /kselftest/kmcl/modules/*.ko.
-"$top/scripts/ksft.sh" "$root/kselftest" >"$out/ksft-install.log" 2>&1 ||
-	{ tail -20 "$out/ksft-install.log" >&2; echo "vm.sh: installing the kselftest failed" >&2; exit 1; }
+# KSFT_INSTALL=DIR: use a kselftest installation made elsewhere (e.g. from a
+# kernel tree, Documentation/testing.rst) instead.
+if [ -n "${KSFT_INSTALL:-}" ]; then
+	cp -a "$KSFT_INSTALL" "$root/kselftest"
+else
+	"$top/scripts/ksft.sh" "$root/kselftest" >"$out/ksft-install.log" 2>&1 ||
+		{ tail -20 "$out/ksft-install.log" >&2; echo "vm.sh: installing the kselftest failed" >&2; exit 1; }
+fi
 [ -f "$root/kselftest/kmcl/modules/kmcl.ko" ] || { echo "vm.sh: kmcl.ko is not built" >&2; exit 1; }
 ln -s kselftest/kmcl/modules "$root/kmcl"
 # VM_PERF=1: the host's perf and its libraries, for profiling in the VM.
