@@ -19,3 +19,4 @@ pub mod ring;
 pub mod save;
 pub mod status;
 pub mod transactions;
+pub mod xfer;
