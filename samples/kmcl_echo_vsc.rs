@@ -74,6 +74,10 @@ const ECHO_INSTANCE: kmcl::Guid = kmcl::Guid {
 /// Largest payload sent: kmcl's default maximum packet size.
 const MAX_PAYLOAD: usize = 4096;
 
+/// Bytes of the context area kmcl gives the client with each packet from
+/// the server (`VmbChannelInitSetClientContextSize`).
+const CONTEXT_SIZE: usize = 16;
+
 /// The channel's callbacks.
 struct Vsc {
     running: AtomicBool,
@@ -97,9 +101,25 @@ impl kmcl::Driver for Vsc {
         );
     }
 
-    /// Packets the server sends come back as their own completion.
-    fn process_packet(&self, _channel: kmcl::ChannelRef<'_>, packet: kmcl::Incoming) {
-        if packet.echo().is_ok() {
+    /// Packets the server sends come back as their own completion, if
+    /// the packet's context area arrived as kmcl promises: [`CONTEXT_SIZE`]
+    /// zeroed bytes.  The client then marks the area, which kmcl must zero
+    /// again for the next packet that reuses the object; a wrong area makes
+    /// the echo empty, which the server counts as bad.
+    fn process_packet(&self, _channel: kmcl::ChannelRef<'_>, mut packet: kmcl::Incoming) {
+        let ctx = packet.client_context();
+        let fresh = ctx.len() == CONTEXT_SIZE && ctx.iter().all(|&b| b == 0);
+        ctx.fill(0xc5);
+        let done = if fresh {
+            packet.echo()
+        } else {
+            pr_err!(
+                "a packet's context area was not {} zeroed bytes\n",
+                CONTEXT_SIZE
+            );
+            packet.complete(&[])
+        };
+        if done.is_ok() && fresh {
             self.echoed.fetch_add(1, Ordering::SeqCst);
         }
     }
@@ -262,6 +282,7 @@ impl kernel::Module for EchoVsc {
         let mut channel = kmcl::Channel::new(module, kmcl::Role::Client, vsc.clone())?;
         channel.set_target(&ECHO_TYPE, Some(&ECHO_INSTANCE))?;
         channel.set_friendly_name(c"kmcl_echo_vsc")?;
+        channel.set_client_context_size(CONTEXT_SIZE as u32)?;
         // Room for a window of the largest packets each way.
         channel.set_ring_pages(32, 32)?;
         channel.enable()?;

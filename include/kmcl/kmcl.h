@@ -634,6 +634,24 @@ void kmcl_channel_packet_defer_to_passive(struct kmcl_incoming *packet);
  */
 void kmcl_channel_packet_fail(struct kmcl_incoming *packet);
 /**
+ * kmcl_channel_packet_get_client_context() - the packet's context area for
+ * the driver (KMCL V2 VmbChannelPacketGetClientContext).
+ * @packet: an incoming packet the driver holds (given to its process-packet
+ *          callback and not yet completed, deferred or failed).
+ * @size:   NULL, or receives the area's size: the channel's
+ *          kmcl_channel_init_set_client_context_size(), 0 without one.
+ *
+ * The area is zeroed when the packet arrives and is the driver's until it
+ * gives the packet back; a packet deferred to passive keeps its area.
+ * Not in kmcl's V1 interface table (KMCL adds it in V2): call the export.
+ * Context: any.
+ * Return: the area, or NULL for a channel without one, a NULL @packet or a
+ * handle kmcl has not lent (logged).
+ */
+void *kmcl_channel_packet_get_client_context(struct kmcl_incoming *packet,
+					     u32 *size);
+
+/**
  * kmcl_channel_packet_get_external_data() - VmbChannelPacketGetExternalData.
  * @packet: a packet delivered with VMBUS_CHANNEL_PROCESS_PACKET_FLAG_EXTERNAL_DATA.
  * @flags:  0 or VMBUS_CHANNEL_PACKET_EXTERNAL_DATA_FLAG_READ_ONLY.

@@ -141,3 +141,41 @@ pub unsafe extern "C" fn kmcl_channel_packet_fail(packet: *mut KmclIncoming) {
         }
     }
 }
+
+/// `VmbChannelPacketGetClientContext` (KMCL V2): the packet's context area
+/// of `ClientContextSize` bytes (zeroed on arrival, the driver's until it
+/// gives the packet back), and its size in `*size` if `size` is not NULL.
+/// NULL (and 0) for a channel without a context area or a handle kmcl has
+/// not lent.
+///
+/// # Safety
+///
+/// `packet` is NULL or a handle kmcl passed to a process-packet callback
+/// and not yet given back; `size` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_packet_get_client_context(
+    packet: *mut KmclIncoming,
+    size: *mut u32,
+) -> *mut c_void {
+    let mut area: (*mut u8, usize) = (core::ptr::null_mut(), 0);
+    if !packet.is_null() && lent::is_lent(packet as usize) {
+        let obj = packet.cast::<PacketObject>();
+        // SAFETY: a lent handle is a live incoming packet's box, which the
+        // calling driver owns until it gives it back: nothing else refers
+        // to its context area meanwhile.
+        area = unsafe { (*obj).context_area() };
+    } else if !packet.is_null() {
+        pr_err!(
+            "kmcl_channel_packet_get_client_context: invalid incoming packet handle {:p}\n",
+            packet
+        );
+    }
+    if !size.is_null() {
+        // SAFETY: writable (the caller's promise); at most 4096.
+        unsafe { *size = area.1 as u32 };
+    }
+    if area.1 == 0 {
+        return core::ptr::null_mut();
+    }
+    area.0.cast()
+}

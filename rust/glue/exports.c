@@ -36,6 +36,7 @@ EXPORT_SYMBOL_NS_GPL(kmcl_channel_init_set_state_change_callbacks, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_packet_complete, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_packet_defer_to_passive, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_packet_fail, "KMCL");
+EXPORT_SYMBOL_NS_GPL(kmcl_channel_packet_get_client_context, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_packet_get_external_data, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_pause, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_send_synchronous_request, "KMCL");

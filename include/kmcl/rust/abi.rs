@@ -262,6 +262,9 @@ kmcl_functions! {
         packet: *mut KmclIncoming);
     /// `VmbChannelPacketFail`.
     FnChannelPacketFail = kmcl_channel_packet_fail(packet: *mut KmclIncoming);
+    /// `VmbChannelPacketGetClientContext` (KMCL V2).
+    FnChannelPacketGetClientContext = kmcl_channel_packet_get_client_context(
+        packet: *mut KmclIncoming, size: *mut u32) -> *mut c_void;
     /// `VmbChannelPacketGetExternalData`.
     FnChannelPacketGetExternalData = kmcl_channel_packet_get_external_data(
         packet: *mut KmclIncoming, flags: u32, mdl: *mut *mut KmclMdl) -> c_int;

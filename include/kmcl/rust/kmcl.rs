@@ -278,6 +278,13 @@ impl Channel {
         result(unsafe { abi::kmcl_channel_init_set_maximum_external_data(self.raw, bytes, ranges) })
     }
 
+    /// `VmbChannelInitSetClientContextSize`: `size` zeroed bytes (at most
+    /// 4096) with every incoming packet, for [`Incoming::client_context`].
+    pub fn set_client_context_size(&mut self, size: u32) -> Result {
+        // SAFETY: `raw` is live.
+        result(unsafe { abi::kmcl_channel_init_set_client_context_size(self.raw, size) })
+    }
+
     /// `VmbChannelSaveBegin` (server, connected): stops delivery and takes
     /// the packets the driver holds into a save (then `save_continue` and
     /// `save_end` of the C API, not wrapped yet). On an error every packet
@@ -613,6 +620,22 @@ impl Incoming {
         // SAFETY: kmcl keeps the payload valid until the packet is
         // completed, which takes `self`.
         unsafe { core::slice::from_raw_parts(self.data, self.len) }
+    }
+
+    /// `VmbChannelPacketGetClientContext` (KMCL V2): the packet's context
+    /// area of [`Channel`]'s `ClientContextSize` bytes, zeroed when the
+    /// packet arrived and kept across a deferral; empty without one.
+    pub fn client_context(&mut self) -> &mut [u8] {
+        let mut size = 0u32;
+        // SAFETY: the packet is live (held by `self`); `size` is writable.
+        let area = unsafe { abi::kmcl_channel_packet_get_client_context(self.raw, &mut size) };
+        if area.is_null() || size == 0 {
+            return &mut [];
+        }
+        // SAFETY: kmcl gives the driver `size` bytes at `area` until the
+        // packet is completed, which takes `self`; `&mut self` makes this
+        // the only reference.
+        unsafe { core::slice::from_raw_parts_mut(area.cast::<u8>(), size as usize) }
     }
 
     /// `VmbChannelPacketComplete`, with `reply` as the completion payload

@@ -537,6 +537,15 @@ mod cases {
             );
             expect(
                 &mut f,
+                "client context of a NULL packet is NULL",
+                c_int::from(
+                    kmcl_channel_packet_get_client_context(null_in, core::ptr::null_mut())
+                        .is_null(),
+                ),
+                1,
+            );
+            expect(
+                &mut f,
                 "send mdl, NULL packet",
                 kmcl_packet_send_with_external_mdl(
                     null_pkt,

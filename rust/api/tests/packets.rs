@@ -570,4 +570,109 @@ mod cases {
             kmcl_channel_cleanup(server);
         }
     }
+
+    // What the server saw of its packets' context areas.
+    static CONTEXT_FIRST_ZEROED: AtomicU32 = AtomicU32::new(0);
+    static CONTEXT_KEPT: AtomicU32 = AtomicU32::new(0);
+    static CONTEXT_BAD: AtomicU32 = AtomicU32::new(0);
+
+    const CONTEXT_SIZE: u32 = 24;
+
+    /// Server: on a packet's first delivery its context area must be
+    /// `CONTEXT_SIZE` zeroed bytes; it writes a mark from the payload and
+    /// defers the packet; on the second delivery (at passive) the mark must
+    /// still be there, and the packet is completed.
+    ///
+    /// # Safety
+    ///
+    /// Called by kmcl as `EvtVmbChannelProcessPacket`.
+    unsafe extern "C" fn context_check(
+        _ch: *mut KmclChannel,
+        packet: *mut KmclIncoming,
+        buffer: *const c_void,
+        _length: u32,
+        _flags: u32,
+    ) {
+        let mut size = 0u32;
+        // SAFETY: the packet is lent to this callback; `size` writable.
+        let area = unsafe { kmcl_channel_packet_get_client_context(packet, &mut size) };
+        if area.is_null() || size != CONTEXT_SIZE {
+            CONTEXT_BAD.fetch_add(1, Ordering::SeqCst);
+            // SAFETY: as above; given back here.
+            unsafe { kmcl_channel_packet_complete(packet, core::ptr::null(), 0) };
+            return;
+        }
+        // SAFETY: kmcl gives `size` bytes at `area` while the packet is
+        // lent; the payload has at least one byte.
+        let (ctx, tag) = unsafe {
+            (
+                core::slice::from_raw_parts_mut(area.cast::<u8>(), size as usize),
+                *buffer.cast::<u8>(),
+            )
+        };
+        if ctx[0] == 0 {
+            if ctx.iter().all(|&b| b == 0) {
+                CONTEXT_FIRST_ZEROED.fetch_add(1, Ordering::SeqCst);
+            }
+            ctx.fill(tag ^ 0xa5);
+            ctx[0] = 1;
+            // SAFETY: lent; delivered again later.
+            unsafe { kmcl_channel_packet_defer_to_passive(packet) };
+        } else {
+            if ctx[1..].iter().all(|&b| b == tag ^ 0xa5) {
+                CONTEXT_KEPT.fetch_add(1, Ordering::SeqCst);
+            }
+            // SAFETY: lent; given back here.
+            unsafe { kmcl_channel_packet_complete(packet, core::ptr::null(), 0) };
+        }
+    }
+
+    #[test]
+    fn the_client_context_is_zeroed_per_packet_and_kept_across_a_deferral() {
+        CONTEXT_FIRST_ZEROED.store(0, Ordering::SeqCst);
+        CONTEXT_KEPT.store(0, Ordering::SeqCst);
+        CONTEXT_BAD.store(0, Ordering::SeqCst);
+        let server = allocate(true);
+        let client = allocate(false);
+        // SAFETY: live handles; structures readable.
+        unsafe {
+            assert_eq!(
+                kmcl_server_channel_init_set_target_interface_id(server, &TYPE, &INSTANCE),
+                0
+            );
+            assert_eq!(
+                kmcl_channel_init_set_client_context_size(server, CONTEXT_SIZE),
+                0
+            );
+            assert_eq!(
+                kmcl_channel_init_set_process_packet_callbacks(server, Some(context_check), None),
+                0
+            );
+            assert_eq!(kmcl_channel_enable(server), 0);
+            assert_eq!(kmcl_channel_start(server), 0);
+            assert_eq!(
+                kmcl_client_channel_init_set_target_pnp(client, &TYPE, &INSTANCE, None),
+                0
+            );
+            assert_eq!(kmcl_channel_enable(client), 0);
+        }
+        assert!(wait_until(|| running(client) && running(server)));
+        // Packet objects are reused: each delivery must find its area
+        // zeroed again, whatever the packet before left in it.
+        for tag in 1..=20u8 {
+            send_counted(client, 1, &[tag; 8]);
+            assert!(wait_until(|| DONE_OK.load(Ordering::SeqCst) == 1));
+        }
+        assert_eq!(CONTEXT_BAD.load(Ordering::SeqCst), 0);
+        assert_eq!(CONTEXT_FIRST_ZEROED.load(Ordering::SeqCst), 20);
+        assert_eq!(CONTEXT_KEPT.load(Ordering::SeqCst), 20);
+        // A NULL packet: NULL, size 0.
+        let mut size = 7u32;
+        // SAFETY: NULL is refused; `size` is writable.
+        let area =
+            unsafe { kmcl_channel_packet_get_client_context(core::ptr::null_mut(), &mut size) };
+        assert!(area.is_null());
+        assert_eq!(size, 0);
+        close_pair(server, client);
+    }
 }

@@ -159,6 +159,12 @@ impl PacketObject {
         self.epoch != self.channel.epoch()
     }
 
+    /// The driver's context area (`ClientContextSize` bytes, zeroed on
+    /// arrival): its address and length, for the C API to hand out.
+    pub(crate) fn context_area(&mut self) -> (*mut u8, usize) {
+        (self.context.as_mut_ptr(), self.context.len())
+    }
+
     /// The channel the packet arrived on.
     pub(crate) fn channel(&self) -> &Arc<Channel> {
         &self.channel
