@@ -75,7 +75,9 @@ setup:
 need-kdir:
 	@[ -n "$(KDIR)" ] || { echo "make: no KDIR, and $(RUNNING_KDIR) is not a Rust-enabled kernel build (CONFIG_RUST=y, rust/*.rmeta): set KDIR=, or use make check / make run, which bring their own kernel"; exit 1; }
 
-kernel: setup
+kernel:
+	@[ -x $(RUSTC) ] && [ -x $(BINDGEN) ] && command -v clang$(LLVM) >/dev/null || \
+		{ echo "make kernel: needs the toolchain (make setup, or make check, installs it)"; exit 1; }
 	@scripts/kernel.sh build $(KFLAVOUR)
 
 modules: need-kdir
@@ -115,12 +117,16 @@ ksft-modules: modules samples bench-module hyperv-module
 # Fuzzing (host parsers, cargo-fuzz): FUZZ_SECONDS per target; make check
 # replays each target's corpus and runs it 10 s (KMCL_FUZZ_SECONDS).
 FUZZ_SECONDS ?= 300
-fuzz: setup
+fuzz:
+	@[ -x $(or $(CARGO_HOME),$(HOME)/.cargo)/bin/cargo-fuzz ] || \
+		{ echo "make fuzz: needs cargo-fuzz (make setup, or make check, installs it)"; exit 1; }
 	@scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Benchmarks (not part of check): host ring (criterion) and the in-kernel
 # benchmark in the VM on a non-debug kernel; results in out/bench/.
-bench: setup
+bench:
+	@command -v qemu-system-x86_64 >/dev/null && [ -x $(BINDGEN) ] || \
+		{ echo "make bench: needs the toolchain and QEMU (make setup, or make check, installs them)"; exit 1; }
 	@scripts/bench.sh
 
 modules_install: modules
