@@ -781,10 +781,13 @@ int kmcl_packet_send(struct kmcl_packet *packet, const void *buffer,
  * @mdl:        the external data's memory.
  * @mdl_offset: first byte of @mdl's data sent.
  * @mdl_length: bytes sent; 0: to the end of @mdl's data.
- * @flags:      must include VMBUS_CHANNEL_FORMAT_FLAG_WAIT_FOR_COMPLETION.
+ * @flags:      must include VMBUS_CHANNEL_FORMAT_FLAG_WAIT_FOR_COMPLETION;
+ *              VMBUS_CHANNEL_FORMAT_FLAG_FORCE_MDL_LENGTH lets the range
+ *              go past @mdl's length up to the end of its last page.
  *
  * Context: any.
- * Return: as kmcl_packet_send(); -EINVAL also when the range leaves @mdl.
+ * Return: as kmcl_packet_send(); -EINVAL also when the range leaves @mdl
+ * (with FORCE_MDL_LENGTH: its last page).
  */
 int kmcl_packet_send_with_external_mdl(struct kmcl_packet *packet,
 				       const void *buffer, u32 length,

@@ -90,7 +90,7 @@ pub unsafe extern "C" fn kmcl_channel_create_gpadl_from_mdl(
     unsafe {
         with_channel_sleeping(c"kmcl_channel_create_gpadl_from_mdl", channel, |h| {
             // SAFETY: the caller's promise (as `mdl_pages` requires).
-            let pages = mdl_pages(mdl, offset, length)?;
+            let pages = mdl_pages(mdl, offset, length, false)?;
             let handle = h
                 .channel
                 .create_gpadl(pages, flags & abi::GPADL_FLAG_READ_ONLY != 0)?;

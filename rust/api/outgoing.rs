@@ -394,7 +394,7 @@ pub unsafe extern "C" fn kmcl_packet_send(
             needs_wait(flags)?;
             // SAFETY: the caller's promise (a readable MDL whose pages stay
             // valid until the routine runs).
-            let pages = unsafe { mdl_pages(mdl, 0, 0) }?;
+            let pages = unsafe { mdl_pages(mdl, 0, 0, false) }?;
             return p.handle.channel.send_external(payload, pages, routine);
         }
         p.handle.channel.send(payload, wait, routine)
@@ -412,7 +412,9 @@ pub(super) fn needs_wait(flags: u32) -> Result {
 }
 
 /// The pages of `length` bytes (0: to the end) from `offset` of the data
-/// `mdl` describes.
+/// `mdl` describes.  `force` (`VMBUS_CHANNEL_FORMAT_FLAG_FORCE_MDL_LENGTH`):
+/// `length` may go past the MDL's byte count up to the end of its last
+/// page (KMCL: "only rounding up to a page boundary").
 ///
 /// # Safety
 ///
@@ -423,6 +425,7 @@ pub(super) unsafe fn mdl_pages(
     mdl: *const KmclMdl,
     offset: u32,
     length: u32,
+    force: bool,
 ) -> Result<GpadlPages> {
     // SAFETY: readable (the caller's promise).
     let m = unsafe { &*mdl };
@@ -434,7 +437,14 @@ pub(super) unsafe fn mdl_pages(
     } else {
         length
     };
-    if u64::from(offset) + u64::from(length) > u64::from(m.length) {
+    let page = kernel::page::PAGE_SIZE as u64;
+    let limit = if force {
+        // The MDL's end rounded up to its page, counted from its start.
+        (u64::from(m.offset) + u64::from(m.length)).div_ceil(page) * page - u64::from(m.offset)
+    } else {
+        u64::from(m.length)
+    };
+    if u64::from(offset) + u64::from(length) > limit {
         return Err(EINVAL);
     }
     let start = m.offset as usize + offset as usize;
@@ -484,7 +494,7 @@ pub unsafe extern "C" fn kmcl_channel_send_synchronous_request(
             } else {
                 // SAFETY: the caller's promise (a readable MDL whose pages
                 // stay valid until this returns).
-                Some(mdl_pages(mdl, 0, 0)?)
+                Some(mdl_pages(mdl, 0, 0, false)?)
             };
             let payload = bytes(buffer, length)?;
             let cap = if reply_length.is_null() {
@@ -541,8 +551,9 @@ pub unsafe extern "C" fn kmcl_packet_send_with_external_mdl(
         needs_wait(flags)?;
         // SAFETY: the caller's promise.
         let payload = unsafe { bytes(buffer, length) }?;
+        let force = flags & abi::FORMAT_FLAG_FORCE_MDL_LENGTH != 0;
         // SAFETY: the caller's promise.
-        let pages = unsafe { mdl_pages(mdl, mdl_offset, mdl_length) }?;
+        let pages = unsafe { mdl_pages(mdl, mdl_offset, mdl_length, force) }?;
         let routine = Routine::Function(packet_done, packet as usize);
         p.handle.channel.send_external(payload, pages, routine)
     })();

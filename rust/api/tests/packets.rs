@@ -419,7 +419,52 @@ mod cases {
                 ),
                 -22
             );
-            kmcl_packet_free(p);
+            // FORCE_MDL_LENGTH: an MDL of 100 bytes sent as its whole
+            // first page (KMCL: MdlLength may exceed the MDL's byte count,
+            // rounded up to a page boundary, no further).
+            let small = KmclMdl {
+                length: 100,
+                ..*mdl
+            };
+            let force = wait | crate::api::abi::FORMAT_FLAG_FORCE_MDL_LENGTH;
+            assert_eq!(
+                kmcl_packet_send_with_external_mdl(
+                    p,
+                    [0u8].as_ptr().cast(),
+                    1,
+                    &small,
+                    0,
+                    4096,
+                    wait
+                ),
+                -22
+            );
+            assert_eq!(
+                kmcl_packet_send_with_external_mdl(
+                    p,
+                    [0u8].as_ptr().cast(),
+                    1,
+                    &small,
+                    0,
+                    4097,
+                    force
+                ),
+                -22
+            );
+            assert_eq!(
+                kmcl_packet_send_with_external_mdl(
+                    p,
+                    [0u8].as_ptr().cast(),
+                    1,
+                    &small,
+                    0,
+                    4096,
+                    force
+                ),
+                0
+            );
+            assert!(wait_until(|| DONE_OK.load(Ordering::SeqCst) == 3));
+            assert_eq!(EXT_LEN.load(Ordering::SeqCst), 4096);
             // A synchronous request with the whole MDL as external data.
             let mut reply = [0u8; 8];
             let mut len = reply.len() as u32;
@@ -437,8 +482,8 @@ mod cases {
                 0
             );
             assert_eq!(EXT_LEN.load(Ordering::SeqCst), 8192);
-            assert_eq!(EXT_SEEN.load(Ordering::SeqCst), 3);
-            assert_eq!(EXT_GOOD.load(Ordering::SeqCst), 3);
+            assert_eq!(EXT_SEEN.load(Ordering::SeqCst), 4);
+            assert_eq!(EXT_GOOD.load(Ordering::SeqCst), 4);
             assert_eq!(DONE_ERR.load(Ordering::SeqCst), 0);
             assert_eq!(kmcl_channel_disable(client), 0);
             assert_eq!(kmcl_channel_disable(server), 0);
