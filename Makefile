@@ -132,10 +132,16 @@ bench:
 modules_install: modules
 	$(KMAKE) modules_install
 
+# The test build too (its own output: out/kunit-clippy), where the kernel
+# has KUnit.
 clippy: need-kdir
 	$(KMAKE) CLIPPY=1 CLIPPY_DRIVER=$(CLIPPY_DRIVER) modules
 	$(SMAKE) CLIPPY=1 CLIPPY_DRIVER=$(CLIPPY_DRIVER) modules
 	$(BMAKE) CLIPPY=1 CLIPPY_DRIVER=$(CLIPPY_DRIVER) modules
+	if grep -qx 'CONFIG_KUNIT=y' $(KDIR)/.config; then \
+		$(KBASE) M=$(CURDIR)/tests/kunit MO=$(CURDIR)/out/kunit-clippy CLIPPY=1 \
+			CLIPPY_DRIVER=$(CLIPPY_DRIVER) modules; \
+	fi
 
 # rust-project.json for editors: the kernel's generator, completed by
 # scripts/rust_analyzer.py (the wrapper's #[path] modules, the test cfg).

@@ -13,6 +13,7 @@ mod memory;
 mod packets;
 mod states;
 mod teardown;
+mod wrapper;
 
 use core::{
     ffi::{
