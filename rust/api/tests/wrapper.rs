@@ -115,9 +115,9 @@ mod cases {
             let done = KBox::new(Echo(tag), GFP_KERNEL).unwrap();
             assert_eq!(client.send(&[tag; 24], true, done), Ok(()));
         }
-        assert!(crate::engine::testing::wait_until(
-            || REPLIES_OK.load(Ordering::SeqCst) == 50
-        ));
+        assert!(crate::engine::testing::wait_until(|| REPLIES_OK
+            .load(Ordering::SeqCst)
+            == 50));
         assert_eq!(server_driver.echoed.load(Ordering::SeqCst), 50);
         assert_eq!(server_driver.bad_context.load(Ordering::SeqCst), 0);
         // Dropping the channels disables and frees them (client first).
