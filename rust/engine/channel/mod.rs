@@ -58,7 +58,8 @@
 //! incoming packets at passive) drain the incoming ring; [`DEFERRAL_WORK`]
 //! redelivers deferred packets in process context; [`REPLENISH_WORK`]
 //! allocates, in process context, what an atomic allocation of the
-//! receive work could not.
+//! receive work could not; [`RELEASE_WORK`] drops, in process context, a
+//! channel whose last reference the receive work held.
 //!
 //! # The one back-reference
 //!
@@ -318,6 +319,10 @@ pub(crate) struct Channel {
     /// could not read for want of it.
     #[pin]
     replenish_work: Work<Channel, REPLENISH_WORK>,
+    /// Takes the last reference of a channel a softirq-context work item
+    /// held into process context, where the channel is dropped.
+    #[pin]
+    release_work: Work<Channel, RELEASE_WORK>,
     /// The largest packet (bytes) waiting for that memory (0: none).
     replenish_len: core::sync::atomic::AtomicUsize,
     /// The replenish work failed too and retries (logged once).
@@ -379,6 +384,9 @@ pub(crate) const RECEIVE_TASK_WORK: u64 = 3;
 /// The replenish work: memory, in process context, for a packet an atomic
 /// allocation of the receive work could not take.
 pub(crate) const REPLENISH_WORK: u64 = 4;
+/// The release work: drops, in process context, a channel whose last
+/// reference a softirq-context work item held (see [`Channel::release`]).
+pub(crate) const RELEASE_WORK: u64 = 5;
 
 impl_has_work! {
     impl HasWork<Self, CONTROL_WORK> for Channel { self.work }
@@ -386,6 +394,7 @@ impl_has_work! {
     impl HasWork<Self, DEFERRAL_WORK> for Channel { self.passive_work }
     impl HasWork<Self, RECEIVE_TASK_WORK> for Channel { self.rx_task_work }
     impl HasWork<Self, REPLENISH_WORK> for Channel { self.replenish_work }
+    impl HasWork<Self, RELEASE_WORK> for Channel { self.release_work }
 }
 
 /// The control work: lifecycle events from the bus and the other endpoint.
@@ -404,6 +413,7 @@ impl WorkItem<RECEIVE_WORK> for Channel {
 
     fn run(this: Arc<Channel>) {
         this.receive();
+        Channel::release(this);
     }
 }
 
@@ -432,6 +442,31 @@ impl WorkItem<REPLENISH_WORK> for Channel {
 
     fn run(this: Arc<Channel>) {
         this.replenish();
+    }
+}
+
+/// The release work (process context): the channel is dropped when `this`
+/// goes, here.
+impl WorkItem<RELEASE_WORK> for Channel {
+    type Pointer = Arc<Channel>;
+
+    fn run(this: Arc<Channel>) {
+        drop(this);
+    }
+}
+
+impl Channel {
+    /// Drops a reference held in softirq context: if it is the last one
+    /// (the channel was cleaned up while its receive work ran), the
+    /// channel is handed to the release work and dropped in process
+    /// context, where what it owns (a transport, a bus) may sleep to free.
+    pub(crate) fn release(this: Arc<Channel>) {
+        if let Some(last) = Arc::into_unique_or_drop(this) {
+            let last: Arc<Channel> = last.into();
+            // Cannot be queued already: a queued work item holds a
+            // reference, and this is the only one.
+            let _ = crate::sys::queues::process().enqueue::<Arc<Channel>, RELEASE_WORK>(last);
+        }
     }
 }
 
@@ -618,6 +653,7 @@ impl Channel {
                 deferred <- new_spinlock_irq!(KVec::new()),
                 passive_work <- new_work!("kmcl::Channel::passive_work"),
                 replenish_work <- new_work!("kmcl::Channel::replenish_work"),
+                release_work <- new_work!("kmcl::Channel::release_work"),
                 replenish_len: core::sync::atomic::AtomicUsize::new(0),
                 replenish_failing: core::sync::atomic::AtomicBool::new(false),
                 epoch: core::sync::atomic::AtomicU32::new(0),

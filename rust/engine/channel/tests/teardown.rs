@@ -290,4 +290,49 @@ mod cases {
         assert!(tally.wait_total(1));
         close(client, server)
     }
+
+    // Where the probe below was dropped: 0 not yet, 1 process context,
+    // 2 atomic context.
+    static PROBE_DROPPED: AtomicI32 = AtomicI32::new(0);
+
+    /// State callbacks that record the context their drop runs in: the
+    /// channel owns the only reference, so that is where the channel is
+    /// dropped.
+    struct DropProbe;
+
+    impl crate::engine::channel::StateCallbacks for DropProbe {}
+
+    impl Drop for DropProbe {
+        fn drop(&mut self) {
+            let ctx = if crate::sys::context::may_sleep() {
+                1
+            } else {
+                2
+            };
+            PROBE_DROPPED.store(ctx, Ordering::SeqCst);
+        }
+    }
+
+    /// The receive work (softirq) may hold a channel's last reference when
+    /// the channel was cleaned up while it ran; dropping the channel there
+    /// would free what it owns in atomic context (seen: a stand-in host's
+    /// vunmap() hit BUG_ON(in_interrupt())).  `Channel::release`, which the
+    /// receive work ends with, hands the last reference to process
+    /// context instead; other references just go.
+    #[test]
+    fn a_last_reference_dropped_in_softirq_context_is_released_in_process_context() -> Result {
+        PROBE_DROPPED.store(0, Ordering::SeqCst);
+        let bus = LoopbackBus::new()?;
+        let ch = Channel::new(Role::Client, bus)?;
+        ch.set_state_callbacks(Arc::new(DropProbe, GFP_KERNEL)?)?;
+        // Not the last reference: released at once, the channel lives on.
+        let other = ch.clone();
+        crate::sys::context::with_bh_disabled(|| Channel::release(other));
+        assert_eq!(PROBE_DROPPED.load(Ordering::SeqCst), 0);
+        // The last one, in atomic context (as in the BH receive work).
+        crate::sys::context::with_bh_disabled(|| Channel::release(ch));
+        assert!(wait_for(5, || PROBE_DROPPED.load(Ordering::SeqCst) != 0));
+        assert_eq!(PROBE_DROPPED.load(Ordering::SeqCst), 1);
+        Ok(())
+    }
 }
