@@ -99,6 +99,9 @@ hyperv-module: modules
 kunit-module: need-kdir
 	$(KBASE) M=$(CURDIR)/tests/kunit MO=$(CURDIR)/out/kunit modules
 
+# Whether KDIR's kernel has KUnit (the test build needs it).
+KDIR_HAS_KUNIT = $(shell grep -sx 'CONFIG_KUNIT=y' $(KDIR)/.config)
+
 # Every module the kselftest loads, copied into KSFT_MODULES (its modules/
 # directory calls this; see tests/kselftest/kmcl/Makefile).  kmcl_kunit.ko
 # only where the kernel has KUnit (kunit.sh skips otherwise).
@@ -106,13 +109,13 @@ KSFT_MODULES ?= $(CURDIR)/out/ksft-modules
 ksft-modules: modules samples bench-module hyperv-module
 	@mkdir -p $(KSFT_MODULES)
 	cp rust/kmcl.ko samples/*.ko bench/*.ko tests/hyperv/*.ko $(KSFT_MODULES)/
-	@if grep -qx 'CONFIG_KUNIT=y' $(KDIR)/.config; then \
-		$(MAKE) --no-print-directory kunit-module && \
-		cp out/kunit/rust/kmcl_kunit.ko $(KSFT_MODULES)/; \
-	else \
-		echo "ksft-modules: no CONFIG_KUNIT in $(KDIR): no kmcl_kunit.ko"; \
-		rm -f $(KSFT_MODULES)/kmcl_kunit.ko; \
-	fi
+ifneq ($(KDIR_HAS_KUNIT),)
+	$(MAKE) --no-print-directory kunit-module
+	cp out/kunit/rust/kmcl_kunit.ko $(KSFT_MODULES)/
+else
+	@echo "ksft-modules: no CONFIG_KUNIT in $(KDIR): no kmcl_kunit.ko"
+	rm -f $(KSFT_MODULES)/kmcl_kunit.ko
+endif
 
 # Fuzzing (host parsers, cargo-fuzz): FUZZ_SECONDS per target; make check
 # replays each target's corpus and runs it 10 s (KMCL_FUZZ_SECONDS).
@@ -138,10 +141,10 @@ clippy: need-kdir
 	$(KMAKE) CLIPPY=1 CLIPPY_DRIVER=$(CLIPPY_DRIVER) modules
 	$(SMAKE) CLIPPY=1 CLIPPY_DRIVER=$(CLIPPY_DRIVER) modules
 	$(BMAKE) CLIPPY=1 CLIPPY_DRIVER=$(CLIPPY_DRIVER) modules
-	if grep -qx 'CONFIG_KUNIT=y' $(KDIR)/.config; then \
-		$(KBASE) M=$(CURDIR)/tests/kunit MO=$(CURDIR)/out/kunit-clippy CLIPPY=1 \
-			CLIPPY_DRIVER=$(CLIPPY_DRIVER) modules; \
-	fi
+ifneq ($(KDIR_HAS_KUNIT),)
+	$(KBASE) M=$(CURDIR)/tests/kunit MO=$(CURDIR)/out/kunit-clippy CLIPPY=1 \
+		CLIPPY_DRIVER=$(CLIPPY_DRIVER) modules
+endif
 
 # rust-project.json for editors: the kernel's generator, completed by
 # scripts/rust_analyzer.py (the wrapper's #[path] modules, the test cfg).
@@ -170,10 +173,11 @@ rustdoc: samples
 # loaded; `poweroff -f` or Ctrl-A X ends it), on kmcl's test kernel, which
 # `make check` or `make run` builds.
 shell:
-	@kdir=$$(scripts/kernel.sh kdir $(KFLAVOUR)) && [ -f $$kdir/.kmcl-built ] || \
-		{ echo "make shell: the test kernel is not built yet: run make run or make check first"; exit 1; }
-	@kdir=$$(scripts/kernel.sh kdir $(KFLAVOUR)) && KDIR=$$kdir KSRC=$$(scripts/kernel.sh src $(KFLAVOUR)) \
-		scripts/vm.sh shell
+	@kdir=$$(scripts/kernel.sh kdir $(KFLAVOUR)) && \
+	if [ ! -f $$kdir/.kmcl-built ]; then \
+		echo "make shell: the test kernel is not built yet: run make run or make check first"; exit 1; \
+	fi && \
+	KDIR=$$kdir KSRC=$$(scripts/kernel.sh src $(KFLAVOUR)) scripts/vm.sh shell
 
 check: setup
 	@scripts/check.sh

@@ -120,7 +120,6 @@ undocumented=$(comm -23 <(echo "$exported") <(echo "$documented"))
 result "kernel-doc: all $(echo "$exported" | wc -l) exported functions documented in full" \
 	"$([ -z "$undocumented" ] && [ -n "$exported" ]; echo $?)"
 
-
 step "build: clippy (CLIPPY=1, warnings are errors)"
 make --no-print-directory KDIR="$KDIR" KRUSTFLAGS=-Dwarnings clippy >out/clippy.log 2>&1
 rc=$?

@@ -9,10 +9,7 @@ use core::ffi::{
 
 use kernel::prelude::*;
 
-use crate::{
-    engine::datapath::PacketObject,
-    shmem::GpadlPages, //
-};
+use crate::shmem::GpadlPages;
 
 use crate::engine::types::MmioSpace;
 
@@ -23,8 +20,7 @@ use super::{
         KmclIncoming,
         KmclMdl, //
     },
-
-    lent,
+    incoming::lent_object,
     outgoing::mdl_pages, //
     with_channel,
     with_channel_sleeping,
@@ -167,13 +163,12 @@ pub unsafe extern "C" fn kmcl_channel_packet_get_external_data(
     if packet.is_null() || mdl.is_null() || flags & !abi::EXTERNAL_DATA_FLAG_READ_ONLY != 0 {
         return EINVAL.to_errno();
     }
-    if !lent::is_lent(packet as usize) {
-        pr_err!("invalid incoming packet handle {:p}; ignored\n", packet);
+    let Some(obj) = lent_object(packet, "kmcl_channel_packet_get_external_data") else {
         return EINVAL.to_errno();
-    }
+    };
     // SAFETY: a lent handle is a live incoming packet's box, which the
     // calling driver owns until it gives it back.
-    let incoming = unsafe { &*packet.cast::<PacketObject>() };
+    let incoming = unsafe { &*obj };
     match incoming.external_data() {
         Some(pages) => {
             // SAFETY: `mdl` is writable; the view has `struct kmcl_mdl`'s

@@ -142,6 +142,24 @@ pub unsafe extern "C" fn kmcl_channel_packet_fail(packet: *mut KmclIncoming) {
     }
 }
 
+/// The packet object behind `packet`, a handle kmcl lent to its driver
+/// and not yet given back, for `function`'s accessor; `None` (and one log
+/// line for a handle that is not NULL) otherwise.
+pub(super) fn lent_object(packet: *mut KmclIncoming, function: &str) -> Option<*mut PacketObject> {
+    if packet.is_null() {
+        return None;
+    }
+    if !lent::is_lent(packet as usize) {
+        pr_err!(
+            "{}: invalid incoming packet handle {:p}; ignored\n",
+            function,
+            packet
+        );
+        return None;
+    }
+    Some(packet.cast())
+}
+
 /// `VmbChannelPacketGetClientContext` (KMCL V2): the packet's context area
 /// of `ClientContextSize` bytes (zeroed on arrival, the driver's until it
 /// gives the packet back), and its size in `*size` if `size` is not NULL.
@@ -157,25 +175,19 @@ pub unsafe extern "C" fn kmcl_channel_packet_get_client_context(
     packet: *mut KmclIncoming,
     size: *mut u32,
 ) -> *mut c_void {
-    let mut area: (*mut u8, usize) = (core::ptr::null_mut(), 0);
-    if !packet.is_null() && lent::is_lent(packet as usize) {
-        let obj = packet.cast::<PacketObject>();
+    let (area, len) = match lent_object(packet, "kmcl_channel_packet_get_client_context") {
         // SAFETY: a lent handle is a live incoming packet's box, which the
         // calling driver owns until it gives it back: nothing else refers
         // to its context area meanwhile.
-        area = unsafe { (*obj).context_area() };
-    } else if !packet.is_null() {
-        pr_err!(
-            "kmcl_channel_packet_get_client_context: invalid incoming packet handle {:p}\n",
-            packet
-        );
-    }
+        Some(obj) => unsafe { (*obj).context_area() },
+        None => (core::ptr::null_mut(), 0),
+    };
     if !size.is_null() {
         // SAFETY: writable (the caller's promise); at most 4096.
-        unsafe { *size = area.1 as u32 };
+        unsafe { *size = len as u32 };
     }
-    if area.1 == 0 {
+    if len == 0 {
         return core::ptr::null_mut();
     }
-    area.0.cast()
+    area.cast()
 }
