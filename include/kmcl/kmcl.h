@@ -72,6 +72,8 @@ struct page;
 
 /* EvtVmbChannelProcessPacket(): Flags. */
 #define VMBUS_CHANNEL_PROCESS_PACKET_FLAG_EXTERNAL_DATA		0x1
+/* kmcl's own: the packet names ranges of a transfer-page set. */
+#define KMCL_PROCESS_PACKET_FLAG_TRANSFER_PAGES			0x10000
 
 /* VmbChannelPacketGetExternalData(): Flags. */
 #define VMBUS_CHANNEL_PACKET_EXTERNAL_DATA_FLAG_READ_ONLY	0x1
@@ -109,6 +111,19 @@ struct kmcl_mdl {
 	u32 nr_pages;
 	u32 offset;
 	u32 length;
+};
+
+/**
+ * struct kmcl_transfer_range - one range of a transfer-page set.
+ * @byte_count:  bytes in the range (at least 1).
+ * @byte_offset: offset of its first byte from the start of the set.
+ *
+ * Laid out as Linux's struct vmtransfer_page_range (the VMBus wire
+ * format: little-endian).  kmcl's extension; KMCL has no transfer pages.
+ */
+struct kmcl_transfer_range {
+	u32 byte_count;
+	u32 byte_offset;
 };
 
 /* Callbacks (KMCL EVT_VMB_*). */
@@ -668,6 +683,29 @@ void *kmcl_channel_packet_get_client_context(struct kmcl_incoming *packet,
 int kmcl_channel_packet_get_external_data(struct kmcl_incoming *packet,
 					  u32 flags, struct kmcl_mdl **mdl);
 
+/**
+ * kmcl_channel_packet_get_transfer_pages() - the ranges a transfer-page
+ * packet names (kmcl's extension).
+ * @packet:  a packet delivered with KMCL_PROCESS_PACKET_FLAG_TRANSFER_PAGES.
+ * @set_id:  receives the transfer-page set the ranges are in.
+ * @ranges:  receives the ranges, valid until the packet is given back.
+ * @count:   receives the number of ranges.
+ *
+ * The sender delivered the data into the set: the ranges are offsets into
+ * the buffer the driver registered with
+ * kmcl_channel_register_transfer_page_set().  Each was checked before the
+ * packet was delivered: the set is registered, every range is non-empty
+ * and inside it, at most 1024 ranges.  Completing the packet tells the
+ * sender the ranges are free again (Linux netvsc's receive completion).
+ * Context: any.
+ * Return: 0, -ENODATA (not a transfer-page packet), -EINVAL (a NULL
+ * argument or a handle kmcl has not lent).
+ */
+int kmcl_channel_packet_get_transfer_pages(struct kmcl_incoming *packet,
+					   u16 *set_id,
+					   const struct kmcl_transfer_range **ranges,
+					   u32 *count);
+
 /* Outgoing packets. */
 
 /**
@@ -810,6 +848,36 @@ int kmcl_packet_send_with_external_pfns(struct kmcl_packet *packet,
 					const void *buffer, u32 length,
 					const u64 *pfns, u32 pfn_count,
 					u32 flags);
+/**
+ * kmcl_packet_send_with_transfer_pages() - sends data the sender wrote into
+ * the other endpoint's transfer-page set (kmcl's extension; the
+ * VM_PKT_DATA_USING_XFER_PAGES packet of Hyper-V's network VSP).
+ * @packet:  as kmcl_packet_send().
+ * @set_id:  a set the other endpoint registered with
+ *           kmcl_channel_register_transfer_page_set().
+ * @ranges:  the ranges of the set holding the data, copied into the ring.
+ * @count:   entries in @ranges, 1 to 1024.
+ * @buffer:  the in-band payload (a protocol header, say).
+ * @length:  bytes in @buffer.
+ * @flags:   0 or VMBUS_CHANNEL_FORMAT_FLAG_WAIT_FOR_COMPLETION (the routine
+ *           then runs when the receiver completed the packet: its ranges
+ *           are free to reuse).
+ *
+ * A server writes the data through its mapping of the client's GPADL
+ * (kmcl_channel_map_gpadl()) first.  kmcl checks the ranges against the
+ * receiver's registered set before it writes the packet, so a wrong range
+ * is this call's -EINVAL rather than a failed channel on the other side.
+ * Context: any.
+ * Return: as kmcl_packet_send(); -EINVAL also when the other endpoint has
+ * no set @set_id (a VMBus host: kmcl cannot tell, so sends to it are
+ * refused), a range is empty or leaves the set, or @count is 0 or above
+ * 1024.
+ */
+int kmcl_packet_send_with_transfer_pages(struct kmcl_packet *packet,
+					 u16 set_id,
+					 const struct kmcl_transfer_range *ranges,
+					 u32 count, const void *buffer,
+					 u32 length, u32 flags);
 
 /**
  * kmcl_channel_send_synchronous_request() - VmbChannelSendSynchronousRequest.
@@ -884,9 +952,45 @@ int kmcl_channel_create_gpadl_from_mdl(struct kmcl_channel *channel,
  * EvtVmbChannelClosed at the latest; kmcl deletes what is left after it.
  *
  * Context: process, may sleep (-EINVAL from atomic context).
- * Return: 0, -ENOENT (unknown handle), -EINVAL (a server channel).
+ * Return: 0, -ENOENT (unknown handle), -EBUSY (registered as a
+ * transfer-page set), -EINVAL (a server channel).
  */
 int kmcl_channel_delete_gpadl(struct kmcl_channel *channel, u32 gpadl);
+/**
+ * kmcl_channel_register_transfer_page_set() - makes a GPADL a transfer-page
+ * set (kmcl's extension).
+ * @channel: a connected client channel.
+ * @gpadl:   a GPADL of @channel (kmcl_channel_create_gpadl_from_buffer()).
+ * @set_id:  the id the other endpoint names the set by.
+ *
+ * From now on the other endpoint may deliver data into the GPADL's memory
+ * and send packets naming ranges of it (Linux netvsc's receive buffer: the
+ * driver tells the host the GPADL handle and the set id in its own
+ * protocol, then registers the set here).  Packets naming an unknown set,
+ * a range outside the set or over 1024 ranges close the channel.  The
+ * set lasts until kmcl_channel_unregister_transfer_page_set() or the end
+ * of the connection; kmcl_channel_delete_gpadl() refuses the GPADL
+ * meanwhile.
+ * Context: process, may sleep (-EINVAL from atomic context).
+ * Return: 0, -ENOENT (unknown GPADL), -EEXIST (@set_id registered
+ * already), -ENOSPC (64 sets registered), -ENOTCONN (not connected),
+ * -EINVAL (a server channel).
+ */
+int kmcl_channel_register_transfer_page_set(struct kmcl_channel *channel,
+					    u32 gpadl, u16 set_id);
+/**
+ * kmcl_channel_unregister_transfer_page_set() - ends a transfer-page set.
+ * @channel: the client channel that registered it.
+ * @set_id:  the set.
+ *
+ * Packets delivered already keep their ranges (the memory is the
+ * driver's until it deletes the GPADL); a packet naming the set from now
+ * on closes the channel.
+ * Context: process, may sleep (-EINVAL from atomic context).
+ * Return: 0, -ENOENT (not registered), -EINVAL (a server channel).
+ */
+int kmcl_channel_unregister_transfer_page_set(struct kmcl_channel *channel,
+					      u16 set_id);
 /**
  * kmcl_channel_map_gpadl() - VmbChannelMapGpadl.
  * @channel: a connected server channel.

@@ -111,6 +111,8 @@ impl PacketCallbacks for CPackets {
         let (data, len) = (boxed.data().as_ptr(), boxed.data().len());
         let flags = if boxed.external_data().is_some() {
             abi::PROCESS_PACKET_FLAG_EXTERNAL_DATA
+        } else if boxed.transfer_pages().is_some() {
+            abi::PROCESS_PACKET_FLAG_TRANSFER_PAGES
         } else {
             0
         };

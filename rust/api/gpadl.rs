@@ -180,6 +180,100 @@ pub unsafe extern "C" fn kmcl_channel_packet_get_external_data(
     }
 }
 
+/// kmcl's `kmcl_channel_packet_get_transfer_pages`: the set and ranges of
+/// an incoming transfer-page packet, valid until the packet is given back.
+/// `-ENODATA` for any other packet.
+///
+/// # Safety
+///
+/// `packet` is NULL or a handle kmcl passed to a process-packet callback
+/// and not yet given back; `set_id`, `ranges` and `count` are NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_packet_get_transfer_pages(
+    packet: *mut KmclIncoming,
+    set_id: *mut u16,
+    ranges: *mut *const abi::KmclTransferRange,
+    count: *mut u32,
+) -> c_int {
+    if set_id.is_null() || ranges.is_null() || count.is_null() {
+        return EINVAL.to_errno();
+    }
+    let Some(obj) = lent_object(packet, "kmcl_channel_packet_get_transfer_pages") else {
+        return EINVAL.to_errno();
+    };
+    // SAFETY: a lent handle is a live incoming packet's box, which the
+    // calling driver owns until it gives it back.
+    let incoming = unsafe { &*obj };
+    match incoming.transfer_pages() {
+        Some((set, list, n)) => {
+            // SAFETY: the three are writable (the caller's promise); `list`
+            // holds `n` ranges in `struct kmcl_transfer_range`'s layout
+            // (wire layout, little-endian like every kernel VMBus runs
+            // on), at a 4-byte aligned offset of a kmalloc'ed buffer, and
+            // lives as long as the packet.
+            unsafe {
+                *set_id = set;
+                *ranges = list.as_ptr().cast();
+                *count = n;
+            }
+            0
+        }
+        None => ENODATA.to_errno(),
+    }
+}
+
+/// kmcl's `kmcl_channel_register_transfer_page_set`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_register_transfer_page_set(
+    channel: *mut KmclChannel,
+    gpadl: u32,
+    set_id: u16,
+) -> c_int {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        with_channel_sleeping(c"kmcl_channel_register_transfer_page_set", channel, |h| {
+            h.channel.register_transfer_set(set_id, gpadl)
+        })
+    }
+}
+
+/// kmcl's `kmcl_channel_unregister_transfer_page_set`.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_unregister_transfer_page_set(
+    channel: *mut KmclChannel,
+    set_id: u16,
+) -> c_int {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        with_channel_sleeping(c"kmcl_channel_unregister_transfer_page_set", channel, |h| {
+            h.channel.unregister_transfer_set(set_id)
+        })
+    }
+}
+
+// `struct kmcl_transfer_range` is the wire layout of a range.
+const _: () = {
+    use crate::protocol::xfer::RANGE_SIZE;
+    use core::mem::{
+        align_of,
+        offset_of,
+        size_of, //
+    };
+    assert!(size_of::<abi::KmclTransferRange>() == RANGE_SIZE);
+    assert!(align_of::<abi::KmclTransferRange>() == 4);
+    assert!(offset_of!(abi::KmclTransferRange, byte_count) == 0);
+    assert!(offset_of!(abi::KmclTransferRange, byte_offset) == 4);
+};
+
 // `MdlView` is handed to C as a `struct kmcl_mdl`.
 const _: () = {
     use crate::shmem::MdlView;

@@ -560,6 +560,61 @@ pub unsafe extern "C" fn kmcl_packet_send_with_external_mdl(
     end_send(packet, sent)
 }
 
+/// kmcl's `kmcl_packet_send_with_transfer_pages`: `payload` in the ring,
+/// naming `ranges` of the other endpoint's transfer-page set `set_id`. On
+/// an error the routine does not run and the packet is the driver's again.
+///
+/// # Safety
+///
+/// `packet` is NULL or a live packet handle, not in flight; `ranges` holds
+/// `count` ranges; `buffer` holds `length` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_packet_send_with_transfer_pages(
+    packet: *mut KmclPacket,
+    set_id: u16,
+    ranges: *const abi::KmclTransferRange,
+    count: u32,
+    buffer: *const c_void,
+    length: u32,
+    flags: u32,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(p) = (unsafe { take_for_send(packet, c"kmcl_packet_send_with_transfer_pages") })
+    else {
+        return EINVAL.to_errno();
+    };
+    let sent = (|| -> Result {
+        if flags & !abi::FORMAT_FLAG_WAIT_FOR_COMPLETION != 0
+            || ranges.is_null()
+            || count == 0
+            || count > crate::engine::datapath::MAX_TRANSFER_RANGES
+        {
+            return Err(EINVAL);
+        }
+        // SAFETY: the caller's promise.
+        let payload = unsafe { bytes(buffer, length) }?;
+        // SAFETY: `ranges` holds `count` ranges (the caller's promise),
+        // read once here into kmcl's own list.
+        let given = unsafe { core::slice::from_raw_parts(ranges, count as usize) };
+        let mut list = KVec::with_capacity(given.len(), GFP_ATOMIC)?;
+        for r in given {
+            list.push(
+                crate::protocol::xfer::XferRange {
+                    offset: r.byte_offset,
+                    len: r.byte_count,
+                },
+                GFP_ATOMIC,
+            )?;
+        }
+        let wait = flags & abi::FORMAT_FLAG_WAIT_FOR_COMPLETION != 0;
+        let routine = Routine::Function(packet_done, packet as usize);
+        p.handle
+            .channel
+            .send_transfer_pages(set_id, &list, payload, wait, routine)
+    })();
+    end_send(packet, sent)
+}
+
 /// `VmbPacketSendWithExternalPfns`: the whole pages `pfns` as external
 /// data. A completion must be requested.
 ///

@@ -49,6 +49,9 @@ pub(crate) enum CloseReason {
     /// External data that is not what the sender exposed, or over the
     /// receiver's limits.
     BadExternalData,
+    /// A transfer-page packet naming a set this endpoint did not register,
+    /// a range outside its set, or too many ranges.
+    BadTransferPages,
     /// The other endpoint read nothing for the stall time while sends
     /// waited for room.
     PeerNotDraining,
@@ -62,6 +65,7 @@ impl CloseReason {
             Self::CorruptRing => "corrupt_ring",
             Self::BadCompletion => "bad_completion",
             Self::BadExternalData => "bad_external_data",
+            Self::BadTransferPages => "bad_transfer_pages",
             Self::PeerNotDraining => "peer_not_draining",
         }
     }

@@ -37,6 +37,10 @@ EXPORT_SYMBOL_NS_GPL(kmcl_channel_packet_complete, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_packet_defer_to_passive, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_packet_fail, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_packet_get_client_context, "KMCL");
+EXPORT_SYMBOL_NS_GPL(kmcl_channel_packet_get_transfer_pages, "KMCL");
+EXPORT_SYMBOL_NS_GPL(kmcl_channel_register_transfer_page_set, "KMCL");
+EXPORT_SYMBOL_NS_GPL(kmcl_channel_unregister_transfer_page_set, "KMCL");
+EXPORT_SYMBOL_NS_GPL(kmcl_packet_send_with_transfer_pages, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_packet_get_external_data, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_pause, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_send_synchronous_request, "KMCL");
@@ -117,6 +121,7 @@ static const u32 kmcl_c_layout[] = {
 	sizeof(struct kmcl_client_interface_v1),
 	sizeof(struct kmcl_server_only_methods),
 	sizeof(struct kmcl_server_interface_v1),
+	sizeof(struct kmcl_transfer_range),
 	KMCL_OFF(kmcl_state_callbacks, version),
 	KMCL_OFF(kmcl_state_callbacks, size),
 	KMCL_OFF(kmcl_state_callbacks, opened),
@@ -135,6 +140,8 @@ static const u32 kmcl_c_layout[] = {
 	KMCL_OFF(kmcl_client_interface_v1, packet_set_pointer),
 	KMCL_OFF(kmcl_server_only_methods, server_channel_init_set_vmbus_handle),
 	KMCL_OFF(kmcl_server_interface_v1, server),
+	KMCL_OFF(kmcl_transfer_range, byte_count),
+	KMCL_OFF(kmcl_transfer_range, byte_offset),
 };
 
 const u32 *kmcl_glue_c_layout(u32 *count)

@@ -138,6 +138,55 @@ int kmcl_hvi_recv_all(struct vmbus_channel *ch, u8 *out, u32 cap, u32 *used)
 	return n;
 }
 
+/*
+ * Reads the transfer-page packet at @pkt (@len bytes, as hv_pkt_iter gave
+ * it) the way netvsc does, through struct vmtransfer_page_packet_header:
+ * its set id, its range count and up to @cap of its ranges.
+ */
+int kmcl_hvi_xfer_parse(const void *pkt, u32 len, u16 *set_id, u32 *count,
+			struct vmtransfer_page_range *ranges, u32 cap)
+{
+	const struct vmtransfer_page_packet_header *h = pkt;
+	u32 i;
+
+	if (len < sizeof(*h) || h->d.type != VM_PKT_DATA_USING_XFER_PAGES)
+		return -EINVAL;
+	if (h->range_cnt > (len - sizeof(*h)) / sizeof(h->ranges[0]))
+		return -EINVAL;
+	*set_id = h->xfer_pageset_id;
+	*count = h->range_cnt;
+	for (i = 0; i < h->range_cnt && i < cap; i++)
+		ranges[i] = h->ranges[i];
+	return 0;
+}
+
+/*
+ * Builds, in @out, the transfer-page packet Hyper-V's network VSP sends
+ * (descriptor, header and @count ranges of set @set_id, no payload, a
+ * completion requested under @tid) with struct
+ * vmtransfer_page_packet_header.  Returns its length, or -ENOSPC.
+ */
+int kmcl_hvi_xfer_build(void *out, u32 cap, u16 set_id,
+			const struct vmtransfer_page_range *ranges, u32 count,
+			u64 tid)
+{
+	struct vmtransfer_page_packet_header *h = out;
+	size_t len = struct_size(h, ranges, count);
+
+	if (len > cap || len % 8)
+		return -ENOSPC;
+	memset(h, 0, len);
+	h->d.type = VM_PKT_DATA_USING_XFER_PAGES;
+	h->d.offset8 = len >> 3;
+	h->d.len8 = len >> 3;
+	h->d.flags = VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED;
+	h->d.trans_id = tid;
+	h->xfer_pageset_id = set_id;
+	h->range_cnt = count;
+	memcpy(h->ranges, ranges, count * sizeof(*ranges));
+	return len;
+}
+
 /* hv_vmbus's signal counters of the made-up channel. */
 void kmcl_hvi_counters(struct vmbus_channel *ch, u64 *sig_events,
 		       u64 *intr_out_empty, u64 *intr_in_full)

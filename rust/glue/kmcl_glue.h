@@ -84,6 +84,7 @@ void kmcl_page_write(struct page *page, u32 offset, const void *src, u32 len);
 
 /* rust/glue/hv_interop.c: wire-compatibility tests (KUnit builds only). */
 struct vmbus_channel;
+struct vmtransfer_page_range;
 struct vmbus_channel *kmcl_hvi_channel_new(void *inbound, void *outbound,
 					   u32 pages, u32 max_pkt);
 void kmcl_hvi_channel_free(struct vmbus_channel *ch);
@@ -92,6 +93,11 @@ int kmcl_hvi_send(struct vmbus_channel *ch, const void *buf, u32 len,
 int kmcl_hvi_send_mpb(struct vmbus_channel *ch, void *desc, u32 desc_size,
 		      const void *buf, u32 len, u64 requestid);
 int kmcl_hvi_recv_all(struct vmbus_channel *ch, u8 *out, u32 cap, u32 *used);
+int kmcl_hvi_xfer_parse(const void *pkt, u32 len, u16 *set_id, u32 *count,
+			struct vmtransfer_page_range *ranges, u32 cap);
+int kmcl_hvi_xfer_build(void *out, u32 cap, u16 set_id,
+			const struct vmtransfer_page_range *ranges, u32 count,
+			u64 tid);
 void kmcl_hvi_counters(struct vmbus_channel *ch, u64 *sig_events,
 		       u64 *intr_out_empty, u64 *intr_in_full);
 struct hv_device *kmcl_hvi_device_new(struct vmbus_channel *ch,

@@ -36,6 +36,10 @@ pub const FLAG_COMPLETION_REQUESTED: u16 = 1;
 pub enum PacketType {
     /// Payload carried in the ring (`VM_PKT_DATA_INBAND`).
     InBand = 6,
+    /// Payload in the ring plus ranges of a transfer-page set the receiver
+    /// registered (`VM_PKT_DATA_USING_XFER_PAGES`; the header is
+    /// [`crate::protocol::xfer`]'s range list).
+    TransferPages = 7,
     /// Payload in the ring plus a list of guest page ranges
     /// (`VM_PKT_DATA_USING_GPA_DIRECT`).
     GpaDirect = 9,
@@ -49,6 +53,7 @@ impl PacketType {
     pub fn from_wire(raw: u16) -> Result<Self, DescriptorError> {
         match raw {
             6 => Ok(Self::InBand),
+            7 => Ok(Self::TransferPages),
             9 => Ok(Self::GpaDirect),
             0xb => Ok(Self::Completion),
             _ => Err(DescriptorError::UnknownType(raw)),
@@ -265,8 +270,12 @@ mod tests {
     #[test]
     fn rejects_each_malformed_field() {
         assert_eq!(
-            Descriptor::parse(&raw(7, 2, 2, 0, 0), 64),
-            Err(DescriptorError::UnknownType(7))
+            Descriptor::parse(&raw(8, 2, 2, 0, 0), 64),
+            Err(DescriptorError::UnknownType(8))
+        );
+        assert_eq!(
+            Descriptor::parse(&raw(0xa, 2, 2, 0, 0), 64),
+            Err(DescriptorError::UnknownType(0xa))
         );
         assert_eq!(
             Descriptor::parse(&raw(6, 2, 2, 2, 0), 64),
@@ -293,6 +302,19 @@ mod tests {
                 available: 64
             })
         );
+    }
+
+    #[test]
+    fn transfer_page_packets_are_a_known_type() {
+        // Hyper-V's network VSP: type 7, the range-list header (8 bytes +
+        // one range) then no payload.
+        let d = Descriptor::parse(&raw(7, 4, 4, 1, 9), 40).unwrap();
+        assert_eq!(d.packet_type(), PacketType::TransferPages);
+        assert_eq!(d.header_len(), 16);
+        assert_eq!(d.payload_len(), 0);
+        assert!(d.completion_requested());
+        let out = Descriptor::new(PacketType::TransferPages, 16, 10, true, 9).unwrap();
+        assert_eq!(out.to_bytes()[0..2], [7, 0]);
     }
 
     #[test]

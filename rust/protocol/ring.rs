@@ -999,8 +999,8 @@ mod tests {
     #[test]
     fn malformed_descriptors() {
         let r = Ring::new(128);
-        forge(&r, [7, 2, 2, 0], 24);
-        assert_eq!(read_error(&r), DescriptorError::UnknownType(7).into());
+        forge(&r, [8, 2, 2, 0], 24);
+        assert_eq!(read_error(&r), DescriptorError::UnknownType(8).into());
         forge(&r, [6, 2, 2, 0x8000], 24);
         assert_eq!(read_error(&r), DescriptorError::UnknownFlags(0x8000).into());
         forge(&r, [6, 0, 2, 0], 24);

@@ -246,6 +246,18 @@ impl GpadlPages {
 }
 
 #[cfg(kmcl_kunit)]
+/// Copies `data` to `offset` of `page` (within the page), through a
+/// temporary mapping; any context.
+///
+/// # Safety
+///
+/// `page` is a valid page, and `offset + data.len() <= PAGE_SIZE`.
+pub(crate) unsafe fn page_write(page: *mut Page, offset: usize, data: &[u8]) {
+    // SAFETY: the caller's promise; `data` is readable for its length.
+    unsafe { glue::kmcl_page_write(page, offset as u32, data.as_ptr(), data.len() as u32) }
+}
+
+#[cfg(kmcl_kunit)]
 /// Copies `buf.len()` bytes at `offset` of `page` (within the page) into
 /// `buf`, through a temporary mapping; any context.
 ///

@@ -19,7 +19,10 @@ mod mmio;
 mod ring_pages;
 
 #[cfg(kmcl_kunit)]
-pub(crate) use gpadl_pages::page_read;
+pub(crate) use gpadl_pages::{
+    page_read,
+    page_write, //
+};
 pub(crate) use gpadl_pages::{
     GpadlPages,
     MdlView,

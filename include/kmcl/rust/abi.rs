@@ -81,6 +81,17 @@ pub struct KmclMdl {
     pub length: u32,
 }
 
+/// One range of a transfer-page set (C `struct kmcl_transfer_range`,
+/// Linux's `struct vmtransfer_page_range`); kmcl's extension.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KmclTransferRange {
+    /// Bytes in the range (at least 1).
+    pub byte_count: u32,
+    /// Offset of its first byte from the start of the set.
+    pub byte_offset: u32,
+}
+
 /// `EvtVmbChannelOpened`.
 pub type EvtOpened = Option<unsafe extern "C" fn(channel: *mut KmclChannel) -> c_int>;
 /// `EvtVmbChannelClosed`, `EvtVmbChannelSuspend`, `EvtVmbChannelStarted`,
@@ -265,6 +276,20 @@ kmcl_functions! {
     /// `VmbChannelPacketGetClientContext` (KMCL V2).
     FnChannelPacketGetClientContext = kmcl_channel_packet_get_client_context(
         packet: *mut KmclIncoming, size: *mut u32) -> *mut c_void;
+    /// kmcl's own: the set and ranges of a transfer-page packet.
+    FnChannelPacketGetTransferPages = kmcl_channel_packet_get_transfer_pages(
+        packet: *mut KmclIncoming, set_id: *mut u16, ranges: *mut *const KmclTransferRange,
+        count: *mut u32) -> c_int;
+    /// kmcl's own: registers a client's GPADL as a transfer-page set.
+    FnChannelRegisterTransferPageSet = kmcl_channel_register_transfer_page_set(
+        channel: *mut KmclChannel, gpadl: u32, set_id: u16) -> c_int;
+    /// kmcl's own: ends a transfer-page set.
+    FnChannelUnregisterTransferPageSet = kmcl_channel_unregister_transfer_page_set(
+        channel: *mut KmclChannel, set_id: u16) -> c_int;
+    /// kmcl's own: sends ranges of the other endpoint's transfer-page set.
+    FnPacketSendWithTransferPages = kmcl_packet_send_with_transfer_pages(
+        packet: *mut KmclPacket, set_id: u16, ranges: *const KmclTransferRange, count: u32,
+        buffer: *const c_void, length: u32, flags: u32) -> c_int;
     /// `VmbChannelPacketGetExternalData`.
     FnChannelPacketGetExternalData = kmcl_channel_packet_get_external_data(
         packet: *mut KmclIncoming, flags: u32, mdl: *mut *mut KmclMdl) -> c_int;
@@ -497,6 +522,9 @@ pub const FORMAT_FLAG_FORCE_MDL_LENGTH: u32 = 0x2;
 pub const FORMAT_FLAG_PAGED_BUFFER: u32 = 0x4;
 /// `VMBUS_CHANNEL_PROCESS_PACKET_FLAG_EXTERNAL_DATA`.
 pub const PROCESS_PACKET_FLAG_EXTERNAL_DATA: u32 = 0x1;
+/// `KMCL_PROCESS_PACKET_FLAG_TRANSFER_PAGES` (kmcl's own): the packet names
+/// ranges of a transfer-page set.
+pub const PROCESS_PACKET_FLAG_TRANSFER_PAGES: u32 = 0x10000;
 /// `VMBUS_CHANNEL_PACKET_EXTERNAL_DATA_FLAG_READ_ONLY`.
 pub const EXTERNAL_DATA_FLAG_READ_ONLY: u32 = 0x1;
 /// `KMCL_TRANSPORT_AUTO`: the loopback bus if a server offers the

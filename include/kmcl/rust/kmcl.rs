@@ -76,6 +76,9 @@ use kernel::{
 };
 
 pub use abi::Guid;
+/// One range of a transfer-page set (C `struct kmcl_transfer_range`):
+/// `byte_count` bytes from `byte_offset`.
+pub use abi::KmclTransferRange as TransferRange;
 
 /// Which endpoint a channel is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -375,6 +378,13 @@ pub struct ChannelRef<'a> {
 }
 
 impl ChannelRef<'_> {
+    /// The C handle, for calls to kmcl's C API (`abi`) that this wrapper
+    /// does not cover yet. Calling them is `unsafe`; the handle is valid
+    /// while this reference is.
+    pub fn as_raw(&self) -> *mut KmclChannel {
+        self.raw
+    }
+
     /// `VmbChannelGetInterfaceInstance`.
     pub fn interface_instance(&self) -> Guid {
         let mut g = Guid::default();
@@ -407,6 +417,21 @@ impl ChannelRef<'_> {
         Packet::make(*self, Done::Once(Some(done)))?
             .send(payload, wait_for_completion)
             .map_err(|(_, e)| e)
+    }
+
+    /// kmcl's `kmcl_channel_register_transfer_page_set` (client,
+    /// connected): the other endpoint may from now on deliver data into
+    /// GPADL `gpadl` by naming ranges of it as set `set_id`; such packets
+    /// arrive with [`Incoming::transfer_pages`]. Process context.
+    pub fn register_transfer_page_set(&self, gpadl: u32, set_id: u16) -> Result {
+        // SAFETY: `raw` is live for `'a`.
+        result(unsafe { abi::kmcl_channel_register_transfer_page_set(self.raw, gpadl, set_id) })
+    }
+
+    /// kmcl's `kmcl_channel_unregister_transfer_page_set`. Process context.
+    pub fn unregister_transfer_page_set(&self, set_id: u16) -> Result {
+        // SAFETY: `raw` is live for `'a`.
+        result(unsafe { abi::kmcl_channel_unregister_transfer_page_set(self.raw, set_id) })
     }
 
     /// `VmbChannelSendSynchronousRequest`: sends `payload`, waits for the
@@ -527,18 +552,48 @@ impl Packet {
                 flags,
             )
         };
-        match result(rc) {
-            Ok(()) => {
-                // kmcl has the packet until `on_packet_done`.
-                let _ = ManuallyDrop::new(self);
-                Ok(())
-            }
-            Err(e) => Err((self, e)),
-        }
+        self.handed_over(rc)
     }
 }
 
 impl Packet {
+    /// kmcl's `kmcl_packet_send_with_transfer_pages`: `payload` in the ring,
+    /// naming `ranges` of the other endpoint's transfer-page set `set_id`,
+    /// into which the driver wrote the data (through its mapping of the
+    /// set's GPADL). The ranges must lie in a set the other endpoint
+    /// registered (`EINVAL` otherwise). Any context. On an error the
+    /// packet is given back and its routine does not run.
+    pub fn send_with_transfer_pages(
+        self,
+        set_id: u16,
+        ranges: &[TransferRange],
+        payload: &[u8],
+        wait_for_completion: bool,
+    ) -> core::result::Result<(), (Packet, Error)> {
+        let (Ok(len), Ok(count)) = (len32(payload), u32::try_from(ranges.len())) else {
+            return Err((self, EINVAL));
+        };
+        let flags = if wait_for_completion {
+            abi::FORMAT_FLAG_WAIT_FOR_COMPLETION
+        } else {
+            0
+        };
+        // SAFETY: the packet is live and not in flight; the ranges and the
+        // payload are copied before the call returns.
+        let rc = unsafe {
+            abi::kmcl_packet_send_with_transfer_pages(
+                self.raw,
+                set_id,
+                ranges.as_ptr(),
+                count,
+                payload.as_ptr().cast(),
+                len,
+                flags,
+            )
+        };
+        self.handed_over(rc)
+    }
+
     /// `VmbPacketSend` with external data: `payload` in the ring, and
     /// `length` bytes from `offset` in `page` exposed to the other endpoint
     /// until it completes the packet (a completion is always requested).
@@ -575,9 +630,16 @@ impl Packet {
                 abi::FORMAT_FLAG_WAIT_FOR_COMPLETION,
             )
         };
+        self.handed_over(rc)
+    }
+}
+
+impl Packet {
+    /// The end of a send that returned `rc`: on success kmcl has the packet
+    /// until `on_packet_done`; on an error it is the caller's again.
+    fn handed_over(self, rc: c_int) -> core::result::Result<(), (Packet, Error)> {
         match result(rc) {
             Ok(()) => {
-                // kmcl has the packet until `on_packet_done`.
                 let _ = ManuallyDrop::new(self);
                 Ok(())
             }
@@ -636,6 +698,28 @@ impl Incoming {
         // packet is completed, which takes `self`; `&mut self` makes this
         // the only reference.
         unsafe { core::slice::from_raw_parts_mut(area.cast::<u8>(), size as usize) }
+    }
+
+    /// The transfer-page set and ranges a transfer-page packet names
+    /// (kmcl's `kmcl_channel_packet_get_transfer_pages`): offsets into the
+    /// buffer the driver registered as that set, each checked to lie
+    /// inside it. `None` for any other packet. Completing the packet tells
+    /// the sender the ranges are free again.
+    pub fn transfer_pages(&self) -> Option<(u16, &[TransferRange])> {
+        let (mut set, mut ranges, mut count) = (0u16, core::ptr::null(), 0u32);
+        // SAFETY: the packet is live (held by `self`); the outputs are
+        // writable.
+        let rc = unsafe {
+            abi::kmcl_channel_packet_get_transfer_pages(self.raw, &mut set, &mut ranges, &mut count)
+        };
+        if rc != 0 || ranges.is_null() {
+            return None;
+        }
+        // SAFETY: kmcl gives `count` ranges at `ranges`, valid until the
+        // packet is completed, which takes `self`.
+        Some((set, unsafe {
+            core::slice::from_raw_parts(ranges, count as usize)
+        }))
     }
 
     /// `VmbChannelPacketComplete`, with `reply` as the completion payload

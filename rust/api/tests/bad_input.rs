@@ -544,6 +544,62 @@ mod cases {
                 ),
                 1,
             );
+            let (mut set, mut ranges, mut count) = (0u16, core::ptr::null(), 0u32);
+            expect(
+                &mut f,
+                "transfer pages of a NULL packet",
+                kmcl_channel_packet_get_transfer_pages(null_in, &mut set, &mut ranges, &mut count),
+                EINVAL,
+            );
+            expect(
+                &mut f,
+                "transfer pages, NULL outputs",
+                kmcl_channel_packet_get_transfer_pages(
+                    null_in,
+                    core::ptr::null_mut(),
+                    core::ptr::null_mut(),
+                    core::ptr::null_mut(),
+                ),
+                EINVAL,
+            );
+            expect(
+                &mut f,
+                "register transfer set, NULL",
+                kmcl_channel_register_transfer_page_set(null_ch, 1, 1),
+                EINVAL,
+            );
+            expect(
+                &mut f,
+                "register transfer set, server",
+                kmcl_channel_register_transfer_page_set(server, 1, 1),
+                EINVAL,
+            );
+            expect(
+                &mut f,
+                "unregister transfer set, NULL",
+                kmcl_channel_unregister_transfer_page_set(null_ch, 1),
+                EINVAL,
+            );
+            expect(
+                &mut f,
+                "unregister transfer set never registered",
+                kmcl_channel_unregister_transfer_page_set(client, 1),
+                -2,
+            );
+            expect(
+                &mut f,
+                "send transfer pages, NULL packet",
+                kmcl_packet_send_with_transfer_pages(
+                    null_pkt,
+                    1,
+                    core::ptr::null(),
+                    0,
+                    core::ptr::null(),
+                    0,
+                    0,
+                ),
+                EINVAL,
+            );
             expect(
                 &mut f,
                 "send mdl, NULL packet",

@@ -22,6 +22,7 @@ mod cases {
             size_of::<ClientInterfaceV1>(),
             size_of::<ServerOnlyMethods>(),
             size_of::<ServerInterfaceV1>(),
+            size_of::<KmclTransferRange>(),
             offset_of!(StateCallbacks, version),
             offset_of!(StateCallbacks, size),
             offset_of!(StateCallbacks, opened),
@@ -40,6 +41,8 @@ mod cases {
             offset_of!(ClientInterfaceV1, packet_set_pointer),
             offset_of!(ServerOnlyMethods, server_channel_init_set_vmbus_handle),
             offset_of!(ServerInterfaceV1, server),
+            offset_of!(KmclTransferRange, byte_count),
+            offset_of!(KmclTransferRange, byte_offset),
         ];
         assert_eq!(c.len(), rust.len());
         for (i, (c, r)) in c.iter().zip(rust.iter()).enumerate() {

@@ -13,6 +13,7 @@ mod memory;
 mod packets;
 mod states;
 mod teardown;
+mod transfer;
 mod wrapper;
 
 use core::{
@@ -45,6 +46,7 @@ use super::{
         KmclIncoming,
         KmclMdl,
         KmclPacket,
+        KmclTransferRange,
         Module,
         ServerInterfaceV1,
         ServerOnlyMethods,
@@ -53,6 +55,7 @@ use super::{
         FORMAT_FLAG_WAIT_FOR_COMPLETION,
         GPADL_FLAG_READ_ONLY,
         PROCESS_PACKET_FLAG_EXTERNAL_DATA,
+        PROCESS_PACKET_FLAG_TRANSFER_PAGES,
         SERVER_INTERFACE,
         STATE_CALLBACKS_VERSION,
         TARGET_PROCESSOR_NONE,

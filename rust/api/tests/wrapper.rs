@@ -4,7 +4,8 @@
 //! test build exactly as a Rust driver includes it, and driven as one: a
 //! server and a client made with `kmcl::Channel`, packets sent with
 //! `Channel::send` and echoed by a `kmcl::Driver`, the per-packet context
-//! area through `Incoming::client_context`.  The wrapper's `extern "C"`
+//! area through `Incoming::client_context`, transfer pages through
+//! `Packet::send_with_transfer_pages` and `Incoming::transfer_pages`.  The wrapper's `extern "C"`
 //! declarations resolve to kmcl's own exports.
 
 use kernel::prelude::*;
@@ -123,5 +124,191 @@ mod cases {
         // Dropping the channels disables and frees them (client first).
         drop(client);
         drop(server);
+    }
+
+    const SET: u16 = 3;
+
+    /// A client that checks every transfer-page packet's ranges against
+    /// the pattern its payload's byte names, in its receive buffer.
+    struct Receiver {
+        running: AtomicBool,
+        /// The receive buffer's address (the set's memory).
+        buf: core::sync::atomic::AtomicUsize,
+        good: AtomicU32,
+        bad: AtomicU32,
+    }
+
+    impl kmcl::Driver for Receiver {
+        fn started(&self, _channel: kmcl::ChannelRef<'_>) {
+            self.running.store(true, Ordering::SeqCst);
+        }
+
+        fn process_packet(&self, _channel: kmcl::ChannelRef<'_>, packet: kmcl::Incoming) {
+            let tag = packet.data().first().copied().unwrap_or(0);
+            let base = self.buf.load(Ordering::SeqCst) as *const u8;
+            let ok = match packet.transfer_pages() {
+                Some((SET, ranges)) if !ranges.is_empty() => ranges.iter().all(|r| {
+                    let at = r.byte_offset as usize;
+                    // SAFETY: kmcl checked the range lies in the set, the
+                    // test's live buffer.
+                    let data =
+                        unsafe { core::slice::from_raw_parts(base.add(at), r.byte_count as usize) };
+                    data.iter()
+                        .enumerate()
+                        .all(|(i, b)| *b == ((at + i) as u8 ^ tag))
+                }),
+                _ => false,
+            };
+            let c = if ok { &self.good } else { &self.bad };
+            c.fetch_add(1, Ordering::SeqCst);
+            let _ = packet.complete(&[tag]);
+        }
+    }
+
+    /// A server that never gets a packet.
+    struct Quiet;
+
+    impl kmcl::Driver for Quiet {}
+
+    static SENT_DONE: AtomicU32 = AtomicU32::new(0);
+
+    struct Sent;
+
+    impl kmcl::PacketDone for Sent {
+        fn done(&self, packet: kmcl::Packet, status: Result, _reply: &[u8]) {
+            if status.is_ok() {
+                SENT_DONE.fetch_add(1, Ordering::SeqCst);
+            }
+            drop(packet);
+        }
+    }
+
+    #[test]
+    fn transfer_pages_through_the_wrapper() {
+        use kmcl::abi::{
+            kmcl_channel_create_gpadl_from_buffer,
+            kmcl_channel_delete_gpadl,
+            kmcl_channel_map_gpadl,
+            kmcl_channel_unmap_gpadl, //
+        };
+        SENT_DONE.store(0, Ordering::SeqCst);
+        let module: &'static ThisModule = &<crate::Kmcl as kernel::ModuleMetadata>::THIS_MODULE;
+        let mut buf = kernel::alloc::VVec::<u8>::with_capacity(8192, GFP_KERNEL).unwrap();
+        buf.resize(8192, 0, GFP_KERNEL).unwrap();
+        let receiver = Arc::new(
+            Receiver {
+                running: AtomicBool::new(false),
+                buf: core::sync::atomic::AtomicUsize::new(buf.as_ptr() as usize),
+                good: AtomicU32::new(0),
+                bad: AtomicU32::new(0),
+            },
+            GFP_KERNEL,
+        )
+        .unwrap();
+        let ty = kmcl::Guid { b: [0x74; 16] };
+        let mut server = kmcl::Channel::new(
+            module,
+            kmcl::Role::Server,
+            Arc::new(Quiet, GFP_KERNEL).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(server.set_offer(&ty, &INSTANCE), Ok(()));
+        assert_eq!(server.enable(), Ok(()));
+        assert_eq!(server.start(), Ok(()));
+        let mut client = kmcl::Channel::new(module, kmcl::Role::Client, receiver.clone()).unwrap();
+        assert_eq!(client.set_target(&ty, Some(&INSTANCE)), Ok(()));
+        assert_eq!(client.enable(), Ok(()));
+        assert!(crate::engine::testing::wait_until(|| receiver
+            .running
+            .load(Ordering::SeqCst)));
+        let mut gpadl = 0u32;
+        let mut mdl = core::ptr::null_mut();
+        // SAFETY: live handles; `buf` outlives the GPADL (deleted when the
+        // client is dropped, before `buf`).
+        unsafe {
+            assert_eq!(
+                kmcl_channel_create_gpadl_from_buffer(
+                    client.as_ref().as_raw(),
+                    0,
+                    buf.as_mut_ptr().cast(),
+                    8192,
+                    &mut gpadl
+                ),
+                0
+            );
+            assert_eq!(
+                kmcl_channel_map_gpadl(server.as_ref().as_raw(), 0, gpadl, &mut mdl),
+                0
+            );
+        }
+        assert_eq!(
+            client.as_ref().register_transfer_page_set(gpadl, SET),
+            Ok(())
+        );
+        assert_eq!(
+            client.as_ref().register_transfer_page_set(gpadl, SET),
+            Err(EEXIST)
+        );
+        // SAFETY: the mapping lives until unmapped below.
+        let mdl = unsafe { &*mdl };
+        let done: Arc<dyn kmcl::PacketDone> = Arc::new(Sent, GFP_KERNEL).unwrap();
+        for tag in 1..=10u8 {
+            let ranges = [
+                kmcl::TransferRange {
+                    byte_count: 64,
+                    byte_offset: u32::from(tag) * 100,
+                },
+                kmcl::TransferRange {
+                    byte_count: 300,
+                    byte_offset: 4000 + u32::from(tag),
+                },
+            ];
+            for r in ranges {
+                for i in 0..r.byte_count as usize {
+                    let at = r.byte_offset as usize + i;
+                    // SAFETY: `at` is inside the 8192-byte mapping.
+                    unsafe {
+                        let page = *mdl.pages.add(at / 4096);
+                        crate::shmem::page_write(page.cast(), at % 4096, &[at as u8 ^ tag]);
+                    }
+                }
+            }
+            let p = kmcl::Packet::new(server.as_ref(), done.clone()).unwrap();
+            assert!(p
+                .send_with_transfer_pages(SET, &ranges, &[tag], true)
+                .is_ok());
+            assert!(crate::engine::testing::wait_until(|| SENT_DONE
+                .load(Ordering::SeqCst)
+                == u32::from(tag)));
+        }
+        // A set the client never registered: refused, the packet back.
+        let p = kmcl::Packet::new(server.as_ref(), done.clone()).unwrap();
+        let one = [kmcl::TransferRange {
+            byte_count: 1,
+            byte_offset: 0,
+        }];
+        let (p, e) = p
+            .send_with_transfer_pages(SET + 1, &one, &[0], true)
+            .unwrap_err();
+        assert_eq!(e, EINVAL);
+        drop(p);
+        assert_eq!(receiver.good.load(Ordering::SeqCst), 10);
+        assert_eq!(receiver.bad.load(Ordering::SeqCst), 0);
+        assert_eq!(client.as_ref().unregister_transfer_page_set(SET), Ok(()));
+        assert_eq!(
+            client.as_ref().unregister_transfer_page_set(SET),
+            Err(ENOENT)
+        );
+        // SAFETY: a live handle and the mapping made above.
+        unsafe {
+            assert_eq!(kmcl_channel_unmap_gpadl(server.as_ref().as_raw(), gpadl), 0);
+            assert_eq!(
+                kmcl_channel_delete_gpadl(client.as_ref().as_raw(), gpadl),
+                0
+            );
+        }
+        drop(client);
+        drop(server);
+        drop(buf);
     }
 }

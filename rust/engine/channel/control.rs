@@ -174,8 +174,9 @@ impl Channel {
             (core::mem::take(&mut rx.pool), rx.reserve.take())
         };
         drop(spare);
-        // Nothing is exposed any more.
+        // Nothing is exposed any more, and no transfer-page set stays.
         self.exposed.clear();
+        self.transfer.clear();
         let (left, what) = match self.role {
             Role::Client => (self.gpadl.delete_all(), "GPADL(s) not deleted"),
             Role::Server => (self.gpadl.unmap_all(), "GPADL mapping(s) not unmapped"),
@@ -373,6 +374,7 @@ impl Channel {
             let mut rx = self.rx.lock();
             rx.enabled = false;
             rx.failures += 1;
+            rx.last_failure = Some(why);
         }
         self.sever();
         if self.post(PeerEvent::Failed).is_err() {

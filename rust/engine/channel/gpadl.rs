@@ -128,6 +128,15 @@ impl Gpadls {
         }
     }
 
+    /// Client: the length in bytes of GPADL `handle`, if it exists.
+    pub(crate) fn len_of(&self, handle: u32) -> Option<usize> {
+        let t = self.tables.lock();
+        t.gpadls
+            .iter()
+            .find(|e| e.handle == handle)
+            .map(|e| e.pages.len())
+    }
+
     /// How many GPADLs and mappings there are, for debugfs.
     pub(crate) fn counts(&self) -> GpadlCounts {
         let t = self.tables.lock();
@@ -260,10 +269,14 @@ impl Channel {
     }
 
     /// KMCL `VmbChannelDeleteGpadl` (client): waits while the server has
-    /// the GPADL mapped. `-ENOENT` for an unknown handle. Process context.
+    /// the GPADL mapped. `-ENOENT` for an unknown handle, `-EBUSY` while
+    /// it is registered as a transfer-page set. Process context.
     pub(crate) fn delete_gpadl(&self, handle: u32) -> Result {
         if self.role != Role::Client {
             return Err(EINVAL);
+        }
+        if self.transfer_sets().uses_gpadl(handle) {
+            return Err(EBUSY);
         }
         let peer = self.data.lock().as_ref().map(|dp| dp.peer().clone());
         match peer.as_ref().and_then(|p| p.gpadl_host()) {

@@ -12,6 +12,7 @@
 //! | [`signal`] | signalling the other endpoint, interrupt latency, being signalled |
 //! | [`memory`] | external data exposed to the other endpoint, MMIO space |
 //! | [`gpadl`] | GPADL tables: a client's GPADLs, a server's mappings |
+//! | [`transfer`] | transfer-page sets: registering a client's GPADL as one, sending into one |
 //! | [`save`] | server save/restore and live update |
 //! | [`snapshot`] | the state debugfs prints |
 //!
@@ -30,6 +31,7 @@
 //! | `data` | `SpinLockIrq` | the [`DataPath`]: rings, send queue, transactions, counters | softirq and process context; never held across a driver callback or routine | 4: alone (not nested with `rx`) |
 //! | `mmio` | `SpinLockIrq` | whether connected, and the MMIO space | any context | leaf |
 //! | `exposed` | `SpinLockIrq` | external data exposed to the other endpoint, by transaction id | any context | leaf; taken by the *other* endpoint's receive work under its `data` lock |
+//! | `transfer` | `SpinLockIrq` (inside [`TransferSets`]) | the transfer-page sets this endpoint registered | any context | leaf; taken under this channel's `data` lock (receive) and under the *other* endpoint's (its sends check their ranges) |
 //!
 //! Rules that follow from the table:
 //!
@@ -94,6 +96,7 @@ use crate::{
         Exposed,
         IncomingPacket, //
         PacketObject,
+        TransferSets,
     },
     engine::types::{
         Guid,
@@ -116,6 +119,7 @@ mod signal;
 mod snapshot;
 #[cfg(kmcl_kunit)]
 mod tests;
+mod transfer;
 mod transport;
 
 pub(crate) use control::PeerEvent;
@@ -215,6 +219,8 @@ struct RxState {
     /// Times kmcl closed the channel because of a failure (PacketFail, a
     /// corrupt incoming ring).
     failures: u64,
+    /// Why kmcl last closed the channel because of a failure.
+    last_failure: Option<crate::engine::types::CloseReason>,
     /// The deferral work is delivering packets right now.
     passive_active: bool,
     /// Threads waiting on `rx_changed` (nobody is woken when 0).
@@ -370,6 +376,10 @@ pub(crate) struct Channel {
     /// transaction's completion: what the other endpoint may access.
     #[pin]
     exposed: Exposed,
+    /// Transfer-page sets this endpoint registered (a client's receive
+    /// buffers), until unregistered or the connection ends.
+    #[pin]
+    transfer: TransferSets,
 }
 
 /// The control work: drains `events` (process context).
@@ -642,6 +652,7 @@ impl Channel {
                     deferrals: 0,
                     handed_back: 0,
                     failures: 0,
+                    last_failure: None,
                     passive_active: false,
                     waiters: 0,
                     pool: KVec::new(),
@@ -671,6 +682,7 @@ impl Channel {
                 rx_work <- new_work!("kmcl::Channel::rx_work"),
                 gpadl <- gpadl::Gpadls::new(),
                 exposed <- Exposed::new(),
+                transfer <- TransferSets::new(),
                 mmio <- new_spinlock_irq!((false, None)),
                 running_written: core::sync::atomic::AtomicBool::new(false),
                 catch: crate::engine::datapath::handoff::Catch::new(),

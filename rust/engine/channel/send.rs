@@ -97,9 +97,19 @@ impl Channel {
         completion: impl Into<Routine>,
     ) -> Result {
         let completion = completion.into();
-        let sent = self.send_through(ENOTCONN, |dp| {
+        self.send_and_run(|dp| {
             dp.send(PacketType::InBand, payload, completion, wait_for_completion)
-        })?;
+        })
+    }
+
+    /// [`Self::send_through`] for a send that is not synchronous: a packet
+    /// without a completion request that was written at once has its
+    /// routine run here. `-ENOTCONN` when not connected.
+    pub(super) fn send_and_run(
+        self: &Arc<Self>,
+        op: impl FnOnce(&mut DataPath) -> Result<Sent, SendError>,
+    ) -> Result {
+        let sent = self.send_through(ENOTCONN, op)?;
         if let Some(routine) = sent.run_now {
             routine.run(Ok(()), &[]);
         }

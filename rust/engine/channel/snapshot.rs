@@ -58,6 +58,10 @@ pub(crate) struct Snapshot {
     pub(crate) handed_back: u64,
     /// Times kmcl closed the channel because of a failure.
     pub(crate) failures: u64,
+    /// Why kmcl last closed the channel because of a failure.
+    pub(crate) last_failure: Option<crate::engine::types::CloseReason>,
+    /// Transfer-page sets this endpoint registered.
+    pub(crate) transfer_sets: usize,
     /// Times an atomic allocation failed while receiving (the packet
     /// waited for the replenish work).
     pub(crate) no_memory: u64,
@@ -165,7 +169,13 @@ impl fmt::Display for Snapshot {
             self.deferrals, self.deferred
         )?;
         writeln!(f, "completed during delivery: {}", self.handed_back)?;
-        writeln!(f, "failures (channel closed): {}", self.failures)?;
+        writeln!(
+            f,
+            "failures (channel closed): {} (last: {})",
+            self.failures,
+            self.last_failure.map_or("none", |r| r.name())
+        )?;
+        writeln!(f, "transfer-page sets: {}", self.transfer_sets)?;
         writeln!(f, "receive out of memory (retried): {}", self.no_memory)?;
         writeln!(
             f,
@@ -210,7 +220,15 @@ impl Channel {
                 ctl.lifecycle.is_running(),
             )
         };
-        let (held, quota, quota_hits, budget_hits, (deferrals, handed_back), (failures, no_memory)) = {
+        let (
+            held,
+            quota,
+            quota_hits,
+            budget_hits,
+            (deferrals, handed_back),
+            (failures, no_memory),
+            last_failure,
+        ) = {
             let rx = self.rx.lock();
             (
                 rx.outstanding,
@@ -219,6 +237,7 @@ impl Channel {
                 rx.budget_hits,
                 (rx.deferrals, rx.handed_back),
                 (rx.failures, rx.no_memory),
+                rx.last_failure,
             )
         };
         // Each lock on its own: a guard inside the struct expression would
@@ -246,6 +265,8 @@ impl Channel {
             deferrals,
             handed_back,
             failures,
+            last_failure,
+            transfer_sets: self.transfer.count(),
             no_memory,
             deferred,
             gpadls,

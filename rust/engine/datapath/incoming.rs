@@ -15,6 +15,7 @@ use crate::{
     protocol::packet::PacketType,
     protocol::ring::Next,
     protocol::transactions::Matched,
+    protocol::xfer::XferRanges,
     shmem::GpadlPages,
     sys::trace, //
 };
@@ -46,6 +47,7 @@ pub(crate) fn recycle(
 /// of its last packet's sender.
 pub(crate) fn scrub(mut b: KBox<PacketObject>) -> KBox<PacketObject> {
     b.external = None;
+    b.transfer = None;
     b
 }
 
@@ -95,6 +97,7 @@ pub(crate) fn new_object(
             done: true,
             epoch: 0,
             external: None,
+            transfer: None,
         },
         flags,
     )?)
@@ -129,6 +132,7 @@ pub(super) fn take_incoming(
     spare: &mut Option<KBox<PacketObject>>,
     pkt: &ring::ReadPacket,
     external: Option<Arc<GpadlPages>>,
+    transfer: Option<(u16, u32)>,
 ) -> Option<KBox<PacketObject>> {
     let mut b = spare.take()?;
     let d = pkt.descriptor;
@@ -139,6 +143,7 @@ pub(super) fn take_incoming(
     b.done = false;
     b.epoch = b.channel.epoch();
     b.external = external;
+    b.transfer = transfer;
     Some(b)
 }
 
@@ -224,7 +229,7 @@ impl DataPath {
                 return (Received::Discarded, kick);
             }
             if d.packet_type() != PacketType::Completion {
-                return self.take_data(spare, &pkt);
+                return self.take_data(spare, &pkt, channel.transfer_sets());
             }
             // The completion payload goes into the spare buffer, which the
             // receive work hands back after the routine ran.
@@ -278,8 +283,40 @@ impl DataPath {
         &mut self,
         spare: &mut Option<KBox<PacketObject>>,
         pkt: &ring::ReadPacket,
+        sets: &super::TransferSets,
     ) -> (Received, bool) {
         let d = pkt.descriptor;
+        // Transfer pages: the range list must name a set this endpoint
+        // registered, every range inside it, no more ranges than allowed.
+        // Parsed from the packet's private copy, once; the set id and
+        // count are kept, the ranges stay in the copy.
+        let transfer = if d.packet_type() == PacketType::TransferPages {
+            let parsed = match spare.as_deref() {
+                Some(object) => XferRanges::parse(
+                    pkt.header(&object.data),
+                    |id| sets.len_of(id),
+                    super::MAX_TRANSFER_RANGES,
+                )
+                .map(|r| (r.set_id(), r.count())),
+                None => Err(crate::protocol::xfer::XferError::Truncated),
+            };
+            match parsed {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    pr_err!(
+                        "channel {}: transfer-page packet {:#x} refused ({:?}); closing the channel\n",
+                        self.chan,
+                        d.transaction_id(),
+                        e
+                    );
+                    self.counters.ring_errors += 1;
+                    self.broken = true;
+                    return (Received::Broken(CloseReason::BadTransferPages), false);
+                }
+            }
+        } else {
+            None
+        };
         // External data: the range list must describe exactly what the
         // sender exposed for this transaction, within our limits.
         let external = if d.packet_type() == PacketType::GpaDirect {
@@ -306,7 +343,7 @@ impl DataPath {
         } else {
             None
         };
-        let Some(packet) = take_incoming(spare, pkt, external) else {
+        let Some(packet) = take_incoming(spare, pkt, external, transfer) else {
             // Not reached: the packet was read into the object.
             self.inc.revert();
             return (Received::Empty, false);

@@ -39,6 +39,7 @@
 //! | `routine.rs` | [`Routine`]: what runs when a sent packet's transaction is over |
 //! | `remote.rs` | [`Remote`]: the other endpoint, implemented by the transports |
 //! | `exposed.rs` | [`Exposed`]: external data an endpoint exposes, and the check of incoming range lists |
+//! | `transfer.rs` | [`TransferSets`]: the transfer-page sets a receiver registered, which incoming type-7 packets must stay inside |
 //! | `fifo.rs` | the send queue's first-in first-out vector |
 //! | `handoff.rs` | a packet completed during its delivery handed straight back to the receive work |
 //!
@@ -80,6 +81,7 @@ mod outgoing;
 mod packet;
 mod remote;
 mod routine;
+mod transfer;
 
 use crate::engine::types::{
     CloseReason,
@@ -112,6 +114,12 @@ use routine::{
 pub(crate) use routine::{
     Routine,
     SendCompletion, //
+};
+#[cfg(kmcl_kunit)]
+pub(crate) use transfer::MAX_TRANSFER_SETS;
+pub(crate) use transfer::{
+    TransferSets,
+    MAX_TRANSFER_RANGES, //
 };
 
 /// Counters of one channel's data path.

@@ -27,6 +27,7 @@ use crate::{
             WriteError, //
         },
         transactions::InsertError,
+        xfer,
     },
     shmem::{
         GpadlPages,
@@ -174,6 +175,28 @@ impl DataPath {
         if payload.len() > self.max_packet {
             return Err(EINVAL.into());
         }
+        self.send_packet(
+            ptype,
+            &[],
+            payload,
+            completion,
+            wait_for_completion,
+            may_queue,
+        )
+    }
+
+    /// Writes or queues a packet of type `ptype` with type-specific
+    /// `header`, tracking its transaction if `wait_for_completion` (the
+    /// caller checked the rest).
+    fn send_packet(
+        &mut self,
+        ptype: PacketType,
+        header: &[u8],
+        payload: &[u8],
+        completion: Routine,
+        wait_for_completion: bool,
+        may_queue: bool,
+    ) -> Result<Sent, SendError> {
         let (transaction_id, routine) = if wait_for_completion {
             match self.outstanding.insert(completion) {
                 Ok(id) => (Some(id), None),
@@ -185,7 +208,7 @@ impl DataPath {
         };
         let packet = Packet {
             ptype,
-            header: &[],
+            header,
             payload,
             completion_requested: wait_for_completion,
             transaction_id: transaction_id.unwrap_or(0),
@@ -363,6 +386,50 @@ impl DataPath {
             self.forget(Some(id));
         }
         sent
+    }
+
+    /// Sends `payload` naming `ranges` of the other endpoint's
+    /// transfer-page set `set_id` (a `VM_PKT_DATA_USING_XFER_PAGES`
+    /// packet). The other endpoint must have registered the set and every
+    /// range must lie inside it (`-EINVAL` otherwise, also for no range or
+    /// more than [`super::MAX_TRANSFER_RANGES`]): the receiver would fail
+    /// the channel. With `wait_for_completion`, `completion` runs when the
+    /// receiver completes the packet (its ranges are free again).
+    pub(crate) fn send_transfer(
+        &mut self,
+        set_id: u16,
+        ranges: &[xfer::XferRange],
+        payload: &[u8],
+        completion: Routine,
+        wait_for_completion: bool,
+    ) -> Result<Sent, SendError> {
+        if self.closing {
+            return Err(ENODEV.into());
+        }
+        if payload.len() > self.max_packet
+            || ranges.is_empty()
+            || ranges.len() > super::MAX_TRANSFER_RANGES as usize
+        {
+            return Err(EINVAL.into());
+        }
+        let set_len = self.peer.transfer_set_len(set_id).ok_or(EINVAL)?;
+        if ranges
+            .iter()
+            .any(|r| r.len == 0 || u64::from(r.offset) + u64::from(r.len) > set_len)
+        {
+            return Err(EINVAL.into());
+        }
+        let hlen = xfer::LIST_HEADER + ranges.len() * xfer::RANGE_SIZE;
+        let mut header = KVec::from_elem(0u8, hlen, GFP_ATOMIC)?;
+        xfer::encode(set_id, ranges.iter().copied(), &mut header).map_err(|_| EINVAL)?;
+        self.send_packet(
+            PacketType::TransferPages,
+            &header,
+            payload,
+            completion,
+            wait_for_completion,
+            true,
+        )
     }
 
     /// Stops waiting for the completion of `id` (a synchronous request

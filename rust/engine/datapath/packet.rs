@@ -10,6 +10,11 @@ use kernel::{
 
 use crate::{
     engine::channel::Channel,
+    protocol::packet::DESCRIPTOR_SIZE,
+    protocol::xfer::{
+        LIST_HEADER,
+        RANGE_SIZE, //
+    },
 
     shmem::GpadlPages, //
 };
@@ -47,6 +52,10 @@ pub(crate) struct PacketObject {
     /// External data the sender described (GPA-direct packets), checked
     /// against what it exposed; valid until the packet is completed.
     pub(super) external: Option<Arc<GpadlPages>>,
+    /// Transfer pages (a type-7 packet): the set id and the number of
+    /// ranges, validated against the receiver's set when read; the ranges
+    /// are in `data` after the descriptor and the list header.
+    pub(super) transfer: Option<(u16, u32)>,
 }
 
 impl IncomingPacket {
@@ -153,6 +162,18 @@ impl PacketObject {
         self.data.get(self.payload_at..).unwrap_or_default()
     }
 
+    /// The transfer-page set and ranges the packet names (a type-7
+    /// packet), each range validated inside the receiver's set when the
+    /// packet was read; `None` for any other packet. The ranges are in
+    /// wire layout (`struct kmcl_transfer_range`: byte count, byte
+    /// offset, little-endian `u32`s), `count` of them.
+    pub(crate) fn transfer_pages(&self) -> Option<(u16, &[u8], u32)> {
+        let (set, count) = self.transfer?;
+        let at = DESCRIPTOR_SIZE + LIST_HEADER;
+        let end = at + count as usize * RANGE_SIZE;
+        Some((set, self.data.get(at..end)?, count))
+    }
+
     /// Whether kmcl took the packet back from its driver (its epoch is
     /// over).
     fn reclaimed(&self) -> bool {
@@ -196,6 +217,7 @@ impl PacketObject {
                 done: false,
                 epoch: channel_epoch,
                 external: None,
+                transfer: None,
             },
             GFP_KERNEL,
         )?)

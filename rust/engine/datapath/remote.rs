@@ -32,6 +32,13 @@ pub(crate) trait Remote: Send + Sync {
         None
     }
 
+    /// The length in bytes of the other endpoint's transfer-page set `id`,
+    /// if it registered one: the ranges a transfer-page packet to it may
+    /// name. `None` for an endpoint kmcl cannot ask (a VMBus host).
+    fn transfer_set_len(&self, _id: u16) -> Option<u64> {
+        None
+    }
+
     /// Whether the other endpoint may be given memory by page number
     /// (external data). The host of an isolated VM cannot read it.
     fn shares_memory(&self) -> bool {
@@ -64,4 +71,7 @@ pub(crate) trait GpadlHost {
 
     /// Ends the GPADL `handle`.
     fn delete_gpadl(&self, handle: u32) -> Result;
+
+    /// The length in bytes of GPADL `handle`, if it exists.
+    fn gpadl_len(&self, handle: u32) -> Option<usize>;
 }

@@ -6,7 +6,9 @@
 //! from 64 bytes to several pages; after each step the ring must agree with
 //! a plain queue on which packets were accepted, which come out and in what
 //! order, byte for byte, how much space is free, and when each side must
-//! signal the other.
+//! signal the other. Every fourth packet is a transfer-page packet (type
+//! 7, a range-list header before its payload), whose ranges must come out
+//! as written.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{
@@ -24,6 +26,11 @@ use kmcl_protocol::ring::{
     WordRingMemory,
     WriteError,
     CONTROL_WORDS, //
+};
+use kmcl_protocol::xfer::{
+    self,
+    XferRange,
+    XferRanges, //
 };
 use proptest::prelude::*;
 
@@ -59,6 +66,36 @@ fn payload(len: usize, id: u64) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u64 ^ id.wrapping_mul(0x9e37)) as u8)
         .collect()
+}
+
+/// The transfer-page ranges packet `id` carries (none for three packets
+/// in four).
+fn ranges_of(id: u64) -> Vec<XferRange> {
+    if id % 4 != 3 {
+        return vec![];
+    }
+    (0..1 + id % 3)
+        .map(|k| XferRange {
+            offset: (id * 100 + k) as u32,
+            len: 1 + (id % 50 + k) as u32,
+        })
+        .collect()
+}
+
+/// The header packet `id` is written with.
+fn header_of(id: u64) -> Vec<u8> {
+    let r = ranges_of(id);
+    if r.is_empty() {
+        return vec![];
+    }
+    let mut h = vec![0u8; xfer::LIST_HEADER + r.len() * xfer::RANGE_SIZE];
+    assert_eq!(xfer::encode(5, r.into_iter(), &mut h), Ok(h.len()));
+    h
+}
+
+/// Ring bytes of packet `id` with a `len`-byte payload.
+fn ring_len(id: u64, len: usize) -> usize {
+    inband_ring_len(len).unwrap() + header_of(id).len()
 }
 
 struct Model {
@@ -98,10 +135,12 @@ proptest! {
         for op in ops {
             match op {
                 Op::Write { len, completion } => {
-                    let need = inband_ring_len(len).unwrap();
+                    let need = ring_len(next_id, len);
                     let free = m.size - 8 - m.used;
                     prop_assert_eq!(w.free_bytes().unwrap(), free);
-                    let res = w.write(PacketType::InBand, &[], &payload(len, next_id), completion, next_id);
+                    let header = header_of(next_id);
+                    let ptype = if header.is_empty() { PacketType::InBand } else { PacketType::TransferPages };
+                    let res = w.write(ptype, &header, &payload(len, next_id), completion, next_id);
                     if need > m.size - 8 {
                         prop_assert_eq!(res, Err(WriteError::TooLarge));
                     } else if need > free {
@@ -119,7 +158,7 @@ proptest! {
                     let expect = !m.batch.is_empty() && was_empty && !m.masked;
                     prop_assert_eq!(signal, expect);
                     for p in m.batch.drain(..) {
-                        m.published_unreleased += inband_ring_len(p.1).unwrap();
+                        m.published_unreleased += ring_len(p.0, p.1);
                         m.committed.push_back(p);
                     }
                 }
@@ -130,10 +169,18 @@ proptest! {
                         Some((id, len)) => {
                             let pkt = got.expect("model has a packet");
                             prop_assert_eq!(pkt.descriptor.transaction_id(), id);
+                            let want = ranges_of(id);
+                            if want.is_empty() {
+                                prop_assert_eq!(pkt.descriptor.packet_type(), PacketType::InBand);
+                            } else {
+                                prop_assert_eq!(pkt.descriptor.packet_type(), PacketType::TransferPages);
+                                let r = XferRanges::parse(pkt.header(&buf), |s| (s == 5).then_some(1 << 20), 8).unwrap();
+                                prop_assert_eq!(r.iter().collect::<Vec<_>>(), want);
+                            }
                             let p = pkt.payload(&buf);
                             prop_assert_eq!(&p[..len], &payload(len, id)[..]);
                             prop_assert!(p[len..].iter().all(|&b| b == 0));
-                            m.read_uncommitted += inband_ring_len(len).unwrap();
+                            m.read_uncommitted += ring_len(id, len);
                         }
                     }
                 }

@@ -46,6 +46,22 @@ mod ffi {
             cap: u32,
             used: *mut u32,
         ) -> i32;
+        pub(super) fn kmcl_hvi_xfer_parse(
+            pkt: *const c_void,
+            len: u32,
+            set_id: *mut u16,
+            count: *mut u32,
+            ranges: *mut [u32; 2],
+            cap: u32,
+        ) -> i32;
+        pub(super) fn kmcl_hvi_xfer_build(
+            out: *mut c_void,
+            cap: u32,
+            set_id: u16,
+            ranges: *const [u32; 2],
+            count: u32,
+            tid: u64,
+        ) -> i32;
         pub(super) fn kmcl_hvi_counters(
             ch: *mut c_void,
             sig_events: *mut u64,
@@ -190,6 +206,53 @@ impl LinuxChannel {
         };
         s
     }
+}
+
+/// The set id and ranges (byte count, byte offset) of the transfer-page
+/// packet `pkt`, read through Linux's `struct
+/// vmtransfer_page_packet_header` as netvsc reads it.
+pub(crate) fn xfer_parse(pkt: &[u8]) -> Result<(u16, KVec<[u32; 2]>)> {
+    let (mut set, mut count) = (0u16, 0u32);
+    let mut ranges = KVec::from_elem([0u32; 2], 64, GFP_KERNEL)?;
+    // SAFETY: `pkt` is readable and `ranges` writable for the lengths
+    // given; the outputs are writable.
+    let rc = unsafe {
+        ffi::kmcl_hvi_xfer_parse(
+            pkt.as_ptr().cast(),
+            u32::try_from(pkt.len())?,
+            &mut set,
+            &mut count,
+            ranges.as_mut_ptr(),
+            64,
+        )
+    };
+    kernel::error::to_result(rc)?;
+    ranges.truncate(count.min(64) as usize);
+    Ok((set, ranges))
+}
+
+/// The transfer-page packet Hyper-V's network VSP writes for `ranges`
+/// (byte count, byte offset) of set `set`, built with Linux's `struct
+/// vmtransfer_page_packet_header`: descriptor and header, no payload.
+pub(crate) fn xfer_build(set: u16, ranges: &[[u32; 2]], tid: u64) -> Result<KVec<u8>> {
+    let mut out = KVec::from_elem(0u8, 16 + 8 + 8 * ranges.len(), GFP_KERNEL)?;
+    // SAFETY: `out` is writable and `ranges` readable for the lengths
+    // given.
+    let rc = unsafe {
+        ffi::kmcl_hvi_xfer_build(
+            out.as_mut_ptr().cast(),
+            u32::try_from(out.len())?,
+            set,
+            ranges.as_ptr(),
+            u32::try_from(ranges.len())?,
+            tid,
+        )
+    };
+    if rc < 0 {
+        return Err(Error::from_errno(rc));
+    }
+    out.truncate(rc as usize);
+    Ok(out)
 }
 
 impl Drop for LinuxChannel {

@@ -5,7 +5,8 @@
 //! `vmbus_sendpacket_mpb_desc`, `hv_pkt_iter_first`, `__hv_pkt_iter_next`,
 //! `hv_pkt_iter_close`) on the same rings, byte for byte, across the wrap,
 //! with completion requests, transaction ids, trailers, GPA-direct range
-//! lists and both sides' signalling decisions (`interrupt_mask`,
+//! lists, transfer-page packets (as netvsc reads them) and both sides'
+//! signalling decisions (`interrupt_mask`,
 //! `pending_send_sz`). No hypervisor is involved (see `hv_interop.c`).
 
 use kernel::{
@@ -14,6 +15,8 @@ use kernel::{
 };
 
 use super::interop::{
+    xfer_build,
+    xfer_parse,
     LinuxChannel,
     Signals, //
 };
@@ -297,6 +300,55 @@ mod tests {
         let mut ours = KVec::from_elem(0u8, out.len() + 8, GFP_KERNEL)?;
         to_linux.read_data(0, &mut ours);
         assert!(ours[out.len()..] == theirs[out.len()..]);
+        Ok(())
+    }
+
+    /// kmcl's transfer-page packets are what netvsc reads through `struct
+    /// vmtransfer_page_packet_header` (read with `hv_pkt_iter_*`), and
+    /// kmcl reads the packet Hyper-V's network VSP writes with that
+    /// struct, with the same ranges.
+    #[test]
+    fn transfer_page_packets_match_linuxs_header() -> Result {
+        use crate::protocol::xfer::{XferRange, XferRanges};
+        let (to_linux, from_linux, ch) = setup(2)?;
+        // (byte count, byte offset) as Linux's struct lays them out.
+        let want = [[1514u32, 0u32], [60, 0x1000], [9000, 0x20000]];
+        let ranges = want.map(|[len, offset]| XferRange { offset, len });
+        let mut header = [0u8; 8 + 3 * 8];
+        assert_eq!(
+            crate::protocol::xfer::encode(0xcafe, ranges.into_iter(), &mut header),
+            Ok(header.len())
+        );
+        let body = b"rndis";
+        let mut w = OutgoingRing::new(to_linux.clone()).map_err(|_| EINVAL)?;
+        w.write(PacketType::TransferPages, &header, body, true, 42)
+            .map_err(|_| EINVAL)?;
+        w.commit().map_err(|_| EINVAL)?;
+        let mut out = KVec::with_capacity(4096, GFP_KERNEL)?;
+        assert_eq!(ch.recv_all(&mut out)?, 1);
+        let (set, got) = xfer_parse(&out)?;
+        assert_eq!(set, 0xcafe);
+        assert!(got[..] == want[..]);
+        let off = DESCRIPTOR_SIZE + header.len();
+        assert!(out[off..off + body.len()] == body[..]);
+
+        // The VSP's packet, built with Linux's struct, as kmcl's reader
+        // sees it.
+        let theirs = xfer_build(7, &want, 99)?;
+        let mut raw = [0u8; DESCRIPTOR_SIZE];
+        raw.copy_from_slice(&theirs[..DESCRIPTOR_SIZE]);
+        let d = Descriptor::parse(&raw, theirs.len() + 8).map_err(|_| EINVAL)?;
+        assert_eq!(d.packet_type(), PacketType::TransferPages);
+        assert_eq!(d.transaction_id(), 99);
+        assert!(d.completion_requested());
+        assert_eq!(d.payload_len(), 0);
+        let header = &theirs[DESCRIPTOR_SIZE..d.data_offset()];
+        let r =
+            XferRanges::parse(header, |id| (id == 7).then_some(1 << 20), 8).map_err(|_| EINVAL)?;
+        assert_eq!(r.set_id(), 7);
+        assert_eq!(r.count(), 3);
+        assert!(r.iter().map(|x| [x.len, x.offset]).eq(want.iter().copied()));
+        drop(from_linux);
         Ok(())
     }
 

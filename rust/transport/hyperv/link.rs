@@ -74,7 +74,7 @@ struct HostGpadl {
     handle: u32,
     token: usize,
     /// The memory, recorded until the host let go of it.
-    _pages: GpadlPages,
+    pages: GpadlPages,
 }
 
 struct LinkState {
@@ -167,7 +167,7 @@ impl HostLink {
             .push_within_capacity(HostGpadl {
                 handle,
                 token,
-                _pages: pages,
+                pages,
             })
             .map_err(|_| ENOMEM)?;
         Ok(handle)
@@ -325,5 +325,13 @@ impl GpadlHost for HostLink {
 
     fn delete_gpadl(&self, handle: u32) -> Result {
         self.delete_host_gpadl(handle)
+    }
+
+    fn gpadl_len(&self, handle: u32) -> Option<usize> {
+        self.gpadls
+            .lock()
+            .iter()
+            .find(|g| g.handle == handle)
+            .map(|g| g.pages.len())
     }
 }

@@ -55,7 +55,7 @@ use crate::protocol::{
     gpa,
     lifecycle::Role,
     packet::{Descriptor, PacketType, DESCRIPTOR_SIZE},
-    ring::{RingMemory, FEATURE_BITS, FEATURE_PENDING_SEND_SIZE},
+    ring::{RingMemory, FEATURE_BITS, FEATURE_PENDING_SEND_SIZE, WRITE_INDEX},
 };
 use crate::shmem::{
     GpadlPages,
@@ -110,6 +110,8 @@ struct FakeDevice {
     dev: NonNull<c_void>,
     guest: LinuxChannel,
     host: LinuxChannel,
+    /// The ring the host writes (for packets hv_vmbus has no call for).
+    h2g: Arc<RingPages>,
     ty: Guid,
     instance: Guid,
 }
@@ -130,7 +132,7 @@ impl FakeDevice {
             r.control()[FEATURE_BITS].store(FEATURE_PENDING_SEND_SIZE, Ordering::SeqCst);
         }
         let guest = LinuxChannel::new(h2g.clone(), g2h.clone())?;
-        let host = LinuxChannel::new(g2h, h2g)?;
+        let host = LinuxChannel::new(g2h, h2g.clone())?;
         // SAFETY: `guest` is a live made-up channel, kept with the device;
         // the GUIDs are read during the call.
         let dev = unsafe { ffi::kmcl_hvi_device_new(guest.raw(), &ty, &instance) };
@@ -140,6 +142,7 @@ impl FakeDevice {
                 dev,
                 guest,
                 host,
+                h2g,
                 ty,
                 instance,
             },
@@ -149,6 +152,23 @@ impl FakeDevice {
 
     fn device(&self) -> Device {
         Device(self.dev)
+    }
+
+    /// The host writes `pkt` (descriptor onwards, a multiple of 8 bytes)
+    /// and its trailer at the write index of the ring to the guest, as
+    /// Hyper-V's VSPs write packets Linux guests never send (a
+    /// transfer-page packet). The ring must have room before its end.
+    fn host_write_raw(&self, pkt: &[u8]) -> Result {
+        let w = self.h2g.control()[WRITE_INDEX].load(Ordering::SeqCst);
+        let mut all = KVec::with_capacity(pkt.len() + 8, GFP_KERNEL)?;
+        all.extend_from_slice(pkt, GFP_KERNEL)?;
+        all.extend_from_slice(&(u64::from(w) << 32).to_le_bytes(), GFP_KERNEL)?;
+        if w as usize + all.len() > self.h2g.data_len() || pkt.len() % 8 != 0 {
+            return Err(EINVAL);
+        }
+        self.h2g.write_data(w as usize, &all);
+        self.h2g.control()[WRITE_INDEX].store(w + all.len() as u32, Ordering::SeqCst);
+        Ok(())
     }
 
     /// The host's channel interrupt for the guest.
@@ -336,6 +356,10 @@ struct Driver {
     received: SpinLockIrq<KVec<(u64, KVec<u8>)>>,
     #[pin]
     completed: SpinLockIrq<KVec<(i32, KVec<u8>)>>,
+    /// Transfer-page packets: (set id, ranges as (byte count, byte
+    /// offset)).
+    #[pin]
+    transfers: SpinLockIrq<KVec<Transfer>>,
 }
 
 impl Driver {
@@ -346,6 +370,7 @@ impl Driver {
                 letters,
                 received <- new_spinlock_irq!(KVec::new()),
                 completed <- new_spinlock_irq!(KVec::new()),
+                transfers <- new_spinlock_irq!(KVec::new()),
             }),
             GFP_KERNEL,
         )
@@ -364,6 +389,14 @@ impl Driver {
 
 impl PacketCallbacks for Driver {
     fn process_packet(&self, _channel: &Arc<Channel>, packet: IncomingPacket) {
+        if let Some((set, raw, _)) = packet.object().transfer_pages() {
+            let mut ranges = KVec::new();
+            for r in raw.chunks(8) {
+                let word = |i: usize| u32::from_le_bytes([r[i], r[i + 1], r[i + 2], r[i + 3]]);
+                let _ = ranges.push((word(0), word(4)), GFP_ATOMIC);
+            }
+            let _ = self.transfers.lock().push((set, ranges), GFP_ATOMIC);
+        }
         let mut copy = KVec::new();
         let _ = copy.extend_from_slice(packet.data(), GFP_ATOMIC);
         let _ = self
@@ -377,6 +410,10 @@ impl PacketCallbacks for Driver {
         let _ = packet.complete(&back);
     }
 }
+
+/// A transfer-page packet as a [`Driver`] records it: (set id, ranges as
+/// (byte count, byte offset)).
+type Transfer = (u16, KVec<(u32, u32)>);
 
 /// A send completion recorded in a [`Driver`].
 struct Done(Arc<Driver>);
@@ -896,6 +933,61 @@ mod tests {
         // the device's channel is closed right after.
         assert!(wait_until(|| host.closes.load(Ordering::SeqCst) == 1));
         ch.cleanup()?;
+        Ok(())
+    }
+
+    /// A transfer-page packet as Hyper-V's network VSP writes it (built
+    /// with Linux's `struct vmtransfer_page_packet_header`) reaches the
+    /// driver with its ranges once the client registered the set over a
+    /// GPADL the host has; its completion goes back with the transaction
+    /// id; a packet naming a set the client never registered closes the
+    /// channel.
+    #[test]
+    fn transfer_pages_from_the_host_reach_the_driver() -> Result {
+        use super::super::interop::xfer_build;
+        let Rig {
+            host,
+            bus: _bus,
+            dev,
+            ch,
+            drv,
+        } = Rig::new(false)?;
+        ch.enable()?;
+        assert!(drv.wait(|d| d.is(b"OTP")));
+        let buf = KVec::from_elem(0u8, 2 * 4096, GFP_KERNEL)?;
+        // SAFETY: `buf` outlives the GPADL (torn down by the close below).
+        let pages = unsafe { GpadlPages::from_buffer(buf.as_ptr() as usize, buf.len()) }?;
+        let handle = ch.create_gpadl(pages, false)?;
+        assert_eq!(ch.register_transfer_set(7, handle + 1), Err(ENOENT));
+        ch.register_transfer_set(7, handle)?;
+        assert_eq!(ch.delete_gpadl(handle), Err(EBUSY));
+        let want = [[1514u32, 0u32], [100, 8192 - 100]];
+        dev.host_write_raw(&xfer_build(7, &want, 55)?)?;
+        dev.interrupt();
+        assert!(drv.wait(|d| d.transfers.lock().len() == 1));
+        {
+            let t = drv.transfers.lock();
+            assert_eq!(t[0].0, 7);
+            assert!(t[0]
+                .1
+                .iter()
+                .map(|(c, o)| [*c, *o])
+                .eq(want.iter().copied()));
+        }
+        // The driver's completion, for the host's transaction.
+        let got = host_reads(&dev)?;
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].0, got[0].1), (COMP, 55));
+        // A range past the set: refused, the channel closed.
+        dev.host_write_raw(&xfer_build(7, &[[101, 8192 - 100]], 56)?)?;
+        dev.interrupt();
+        assert!(drv.wait(|d| d.is(b"OTPSC")));
+        assert_eq!(drv.transfers.lock().len(), 1);
+        assert!(wait_until(|| host.closes.load(Ordering::SeqCst) == 1));
+        // The GPADL went with the close.
+        assert!(host.gpadls.lock().is_empty());
+        ch.cleanup()?;
+        drop(buf);
         Ok(())
     }
 

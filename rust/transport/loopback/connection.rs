@@ -348,6 +348,10 @@ impl Remote for Channel {
         Channel::exposed(self, tid)
     }
 
+    fn transfer_set_len(&self, id: u16) -> Option<u64> {
+        self.transfer_sets().len_of(id)
+    }
+
     /// A loopback client keeps its GPADLs in its own table; its server
     /// maps them from there.
     fn map_gpadl(&self, handle: u32, writable: bool) -> Result<Arc<GpadlPages>> {

@@ -41,7 +41,7 @@ mod cases {
         // descriptor, unknown flags.
         let bad = [
             (6u16, 2u16, 0xffffu16, 0u16),
-            (7, 2, 3, 0),
+            (8, 2, 3, 0),
             (6, 1, 3, 0),
             (6, 2, 3, 0x8000),
         ];

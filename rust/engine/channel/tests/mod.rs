@@ -11,6 +11,7 @@ mod lifecycle;
 mod packets;
 mod sync;
 mod teardown;
+mod transfer;
 
 use core::sync::atomic::{
     AtomicU32,
