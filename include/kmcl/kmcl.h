@@ -102,15 +102,20 @@ struct kmcl_incoming;
  * @nr_pages: number of entries in @pages.
  * @offset:   byte offset of the data in the first page.
  * @length:   bytes of data.
+ * @next:     the next MDL of a chain (an MDL's Next), or NULL.
  *
  * A page array with an offset and a length describes the same thing as an
- * MDL and maps one-to-one to a VMBus GPA range.
+ * MDL and maps one-to-one to a VMBus GPA range; a chain of them is a
+ * packet's list of ranges (at most 256 when kmcl sends them, at most the
+ * receiver's kmcl_channel_init_set_maximum_external_data() chain length).
+ * Set @next to NULL for a single MDL.
  */
 struct kmcl_mdl {
 	struct page **pages;
 	u32 nr_pages;
 	u32 offset;
 	u32 length;
+	struct kmcl_mdl *next;
 };
 
 /**
@@ -124,6 +129,21 @@ struct kmcl_mdl {
 struct kmcl_transfer_range {
 	u32 byte_count;
 	u32 byte_offset;
+};
+
+/**
+ * struct kmcl_page_buffer - a range within one page (kmcl's extension).
+ * @len:    bytes, at least 1; @offset + @len at most the page size.
+ * @offset: offset of the first byte in the page.
+ * @pfn:    the page's frame number.
+ *
+ * Laid out as Linux's struct hv_page_buffer; an array of them is what
+ * netvsc sends a frame's fragments as (one GPA range each).
+ */
+struct kmcl_page_buffer {
+	u32 len;
+	u32 offset;
+	u64 pfn;
 };
 
 /* Callbacks (KMCL EVT_VMB_*). */
@@ -848,6 +868,29 @@ int kmcl_packet_send_with_external_pfns(struct kmcl_packet *packet,
 					const void *buffer, u32 length,
 					const u64 *pfns, u32 pfn_count,
 					u32 flags);
+/**
+ * kmcl_packet_send_with_page_buffers() - sends external data described by
+ * an array of page ranges (kmcl's extension; Linux's
+ * vmbus_sendpacket_pagebuffer()).
+ * @packet:  as kmcl_packet_send().
+ * @buffer:  the in-band payload.
+ * @length:  bytes in @buffer.
+ * @pb:      the ranges, one GPA range each, in order; the pages must stay
+ *           allocated until the routine runs.
+ * @count:   entries in @pb, 1 to 256.
+ * @flags:   must include VMBUS_CHANNEL_FORMAT_FLAG_WAIT_FOR_COMPLETION.
+ *
+ * The receiver gets the ranges as a chain of struct kmcl_mdl, one per
+ * entry (kmcl_channel_packet_get_external_data()); a receiver whose
+ * maximum chain length is below @count closes the channel.
+ * Context: any.
+ * Return: as kmcl_packet_send(); -EINVAL also for an invalid frame, an
+ * empty range or one that leaves its page, or @count 0 or above 256.
+ */
+int kmcl_packet_send_with_page_buffers(struct kmcl_packet *packet,
+				       const void *buffer, u32 length,
+				       const struct kmcl_page_buffer *pb,
+				       u32 count, u32 flags);
 /**
  * kmcl_packet_send_with_transfer_pages() - sends data the sender wrote into
  * the other endpoint's transfer-page set (kmcl's extension; the

@@ -85,6 +85,10 @@ pub unsafe extern "C" fn kmcl_channel_create_gpadl_from_mdl(
     // SAFETY: forwarded from the caller.
     unsafe {
         with_channel_sleeping(c"kmcl_channel_create_gpadl_from_mdl", channel, |h| {
+            // A GPADL is one buffer: a chain is refused.
+            if !(*mdl).next.is_null() {
+                return Err(EINVAL);
+            }
             // SAFETY: the caller's promise (as `mdl_pages` requires).
             let pages = mdl_pages(mdl, offset, length, false)?;
             let handle = h
@@ -173,7 +177,11 @@ pub unsafe extern "C" fn kmcl_channel_packet_get_external_data(
         Some(pages) => {
             // SAFETY: `mdl` is writable; the view has `struct kmcl_mdl`'s
             // layout (checked below) and lives as long as the packet.
-            unsafe { *mdl = core::ptr::from_ref(pages.mdl_view()).cast_mut().cast() };
+            unsafe {
+                *mdl = core::ptr::from_ref(pages.first().mdl_view())
+                    .cast_mut()
+                    .cast()
+            };
             0
         }
         None => ENODATA.to_errno(),
@@ -288,6 +296,7 @@ const _: () = {
     assert!(offset_of!(MdlView, nr_pages) == offset_of!(KmclMdl, nr_pages));
     assert!(offset_of!(MdlView, offset) == offset_of!(KmclMdl, offset));
     assert!(offset_of!(MdlView, length) == offset_of!(KmclMdl, length));
+    assert!(offset_of!(MdlView, next) == offset_of!(KmclMdl, next));
 };
 
 /// `VmbChannelMapGpadl`: `*mdl` describes the client's pages behind

@@ -21,7 +21,11 @@ use kernel::{
 
 use crate::{
     engine::datapath::Routine,
-    shmem::GpadlPages, //
+    shmem::{
+        External,
+        GpadlPages,
+        MAX_EXTERNAL_RANGES, //
+    },
 };
 
 use super::{
@@ -394,7 +398,7 @@ pub unsafe extern "C" fn kmcl_packet_send(
             needs_wait(flags)?;
             // SAFETY: the caller's promise (a readable MDL whose pages stay
             // valid until the routine runs).
-            let pages = unsafe { mdl_pages(mdl, 0, 0, false) }?;
+            let pages = unsafe { mdl_external(mdl, 0, 0, false) }?;
             return p.handle.channel.send_external(payload, pages, routine);
         }
         p.handle.channel.send(payload, wait, routine)
@@ -411,8 +415,68 @@ pub(super) fn needs_wait(flags: u32) -> Result {
     Ok(())
 }
 
+/// The external data of `length` bytes (0: to the end) from `offset` of
+/// the data the MDL chain at `mdl` describes, laid end to end: one range
+/// per MDL it touches. `force` (`VMBUS_CHANNEL_FORMAT_FLAG_FORCE_MDL_
+/// LENGTH`): only the first MDL, as KMCL says, see [`mdl_pages`]. A chain
+/// longer than [`MAX_EXTERNAL_RANGES`] (or a loop), or an MDL without
+/// data in it, is `-EINVAL`.
+///
+/// # Safety
+///
+/// Every MDL of the chain is as [`mdl_pages`] requires.
+pub(super) unsafe fn mdl_external(
+    mdl: *const KmclMdl,
+    offset: u32,
+    length: u32,
+    force: bool,
+) -> Result<External> {
+    // SAFETY: readable (the caller's promise).
+    if force || unsafe { (*mdl).next }.is_null() {
+        // SAFETY: the caller's promise.
+        return External::one(unsafe { mdl_pages(mdl, offset, length, force) }?);
+    }
+    let mut chain = KVec::new();
+    let mut total = 0u64;
+    let mut m = mdl;
+    while !m.is_null() {
+        if chain.len() == MAX_EXTERNAL_RANGES {
+            return Err(EINVAL);
+        }
+        // SAFETY: an MDL of the chain (the caller's promise).
+        let (len, next) = unsafe { ((*m).length, (*m).next) };
+        if len == 0 {
+            return Err(EINVAL);
+        }
+        total += u64::from(len);
+        chain.push((m, u64::from(len)), GFP_ATOMIC)?;
+        m = next;
+    }
+    let from = u64::from(offset);
+    let to = if length == 0 {
+        total
+    } else {
+        from + u64::from(length)
+    };
+    if from >= total || to > total {
+        return Err(EINVAL);
+    }
+    let mut ranges = KVec::with_capacity(chain.len(), GFP_ATOMIC)?;
+    let mut start = 0u64;
+    for (m, len) in chain {
+        let (a, b) = (from.max(start), to.min(start + len));
+        if a < b {
+            // SAFETY: an MDL of the chain; the piece is inside its data.
+            let pages = unsafe { mdl_pages(m, (a - start) as u32, (b - a) as u32, false) }?;
+            ranges.push(pages, GFP_ATOMIC)?;
+        }
+        start += len;
+    }
+    External::new(ranges)
+}
+
 /// The pages of `length` bytes (0: to the end) from `offset` of the data
-/// `mdl` describes.  `force` (`VMBUS_CHANNEL_FORMAT_FLAG_FORCE_MDL_LENGTH`):
+/// one MDL (`mdl`, its `next` ignored) describes.  `force` (`VMBUS_CHANNEL_FORMAT_FLAG_FORCE_MDL_LENGTH`):
 /// `length` may go past the MDL's byte count up to the end of its last
 /// page (KMCL: "only rounding up to a page boundary").
 ///
@@ -494,7 +558,7 @@ pub unsafe extern "C" fn kmcl_channel_send_synchronous_request(
             } else {
                 // SAFETY: the caller's promise (a readable MDL whose pages
                 // stay valid until this returns).
-                Some(mdl_pages(mdl, 0, 0, false)?)
+                Some(mdl_external(mdl, 0, 0, false)?)
             };
             let payload = bytes(buffer, length)?;
             let cap = if reply_length.is_null() {
@@ -553,9 +617,58 @@ pub unsafe extern "C" fn kmcl_packet_send_with_external_mdl(
         let payload = unsafe { bytes(buffer, length) }?;
         let force = flags & abi::FORMAT_FLAG_FORCE_MDL_LENGTH != 0;
         // SAFETY: the caller's promise.
-        let pages = unsafe { mdl_pages(mdl, mdl_offset, mdl_length, force) }?;
+        let pages = unsafe { mdl_external(mdl, mdl_offset, mdl_length, force) }?;
         let routine = Routine::Function(packet_done, packet as usize);
         p.handle.channel.send_external(payload, pages, routine)
+    })();
+    end_send(packet, sent)
+}
+
+/// kmcl's `kmcl_packet_send_with_page_buffers`: `payload` in the ring and
+/// one GPA range per entry of `pb`. On an error the routine does not run
+/// and the packet is the driver's again.
+///
+/// # Safety
+///
+/// `packet` is NULL or a live packet handle, not in flight; `pb` holds
+/// `count` entries whose pages stay allocated until the routine runs;
+/// `buffer` holds `length` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_packet_send_with_page_buffers(
+    packet: *mut KmclPacket,
+    buffer: *const c_void,
+    length: u32,
+    pb: *const abi::KmclPageBuffer,
+    count: u32,
+    flags: u32,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(p) = (unsafe { take_for_send(packet, c"kmcl_packet_send_with_page_buffers") }) else {
+        return EINVAL.to_errno();
+    };
+    let sent = (|| -> Result {
+        if flags & !FORMAT_FLAGS != 0 || pb.is_null() || count == 0 {
+            return Err(EINVAL);
+        }
+        if count as usize > MAX_EXTERNAL_RANGES {
+            return Err(EINVAL);
+        }
+        needs_wait(flags)?;
+        // SAFETY: the caller's promise.
+        let payload = unsafe { bytes(buffer, length) }?;
+        // SAFETY: `pb` holds `count` entries (the caller's promise).
+        let list = unsafe { core::slice::from_raw_parts(pb, count as usize) };
+        let mut ranges = KVec::with_capacity(list.len(), GFP_ATOMIC)?;
+        for b in list {
+            // SAFETY: the page stays until the routine runs (the caller's
+            // promise); the glue checks the frame.
+            let pages = unsafe { GpadlPages::from_pfn(b.pfn, b.offset as usize, b.len as usize) }?;
+            ranges.push(pages, GFP_ATOMIC)?;
+        }
+        let routine = Routine::Function(packet_done, packet as usize);
+        p.handle
+            .channel
+            .send_external(payload, External::new(ranges)?, routine)
     })();
     end_send(packet, sent)
 }
@@ -646,7 +759,7 @@ pub unsafe extern "C" fn kmcl_packet_send_with_external_pfns(
         let list = unsafe { core::slice::from_raw_parts(pfns, pfn_count as usize) };
         // SAFETY: the memory stays until the routine runs (the caller's
         // promise); the glue checks each frame.
-        let pages = unsafe { GpadlPages::from_pfns(list) }?;
+        let pages = External::one(unsafe { GpadlPages::from_pfns(list) }?)?;
         let routine = Routine::Function(packet_done, packet as usize);
         p.handle.channel.send_external(payload, pages, routine)
     })();

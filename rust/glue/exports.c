@@ -40,6 +40,7 @@ EXPORT_SYMBOL_NS_GPL(kmcl_channel_packet_get_client_context, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_packet_get_transfer_pages, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_register_transfer_page_set, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_unregister_transfer_page_set, "KMCL");
+EXPORT_SYMBOL_NS_GPL(kmcl_packet_send_with_page_buffers, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_packet_send_with_transfer_pages, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_packet_get_external_data, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_pause, "KMCL");
@@ -122,6 +123,7 @@ static const u32 kmcl_c_layout[] = {
 	sizeof(struct kmcl_server_only_methods),
 	sizeof(struct kmcl_server_interface_v1),
 	sizeof(struct kmcl_transfer_range),
+	sizeof(struct kmcl_page_buffer),
 	KMCL_OFF(kmcl_state_callbacks, version),
 	KMCL_OFF(kmcl_state_callbacks, size),
 	KMCL_OFF(kmcl_state_callbacks, opened),
@@ -133,6 +135,7 @@ static const u32 kmcl_c_layout[] = {
 	KMCL_OFF(kmcl_mdl, nr_pages),
 	KMCL_OFF(kmcl_mdl, offset),
 	KMCL_OFF(kmcl_mdl, length),
+	KMCL_OFF(kmcl_mdl, next),
 	KMCL_OFF(kmcl_client_interface_v1, version),
 	KMCL_OFF(kmcl_client_interface_v1, channel_allocate),
 	KMCL_OFF(kmcl_client_interface_v1, channel_init_set_state_change_callbacks),
@@ -142,6 +145,9 @@ static const u32 kmcl_c_layout[] = {
 	KMCL_OFF(kmcl_server_interface_v1, server),
 	KMCL_OFF(kmcl_transfer_range, byte_count),
 	KMCL_OFF(kmcl_transfer_range, byte_offset),
+	KMCL_OFF(kmcl_page_buffer, len),
+	KMCL_OFF(kmcl_page_buffer, offset),
+	KMCL_OFF(kmcl_page_buffer, pfn),
 };
 
 const u32 *kmcl_glue_c_layout(u32 *count)

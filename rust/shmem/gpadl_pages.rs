@@ -66,6 +66,8 @@ pub(crate) struct MdlView {
     pub(crate) offset: u32,
     /// Bytes of data.
     pub(crate) length: u32,
+    /// The next description of a chain (an MDL chain's `Next`), or NULL.
+    pub(crate) next: *const MdlView,
 }
 
 // SAFETY: the object only holds page pointers; the pages' contents are
@@ -158,12 +160,30 @@ impl GpadlPages {
         Self::new(pages, 0, len)
     }
 
+    /// `len` bytes from `offset` of the page with frame number `pfn` (a
+    /// page buffer; `-EINVAL` for an invalid frame, `len == 0` or a range
+    /// leaving the page).
+    ///
+    /// # Safety
+    ///
+    /// The page stays allocated until the transaction that carries it is
+    /// over.
+    pub(crate) unsafe fn from_pfn(pfn: u64, offset: usize, len: usize) -> Result<Self> {
+        if len == 0 || offset.checked_add(len).is_none_or(|end| end > PAGE_SIZE) {
+            return Err(EINVAL);
+        }
+        // SAFETY: the caller's promise.
+        let whole = unsafe { Self::from_pfns(&[pfn]) }?;
+        Self::new(whole.pages, offset, len)
+    }
+
     fn new(mut pages: KVec<*mut Page>, offset: usize, len: usize) -> Result<Self> {
         let view = MdlView {
             pages: pages.as_mut_ptr(),
             nr_pages: u32::try_from(pages.len())?,
             offset: u32::try_from(offset)?,
             length: u32::try_from(len)?,
+            next: core::ptr::null(),
         };
         Ok(Self {
             pages,
@@ -241,6 +261,105 @@ impl GpadlPages {
         self.pieces(at, data.len(), |page, off, start, n| {
             // SAFETY: as in `read`, with `data` as the source.
             unsafe { glue::kmcl_page_write(page, off, ptr.add(start), n) }
+        })
+    }
+}
+
+/// Most ranges (MDLs of a chain, page buffers) one packet's external data
+/// may have when kmcl sends it.
+pub(crate) const MAX_EXTERNAL_RANGES: usize = 256;
+
+/// External data of one packet: one or more ranges, each a [`GpadlPages`]
+/// (one GPA range on the wire). The C descriptions of the ranges are
+/// chained through their `next` fields, the first one heading the chain.
+///
+/// # Invariants
+///
+/// `ranges` holds 1 to [`MAX_EXTERNAL_RANGES`] ranges; each one's view's
+/// `next` points at the following one's view (NULL for the last), and
+/// `ranges` is never resized, so those pointers stay valid while `self`
+/// exists.
+pub(crate) struct External {
+    ranges: KVec<GpadlPages>,
+}
+
+impl External {
+    /// External data of `ranges`, in order. `-EINVAL` for none or more
+    /// than [`MAX_EXTERNAL_RANGES`].
+    pub(crate) fn new(mut ranges: KVec<GpadlPages>) -> Result<Self> {
+        if ranges.is_empty() || ranges.len() > MAX_EXTERNAL_RANGES {
+            return Err(EINVAL);
+        }
+        for i in 1..ranges.len() {
+            let next: *const MdlView = &ranges[i].view;
+            ranges[i - 1].view.next = next;
+        }
+        // INVARIANT: linked above; `ranges` is not resized from here on.
+        Ok(Self { ranges })
+    }
+
+    /// External data of one range. Any context.
+    pub(crate) fn one(pages: GpadlPages) -> Result<Self> {
+        let mut ranges = KVec::with_capacity(1, GFP_ATOMIC)?;
+        ranges.push(pages, GFP_ATOMIC)?;
+        Self::new(ranges)
+    }
+
+    /// The ranges, in order.
+    pub(crate) fn ranges(&self) -> &[GpadlPages] {
+        &self.ranges
+    }
+
+    /// The first range, whose C description heads the chain.
+    pub(crate) fn first(&self) -> &GpadlPages {
+        // The invariant: never empty.
+        &self.ranges[0]
+    }
+
+    #[cfg(kmcl_kunit)]
+    /// Bytes of all ranges.
+    pub(crate) fn len(&self) -> usize {
+        self.ranges.iter().map(|r| r.len()).sum()
+    }
+
+    #[cfg(kmcl_kunit)]
+    /// Calls `f(range, offset in it, start in the caller's buffer, len)`
+    /// for each piece of `[at, at + len)` of the ranges laid end to end.
+    fn pieces(
+        &self,
+        at: usize,
+        len: usize,
+        mut f: impl FnMut(&GpadlPages, usize, usize, usize) -> Result,
+    ) -> Result {
+        let end = at.checked_add(len).ok_or(EINVAL)?;
+        if end > self.len() {
+            return Err(EINVAL);
+        }
+        let (mut start, mut done) = (0, 0);
+        for r in self.ranges.iter() {
+            let (from, to) = (at + done, end.min(start + r.len()));
+            if from < to {
+                f(r, from - start, done, to - from)?;
+                done += to - from;
+            }
+            start += r.len();
+        }
+        Ok(())
+    }
+
+    #[cfg(kmcl_kunit)]
+    /// Copies `buf.len()` bytes of the ranges laid end to end, from `at`.
+    pub(crate) fn read(&self, at: usize, buf: &mut [u8]) -> Result {
+        self.pieces(at, buf.len(), |r, off, start, n| {
+            r.read(off, &mut buf[start..start + n])
+        })
+    }
+
+    #[cfg(kmcl_kunit)]
+    /// Copies `data` into the ranges laid end to end, from `at`.
+    pub(crate) fn write(&self, at: usize, data: &[u8]) -> Result {
+        self.pieces(at, data.len(), |r, off, start, n| {
+            r.write(off, &data[start..start + n])
         })
     }
 }

@@ -24,9 +24,11 @@ pub(crate) use gpadl_pages::{
     page_write, //
 };
 pub(crate) use gpadl_pages::{
+    External,
     GpadlPages,
     MdlView,
     Page, //
+    MAX_EXTERNAL_RANGES,
 };
 pub(crate) use mmio::MmioMemory;
 pub(crate) use ring_pages::RingPages;

@@ -79,6 +79,8 @@ pub struct KmclMdl {
     pub offset: u32,
     /// Bytes of data.
     pub length: u32,
+    /// The next MDL of a chain (an MDL's `Next`), or NULL.
+    pub next: *mut KmclMdl,
 }
 
 /// One range of a transfer-page set (C `struct kmcl_transfer_range`,
@@ -90,6 +92,19 @@ pub struct KmclTransferRange {
     pub byte_count: u32,
     /// Offset of its first byte from the start of the set.
     pub byte_offset: u32,
+}
+
+/// A range within one page (C `struct kmcl_page_buffer`, Linux's `struct
+/// hv_page_buffer`); kmcl's extension.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KmclPageBuffer {
+    /// Bytes (at least 1; `offset + len` within the page).
+    pub len: u32,
+    /// Offset of the first byte in the page.
+    pub offset: u32,
+    /// The page's frame number.
+    pub pfn: u64,
 }
 
 /// `EvtVmbChannelOpened`.
@@ -286,6 +301,10 @@ kmcl_functions! {
     /// kmcl's own: ends a transfer-page set.
     FnChannelUnregisterTransferPageSet = kmcl_channel_unregister_transfer_page_set(
         channel: *mut KmclChannel, set_id: u16) -> c_int;
+    /// kmcl's own: external data as an array of page ranges.
+    FnPacketSendWithPageBuffers = kmcl_packet_send_with_page_buffers(
+        packet: *mut KmclPacket, buffer: *const c_void, length: u32,
+        pb: *const KmclPageBuffer, count: u32, flags: u32) -> c_int;
     /// kmcl's own: sends ranges of the other endpoint's transfer-page set.
     FnPacketSendWithTransferPages = kmcl_packet_send_with_transfer_pages(
         packet: *mut KmclPacket, set_id: u16, ranges: *const KmclTransferRange, count: u32,

@@ -76,6 +76,9 @@ use kernel::{
 };
 
 pub use abi::Guid;
+/// A range within one page (C `struct kmcl_page_buffer`): `len` bytes from
+/// `offset` of the page with frame number `pfn`.
+pub use abi::KmclPageBuffer as PageBuffer;
 /// One range of a transfer-page set (C `struct kmcl_transfer_range`):
 /// `byte_count` bytes from `byte_offset`.
 pub use abi::KmclTransferRange as TransferRange;
@@ -594,6 +597,39 @@ impl Packet {
         self.handed_over(rc)
     }
 
+    /// kmcl's `kmcl_packet_send_with_page_buffers`: `payload` in the ring
+    /// and one range of external data per entry of `ranges` (1 to 256),
+    /// exposed to the other endpoint until it completes the packet (a
+    /// completion is always requested).
+    ///
+    /// # Safety
+    ///
+    /// Every page `ranges` names stays allocated until the packet's
+    /// routine runs.
+    pub unsafe fn send_with_page_buffers(
+        self,
+        payload: &[u8],
+        ranges: &[PageBuffer],
+    ) -> core::result::Result<(), (Packet, Error)> {
+        let (Ok(len), Ok(count)) = (len32(payload), u32::try_from(ranges.len())) else {
+            return Err((self, EINVAL));
+        };
+        // SAFETY: the packet is live and not in flight; the payload and
+        // the ranges are read before the call returns; the pages stay
+        // allocated until the routine (the caller's promise).
+        let rc = unsafe {
+            abi::kmcl_packet_send_with_page_buffers(
+                self.raw,
+                payload.as_ptr().cast(),
+                len,
+                ranges.as_ptr(),
+                count,
+                abi::FORMAT_FLAG_WAIT_FOR_COMPLETION,
+            )
+        };
+        self.handed_over(rc)
+    }
+
     /// `VmbPacketSend` with external data: `payload` in the ring, and
     /// `length` bytes from `offset` in `page` exposed to the other endpoint
     /// until it completes the packet (a completion is always requested).
@@ -617,6 +653,7 @@ impl Packet {
             nr_pages: 1,
             offset,
             length,
+            next: core::ptr::null_mut(),
         };
         // SAFETY: the packet is live and not in flight; the payload and
         // the MDL are read before the call returns; the page stays

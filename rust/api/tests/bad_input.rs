@@ -588,6 +588,19 @@ mod cases {
             );
             expect(
                 &mut f,
+                "send page buffers, NULL packet",
+                kmcl_packet_send_with_page_buffers(
+                    null_pkt,
+                    core::ptr::null(),
+                    0,
+                    core::ptr::null(),
+                    0,
+                    0,
+                ),
+                EINVAL,
+            );
+            expect(
+                &mut f,
                 "send transfer pages, NULL packet",
                 kmcl_packet_send_with_transfer_pages(
                     null_pkt,

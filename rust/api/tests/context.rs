@@ -37,6 +37,7 @@ mod cases {
             nr_pages: 0,
             offset: 0,
             length: 0,
+            next: core::ptr::null_mut(),
         };
         // SAFETY: both channels are live; every pointer is valid for the
         // call (none is used: each call is refused before).

@@ -23,6 +23,7 @@ mod cases {
             size_of::<ServerOnlyMethods>(),
             size_of::<ServerInterfaceV1>(),
             size_of::<KmclTransferRange>(),
+            size_of::<KmclPageBuffer>(),
             offset_of!(StateCallbacks, version),
             offset_of!(StateCallbacks, size),
             offset_of!(StateCallbacks, opened),
@@ -34,6 +35,7 @@ mod cases {
             offset_of!(KmclMdl, nr_pages),
             offset_of!(KmclMdl, offset),
             offset_of!(KmclMdl, length),
+            offset_of!(KmclMdl, next),
             offset_of!(ClientInterfaceV1, version),
             offset_of!(ClientInterfaceV1, channel_allocate),
             offset_of!(ClientInterfaceV1, channel_init_set_state_change_callbacks),
@@ -43,6 +45,9 @@ mod cases {
             offset_of!(ServerInterfaceV1, server),
             offset_of!(KmclTransferRange, byte_count),
             offset_of!(KmclTransferRange, byte_offset),
+            offset_of!(KmclPageBuffer, len),
+            offset_of!(KmclPageBuffer, offset),
+            offset_of!(KmclPageBuffer, pfn),
         ];
         assert_eq!(c.len(), rust.len());
         for (i, (c, r)) in c.iter().zip(rust.iter()).enumerate() {

@@ -7,6 +7,7 @@
 mod bad_input;
 mod connect;
 mod context;
+mod external;
 mod layout;
 mod liveupdate;
 mod memory;
@@ -46,6 +47,7 @@ use super::{
         KmclIncoming,
         KmclMdl,
         KmclPacket,
+        KmclPageBuffer,
         KmclTransferRange,
         Module,
         ServerInterfaceV1,

@@ -18,7 +18,7 @@ use super::Channel;
 impl Channel {
     /// What this endpoint exposed for transaction `tid` (the other
     /// endpoint checks a GPA-direct packet against it).
-    pub(crate) fn exposed(&self, tid: u64) -> Option<Arc<crate::shmem::GpadlPages>> {
+    pub(crate) fn exposed(&self, tid: u64) -> Option<Arc<crate::shmem::External>> {
         self.exposed.get(tid)
     }
 

@@ -67,14 +67,15 @@ impl Channel {
     }
 
     /// KMCL `VmbPacketSend` with external data (`SendWithExternalMdl`,
-    /// `SendWithExternalPfns`): `payload` in the ring and `pages` described
-    /// by a GPA range list; the other endpoint gets the pages with the
-    /// packet. A completion is always requested; `pages` must stay valid
-    /// until `completion` runs.
+    /// `SendWithExternalPfns`, kmcl's page buffers): `payload` in the ring
+    /// and `pages` described by a GPA range list, one range per range of
+    /// `pages`; the other endpoint gets the pages with the packet. A
+    /// completion is always requested; `pages` must stay valid until
+    /// `completion` runs.
     pub(crate) fn send_external(
         self: &Arc<Self>,
         payload: &[u8],
-        pages: crate::shmem::GpadlPages,
+        pages: crate::shmem::External,
         completion: impl Into<Routine>,
     ) -> Result {
         let pages = Arc::new(pages, GFP_ATOMIC)?;
@@ -189,7 +190,7 @@ impl Channel {
     pub(crate) fn send_sync_external(
         self: &Arc<Self>,
         payload: &[u8],
-        pages: crate::shmem::GpadlPages,
+        pages: crate::shmem::External,
         reply: &mut [u8],
         timeout_ms: Option<u32>,
     ) -> Result<usize> {
@@ -199,7 +200,7 @@ impl Channel {
     pub(super) fn send_sync_with(
         self: &Arc<Self>,
         payload: &[u8],
-        external: Option<crate::shmem::GpadlPages>,
+        external: Option<crate::shmem::External>,
         reply: &mut [u8],
         timeout_ms: Option<u32>,
     ) -> Result<usize> {

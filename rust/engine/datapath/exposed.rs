@@ -16,31 +16,33 @@ use kernel::{
 
 use crate::{
     protocol::gpa::GpaRanges,
-    shmem::GpadlPages, //
+    shmem::External, //
 };
 
 use crate::engine::types::ExternalLimits;
 
 use super::Peer;
 
-/// The pages `peer` exposed for transaction `tid`, if `header` (a GPA range
-/// list read from the ring) describes exactly them within `limits`. A host's GPA ranges would name guest memory the host
-/// chose: never accepted.
+/// The external data `peer` exposed for transaction `tid`, if `header` (a
+/// GPA range list read from the ring) describes exactly its ranges, in
+/// order, within `limits` (ranges: the chain length; bytes: all ranges
+/// together). A host's GPA ranges would name guest memory the host chose:
+/// never accepted.
 pub(super) fn check_external(
     peer: &Peer,
     header: &[u8],
     tid: u64,
     limits: ExternalLimits,
-) -> Option<Arc<GpadlPages>> {
+) -> Option<Arc<External>> {
     let ranges = GpaRanges::parse(header, limits.ranges, limits.bytes).ok()?;
-    let pages = peer.exposed(tid)?;
-    let mut it = ranges.iter();
-    let r = it.next()?;
-    let same = it.next().is_none()
-        && r.offset as usize == pages.offset()
-        && r.len as usize == pages.len()
-        && r.pfns().eq(pages.pfns());
-    same.then_some(pages)
+    let exposed = peer.exposed(tid)?;
+    let same = ranges.count() as usize == exposed.ranges().len()
+        && ranges.iter().zip(exposed.ranges()).all(|(r, pages)| {
+            r.offset as usize == pages.offset()
+                && r.len as usize == pages.len()
+                && r.pfns().eq(pages.pfns())
+        });
+    same.then_some(exposed)
 }
 
 /// External data one endpoint exposes, by transaction id, until the
@@ -50,7 +52,7 @@ pub(super) fn check_external(
 #[pin_data]
 pub(crate) struct Exposed {
     #[pin]
-    table: SpinLockIrq<KVec<(u64, Arc<GpadlPages>)>>,
+    table: SpinLockIrq<KVec<(u64, Arc<External>)>>,
     /// Signalled when the table becomes empty.
     #[pin]
     drained: CondVar,
@@ -66,7 +68,7 @@ impl Exposed {
     }
 
     /// Exposes `pages` for transaction `tid`.
-    pub(crate) fn add(&self, tid: u64, pages: Arc<GpadlPages>) -> Result {
+    pub(crate) fn add(&self, tid: u64, pages: Arc<External>) -> Result {
         self.table.lock().push((tid, pages), GFP_ATOMIC)?;
         Ok(())
     }
@@ -95,7 +97,7 @@ impl Exposed {
     }
 
     /// What is exposed for transaction `tid`.
-    pub(crate) fn get(&self, tid: u64) -> Option<Arc<GpadlPages>> {
+    pub(crate) fn get(&self, tid: u64) -> Option<Arc<External>> {
         self.table
             .lock()
             .iter()

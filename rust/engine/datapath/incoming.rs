@@ -16,7 +16,7 @@ use crate::{
     protocol::ring::Next,
     protocol::transactions::Matched,
     protocol::xfer::XferRanges,
-    shmem::GpadlPages,
+    shmem::External,
     sys::trace, //
 };
 
@@ -131,7 +131,7 @@ pub(super) fn incoming_buffer<'a>(
 pub(super) fn take_incoming(
     spare: &mut Option<KBox<PacketObject>>,
     pkt: &ring::ReadPacket,
-    external: Option<Arc<GpadlPages>>,
+    external: Option<Arc<External>>,
     transfer: Option<(u16, u32)>,
 ) -> Option<KBox<PacketObject>> {
     let mut b = spare.take()?;

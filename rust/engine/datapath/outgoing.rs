@@ -30,7 +30,7 @@ use crate::{
         xfer,
     },
     shmem::{
-        GpadlPages,
+        External,
         RingPages, //
     },
     sys::trace, //
@@ -331,16 +331,17 @@ impl DataPath {
         self.queued_bytes += len;
     }
 
-    /// Sends `payload` with external data `pages` (a GPA-direct packet; a
-    /// completion is always requested, as KMCL requires): the pages go
-    /// into this endpoint's `exposed` table for the transaction, until its
-    /// completion. With `may_queue` false a packet that does not fit now
-    /// fails with `-EOVERFLOW`.
+    /// Sends `payload` with external data `pages` (a GPA-direct packet
+    /// with one range per range of `pages`; a completion is always
+    /// requested, as KMCL requires): the pages go into this endpoint's
+    /// `exposed` table for the transaction, until its completion. With
+    /// `may_queue` false a packet that does not fit now fails with
+    /// `-EOVERFLOW`.
     pub(crate) fn send_external(
         &mut self,
         exposed: &Exposed,
         payload: &[u8],
-        pages: Arc<GpadlPages>,
+        pages: Arc<External>,
         completion: Routine,
         may_queue: bool,
     ) -> Result<Sent, SendError> {
@@ -355,15 +356,26 @@ impl DataPath {
         if !self.peer.shares_memory() {
             return Err(EOPNOTSUPP.into());
         }
-        // The range list: one range over the pages.
-        let mut pfns = KVec::with_capacity(pages.mdl_view().nr_pages as usize, GFP_ATOMIC)?;
-        for pfn in pages.pfns() {
-            pfns.push(pfn, GFP_ATOMIC)?;
+        // The range list: one range per range of the external data, each
+        // with the frame numbers of its pages.
+        let ranges = pages.ranges();
+        let nr_pfns = ranges.iter().map(|r| r.mdl_view().nr_pages as usize).sum();
+        let mut pfns = KVec::with_capacity(nr_pfns, GFP_ATOMIC)?;
+        let mut lists = KVec::with_capacity(ranges.len(), GFP_ATOMIC)?;
+        for r in ranges {
+            let at = pfns.len();
+            for pfn in r.pfns() {
+                pfns.push(pfn, GFP_ATOMIC)?;
+            }
+            let (offset, len) = (u32::try_from(r.offset())?, u32::try_from(r.len())?);
+            lists.push((offset, len, at..pfns.len()), GFP_ATOMIC)?;
         }
-        let (offset, len) = (u32::try_from(pages.offset())?, u32::try_from(pages.len())?);
-        let hlen = gpa::encoded_len(core::iter::once((offset, len))).ok_or(EINVAL)?;
+        let hlen = gpa::encoded_len(lists.iter().map(|(o, l, _)| (*o, *l))).ok_or(EINVAL)?;
         let mut header = KVec::from_elem(0u8, hlen, GFP_ATOMIC)?;
-        gpa::encode(core::iter::once((offset, len, &pfns[..])), &mut header).map_err(|_| EINVAL)?;
+        let list = lists
+            .iter()
+            .map(|(o, l, at)| (*o, *l, pfns.get(at.clone()).unwrap_or_default()));
+        gpa::encode(list, &mut header).map_err(|_| EINVAL)?;
         let id = match self.outstanding.insert(completion) {
             Ok(id) => id,
             Err((InsertError::NoMemory, _)) => return Err(ENOMEM.into()),

@@ -16,7 +16,7 @@ use crate::{
         RANGE_SIZE, //
     },
 
-    shmem::GpadlPages, //
+    shmem::External, //
 };
 
 /// An incoming packet (KMCL `VMBPACKETCOMPLETION`): a copy of the payload,
@@ -51,7 +51,7 @@ pub(crate) struct PacketObject {
     pub(super) epoch: u32,
     /// External data the sender described (GPA-direct packets), checked
     /// against what it exposed; valid until the packet is completed.
-    pub(super) external: Option<Arc<GpadlPages>>,
+    pub(super) external: Option<Arc<External>>,
     /// Transfer pages (a type-7 packet): the set id and the number of
     /// ranges, validated against the receiver's set when read; the ranges
     /// are in `data` after the descriptor and the list header.
@@ -63,7 +63,7 @@ impl IncomingPacket {
     /// The external data the sender described (KMCL
     /// `VmbChannelPacketGetExternalData`), valid until the packet is
     /// completed; `None` for an in-band packet.
-    pub(crate) fn external_data(&self) -> Option<&GpadlPages> {
+    pub(crate) fn external_data(&self) -> Option<&External> {
         self.0.external.as_deref()
     }
 
@@ -153,7 +153,7 @@ impl IncomingPacket {
 
 impl PacketObject {
     /// The packet's external data (see [`IncomingPacket::external_data`]).
-    pub(crate) fn external_data(&self) -> Option<&GpadlPages> {
+    pub(crate) fn external_data(&self) -> Option<&External> {
         self.external.as_deref()
     }
 

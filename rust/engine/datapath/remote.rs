@@ -28,7 +28,7 @@ pub(crate) trait Remote: Send + Sync {
     /// The pages the other endpoint exposed for its transaction `tid`: the
     /// only external data an incoming packet may describe. A VMBus host's
     /// ranges would name guest memory the host chose: never accepted.
-    fn exposed(&self, _tid: u64) -> Option<Arc<GpadlPages>> {
+    fn exposed(&self, _tid: u64) -> Option<Arc<crate::shmem::External>> {
         None
     }
 

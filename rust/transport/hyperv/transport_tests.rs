@@ -58,6 +58,7 @@ use crate::protocol::{
     ring::{RingMemory, FEATURE_BITS, FEATURE_PENDING_SEND_SIZE, WRITE_INDEX},
 };
 use crate::shmem::{
+    External,
     GpadlPages,
     RingPages, //
 };
@@ -802,16 +803,21 @@ mod tests {
         let kept = ch.create_gpadl(pages_of(0, 4096)?, true)?;
         assert_ne!(kept, handle);
 
-        // External data: a GPA-direct packet with one range naming the
+        // External data: a GPA-direct packet with one range per piece
+        // (two: 5000 bytes from 300, 10 bytes from 4100), naming the
         // pages, the transaction completed by the host.
-        let ext = pages_of(300, 5000)?;
+        let (ext, tail) = (pages_of(300, 5000)?, pages_of(4100, 10)?);
         let mut ext_pfns = KVec::new();
         for p in ext.pfns() {
             ext_pfns.push(p, GFP_KERNEL)?;
         }
+        let tail_pfn = tail.pfns().next();
+        let mut both = KVec::new();
+        both.push(ext, GFP_KERNEL)?;
+        both.push(tail, GFP_KERNEL)?;
         ch.send_external(
             b"read these",
-            ext,
+            External::new(both)?,
             KBox::new(Done(drv.clone()), GFP_KERNEL)?,
         )?;
         let got = host_reads_with_headers(&dev)?;
@@ -820,10 +826,13 @@ mod tests {
         assert_eq!(*ty, PacketType::GpaDirect as u16);
         assert!(padded_eq(body, b"read these"));
         let ranges = gpa::GpaRanges::parse(header, 4, 1 << 20).map_err(|_| EINVAL)?;
-        let r = ranges.iter().next().ok_or(EINVAL)?;
-        assert_eq!(ranges.count(), 1);
+        let mut it = ranges.iter();
+        let (r, t) = (it.next().ok_or(EINVAL)?, it.next().ok_or(EINVAL)?);
+        assert_eq!(ranges.count(), 2);
         assert_eq!((r.offset, r.len), (300, 5000));
         assert!(r.pfns().eq(ext_pfns.iter().copied()));
+        assert_eq!((t.offset, t.len), (4, 10));
+        assert_eq!(t.pfns().next(), tail_pfn);
         dev.host.send(b"done!!!!", *id, COMP, 0)?;
         dev.interrupt();
         assert!(drv.wait(|d| d.completed.lock().len() == 1));
@@ -860,7 +869,11 @@ mod tests {
         let pages = || unsafe { GpadlPages::from_buffer(buf.as_ptr() as usize, 4096) };
         assert_eq!(ch.create_gpadl(pages()?, false), Err(EOPNOTSUPP));
         assert_eq!(
-            ch.send_external(b"x", pages()?, KBox::new(Done(drv.clone()), GFP_KERNEL)?),
+            ch.send_external(
+                b"x",
+                External::one(pages()?)?,
+                KBox::new(Done(drv.clone()), GFP_KERNEL)?
+            ),
             Err(EOPNOTSUPP)
         );
         assert!(host.gpadls.lock().is_empty());

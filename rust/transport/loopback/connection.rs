@@ -344,7 +344,7 @@ impl Remote for Channel {
         true
     }
 
-    fn exposed(&self, tid: u64) -> Option<Arc<GpadlPages>> {
+    fn exposed(&self, tid: u64) -> Option<Arc<crate::shmem::External>> {
         Channel::exposed(self, tid)
     }
 

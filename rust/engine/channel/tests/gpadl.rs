@@ -11,7 +11,10 @@ mod cases {
         GpadlCounts, //
     };
     use crate::protocol::lifecycle::Role;
-    use crate::shmem::GpadlPages;
+    use crate::shmem::{
+        External,
+        GpadlPages, //
+    };
     use crate::transport::loopback::LoopbackBus;
     use core::sync::atomic::{
         AtomicBool,
@@ -290,7 +293,7 @@ mod cases {
             let pages = pages_of(buf.as_ptr() as usize + off, len)?;
             client.send_external(
                 &[tag, 0, 0, 0],
-                pages,
+                External::one(pages)?,
                 KBox::new(Outcome(outcome.clone()), GFP_KERNEL)?,
             )?;
             bufs.push((buf, len, off, tag), GFP_KERNEL)?;
@@ -322,7 +325,7 @@ mod cases {
             let pages = pages_of(buf.as_ptr() as usize, 8192)?;
             client.send_external(
                 &[1],
-                pages,
+                External::one(pages)?,
                 KBox::new(Outcome(outcome.clone()), GFP_KERNEL)?,
             )?;
             // The server refuses the packet (it never reaches its driver)
@@ -391,7 +394,7 @@ mod cases {
             let buf = VVec::<u8>::from_elem(5, 8192, GFP_KERNEL)?;
             sender.send_external(
                 &[1],
-                pages_of(buf.as_ptr() as usize, 8192)?,
+                External::one(pages_of(buf.as_ptr() as usize, 8192)?)?,
                 KBox::new(Outcome(outcome.clone()), GFP_KERNEL)?,
             )?;
             assert!(wait(|| receiver_keeper.held() == 1));
@@ -429,7 +432,7 @@ mod cases {
         let buf = VVec::<u8>::from_elem(5, 8192, GFP_KERNEL)?;
         client.send_external(
             &[1],
-            pages_of(buf.as_ptr() as usize, 8192)?,
+            External::one(pages_of(buf.as_ptr() as usize, 8192)?)?,
             KBox::new(Outcome(outcome.clone()), GFP_KERNEL)?,
         )?;
         assert!(wait(|| keeper.held() == 1));
