@@ -157,6 +157,8 @@ typedef void (*kmcl_evt_process_packet)(struct kmcl_channel *channel,
 					u32 flags);
 typedef void (*kmcl_evt_processing_complete)(struct kmcl_channel *channel,
 					     u32 packets);
+typedef void (*kmcl_evt_subchannel_offered)(struct kmcl_channel *primary,
+					    u16 index);
 typedef void (*kmcl_evt_packet_completion)(struct kmcl_packet *packet,
 					   int status, const void *buffer,
 					   u32 length);
@@ -465,6 +467,61 @@ int kmcl_client_channel_init_set_transport(struct kmcl_channel *channel,
  */
 int kmcl_channel_init_set_target_processor(struct kmcl_channel *channel,
 					   u32 processor);
+
+/**
+ * kmcl_channel_init_set_primary_channel() - makes a channel a sub-channel
+ * of another (VmbChannelInitSetPrimaryChannel, KMCL V5).
+ * @channel: a disabled channel.
+ * @primary: a channel of the same role that is no sub-channel itself.
+ *
+ * Sub-channels carry a device's traffic on more rings and CPUs (a network
+ * VSC's vRSS queues, a storage VSC's per-CPU queues); each has its own
+ * callbacks, rings, limits and target processor.  A server sub-channel,
+ * when enabled, is offered as the next sub-channel (index 1, 2, ...) of
+ * its primary's connection, whose client hears of it through the
+ * sub-channel callback; the server makes them when its client asks, in
+ * the device's own protocol, as VMBus servers do.  A client sub-channel,
+ * when enabled, opens a free sub-channel offer of its primary's
+ * connection (now, or when the server makes one).  When the primary's
+ * connection ends, so do its sub-channels' (both sides get Closed and the
+ * offers are withdrawn); a server disabling one sub-channel closes only
+ * that one.  Enabling either kind needs the primary connected (-ENOTCONN).
+ * Sub-channels of a VMBus host's channel are not supported yet
+ * (-EOPNOTSUPP at Enable).
+ * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
+ * from the channel's own state callbacks.
+ * Return: 0, -EINVAL (NULL, the channel itself, another role, a primary
+ * that is a sub-channel), -EBUSY (enabled).
+ */
+int kmcl_channel_init_set_primary_channel(struct kmcl_channel *channel,
+					  struct kmcl_channel *primary);
+
+/**
+ * kmcl_channel_init_set_subchannel_callback() - the callback that tells a
+ * client primary channel of each sub-channel its server offers (kmcl's
+ * own; Linux's vmbus_set_sc_create_callback()).
+ * @channel: a disabled client channel.
+ * @cb:      called in process context with the primary channel and the
+ *           sub-channel's index (1, 2, ...) while the primary is
+ *           connected; it may allocate, set up and enable the client
+ *           sub-channel right there.
+ *
+ * Context: process, may sleep (-EINVAL from atomic context).
+ * Return: 0, -EINVAL (NULL, a server channel), -EBUSY (enabled), -ENOMEM.
+ */
+int kmcl_channel_init_set_subchannel_callback(struct kmcl_channel *channel,
+					      kmcl_evt_subchannel_offered cb);
+
+/**
+ * kmcl_channel_get_subchannel_index() - which sub-channel of its primary's
+ * connection a channel is (kmcl's own).
+ * @channel: a channel.
+ *
+ * Context: any.
+ * Return: the index (1, 2, ...; 0 for a primary channel) while connected,
+ * -ENOTCONN otherwise, -EINVAL for NULL.
+ */
+int kmcl_channel_get_subchannel_index(struct kmcl_channel *channel);
 
 /**
  * kmcl_server_channel_init_set_target_interface_id() - the interface type

@@ -73,6 +73,15 @@ impl StateCallbacks for CState {
             unsafe { f(self.handle.as_raw(), status.to_errno()) }
         }
     }
+    fn subchannel_offered(&self, _primary: &Arc<Channel>, index: u16) {
+        let f = *self.handle.subchannel.lock();
+        if let (Some(f), true) = (f, self.handle.alive()) {
+            // SAFETY: the driver's callback (set with
+            // `kmcl_channel_init_set_subchannel_callback`), its module
+            // alive.
+            unsafe { f(self.handle.as_raw(), index) }
+        }
+    }
 }
 
 /// A driver's packet callbacks.

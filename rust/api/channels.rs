@@ -71,6 +71,7 @@ pub unsafe extern "C" fn kmcl_channel_allocate(
                 owner: owner as usize,
                 gone: AtomicBool::new(false),
                 pnp_failure <- new_spinlock!(None),
+                subchannel <- new_spinlock!(None),
                 lookaside <- new_spinlock_irq!(Some(kept)),
                 debugfs <- new_spinlock!(None),
                 mdls <- new_mutex!(KVec::new()),

@@ -169,6 +169,9 @@ pub struct Handle {
     /// `EvtChannelPnpFailure`, for hv_vmbus channels.
     #[pin]
     pnp_failure: SpinLock<EvtPnpFailure>,
+    /// kmcl's sub-channel callback (client primary channels).
+    #[pin]
+    subchannel: SpinLock<abi::EvtSubchannelOffered>,
     /// The channel's debugfs directory, from its first Enable to cleanup.
     #[pin]
     debugfs: SpinLock<Option<DebugEntry>>,

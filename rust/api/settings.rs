@@ -266,6 +266,89 @@ pub unsafe extern "C" fn kmcl_client_channel_init_set_ring_buffer_page_count(
     }
 }
 
+/// `VmbChannelInitSetPrimaryChannel` (KMCL V5).
+///
+/// # Safety
+///
+/// `channel` and `primary` are NULL or live handles.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_init_set_primary_channel(
+    channel: *mut KmclChannel,
+    primary: *mut KmclChannel,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(p) = (unsafe { handle(primary) }) else {
+        return EINVAL.to_errno();
+    };
+    // SAFETY: the caller's promise.
+    unsafe {
+        with_channel_sleeping(c"kmcl_channel_init_set_primary_channel", channel, |h| {
+            h.channel.set_primary(&p.channel)
+        })
+    }
+}
+
+/// `kmcl_channel_init_set_subchannel_callback` (kmcl's own): `cb` runs,
+/// in process context, for each sub-channel the server offers on the
+/// client primary channel's connection.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_init_set_subchannel_callback(
+    channel: *mut KmclChannel,
+    cb: abi::EvtSubchannelOffered,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(h) = (unsafe { handle(channel) }) else {
+        return EINVAL.to_errno();
+    };
+    if let Err(e) = sleepable(c"kmcl_channel_init_set_subchannel_callback", h.owner) {
+        return e.to_errno();
+    }
+    if cb.is_none() || h.channel.role() != Role::Client {
+        return EINVAL.to_errno();
+    }
+    let set = (|| -> Result {
+        // The callback goes through the state-change adapter: one with no
+        // state callbacks if the driver set none (yet; setting them later
+        // replaces it and keeps this callback, which lives in the handle).
+        if !h.channel.has_state_callbacks() {
+            let adapter = Arc::new(
+                CState {
+                    handle: h.into(),
+                    cb: abi::StateCallbacks::new(),
+                },
+                GFP_KERNEL,
+            )?;
+            h.channel.set_state_callbacks(adapter)?;
+        } else if h.channel.is_enabled() {
+            return Err(EBUSY);
+        }
+        *h.subchannel.lock() = cb;
+        Ok(())
+    })();
+    errno(set)
+}
+
+/// `kmcl_channel_get_subchannel_index` (kmcl's own).
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_get_subchannel_index(channel: *mut KmclChannel) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(h) = (unsafe { handle(channel) }) else {
+        return EINVAL.to_errno();
+    };
+    if !h.channel.is_connected() {
+        return ENOTCONN.to_errno();
+    }
+    c_int::from(h.channel.subchannel_index())
+}
+
 /// `VmbClientChannelInitSetTargetProcessorIndex` (kmcl: servers too).
 ///
 /// # Safety

@@ -28,6 +28,13 @@ use crate::engine::{
 pub(crate) trait OfferState {
     /// The offer can take a client now.
     fn is_free(&self) -> bool;
+
+    /// For a sub-channel offer, the address of the client channel its
+    /// primary's connection serves (only that client's sub-channels may
+    /// take it); 0 for a primary offer.
+    fn subchannel_of(&self) -> usize {
+        0
+    }
 }
 
 /// An offer: an interface, and where it is visible.
@@ -50,6 +57,9 @@ pub(crate) struct Target {
     pub(crate) vtl: u8,
     /// The ring sizes the client donates.
     pub(crate) pages: RingPageCounts,
+    /// A sub-channel's: the address of its primary client channel (0: a
+    /// primary channel).
+    pub(crate) primary: usize,
 }
 
 impl Target {
@@ -63,11 +73,17 @@ impl Target {
                 outgoing: settings.outgoing_pages,
                 incoming: settings.incoming_pages,
             },
+            primary: 0,
         }
     }
 
     /// Whether `offer` is free and is what this target looks for.
     pub(crate) fn matches<S: OfferState>(&self, offer: &Offer<S>) -> bool {
+        // A sub-channel takes a sub-channel offer of its primary's
+        // connection, and nothing else takes one.
+        if self.primary != 0 || offer.state.subchannel_of() != 0 {
+            return offer.state.is_free() && offer.state.subchannel_of() == self.primary;
+        }
         offer.state.is_free()
             && self.interface_type == offer.interface_type
             && (self.interface_instance == [0; 16]

@@ -124,6 +124,9 @@ pub type EvtProcessPacket = Option<
         flags: u32,
     ),
 >;
+/// kmcl's sub-channel callback: the server offered sub-channel `index` of
+/// the primary channel's connection.
+pub type EvtSubchannelOffered = Option<unsafe extern "C" fn(primary: *mut KmclChannel, index: u16)>;
 /// `EvtVmbChannelProcessingComplete`.
 pub type EvtProcessingComplete =
     Option<unsafe extern "C" fn(channel: *mut KmclChannel, packets: u32)>;
@@ -432,6 +435,15 @@ kmcl_functions! {
     /// (`TRANSPORT_*`).
     FnClientChannelInitSetTransport = kmcl_client_channel_init_set_transport(
         channel: *mut KmclChannel, transport: u32) -> c_int;
+    /// `VmbChannelInitSetPrimaryChannel` (KMCL V5).
+    FnChannelInitSetPrimaryChannel = kmcl_channel_init_set_primary_channel(
+        channel: *mut KmclChannel, primary: *mut KmclChannel) -> c_int;
+    /// kmcl's own: the sub-channel callback of a client primary channel.
+    FnChannelInitSetSubchannelCallback = kmcl_channel_init_set_subchannel_callback(
+        channel: *mut KmclChannel, cb: EvtSubchannelOffered) -> c_int;
+    /// kmcl's own: the sub-channel index of a connected channel.
+    FnChannelGetSubchannelIndex = kmcl_channel_get_subchannel_index(
+        channel: *mut KmclChannel) -> c_int;
     /// `VmbClientChannelInitSetTargetProcessorIndex` (kmcl: servers too).
     FnChannelInitSetTargetProcessor = kmcl_channel_init_set_target_processor(
         channel: *mut KmclChannel, processor: u32) -> c_int;

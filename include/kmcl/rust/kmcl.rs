@@ -111,6 +111,11 @@ pub trait Driver: Send + Sync {
     /// `EvtChannelPnpFailure` (client, process context): the target was
     /// found but the connection failed; the channel is disabled again.
     fn pnp_failure(&self, _channel: ChannelRef<'_>, _status: Error) {}
+    /// Client primary channel (kmcl's `kmcl_channel_init_set_subchannel_
+    /// callback`, process context): the server offered sub-channel `index`
+    /// of this connection; open it with a [`Channel`] whose primary
+    /// ([`Channel::set_primary`]) is this one.
+    fn subchannel_offered(&self, _primary: ChannelRef<'_>, _index: u16) {}
     /// `EvtVmbChannelProcessPacket` (softirq, or process context at
     /// passive). The default completes the packet with no payload.
     fn process_packet(&self, _channel: ChannelRef<'_>, _packet: Incoming) {}
@@ -194,8 +199,22 @@ impl Channel {
                 Some(on_packet),
                 Some(on_processing_complete),
             ))?;
+            if role == Role::Client {
+                result(abi::kmcl_channel_init_set_subchannel_callback(
+                    raw,
+                    Some(on_subchannel_offered),
+                ))?;
+            }
         }
         Ok(channel)
+    }
+
+    /// KMCL V5 `VmbChannelInitSetPrimaryChannel`: this (disabled) channel
+    /// becomes a sub-channel of `primary` (same role); see
+    /// `kmcl_channel_init_set_primary_channel` in `kmcl.h`.
+    pub fn set_primary(&mut self, primary: ChannelRef<'_>) -> Result {
+        // SAFETY: both channels are live.
+        result(unsafe { abi::kmcl_channel_init_set_primary_channel(self.raw, primary.raw) })
     }
 
     /// The channel, borrowed (what callbacks get).
@@ -386,6 +405,15 @@ impl ChannelRef<'_> {
     /// while this reference is.
     pub fn as_raw(&self) -> *mut KmclChannel {
         self.raw
+    }
+
+    /// Which sub-channel of its primary's connection the channel is (1..;
+    /// 0 for a primary channel); `ENOTCONN` while not connected.
+    pub fn subchannel_index(&self) -> Result<u16> {
+        // SAFETY: `raw` is live for `'a`.
+        let rc = unsafe { abi::kmcl_channel_get_subchannel_index(self.raw) };
+        result(rc.min(0))?;
+        u16::try_from(rc).map_err(|_| EINVAL)
     }
 
     /// `VmbChannelGetInterfaceInstance`.
@@ -866,6 +894,15 @@ unsafe extern "C" fn on_post_started(channel: *mut KmclChannel) {
     // SAFETY: the caller's promise.
     let (d, c) = unsafe { driver(channel) };
     d.post_started(c);
+}
+
+/// # Safety
+///
+/// Called by kmcl for a client channel made by [`Channel::new`].
+unsafe extern "C" fn on_subchannel_offered(channel: *mut KmclChannel, index: u16) {
+    // SAFETY: the caller's promise.
+    let (d, c) = unsafe { driver(channel) };
+    d.subchannel_offered(c, index);
 }
 
 /// # Safety

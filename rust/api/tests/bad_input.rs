@@ -588,6 +588,42 @@ mod cases {
             );
             expect(
                 &mut f,
+                "primary channel, NULL channel",
+                kmcl_channel_init_set_primary_channel(null_ch, client),
+                EINVAL,
+            );
+            expect(
+                &mut f,
+                "primary channel, NULL primary",
+                kmcl_channel_init_set_primary_channel(client, null_ch),
+                EINVAL,
+            );
+            expect(
+                &mut f,
+                "primary channel, itself",
+                kmcl_channel_init_set_primary_channel(client, client),
+                EINVAL,
+            );
+            expect(
+                &mut f,
+                "primary channel, another role",
+                kmcl_channel_init_set_primary_channel(client, server),
+                EINVAL,
+            );
+            expect(
+                &mut f,
+                "sub-channel callback, NULL channel",
+                kmcl_channel_init_set_subchannel_callback(null_ch, None),
+                EINVAL,
+            );
+            expect(
+                &mut f,
+                "sub-channel index, NULL",
+                kmcl_channel_get_subchannel_index(null_ch),
+                EINVAL,
+            );
+            expect(
+                &mut f,
                 "send page buffers, NULL packet",
                 kmcl_packet_send_with_page_buffers(
                     null_pkt,

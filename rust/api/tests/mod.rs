@@ -13,6 +13,7 @@ mod liveupdate;
 mod memory;
 mod packets;
 mod states;
+mod subchannels;
 mod teardown;
 mod transfer;
 mod wrapper;

@@ -311,4 +311,119 @@ mod cases {
         drop(server);
         drop(buf);
     }
+
+    /// A client primary channel that opens every sub-channel offered to it
+    /// from its callback, keeping the channel.
+    #[pin_data]
+    struct Primary {
+        running: AtomicBool,
+        sub_driver: Arc<Client>,
+        #[pin]
+        sub: kernel::sync::Mutex<Option<kmcl::Channel>>,
+        offered: AtomicU32,
+    }
+
+    impl kmcl::Driver for Primary {
+        fn started(&self, _channel: kmcl::ChannelRef<'_>) {
+            self.running.store(true, Ordering::SeqCst);
+        }
+
+        fn subchannel_offered(&self, primary: kmcl::ChannelRef<'_>, index: u16) {
+            self.offered.store(u32::from(index), Ordering::SeqCst);
+            let module: &'static ThisModule = &<crate::Kmcl as kernel::ModuleMetadata>::THIS_MODULE;
+            let Ok(mut sub) =
+                kmcl::Channel::new(module, kmcl::Role::Client, self.sub_driver.clone())
+            else {
+                return;
+            };
+            if sub.set_primary(primary).is_ok() && sub.enable().is_ok() {
+                *self.sub.lock() = Some(sub);
+            }
+        }
+    }
+
+    #[test]
+    fn subchannels_through_the_wrapper() {
+        REPLIES_OK.store(0, Ordering::SeqCst);
+        let module: &'static ThisModule = &<crate::Kmcl as kernel::ModuleMetadata>::THIS_MODULE;
+        let ty = kmcl::Guid { b: [0x75; 16] };
+        let echo = Arc::new(
+            Server {
+                echoed: AtomicU32::new(0),
+                bad_context: AtomicU32::new(0),
+            },
+            GFP_KERNEL,
+        )
+        .unwrap();
+        let sub_echo = Arc::new(
+            Server {
+                echoed: AtomicU32::new(0),
+                bad_context: AtomicU32::new(0),
+            },
+            GFP_KERNEL,
+        )
+        .unwrap();
+        let sub_client = Arc::new(
+            Client {
+                running: AtomicBool::new(false),
+            },
+            GFP_KERNEL,
+        )
+        .unwrap();
+        let sub_driver = sub_client.clone();
+        let primary = Arc::pin_init(
+            pin_init!(Primary {
+                running: AtomicBool::new(false),
+                sub_driver,
+                sub <- kernel::new_mutex!(None),
+                offered: AtomicU32::new(0),
+            }),
+            GFP_KERNEL,
+        )
+        .unwrap();
+        let mut server = kmcl::Channel::new(module, kmcl::Role::Server, echo.clone()).unwrap();
+        assert_eq!(server.set_offer(&ty, &INSTANCE), Ok(()));
+        assert_eq!(server.set_client_context_size(CONTEXT_SIZE as u32), Ok(()));
+        assert_eq!(server.enable(), Ok(()));
+        assert_eq!(server.start(), Ok(()));
+        let mut client = kmcl::Channel::new(module, kmcl::Role::Client, primary.clone()).unwrap();
+        assert_eq!(client.set_target(&ty, Some(&INSTANCE)), Ok(()));
+        assert_eq!(client.enable(), Ok(()));
+        assert!(crate::engine::testing::wait_until(|| primary
+            .running
+            .load(Ordering::SeqCst)));
+        assert_eq!(client.as_ref().subchannel_index(), Ok(0));
+        // The server's sub-channel; the client's callback opens its own.
+        let mut s_sub = kmcl::Channel::new(module, kmcl::Role::Server, sub_echo.clone()).unwrap();
+        assert_eq!(s_sub.set_primary(client.as_ref()), Err(EINVAL));
+        assert_eq!(s_sub.set_primary(server.as_ref()), Ok(()));
+        assert_eq!(s_sub.set_client_context_size(CONTEXT_SIZE as u32), Ok(()));
+        assert_eq!(s_sub.enable(), Ok(()));
+        assert_eq!(s_sub.start(), Ok(()));
+        assert!(crate::engine::testing::wait_until(|| sub_client
+            .running
+            .load(Ordering::SeqCst)));
+        assert_eq!(primary.offered.load(Ordering::SeqCst), 1);
+        assert_eq!(s_sub.as_ref().subchannel_index(), Ok(1));
+        {
+            let sub = primary.sub.lock();
+            let c_sub = sub.as_ref().unwrap();
+            assert_eq!(c_sub.as_ref().subchannel_index(), Ok(1));
+            for tag in 1..=10u8 {
+                let done = KBox::new(Echo(tag), GFP_KERNEL).unwrap();
+                assert_eq!(c_sub.send(&[tag; 24], true, done), Ok(()));
+            }
+        }
+        assert!(crate::engine::testing::wait_until(|| REPLIES_OK
+            .load(Ordering::SeqCst)
+            == 10));
+        assert_eq!(sub_echo.echoed.load(Ordering::SeqCst), 10);
+        assert_eq!(echo.echoed.load(Ordering::SeqCst), 0);
+        // The client sub-channel first, then the primaries.
+        let c_sub = primary.sub.lock().take();
+        drop(c_sub);
+        drop(s_sub);
+        drop(client);
+        drop(server);
+    }
 }

@@ -35,7 +35,6 @@ use super::{
 };
 use super::{
     Channel,
-    Settings,
     Turn, //
 };
 
@@ -60,6 +59,10 @@ pub(crate) trait StateCallbacks: Send + Sync {
     /// `EvtChannelPnpFailure` (client): the target was found but the
     /// connection failed with `status`; the channel is disabled again.
     fn pnp_failure(&self, _channel: &Arc<Channel>, _status: Error) {}
+    /// Client primary channel (kmcl's own; Linux's sc-create callback):
+    /// the server offered sub-channel `index` of this connection; open it
+    /// with a client channel whose primary is this one. Process context.
+    fn subchannel_offered(&self, _primary: &Arc<Channel>, _index: u16) {}
 }
 
 /// An event for a channel, from the bus or the other endpoint.
@@ -73,6 +76,9 @@ pub(crate) enum PeerEvent {
     /// Client: the offer was found but the connection failed (the server
     /// refused it): KMCL's PnpFailure.
     ConnectFailed(Error),
+    /// Client primary channel: the server offered sub-channel `index` of
+    /// this connection.
+    SubchannelOffered(Arc<dyn Link>, u16),
 }
 
 impl Channel {
@@ -198,9 +204,16 @@ impl Channel {
         self.link.store(addr, core::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Whether the channel has a connection now. Any context, no lock.
+    pub(crate) fn is_connected(&self) -> bool {
+        self.link.load(core::sync::atomic::Ordering::Relaxed) != 0
+    }
+
     /// No connection any more.
     fn forget_link(&self) {
         self.link.store(0, core::sync::atomic::Ordering::Relaxed);
+        self.subchannel_index
+            .store(0, core::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether `conn` is the connection the data path runs over. Any
@@ -426,6 +439,19 @@ impl Channel {
                         cb.pnp_failure(self, e);
                     }
                 }
+                PeerEvent::SubchannelOffered(conn, index) => {
+                    // Only while connected over the connection it was
+                    // offered on.
+                    let callbacks = {
+                        let ctl = self.control.lock();
+                        let current = ctl.connection.as_ref().is_some_and(|c| same_link(c, &conn));
+                        ctl.callbacks.clone().filter(|_| current)
+                    };
+                    if let Some(cb) = callbacks {
+                        trace::state_change(self.id, "connected", "subchannel_offered");
+                        cb.subchannel_offered(self, index);
+                    }
+                }
                 PeerEvent::Closed(conn) => {
                     let actions = {
                         let mut ctl = self.control.lock();
@@ -499,6 +525,10 @@ impl Channel {
             };
             ctl.connection = Some(conn.clone());
             self.note_link(&conn);
+            self.subchannel_index.store(
+                u32::from(conn.subchannel_index()),
+                core::sync::atomic::Ordering::Relaxed,
+            );
             self.note_instance(&ctl);
             actions
         };
@@ -506,11 +536,6 @@ impl Channel {
         if self.role == Role::Server && self.control.lock().lifecycle.is_connected() {
             self.hand_over_restored();
         }
-    }
-
-    /// A client looks for its offer (see [`Transport`]).
-    pub(super) fn seek(self: &Arc<Self>, settings: &Settings) -> Result {
-        self.bus().seek(self, settings)
     }
 
     pub(super) fn transition(self: &Arc<Self>, event: Event) -> Result {
@@ -532,7 +557,10 @@ impl Channel {
                 let res = match action {
                     Action::Offer => {
                         let restored = ctl.restoring.as_ref().and_then(|r| r.complete_save());
-                        match self.bus().offer(self, &ctl.settings, restored) {
+                        match self
+                            .bus()
+                            .offer(self, &ctl.settings, restored, ctl.primary.as_ref())
+                        {
                             Ok(adopted) => {
                                 if restored.is_some() && !adopted {
                                     pr_warn!(
@@ -546,7 +574,7 @@ impl Channel {
                             Err(e) => Err(e),
                         }
                     }
-                    Action::Connect => self.seek(&ctl.settings),
+                    Action::Connect => self.bus().seek(self, &ctl.settings, ctl.primary.as_ref()),
                     _ => continue,
                 };
                 if let Err(e) = res {

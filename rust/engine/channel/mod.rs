@@ -174,6 +174,9 @@ struct Control {
     saved: Option<u32>,
     /// A restore being fed (server, before Enable).
     restoring: Option<save::Restoring>,
+    /// The primary channel this one is a sub-channel of (KMCL V5
+    /// `VmbChannelInitSetPrimaryChannel`); set only while disabled.
+    primary: Option<Arc<Channel>>,
 }
 
 /// Receive-side state, shared by the receive work (softirq) and the
@@ -338,6 +341,9 @@ pub(crate) struct Channel {
     epoch: core::sync::atomic::AtomicU32,
     /// The driver's pointer (KMCL `VmbChannelSetPointer`).
     pointer: core::sync::atomic::AtomicUsize,
+    /// The sub-channel index of the connection (0: a primary channel, or
+    /// not connected).
+    subchannel_index: core::sync::atomic::AtomicU32,
     /// Deliver in process context (KMCL `PASSIVE_LEVEL`) instead of
     /// softirq; set only while disabled, read without a lock.
     at_passive: core::sync::atomic::AtomicBool,
@@ -631,6 +637,7 @@ impl Channel {
                     saving: None,
                     saved: None,
                     restoring: None,
+                    primary: None,
                 }),
                 turn <- new_mutex!(()),
                 turn_owner: core::sync::atomic::AtomicUsize::new(0),
@@ -669,6 +676,7 @@ impl Channel {
                 replenish_failing: core::sync::atomic::AtomicBool::new(false),
                 epoch: core::sync::atomic::AtomicU32::new(0),
                 pointer: core::sync::atomic::AtomicUsize::new(0),
+                subchannel_index: core::sync::atomic::AtomicU32::new(0),
                 at_passive: core::sync::atomic::AtomicBool::new(false),
                 halted: core::sync::atomic::AtomicBool::new(false),
                 target_cpu: core::sync::atomic::AtomicU32::new(NO_TARGET_CPU),

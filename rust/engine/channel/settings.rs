@@ -267,6 +267,50 @@ impl Channel {
         })
     }
 
+    /// KMCL V5 `VmbChannelInitSetPrimaryChannel`: the channel becomes a
+    /// sub-channel of `primary` (same role, itself no sub-channel). A
+    /// server sub-channel is offered, when enabled, as the next sub-channel
+    /// of its primary's connection (the primary's client hears of it, see
+    /// [`StateCallbacks::subchannel_offered`]); a client sub-channel, when
+    /// enabled, opens a free sub-channel offer of its primary's
+    /// connection. Both need their primary connected (`-ENOTCONN` at
+    /// Enable), and their connection closes with the primary's. `-EINVAL`
+    /// for the channel itself, another role or a sub-channel; `-EBUSY`
+    /// unless disabled.
+    pub(crate) fn set_primary(self: &Arc<Self>, primary: &Arc<Channel>) -> Result {
+        if Arc::ptr_eq(self, primary) || primary.role != self.role {
+            return Err(EINVAL);
+        }
+        // Not under our control lock: a second channel's control is never
+        // taken while holding one (the lock table); the primary's primary
+        // is set only while it is disabled, and a primary enabled later
+        // with one is refused at Enable (see `primary_of`).
+        if primary.control.lock().primary.is_some() {
+            return Err(EINVAL);
+        }
+        self.init_time(|ctl| {
+            ctl.primary = Some(primary.clone());
+            Ok(())
+        })
+    }
+
+    /// The primary channel of a sub-channel.
+    pub(crate) fn primary(&self) -> Option<Arc<Channel>> {
+        self.control.lock().primary.clone()
+    }
+
+    /// The sub-channel index of the channel's connection: 1.. for a
+    /// sub-channel, 0 for a primary channel or while not connected.
+    pub(crate) fn subchannel_index(&self) -> u16 {
+        self.subchannel_index
+            .load(core::sync::atomic::Ordering::Relaxed) as u16
+    }
+
+    /// Whether the driver set state-change callbacks.
+    pub(crate) fn has_state_callbacks(&self) -> bool {
+        self.control.lock().callbacks.is_some()
+    }
+
     /// Sets the packet callbacks; `-EBUSY` unless the channel is disabled.
     pub(crate) fn set_packet_callbacks(&self, callbacks: Arc<dyn PacketCallbacks>) -> Result {
         self.init_time(|_| {

@@ -72,6 +72,9 @@ pub(crate) struct Snapshot {
     /// Transactions whose external data this endpoint exposes.
     pub(crate) exposed: usize,
     pub(crate) at_passive: bool,
+    /// A sub-channel's primary channel (its id) and index (0 while not
+    /// connected).
+    pub(crate) subchannel: Option<(u32, u16)>,
     /// Signals (sent, received).
     pub(crate) signals: SignalCounts,
     /// Signals merged by the interrupt latency (0 when none is set).
@@ -176,6 +179,9 @@ impl fmt::Display for Snapshot {
             self.last_failure.map_or("none", |r| r.name())
         )?;
         writeln!(f, "transfer-page sets: {}", self.transfer_sets)?;
+        if let Some((primary, index)) = self.subchannel {
+            writeln!(f, "sub-channel {} of channel {}", index, primary)?;
+        }
         writeln!(f, "receive out of memory (retried): {}", self.no_memory)?;
         writeln!(
             f,
@@ -272,6 +278,7 @@ impl Channel {
             gpadls,
             exposed,
             at_passive: self.at_passive.load(core::sync::atomic::Ordering::Relaxed),
+            subchannel: self.primary().map(|p| (p.id(), self.subchannel_index())),
             signals: self.signals(),
             signals_merged: self.signals_coalesced(),
             rings: None,

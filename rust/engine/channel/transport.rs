@@ -41,11 +41,14 @@ pub(crate) trait Bus: Send + Sync {
     /// is offered already. A server restoring save `restored` takes over
     /// the connection its predecessor parked with that save: returns
     /// whether one was taken over.
+    /// A sub-channel (`primary` set) is offered as the next sub-channel of
+    /// its primary's connection (`-ENOTCONN` without one).
     fn offer(
         self: Arc<Self>,
         server: &Arc<Channel>,
         settings: &Settings,
         restored: Option<u32>,
+        primary: Option<&Arc<Channel>>,
     ) -> Result<bool>;
 
     /// Withdraws `server`'s offer.
@@ -54,8 +57,15 @@ pub(crate) trait Bus: Send + Sync {
     /// Connects `client` to a free offer matching `settings` (on the bus
     /// its `transport` setting selects), now or when one appears; the
     /// client hears of it through a `Connected` event, or of a failure
-    /// through `ConnectFailed`.
-    fn seek(self: Arc<Self>, client: &Arc<Channel>, settings: &Settings) -> Result;
+    /// through `ConnectFailed`. A sub-channel (`primary` set) looks for a
+    /// free sub-channel offer of its primary's connection (`-ENOTCONN`
+    /// while the primary is not connected).
+    fn seek(
+        self: Arc<Self>,
+        client: &Arc<Channel>,
+        settings: &Settings,
+        primary: Option<&Arc<Channel>>,
+    ) -> Result;
 
     /// Forgets `client` if it is still waiting for an offer.
     fn cancel_seek(&self, client: &Arc<Channel>);
@@ -80,6 +90,11 @@ pub(crate) trait Link: Send + Sync {
 
     /// The instance GUID of the offer connected to.
     fn interface_instance(&self) -> Guid;
+
+    /// The sub-channel index of the connection (0: a primary channel's).
+    fn subchannel_index(&self) -> u16 {
+        0
+    }
 
     /// `channel` is closing and waits for something of the other
     /// endpoint's (a loopback server's unmapping of its GPADLs, the

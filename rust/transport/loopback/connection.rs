@@ -68,6 +68,8 @@ pub(crate) struct Connection {
     s2c: Arc<RingPages>,
     /// The offer's instance GUID.
     instance: Guid,
+    /// The offer's sub-channel index (0: a primary channel's).
+    index: u16,
     /// Memory standing in for the offer's MMIO space.
     mmio: Option<MmioMemory>,
     /// The parked server's transactions whose completions may still come
@@ -86,7 +88,7 @@ impl Connection {
         client: Arc<Channel>,
         server: Arc<Channel>,
         pages: RingPageCounts,
-        instance: Guid,
+        (instance, index): (Guid, u16),
         mmio: Option<MmioMemory>,
     ) -> Result<Arc<Self>> {
         let c2s = Arc::new(RingPages::new(pages.outgoing as usize)?, GFP_KERNEL)?;
@@ -99,6 +101,7 @@ impl Connection {
                 c2s,
                 s2c,
                 instance,
+                index,
                 mmio,
                 orphans <- new_spinlock!(KVec::new()),
                 attached <- new_mutex!(Attached {
@@ -124,6 +127,22 @@ impl Connection {
         *self.server.lock() = server.clone();
         self.attached.lock().server = true;
         self.client.repoint_peer(server.clone());
+    }
+
+    /// The connection ends from outside (its primary's connection ended):
+    /// both endpoints still attached are told to close.
+    pub(super) fn close_both(self: &Arc<Self>) {
+        let (client, server) = {
+            let a = self.attached.lock();
+            (a.client && a.client_told, a.server)
+        };
+        let link: Arc<dyn Link> = self.clone();
+        let peers = [(client, self.client.clone()), (server, self.server())];
+        for (attached, peer) in peers {
+            if attached && peer.post(PeerEvent::Closed(link.clone())).is_err() {
+                pr_warn!("loopback: out of memory closing a sub-channel\n");
+            }
+        }
     }
 
     /// A parked connection no server restored: the client is told it
@@ -181,6 +200,10 @@ impl Link for Connection {
     }
 
     /// The instance GUID of the offer this connection was made to.
+    fn subchannel_index(&self) -> u16 {
+        self.index
+    }
+
     fn interface_instance(&self) -> Guid {
         self.instance
     }

@@ -12,6 +12,13 @@
 //! Independent buses can coexist: a channel belongs to the bus it was
 //! allocated on, so tests and drivers can isolate themselves.
 //!
+//! Sub-channels: a server channel whose primary is a connected server
+//! channel is offered as the next sub-channel (index 1, 2, ...) of that
+//! connection, and only the client of that connection's sub-channels can
+//! take it; the client's primary channel hears of each offer. When the
+//! primary's connection ends (either side leaves), its sub-channel offers
+//! are withdrawn and their connections closed.
+//!
 //! The bus keeps its offers in the table both buses share
 //! ([`crate::transport::offers`]); a client whose `transport` setting
 //! selects the VMBus host is handed to the host bus it carries.
@@ -59,6 +66,14 @@ pub(crate) use connection::Connection;
 /// What the bus keeps about a server channel's offer.
 struct ServerOffer {
     server: Arc<Channel>,
+    /// 0: a primary channel's offer; 1..: a sub-channel's.
+    index: u16,
+    /// A sub-channel's primary server channel.
+    primary: Option<Arc<Channel>>,
+    /// A sub-channel's: the address of the client its primary serves.
+    primary_client: usize,
+    /// The client connected now, and the connection.
+    client: Option<(Arc<Channel>, Arc<Connection>)>,
     /// MMIO space for the device, in MiB (required, optional).
     mmio_megabytes: MmioMegabytes,
     /// A client is connected.
@@ -72,6 +87,18 @@ impl OfferState for ServerOffer {
     fn is_free(&self) -> bool {
         !self.taken
     }
+
+    fn subchannel_of(&self) -> usize {
+        self.primary_client
+    }
+}
+
+/// Whether offer `o` is a sub-channel offer of primary server `primary`.
+fn is_sub_of(o: &Offer<ServerOffer>, primary: &Arc<Channel>) -> bool {
+    o.state
+        .primary
+        .as_ref()
+        .is_some_and(|p| Arc::ptr_eq(p, primary))
 }
 
 /// One loopback VMBus instance.
@@ -138,6 +165,16 @@ impl LoopbackBus {
                 return;
             }
             table.offers[idx].state.taken = false;
+            table.offers[idx].state.client = None;
+            // The primary's connection ended: so do its sub-channels'.
+            end_subchannels(&mut table, server);
+            let Some(idx) = table
+                .offers
+                .iter()
+                .position(|o| Arc::ptr_eq(&o.state.server, server))
+            else {
+                return;
+            };
             if let Err(e) = self.serve_waiting(&mut table, idx) {
                 pr_warn!("loopback: could not connect a waiting client: {:?}\n", e);
             }
@@ -169,7 +206,7 @@ impl LoopbackBus {
             client.clone(),
             server.clone(),
             pages,
-            instance,
+            (instance, offer.state.index),
             mmio,
         )?;
         // Make room for both events first, so that either both endpoints
@@ -179,10 +216,77 @@ impl LoopbackBus {
         // completes only when the VSP has accepted the channel.
         client.reserve_event()?;
         server.reserve_event()?;
-        let link: Arc<dyn Link> = conn;
+        let link: Arc<dyn Link> = conn.clone();
         server.post_reserved(PeerEvent::Connected(link));
         table.offers[idx].state.taken = true;
+        table.offers[idx].state.client = Some((client.clone(), conn));
         Ok(())
+    }
+
+    /// Offers `server` as the next sub-channel of `primary`'s connection,
+    /// and tells the primary's client.
+    fn offer_subchannel(
+        self: &Arc<Self>,
+        table: &mut OfferTable<ServerOffer>,
+        server: &Arc<Channel>,
+        primary: &Arc<Channel>,
+    ) -> Result {
+        let p = table
+            .offers
+            .iter()
+            .find(|o| Arc::ptr_eq(&o.state.server, primary) && o.state.primary.is_none())
+            .ok_or(ENOTCONN)?;
+        let (client, conn) = p.state.client.clone().ok_or(ENOTCONN)?;
+        let (interface_type, interface_instance, vtl) =
+            (p.interface_type, p.interface_instance, p.vtl);
+        let index = table
+            .offers
+            .iter()
+            .filter(|o| is_sub_of(o, primary))
+            .map(|o| o.state.index)
+            .max()
+            .unwrap_or(0)
+            .checked_add(1)
+            .ok_or(ENOSPC)?;
+        client.reserve_event()?;
+        let idx = table.add(Offer {
+            interface_type,
+            interface_instance,
+            vtl,
+            state: ServerOffer {
+                server: server.clone(),
+                index,
+                primary: Some(primary.clone()),
+                primary_client: Arc::as_ptr(&client) as usize,
+                client: None,
+                mmio_megabytes: MmioMegabytes {
+                    required: 0,
+                    optional: 0,
+                },
+                taken: false,
+                parked: None,
+            },
+        })?;
+        let link: Arc<dyn Link> = conn;
+        client.post_reserved(PeerEvent::SubchannelOffered(link, index));
+        self.serve_waiting(table, idx)
+    }
+}
+
+/// The connection of primary server `primary` ended: its sub-channel
+/// offers are withdrawn and their connections closed on both sides.
+fn end_subchannels(table: &mut OfferTable<ServerOffer>, primary: &Arc<Channel>) {
+    let mut i = 0;
+    while i < table.offers.len() {
+        if !is_sub_of(&table.offers[i], primary) {
+            i += 1;
+            continue;
+        }
+        if let Ok(gone) = table.offers.remove(i) {
+            if let Some((_, conn)) = gone.state.client {
+                conn.close_both();
+            }
+        }
     }
 }
 
@@ -194,11 +298,17 @@ impl Bus for LoopbackBus {
         server: &Arc<Channel>,
         settings: &Settings,
         restored: Option<u32>,
+        primary: Option<&Arc<Channel>>,
     ) -> Result<bool> {
         let mut table = self.table.lock();
+        if let Some(primary) = primary {
+            self.offer_subchannel(&mut table, server, primary)?;
+            return Ok(false);
+        }
         let same = |o: &Offer<ServerOffer>| {
             o.interface_type == settings.interface_type
                 && o.interface_instance == settings.interface_instance
+                && o.state.primary.is_none()
         };
         if let Some(idx) = table.offers.iter().position(same) {
             let Some((save_id, conn)) = table.offers[idx].state.parked.clone() else {
@@ -224,6 +334,10 @@ impl Bus for LoopbackBus {
             vtl: Some(settings.vtl),
             state: ServerOffer {
                 server: server.clone(),
+                index: 0,
+                primary: None,
+                primary_client: 0,
+                client: None,
                 mmio_megabytes: settings.mmio_megabytes,
                 taken: false,
                 parked: None,
@@ -234,16 +348,50 @@ impl Bus for LoopbackBus {
     }
 
     fn rescind(&self, server: &Arc<Channel>) {
-        self.table
-            .lock()
+        let mut table = self.table.lock();
+        table
             .offers
             .retain(|o| !Arc::ptr_eq(&o.state.server, server));
+        end_subchannels(&mut table, server);
     }
 
     /// On the loopback bus if a server offers the interface there (or the
     /// client asked for loopback), else on the VMBus host (see
     /// [`Transport`]).
-    fn seek(self: Arc<Self>, client: &Arc<Channel>, settings: &Settings) -> Result {
+    fn seek(
+        self: Arc<Self>,
+        client: &Arc<Channel>,
+        settings: &Settings,
+        primary: Option<&Arc<Channel>>,
+    ) -> Result {
+        if let Some(primary) = primary {
+            // A free sub-channel offer of the primary's connection, now or
+            // when the server makes one.
+            let mut table = self.table.lock();
+            let serves = |o: &Offer<ServerOffer>| {
+                o.state
+                    .client
+                    .as_ref()
+                    .is_some_and(|(c, _)| Arc::ptr_eq(c, primary))
+            };
+            if !table.offers.iter().any(serves) {
+                // Not connected, or connected to a VMBus host, whose
+                // sub-channels kmcl does not open yet.
+                return Err(if primary.is_connected() {
+                    EOPNOTSUPP
+                } else {
+                    ENOTCONN
+                });
+            }
+            let target = Target {
+                primary: Arc::as_ptr(primary) as usize,
+                ..Target::of(settings)
+            };
+            if let Some(idx) = table.find(&target) {
+                return self.connect(&mut table, idx, client, target.pages);
+            }
+            return table.wait(client, target);
+        }
         let host = match settings.transport {
             Transport::Loopback => false,
             Transport::Host => true,

@@ -9,6 +9,7 @@ mod flow;
 mod gpadl;
 mod lifecycle;
 mod packets;
+mod subchannels;
 mod sync;
 mod teardown;
 mod transfer;

@@ -1,0 +1,235 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Sub-channels on the loopback bus: a server offers sub-channels of its
+//! primary's connection, the client hears of each and opens it with its
+//! own channel; each carries its own packets; a server withdrawing one
+//! closes only it; the primary's connection ending closes them all.
+
+use kernel::prelude::*;
+
+#[kunit_tests(kmcl_channel_subchannels)]
+mod cases {
+    use super::super::*;
+    use crate::engine::channel::StateCallbacks;
+    use crate::engine::testing::Letters;
+    use kernel::{
+        new_mutex,
+        sync::Mutex, //
+    };
+
+    /// A client primary channel's callbacks: records the sub-channel
+    /// indexes offered (the callback runs in process context).
+    #[pin_data]
+    struct Offered {
+        #[pin]
+        indexes: Mutex<KVec<u16>>,
+    }
+
+    impl Offered {
+        fn new() -> Result<Arc<Self>> {
+            Arc::pin_init(
+                pin_init!(Offered {
+                    indexes <- new_mutex!(KVec::new()),
+                }),
+                GFP_KERNEL,
+            )
+        }
+
+        fn seen(&self) -> KVec<u16> {
+            let mut v = KVec::new();
+            let _ = v.extend_from_slice(&self.indexes.lock(), GFP_KERNEL);
+            v
+        }
+    }
+
+    impl StateCallbacks for Offered {
+        fn subchannel_offered(&self, primary: &Arc<Channel>, index: u16) {
+            // Called while the primary is connected.
+            if primary.is_connected() {
+                let _ = self.indexes.lock().push(index, GFP_KERNEL);
+            }
+        }
+    }
+
+    /// A server sub-channel of `primary` that echoes, enabled and started.
+    fn server_sub(bus: &Arc<LoopbackBus>, primary: &Arc<Channel>) -> Result<Arc<Channel>> {
+        let s = Channel::new(Role::Server, bus.clone())?;
+        s.set_packet_callbacks(Arc::new(Echo, GFP_KERNEL)?)?;
+        s.set_primary(primary)?;
+        s.enable()?;
+        s.start()?;
+        Ok(s)
+    }
+
+    /// A client sub-channel of `primary` recording its state callbacks in
+    /// `letters`, enabled.
+    fn client_sub(
+        bus: &Arc<LoopbackBus>,
+        primary: &Arc<Channel>,
+        letters: &Arc<Letters>,
+    ) -> Result<Arc<Channel>> {
+        let c = Channel::new(Role::Client, bus.clone())?;
+        c.set_state_callbacks(letters.clone())?;
+        c.set_primary(primary)?;
+        c.enable()?;
+        Ok(c)
+    }
+
+    /// A connected primary pair whose client records sub-channel offers.
+    fn primaries(bus: &Arc<LoopbackBus>) -> Result<(Arc<Channel>, Arc<Channel>, Arc<Offered>)> {
+        let server = Channel::new(Role::Server, bus.clone())?;
+        server.configure(|s| s.interface_type = TYPE)?;
+        server.set_packet_callbacks(Arc::new(Echo, GFP_KERNEL)?)?;
+        let client = Channel::new(Role::Client, bus.clone())?;
+        client.configure(|s| s.interface_type = TYPE)?;
+        let offered = Offered::new()?;
+        client.set_state_callbacks(offered.clone())?;
+        open(&server, &client)?;
+        Ok((server, client, offered))
+    }
+
+    #[test]
+    fn subchannels_are_offered_opened_and_carry_their_own_packets() -> Result {
+        let bus = LoopbackBus::new()?;
+        let (server, client, offered) = primaries(&bus)?;
+        let mut s_subs = KVec::new();
+        for _ in 0..3 {
+            s_subs.push(server_sub(&bus, &server)?, GFP_KERNEL)?;
+        }
+        assert!(wait_until(|| offered.seen().len() == 3));
+        assert!(offered.seen()[..] == [1, 2, 3][..]);
+        let mut c_subs = KVec::new();
+        let mut letters = KVec::new();
+        for _ in 0..3 {
+            let l = Letters::new(false)?;
+            c_subs.push(client_sub(&bus, &client, &l)?, GFP_KERNEL)?;
+            letters.push(l, GFP_KERNEL)?;
+        }
+        assert!(wait_until(
+            || c_subs.iter().all(|c| c.is_running()) && s_subs.iter().all(|s| s.is_running())
+        ));
+        // Each client sub-channel took one offer; server index k is the
+        // k-th offered.
+        let mut idx: KVec<u16> = KVec::new();
+        for c in c_subs.iter() {
+            idx.push(c.subchannel_index(), GFP_KERNEL)?;
+        }
+        idx.sort_unstable();
+        assert!(idx[..] == [1, 2, 3][..]);
+        for (k, s) in s_subs.iter().enumerate() {
+            assert_eq!(usize::from(s.subchannel_index()), k + 1);
+        }
+        assert_eq!(client.subchannel_index(), 0);
+        assert_eq!(
+            c_subs[0].snapshot().subchannel,
+            Some((client.id(), idx_of(&c_subs[0])))
+        );
+        // 20 echoes on each, every one back on its own sub-channel.
+        let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
+        for (k, c) in c_subs.iter().enumerate() {
+            for i in 0..20 {
+                send_one(c, &tally, 16 + k * 8, i)?;
+            }
+        }
+        assert!(tally.wait_total(60));
+        assert_eq!(tally.ok.load(Ordering::SeqCst), 60);
+        for s in s_subs.iter() {
+            assert_eq!(s.counters().packets_in, 20);
+        }
+        assert_eq!(server.counters().packets_in, 0);
+
+        // The server withdraws sub-channel 2: only that one closes.
+        let two = c_subs
+            .iter()
+            .position(|c| c.subchannel_index() == 2)
+            .ok_or(EINVAL)?;
+        s_subs[1].disable()?;
+        assert!(letters[two].wait_for(b"OTPSC"));
+        assert!(!c_subs[two].is_enabled());
+        for (k, c) in c_subs.iter().enumerate() {
+            if k != two {
+                assert!(c.is_running());
+                send_one(c, &tally, 8, 99)?;
+            }
+        }
+        assert!(tally.wait_total(62));
+        assert_eq!(tally.ok.load(Ordering::SeqCst), 62);
+
+        // The primary closes: so do the other sub-channels, on both sides.
+        client.disable()?;
+        for (k, l) in letters.iter().enumerate() {
+            if k != two {
+                assert!(l.wait_for(b"OTPSC"));
+            }
+        }
+        assert!(wait_until(|| s_subs
+            .iter()
+            .all(|s| !s.snapshot().connected)));
+        assert!(c_subs.iter().all(|c| !c.is_enabled()));
+        // A server sub-channel cannot be offered again without its
+        // primary's connection.
+        assert_eq!(s_subs[1].enable(), Err(ENOTCONN));
+        for s in s_subs {
+            if s.is_enabled() {
+                s.disable()?;
+            }
+            s.cleanup()?;
+        }
+        for c in c_subs {
+            c.cleanup()?;
+        }
+        server.disable()?;
+        client.cleanup()?;
+        server.cleanup()
+    }
+
+    fn idx_of(c: &Arc<Channel>) -> u16 {
+        c.subchannel_index()
+    }
+
+    #[test]
+    fn a_subchannel_needs_a_connected_primary_of_its_role() -> Result {
+        let bus = LoopbackBus::new()?;
+        let server = Channel::new(Role::Server, bus.clone())?;
+        server.configure(|s| s.interface_type = TYPE)?;
+        let client = Channel::new(Role::Client, bus.clone())?;
+        client.configure(|s| s.interface_type = TYPE)?;
+        let s_sub = Channel::new(Role::Server, bus.clone())?;
+        let c_sub = Channel::new(Role::Client, bus.clone())?;
+        assert_eq!(s_sub.set_primary(&s_sub), Err(EINVAL));
+        assert_eq!(s_sub.set_primary(&client), Err(EINVAL));
+        assert_eq!(c_sub.set_primary(&server), Err(EINVAL));
+        s_sub.set_primary(&server)?;
+        c_sub.set_primary(&client)?;
+        // A sub-channel's sub-channel.
+        let third = Channel::new(Role::Server, bus.clone())?;
+        assert_eq!(third.set_primary(&s_sub), Err(EINVAL));
+        // The server offers, nobody connected: no sub-channel yet.
+        server.enable()?;
+        server.start()?;
+        assert_eq!(s_sub.enable(), Err(ENOTCONN));
+        assert!(!s_sub.is_enabled());
+        assert_eq!(c_sub.enable(), Err(ENOTCONN));
+        // Connected: the client's sub-channel waits for an offer, which
+        // comes once the server enables its sub-channel.
+        client.enable()?;
+        assert!(wait_until(|| client.is_running() && server.is_running()));
+        c_sub.enable()?;
+        assert!(!c_sub.is_connected());
+        s_sub.enable()?;
+        s_sub.start()?;
+        assert!(wait_until(|| c_sub.is_running() && s_sub.is_running()));
+        assert_eq!(c_sub.subchannel_index(), 1);
+        assert_eq!(c_sub.set_primary(&client), Err(EBUSY));
+        // The server's primary goes: its sub-channel's connection too.
+        server.disable()?;
+        assert!(wait_until(
+            || !c_sub.is_enabled() && !s_sub.snapshot().connected
+        ));
+        s_sub.disable()?;
+        for c in [c_sub, s_sub, third, client, server] {
+            c.cleanup()?;
+        }
+        Ok(())
+    }
+}
