@@ -182,7 +182,9 @@ impl Channel {
         drop(spare);
         // Nothing is exposed any more, and no transfer-page set stays.
         self.exposed.clear();
-        self.transfer.clear();
+        if self.control.lock().primary.is_none() {
+            self.transfer_sets().clear();
+        }
         let (left, what) = match self.role {
             Role::Client => (self.gpadl.delete_all(), "GPADL(s) not deleted"),
             Role::Server => (self.gpadl.unmap_all(), "GPADL mapping(s) not unmapped"),

@@ -31,7 +31,8 @@
 //! | `data` | `SpinLockIrq` | the [`DataPath`]: rings, send queue, transactions, counters | softirq and process context; never held across a driver callback or routine | 4: alone (not nested with `rx`) |
 //! | `mmio` | `SpinLockIrq` | whether connected, and the MMIO space | any context | leaf |
 //! | `exposed` | `SpinLockIrq` | external data exposed to the other endpoint, by transaction id | any context | leaf; taken by the *other* endpoint's receive work under its `data` lock |
-//! | `transfer` | `SpinLockIrq` (inside [`TransferSets`]) | the transfer-page sets this endpoint registered | any context | leaf; taken under this channel's `data` lock (receive) and under the *other* endpoint's (its sends check their ranges) |
+//! | `transfer` | `SpinLockIrq` | which [`TransferSets`] the channel uses (its own, or its primary's) | any context | leaf; held only to clone the `Arc` |
+//! | (the sets) | `SpinLockIrq` (inside [`TransferSets`]) | the transfer-page sets registered | any context | leaf; taken under a `data` lock: the channel's (receive) and the *other* endpoint's (its sends check their ranges) |
 //!
 //! Rules that follow from the table:
 //!
@@ -383,9 +384,11 @@ pub(crate) struct Channel {
     #[pin]
     exposed: Exposed,
     /// Transfer-page sets this endpoint registered (a client's receive
-    /// buffers), until unregistered or the connection ends.
+    /// buffers), until unregistered or the connection ends; a client
+    /// sub-channel's are its primary's (one receive buffer per device, as
+    /// netvsc shares it), set with the primary.
     #[pin]
-    transfer: TransferSets,
+    transfer: SpinLockIrq<Arc<TransferSets>>,
 }
 
 /// The control work: drains `events` (process context).
@@ -690,7 +693,7 @@ impl Channel {
                 rx_work <- new_work!("kmcl::Channel::rx_work"),
                 gpadl <- gpadl::Gpadls::new(),
                 exposed <- Exposed::new(),
-                transfer <- TransferSets::new(),
+                transfer <- new_spinlock_irq!(Arc::pin_init(TransferSets::new(), GFP_KERNEL)?),
                 mmio <- new_spinlock_irq!((false, None)),
                 running_written: core::sync::atomic::AtomicBool::new(false),
                 catch: crate::engine::datapath::handoff::Catch::new(),

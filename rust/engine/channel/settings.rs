@@ -290,6 +290,9 @@ impl Channel {
         }
         self.init_time(|ctl| {
             ctl.primary = Some(primary.clone());
+            if self.role == Role::Client {
+                self.share_transfer_sets(primary);
+            }
             Ok(())
         })
     }

@@ -272,7 +272,7 @@ impl Channel {
             handed_back,
             failures,
             last_failure,
-            transfer_sets: self.transfer.count(),
+            transfer_sets: self.transfer_sets().count(),
             no_memory,
             deferred,
             gpadls,

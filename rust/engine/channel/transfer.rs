@@ -33,9 +33,16 @@ use crate::{
 use super::Channel;
 
 impl Channel {
-    /// The transfer-page sets this endpoint registered.
-    pub(crate) fn transfer_sets(&self) -> &TransferSets {
-        &self.transfer
+    /// The transfer-page sets incoming packets may name: this endpoint's,
+    /// or for a client sub-channel its primary's.
+    pub(crate) fn transfer_sets(&self) -> Arc<TransferSets> {
+        self.transfer.lock().clone()
+    }
+
+    /// A client sub-channel uses `primary`'s sets.
+    pub(super) fn share_transfer_sets(&self, primary: &Channel) {
+        let sets = primary.transfer_sets();
+        *self.transfer.lock() = sets;
     }
 
     /// Registers the client's GPADL `gpadl` as transfer-page set `id`, for
@@ -46,7 +53,8 @@ impl Channel {
     /// already, `-ENOSPC` beyond
     /// [`crate::engine::datapath::MAX_TRANSFER_SETS`] sets.
     pub(crate) fn register_transfer_set(&self, id: u16, gpadl: u32) -> Result {
-        if self.role != Role::Client {
+        // A sub-channel uses its primary's sets: register them there.
+        if self.role != Role::Client || self.primary().is_some() {
             return Err(EINVAL);
         }
         let peer = {
@@ -58,17 +66,17 @@ impl Channel {
             None => self.gpadls().len_of(gpadl),
         }
         .ok_or(ENOENT)?;
-        self.transfer.register(id, gpadl, len as u64)
+        self.transfer_sets().register(id, gpadl, len as u64)
     }
 
     /// Ends transfer-page set `id`. Packets delivered already keep their
     /// ranges (the memory stays the driver's); a packet naming the set
     /// from now on closes the channel. `-ENOENT` if it is not registered.
     pub(crate) fn unregister_transfer_set(&self, id: u16) -> Result {
-        if self.role != Role::Client {
+        if self.role != Role::Client || self.primary().is_some() {
             return Err(EINVAL);
         }
-        self.transfer.unregister(id)
+        self.transfer_sets().unregister(id)
     }
 
     /// Sends `payload` naming `ranges` of the other endpoint's

@@ -229,7 +229,7 @@ impl DataPath {
                 return (Received::Discarded, kick);
             }
             if d.packet_type() != PacketType::Completion {
-                return self.take_data(spare, &pkt, channel.transfer_sets());
+                return self.take_data(spare, &pkt, channel);
             }
             // The completion payload goes into the spare buffer, which the
             // receive work hands back after the routine ran.
@@ -283,7 +283,7 @@ impl DataPath {
         &mut self,
         spare: &mut Option<KBox<PacketObject>>,
         pkt: &ring::ReadPacket,
-        sets: &super::TransferSets,
+        channel: &Channel,
     ) -> (Received, bool) {
         let d = pkt.descriptor;
         // Transfer pages: the range list must name a set this endpoint
@@ -291,6 +291,7 @@ impl DataPath {
         // Parsed from the packet's private copy, once; the set id and
         // count are kept, the ranges stay in the copy.
         let transfer = if d.packet_type() == PacketType::TransferPages {
+            let sets = channel.transfer_sets();
             let parsed = match spare.as_deref() {
                 Some(object) => XferRanges::parse(
                     pkt.header(&object.data),

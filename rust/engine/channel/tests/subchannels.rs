@@ -232,4 +232,60 @@ mod cases {
         }
         Ok(())
     }
+
+    /// A client's receive buffer serves its sub-channels too (netvsc
+    /// shares one per device): a set registered on the primary takes
+    /// transfer-page packets on every sub-channel; a sub-channel registers
+    /// none itself.
+    #[test]
+    fn subchannels_share_their_primarys_transfer_page_sets() -> Result {
+        use crate::protocol::xfer::XferRange;
+        let bus = LoopbackBus::new()?;
+        let (server, client, _offered) = primaries(&bus)?;
+        let s_sub = server_sub(&bus, &server)?;
+        let keeper = crate::engine::testing::Keeper::new()?;
+        let c_sub = Channel::new(Role::Client, bus.clone())?;
+        c_sub.set_packet_callbacks(keeper.clone())?;
+        c_sub.set_primary(&client)?;
+        c_sub.enable()?;
+        assert!(wait_until(|| c_sub.is_running() && s_sub.is_running()));
+        let mut buf = kernel::alloc::VVec::<u8>::with_capacity(8192, GFP_KERNEL)?;
+        buf.resize(8192, 0, GFP_KERNEL)?;
+        // SAFETY: `buf` outlives the GPADL (deleted below, or by the close).
+        let pages = unsafe { crate::shmem::GpadlPages::from_buffer(buf.as_ptr() as usize, 8192) }?;
+        let gpadl = client.create_gpadl(pages, false)?;
+        assert_eq!(c_sub.register_transfer_set(9, gpadl), Err(EINVAL));
+        client.register_transfer_set(9, gpadl)?;
+        let r = [XferRange {
+            offset: 4000,
+            len: 200,
+        }];
+        let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
+        s_sub.send_transfer_pages(9, &r, b"x", true, Expect::new(KVec::new(), &tally)?)?;
+        assert!(wait_until(|| keeper.held() == 1));
+        assert_eq!(c_sub.snapshot().failures, 0);
+        assert_eq!(c_sub.snapshot().transfer_sets, 1);
+        keeper.complete_all();
+        assert!(tally.wait_total(1));
+        assert_eq!(tally.ok.load(Ordering::SeqCst), 1);
+        client.unregister_transfer_set(9)?;
+        assert_eq!(
+            s_sub.send_transfer_pages(9, &r, b"x", true, Expect::new(KVec::new(), &tally)?),
+            Err(EINVAL)
+        );
+        client.delete_gpadl(gpadl)?;
+        client.disable()?;
+        assert!(wait_until(|| !c_sub.is_enabled()));
+        for c in [c_sub, s_sub] {
+            if c.is_enabled() {
+                c.disable()?;
+            }
+            c.cleanup()?;
+        }
+        server.disable()?;
+        client.cleanup()?;
+        server.cleanup()?;
+        drop(buf);
+        Ok(())
+    }
 }
