@@ -735,7 +735,8 @@ void kmcl_channel_packet_fail(struct kmcl_incoming *packet);
  *
  * The area is zeroed when the packet arrives and is the driver's until it
  * gives the packet back; a packet deferred to passive keeps its area.
- * Not in kmcl's V1 interface table (KMCL adds it in V2): call the export.
+ * Not in kmcl's V1 interface table (KMCL adds it in V2); in kmcl's
+ * version 2 tables (struct kmcl_v2_methods).
  * Context: any.
  * Return: the area, or NULL for a channel without one, a NULL @packet or a
  * handle kmcl has not lent (logged).
@@ -1272,6 +1273,7 @@ int kmcl_loopback_vmbus_destroy(u64 handle);
 #define KMCL_CLIENT_INTERFACE	1
 #define KMCL_SERVER_INTERFACE	2
 #define KMCL_INTERFACE_VERSION_1 1
+#define KMCL_INTERFACE_VERSION_2 2
 
 /*
  * struct kmcl_client_interface_v1 - KMCL_CLIENT_INTERFACE_V1: every client
@@ -1371,14 +1373,75 @@ struct kmcl_server_interface_v1 {
 	struct kmcl_server_only_methods server;
 };
 
+/*
+ * struct kmcl_v2_methods - what version 2 of kmcl's tables adds to version
+ * 1: functions of KMCL's later interface versions (V2's
+ * VmbChannelPacketGetClientContext; V5's
+ * VmbClientChannelInitSetTargetProcessorIndex and
+ * VmbChannelInitSetPrimaryChannel), then kmcl's own; each member points to
+ * the kmcl_ function of its name.
+ */
+struct kmcl_v2_methods {
+	typeof(kmcl_channel_packet_get_client_context) *channel_packet_get_client_context;
+	typeof(kmcl_channel_init_set_target_processor) *channel_init_set_target_processor;
+	typeof(kmcl_channel_init_set_primary_channel) *channel_init_set_primary_channel;
+	typeof(kmcl_client_channel_init_set_transport) *client_channel_init_set_transport;
+
+	typeof(kmcl_channel_init_set_subchannel_callback)
+		*channel_init_set_subchannel_callback;
+	typeof(kmcl_channel_get_subchannel_index) *channel_get_subchannel_index;
+
+	typeof(kmcl_channel_register_transfer_page_set)
+		*channel_register_transfer_page_set;
+
+	typeof(kmcl_channel_unregister_transfer_page_set)
+		*channel_unregister_transfer_page_set;
+
+	typeof(kmcl_channel_packet_get_transfer_pages)
+		*channel_packet_get_transfer_pages;
+	typeof(kmcl_packet_send_with_page_buffers) *packet_send_with_page_buffers;
+	typeof(kmcl_packet_send_with_transfer_pages) *packet_send_with_transfer_pages;
+	typeof(kmcl_stash_put) *stash_put;
+	typeof(kmcl_stash_take) *stash_take;
+	typeof(kmcl_loopback_vmbus_create) *loopback_vmbus_create;
+	typeof(kmcl_loopback_vmbus_destroy) *loopback_vmbus_destroy;
+};
+
+/**
+ * struct kmcl_client_interface_v2 - the client table, version 2: version
+ * 1's table unchanged as its prefix (@v1.size is this table's size,
+ * @v1.version KMCL_INTERFACE_VERSION_2), then the additions.
+ * @v1: every KMCL V1 client function.
+ * @v2: the functions version 2 adds.
+ */
+struct kmcl_client_interface_v2 {
+	struct kmcl_client_interface_v1 v1;
+	struct kmcl_v2_methods v2;
+};
+
+/**
+ * struct kmcl_server_interface_v2 - the server table, version 2: version
+ * 1's server table unchanged as its prefix, then the additions.
+ * @v1:             the V1 server table (client and server-only functions).
+ * @v2:             the functions version 2 adds.
+ * @packet_restored: kmcl_packet_restored() (server only).
+ */
+struct kmcl_server_interface_v2 {
+	struct kmcl_server_interface_v1 v1;
+	struct kmcl_v2_methods v2;
+	typeof(kmcl_packet_restored) *packet_restored;
+};
+
 /**
  * kmcl_query_interface() - fill an interface table (KMCL's
  * WdfFdoQueryForInterface of KMCL_CLIENT_INTERFACE_TYPE/_SERVER_).
  * @kind:      KMCL_CLIENT_INTERFACE or KMCL_SERVER_INTERFACE.
  * @size:      sizeof the caller's table.
- * @version:   KMCL_INTERFACE_VERSION_1.
+ * @version:   KMCL_INTERFACE_VERSION_1 or KMCL_INTERFACE_VERSION_2.
  * @interface: the caller's struct kmcl_client_interface_v1 or
- *             struct kmcl_server_interface_v1.
+ *             struct kmcl_server_interface_v1 (version 1), or
+ *             struct kmcl_client_interface_v2 or
+ *             struct kmcl_server_interface_v2 (version 2).
  *
  * Context: any.
  * Return: 0, -EINVAL (unknown @kind, NULL, or @size not the table's size

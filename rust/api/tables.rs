@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The interface tables (KMCL `KMCL_CLIENT_INTERFACE_V1`,
-//! `KMCL_SERVER_INTERFACE_V1`).
+//! `KMCL_SERVER_INTERFACE_V1`, and kmcl's version 2 with V1 as a prefix).
 
 use core::ffi::{
     c_int,
@@ -14,8 +14,11 @@ use super::{
     abi,
     abi::{
         ClientInterfaceV1,
+        ClientInterfaceV2,
         ServerInterfaceV1,
-        ServerOnlyMethods, //
+        ServerInterfaceV2,
+        ServerOnlyMethods,
+        V2Methods, //
     },
 };
 
@@ -90,6 +93,25 @@ const SERVER_ONLY: ServerOnlyMethods = ServerOnlyMethods {
     server_channel_init_set_vmbus_handle: kmcl_server_channel_init_set_vmbus_handle,
 };
 
+/// What version 2 adds to the tables.
+const V2: V2Methods = V2Methods {
+    channel_packet_get_client_context: kmcl_channel_packet_get_client_context,
+    channel_init_set_target_processor: kmcl_channel_init_set_target_processor,
+    channel_init_set_primary_channel: kmcl_channel_init_set_primary_channel,
+    client_channel_init_set_transport: kmcl_client_channel_init_set_transport,
+    channel_init_set_subchannel_callback: kmcl_channel_init_set_subchannel_callback,
+    channel_get_subchannel_index: kmcl_channel_get_subchannel_index,
+    channel_register_transfer_page_set: kmcl_channel_register_transfer_page_set,
+    channel_unregister_transfer_page_set: kmcl_channel_unregister_transfer_page_set,
+    channel_packet_get_transfer_pages: kmcl_channel_packet_get_transfer_pages,
+    packet_send_with_page_buffers: kmcl_packet_send_with_page_buffers,
+    packet_send_with_transfer_pages: kmcl_packet_send_with_transfer_pages,
+    stash_put: kmcl_stash_put,
+    stash_take: kmcl_stash_take,
+    loopback_vmbus_create: kmcl_loopback_vmbus_create,
+    loopback_vmbus_destroy: kmcl_loopback_vmbus_destroy,
+};
+
 /// The interface query: fills `interface` with the client (`kind` 1) or
 /// server (`kind` 2) table. `-EINVAL` for an unknown kind, a NULL buffer or
 /// a size that is not the table's; `-EOPNOTSUPP` for an unknown version.
@@ -104,23 +126,29 @@ pub unsafe extern "C" fn kmcl_query_interface(
     version: u32,
     interface: *mut c_void,
 ) -> c_int {
-    let (expected, name) = match kind {
-        abi::CLIENT_INTERFACE => (core::mem::size_of::<ClientInterfaceV1>(), "client"),
-        abi::SERVER_INTERFACE => (core::mem::size_of::<ServerInterfaceV1>(), "server"),
+    use core::mem::size_of;
+    let name = match kind {
+        abi::CLIENT_INTERFACE => "client",
+        abi::SERVER_INTERFACE => "server",
         _ => {
             pr_warn!("interface query: unknown interface type {}\n", kind);
             return EINVAL.to_errno();
         }
     };
-    if version != abi::INTERFACE_VERSION_1 {
-        pr_warn!(
-            "interface query: {} interface version {} unknown (kmcl has version {})\n",
-            name,
-            version,
-            abi::INTERFACE_VERSION_1
-        );
-        return EOPNOTSUPP.to_errno();
-    }
+    let expected = match (kind, version) {
+        (abi::CLIENT_INTERFACE, abi::INTERFACE_VERSION_1) => size_of::<ClientInterfaceV1>(),
+        (abi::CLIENT_INTERFACE, abi::INTERFACE_VERSION_2) => size_of::<ClientInterfaceV2>(),
+        (_, abi::INTERFACE_VERSION_1) => size_of::<ServerInterfaceV1>(),
+        (_, abi::INTERFACE_VERSION_2) => size_of::<ServerInterfaceV2>(),
+        _ => {
+            pr_warn!(
+                "interface query: {} interface version {} unknown (kmcl has versions 1 and 2)\n",
+                name,
+                version
+            );
+            return EOPNOTSUPP.to_errno();
+        }
+    };
     if interface.is_null() || size as usize != expected {
         pr_warn!(
             "interface query: {} interface version {} is {} bytes, caller has {}\n",
@@ -131,20 +159,32 @@ pub unsafe extern "C" fn kmcl_query_interface(
         );
         return EINVAL.to_errno();
     }
+    let mut client = CLIENT_V1;
+    client.size = expected as u32;
+    client.version = version;
+    let server = ServerInterfaceV1 {
+        client,
+        server: SERVER_ONLY,
+    };
     // SAFETY: `interface` has `size` writable bytes, which is the table's
     // size; the tables hold only integers and function pointers, for which
     // any alignment of a caller's structure of this type is right.
     unsafe {
-        match kind {
-            abi::CLIENT_INTERFACE => interface.cast::<ClientInterfaceV1>().write(CLIENT_V1),
-            _ => {
-                let mut t = ServerInterfaceV1 {
-                    client: CLIENT_V1,
-                    server: SERVER_ONLY,
-                };
-                t.client.size = expected as u32;
-                interface.cast::<ServerInterfaceV1>().write(t)
+        match (kind, version) {
+            (abi::CLIENT_INTERFACE, abi::INTERFACE_VERSION_1) => {
+                interface.cast::<ClientInterfaceV1>().write(client)
             }
+            (abi::CLIENT_INTERFACE, _) => interface
+                .cast::<ClientInterfaceV2>()
+                .write(ClientInterfaceV2 { v1: client, v2: V2 }),
+            (_, abi::INTERFACE_VERSION_1) => interface.cast::<ServerInterfaceV1>().write(server),
+            _ => interface
+                .cast::<ServerInterfaceV2>()
+                .write(ServerInterfaceV2 {
+                    v1: server,
+                    v2: V2,
+                    packet_restored: kmcl_packet_restored,
+                }),
         }
     }
     0

@@ -127,6 +127,8 @@ static const u32 kmcl_c_layout[] = {
 	sizeof(struct kmcl_server_interface_v1),
 	sizeof(struct kmcl_transfer_range),
 	sizeof(struct kmcl_page_buffer),
+	sizeof(struct kmcl_client_interface_v2),
+	sizeof(struct kmcl_server_interface_v2),
 	KMCL_OFF(kmcl_state_callbacks, version),
 	KMCL_OFF(kmcl_state_callbacks, size),
 	KMCL_OFF(kmcl_state_callbacks, opened),
@@ -151,6 +153,11 @@ static const u32 kmcl_c_layout[] = {
 	KMCL_OFF(kmcl_page_buffer, len),
 	KMCL_OFF(kmcl_page_buffer, offset),
 	KMCL_OFF(kmcl_page_buffer, pfn),
+	KMCL_OFF(kmcl_client_interface_v2, v2),
+	KMCL_OFF(kmcl_client_interface_v2, v2.loopback_vmbus_destroy),
+	KMCL_OFF(kmcl_server_interface_v2, v2),
+	KMCL_OFF(kmcl_server_interface_v2, v2.channel_register_transfer_page_set),
+	KMCL_OFF(kmcl_server_interface_v2, packet_restored),
 };
 
 const u32 *kmcl_glue_c_layout(u32 *count)

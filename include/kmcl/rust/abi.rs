@@ -209,8 +209,11 @@ impl Default for StateCallbacks {
 pub const CLIENT_INTERFACE: u32 = 1;
 /// The server interface: the client table followed by the server-only one.
 pub const SERVER_INTERFACE: u32 = 2;
-/// The only interface version so far.
+/// KMCL's interface version 1.
 pub const INTERFACE_VERSION_1: u32 = 1;
+/// kmcl's version 2: version 1's tables as a prefix, then
+/// [`V2Methods`].
+pub const INTERFACE_VERSION_2: u32 = 2;
 
 /// Declares the function types, the exported functions and the compile-time
 /// checks that tie them together, from one list.
@@ -540,6 +543,55 @@ pub struct ServerInterfaceV1 {
     pub client: ClientInterfaceV1,
     /// The server-only functions.
     pub server: ServerOnlyMethods,
+}
+
+/// What version 2 of kmcl's tables adds (C `struct kmcl_v2_methods`), in
+/// the header's order. Each field is the function of the same name.
+#[repr(C)]
+#[allow(
+    missing_docs,
+    reason = "each field is the exported function of the same name, documented in kmcl.h"
+)]
+#[derive(Clone, Copy)]
+pub struct V2Methods {
+    pub channel_packet_get_client_context: FnChannelPacketGetClientContext,
+    pub channel_init_set_target_processor: FnChannelInitSetTargetProcessor,
+    pub channel_init_set_primary_channel: FnChannelInitSetPrimaryChannel,
+    pub client_channel_init_set_transport: FnClientChannelInitSetTransport,
+    pub channel_init_set_subchannel_callback: FnChannelInitSetSubchannelCallback,
+    pub channel_get_subchannel_index: FnChannelGetSubchannelIndex,
+    pub channel_register_transfer_page_set: FnChannelRegisterTransferPageSet,
+    pub channel_unregister_transfer_page_set: FnChannelUnregisterTransferPageSet,
+    pub channel_packet_get_transfer_pages: FnChannelPacketGetTransferPages,
+    pub packet_send_with_page_buffers: FnPacketSendWithPageBuffers,
+    pub packet_send_with_transfer_pages: FnPacketSendWithTransferPages,
+    pub stash_put: FnStashPut,
+    pub stash_take: FnStashTake,
+    pub loopback_vmbus_create: FnLoopbackVmbusCreate,
+    pub loopback_vmbus_destroy: FnLoopbackVmbusDestroy,
+}
+
+/// The client table, version 2 (C `struct kmcl_client_interface_v2`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ClientInterfaceV2 {
+    /// Version 1's table, unchanged (its `size` is this table's, its
+    /// `version` [`INTERFACE_VERSION_2`]).
+    pub v1: ClientInterfaceV1,
+    /// The additions.
+    pub v2: V2Methods,
+}
+
+/// The server table, version 2 (C `struct kmcl_server_interface_v2`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ServerInterfaceV2 {
+    /// Version 1's server table, unchanged.
+    pub v1: ServerInterfaceV1,
+    /// The additions.
+    pub v2: V2Methods,
+    /// `kmcl_packet_restored`.
+    pub packet_restored: FnPacketRestored,
 }
 
 /// `VMBUS_CHANNEL_GPADL_FLAG_READ_ONLY`: a GPADL the server may only map

@@ -24,6 +24,8 @@ mod cases {
             size_of::<ServerInterfaceV1>(),
             size_of::<KmclTransferRange>(),
             size_of::<KmclPageBuffer>(),
+            size_of::<abi::ClientInterfaceV2>(),
+            size_of::<abi::ServerInterfaceV2>(),
             offset_of!(StateCallbacks, version),
             offset_of!(StateCallbacks, size),
             offset_of!(StateCallbacks, opened),
@@ -48,6 +50,14 @@ mod cases {
             offset_of!(KmclPageBuffer, len),
             offset_of!(KmclPageBuffer, offset),
             offset_of!(KmclPageBuffer, pfn),
+            offset_of!(abi::ClientInterfaceV2, v2),
+            offset_of!(abi::ClientInterfaceV2, v2.loopback_vmbus_destroy),
+            offset_of!(abi::ServerInterfaceV2, v2),
+            offset_of!(
+                abi::ServerInterfaceV2,
+                v2.channel_register_transfer_page_set
+            ),
+            offset_of!(abi::ServerInterfaceV2, packet_restored),
         ];
         assert_eq!(c.len(), rust.len());
         for (i, (c, r)) in c.iter().zip(rust.iter()).enumerate() {
@@ -75,7 +85,9 @@ mod cases {
                 kmcl_query_interface(CLIENT_INTERFACE, csize - 8, 1, cptr),
                 -22
             );
-            assert_eq!(kmcl_query_interface(CLIENT_INTERFACE, csize, 2, cptr), -95);
+            assert_eq!(kmcl_query_interface(CLIENT_INTERFACE, csize, 3, cptr), -95);
+            // Version 2's tables are larger.
+            assert_eq!(kmcl_query_interface(CLIENT_INTERFACE, csize, 2, cptr), -22);
             assert_eq!(kmcl_query_interface(CLIENT_INTERFACE, csize, 0, cptr), -95);
             assert_eq!(kmcl_query_interface(7, csize, 1, cptr), -22);
             assert_eq!(
@@ -102,6 +114,86 @@ mod cases {
         assert!(
             server.server.server_channel_init_set_target_interface_id as usize == target as usize
         );
+    }
+
+    /// Version 2: version 1's tables unchanged as the prefix, then the
+    /// later KMCL functions and kmcl's own.
+    #[test]
+    fn version_2_tables_keep_version_1_as_their_prefix() {
+        use abi::{ClientInterfaceV2, ServerInterfaceV2};
+        use core::mem::{size_of, MaybeUninit};
+        let mut c1 = MaybeUninit::<ClientInterfaceV1>::zeroed();
+        let mut c2 = MaybeUninit::<ClientInterfaceV2>::zeroed();
+        let mut s1 = MaybeUninit::<ServerInterfaceV1>::zeroed();
+        let mut s2 = MaybeUninit::<ServerInterfaceV2>::zeroed();
+        let (c1n, c2n) = (
+            size_of::<ClientInterfaceV1>(),
+            size_of::<ClientInterfaceV2>(),
+        );
+        let (s1n, s2n) = (
+            size_of::<ServerInterfaceV1>(),
+            size_of::<ServerInterfaceV2>(),
+        );
+        // 15 additions, and kmcl_packet_restored for servers.
+        assert_eq!(c2n, c1n + 15 * 8);
+        assert_eq!(s2n, s1n + 16 * 8);
+        // SAFETY: each buffer has the size passed.
+        unsafe {
+            assert_eq!(
+                kmcl_query_interface(CLIENT_INTERFACE, c1n as u32, 1, c1.as_mut_ptr().cast()),
+                0
+            );
+            assert_eq!(
+                kmcl_query_interface(CLIENT_INTERFACE, c2n as u32, 2, c2.as_mut_ptr().cast()),
+                0
+            );
+            assert_eq!(
+                kmcl_query_interface(SERVER_INTERFACE, s1n as u32, 1, s1.as_mut_ptr().cast()),
+                0
+            );
+            assert_eq!(
+                kmcl_query_interface(SERVER_INTERFACE, s2n as u32, 2, s2.as_mut_ptr().cast()),
+                0
+            );
+            assert_eq!(
+                kmcl_query_interface(SERVER_INTERFACE, c2n as u32, 2, s2.as_mut_ptr().cast()),
+                -22
+            );
+        }
+        // SAFETY: filled by the queries.
+        let (c1, c2, s1, s2) = unsafe {
+            (
+                c1.assume_init(),
+                c2.assume_init(),
+                s1.assume_init(),
+                s2.assume_init(),
+            )
+        };
+        assert_eq!((c2.v1.size, c2.v1.version), (c2n as u32, 2));
+        assert_eq!((s2.v1.client.size, s2.v1.client.version), (s2n as u32, 2));
+        // The V1 prefix is the V1 table, function for function (all but
+        // the size and version words).
+        let words = |p: *const u8, n: usize| {
+            // SAFETY: `p` points to a filled table of at least `n` bytes.
+            unsafe { core::slice::from_raw_parts(p.add(8), n - 8) }
+        };
+        let p1 = core::ptr::from_ref(&c1).cast::<u8>();
+        let p2 = core::ptr::from_ref(&c2).cast::<u8>();
+        assert!(words(p1, c1n) == words(p2, c1n));
+        let q1 = core::ptr::from_ref(&s1).cast::<u8>();
+        let q2 = core::ptr::from_ref(&s2).cast::<u8>();
+        assert!(words(q1, s1n) == words(q2, s1n));
+        let register: abi::FnChannelRegisterTransferPageSet =
+            kmcl_channel_register_transfer_page_set;
+        let primary: abi::FnChannelInitSetPrimaryChannel = kmcl_channel_init_set_primary_channel;
+        let context: abi::FnChannelPacketGetClientContext = kmcl_channel_packet_get_client_context;
+        let destroy: abi::FnLoopbackVmbusDestroy = kmcl_loopback_vmbus_destroy;
+        let restored: abi::FnPacketRestored = kmcl_packet_restored;
+        assert!(c2.v2.channel_register_transfer_page_set as usize == register as usize);
+        assert!(c2.v2.channel_init_set_primary_channel as usize == primary as usize);
+        assert!(c2.v2.channel_packet_get_client_context as usize == context as usize);
+        assert!(s2.v2.loopback_vmbus_destroy as usize == destroy as usize);
+        assert!(s2.packet_restored as usize == restored as usize);
     }
 
     #[test]
