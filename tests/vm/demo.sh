@@ -20,8 +20,11 @@
 #     and send buffers shared as GPADLs, three sub-channels the server
 #     offers and the client opens, NET_FRAMES frames each way over the four
 #     channels (transfer pages one way, page buffers the other), checked
-#     byte for byte; each sub-channel's debugfs state.  Everything is
-#     unloaded again.
+#     byte for byte; each sub-channel's debugfs state.
+#  6. The storage-style pair (kmcl_stor_vsp, kmcl_stor_vsc, both C): the
+#     client writes the server's RAM disk and reads it back over four
+#     channels, each request's data an MDL chain of scattered pages.
+#     Everything is unloaded again.
 
 say() { echo "[kmcl-demo] $*"; }
 PACKETS=${PACKETS:-30000}
@@ -166,13 +169,28 @@ awk -v a="$start" -v b="$end" -v n="$NET_FRAMES" 'BEGIN {
 for f in "$DBG"/kmcl_net_vsc_sub.*/state; do
 	[ -e "$f" ] || continue
 	say "debugfs: $f (a client sub-channel)"
-	grep -E '^(role|state|sub-channel|packets (in|out)|completions (in|out)|transfer-page sets):' "$f" | sed 's/^/    /'
+	grep -E '^((role|state|packets (in|out)|completions (in|out)|transfer-page sets):|sub-channel )' "$f" | sed 's/^/    /'
 	break
 done
 since_net | grep -qE "kmcl_net_vsc: $NET_FRAMES of $NET_FRAMES frames from the server byte-exact over 4 channels, 0 bad" &&
 	since_net | grep -qE "kmcl_net_vsp: $NET_FRAMES of $NET_FRAMES frames from the client byte-exact .*, 0 bad" ||
 	{ say "the network-style frames were not all byte-exact"; exit 1; }
 rmmod kmcl_net_vsc && rmmod kmcl_net_vsp || { say "rmmod failed"; exit 1; }
+
+STOR_READS=${STOR_READS:-2000}
+echo "kmcl-demo: stor" >/dev/kmsg
+since_stor() { dmesg | awk 'f; index($0, "kmcl-demo: stor") { f = 1 }'; }
+say "storage-style pair: insmod kmcl_stor_vsp.ko; insmod kmcl_stor_vsc.ko reads=$STOR_READS channels=4"
+insmod /kmcl/kmcl_stor_vsp.ko || { say "insmod failed"; exit 1; }
+insmod /kmcl/kmcl_stor_vsc.ko reads="$STOR_READS" channels=4 || { say "insmod failed"; exit 1; }
+for _ in $(seq 300); do
+	since_stor | grep -q 'kmcl_stor_vsc: [0-9]* writes and' && break
+	sleep 1
+done
+since_stor | grep -E 'kmcl_stor_vs[pc]: ([0-9]+ (writes|requests)|writing|channel)' | sed 's/^\[[ 0-9.]*\] /    /'
+since_stor | grep -qE "kmcl_stor_vsc: [0-9]+ writes and $STOR_READS reads over 4 channels: $STOR_READS reads byte-exact, 0 bad, 0 failed" ||
+	{ say "the storage-style requests did not all succeed"; exit 1; }
+rmmod kmcl_stor_vsc && rmmod kmcl_stor_vsp || { say "rmmod failed"; exit 1; }
 
 say "rmmod kmcl"
 rmmod kmcl || { say "rmmod failed"; exit 1; }

@@ -18,16 +18,6 @@ CHANNELS=${CHANNELS:-4}
 PER=$((FRAMES / CHANNELS))
 DBG=/sys/kernel/debug/kmcl
 
-# wait_logged_re REGEX SECONDS: waits until REGEX is logged since $marker.
-wait_logged_re() {
-	_n=0
-	while ! log_since "$marker" | grep -qE "$1"; do
-		[ "$_n" -ge "$2" ] && return 1
-		sleep 1
-		_n=$((_n + 1))
-	done
-}
-
 # subs NAME: the debugfs state files of NAME's sub-channels.
 subs() {
 	ls $DBG/"$1"_sub.*/state 2>/dev/null

@@ -48,6 +48,17 @@ wait_logged() {
 	done
 }
 
+# wait_logged_re REGEX SECONDS: waits until REGEX (an extended regular
+# expression) is logged since $marker.
+wait_logged_re() {
+	_n=0
+	while ! log_since "$marker" | grep -qE "$1"; do
+		[ "$_n" -ge "$2" ] && return 1
+		sleep 1
+		_n=$((_n + 1))
+	done
+}
+
 # check NAME COMMAND...: one KTAP result from a command's exit status.
 check() {
 	name=$1
