@@ -543,11 +543,15 @@ int kmcl_server_channel_init_set_target_interface_id(struct kmcl_channel *channe
  * @channel: a disabled server channel.
  * @flags:   VMBUS_SERVER_CHANNEL_INIT_FLAG_* bits.
  *
- * The flags are recorded; kmcl does not act on them yet (see
- * Documentation/kmcl-mapping.rst).
+ * VMBUS_SERVER_CHANNEL_INIT_FLAG_LOOPBACK_OFFER is what every kmcl offer
+ * is (kmcl's servers offer on its in-guest loopback VMBus); the other
+ * flags ask for what kmcl does not do (pipe offers, a Windows device
+ * interface, a forced new channel, a TLNPI provider offer) and are refused
+ * (Documentation/kmcl-mapping.rst).
  * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
  * from the channel's own state callbacks.
- * Return: 0, -EINVAL (client channel, unknown bits), -EBUSY (enabled).
+ * Return: 0, -EINVAL (client channel, unknown bits), -EOPNOTSUPP (a flag
+ * other than LOOPBACK_OFFER), -EBUSY (enabled).
  */
 int kmcl_server_channel_init_set_flags(struct kmcl_channel *channel, u32 flags);
 /**

@@ -288,6 +288,12 @@ mod cases {
             );
             expect(
                 &mut f,
+                "server flag OFFER_AS_PIPE",
+                kmcl_server_channel_init_set_flags(server, 0x4),
+                EOPNOTSUPP,
+            );
+            expect(
+                &mut f,
                 "initialize too small",
                 kmcl_packet_initialize(client, buf.as_mut_ptr().cast(), 8, &mut out_pkt),
                 EINVAL,

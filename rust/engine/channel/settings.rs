@@ -74,9 +74,15 @@ pub(crate) const FRIENDLY_NAME_MAX: usize = 64;
 /// `VMBUS_CHANNEL_INIT_FLAG_IS_PIPE`: pipe mode (not supported).
 pub(crate) const CHANNEL_FLAG_IS_PIPE: u32 = 0x1;
 
-/// All server flags KMCL defines (`VMBUS_SERVER_CHANNEL_INIT_FLAG_*`);
-/// kmcl records them, none changes loopback behaviour.
+/// All server flags KMCL defines (`VMBUS_SERVER_CHANNEL_INIT_FLAG_*`).
 pub(crate) const SERVER_FLAGS_KNOWN: u32 = 0x1f;
+
+/// `VMBUS_SERVER_CHANNEL_INIT_FLAG_LOOPBACK_OFFER`: what every kmcl offer
+/// is (on kmcl's in-guest loopback VMBus), so the one server flag kmcl
+/// takes. The others ask for what kmcl does not do -- pipe offers, a
+/// Windows device interface, a forced new channel, a TLNPI provider
+/// offer -- and are refused rather than recorded without effect.
+pub(crate) const SERVER_FLAG_LOOPBACK_OFFER: u32 = 0x1;
 
 /// The MMIO space a server's device asks for, in MiB (KMCL
 /// `VmbServerChannelInitSetMmioMegabytes`).
@@ -215,11 +221,15 @@ impl Channel {
     }
 
     /// KMCL `VmbServerChannelInitSetFlags`: `-EINVAL` for unknown bits or
-    /// on a client channel.
+    /// on a client channel, `-EOPNOTSUPP` for a flag kmcl does not
+    /// implement (all but [`SERVER_FLAG_LOOPBACK_OFFER`]).
     pub(crate) fn set_server_flags(&self, flags: u32) -> Result {
         self.init_time(|ctl| {
             if self.role != Role::Server || flags & !SERVER_FLAGS_KNOWN != 0 {
                 return Err(EINVAL);
+            }
+            if flags & !SERVER_FLAG_LOOPBACK_OFFER != 0 {
+                return Err(EOPNOTSUPP);
             }
             ctl.server_flags = flags;
             Ok(())

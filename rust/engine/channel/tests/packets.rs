@@ -200,6 +200,12 @@ mod cases {
         assert_eq!(server.set_flags(0x2), Err(EINVAL));
         server.set_flags(0)?;
         assert_eq!(server.set_server_flags(0x20), Err(EINVAL));
+        // Pipe offers, device interfaces, forced new channels and TLNPI
+        // provider offers are refused, never recorded without effect.
+        for flag in [0x2, 0x4, 0x8, 0x10, 0x1f] {
+            assert_eq!(server.set_server_flags(flag), Err(EOPNOTSUPP));
+        }
+        // A loopback offer is what every kmcl server makes.
         server.set_server_flags(0x1)?;
         assert_eq!(server.set_maximum_external_data(0, 4), Err(EINVAL));
         assert_eq!(server.set_maximum_external_data(4096, 0), Err(EINVAL));
