@@ -1077,9 +1077,11 @@ int kmcl_channel_delete_gpadl(struct kmcl_channel *channel, u32 gpadl);
  * of the connection; kmcl_channel_delete_gpadl() refuses the GPADL
  * meanwhile.
  * Context: process, may sleep (-EINVAL from atomic context).
+ * A client's sub-channels use their primary's sets (one receive buffer per
+ * device, as netvsc shares it): register on the primary.
  * Return: 0, -ENOENT (unknown GPADL), -EEXIST (@set_id registered
  * already), -ENOSPC (64 sets registered), -ENOTCONN (not connected),
- * -EINVAL (a server channel).
+ * -EINVAL (a server channel, a sub-channel).
  */
 int kmcl_channel_register_transfer_page_set(struct kmcl_channel *channel,
 					    u32 gpadl, u16 set_id);
