@@ -204,9 +204,7 @@ impl DataPath {
                         self.chan,
                         e
                     );
-                    self.counters.ring_errors += 1;
-                    self.broken = true;
-                    return (Received::Broken(CloseReason::CorruptRing), false);
+                    return self.refuse(CloseReason::CorruptRing);
                 }
             };
             let d = pkt.descriptor;
@@ -310,9 +308,7 @@ impl DataPath {
                         d.transaction_id(),
                         e
                     );
-                    self.counters.ring_errors += 1;
-                    self.broken = true;
-                    return (Received::Broken(CloseReason::BadTransferPages), false);
+                    return self.refuse(CloseReason::BadTransferPages);
                 }
             }
         } else {
@@ -336,9 +332,7 @@ impl DataPath {
                     self.chan,
                     d.transaction_id()
                 );
-                self.counters.ring_errors += 1;
-                self.broken = true;
-                return (Received::Broken(CloseReason::BadExternalData), false);
+                return self.refuse(CloseReason::BadExternalData);
             }
             found
         } else {
@@ -353,6 +347,15 @@ impl DataPath {
         self.counters.packets_in += 1;
         self.counters.bytes_in += d.payload_len() as u64;
         (Received::Data(IncomingPacket(packet)), kick)
+    }
+
+    /// The other endpoint wrote something that is not a valid packet
+    /// (logged by the caller): nothing more is read, and the channel must
+    /// be closed for `why`.
+    fn refuse(&mut self, why: CloseReason) -> (Received, bool) {
+        self.counters.ring_errors += 1;
+        self.broken = true;
+        (Received::Broken(why), false)
     }
 
     /// Hands back the buffer of a [`Received::Completion`].

@@ -168,13 +168,7 @@ impl DataPath {
         wait_for_completion: bool,
         may_queue: bool,
     ) -> Result<Sent, SendError> {
-        // Severed, or closing: no new packet.
-        if self.closing {
-            return Err(ENODEV.into());
-        }
-        if payload.len() > self.max_packet {
-            return Err(EINVAL.into());
-        }
+        self.admits(payload)?;
         self.send_packet(
             ptype,
             &[],
@@ -183,6 +177,18 @@ impl DataPath {
             wait_for_completion,
             may_queue,
         )
+    }
+
+    /// Whether a new data packet with `payload` may be sent: `-ENODEV`
+    /// once severed or closing, `-EINVAL` beyond `MaximumPacketSize`.
+    fn admits(&self, payload: &[u8]) -> Result<(), SendError> {
+        if self.closing {
+            return Err(ENODEV.into());
+        }
+        if payload.len() > self.max_packet {
+            return Err(EINVAL.into());
+        }
+        Ok(())
     }
 
     /// Writes or queues a packet of type `ptype` with type-specific
@@ -345,13 +351,7 @@ impl DataPath {
         completion: Routine,
         may_queue: bool,
     ) -> Result<Sent, SendError> {
-        // Severed, or closing: no new packet.
-        if self.closing {
-            return Err(ENODEV.into());
-        }
-        if payload.len() > self.max_packet {
-            return Err(EINVAL.into());
-        }
+        self.admits(payload)?;
         // An isolated VM's host cannot read guest pages it is only told of.
         if !self.peer.shares_memory() {
             return Err(EOPNOTSUPP.into());
@@ -415,13 +415,8 @@ impl DataPath {
         completion: Routine,
         wait_for_completion: bool,
     ) -> Result<Sent, SendError> {
-        if self.closing {
-            return Err(ENODEV.into());
-        }
-        if payload.len() > self.max_packet
-            || ranges.is_empty()
-            || ranges.len() > super::MAX_TRANSFER_RANGES as usize
-        {
+        self.admits(payload)?;
+        if ranges.is_empty() || ranges.len() > super::MAX_TRANSFER_RANGES as usize {
             return Err(EINVAL.into());
         }
         let set_len = self.peer.transfer_set_len(set_id).ok_or(EINVAL)?;
