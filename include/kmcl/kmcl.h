@@ -486,8 +486,15 @@ int kmcl_channel_init_set_target_processor(struct kmcl_channel *channel,
  * connection ends, so do its sub-channels' (both sides get Closed and the
  * offers are withdrawn); a server disabling one sub-channel closes only
  * that one.  Enabling either kind needs the primary connected (-ENOTCONN).
- * Sub-channels of a VMBus host's channel are not supported yet
- * (-EOPNOTSUPP at Enable).
+ * On a VMBus host (hv_vmbus) a client primary's sub-channels are the
+ * host's sub-channel offers for its device (vmbus_set_sc_create_callback()),
+ * each opened with vmbus_open() on its own rings, its interrupt on the CPU
+ * hv_vmbus chose for it (sysfs channels/<relid>/cpu moves it).  hv_vmbus
+ * closes a sub-channel only with its primary: one whose client left is not
+ * offered again until the primary reopens, and the primary's client
+ * leaving closes every sub-channel's client first.  A sub-channel the host
+ * rescinds closes its client at its next signal (hv_vmbus tells drivers
+ * nothing else).
  * Context: process, may sleep (-EINVAL from atomic context); -EDEADLK
  * from the channel's own state callbacks.
  * Return: 0, -EINVAL (NULL, the channel itself, another role, a primary

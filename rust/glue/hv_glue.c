@@ -42,7 +42,7 @@ static struct kmcl_hv_driver *kmcl_hv_driver_of(struct hv_device *dev)
 static int kmcl_hv_probe(struct hv_device *dev,
 			 const struct hv_vmbus_device_id *id)
 {
-	return kmcl_host_probe(kmcl_hv_driver_of(dev)->bus, dev,
+	return kmcl_host_probe(kmcl_hv_driver_of(dev)->bus, dev, dev->channel,
 			       &dev->dev_type, &dev->dev_instance);
 }
 
@@ -103,15 +103,31 @@ void kmcl_hv_rings(struct vmbus_channel *ch, struct kmcl_hv_rings *rings)
 }
 
 /*
- * Opens @dev's channel with rings of @out_pages and @in_pages data pages
- * (plus hv_vmbus's control page each).  The callback runs in the channel's
- * tasklet (HV_CALL_DIRECT: hv_vmbus does not touch the rings' interrupt
- * masks, kmcl's reader manages them) and only kicks kmcl's receive work.
+ * hv_vmbus offers a new sub-channel @sc of an open primary channel kmcl
+ * owns (its sc-create callback, run from hv_vmbus's sub-channel
+ * workqueue: process context).  The Rust side records it as an offer for
+ * the primary's client.
  */
-int kmcl_hv_open(struct hv_device *dev, const void *link, u32 out_pages,
+static void kmcl_hv_on_subchannel(struct vmbus_channel *sc)
+{
+	struct hv_device *dev = sc->primary_channel->device_obj;
+
+	kmcl_host_subchannel(kmcl_hv_driver_of(dev)->bus, dev, sc,
+			     sc->offermsg.offer.sub_channel_index);
+}
+
+/*
+ * Opens channel @ch (a device's primary channel or one of its
+ * sub-channels) with rings of @out_pages and @in_pages data pages (plus
+ * hv_vmbus's control page each).  The callback runs in the channel's
+ * tasklet, on the CPU hv_vmbus chose for the channel (HV_CALL_DIRECT:
+ * hv_vmbus does not touch the rings' interrupt masks, kmcl's reader
+ * manages them) and only kicks kmcl's receive work.  A primary channel
+ * also takes the host's sub-channel offers from now until it closes.
+ */
+int kmcl_hv_open(struct vmbus_channel *ch, const void *link, u32 out_pages,
 		 u32 in_pages, u32 max_pkt, struct kmcl_hv_rings *rings)
 {
-	struct vmbus_channel *ch = dev->channel;
 	int ret;
 
 	/* vmbus_open() takes each ring's size in bytes as a u32. */
@@ -125,18 +141,28 @@ int kmcl_hv_open(struct hv_device *dev, const void *link, u32 out_pages,
 			 kmcl_hv_on_channel, (void *)link);
 	if (ret)
 		return ret;
+	if (!ch->primary_channel)
+		vmbus_set_sc_create_callback(ch, kmcl_hv_on_subchannel);
 	kmcl_hv_rings(ch, rings);
 	return 0;
 }
 
-void kmcl_hv_close(struct hv_device *dev)
+/*
+ * Closes @ch.  hv_vmbus closes a sub-channel only with its primary
+ * (vmbus_close() refuses a sub-channel alone): for a sub-channel this does
+ * nothing, and its callback stays kmcl's until the primary closes.
+ */
+void kmcl_hv_close(struct vmbus_channel *ch)
 {
-	vmbus_close(dev->channel);
+	if (!ch->primary_channel)
+		vmbus_close(ch);
 }
 
-void kmcl_hv_signal(struct hv_device *dev)
+/* Signals the host through @ch; whether the host rescinded @ch. */
+bool kmcl_hv_signal(struct vmbus_channel *ch)
 {
-	vmbus_setevent(dev->channel);
+	vmbus_setevent(ch);
+	return READ_ONCE(ch->rescind);
 }
 
 /*
@@ -154,12 +180,12 @@ struct kmcl_hv_gpadl {
 };
 
 /*
- * Establishes a GPADL over the whole pages of @mdl on @dev's open channel
+ * Establishes a GPADL over the whole pages of @mdl on the open channel @ch
  * (vmbus_establish_gpadl() needs them virtually contiguous: they are
  * mapped here); returns it with its handle in @handle, or an ERR_PTR.
  */
-void *kmcl_hv_gpadl_create(struct hv_device *dev, const struct kmcl_mdl *mdl,
-			   u32 *handle)
+void *kmcl_hv_gpadl_create(struct vmbus_channel *ch,
+			   const struct kmcl_mdl *mdl, u32 *handle)
 {
 	struct kmcl_hv_gpadl *g;
 	int ret;
@@ -174,7 +200,7 @@ void *kmcl_hv_gpadl_create(struct hv_device *dev, const struct kmcl_mdl *mdl,
 		kfree(g);
 		return ERR_PTR(-ENOMEM);
 	}
-	ret = vmbus_establish_gpadl(dev->channel, g->va,
+	ret = vmbus_establish_gpadl(ch, g->va,
 				    mdl->nr_pages << PAGE_SHIFT, &g->gpadl);
 	if (ret) {
 		vunmap(g->va);
@@ -234,12 +260,12 @@ void kmcl_hv_mmio_free(void *mmio)
 }
 
 /* Tears down a GPADL of kmcl_hv_gpadl_create(); kept on an error. */
-int kmcl_hv_gpadl_delete(struct hv_device *dev, void *gpadl)
+int kmcl_hv_gpadl_delete(struct vmbus_channel *ch, void *gpadl)
 {
 	struct kmcl_hv_gpadl *g = gpadl;
 	int ret;
 
-	ret = vmbus_teardown_gpadl(dev->channel, &g->gpadl);
+	ret = vmbus_teardown_gpadl(ch, &g->gpadl);
 	if (ret)
 		return ret;
 	vunmap(g->va);

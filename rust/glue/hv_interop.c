@@ -221,29 +221,47 @@ void kmcl_hvi_device_free(struct hv_device *dev)
 }
 
 /*
+ * Makes @sc sub-channel @index of @primary, as hv_vmbus's offer handling
+ * links a sub-channel to its primary.
+ */
+void kmcl_hvi_make_subchannel(struct vmbus_channel *sc,
+			      struct vmbus_channel *primary, u16 index)
+{
+	sc->primary_channel = primary;
+	sc->offermsg.offer.sub_channel_index = index;
+}
+
+/*
+ * What vmbus_onoffer_rescind() does to an open sub-channel before it waits
+ * for the driver: no callback any more, and the channel marked rescinded.
+ */
+void kmcl_hvi_rescind(struct vmbus_channel *ch)
+{
+	WRITE_ONCE(ch->onchannel_callback, NULL);
+	WRITE_ONCE(ch->rescind, true);
+}
+
+/*
  * What vmbus_open() does for kmcl once the host accepted the channel: the
  * channel callback is set, and the rings are the channel's.
  */
-void kmcl_hvi_attach(struct hv_device *dev, const void *link,
+void kmcl_hvi_attach(struct vmbus_channel *ch, const void *link,
 		     struct kmcl_hv_rings *rings)
 {
-	struct vmbus_channel *ch = dev->channel;
-
 	ch->channel_callback_context = (void *)link;
 	WRITE_ONCE(ch->onchannel_callback, kmcl_hv_on_channel);
 	kmcl_hv_rings(ch, rings);
 }
 
 /* What vmbus_close() does for kmcl: no callback any more. */
-void kmcl_hvi_detach(struct hv_device *dev)
+void kmcl_hvi_detach(struct vmbus_channel *ch)
 {
-	WRITE_ONCE(dev->channel->onchannel_callback, NULL);
+	WRITE_ONCE(ch->onchannel_callback, NULL);
 }
 
 /* The host's interrupt: what vmbus_on_event() does in the tasklet. */
-void kmcl_hvi_interrupt(struct hv_device *dev)
+void kmcl_hvi_interrupt(struct vmbus_channel *ch)
 {
-	struct vmbus_channel *ch = dev->channel;
 	void (*cb)(void *context);
 
 	local_bh_disable();

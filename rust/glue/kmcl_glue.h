@@ -28,21 +28,24 @@ struct kmcl_hv_rings {
 void *kmcl_hv_watch(const void *bus, const guid_t *type);
 void kmcl_hv_unwatch(void *driver);
 void kmcl_hv_rings(struct vmbus_channel *ch, struct kmcl_hv_rings *rings);
-int kmcl_hv_open(struct hv_device *dev, const void *link, u32 out_pages,
+int kmcl_hv_open(struct vmbus_channel *ch, const void *link, u32 out_pages,
 		 u32 in_pages, u32 max_pkt, struct kmcl_hv_rings *rings);
-void kmcl_hv_close(struct hv_device *dev);
-void kmcl_hv_signal(struct hv_device *dev);
+void kmcl_hv_close(struct vmbus_channel *ch);
+bool kmcl_hv_signal(struct vmbus_channel *ch);
 void kmcl_hv_on_channel(void *link);
 bool kmcl_hv_shares_memory(void);
 struct kmcl_mdl;
-void *kmcl_hv_gpadl_create(struct hv_device *dev, const struct kmcl_mdl *mdl,
-			   u32 *handle);
-int kmcl_hv_gpadl_delete(struct hv_device *dev, void *gpadl);
+void *kmcl_hv_gpadl_create(struct vmbus_channel *ch,
+			   const struct kmcl_mdl *mdl, u32 *handle);
+int kmcl_hv_gpadl_delete(struct vmbus_channel *ch, void *gpadl);
 void *kmcl_hv_mmio_allocate(struct hv_device *dev, void **va, u64 *size);
 void kmcl_hv_mmio_free(void *mmio);
 /* Defined in Rust (rust/transport/hyperv/vmbus.rs). */
 int kmcl_host_probe(const void *bus, struct hv_device *dev,
-		    const guid_t *type, const guid_t *instance);
+		    struct vmbus_channel *channel, const guid_t *type,
+		    const guid_t *instance);
+void kmcl_host_subchannel(const void *bus, struct hv_device *dev,
+			  struct vmbus_channel *sc, u16 index);
 void kmcl_host_remove(const void *bus, struct hv_device *dev);
 void kmcl_host_interrupt(const void *link);
 bool kmcl_in_task(void);
@@ -104,9 +107,12 @@ struct hv_device *kmcl_hvi_device_new(struct vmbus_channel *ch,
 				      const guid_t *type,
 				      const guid_t *instance);
 void kmcl_hvi_device_free(struct hv_device *dev);
-void kmcl_hvi_attach(struct hv_device *dev, const void *link,
+void kmcl_hvi_make_subchannel(struct vmbus_channel *sc,
+			      struct vmbus_channel *primary, u16 index);
+void kmcl_hvi_rescind(struct vmbus_channel *ch);
+void kmcl_hvi_attach(struct vmbus_channel *ch, const void *link,
 		     struct kmcl_hv_rings *rings);
-void kmcl_hvi_detach(struct hv_device *dev);
-void kmcl_hvi_interrupt(struct hv_device *dev);
+void kmcl_hvi_detach(struct vmbus_channel *ch);
+void kmcl_hvi_interrupt(struct vmbus_channel *ch);
 
 #endif /* _KMCL_GLUE_H */

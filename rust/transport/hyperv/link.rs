@@ -4,6 +4,11 @@
 //! the lifecycle opens and leaves, and the [`Remote`] its data path
 //! signals.
 
+use core::sync::atomic::{
+    AtomicBool,
+    Ordering::Relaxed, //
+};
+
 use kernel::{
     prelude::*,
     sync::{
@@ -44,11 +49,27 @@ use crate::{
 
 use super::{
     Device,
+    HostChannel,
     HostOffers,
     HostOps, //
 };
 
-/// A client's connection to a device's channel.
+/// A client's connection to a channel of a device: its primary channel or
+/// one of its sub-channels.
+///
+/// Locks, in the order they nest (a lock is never taken while one below
+/// it is held):
+///
+/// | lock | guards |
+/// |---|---|
+/// | `state` (of a primary's link) | open/attached state, MMIO space |
+/// | the offers' table (`HostOffers::inner`) | offers and waiting clients |
+/// | `state` (of a sub-channel's link) | as above |
+/// | `gpadls` | the client's GPADLs on the host |
+///
+/// A primary's link takes the table (ending its sub-channels) only while
+/// it holds its own `state` on a failed open; a sub-channel's link never
+/// takes the table while it holds its `state`.
 #[pin_data]
 pub(crate) struct HostLink {
     /// The table of the device's bus: the device is free again when the
@@ -57,7 +78,15 @@ pub(crate) struct HostLink {
     client: Arc<Channel>,
     ops: Arc<dyn HostOps>,
     dev: Device,
+    /// The channel opened: the device's primary channel, or a sub-channel.
+    channel: HostChannel,
+    /// 0: the primary channel; 1..: the sub-channel's index.
+    index: u16,
     instance: Guid,
+    /// The channel's interrupts go to the client (open, client there).
+    live: AtomicBool,
+    /// The host rescinded the channel (seen when signalling it).
+    rescinded: AtomicBool,
     /// Ring data pages: (outgoing, incoming).
     pages: RingPageCounts,
     #[pin]
@@ -91,7 +120,7 @@ impl HostLink {
         offers: Arc<HostOffers>,
         client: Arc<Channel>,
         ops: Arc<dyn HostOps>,
-        dev: Device,
+        (dev, channel, index): (Device, HostChannel, u16),
         instance: Guid,
         pages: RingPageCounts,
     ) -> Result<Arc<Self>> {
@@ -101,7 +130,11 @@ impl HostLink {
                 client,
                 ops,
                 dev,
+                channel,
+                index,
                 instance,
+                live: AtomicBool::new(false),
+                rescinded: AtomicBool::new(false),
                 pages,
                 state <- new_mutex!(LinkState {
                     opened: false,
@@ -134,6 +167,11 @@ impl HostLink {
         &self.client
     }
 
+    /// Whether the client has not left yet.
+    pub(super) fn is_attached(&self) -> bool {
+        self.state.lock().attached
+    }
+
     /// The client did not leave in time (its driver holds packets, or a
     /// state callback does not return): its data path ends now and the
     /// device's channel is closed, so that hv_vmbus may free it. The
@@ -162,7 +200,7 @@ impl HostLink {
         }
         let mut gpadls = self.gpadls.lock();
         gpadls.reserve(1, GFP_KERNEL)?;
-        let (handle, token) = self.ops.create_gpadl(self.dev, &pages)?;
+        let (handle, token) = self.ops.create_gpadl(self.channel, &pages)?;
         gpadls
             .push_within_capacity(HostGpadl {
                 handle,
@@ -182,7 +220,7 @@ impl HostLink {
             .iter()
             .position(|g| g.handle == handle)
             .ok_or(ENOENT)?;
-        self.ops.delete_gpadl(self.dev, gpadls[i].token)?;
+        self.ops.delete_gpadl(self.channel, gpadls[i].token)?;
         let _ = gpadls.remove(i);
         Ok(())
     }
@@ -192,7 +230,7 @@ impl HostLink {
     fn delete_all_gpadls(&self) -> usize {
         let left = core::mem::take(&mut *self.gpadls.lock());
         for g in left.iter() {
-            if let Err(e) = self.ops.delete_gpadl(self.dev, g.token) {
+            if let Err(e) = self.ops.delete_gpadl(self.channel, g.token) {
                 pr_err!(
                     "channel {}: GPADL {:#x} not torn down ({:?}); the host may still reach its memory\n",
                     self.client.id(),
@@ -205,9 +243,13 @@ impl HostLink {
     }
 
     /// The channel interrupt (from `hv_vmbus`'s channel tasklet): the
-    /// client's receive work looks at the rings.
+    /// client's receive work looks at the rings. Nothing once the client
+    /// left (a sub-channel's interrupts reach its link until the primary
+    /// closes).
     pub(crate) fn interrupt(&self) {
-        self.client.clone().signalled();
+        if self.live.load(Relaxed) {
+            self.client.clone().signalled();
+        }
     }
 }
 
@@ -224,10 +266,17 @@ impl Link for HostLink {
             return Err(EBUSY);
         }
         let max_packet = u32::try_from(limits.max_packet).map_err(|_| EINVAL)?;
-        let mmio = self.ops.allocate_mmio(self.dev)?;
-        let (out, inc) = match self.ops.open(self.dev, &self, self.pages, max_packet) {
+        // The device's MMIO space goes with its primary channel.
+        let mmio = if self.index == 0 {
+            self.ops.allocate_mmio(self.dev)?
+        } else {
+            None
+        };
+        self.live.store(true, Relaxed);
+        let (out, inc) = match self.ops.open(self.channel, &self, self.pages, max_packet) {
             Ok(rings) => rings,
             Err(e) => {
+                self.live.store(false, Relaxed);
                 if let Some((_, _, token)) = mmio {
                     self.ops.free_mmio(self.dev, token);
                 }
@@ -243,8 +292,17 @@ impl Link for HostLink {
             DataPath::new(out, inc, peer, channel.id(), limits)
         })();
         if dp.is_err() {
-            // SAFETY: the closure above dropped the rings on its way out.
-            unsafe { self.ops.close(self.dev) };
+            self.live.store(false, Relaxed);
+            // A sub-channel the host offered meanwhile ends with it.
+            if self.index == 0 {
+                self.offers.end_subchannels(self.dev);
+            }
+            // SAFETY: the closure above dropped the rings on its way out;
+            // the sub-channels' clients have left.
+            unsafe { self.ops.close(self.channel) };
+            if self.index == 0 {
+                self.offers.forget_subchannels(self.dev);
+            }
             st.opened = false;
             if let Some((_, _, token)) = st.mmio.take() {
                 self.ops.free_mmio(self.dev, token);
@@ -253,10 +311,14 @@ impl Link for HostLink {
         dp
     }
 
-    /// The client leaves: the device's channel is closed (the client's
-    /// data path, which uses its rings, is gone) and the device is free
-    /// for the next client.
+    /// The client leaves: the channel is closed (the client's data path,
+    /// which uses its rings, is gone) and a device's primary channel is
+    /// free for the next client. A primary's sub-channels end first: their
+    /// clients are told to close and waited for.
     fn detach(self: Arc<Self>, _channel: &Arc<Channel>) {
+        if self.index == 0 {
+            self.offers.end_subchannels(self.dev);
+        }
         {
             let mut st = self.state.lock();
             if !st.attached {
@@ -271,11 +333,14 @@ impl Link for HostLink {
                         left
                     );
                 }
+                self.live.store(false, Relaxed);
                 // SAFETY: the client drops its data path (the only user of
                 // the rings) before it leaves the connection (the
                 // Disconnect action in `Channel::execute`; `data_path`
-                // keeps no other reference).
-                unsafe { self.ops.close(self.dev) };
+                // keeps no other reference); a primary's sub-channels'
+                // clients have left (`end_subchannels` above), or were
+                // abandoned, which ended their data paths.
+                unsafe { self.ops.close(self.channel) };
                 st.opened = false;
                 if let Some((_, _, token)) = st.mmio.take() {
                     self.ops.free_mmio(self.dev, token);
@@ -284,7 +349,10 @@ impl Link for HostLink {
             st.attached = false;
         }
         self.left.notify_all();
-        self.offers.release(self.dev);
+        if self.index == 0 {
+            self.offers.forget_subchannels(self.dev);
+        }
+        self.offers.release(self.channel);
     }
 
     /// The offer's MMIO space while the channel is open: (address, bytes).
@@ -299,12 +367,26 @@ impl Link for HostLink {
     fn interface_instance(&self) -> Guid {
         self.instance
     }
+
+    /// The host's sub-channel index of the channel (0: the primary).
+    fn subchannel_index(&self) -> u16 {
+        self.index
+    }
 }
 
 impl Remote for HostLink {
-    /// Tells the host to look at the rings.
+    /// Tells the host to look at the rings. A channel the host rescinded
+    /// (`hv_vmbus` tells drivers nothing of a sub-channel's rescind) ends
+    /// its client's connection, once.
     fn signal(self: Arc<Self>) {
-        self.ops.signal(self.dev);
+        if self.ops.signal(self.channel) && !self.rescinded.swap(true, Relaxed) {
+            pr_info!(
+                "channel {}: the host rescinded its VMBus channel (sub-channel {}); closing it\n",
+                self.client.id(),
+                self.index
+            );
+            self.tell_closed();
+        }
     }
 
     /// Whether the host may be given guest memory by page number.

@@ -23,6 +23,20 @@
 //! removed: the client gets Suspend and Closed, and `remove` returns once
 //! it has closed the device's channel.
 //!
+//! Sub-channels: once a client opened a device's primary channel, the
+//! host's sub-channel offers for it (`hv_vmbus`'s sc-create callback,
+//! [`HostBus::subchannel`]) are offers only that client's sub-channels
+//! take, and the client hears of each (SubchannelOffered), as on the
+//! loopback bus. Each is opened on its own rings (`vmbus_open()` on the
+//! sub-channel); its interrupt comes on the CPU `hv_vmbus` chose for it
+//! (sysfs `channels/<relid>/cpu` moves it). `hv_vmbus` closes
+//! sub-channels only with their primary: a sub-channel whose client left
+//! stays open, unused, until then, and is not offered again. The
+//! primary's client leaving first ends every sub-channel's client
+//! (Suspend, Closed), then closes the primary. `hv_vmbus` tells no driver
+//! of a sub-channel's rescind; kmcl notices it at the channel's next
+//! signal (`channel->rescind`), and only that sub-channel's client closes.
+//!
 //! Without a VMBus host `hv_vmbus` refuses drivers (`-ENODEV`); a client
 //! targeting the host gets PnpFailure with that status.
 
@@ -88,7 +102,19 @@ unsafe impl Send for Device {}
 // except by hv_vmbus functions that do their own locking.
 unsafe impl Sync for Device {}
 
-/// The rings of a device's channel that [`HostOps::open`] opened:
+/// A VMBus channel (`struct vmbus_channel`) of a device bound to kmcl:
+/// its primary channel or one of its sub-channels; opaque.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HostChannel(pub(crate) NonNull<c_void>);
+
+// SAFETY: `HostChannel` is only an address; every function kmcl calls on
+// it (hv_vmbus's) may be called from any thread.
+unsafe impl Send for HostChannel {}
+
+// SAFETY: As for `Send`.
+unsafe impl Sync for HostChannel {}
+
+/// The rings of a channel that [`HostOps::open`] opened:
 /// (outgoing, incoming).
 pub(crate) type HostRings = (RingPages, RingPages);
 
@@ -108,38 +134,45 @@ pub(crate) trait HostOps: Send + Sync {
     /// are removed first.
     fn unwatch(&self, token: usize);
 
-    /// Opens `dev`'s channel with rings of `pages` (outgoing, incoming)
-    /// data pages, the host's packets limited to `max_packet` bytes; until
-    /// it is closed, each channel interrupt calls `HostLink::interrupt` of
-    /// `link`. Process context.
+    /// Opens channel `ch` with rings of `pages` (outgoing, incoming) data
+    /// pages, the host's packets limited to `max_packet` bytes; until it
+    /// is closed, each channel interrupt calls `HostLink::interrupt` of
+    /// `link`. A device's primary channel also passes the host's
+    /// sub-channel offers to `HostBus::subchannel` until it closes.
+    /// Process context.
     fn open(
         &self,
-        dev: Device,
+        ch: HostChannel,
         link: &HostLink,
         pages: RingPageCounts,
         max_packet: u32,
     ) -> Result<HostRings>;
 
-    /// Closes `dev`'s channel: no channel interrupt after this returns.
-    /// Process context.
+    /// Closes channel `ch`: for a primary channel, it and its
+    /// sub-channels, no channel interrupt of them after this returns; for
+    /// a sub-channel nothing (`hv_vmbus` closes sub-channels only with
+    /// their primary: its interrupts go on reaching its link). Process
+    /// context.
     ///
     /// # Safety
     ///
-    /// The rings [`Self::open`] returned for `dev` must have been dropped.
-    unsafe fn close(&self, dev: Device);
+    /// The rings [`Self::open`] returned for `ch` (and, for a primary, for
+    /// its sub-channels) must have been dropped.
+    unsafe fn close(&self, ch: HostChannel);
 
-    /// Signals the host that `dev`'s channel needs attention. Any context.
-    fn signal(&self, dev: Device);
+    /// Signals the host that channel `ch` needs attention; whether the
+    /// host rescinded it. Any context.
+    fn signal(&self, ch: HostChannel) -> bool;
 
     /// Whether the host may be given guest memory by page number (GPADLs,
     /// external data): not in an isolated (confidential) VM, where memory
     /// must be decrypted for the host first.
     fn shares_memory(&self) -> bool;
 
-    /// Shares the whole pages of `pages` with the host as a GPADL of
-    /// `dev`'s open channel (`vmbus_establish_gpadl()`): returns (handle,
+    /// Shares the whole pages of `pages` with the host as a GPADL of the
+    /// open channel `ch` (`vmbus_establish_gpadl()`): returns (handle,
     /// token for [`Self::delete_gpadl`]). Process context.
-    fn create_gpadl(&self, dev: Device, pages: &GpadlPages) -> Result<(u32, usize)>;
+    fn create_gpadl(&self, ch: HostChannel, pages: &GpadlPages) -> Result<(u32, usize)>;
 
     /// Reserves and maps the MMIO space `dev`'s offer asks for
     /// (`vmbus_allocate_mmio()`): `None` if it asks for none, else
@@ -150,10 +183,10 @@ pub(crate) trait HostOps: Send + Sync {
     /// Releases MMIO space from [`Self::allocate_mmio`]. Process context.
     fn free_mmio(&self, dev: Device, token: usize);
 
-    /// Tears down the GPADL `token` of `dev`'s channel
+    /// Tears down the GPADL `token` of channel `ch`
     /// (`vmbus_teardown_gpadl()`); on an error the host may still use the
     /// pages. Process context.
-    fn delete_gpadl(&self, dev: Device, token: usize) -> Result;
+    fn delete_gpadl(&self, ch: HostChannel, token: usize) -> Result;
 }
 
 /// [`HostOps`] where no VMBus host exists: every request is refused.
@@ -167,18 +200,26 @@ impl HostOps for NoHost {
         Err(ENODEV)
     }
     fn unwatch(&self, _token: usize) {}
-    fn open(&self, _d: Device, _l: &HostLink, _p: RingPageCounts, _m: u32) -> Result<HostRings> {
+    fn open(
+        &self,
+        _c: HostChannel,
+        _l: &HostLink,
+        _p: RingPageCounts,
+        _m: u32,
+    ) -> Result<HostRings> {
         Err(ENODEV)
     }
-    unsafe fn close(&self, _dev: Device) {}
-    fn signal(&self, _dev: Device) {}
+    unsafe fn close(&self, _ch: HostChannel) {}
+    fn signal(&self, _ch: HostChannel) -> bool {
+        false
+    }
     fn shares_memory(&self) -> bool {
         false
     }
-    fn create_gpadl(&self, _dev: Device, _pages: &GpadlPages) -> Result<(u32, usize)> {
+    fn create_gpadl(&self, _ch: HostChannel, _pages: &GpadlPages) -> Result<(u32, usize)> {
         Err(ENODEV)
     }
-    fn delete_gpadl(&self, _dev: Device, _token: usize) -> Result {
+    fn delete_gpadl(&self, _ch: HostChannel, _token: usize) -> Result {
         Err(ENODEV)
     }
     fn allocate_mmio(&self, _dev: Device) -> Result<Option<(usize, usize, usize)>> {
@@ -187,10 +228,19 @@ impl HostOps for NoHost {
     fn free_mmio(&self, _dev: Device, _token: usize) {}
 }
 
-/// What the host's table keeps about a device bound to kmcl.
+/// What the host's table keeps about a channel of a device bound to kmcl:
+/// its primary channel (the device's offer) or a sub-channel.
 struct DeviceOffer {
     dev: Device,
-    /// The connection of the client using it.
+    /// The channel a client of this offer opens.
+    channel: HostChannel,
+    /// 0: the device's primary channel; 1..: a sub-channel's index.
+    index: u16,
+    /// A sub-channel's: the address of the client its primary serves.
+    primary_client: usize,
+    /// The connection of the client using it. A sub-channel keeps it
+    /// after its client left (the channel stays open, its interrupt
+    /// reaching the link, until the primary closes).
     link: Option<Arc<HostLink>>,
     /// Being removed: no new client.
     removing: bool,
@@ -199,6 +249,10 @@ struct DeviceOffer {
 impl OfferState for DeviceOffer {
     fn is_free(&self) -> bool {
         self.link.is_none() && !self.removing
+    }
+
+    fn subchannel_of(&self) -> usize {
+        self.primary_client
     }
 }
 
@@ -313,19 +367,43 @@ impl HostBus {
         Ok(())
     }
 
+    /// Connects `client`, a sub-channel of client `primary`, to a free
+    /// sub-channel offer of the device `primary` is connected to, now or
+    /// when the host offers one. `-ENOTCONN` if `primary` is not
+    /// connected to a device of this host.
+    pub(crate) fn seek_subchannel(
+        &self,
+        client: &Arc<Channel>,
+        settings: &Settings,
+        primary: &Arc<Channel>,
+    ) -> Result {
+        self.offers.seek_subchannel(client, settings, primary)
+    }
+
     /// Forgets `client` if it is still waiting.
     pub(crate) fn cancel_seek(&self, client: &Arc<Channel>) {
         self.offers.inner.lock().table.cancel(client);
     }
 
-    /// `hv_vmbus` bound device `dev` to kmcl. Process context.
+    /// `hv_vmbus` bound device `dev`, whose primary channel is `channel`,
+    /// to kmcl. Process context.
     pub(crate) fn probe(
         &self,
         dev: Device,
+        channel: HostChannel,
         interface_type: Guid,
         interface_instance: Guid,
     ) -> Result {
-        self.offers.probe(dev, interface_type, interface_instance)
+        self.offers
+            .probe(dev, channel, interface_type, interface_instance)
+    }
+
+    /// The host offers sub-channel `sc` (index `index`) of device `dev`'s
+    /// primary channel (`hv_vmbus`'s sc-create callback): an offer for
+    /// the client of the primary, who is told (SubchannelOffered). Ignored
+    /// unless a client has the primary. Process context.
+    pub(crate) fn subchannel(&self, dev: Device, sc: HostChannel, index: u16) {
+        self.offers.subchannel(dev, sc, index)
     }
 
     /// Device `dev` goes away: its client (if any) is told to close, and
@@ -361,9 +439,38 @@ impl HostOffers {
         inner.table.wait(client, target)
     }
 
+    fn seek_subchannel(
+        self: &Arc<Self>,
+        client: &Arc<Channel>,
+        settings: &Settings,
+        primary: &Arc<Channel>,
+    ) -> Result {
+        let mut inner = self.inner.lock();
+        let serves = inner.table.offers.iter().any(|o| {
+            o.state.index == 0
+                && !o.state.removing
+                && o.state
+                    .link
+                    .as_ref()
+                    .is_some_and(|l| Arc::ptr_eq(l.client(), primary))
+        });
+        if !serves {
+            return Err(ENOTCONN);
+        }
+        let target = Target {
+            primary: Arc::as_ptr(primary) as usize,
+            ..Target::of(settings)
+        };
+        if let Some(idx) = inner.table.find(&target) {
+            return self.connect(&mut inner.table, idx, client, target.pages);
+        }
+        inner.table.wait(client, target)
+    }
+
     fn probe(
         self: &Arc<Self>,
         dev: Device,
+        channel: HostChannel,
         interface_type: Guid,
         interface_instance: Guid,
     ) -> Result {
@@ -374,6 +481,9 @@ impl HostOffers {
             vtl: None,
             state: DeviceOffer {
                 dev,
+                channel,
+                index: 0,
+                primary_client: 0,
                 link: None,
                 removing: false,
             },
@@ -382,10 +492,106 @@ impl HostOffers {
         Ok(())
     }
 
+    fn subchannel(self: &Arc<Self>, dev: Device, sc: HostChannel, index: u16) {
+        let mut inner = self.inner.lock();
+        let table = &mut inner.table;
+        if index == 0 || table.offers.iter().any(|o| o.state.channel == sc) {
+            return;
+        }
+        let Some(p) = table
+            .offers
+            .iter()
+            .find(|o| o.state.dev == dev && o.state.index == 0 && !o.state.removing)
+        else {
+            return;
+        };
+        // Offered while the primary's client is leaving (hv_vmbus may run
+        // the callback late): nobody takes it.
+        let Some(plink) = p.state.link.clone() else {
+            return;
+        };
+        let (interface_type, interface_instance) = (p.interface_type, p.interface_instance);
+        let client = plink.client().clone();
+        let added = client.reserve_event().and_then(|()| {
+            table.add(Offer {
+                interface_type,
+                interface_instance,
+                vtl: None,
+                state: DeviceOffer {
+                    dev,
+                    channel: sc,
+                    index,
+                    primary_client: Arc::as_ptr(&client) as usize,
+                    link: None,
+                    removing: false,
+                },
+            })
+        });
+        let idx = match added {
+            Ok(idx) => idx,
+            Err(e) => {
+                pr_warn!(
+                    "channel {}: sub-channel {} of its VMBus device not taken: {:?}\n",
+                    client.id(),
+                    index,
+                    e
+                );
+                return;
+            }
+        };
+        let link: Arc<dyn Link> = plink;
+        client.post_reserved(PeerEvent::SubchannelOffered(link, index));
+        self.serve_waiting(table, idx);
+    }
+
+    /// The primary channel of `dev` closes: each of its sub-channels ends
+    /// (no new client; a client still there is told to close and waited
+    /// for, as a device's removal waits). The offers stay until
+    /// [`Self::forget_subchannels`], after the primary closed. Process
+    /// context.
+    fn end_subchannels(&self, dev: Device) {
+        loop {
+            let link = {
+                let mut inner = self.inner.lock();
+                let Some(o) = inner
+                    .table
+                    .offers
+                    .iter_mut()
+                    .find(|o| o.state.dev == dev && o.state.index != 0 && !o.state.removing)
+                else {
+                    return;
+                };
+                o.state.removing = true;
+                o.state.link.clone()
+            };
+            if let Some(link) = link.filter(|l| l.is_attached()) {
+                link.tell_closed();
+                if !link.client().await_departure(|ms| link.wait_detached(ms)) {
+                    link.abandon();
+                }
+            }
+        }
+    }
+
+    /// The primary channel of `dev` closed, and its sub-channels with it:
+    /// their offers (and links) go.
+    fn forget_subchannels(&self, dev: Device) {
+        self.inner
+            .lock()
+            .table
+            .offers
+            .retain(|o| o.state.dev != dev || o.state.index == 0);
+    }
+
     fn remove(&self, dev: Device) {
         let link = {
             let mut inner = self.inner.lock();
-            let Some(offer) = inner.table.offers.iter_mut().find(|o| o.state.dev == dev) else {
+            let Some(offer) = inner
+                .table
+                .offers
+                .iter_mut()
+                .find(|o| o.state.dev == dev && o.state.index == 0)
+            else {
                 return;
             };
             offer.state.removing = true;
@@ -404,10 +610,17 @@ impl HostOffers {
             .retain(|o| o.state.dev != dev);
     }
 
-    /// The client of `dev` left: the device is free for the next one.
-    fn release(self: &Arc<Self>, dev: Device) {
+    /// The client of channel `ch` left: a device's primary channel is
+    /// free for the next one; a sub-channel is not offered again (it stays
+    /// open until its primary closes).
+    fn release(self: &Arc<Self>, ch: HostChannel) {
         let mut inner = self.inner.lock();
-        if let Some(idx) = inner.table.offers.iter().position(|o| o.state.dev == dev) {
+        if let Some(idx) = inner
+            .table
+            .offers
+            .iter()
+            .position(|o| o.state.channel == ch && o.state.index == 0)
+        {
             inner.table.offers[idx].state.link = None;
             if !inner.table.offers[idx].state.removing {
                 self.serve_waiting(&mut inner.table, idx);
@@ -437,7 +650,7 @@ impl HostOffers {
             self.clone(),
             client.clone(),
             self.ops.clone(),
-            offer.state.dev,
+            (offer.state.dev, offer.state.channel, offer.state.index),
             offer.interface_instance,
             pages,
         )?;

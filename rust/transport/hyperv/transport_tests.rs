@@ -29,10 +29,13 @@ use kernel::{
 };
 
 use super::interop::LinuxChannel;
-use crate::engine::channel::PacketCallbacks;
 use crate::engine::channel::{
     Channel,
     Transport, //
+};
+use crate::engine::channel::{
+    PacketCallbacks,
+    StateCallbacks, //
 };
 use crate::engine::datapath::{
     IncomingPacket,
@@ -65,6 +68,7 @@ use crate::shmem::{
 use crate::transport::hyperv::{
     Device,
     HostBus,
+    HostChannel,
     HostLink,
     HostOps,
     HostRings, //
@@ -82,13 +86,15 @@ mod ffi {
             inst: *const Guid,
         ) -> *mut c_void;
         pub(super) fn kmcl_hvi_device_free(dev: *mut c_void);
+        pub(super) fn kmcl_hvi_make_subchannel(sc: *mut c_void, primary: *mut c_void, index: u16);
+        pub(super) fn kmcl_hvi_rescind(ch: *mut c_void);
         pub(super) fn kmcl_hvi_attach(
-            dev: *mut c_void,
+            ch: *mut c_void,
             link: *const c_void,
             rings: *mut crate::transport::hyperv::vmbus::ffi::Rings,
         );
-        pub(super) fn kmcl_hvi_detach(dev: *mut c_void);
-        pub(super) fn kmcl_hvi_interrupt(dev: *mut c_void);
+        pub(super) fn kmcl_hvi_detach(ch: *mut c_void);
+        pub(super) fn kmcl_hvi_interrupt(ch: *mut c_void);
     }
 }
 
@@ -102,7 +108,9 @@ const TYPE: Guid = [0x5a; 16];
 const OTHER: Guid = [0x6b; 16];
 
 /// A made-up device: the guest's channel (kmcl's), the host's view of the
-/// same rings, and the `struct hv_device`.
+/// same rings, and the `struct hv_device`. A made-up sub-channel is one
+/// too, whose `struct hv_device` goes unused (hv_vmbus gives sub-channels
+/// none).
 ///
 /// # Invariants
 ///
@@ -151,8 +159,28 @@ impl FakeDevice {
         )?)
     }
 
+    /// Made-up sub-channel `index` of `primary`'s channel.
+    fn subchannel(primary: &FakeDevice, index: u16) -> Result<Arc<Self>> {
+        let sc = Self::new(primary.ty, primary.instance)?;
+        // SAFETY: both channels are live made-up channels.
+        unsafe { ffi::kmcl_hvi_make_subchannel(sc.guest.raw(), primary.guest.raw(), index) };
+        Ok(sc)
+    }
+
     fn device(&self) -> Device {
         Device(self.dev)
+    }
+
+    /// The guest's channel (kmcl's).
+    fn channel(&self) -> HostChannel {
+        // The made-up channel exists (`LinuxChannel::new` succeeded).
+        HostChannel(NonNull::new(self.guest.raw()).expect("a made-up channel"))
+    }
+
+    /// The host rescinds this channel (as hv_vmbus marks a sub-channel).
+    fn rescind(&self) {
+        // SAFETY: a live made-up channel.
+        unsafe { ffi::kmcl_hvi_rescind(self.guest.raw()) }
     }
 
     /// The host writes `pkt` (descriptor onwards, a multiple of 8 bytes)
@@ -174,8 +202,8 @@ impl FakeDevice {
 
     /// The host's channel interrupt for the guest.
     fn interrupt(&self) {
-        // SAFETY: a live device (invariant).
-        unsafe { ffi::kmcl_hvi_interrupt(self.dev.as_ptr()) }
+        // SAFETY: a live made-up channel.
+        unsafe { ffi::kmcl_hvi_interrupt(self.guest.raw()) }
     }
 }
 
@@ -192,6 +220,9 @@ struct FakeHost {
     present: bool,
     #[pin]
     devices: Mutex<KVec<Arc<FakeDevice>>>,
+    /// Sub-channels offered: (primary's channel, sub-channel).
+    #[pin]
+    subs: Mutex<KVec<(HostChannel, Arc<FakeDevice>)>>,
     #[pin]
     watched: Mutex<KVec<Guid>>,
     /// Non-zero: `open` fails with this errno.
@@ -228,6 +259,7 @@ impl FakeHost {
                 mmio_allocs: AtomicU32::new(0),
                 mmio_frees: AtomicU32::new(0),
                 devices <- new_mutex!(KVec::new()),
+                subs <- new_mutex!(KVec::new()),
                 watched <- new_mutex!(KVec::new()),
                 fail_open: AtomicI32::new(0),
                 opens: AtomicU32::new(0),
@@ -241,8 +273,24 @@ impl FakeHost {
     fn add(&self, bus: &HostBus, dev: &Arc<FakeDevice>) -> Result {
         self.devices.lock().push(dev.clone(), GFP_KERNEL)?;
         if self.watched.lock().contains(&dev.ty) {
-            bus.probe(dev.device(), dev.ty, dev.instance)?;
+            bus.probe(dev.device(), dev.channel(), dev.ty, dev.instance)?;
         }
+        Ok(())
+    }
+
+    /// The host offers `sc` as a sub-channel of `dev` (whose primary
+    /// channel kmcl opened): what hv_vmbus's sc-create callback does.
+    fn offer_subchannel(
+        &self,
+        bus: &HostBus,
+        dev: &FakeDevice,
+        sc: &Arc<FakeDevice>,
+        index: u16,
+    ) -> Result {
+        self.subs
+            .lock()
+            .push((dev.channel(), sc.clone()), GFP_KERNEL)?;
+        bus.subchannel(dev.device(), sc.channel(), index);
         Ok(())
     }
 
@@ -269,14 +317,20 @@ impl HostOps for FakeHost {
         }
         // As driver registration: existing devices are probed now.
         for d in of_type.iter() {
-            bus.probe(d.device(), d.ty, d.instance)?;
+            bus.probe(d.device(), d.channel(), d.ty, d.instance)?;
         }
         Ok(self.watched.lock().len())
     }
 
     fn unwatch(&self, _token: usize) {}
 
-    fn open(&self, dev: Device, link: &HostLink, _p: RingPageCounts, _m: u32) -> Result<HostRings> {
+    fn open(
+        &self,
+        ch: HostChannel,
+        link: &HostLink,
+        _p: RingPageCounts,
+        _m: u32,
+    ) -> Result<HostRings> {
         let e = self.fail_open.load(Ordering::SeqCst);
         if e != 0 {
             return Err(Error::from_errno(e));
@@ -288,29 +342,41 @@ impl HostOps for FakeHost {
             out_len: 0,
             in_len: 0,
         };
-        // SAFETY: `dev` is a made-up device of this host; `link` stays
-        // alive while attached (it detaches in `close`); `r` is writable.
-        unsafe { ffi::kmcl_hvi_attach(dev.0.as_ptr(), core::ptr::from_ref(link).cast(), &mut r) };
+        // SAFETY: `ch` is a made-up channel of this host; `link` stays
+        // alive while attached (it detaches in `close`, a sub-channel's
+        // once its primary closes); `r` is writable.
+        unsafe { ffi::kmcl_hvi_attach(ch.0.as_ptr(), core::ptr::from_ref(link).cast(), &mut r) };
         // SAFETY: the made-up channel's rings stay mapped until the
         // device is dropped, after the test closed the channel.
         unsafe { super::vmbus::rings_of(&r) }
     }
 
-    unsafe fn close(&self, dev: Device) {
+    /// As `vmbus_close()`: a primary channel closes with its
+    /// sub-channels, a sub-channel alone not at all.
+    unsafe fn close(&self, ch: HostChannel) {
+        let mut subs = self.subs.lock();
+        if subs.iter().any(|(_, sc)| sc.channel() == ch) {
+            return;
+        }
         self.closes.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: a made-up device of this host.
-        unsafe { ffi::kmcl_hvi_detach(dev.0.as_ptr()) }
+        for (_, sc) in subs.iter().filter(|(p, _)| *p == ch) {
+            // SAFETY: a made-up channel of this host.
+            unsafe { ffi::kmcl_hvi_detach(sc.guest.raw()) }
+        }
+        subs.retain(|(p, _)| *p != ch);
+        // SAFETY: a made-up channel of this host.
+        unsafe { ffi::kmcl_hvi_detach(ch.0.as_ptr()) }
     }
 
-    fn signal(&self, dev: Device) {
-        super::vmbus::signal(dev)
+    fn signal(&self, ch: HostChannel) -> bool {
+        super::vmbus::signal(ch)
     }
 
     fn shares_memory(&self) -> bool {
         !self.isolated
     }
 
-    fn create_gpadl(&self, _dev: Device, pages: &GpadlPages) -> Result<(u32, usize)> {
+    fn create_gpadl(&self, _ch: HostChannel, pages: &GpadlPages) -> Result<(u32, usize)> {
         let mut pfns = KVec::new();
         for p in pages.pfns() {
             pfns.push(p, GFP_KERNEL)?;
@@ -335,7 +401,7 @@ impl HostOps for FakeHost {
         }
     }
 
-    fn delete_gpadl(&self, _dev: Device, token: usize) -> Result {
+    fn delete_gpadl(&self, _ch: HostChannel, token: usize) -> Result {
         let mut g = self.gpadls.lock();
         let i = g
             .iter()
@@ -506,6 +572,53 @@ fn padded_eq(got: &[u8], want: &[u8]) -> bool {
         && got.len() - want.len() < 8
         && got[..want.len()] == *want
         && got[want.len()..].iter().all(|b| *b == 0)
+}
+
+/// A client primary's state callbacks: its letters, and the indexes of the
+/// sub-channels the host offered it (SubchannelOffered, process context).
+#[pin_data]
+struct SubOffers {
+    letters: Arc<Letters>,
+    #[pin]
+    indexes: Mutex<KVec<u16>>,
+}
+
+impl SubOffers {
+    fn new(letters: Arc<Letters>) -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(SubOffers {
+                letters,
+                indexes <- new_mutex!(KVec::new()),
+            }),
+            GFP_KERNEL,
+        )
+    }
+}
+
+impl StateCallbacks for SubOffers {
+    fn opened(&self, c: &Arc<Channel>) -> Result {
+        self.letters.opened(c)
+    }
+    fn closed(&self, c: &Arc<Channel>) {
+        self.letters.closed(c)
+    }
+    fn suspend(&self, c: &Arc<Channel>) {
+        self.letters.suspend(c)
+    }
+    fn started(&self, c: &Arc<Channel>) {
+        self.letters.started(c)
+    }
+    fn post_started(&self, c: &Arc<Channel>) {
+        self.letters.post_started(c)
+    }
+    fn pnp_failure(&self, c: &Arc<Channel>, status: Error) {
+        self.letters.pnp_failure(c, status)
+    }
+    fn subchannel_offered(&self, primary: &Arc<Channel>, index: u16) {
+        if primary.is_connected() {
+            let _ = self.indexes.lock().push(index, GFP_KERNEL);
+        }
+    }
 }
 
 #[kunit_tests(kmcl_hv_transport)]
@@ -1126,6 +1239,140 @@ mod tests {
         assert!(slow.suspended.load(Ordering::SeqCst));
         assert!(wait_until(|| !ch.is_enabled()));
         assert_eq!(host.closes.load(Ordering::SeqCst), 1);
+        ch.cleanup()?;
+        Ok(())
+    }
+    /// Sub-channels of a host device (hv_vmbus's sc-create callback): the
+    /// primary's client hears of each, a client sub-channel waiting before
+    /// the offer and one enabled after it are each opened on their own
+    /// rings and carry only their own packets both ways; a sub-channel the
+    /// host rescinds closes only it (noticed at its next signal); the
+    /// primary's client leaving closes the other sub-channel first, then
+    /// the primary with them all.
+    #[test]
+    fn subchannels_of_a_host_device_open_on_their_own_rings() -> Result {
+        let host = FakeHost::new(true)?;
+        let bus = host_bus(&host)?;
+        let dev = FakeDevice::new(TYPE, [1; 16])?;
+        host.add(bus.host(), &dev)?;
+        let drv = Driver::new()?;
+        let watch = SubOffers::new(drv.letters.clone())?;
+        let ch = Channel::new(Role::Client, bus.clone())?;
+        ch.configure(|s| {
+            s.interface_type = TYPE;
+            s.transport = Transport::Host;
+        })?;
+        ch.set_state_callbacks(watch.clone())?;
+        ch.set_packet_callbacks(drv.clone())?;
+        let mut subs = KVec::new();
+        for _ in 0..2 {
+            let d = Driver::new()?;
+            let c = Channel::new(Role::Client, bus.clone())?;
+            c.set_state_callbacks(d.letters.clone())?;
+            c.set_packet_callbacks(d.clone())?;
+            c.set_primary(&ch)?;
+            subs.push((c, d), GFP_KERNEL)?;
+        }
+        // No sub-channel before the primary is connected.
+        assert_eq!(subs[0].0.enable(), Err(ENOTCONN));
+        ch.enable()?;
+        assert!(drv.wait(|d| d.is(b"OTP")));
+        // Sub-channel 1's client waits; the host offers 1 and 2.
+        subs[0].0.enable()?;
+        assert!(!subs[0].0.is_connected());
+        let sc1 = FakeDevice::subchannel(&dev, 1)?;
+        let sc2 = FakeDevice::subchannel(&dev, 2)?;
+        host.offer_subchannel(bus.host(), &dev, &sc1, 1)?;
+        host.offer_subchannel(bus.host(), &dev, &sc2, 2)?;
+        // Offered again (a late callback): ignored.
+        host.offer_subchannel(bus.host(), &dev, &sc2, 2)?;
+        assert!(wait_until(|| watch.indexes.lock().len() == 2));
+        assert_eq!(*watch.indexes.lock(), [1, 2]);
+        assert!(subs[0].1.wait(|d| d.is(b"OTP")));
+        subs[1].0.enable()?;
+        assert!(subs[1].1.wait(|d| d.is(b"OTP")));
+        assert_eq!(watch.indexes.lock().len(), 2);
+        assert_eq!(host.opens.load(Ordering::SeqCst), 3);
+        assert_eq!(subs[0].0.subchannel_index(), 1);
+        assert_eq!(subs[1].0.subchannel_index(), 2);
+        assert_eq!(ch.subchannel_index(), 0);
+        // Primary + 2 sub-channel offers.
+        assert_eq!(bus.host().offers(), 3);
+
+        // Each carries its own packets: the host writes on each channel's
+        // ring, the client sends on each channel.
+        let chans = [
+            (&ch, &drv, &dev),
+            (&subs[0].0, &subs[0].1, &sc1),
+            (&subs[1].0, &subs[1].1, &sc2),
+        ];
+        for (k, (c, d, fake)) in chans.iter().enumerate() {
+            let p = payload(100 + k as u32)?;
+            fake.host.send(&p, 0x700 + k as u64, INBAND, 0)?;
+            fake.interrupt();
+            assert!(d.wait(|d| d.received.lock().len() == 1));
+            let want = padded(p)?;
+            assert!(d.received.lock()[0].1 == want);
+            c.send(
+                &payload(200 + k as u32)?,
+                false,
+                KBox::new(Done((*d).clone()), GFP_KERNEL)?,
+            )?;
+        }
+        for (k, (_, d, fake)) in chans.iter().enumerate() {
+            assert_eq!(d.received.lock().len(), 1);
+            let got = host_reads(fake)?;
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].0, INBAND);
+            assert!(padded_eq(&got[0].2, &payload(200 + k as u32)?));
+        }
+
+        // The host rescinds sub-channel 1: its next signal closes it, and
+        // only it.
+        sc1.rescind();
+        subs[0].0.send(
+            &payload(300)?,
+            false,
+            KBox::new(Done(subs[0].1.clone()), GFP_KERNEL)?,
+        )?;
+        assert!(subs[0].1.wait(|d| d.is(b"OTPSC")));
+        for (k, (c, d, fake)) in [chans[0], chans[2]].iter().enumerate() {
+            let p = payload(400 + k as u32)?;
+            fake.host.send(&p, 0x800, INBAND, 0)?;
+            fake.interrupt();
+            assert!(d.wait(|d| d.received.lock().len() == 2));
+            c.send(
+                &payload(500)?,
+                false,
+                KBox::new(Done((*d).clone()), GFP_KERNEL)?,
+            )?;
+            assert!(wait_until(|| host_reads(fake).is_ok_and(|r| r.len() == 1)));
+        }
+        assert!(drv.is(b"OTP") && subs[1].1.is(b"OTP"));
+        // Sub-channel 1 is not offered again: its channel stays open (and
+        // kmcl's) until the primary closes.
+        subs[0].0.enable()?;
+        fsleep(Delta::from_millis(50));
+        assert!(!subs[0].0.is_connected());
+        subs[0].0.disable()?;
+        assert_eq!(host.closes.load(Ordering::SeqCst), 0);
+
+        // The primary's client leaves: sub-channel 2's client is closed
+        // first, then the primary channel with its sub-channels.
+        ch.disable()?;
+        assert!(subs[1].1.is(b"OTPSC"));
+        assert!(drv.is(b"OTPSC"));
+        assert_eq!(host.closes.load(Ordering::SeqCst), 1);
+        assert!(!subs[1].0.is_enabled());
+        assert_eq!(bus.host().offers(), 1);
+        // Nothing reaches sub-channel 2's client any more.
+        sc2.host.send(&payload(600)?, 0x900, INBAND, 0)?;
+        sc2.interrupt();
+        fsleep(Delta::from_millis(50));
+        assert_eq!(subs[1].1.received.lock().len(), 2);
+        for (c, _) in subs {
+            c.cleanup()?;
+        }
         ch.cleanup()?;
         Ok(())
     }

@@ -24,6 +24,7 @@ use kernel::prelude::*;
 use super::{
     Device,
     HostBus,
+    HostChannel,
     HostLink,
     HostOps,
     HostRings, //
@@ -56,22 +57,22 @@ pub(super) mod ffi {
         pub(super) fn kmcl_hv_watch(bus: *const c_void, ty: *const Guid) -> *mut c_void;
         pub(super) fn kmcl_hv_unwatch(driver: *mut c_void);
         pub(super) fn kmcl_hv_open(
-            dev: *mut c_void,
+            ch: *mut c_void,
             link: *const c_void,
             out_pages: u32,
             in_pages: u32,
             max_pkt: u32,
             rings: *mut Rings,
         ) -> c_int;
-        pub(super) fn kmcl_hv_close(dev: *mut c_void);
-        pub(super) fn kmcl_hv_signal(dev: *mut c_void);
+        pub(super) fn kmcl_hv_close(ch: *mut c_void);
+        pub(super) fn kmcl_hv_signal(ch: *mut c_void) -> bool;
         pub(super) fn kmcl_hv_shares_memory() -> bool;
         pub(super) fn kmcl_hv_gpadl_create(
-            dev: *mut c_void,
+            ch: *mut c_void,
             mdl: *const c_void,
             handle: *mut u32,
         ) -> *mut c_void;
-        pub(super) fn kmcl_hv_gpadl_delete(dev: *mut c_void, gpadl: *mut c_void) -> c_int;
+        pub(super) fn kmcl_hv_gpadl_delete(ch: *mut c_void, gpadl: *mut c_void) -> c_int;
         pub(super) fn kmcl_hv_mmio_allocate(
             dev: *mut c_void,
             va: *mut *mut c_void,
@@ -106,12 +107,14 @@ pub(super) unsafe fn rings_of(r: &ffi::Rings) -> Result<HostRings> {
     Ok((out, inc))
 }
 
-/// Signals the host through `dev`'s channel (`vmbus_setevent()`).
-pub(super) fn signal(dev: Device) {
-    // SAFETY: `dev` is a device bound to kmcl whose channel is open (a
-    // `HostLink` signals only between open and close); `vmbus_setevent`
-    // may be called from any context.
-    unsafe { ffi::kmcl_hv_signal(dev.0.as_ptr()) }
+/// Signals the host through channel `ch` (`vmbus_setevent()`); whether
+/// the host rescinded it.
+pub(super) fn signal(ch: HostChannel) -> bool {
+    // SAFETY: `ch` is an open channel of a device bound to kmcl (a
+    // `HostLink` signals only between open and close, and hv_vmbus frees a
+    // channel kmcl opened only after kmcl closed it or its primary);
+    // `vmbus_setevent` may be called from any context.
+    unsafe { ffi::kmcl_hv_signal(ch.0.as_ptr()) }
 }
 
 /// [`HostOps`] over the real `hv_vmbus`.
@@ -137,7 +140,7 @@ impl HostOps for HvVmbus {
 
     fn open(
         &self,
-        dev: Device,
+        ch: HostChannel,
         link: &HostLink,
         pages: RingPageCounts,
         max_packet: u32,
@@ -148,12 +151,14 @@ impl HostOps for HvVmbus {
             out_len: 0,
             in_len: 0,
         };
-        // SAFETY: `dev` is bound to kmcl and not open; `link` outlives the
-        // open channel (it closes it), so the callback's context stays
-        // valid; `r` is writable.
+        // SAFETY: `ch` is a channel of a device bound to kmcl, not open;
+        // `link` outlives the open channel (a primary's link closes it; a
+        // sub-channel's link is kept by the bus until the primary closed,
+        // see `HostOffers::end_subchannels`), so the callback's context
+        // stays valid; `r` is writable.
         let rc = unsafe {
             ffi::kmcl_hv_open(
-                dev.0.as_ptr(),
+                ch.0.as_ptr(),
                 core::ptr::from_ref(link).cast(),
                 pages.outgoing,
                 pages.incoming,
@@ -167,19 +172,19 @@ impl HostOps for HvVmbus {
         let rings = unsafe { rings_of(&r) };
         if rings.is_err() {
             // SAFETY: nothing of the rings was kept.
-            unsafe { self.close(dev) };
+            unsafe { self.close(ch) };
         }
         rings
     }
 
-    unsafe fn close(&self, dev: Device) {
-        // SAFETY: `dev` was opened by `open`; its rings are no longer used
+    unsafe fn close(&self, ch: HostChannel) {
+        // SAFETY: `ch` was opened by `open`; its rings are no longer used
         // (the caller's promise).
-        unsafe { ffi::kmcl_hv_close(dev.0.as_ptr()) }
+        unsafe { ffi::kmcl_hv_close(ch.0.as_ptr()) }
     }
 
-    fn signal(&self, dev: Device) {
-        signal(dev)
+    fn signal(&self, ch: HostChannel) -> bool {
+        signal(ch)
     }
 
     fn shares_memory(&self) -> bool {
@@ -187,15 +192,14 @@ impl HostOps for HvVmbus {
         unsafe { ffi::kmcl_hv_shares_memory() }
     }
 
-    fn create_gpadl(&self, dev: Device, pages: &GpadlPages) -> Result<(u32, usize)> {
+    fn create_gpadl(&self, ch: HostChannel, pages: &GpadlPages) -> Result<(u32, usize)> {
         let mut handle = 0u32;
-        // SAFETY: `dev`'s channel is open (a `HostLink` creates GPADLs
-        // only then); the MDL view (the C `struct kmcl_mdl` layout) and its
+        // SAFETY: `ch` is open (a `HostLink` creates GPADLs only then); the MDL view (the C `struct kmcl_mdl` layout) and its
         // pages stay valid while the GPADL exists (the caller keeps
         // `pages` until `delete_gpadl` succeeded); `handle` is writable.
         let g = unsafe {
             ffi::kmcl_hv_gpadl_create(
-                dev.0.as_ptr(),
+                ch.0.as_ptr(),
                 core::ptr::from_ref(pages.mdl_view()).cast(),
                 &mut handle,
             )
@@ -222,38 +226,62 @@ impl HostOps for HvVmbus {
         unsafe { ffi::kmcl_hv_mmio_free(token as *mut c_void) }
     }
 
-    fn delete_gpadl(&self, dev: Device, token: usize) -> Result {
-        // SAFETY: `token` is a GPADL `create_gpadl` made on `dev`'s
-        // channel, not deleted yet (freed only when this succeeds).
+    fn delete_gpadl(&self, ch: HostChannel, token: usize) -> Result {
+        // SAFETY: `token` is a GPADL `create_gpadl` made on `ch`, not
+        // deleted yet (freed only when this succeeds).
         kernel::error::to_result(unsafe {
-            ffi::kmcl_hv_gpadl_delete(dev.0.as_ptr(), token as *mut c_void)
+            ffi::kmcl_hv_gpadl_delete(ch.0.as_ptr(), token as *mut c_void)
         })
     }
 }
 
-/// `hv_vmbus` bound device `dev` (of `ty`, instance `inst`) to a driver of
-/// `bus` (its probe).
+/// `hv_vmbus` bound device `dev` (of `ty`, instance `inst`, primary
+/// channel `channel`) to a driver of `bus` (its probe).
 ///
 /// # Safety
 ///
-/// `bus` is the bus given to `kmcl_hv_watch`, still watching; `ty` and
-/// `inst` point to readable GUIDs.
+/// `bus` is the bus given to `kmcl_hv_watch`, still watching; `channel` is
+/// `dev`'s primary channel; `ty` and `inst` point to readable GUIDs.
 #[no_mangle]
 pub(crate) unsafe extern "C" fn kmcl_host_probe(
     bus: *const c_void,
     dev: *mut c_void,
+    channel: *mut c_void,
     ty: *const Guid,
     inst: *const Guid,
 ) -> c_int {
-    let Some(dev) = NonNull::new(dev) else {
+    let (Some(dev), Some(channel)) = (NonNull::new(dev), NonNull::new(channel)) else {
         return EINVAL.to_errno();
     };
     // SAFETY: the caller's promise: a live `HostBus` and two GUIDs.
     let (bus, ty, inst) = unsafe { (&*bus.cast::<HostBus>(), *ty, *inst) };
-    match bus.probe(Device(dev), ty, inst) {
+    match bus.probe(Device(dev), HostChannel(channel), ty, inst) {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
     }
+}
+
+/// `hv_vmbus` offers sub-channel `sc` (index `index`) of device `dev`'s
+/// primary channel, which kmcl opened (the primary's sc-create callback).
+/// Process context.
+///
+/// # Safety
+///
+/// `bus` is the bus given to `kmcl_hv_watch`, still watching; `dev` is
+/// bound to it; `sc` is a sub-channel of `dev`'s primary channel.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn kmcl_host_subchannel(
+    bus: *const c_void,
+    dev: *mut c_void,
+    sc: *mut c_void,
+    index: u16,
+) {
+    let (Some(dev), Some(sc)) = (NonNull::new(dev), NonNull::new(sc)) else {
+        return;
+    };
+    // SAFETY: the caller's promise: a live `HostBus`.
+    let bus = unsafe { &*bus.cast::<HostBus>() };
+    bus.subchannel(Device(dev), HostChannel(sc), index);
 }
 
 /// Device `dev` leaves a driver of `bus` (its remove).

@@ -21,7 +21,8 @@
 //!
 //! The bus keeps its offers in the table both buses share
 //! ([`crate::transport::offers`]); a client whose `transport` setting
-//! selects the VMBus host is handed to the host bus it carries.
+//! selects the VMBus host is handed to the host bus it carries, and so is
+//! a sub-channel whose primary is connected to the host.
 
 use kernel::{
     prelude::*,
@@ -375,13 +376,13 @@ impl Bus for LoopbackBus {
                     .is_some_and(|(c, _)| Arc::ptr_eq(c, primary))
             };
             if !table.offers.iter().any(serves) {
-                // Not connected, or connected to a VMBus host, whose
-                // sub-channels kmcl does not open yet.
-                return Err(if primary.is_connected() {
-                    EOPNOTSUPP
+                drop(table);
+                // Connected to a VMBus host's device, or not connected.
+                return if primary.is_connected() {
+                    self.host.seek_subchannel(client, settings, primary)
                 } else {
-                    ENOTCONN
-                });
+                    Err(ENOTCONN)
+                };
             }
             let target = Target {
                 primary: Arc::as_ptr(primary) as usize,
