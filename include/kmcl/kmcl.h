@@ -646,15 +646,21 @@ int kmcl_channel_set_incoming_processing_at_passive(struct kmcl_channel *channel
 int kmcl_channel_set_transaction_quota(struct kmcl_channel *channel, u32 quota);
 /**
  * kmcl_channel_set_interrupt_latency() - VmbChannelSetInterruptLatency.
- * @channel:  a channel.
- * @latency:  in 100 ns units: signals to the other (loopback) endpoint are
- *            delayed by it (rounded up to the timer tick) and those made
- *            meanwhile merged into one; 0: signal at once (the default).
- * @original: NULL, or receives the previous latency.
+ * @channel:  a connected channel (from Opened until Closed).
+ * @latency:  in 100 ns units.  On the loopback bus, signals to the other
+ *            endpoint are delayed by it (rounded up to the timer tick) and
+ *            those made meanwhile merged into one; 0: signal at once.  On
+ *            a VMBus host's channel, 0 signals the host directly
+ *            (hv_vmbus's low_latency: the monitor page bypassed) and any
+ *            other value through the channel's monitor page, at the
+ *            latency the host set for it (hv_vmbus lets a driver neither
+ *            read nor change that).  Each connection starts with 0 on the
+ *            loopback bus and with the monitor page on a host channel.
+ * @original: NULL, or receives the latency set before on this connection
+ *            (0 before the first call).
  *
  * Context: any.
- * Return: 0, -EINVAL (NULL @channel), -EOPNOTSUPP (connected to a VMBus
- * host: Linux offers no way to change a channel's monitor latency).
+ * Return: 0, -EINVAL (NULL @channel), -ENOTCONN (not connected).
  */
 int kmcl_channel_set_interrupt_latency(struct kmcl_channel *channel,
 				       u16 latency, u16 *original);
@@ -1029,11 +1035,15 @@ int kmcl_channel_send_synchronous_request(struct kmcl_channel *channel,
  *
  * kmcl records the pages under @buffer without taking references (as
  * hv_vmbus does for its GPADLs): keep the memory until
- * kmcl_channel_delete_gpadl() returns.
+ * kmcl_channel_delete_gpadl() returns.  On a VMBus host's channel a GPADL
+ * is whole pages (hv_vmbus describes it from the first page's start, with
+ * no offset): @buffer must start on a page boundary and @length be a
+ * multiple of PAGE_SIZE, else -EINVAL (never a shifted or widened view).
  *
  * Context: process, may sleep (-EINVAL from atomic context).
  * Return: 0, -EINVAL (flags, NULL, zero length, memory kmcl cannot look
- * up, a server channel), -ENOTCONN, -ENOMEM.
+ * up, a server channel, a host channel's partial page), -ENOTCONN,
+ * -ENOMEM.
  */
 int kmcl_channel_create_gpadl_from_buffer(struct kmcl_channel *channel,
 					  u32 flags, void *buffer, u32 length,

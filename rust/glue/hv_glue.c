@@ -52,6 +52,28 @@ static void kmcl_hv_remove(struct hv_device *dev)
 }
 
 /*
+ * Hibernation (hv_vmbus calls these in its noirq phase): the client closes
+ * the device's channel and, after resume, opens it afresh.
+ */
+static int kmcl_hv_suspend(struct hv_device *dev)
+{
+	kmcl_host_suspend(kmcl_hv_driver_of(dev)->bus, dev);
+	return 0;
+}
+
+static int kmcl_hv_resume(struct hv_device *dev)
+{
+	kmcl_host_resume(kmcl_hv_driver_of(dev)->bus, dev);
+	return 0;
+}
+
+/* Reboot and kexec: the host stops using the guest's memory. */
+static void kmcl_hv_shutdown(struct hv_device *dev)
+{
+	kmcl_host_remove(kmcl_hv_driver_of(dev)->bus, dev);
+}
+
+/*
  * Registers a driver for the devices of @type, handing them to @bus;
  * returns it, or an ERR_PTR (-ENODEV without a VMBus host).
  */
@@ -70,6 +92,9 @@ void *kmcl_hv_watch(const void *bus, const guid_t *type)
 	kd->drv.id_table = kd->ids;
 	kd->drv.probe = kmcl_hv_probe;
 	kd->drv.remove = kmcl_hv_remove;
+	kd->drv.suspend = kmcl_hv_suspend;
+	kd->drv.resume = kmcl_hv_resume;
+	kd->drv.shutdown = kmcl_hv_shutdown;
 	ret = __vmbus_driver_register(&kd->drv, THIS_MODULE, KBUILD_MODNAME);
 	if (ret) {
 		kfree(kd);
@@ -158,6 +183,15 @@ void kmcl_hv_close(struct vmbus_channel *ch)
 		vmbus_close(ch);
 }
 
+/*
+ * Makes @ch signal the host directly (@on) or through its monitor page,
+ * if the host gave it one (vmbus_setevent() reads the flag each time).
+ */
+void kmcl_hv_set_low_latency(struct vmbus_channel *ch, bool on)
+{
+	WRITE_ONCE(ch->low_latency, on);
+}
+
 /* Signals the host through @ch; whether the host rescinded @ch. */
 bool kmcl_hv_signal(struct vmbus_channel *ch)
 {
@@ -180,7 +214,7 @@ struct kmcl_hv_gpadl {
 };
 
 /*
- * Establishes a GPADL over the whole pages of @mdl on the open channel @ch
+ * Establishes a GPADL over @mdl, whole pages, on the open channel @ch
  * (vmbus_establish_gpadl() needs them virtually contiguous: they are
  * mapped here); returns it with its handle in @handle, or an ERR_PTR.
  */
@@ -190,7 +224,9 @@ void *kmcl_hv_gpadl_create(struct vmbus_channel *ch,
 	struct kmcl_hv_gpadl *g;
 	int ret;
 
-	if (!mdl->nr_pages || mdl->nr_pages > (U32_MAX >> PAGE_SHIFT))
+	/* Whole pages only: hv_vmbus's GPADL carries no offset. */
+	if (!mdl->nr_pages || mdl->nr_pages > (U32_MAX >> PAGE_SHIFT) ||
+	    mdl->offset || mdl->length != mdl->nr_pages << PAGE_SHIFT)
 		return ERR_PTR(-EINVAL);
 	g = kzalloc_obj(*g, GFP_KERNEL);
 	if (!g)

@@ -241,6 +241,12 @@ void kmcl_hvi_rescind(struct vmbus_channel *ch)
 	WRITE_ONCE(ch->rescind, true);
 }
 
+/* Whether @ch signals its host directly (hv_vmbus's low_latency). */
+bool kmcl_hvi_low_latency(struct vmbus_channel *ch)
+{
+	return READ_ONCE(ch->low_latency);
+}
+
 /*
  * What vmbus_open() does for kmcl once the host accepted the channel: the
  * channel callback is set, and the rings are the channel's.

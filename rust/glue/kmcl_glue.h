@@ -32,6 +32,7 @@ int kmcl_hv_open(struct vmbus_channel *ch, const void *link, u32 out_pages,
 		 u32 in_pages, u32 max_pkt, struct kmcl_hv_rings *rings);
 void kmcl_hv_close(struct vmbus_channel *ch);
 bool kmcl_hv_signal(struct vmbus_channel *ch);
+void kmcl_hv_set_low_latency(struct vmbus_channel *ch, bool on);
 void kmcl_hv_on_channel(void *link);
 bool kmcl_hv_shares_memory(void);
 struct kmcl_mdl;
@@ -47,6 +48,8 @@ int kmcl_host_probe(const void *bus, struct hv_device *dev,
 void kmcl_host_subchannel(const void *bus, struct hv_device *dev,
 			  struct vmbus_channel *sc, u16 index);
 void kmcl_host_remove(const void *bus, struct hv_device *dev);
+void kmcl_host_suspend(const void *bus, struct hv_device *dev);
+void kmcl_host_resume(const void *bus, struct hv_device *dev);
 void kmcl_host_interrupt(const void *link);
 bool kmcl_in_task(void);
 int kmcl_pin_current(u32 cpu);
@@ -110,6 +113,7 @@ void kmcl_hvi_device_free(struct hv_device *dev);
 void kmcl_hvi_make_subchannel(struct vmbus_channel *sc,
 			      struct vmbus_channel *primary, u16 index);
 void kmcl_hvi_rescind(struct vmbus_channel *ch);
+bool kmcl_hvi_low_latency(struct vmbus_channel *ch);
 void kmcl_hvi_attach(struct vmbus_channel *ch, const void *link,
 		     struct kmcl_hv_rings *rings);
 void kmcl_hvi_detach(struct vmbus_channel *ch);

@@ -55,6 +55,11 @@ pub enum Event {
     OpenedFailed,
     /// The other endpoint closed the channel or rescinded its offer.
     PeerClosed,
+    /// The other endpoint closed the channel for now and will offer it
+    /// again (a VMBus host's device across the guest's hibernation): a
+    /// client closes as for [`Event::PeerClosed`] but stays enabled and
+    /// looks for the offer again; a server treats it as `PeerClosed`.
+    PeerSuspended,
 }
 
 /// One step the engine must carry out, in the order given.
@@ -98,6 +103,7 @@ impl Event {
             Event::OpenedOk => "opened_ok",
             Event::OpenedFailed => "opened_failed",
             Event::PeerClosed => "peer_closed",
+            Event::PeerSuspended => "peer_suspended",
         }
     }
 }
@@ -328,19 +334,22 @@ impl Lifecycle {
                     Role::Server => State::Enabled,
                 };
             }
-            Event::PeerClosed => {
+            Event::PeerClosed | Event::PeerSuspended => {
                 if self.state != State::Open {
                     return Err(InvalidState);
                 }
                 self.leaving(&mut out);
                 out.push(Action::Closed);
                 out.push(Action::Disconnect);
-                if self.role == Role::Client {
-                    self.state = State::Disabled;
-                    self.paused = false;
-                } else {
-                    self.state = State::Enabled;
-                }
+                self.paused &= self.role == Role::Server;
+                self.state = match (self.role, event) {
+                    (Role::Client, Event::PeerSuspended) => {
+                        out.push(Action::Connect);
+                        State::Enabled
+                    }
+                    (Role::Client, _) => State::Disabled,
+                    (Role::Server, _) => State::Enabled,
+                };
             }
         }
         Ok(out)
@@ -425,6 +434,42 @@ mod tests {
         assert!(!c.is_enabled() && c.accepts_init());
         assert_eq!(c.apply(Event::Disable), Err(InvalidState));
         assert_eq!(run(&mut c, Event::Enable), [Connect]);
+    }
+
+    #[test]
+    fn client_looks_again_when_the_peer_suspends() {
+        let mut c = Lifecycle::new(Role::Client);
+        run(&mut c, Event::Enable);
+        run(&mut c, Event::Connected);
+        run(&mut c, Event::OpenedOk);
+        run(&mut c, Event::Pause);
+        run(&mut c, Event::Start);
+        assert_eq!(
+            run(&mut c, Event::PeerSuspended),
+            [
+                StopIncoming,
+                Suspend,
+                DrainIncoming,
+                Closed,
+                Disconnect,
+                Connect
+            ]
+        );
+        assert!(c.is_enabled() && !c.is_connected() && !c.accepts_init());
+        // The offer is back: a fresh open.
+        assert_eq!(run(&mut c, Event::Connected), [Opened]);
+        assert_eq!(
+            run(&mut c, Event::OpenedOk),
+            [Started, EnableIncoming, PostStarted]
+        );
+        assert_eq!(c.apply(Event::Enable), Err(InvalidState));
+        // A server stays enabled, as after PeerClosed.
+        let mut s = Lifecycle::new(Role::Server);
+        run(&mut s, Event::Enable);
+        run(&mut s, Event::Connected);
+        run(&mut s, Event::OpenedOk);
+        assert_eq!(run(&mut s, Event::PeerSuspended), [Closed, Disconnect]);
+        assert!(s.is_enabled());
     }
 
     #[test]

@@ -416,6 +416,19 @@ impl ChannelRef<'_> {
         u16::try_from(rc).map_err(|_| EINVAL)
     }
 
+    /// `VmbChannelSetInterruptLatency`, for the current connection (from
+    /// Opened until Closed; `ENOTCONN` otherwise): `latency` in 100 ns
+    /// units (on the loopback bus signals are delayed and merged by it; on
+    /// a VMBus host's channel 0 signals directly, anything else through
+    /// the host's monitor page). Returns the value set before on this
+    /// connection (0 at first). Any context.
+    pub fn set_interrupt_latency(&self, latency: u16) -> Result<u16> {
+        let mut old = 0u16;
+        // SAFETY: `raw` is live for `'a`; `old` is writable.
+        result(unsafe { abi::kmcl_channel_set_interrupt_latency(self.raw, latency, &mut old) })?;
+        Ok(old)
+    }
+
     /// `VmbChannelGetInterfaceInstance`.
     pub fn interface_instance(&self) -> Guid {
         let mut g = Guid::default();

@@ -71,6 +71,10 @@ pub(crate) enum PeerEvent {
     Connected(Arc<dyn Link>),
     /// The other endpoint left this connection.
     Closed(Arc<dyn Link>),
+    /// Client: the other endpoint left this connection for now and will
+    /// offer it again (a VMBus host's device across hibernation): the
+    /// client closes and looks for the offer again.
+    Suspended(Arc<dyn Link>),
     /// The driver failed an incoming packet: close the connection.
     Failed,
     /// Client: the offer was found but the connection failed (the server
@@ -170,6 +174,8 @@ impl Channel {
         *self.mmio.lock() = (false, None);
         self.disarm_signal();
         let unfinished = self.data.lock().take().map(|mut dp| {
+            // The interrupt latency is the connection's.
+            self.latency.store(0, core::sync::atomic::Ordering::Relaxed);
             dp.commit_reads();
             dp.take_unfinished()
         });
@@ -364,7 +370,7 @@ impl Channel {
     /// leaving this channel's connection severs the data path at once
     /// ([`Self::sever`]); the rest waits for the control work.
     pub(crate) fn post_reserved(self: &Arc<Self>, event: PeerEvent) {
-        if let PeerEvent::Closed(conn) = &event {
+        if let PeerEvent::Closed(conn) | PeerEvent::Suspended(conn) = &event {
             if self.is_current_link(conn) {
                 self.sever();
             }
@@ -454,20 +460,8 @@ impl Channel {
                         cb.subchannel_offered(self, index);
                     }
                 }
-                PeerEvent::Closed(conn) => {
-                    let actions = {
-                        let mut ctl = self.control.lock();
-                        let current = ctl.connection.as_ref().is_some_and(|c| same_link(c, &conn));
-                        if current {
-                            ctl.lifecycle.apply(Event::PeerClosed).ok()
-                        } else {
-                            None
-                        }
-                    };
-                    if let Some(actions) = actions {
-                        self.execute(&turn, Event::PeerClosed, actions.as_slice());
-                    }
-                }
+                PeerEvent::Closed(conn) => self.peer_left(&turn, &conn, Event::PeerClosed),
+                PeerEvent::Suspended(conn) => self.peer_left(&turn, &conn, Event::PeerSuspended),
             }
         }
     }
@@ -607,6 +601,43 @@ impl Channel {
         Ok(())
     }
 
+    /// The other endpoint left connection `conn` (`event`: for good, or
+    /// for now): if it is still the channel's, the channel closes.
+    fn peer_left(self: &Arc<Self>, turn: &Turn<'_>, conn: &Arc<dyn Link>, event: Event) {
+        let actions = {
+            let mut ctl = self.control.lock();
+            let current = ctl.connection.as_ref().is_some_and(|c| same_link(c, conn));
+            if current {
+                ctl.lifecycle.apply(event).ok()
+            } else {
+                None
+            }
+        };
+        if let Some(actions) = actions {
+            self.execute(turn, event, actions.as_slice());
+        }
+    }
+
+    /// A client closed by a suspended connection looks for its offer
+    /// again (the `Connect` after its Disconnect); if it cannot, it is
+    /// disabled with PnpFailure, as a failed connect.
+    fn seek_again(self: &Arc<Self>) {
+        let res = {
+            let ctl = self.control.lock();
+            self.bus().seek(self, &ctl.settings, ctl.primary.as_ref())
+        };
+        if let Err(e) = res {
+            pr_warn!(
+                "channel {}: cannot look for its offer again: {:?}\n",
+                self.id,
+                e
+            );
+            if self.post(PeerEvent::ConnectFailed(e)).is_err() {
+                pr_err!("channel {}: left enabled without an offer\n", self.id);
+            }
+        }
+    }
+
     /// Carries out `actions`, which `event` caused, holding the turn (its
     /// guard is the witness) and no lock: state callbacks are called here.
     pub(super) fn execute(self: &Arc<Self>, _turn: &Turn<'_>, event: Event, actions: &[Action]) {
@@ -614,6 +645,9 @@ impl Channel {
         for action in actions {
             trace::state_change(self.id, event.name(), action.name());
             match action {
+                // Done when the driver's call was applied, except after a
+                // suspended connection.
+                Action::Connect if event == Event::PeerSuspended => self.seek_again(),
                 Action::Offer | Action::Connect => {}
                 Action::Rescind => {
                     // A saved server's offer stays, with its parked

@@ -46,22 +46,18 @@ impl Channel {
         peer.signal();
     }
 
-    /// KMCL `VmbChannelSetInterruptLatency`: from now on, signals to the
-    /// other (loopback) endpoint are delayed by `latency` (100 ns units,
-    /// rounded up to the timer tick) and the ones made meanwhile merged
-    /// into one; 0 signals at once. Returns the previous latency.
-    /// `-EOPNOTSUPP` on a channel connected to a VMBus host (Linux's
-    /// hv_vmbus offers no way to change a channel's monitor latency).
-    /// Any context.
+    /// KMCL `VmbChannelSetInterruptLatency`, for the current connection
+    /// (between Opened and Closed; `-ENOTCONN` otherwise): from now on,
+    /// signals to a loopback endpoint are delayed by `latency` (100 ns
+    /// units, rounded up to the timer tick) and the ones made meanwhile
+    /// merged into one, 0 signalling at once; a VMBus host's channel
+    /// signals directly for 0 and through its monitor page (at the host's
+    /// latency) otherwise. Returns the latency set before on this
+    /// connection (0 at first). Any context.
     pub(crate) fn set_interrupt_latency(&self, latency: u16) -> Result<u16> {
-        let on_host = self
-            .data
-            .lock()
-            .as_ref()
-            .is_some_and(|dp| !dp.peer().delays_signals());
-        if on_host {
-            return Err(EOPNOTSUPP);
-        }
+        let data = self.data.lock();
+        let dp = data.as_ref().ok_or(ENOTCONN)?;
+        dp.peer().set_signal_latency(latency);
         let old = self
             .latency
             .swap(u32::from(latency), core::sync::atomic::Ordering::Relaxed);

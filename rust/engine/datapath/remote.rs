@@ -19,11 +19,17 @@ pub(crate) trait Remote: Send + Sync {
     /// receive work).
     fn signal(self: Arc<Self>);
 
-    /// Whether signals to it may be delayed and merged (KMCL's interrupt
-    /// latency). `hv_vmbus` offers no way to change a host channel's.
+    /// Whether signals to it may be delayed and merged by the channel
+    /// (KMCL's interrupt latency, a loopback peer's).
     fn delays_signals(&self) -> bool {
         false
     }
+
+    /// KMCL's interrupt latency for signals to it is now `latency` (100 ns
+    /// units): a VMBus host's channel signals directly for 0
+    /// (`low_latency`: the monitor page bypassed) and through its monitor
+    /// page otherwise. Any context.
+    fn set_signal_latency(&self, _latency: u16) {}
 
     /// The pages the other endpoint exposed for its transaction `tid`: the
     /// only external data an incoming packet may describe. A VMBus host's

@@ -21,6 +21,7 @@ fn event() -> impl Strategy<Value = Event> {
         Just(Event::OpenedOk),
         Just(Event::OpenedFailed),
         Just(Event::PeerClosed),
+        Just(Event::PeerSuspended),
     ]
 }
 
@@ -82,6 +83,10 @@ proptest! {
             );
             if role == Role::Client && (e == Event::PeerClosed || e == Event::OpenedFailed) {
                 prop_assert!(!l.is_enabled(), "a closed client must be re-enabled");
+            }
+            if role == Role::Client && e == Event::PeerSuspended {
+                prop_assert!(l.is_enabled() && !l.is_connected(), "a suspended client looks again");
+                prop_assert_eq!(a.last(), Some(&Action::Connect));
             }
             if e == Event::Disable {
                 prop_assert!(l.accepts_init());

@@ -10,6 +10,7 @@ use core::sync::atomic::{
 };
 
 use kernel::{
+    page::PAGE_SIZE,
     prelude::*,
     sync::{
         new_condvar,
@@ -156,6 +157,15 @@ impl HostLink {
         }
     }
 
+    /// The device is suspended (hibernation): the client closes and looks
+    /// for it again.
+    pub(super) fn tell_suspended(self: &Arc<Self>) {
+        let link: Arc<dyn Link> = self.clone();
+        if self.client.post(PeerEvent::Suspended(link)).is_err() {
+            pr_warn!("out of memory telling a client its VMBus device is suspended\n");
+        }
+    }
+
     /// Waits up to `ms` for the client to leave; whether it did.
     pub(super) fn wait_detached(&self, ms: u32) -> bool {
         let mut st = self.state.lock();
@@ -187,11 +197,18 @@ impl HostLink {
         self.clone().detach(&self.client);
     }
 
-    /// KMCL `CreateGpadl*` on the host: shares `pages` (whole pages; the
-    /// host does not enforce read-only). `-EOPNOTSUPP` in an isolated VM.
+    /// KMCL `CreateGpadl*` on the host: shares `pages` (the host does not
+    /// enforce read-only). `hv_vmbus` describes a GPADL as whole pages
+    /// from the start of the first (`vmbus_establish_gpadl()` carries no
+    /// offset), so a buffer that starts or ends inside a page is refused
+    /// (`-EINVAL`) rather than shown to the host shifted or with the
+    /// bytes around it. `-EOPNOTSUPP` in an isolated VM.
     fn create_host_gpadl(&self, pages: GpadlPages) -> Result<u32> {
         if !self.ops.shares_memory() {
             return Err(EOPNOTSUPP);
+        }
+        if pages.offset() != 0 || pages.len() % PAGE_SIZE != 0 {
+            return Err(EINVAL);
         }
         // Lock order: `state`, then `gpadls` (as `detach`).
         let st = self.state.lock();
@@ -285,6 +302,9 @@ impl Link for HostLink {
         };
         st.opened = true;
         st.mmio = mmio;
+        // The interrupt latency is the connection's: the host's monitor
+        // page until the driver asks for 0 (a client before may have).
+        self.ops.set_low_latency(self.channel, false);
         let dp = (|| {
             let out = Arc::new(out, GFP_KERNEL)?;
             let inc = Arc::new(inc, GFP_KERNEL)?;
@@ -396,6 +416,14 @@ impl Remote for HostLink {
 
     fn gpadl_host(&self) -> Option<&dyn GpadlHost> {
         Some(self)
+    }
+
+    /// 0: the channel signals the host directly (`low_latency`, the
+    /// monitor page bypassed); otherwise through its monitor page, at the
+    /// latency the host chose (hv_vmbus lets a driver neither read nor set
+    /// it).
+    fn set_signal_latency(&self, latency: u16) {
+        self.ops.set_low_latency(self.channel, latency == 0);
     }
 }
 

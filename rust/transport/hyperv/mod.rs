@@ -164,6 +164,11 @@ pub(crate) trait HostOps: Send + Sync {
     /// host rescinded it. Any context.
     fn signal(&self, ch: HostChannel) -> bool;
 
+    /// Makes the open channel `ch` signal the host directly (`on`,
+    /// `hv_vmbus`'s `low_latency`) or through its monitor page, if the
+    /// host gave it one. Any context.
+    fn set_low_latency(&self, ch: HostChannel, on: bool);
+
     /// Whether the host may be given guest memory by page number (GPADLs,
     /// external data): not in an isolated (confidential) VM, where memory
     /// must be decrypted for the host first.
@@ -213,6 +218,7 @@ impl HostOps for NoHost {
     fn signal(&self, _ch: HostChannel) -> bool {
         false
     }
+    fn set_low_latency(&self, _ch: HostChannel, _on: bool) {}
     fn shares_memory(&self) -> bool {
         false
     }
@@ -244,11 +250,13 @@ struct DeviceOffer {
     link: Option<Arc<HostLink>>,
     /// Being removed: no new client.
     removing: bool,
+    /// Suspended for hibernation: no client until it resumes.
+    suspended: bool,
 }
 
 impl OfferState for DeviceOffer {
     fn is_free(&self) -> bool {
-        self.link.is_none() && !self.removing
+        self.link.is_none() && !self.removing && !self.suspended
     }
 
     fn subchannel_of(&self) -> usize {
@@ -414,6 +422,22 @@ impl HostBus {
         self.offers.remove(dev)
     }
 
+    /// Device `dev` is suspended for hibernation (`hv_vmbus` calls the
+    /// driver's suspend in its noirq phase): its client gets Suspend and
+    /// Closed (its sub-channels' clients too) and looks for the device
+    /// again; this returns once the client has closed the device's
+    /// channel (bounded, as [`Self::remove`]). Process context.
+    pub(crate) fn suspend(&self, dev: Device) {
+        self.offers.suspend(dev)
+    }
+
+    /// Device `dev` is back after hibernation: a client waiting for it
+    /// (the one it had, or another) opens it afresh (Opened, Started,
+    /// PostStarted). Process context.
+    pub(crate) fn resume(&self, dev: Device) {
+        self.offers.resume(dev)
+    }
+
     /// Stops watching every interface type (kmcl's module exit, once no
     /// channel is left): the devices are removed. Process context.
     pub(crate) fn unwatch_all(&self) {
@@ -486,6 +510,7 @@ impl HostOffers {
                 primary_client: 0,
                 link: None,
                 removing: false,
+                suspended: false,
             },
         })?;
         self.serve_waiting(&mut inner.table, idx);
@@ -524,6 +549,7 @@ impl HostOffers {
                     primary_client: Arc::as_ptr(&client) as usize,
                     link: None,
                     removing: false,
+                    suspended: false,
                 },
             })
         });
@@ -583,7 +609,15 @@ impl HostOffers {
             .retain(|o| o.state.dev != dev || o.state.index == 0);
     }
 
-    fn remove(&self, dev: Device) {
+    fn suspend(&self, dev: Device) {
+        self.take_away(dev, true);
+    }
+
+    /// Device `dev`'s client (if any) is told the device is suspended
+    /// (`suspend`) or gone, and waited for until it left, as
+    /// [`Channel::await_departure`] says; if it does not leave, kmcl closes
+    /// the device's channel itself. The device takes no client meanwhile.
+    fn take_away(&self, dev: Device, suspend: bool) {
         let link = {
             let mut inner = self.inner.lock();
             let Some(offer) = inner
@@ -594,15 +628,43 @@ impl HostOffers {
             else {
                 return;
             };
-            offer.state.removing = true;
+            if suspend {
+                offer.state.suspended = true;
+            } else {
+                offer.state.removing = true;
+            }
             offer.state.link.clone()
         };
         if let Some(link) = link {
-            link.tell_closed();
+            if suspend {
+                link.tell_suspended();
+            } else {
+                link.tell_closed();
+            }
             if !link.client().await_departure(|ms| link.wait_detached(ms)) {
                 link.abandon();
             }
         }
+    }
+
+    fn resume(self: &Arc<Self>, dev: Device) {
+        let mut inner = self.inner.lock();
+        let Some(idx) = inner
+            .table
+            .offers
+            .iter()
+            .position(|o| o.state.dev == dev && o.state.index == 0)
+        else {
+            return;
+        };
+        inner.table.offers[idx].state.suspended = false;
+        if inner.table.offers[idx].state.is_free() {
+            self.serve_waiting(&mut inner.table, idx);
+        }
+    }
+
+    fn remove(&self, dev: Device) {
+        self.take_away(dev, false);
         self.inner
             .lock()
             .table
@@ -622,7 +684,7 @@ impl HostOffers {
             .position(|o| o.state.channel == ch && o.state.index == 0)
         {
             inner.table.offers[idx].state.link = None;
-            if !inner.table.offers[idx].state.removing {
+            if inner.table.offers[idx].state.is_free() {
                 self.serve_waiting(&mut inner.table, idx);
             }
         }

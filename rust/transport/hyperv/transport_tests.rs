@@ -88,6 +88,7 @@ mod ffi {
         pub(super) fn kmcl_hvi_device_free(dev: *mut c_void);
         pub(super) fn kmcl_hvi_make_subchannel(sc: *mut c_void, primary: *mut c_void, index: u16);
         pub(super) fn kmcl_hvi_rescind(ch: *mut c_void);
+        pub(super) fn kmcl_hvi_low_latency(ch: *mut c_void) -> bool;
         pub(super) fn kmcl_hvi_attach(
             ch: *mut c_void,
             link: *const c_void,
@@ -177,6 +178,12 @@ impl FakeDevice {
         HostChannel(NonNull::new(self.guest.raw()).expect("a made-up channel"))
     }
 
+    /// Whether the channel signals the host directly (`low_latency`).
+    fn low_latency(&self) -> bool {
+        // SAFETY: a live made-up channel.
+        unsafe { ffi::kmcl_hvi_low_latency(self.guest.raw()) }
+    }
+
     /// The host rescinds this channel (as hv_vmbus marks a sub-channel).
     fn rescind(&self) {
         // SAFETY: a live made-up channel.
@@ -229,9 +236,10 @@ struct FakeHost {
     fail_open: AtomicI32,
     /// An isolated VM: no guest memory by page number.
     isolated: bool,
-    /// GPADLs the host has: (handle, page numbers).
+    /// GPADLs the host has: (handle, page numbers, the bytes the host
+    /// reads through those page numbers when it gets the GPADL).
     #[pin]
-    gpadls: Mutex<KVec<(u32, KVec<u64>)>>,
+    gpadls: Mutex<KVec<HostGpadl>>,
     next_gpadl: AtomicU32,
     /// The offers' MMIO space (all devices share it here), and how often
     /// it was reserved and released.
@@ -372,17 +380,29 @@ impl HostOps for FakeHost {
         super::vmbus::signal(ch)
     }
 
+    fn set_low_latency(&self, ch: HostChannel, on: bool) {
+        super::vmbus::set_low_latency(ch, on)
+    }
+
     fn shares_memory(&self) -> bool {
         !self.isolated
     }
 
+    /// As the host does: what it gets is page numbers, and it reads the
+    /// memory through them (whole pages, from the first page's start, as
+    /// `vmbus_establish_gpadl()` describes it).
     fn create_gpadl(&self, _ch: HostChannel, pages: &GpadlPages) -> Result<(u32, usize)> {
         let mut pfns = KVec::new();
         for p in pages.pfns() {
             pfns.push(p, GFP_KERNEL)?;
         }
+        // SAFETY: the pages stay while the GPADL exists (the caller keeps
+        // them until `delete_gpadl`), and this reads them now.
+        let seen = unsafe { GpadlPages::from_pfns(&pfns) }?;
+        let mut bytes = KVec::from_elem(0u8, seen.len(), GFP_KERNEL)?;
+        seen.read(0, &mut bytes)?;
         let handle = self.next_gpadl.fetch_add(1, Ordering::SeqCst);
-        self.gpadls.lock().push((handle, pfns), GFP_KERNEL)?;
+        self.gpadls.lock().push((handle, pfns, bytes), GFP_KERNEL)?;
         Ok((handle, handle as usize))
     }
 
@@ -405,12 +425,16 @@ impl HostOps for FakeHost {
         let mut g = self.gpadls.lock();
         let i = g
             .iter()
-            .position(|(h, _)| *h as usize == token)
+            .position(|(h, _, _)| *h as usize == token)
             .ok_or(ENOENT)?;
         let _ = g.remove(i);
         Ok(())
     }
 }
+
+/// A GPADL as the stand-in host keeps it: (handle, page numbers, bytes
+/// read through them).
+type HostGpadl = (u32, KVec<u64>, KVec<u8>);
 
 /// A client driver: its state callbacks as letters ([`Letters`]),
 /// incoming packets echoed back reversed as their completion, and send
@@ -891,13 +915,30 @@ mod tests {
         // The offer's MMIO space, reserved at open.
         assert_eq!(ch.mmio_space().ok(), space);
         assert_eq!(host.mmio_allocs.load(Ordering::SeqCst), 1);
-        // Three pages and a bit of physically contiguous memory.
-        let buf = KVec::from_elem(0xa5u8, 3 * 4096 + 200, GFP_KERNEL)?;
+        // Four pages of physically contiguous memory (and what it takes to
+        // start them on a page boundary), each byte telling its place.
+        let mut buf = KVec::from_elem(0u8, 5 * 4096, GFP_KERNEL)?;
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (i % 251) as u8;
+        }
+        let skew = (4096 - buf.as_ptr() as usize % 4096) % 4096;
         let pages_of = |at: usize, len: usize| {
             // SAFETY: `buf` outlives every GPADL and transaction below.
-            unsafe { GpadlPages::from_buffer(buf.as_ptr() as usize + at, len) }
+            unsafe { GpadlPages::from_buffer(buf.as_ptr() as usize + skew + at, len) }
         };
-        let first = pages_of(100, 3 * 4096)?;
+        // hv_vmbus describes a GPADL as whole pages from the first one's
+        // start: a buffer starting inside a page, or ending inside one,
+        // would be seen shifted or with bytes beyond it, so it is refused.
+        assert_eq!(
+            ch.create_gpadl(pages_of(100, 3 * 4096)?, false),
+            Err(EINVAL)
+        );
+        assert_eq!(
+            ch.create_gpadl(pages_of(0, 3 * 4096 + 200)?, false),
+            Err(EINVAL)
+        );
+        assert!(host.gpadls.lock().is_empty());
+        let first = pages_of(0, 3 * 4096)?;
         let mut want = KVec::new();
         for p in first.pfns() {
             want.push(p, GFP_KERNEL)?;
@@ -908,6 +949,8 @@ mod tests {
             assert_eq!(g.len(), 1);
             assert_eq!(g[0].0, handle);
             assert_eq!(g[0].1, want);
+            // The host reads exactly the buffer's bytes.
+            assert!(g[0].2[..] == buf[skew..skew + 3 * 4096]);
         }
         ch.delete_gpadl(handle)?;
         assert!(host.gpadls.lock().is_empty());
@@ -1242,6 +1285,7 @@ mod tests {
         ch.cleanup()?;
         Ok(())
     }
+
     /// Sub-channels of a host device (hv_vmbus's sc-create callback): the
     /// primary's client hears of each, a client sub-channel waiting before
     /// the offer and one enabled after it are each opened on their own
@@ -1374,6 +1418,115 @@ mod tests {
             c.cleanup()?;
         }
         ch.cleanup()?;
+        Ok(())
+    }
+
+    /// KMCL's interrupt latency on a host channel, only while connected:
+    /// 0 makes the channel signal the host directly (hv_vmbus's
+    /// `low_latency`, the monitor page bypassed), any other value through
+    /// its monitor page; each call returns the value before; a new
+    /// connection starts on the monitor page again.
+    #[test]
+    fn interrupt_latency_zero_signals_the_host_directly() -> Result {
+        let Rig {
+            host: _host,
+            bus: _bus,
+            dev,
+            ch,
+            drv,
+        } = Rig::new(false)?;
+        assert_eq!(ch.set_interrupt_latency(0), Err(ENOTCONN));
+        ch.enable()?;
+        assert!(drv.wait(|d| d.is(b"OTP")));
+        assert!(!dev.low_latency());
+        assert_eq!(ch.set_interrupt_latency(0), Ok(0));
+        assert!(dev.low_latency());
+        // Signals still go through vmbus_setevent().
+        let before = dev.guest.signals().total;
+        ch.send(b"direct", false, KBox::new(Done(drv.clone()), GFP_KERNEL)?)?;
+        assert!(wait_until(|| host_reads(&dev).is_ok_and(|r| r.len() == 1)));
+        assert!(dev.guest.signals().total > before);
+        assert_eq!(ch.set_interrupt_latency(500), Ok(0));
+        assert!(!dev.low_latency());
+        assert_eq!(ch.set_interrupt_latency(0), Ok(500));
+        assert!(dev.low_latency());
+        // The next connection starts afresh.
+        ch.disable()?;
+        assert_eq!(ch.set_interrupt_latency(0), Err(ENOTCONN));
+        ch.enable()?;
+        assert!(drv.wait(|d| d.is(b"OTPSCOTP")));
+        assert!(!dev.low_latency());
+        assert_eq!(ch.set_interrupt_latency(100), Ok(0));
+        ch.disable()?;
+        ch.cleanup()?;
+        Ok(())
+    }
+
+    /// Hibernation, as hv_vmbus drives it (the driver's suspend, then its
+    /// resume): with the channel open, a GPADL left and requests in
+    /// flight, the client gets Suspend and Closed, each request's
+    /// completion routine runs exactly once (`-ENODEV`), the GPADL is torn
+    /// down and the channel closed before suspend returns; the client
+    /// stays enabled, opens nothing while the device is suspended, and
+    /// after resume opens it afresh (Opened, Started, PostStarted) with
+    /// packets flowing again.
+    #[test]
+    fn hibernation_closes_the_channel_and_resume_opens_it_afresh() -> Result {
+        let Rig {
+            host,
+            bus,
+            dev,
+            ch,
+            drv,
+        } = Rig::new(false)?;
+        ch.enable()?;
+        assert!(drv.wait(|d| d.is(b"OTP")));
+        // A page-aligned page (kmalloc aligns a power-of-two size).
+        let buf = KVec::from_elem(0u8, 4096, GFP_KERNEL)?;
+        // SAFETY: `buf` outlives the GPADL (torn down by the suspend).
+        let pages = unsafe { GpadlPages::from_buffer(buf.as_ptr() as usize, buf.len()) }?;
+        ch.create_gpadl(pages, false)?;
+        for i in 0..5u32 {
+            ch.send(
+                &payload(i)?,
+                true,
+                KBox::new(Done(drv.clone()), GFP_KERNEL)?,
+            )?;
+        }
+        let mut seen = 0;
+        assert!(wait_until(|| {
+            seen += host_reads(&dev).map_or(0, |r| r.len());
+            seen == 5
+        }));
+        bus.host().suspend(dev.device());
+        assert!(drv.is(b"OTPSC"));
+        assert_eq!(host.closes.load(Ordering::SeqCst), 1);
+        assert!(host.gpadls.lock().is_empty());
+        assert!(drv.wait(|d| d.completed.lock().len() == 5));
+        assert!(drv
+            .completed
+            .lock()
+            .iter()
+            .all(|(e, _)| *e == ENODEV.to_errno()));
+        // Enabled, waiting for the device.
+        fsleep(Delta::from_millis(50));
+        assert!(ch.is_enabled() && !ch.is_connected());
+        assert_eq!(host.opens.load(Ordering::SeqCst), 1);
+
+        bus.host().resume(dev.device());
+        assert!(drv.wait(|d| d.is(b"OTPSCOTP")));
+        assert_eq!(host.opens.load(Ordering::SeqCst), 2);
+        dev.host.send(b"after resume", 0x99, INBAND, 0)?;
+        dev.interrupt();
+        assert!(drv.wait(|d| d.received.lock().len() == 1));
+        // No routine ran twice.
+        fsleep(Delta::from_millis(20));
+        assert_eq!(drv.completed.lock().len(), 5);
+        ch.disable()?;
+        assert!(drv.is(b"OTPSCOTPSC"));
+        assert_eq!(host.closes.load(Ordering::SeqCst), 2);
+        ch.cleanup()?;
+        drop(buf);
         Ok(())
     }
 }

@@ -66,6 +66,7 @@ pub(super) mod ffi {
         ) -> c_int;
         pub(super) fn kmcl_hv_close(ch: *mut c_void);
         pub(super) fn kmcl_hv_signal(ch: *mut c_void) -> bool;
+        pub(super) fn kmcl_hv_set_low_latency(ch: *mut c_void, on: bool);
         pub(super) fn kmcl_hv_shares_memory() -> bool;
         pub(super) fn kmcl_hv_gpadl_create(
             ch: *mut c_void,
@@ -115,6 +116,14 @@ pub(super) fn signal(ch: HostChannel) -> bool {
     // channel kmcl opened only after kmcl closed it or its primary);
     // `vmbus_setevent` may be called from any context.
     unsafe { ffi::kmcl_hv_signal(ch.0.as_ptr()) }
+}
+
+/// Makes channel `ch` signal the host directly (`on`) or through its
+/// monitor page (`hv_vmbus`'s `low_latency`).
+pub(super) fn set_low_latency(ch: HostChannel, on: bool) {
+    // SAFETY: `ch` is an open channel of a device bound to kmcl (as for
+    // `signal`); the glue only writes the channel's flag.
+    unsafe { ffi::kmcl_hv_set_low_latency(ch.0.as_ptr(), on) }
 }
 
 /// [`HostOps`] over the real `hv_vmbus`.
@@ -185,6 +194,10 @@ impl HostOps for HvVmbus {
 
     fn signal(&self, ch: HostChannel) -> bool {
         signal(ch)
+    }
+
+    fn set_low_latency(&self, ch: HostChannel, on: bool) {
+        set_low_latency(ch, on)
     }
 
     fn shares_memory(&self) -> bool {
@@ -297,6 +310,39 @@ pub(crate) unsafe extern "C" fn kmcl_host_remove(bus: *const c_void, dev: *mut c
     // SAFETY: the caller's promise: a live `HostBus`.
     let bus = unsafe { &*bus.cast::<HostBus>() };
     bus.remove(Device(dev));
+}
+
+/// Device `dev` of a driver of `bus` is suspended for hibernation (its
+/// suspend): its client closes the channel and waits for the device to
+/// come back.
+///
+/// # Safety
+///
+/// As for [`kmcl_host_probe`].
+#[no_mangle]
+pub(crate) unsafe extern "C" fn kmcl_host_suspend(bus: *const c_void, dev: *mut c_void) {
+    let Some(dev) = NonNull::new(dev) else {
+        return;
+    };
+    // SAFETY: the caller's promise: a live `HostBus`.
+    let bus = unsafe { &*bus.cast::<HostBus>() };
+    bus.suspend(Device(dev));
+}
+
+/// Device `dev` of a driver of `bus` is back after hibernation (its
+/// resume): a client waiting for it opens it afresh.
+///
+/// # Safety
+///
+/// As for [`kmcl_host_probe`].
+#[no_mangle]
+pub(crate) unsafe extern "C" fn kmcl_host_resume(bus: *const c_void, dev: *mut c_void) {
+    let Some(dev) = NonNull::new(dev) else {
+        return;
+    };
+    // SAFETY: the caller's promise: a live `HostBus`.
+    let bus = unsafe { &*bus.cast::<HostBus>() };
+    bus.resume(Device(dev));
 }
 
 /// The channel interrupt of an open device channel (its callback).

@@ -44,6 +44,10 @@ mod cases {
     #[test]
     fn an_interrupt_latency_merges_signals_and_loses_nothing() -> Result {
         let bus = LoopbackBus::new()?;
+        let lone = Channel::new(Role::Client, bus.clone())?;
+        // Only while connected (Opened..Closed).
+        assert_eq!(lone.set_interrupt_latency(10), Err(ENOTCONN));
+        lone.cleanup()?;
         let (server, client) = pair(&bus)?;
         // No latency: the server drains each packet before the next, so
         // (nearly) every send signals.
