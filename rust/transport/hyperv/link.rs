@@ -202,11 +202,11 @@ impl HostLink {
     /// from the start of the first (`vmbus_establish_gpadl()` carries no
     /// offset), so a buffer that starts or ends inside a page is refused
     /// (`-EINVAL`) rather than shown to the host shifted or with the
-    /// bytes around it. `-EOPNOTSUPP` in an isolated VM.
+    /// bytes around it. In an isolated (confidential) VM
+    /// `vmbus_establish_gpadl()` makes the pages visible to the host for
+    /// the GPADL's life (and private again at teardown), which whole pages
+    /// allow.
     fn create_host_gpadl(&self, pages: GpadlPages) -> Result<u32> {
-        if !self.ops.shares_memory() {
-            return Err(EOPNOTSUPP);
-        }
         if pages.offset() != 0 || pages.len() % PAGE_SIZE != 0 {
             return Err(EINVAL);
         }
