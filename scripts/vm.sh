@@ -61,7 +61,7 @@ if [ "${VM_PERF:-0}" = 1 ]; then
 fi
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$out/initramfs.cpio.gz"
 
-qemu=(qemu-system-x86_64 -machine q35,accel=tcg -cpu max -m "$VM_MEM" -smp 2
+qemu=(qemu-system-x86_64 -machine q35,accel=tcg -cpu "${VM_CPU:-max}" -m "$VM_MEM" -smp 2
 	-kernel "$KDIR/arch/x86/boot/bzImage" -initrd "$out/initramfs.cpio.gz"
 	-display none -monitor none -no-reboot)
 # panic=-1 reboot=t: a panic resets the VM at once (a triple fault always
