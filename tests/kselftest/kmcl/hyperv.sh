@@ -33,11 +33,14 @@ if [ -z "$dev" ]; then
 	exit "$KSFT_SKIP"
 fi
 
-ktap_set_plan 5
+ktap_set_plan 6
 marker="kmcl-test: hyperv smoke $$"
 echo "$marker" >/dev/kmsg
 
-# Free the device from its driver (hv_utils), remembering it.
+# Free the device from its driver (hv_utils), remembering it; only kmcl's
+# driver for the heartbeat type may bind it meanwhile (driver_override, as
+# Documentation/hyperv.rst shows).
+echo "kmcl-$HEARTBEAT" >"$DEVICES/$dev/driver_override"
 driver=
 if [ -e "$DEVICES/$dev/driver" ]; then
 	driver=$(basename "$(readlink "$DEVICES/$dev/driver")")
@@ -53,12 +56,15 @@ check "kmcl is loaded" grep -q '^kmcl ' /proc/modules
 
 insmod "$DIR/kmcl_hv_smoke.ko"
 check "a kmcl client channel opened the heartbeat channel" logged "heartbeat channel opened through kmcl"
+check "the device is bound to kmcl's driver" \
+	test "$(basename "$(readlink "$DEVICES/$dev/driver")")" = "kmcl-$HEARTBEAT"
 check "the host's IC version negotiation was answered" logged "negotiated IC framework"
 check "a heartbeat was answered" logged "answered heartbeat"
 rmmod kmcl_hv_smoke 2>/dev/null
 
 # Give the device back: leave kmcl's driver, bind the old one.
 [ -e "$DEVICES/$dev/driver" ] && echo "$dev" >"$DEVICES/$dev/driver/unbind"
+echo >"$DEVICES/$dev/driver_override"
 [ -n "$loaded_kmcl" ] && rmmod kmcl
 if [ -n "$driver" ]; then
 	echo "$dev" >"/sys/bus/vmbus/drivers/$driver/bind"
