@@ -45,10 +45,42 @@ pub enum GpaError {
     NoSpace,
 }
 
-/// Number of pages a range of `len` bytes starting `offset` bytes into its
-/// first page touches.
+/// Number of 4-KiB pages a range of `len` bytes starting `offset` bytes
+/// into its first page touches.
 pub fn pages_spanned(offset: usize, len: usize) -> Option<usize> {
-    Some(offset.checked_add(len)?.checked_add(HV_PAGE_SIZE - 1)? / HV_PAGE_SIZE)
+    pages_spanned_of(offset, len, HV_PAGE_SIZE)
+}
+
+/// Number of pages of `page_size` bytes (a power of two) a range of `len`
+/// bytes starting `offset` bytes into its first page touches.
+pub fn pages_spanned_of(offset: usize, len: usize, page_size: usize) -> Option<usize> {
+    Some(offset.checked_add(len)?.checked_add(page_size - 1)? / page_size)
+}
+
+/// The range of `len` bytes starting `offset` bytes into the first of the
+/// kernel pages `pfns` (of `1 << page_shift` bytes each) as VMBus names
+/// it: its offset into its first 4-KiB frame, and those frames in order
+/// (Hyper-V's page numbers, Linux's `page_to_hvpfn()`; each kernel page
+/// is `1 << (page_shift - 12)` of them). With 4-KiB kernel pages both are
+/// the kernel's. `None` for pages smaller than 4 KiB or larger than 1 MiB,
+/// or an offset outside the first page. The frames end early if `pfns`
+/// holds fewer pages than the range needs.
+pub fn hv_frames<I: Iterator<Item = u64>>(
+    offset: usize,
+    len: usize,
+    page_shift: u32,
+    pfns: I,
+) -> Option<(u32, impl Iterator<Item = u64>)> {
+    let ratio_shift = page_shift.checked_sub(12).filter(|s| *s <= 8)?;
+    if offset >> page_shift != 0 {
+        return None;
+    }
+    let count = pages_spanned(offset % HV_PAGE_SIZE, len)?;
+    let frames = pfns
+        .flat_map(move |p| (0..1u64 << ratio_shift).map(move |i| (p << ratio_shift) | i))
+        .skip(offset / HV_PAGE_SIZE)
+        .take(count);
+    Some(((offset % HV_PAGE_SIZE) as u32, frames))
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
@@ -225,6 +257,60 @@ pub fn encode<'p>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    extern crate std;
+    use std::vec::Vec;
+
+    fn frames(offset: usize, len: usize, shift: u32, pfns: &[u64]) -> Option<(u32, Vec<u64>)> {
+        hv_frames(offset, len, shift, pfns.iter().copied()).map(|(o, f)| (o, f.collect()))
+    }
+
+    #[test]
+    fn hv_frames_of_4k_pages_are_the_kernels() {
+        assert_eq!(frames(100, 5000, 12, &[7, 9]), Some((100, std::vec![7, 9])));
+        assert_eq!(frames(0, 4096, 12, &[3]), Some((0, std::vec![3])));
+    }
+
+    #[test]
+    fn hv_frames_of_larger_pages() {
+        // 16 KiB pages: four frames each. 5000 bytes from 9000 into page
+        // 10 (frames 40..43): from 808 into frame 42, then 43; 8000 bytes
+        // go on into the next kernel page, 20 (frames 80..83).
+        assert_eq!(
+            frames(9000, 5000, 14, &[10, 20]),
+            Some((808, std::vec![42, 43]))
+        );
+        assert_eq!(
+            frames(9000, 8000, 14, &[10, 20]),
+            Some((808, std::vec![42, 43, 80]))
+        );
+        // 64 KiB pages: sixteen frames each.
+        assert_eq!(
+            frames(65535, 2, 16, &[1, 5]),
+            Some((4095, std::vec![31, 80]))
+        );
+        // Smaller than 4 KiB, an offset past the first page.
+        assert_eq!(frames(0, 1, 11, &[1]), None);
+        assert_eq!(frames(16384, 1, 14, &[1]), None);
+    }
+
+    #[test]
+    fn hv_frames_count_what_the_range_list_expects() {
+        for shift in [12u32, 14, 16] {
+            let page = 1usize << shift;
+            let pfns: Vec<u64> = (0..8).map(|i| 1000 + 3 * i).collect();
+            for offset in (0..page).step_by(page / 8 + 1) {
+                for len in [1usize, 100, 4096, 4097, page, 3 * page - offset] {
+                    let n = pages_spanned_of(offset, len, page).unwrap();
+                    let (o, f) = frames(offset, len, shift, &pfns[..n]).unwrap();
+                    assert_eq!(f.len(), pages_spanned(o as usize, len).unwrap());
+                    // Every frame lies in one of the kernel pages, in order.
+                    let ratio = 1u64 << (shift - 12);
+                    assert!(f.windows(2).all(|w| w[0] < w[1]));
+                    assert!(f.iter().all(|fr| pfns[..n].contains(&(fr / ratio))));
+                }
+            }
+        }
+    }
 
     #[test]
     fn round_trip_two_ranges() {

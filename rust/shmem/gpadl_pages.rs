@@ -3,7 +3,10 @@
 //! Memory shared through a GPADL, and external data, by page.
 
 use kernel::{
-    page::PAGE_SIZE,
+    page::{
+        PAGE_SHIFT,
+        PAGE_SIZE, //
+    },
     prelude::*, //
 };
 
@@ -89,7 +92,7 @@ impl GpadlPages {
             return Err(EINVAL);
         }
         let offset = addr & (PAGE_SIZE - 1);
-        let n = crate::protocol::gpa::pages_spanned(offset, len)
+        let n = crate::protocol::gpa::pages_spanned_of(offset, len, PAGE_SIZE)
             .filter(|n| *n > 0)
             .ok_or(EINVAL)?;
         let count = u32::try_from(n)?;
@@ -122,7 +125,7 @@ impl GpadlPages {
         if len == 0 || offset >= PAGE_SIZE {
             return Err(EINVAL);
         }
-        let n = crate::protocol::gpa::pages_spanned(offset, len).ok_or(EINVAL)?;
+        let n = crate::protocol::gpa::pages_spanned_of(offset, len, PAGE_SIZE).ok_or(EINVAL)?;
         let used = pages.get(..n).ok_or(EINVAL)?;
         if used.iter().any(|p| p.is_null()) {
             return Err(EINVAL);
@@ -204,6 +207,15 @@ impl GpadlPages {
             // SAFETY: `p` is a valid page (invariant).
             unsafe { glue::kmcl_page_pfn(*p) }
         })
+    }
+
+    /// The data as a VMBus GPA range names it: the offset into its first
+    /// 4-KiB frame and those frames (Hyper-V's page numbers; the kernel's
+    /// own with 4-KiB pages). `None` only for kernel pages smaller than
+    /// 4 KiB or larger than 1 MiB.
+    pub(crate) fn hv_range(&self) -> Option<(u32, impl Iterator<Item = u64> + '_)> {
+        let shift = u32::try_from(PAGE_SHIFT).ok()?;
+        crate::protocol::gpa::hv_frames(self.offset, self.len, shift, self.pfns())
     }
 
     /// Bytes of data.

@@ -38,9 +38,9 @@ pub(super) fn check_external(
     let exposed = peer.exposed(tid)?;
     let same = ranges.count() as usize == exposed.ranges().len()
         && ranges.iter().zip(exposed.ranges()).all(|(r, pages)| {
-            r.offset as usize == pages.offset()
-                && r.len as usize == pages.len()
-                && r.pfns().eq(pages.pfns())
+            pages.hv_range().is_some_and(|(offset, frames)| {
+                r.offset == offset && r.len as usize == pages.len() && r.pfns().eq(frames)
+            })
         });
     same.then_some(exposed)
 }

@@ -357,18 +357,25 @@ impl DataPath {
             return Err(EOPNOTSUPP.into());
         }
         // The range list: one range per range of the external data, each
-        // with the frame numbers of its pages.
+        // with its 4-KiB frame numbers (VMBus's, whatever the kernel's page
+        // size).
         let ranges = pages.ranges();
-        let nr_pfns = ranges.iter().map(|r| r.mdl_view().nr_pages as usize).sum();
-        let mut pfns = KVec::with_capacity(nr_pfns, GFP_ATOMIC)?;
+        let frames: usize = ranges
+            .iter()
+            .map(|r| gpa::pages_spanned(r.offset() % gpa::HV_PAGE_SIZE, r.len()).unwrap_or(0))
+            .sum();
+        let mut pfns = KVec::with_capacity(frames, GFP_ATOMIC)?;
         let mut lists = KVec::with_capacity(ranges.len(), GFP_ATOMIC)?;
         for r in ranges {
             let at = pfns.len();
-            for pfn in r.pfns() {
+            let (offset, frames) = r.hv_range().ok_or(EINVAL)?;
+            for pfn in frames {
                 pfns.push(pfn, GFP_ATOMIC)?;
             }
-            let (offset, len) = (u32::try_from(r.offset())?, u32::try_from(r.len())?);
-            lists.push((offset, len, at..pfns.len()), GFP_ATOMIC)?;
+            lists.push(
+                (offset, u32::try_from(r.len())?, at..pfns.len()),
+                GFP_ATOMIC,
+            )?;
         }
         let hlen = gpa::encoded_len(lists.iter().map(|(o, l, _)| (*o, *l))).ok_or(EINVAL)?;
         let mut header = KVec::from_elem(0u8, hlen, GFP_ATOMIC)?;
