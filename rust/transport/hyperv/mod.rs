@@ -252,6 +252,10 @@ struct DeviceOffer {
     removing: bool,
     /// Suspended for hibernation: no client until it resumes.
     suspended: bool,
+    /// A primary channel's: its client is leaving and its sub-channels
+    /// end; a sub-channel offered now (hv_vmbus's callback may run late)
+    /// is not taken.
+    subs_ended: bool,
 }
 
 impl OfferState for DeviceOffer {
@@ -473,6 +477,7 @@ impl HostOffers {
         let serves = inner.table.offers.iter().any(|o| {
             o.state.index == 0
                 && !o.state.removing
+                && !o.state.subs_ended
                 && o.state
                     .link
                     .as_ref()
@@ -511,6 +516,7 @@ impl HostOffers {
                 link: None,
                 removing: false,
                 suspended: false,
+                subs_ended: false,
             },
         })?;
         self.serve_waiting(&mut inner.table, idx);
@@ -523,11 +529,9 @@ impl HostOffers {
         if index == 0 || table.offers.iter().any(|o| o.state.channel == sc) {
             return;
         }
-        let Some(p) = table
-            .offers
-            .iter()
-            .find(|o| o.state.dev == dev && o.state.index == 0 && !o.state.removing)
-        else {
+        let Some(p) = table.offers.iter().find(|o| {
+            o.state.dev == dev && o.state.index == 0 && !o.state.removing && !o.state.subs_ended
+        }) else {
             return;
         };
         // Offered while the primary's client is leaving (hv_vmbus may run
@@ -550,6 +554,7 @@ impl HostOffers {
                     link: None,
                     removing: false,
                     suspended: false,
+                    subs_ended: false,
                 },
             })
         });
@@ -576,6 +581,16 @@ impl HostOffers {
     /// [`Self::forget_subchannels`], after the primary closed. Process
     /// context.
     fn end_subchannels(&self, dev: Device) {
+        if let Some(p) = self
+            .inner
+            .lock()
+            .table
+            .offers
+            .iter_mut()
+            .find(|o| o.state.dev == dev && o.state.index == 0)
+        {
+            p.state.subs_ended = true;
+        }
         loop {
             let link = {
                 let mut inner = self.inner.lock();
@@ -684,6 +699,7 @@ impl HostOffers {
             .position(|o| o.state.channel == ch && o.state.index == 0)
         {
             inner.table.offers[idx].state.link = None;
+            inner.table.offers[idx].state.subs_ended = false;
             if inner.table.offers[idx].state.is_free() {
                 self.serve_waiting(&mut inner.table, idx);
             }

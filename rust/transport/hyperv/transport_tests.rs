@@ -645,6 +645,38 @@ impl StateCallbacks for SubOffers {
     }
 }
 
+/// A client sub-channel's state callbacks: its letters, and, when it is
+/// closed, the host offering one more sub-channel (as hv_vmbus's callback
+/// may run late, while the primary's client is leaving).
+struct OfferOnClose {
+    letters: Arc<Letters>,
+    host: Arc<FakeHost>,
+    bus: Arc<LoopbackBus>,
+    dev: Arc<FakeDevice>,
+    late: Arc<FakeDevice>,
+}
+
+impl StateCallbacks for OfferOnClose {
+    fn opened(&self, c: &Arc<Channel>) -> Result {
+        self.letters.opened(c)
+    }
+    fn closed(&self, c: &Arc<Channel>) {
+        self.letters.closed(c);
+        let _ = self
+            .host
+            .offer_subchannel(self.bus.host(), &self.dev, &self.late, 9);
+    }
+    fn suspend(&self, c: &Arc<Channel>) {
+        self.letters.suspend(c)
+    }
+    fn started(&self, c: &Arc<Channel>) {
+        self.letters.started(c)
+    }
+    fn post_started(&self, c: &Arc<Channel>) {
+        self.letters.post_started(c)
+    }
+}
+
 #[kunit_tests(kmcl_hv_transport)]
 mod tests {
     use super::*;
@@ -1539,6 +1571,60 @@ mod tests {
         assert_eq!(host.closes.load(Ordering::SeqCst), 2);
         ch.cleanup()?;
         drop(buf);
+        Ok(())
+    }
+    /// A sub-channel the host offers while the primary's client is
+    /// leaving (from a sub-channel client's Closed, during the primary's
+    /// close) is taken by nobody, not even a client sub-channel waiting
+    /// for one: its channel is about to close with the primary.
+    #[test]
+    fn a_subchannel_offered_while_the_primary_leaves_is_not_taken() -> Result {
+        let host = FakeHost::new(true)?;
+        let bus = host_bus(&host)?;
+        let dev = FakeDevice::new(TYPE, [1; 16])?;
+        host.add(bus.host(), &dev)?;
+        let (ch, drv) = client(&bus, TYPE, [0; 16])?;
+        ch.enable()?;
+        assert!(drv.wait(|d| d.is(b"OTP")));
+        let sc1 = FakeDevice::subchannel(&dev, 1)?;
+        let late = FakeDevice::subchannel(&dev, 9)?;
+        let letters = Letters::new(false)?;
+        let sub = Channel::new(Role::Client, bus.clone())?;
+        sub.set_state_callbacks(Arc::new(
+            OfferOnClose {
+                letters: letters.clone(),
+                host: host.clone(),
+                bus: bus.clone(),
+                dev: dev.clone(),
+                late: late.clone(),
+            },
+            GFP_KERNEL,
+        )?)?;
+        sub.set_packet_callbacks(Driver::new()?)?;
+        sub.set_primary(&ch)?;
+        sub.enable()?;
+        host.offer_subchannel(bus.host(), &dev, &sc1, 1)?;
+        assert!(letters.wait_for(b"OTP"));
+        // A second client sub-channel waits for an offer.
+        let (waiting, wdrv) = client(&bus, TYPE, [0; 16])?;
+        waiting.set_primary(&ch)?;
+        waiting.enable()?;
+        assert!(!waiting.is_connected());
+        ch.disable()?;
+        assert!(letters.is(b"OTPSC"));
+        assert!(drv.is(b"OTPSC"));
+        // The late offer went to nobody: two opens (primary, sub-channel
+        // 1), one close (the primary's, with its sub-channels).
+        fsleep(Delta::from_millis(50));
+        assert!(wdrv.is(b""));
+        assert!(!waiting.is_connected());
+        assert_eq!(host.opens.load(Ordering::SeqCst), 2);
+        assert_eq!(host.closes.load(Ordering::SeqCst), 1);
+        assert_eq!(bus.host().offers(), 1);
+        waiting.disable()?;
+        for c in [waiting, sub, ch] {
+            c.cleanup()?;
+        }
         Ok(())
     }
 }
