@@ -319,10 +319,10 @@ impl Channel {
         result(unsafe { abi::kmcl_channel_save_begin(self.raw) })
     }
 
-    /// `VmbChannelSetTransactionQuota`.
+    /// `VmbChannelSetTransactionQuota` (also from callbacks:
+    /// [`ChannelRef::set_transaction_quota`]).
     pub fn set_transaction_quota(&mut self, quota: u32) -> Result {
-        // SAFETY: `raw` is live.
-        result(unsafe { abi::kmcl_channel_set_transaction_quota(self.raw, quota) })
+        self.as_ref().set_transaction_quota(quota)
     }
 
     /// `VmbChannelSetIncomingProcessingAtPassive`.
@@ -414,6 +414,15 @@ impl ChannelRef<'_> {
         let rc = unsafe { abi::kmcl_channel_get_subchannel_index(self.raw) };
         result(rc.min(0))?;
         u16::try_from(rc).map_err(|_| EINVAL)
+    }
+
+    /// `VmbChannelSetTransactionQuota`: the most incoming packets the
+    /// driver may hold uncompleted (greater than 0; `u32::MAX` is as good
+    /// as none); lowering it below what is held stops delivery until
+    /// enough are completed. Any context, callbacks included.
+    pub fn set_transaction_quota(&self, quota: u32) -> Result {
+        // SAFETY: `raw` is live for `'a`.
+        result(unsafe { abi::kmcl_channel_set_transaction_quota(self.raw, quota) })
     }
 
     /// `VmbChannelSetInterruptLatency`, for the current connection (from

@@ -395,6 +395,9 @@ mod cases {
         assert_eq!(client.as_ref().subchannel_index(), Ok(0));
         assert_eq!(client.as_ref().set_interrupt_latency(30), Ok(0));
         assert_eq!(client.as_ref().set_interrupt_latency(0), Ok(30));
+        // Through a borrowed reference, as a callback would.
+        assert_eq!(client.as_ref().set_transaction_quota(0), Err(EINVAL));
+        assert_eq!(client.as_ref().set_transaction_quota(u32::MAX), Ok(()));
         // The server's sub-channel; the client's callback opens its own.
         let mut s_sub = kmcl::Channel::new(module, kmcl::Role::Server, sub_echo.clone()).unwrap();
         assert_eq!(s_sub.set_primary(client.as_ref()), Err(EINVAL));
