@@ -458,6 +458,14 @@ impl HostBus {
     }
 }
 
+/// The offer of device `dev`'s primary channel in `table`.
+fn primary_offer(table: &OfferTable<DeviceOffer>, dev: Device) -> Option<usize> {
+    table
+        .offers
+        .iter()
+        .position(|o| o.state.dev == dev && o.state.index == 0)
+}
+
 impl HostOffers {
     fn seek(self: &Arc<Self>, client: &Arc<Channel>, target: Target) -> Result {
         let mut inner = self.inner.lock();
@@ -529,9 +537,10 @@ impl HostOffers {
         if index == 0 || table.offers.iter().any(|o| o.state.channel == sc) {
             return;
         }
-        let Some(p) = table.offers.iter().find(|o| {
-            o.state.dev == dev && o.state.index == 0 && !o.state.removing && !o.state.subs_ended
-        }) else {
+        let Some(p) = primary_offer(table, dev)
+            .map(|i| &table.offers[i])
+            .filter(|p| !p.state.removing && !p.state.subs_ended)
+        else {
             return;
         };
         // Offered while the primary's client is leaving (hv_vmbus may run
@@ -581,15 +590,11 @@ impl HostOffers {
     /// [`Self::forget_subchannels`], after the primary closed. Process
     /// context.
     fn end_subchannels(&self, dev: Device) {
-        if let Some(p) = self
-            .inner
-            .lock()
-            .table
-            .offers
-            .iter_mut()
-            .find(|o| o.state.dev == dev && o.state.index == 0)
         {
-            p.state.subs_ended = true;
+            let mut inner = self.inner.lock();
+            if let Some(i) = primary_offer(&inner.table, dev) {
+                inner.table.offers[i].state.subs_ended = true;
+            }
         }
         loop {
             let link = {
@@ -635,14 +640,10 @@ impl HostOffers {
     fn take_away(&self, dev: Device, suspend: bool) {
         let link = {
             let mut inner = self.inner.lock();
-            let Some(offer) = inner
-                .table
-                .offers
-                .iter_mut()
-                .find(|o| o.state.dev == dev && o.state.index == 0)
-            else {
+            let Some(i) = primary_offer(&inner.table, dev) else {
                 return;
             };
+            let offer = &mut inner.table.offers[i];
             if suspend {
                 offer.state.suspended = true;
             } else {
@@ -664,12 +665,7 @@ impl HostOffers {
 
     fn resume(self: &Arc<Self>, dev: Device) {
         let mut inner = self.inner.lock();
-        let Some(idx) = inner
-            .table
-            .offers
-            .iter()
-            .position(|o| o.state.dev == dev && o.state.index == 0)
-        else {
+        let Some(idx) = primary_offer(&inner.table, dev) else {
             return;
         };
         inner.table.offers[idx].state.suspended = false;
