@@ -21,6 +21,7 @@
 //! | lock | kind | protects | taken in | order |
 //! |---|---|---|---|---|
 //! | `turn` | `Mutex<()>` | the right to change [`Control`]: one transition (and its state callbacks), setter or save step at a time | process context only; held across the state callbacks | 1: first of a channel's locks |
+//! | `sub_turn` | `Mutex<()>` | the same, for a sub-channel (its turn from [`Channel::set_primary`] on; a lock class of its own) | as `turn` | 1: as `turn`; after its primary's `turn` when a primary's state callback calls into its sub-channel |
 //! | `control` | `Mutex` | [`Control`]: lifecycle state, settings, state callbacks, the connection, save/restore | process context only; held briefly, never across a driver callback or a wait on the other endpoint; changed only by the holder of `turn` | 2: after `turn` |
 //! | `instance` | `SpinLockIrq` | the interface instance the driver reads | any context | leaf |
 //! | `bus` | `SpinLock` | which loopback bus the channel is on | process context | 3: after `control`; held only to clone the `Arc` |
@@ -48,9 +49,14 @@
 //!   at once ([`Channel::sever`]; synchronous requests end with
 //!   `-ENODEV`), and the control work carries out the rest when the turn
 //!   is free.
-//! - Nothing takes a second channel's `turn` or `control` while holding
-//!   one: the other endpoint is only ever told things through its
-//!   `events`.
+//! - The engine never takes a second channel's `turn` or `control` while
+//!   holding one: the other endpoint is only ever told things through its
+//!   `events`. A driver's state callback may call into another channel,
+//!   so turns nest in one order: a primary's state callback may Disable or
+//!   Cleanup its sub-channels (the primary's `turn`, then the
+//!   sub-channel's `sub_turn`, which lockdep tells apart); a sub-channel's
+//!   state callback must not call a turn-taking function of its primary
+//!   (the reverse order: it would deadlock with the former).
 //! - Driver callbacks (ProcessPacket, completion routines) are called with
 //!   none of these locks held.
 //!
@@ -279,6 +285,16 @@ pub(crate) struct Channel {
     /// table); held across state callbacks.
     #[pin]
     turn: Mutex<()>,
+    /// The turn of a sub-channel (once `is_sub`): the same role as
+    /// `turn`, in a lock class of its own, so that a primary's state
+    /// callback may wait for its sub-channel's turn (primary first) without
+    /// lockdep taking it for recursion on one lock.
+    #[pin]
+    sub_turn: Mutex<()>,
+    /// Whether the channel is a sub-channel, i.e. which of `turn` and
+    /// `sub_turn` is its turn. Set once, by [`Self::set_primary`], while
+    /// holding both.
+    is_sub: core::sync::atomic::AtomicBool,
     /// The task that holds `turn` now (0: none): a call back into the
     /// channel from that task (one of its state callbacks) is refused
     /// with `-EDEADLK` instead of deadlocking.
@@ -565,11 +581,24 @@ impl Channel {
         if self.in_own_callback() {
             return Err(EDEADLK);
         }
-        let guard = match self.turn.try_lock() {
-            Some(g) => g,
-            None => {
-                on_busy();
-                self.turn.lock()
+        use core::sync::atomic::Ordering::Acquire;
+        let mut on_busy = Some(on_busy);
+        let guard = loop {
+            let sub = self.is_sub.load(Acquire);
+            let lock = if sub { &self.sub_turn } else { &self.turn };
+            let guard = match lock.try_lock() {
+                Some(g) => g,
+                None => {
+                    if let Some(f) = on_busy.take() {
+                        f();
+                    }
+                    lock.lock()
+                }
+            };
+            // Became a sub-channel while this task waited: its turn is
+            // `sub_turn` from now on.
+            if self.is_sub.load(Acquire) == sub {
+                break guard;
             }
         };
         self.turn_owner.store(
@@ -643,6 +672,8 @@ impl Channel {
                     primary: None,
                 }),
                 turn <- new_mutex!(()),
+                sub_turn <- new_mutex!(()),
+                is_sub: core::sync::atomic::AtomicBool::new(false),
                 turn_owner: core::sync::atomic::AtomicUsize::new(0),
                 rx_owner: core::sync::atomic::AtomicUsize::new(0),
                 deferral_owner: core::sync::atomic::AtomicUsize::new(0),

@@ -298,13 +298,26 @@ impl Channel {
         if primary.control.lock().primary.is_some() {
             return Err(EINVAL);
         }
-        self.init_time(|ctl| {
+        let turn = self.take_turn()?;
+        {
+            let mut ctl = self.control.lock();
+            if !ctl.lifecycle.accepts_init() {
+                return Err(EBUSY);
+            }
             ctl.primary = Some(primary.clone());
             if self.role == Role::Client {
                 self.share_transfer_sets(primary);
             }
-            Ok(())
-        })
+        }
+        // From now on the channel's turn is `sub_turn`: switched while
+        // holding both, so that no two tasks ever hold "the" turn.
+        if !self.is_sub.load(core::sync::atomic::Ordering::Relaxed) {
+            let _sub = self.sub_turn.lock();
+            self.is_sub
+                .store(true, core::sync::atomic::Ordering::Release);
+        }
+        drop(turn);
+        Ok(())
     }
 
     /// The primary channel of a sub-channel.

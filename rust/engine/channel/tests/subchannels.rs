@@ -14,7 +14,8 @@ mod cases {
     use crate::engine::testing::Letters;
     use kernel::{
         new_mutex,
-        sync::Mutex, //
+        sync::Mutex,
+        workqueue::{impl_has_work, new_work, Work, WorkItem}, //
     };
 
     /// A client primary channel's callbacks: records the sub-channel
@@ -287,5 +288,106 @@ mod cases {
         server.cleanup()?;
         drop(buf);
         Ok(())
+    }
+
+    /// Holds a channel's turn from a work item for `ms` milliseconds, as
+    /// the engine's own work does while it ends a sub-channel's connection.
+    #[pin_data]
+    struct TurnHolder {
+        channel: Arc<Channel>,
+        ms: u32,
+        held: core::sync::atomic::AtomicBool,
+        done: core::sync::atomic::AtomicBool,
+        #[pin]
+        work: Work<TurnHolder>,
+    }
+
+    impl_has_work! {
+        impl HasWork<Self> for TurnHolder { self.work }
+    }
+
+    impl WorkItem for TurnHolder {
+        type Pointer = Arc<TurnHolder>;
+
+        fn run(this: Arc<TurnHolder>) {
+            let turn = this.channel.take_turn();
+            this.held.store(true, Ordering::SeqCst);
+            fsleep(Delta::from_millis(this.ms.into()));
+            drop(turn);
+            this.done.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A VSP's primary: when its client leaves, its `closed` callback
+    /// disables and frees the sub-channels it offered (what
+    /// `kmcl_net_vsp` does), counting the calls that succeeded.
+    #[pin_data]
+    struct EndsSubs {
+        #[pin]
+        subs: Mutex<KVec<Arc<Channel>>>,
+        freed: core::sync::atomic::AtomicU32,
+    }
+
+    impl StateCallbacks for EndsSubs {
+        fn closed(&self, _primary: &Arc<Channel>) {
+            let subs = core::mem::take(&mut *self.subs.lock());
+            for s in subs {
+                let disabled = !s.is_enabled() || s.disable().is_ok();
+                if disabled && s.cleanup().is_ok() {
+                    self.freed.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    /// A primary's state callback may wait for its sub-channel's turn
+    /// while another task holds it: the two turns nest (primary, then
+    /// sub-channel), which lockdep must know is not recursion on one lock.
+    #[test]
+    fn a_primarys_callback_waits_for_its_subchannels_turn() -> Result {
+        let bus = LoopbackBus::new()?;
+        let server = Channel::new(Role::Server, bus.clone())?;
+        server.configure(|s| s.interface_type = TYPE)?;
+        server.set_packet_callbacks(Arc::new(Echo, GFP_KERNEL)?)?;
+        let ends = Arc::pin_init(
+            pin_init!(EndsSubs {
+                subs <- new_mutex!(KVec::new()),
+                freed: core::sync::atomic::AtomicU32::new(0),
+            }),
+            GFP_KERNEL,
+        )?;
+        server.set_state_callbacks(ends.clone())?;
+        let client = Channel::new(Role::Client, bus.clone())?;
+        client.configure(|s| s.interface_type = TYPE)?;
+        open(&server, &client)?;
+        let s_sub = server_sub(&bus, &server)?;
+        let letters = Letters::new(false)?;
+        let c_sub = client_sub(&bus, &client, &letters)?;
+        assert!(wait_until(|| c_sub.is_running() && s_sub.is_running()));
+        ends.subs.lock().push(s_sub.clone(), GFP_KERNEL)?;
+        let held = s_sub.clone();
+        let holder = Arc::pin_init(
+            pin_init!(TurnHolder {
+                channel: held,
+                ms: 300,
+                held: core::sync::atomic::AtomicBool::new(false),
+                done: core::sync::atomic::AtomicBool::new(false),
+                work <- new_work!("kmcl::tests::TurnHolder::work"),
+            }),
+            GFP_KERNEL,
+        )?;
+        let _ = crate::sys::queues::process().enqueue(holder.clone());
+        assert!(wait_until(|| holder.held.load(Ordering::SeqCst)));
+        // The client leaves: the server primary's `closed` callback (in
+        // the primary's turn) waits for the sub-channel's turn.
+        client.disable()?;
+        assert!(wait_until(|| ends.freed.load(Ordering::SeqCst) == 1));
+        assert!(holder.done.load(Ordering::SeqCst));
+        assert!(!s_sub.is_enabled());
+        assert!(wait_until(|| !c_sub.is_enabled()));
+        c_sub.cleanup()?;
+        server.disable()?;
+        client.cleanup()?;
+        server.cleanup()
     }
 }
