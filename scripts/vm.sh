@@ -68,6 +68,10 @@ qemu=(qemu-system-x86_64 -machine q35,accel=tcg -cpu "${VM_CPU:-max}" -m "$VM_ME
 # works, other reboot methods can hang under TCG) and -no-reboot makes QEMU
 # exit.  Only kmcl's KUnit suites run: the kernel's own would add a minute.
 cmdline="console=ttyS0 panic=-1 reboot=t kunit.filter_glob=kmcl_* KMCL_VM=$mode ${KMCL_APPEND:-}"
+# swiotlb=force (check mode): every DMA mapping bounces, as in an isolated
+# (confidential) guest, so the stand-in host's isolated mode moves external
+# data through real swiotlb bounce buffers (the VM has no other DMA device).
+[ "$mode" = check ] && cmdline="$cmdline swiotlb=force"
 # KMCL_TESTS=a.sh,b.sh: only those kselftest programs (check mode).
 [ -n "${KMCL_TESTS:-}" ] && cmdline="$cmdline KMCL_TESTS=$KMCL_TESTS"
 

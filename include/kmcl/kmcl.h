@@ -712,6 +712,27 @@ void *kmcl_channel_get_pointer(struct kmcl_channel *channel);
 int kmcl_channel_get_mmio_space(struct kmcl_channel *channel, void **address,
 				u64 *size);
 
+/**
+ * kmcl_channel_get_mmio_physical() - where the MMIO space is: KMCL's
+ * VmbChannelGetMmioSpace MmioAddress as its parameter describes it, the
+ * guest physical address (kmcl's extension; kmcl_channel_get_mmio_space()
+ * gives the kernel mapping).
+ * @channel: a connected channel (from Opened until Closed).
+ * @start:   receives the physical address of the space's first byte (on a
+ *           VMBus host: the range vmbus_allocate_mmio() reserved, what a
+ *           driver tells the host, e.g. where a synthetic video device's
+ *           VRAM is).
+ * @size:    receives its size in bytes.
+ *
+ * In kmcl's version 2 tables (struct kmcl_v2_methods).
+ * Context: any.
+ * Return: 0, -EINVAL (NULL argument), -ENOTCONN (not connected),
+ * -ENODATA (the offer has no MMIO space), -EOPNOTSUPP (on the loopback
+ * bus: its space is ordinary memory with no physical range).
+ */
+int kmcl_channel_get_mmio_physical(struct kmcl_channel *channel, u64 *start,
+				   u64 *size);
+
 /* Incoming packets: the handle given to EvtVmbChannelProcessPacket. */
 
 /**
@@ -1428,6 +1449,7 @@ struct kmcl_v2_methods {
 	typeof(kmcl_stash_take) *stash_take;
 	typeof(kmcl_loopback_vmbus_create) *loopback_vmbus_create;
 	typeof(kmcl_loopback_vmbus_destroy) *loopback_vmbus_destroy;
+	typeof(kmcl_channel_get_mmio_physical) *channel_get_mmio_physical;
 };
 
 /**

@@ -101,6 +101,41 @@ pub unsafe extern "C" fn kmcl_channel_create_gpadl_from_mdl(
     }
 }
 
+/// kmcl's `kmcl_channel_get_mmio_physical`: KMCL's physical
+/// `MmioAddress`, the guest physical range of the connection's MMIO space.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle; `start` and `size` are NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_get_mmio_physical(
+    channel: *mut KmclChannel,
+    start: *mut u64,
+    size: *mut u64,
+) -> c_int {
+    if start.is_null() || size.is_null() {
+        return EINVAL.to_errno();
+    }
+    let mut range = None;
+    // SAFETY: the caller's promise.
+    let rc = unsafe {
+        with_channel(channel, |h| {
+            range = Some(h.channel.mmio_physical()?);
+            Ok(())
+        })
+    };
+    if let Some((at, len)) = range {
+        // SAFETY: both outputs are writable (checked non-NULL; the
+        // caller's promise).
+        unsafe {
+            *start = at;
+            *size = len as u64;
+        }
+    }
+    rc
+}
+
 /// `VmbChannelDeleteGpadl`: waits while the server has it mapped.
 ///
 /// # Safety
@@ -139,7 +174,10 @@ pub unsafe extern "C" fn kmcl_channel_get_mmio_space(
             Ok(())
         })
     };
-    if let Some(MmioSpace { address: va, len }) = space {
+    if let Some(MmioSpace {
+        address: va, len, ..
+    }) = space
+    {
         // SAFETY: both outputs are writable (checked non-NULL; the
         // caller's promise).
         unsafe {

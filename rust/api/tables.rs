@@ -110,6 +110,7 @@ const V2: V2Methods = V2Methods {
     stash_take: kmcl_stash_take,
     loopback_vmbus_create: kmcl_loopback_vmbus_create,
     loopback_vmbus_destroy: kmcl_loopback_vmbus_destroy,
+    channel_get_mmio_physical: kmcl_channel_get_mmio_physical,
 };
 
 /// The interface query: fills `interface` with the client (`kind` 1) or

@@ -110,4 +110,8 @@ pub(crate) struct MmioSpace {
     pub(crate) address: usize,
     /// Bytes.
     pub(crate) len: usize,
+    /// The guest physical address of its start (what a driver tells a
+    /// host, e.g. where a synthetic video device's VRAM is); `None` on the
+    /// loopback bus, whose space is ordinary (vmalloc) memory.
+    pub(crate) physical: Option<u64>,
 }

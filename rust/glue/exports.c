@@ -25,6 +25,7 @@ EXPORT_SYMBOL_NS_GPL(kmcl_channel_disable, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_enable, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_get_interface_instance, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_get_mmio_space, "KMCL");
+EXPORT_SYMBOL_NS_GPL(kmcl_channel_get_mmio_physical, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_get_pointer, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_init_set_client_context_size, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_channel_init_set_primary_channel, "KMCL");
@@ -155,6 +156,7 @@ static const u32 kmcl_c_layout[] = {
 	KMCL_OFF(kmcl_page_buffer, pfn),
 	KMCL_OFF(kmcl_client_interface_v2, v2),
 	KMCL_OFF(kmcl_client_interface_v2, v2.loopback_vmbus_destroy),
+	KMCL_OFF(kmcl_client_interface_v2, v2.channel_get_mmio_physical),
 	KMCL_OFF(kmcl_server_interface_v2, v2),
 	KMCL_OFF(kmcl_server_interface_v2, v2.channel_register_transfer_page_set),
 	KMCL_OFF(kmcl_server_interface_v2, packet_restored),

@@ -6,6 +6,7 @@
  * The Rust side (rust/hv/mod.rs) owns all decisions; these functions only
  * reach what hyperv.h offers as structures, macros and inline functions.
  */
+#include <linux/dma-mapping.h>
 #include <linux/hyperv.h>
 #include <linux/io.h>
 #include <linux/module.h>
@@ -42,6 +43,11 @@ static struct kmcl_hv_driver *kmcl_hv_driver_of(struct hv_device *dev)
 static int kmcl_hv_probe(struct hv_device *dev,
 			 const struct hv_vmbus_device_id *id)
 {
+	/*
+	 * External data is named by 4-KiB frame: a bounce buffer must keep
+	 * each byte's place in its frame (as storvsc asks).
+	 */
+	dma_set_min_align_mask(&dev->device, HV_HYP_PAGE_SIZE - 1);
 	return kmcl_host_probe(kmcl_hv_driver_of(dev)->bus, dev, dev->channel,
 			       &dev->dev_type, &dev->dev_instance);
 }
@@ -200,12 +206,37 @@ bool kmcl_hv_signal(struct vmbus_channel *ch)
 }
 
 /*
- * Whether the host may be given guest pages by number: not in an isolated
- * (SNP/TDX) guest, whose memory must be decrypted for the host first.
+ * Whether external data on @ch must reach the host through the DMA API: in
+ * an isolated (SNP/TDX/VBS) guest the host cannot read private memory,
+ * unless @ch is a confidential VMBus channel whose host may
+ * (co_external_memory).
  */
-bool kmcl_hv_shares_memory(void)
+bool kmcl_hv_bounces_external(struct vmbus_channel *ch)
 {
-	return !hv_is_isolation_supported();
+	return hv_is_isolation_supported() && !ch->co_external_memory;
+}
+
+/*
+ * Maps @len bytes at @offset of @page for the host of @dev, both ways
+ * (in an isolated guest: a swiotlb bounce buffer the host can reach,
+ * filled now); its bus address in @addr.  Any context.
+ */
+int kmcl_hv_dma_map(struct hv_device *dev, struct page *page, u32 offset,
+		    u32 len, u64 *addr)
+{
+	dma_addr_t a = dma_map_page(&dev->device, page, offset, len,
+				    DMA_BIDIRECTIONAL);
+
+	if (dma_mapping_error(&dev->device, a))
+		return -ENOMEM;
+	*addr = a;
+	return 0;
+}
+
+/* Ends a kmcl_hv_dma_map() mapping: the host's writes reach the page. */
+void kmcl_hv_dma_unmap(struct hv_device *dev, u64 addr, u32 len)
+{
+	dma_unmap_page(&dev->device, addr, len, DMA_BIDIRECTIONAL);
 }
 
 struct kmcl_hv_gpadl {
@@ -256,9 +287,11 @@ struct kmcl_hv_mmio {
 /*
  * Reserves the MMIO space @dev's offer asks for (mmio_megabytes) and maps
  * it: NULL if it asks for none, else the reservation (an ERR_PTR on
- * failure), with the mapping and its size in @va and @size.
+ * failure), with the mapping, its size and its physical start in @va,
+ * @size and @start.
  */
-void *kmcl_hv_mmio_allocate(struct hv_device *dev, void **va, u64 *size)
+void *kmcl_hv_mmio_allocate(struct hv_device *dev, void **va, u64 *size,
+			    u64 *start)
 {
 	resource_size_t bytes = (resource_size_t)dev->channel->offermsg.offer.mmio_megabytes << 20;
 	struct kmcl_hv_mmio *m;
@@ -283,6 +316,7 @@ void *kmcl_hv_mmio_allocate(struct hv_device *dev, void **va, u64 *size)
 	}
 	*va = (void __force *)m->va;
 	*size = bytes;
+	*start = m->res->start;
 	return m;
 }
 

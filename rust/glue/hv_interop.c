@@ -16,8 +16,10 @@
  * is __hv_hyperfail() (it returns an error).  The tests read the counters
  * to compare hv_vmbus's signalling decisions with kmcl's.
  */
+#include <linux/dma-mapping.h>
 #include <linux/hyperv.h>
 #include <linux/mm.h>
+#include <linux/swiotlb.h>
 #include <linux/slab.h>
 #include <linux/vmalloc.h>
 #include <linux/reciprocal_div.h>
@@ -196,10 +198,18 @@ void kmcl_hvi_counters(struct vmbus_channel *ch, u64 *sig_events,
 	*intr_in_full = ch->intr_in_full;
 }
 
+static void kmcl_hvi_device_release(struct device *d)
+{
+	kfree(container_of(d, struct hv_device, device));
+}
+
 /*
  * A made-up VMBus device over a made-up channel, for the transport tests
  * (rust/hv/transport_tests.rs): what hv_vmbus hands a driver's probe.
- * Only the fields kmcl reads are set; it is never registered.
+ * Only the fields kmcl reads are set; it is never registered.  Its struct
+ * device is initialised for the DMA API as vmbus_device_register() does
+ * (64-bit masks, DMA parameters) with the 4-KiB min_align_mask kmcl's
+ * probe sets, so that external data is mapped as on a real device.
  */
 struct hv_device *kmcl_hvi_device_new(struct vmbus_channel *ch,
 				      const guid_t *type,
@@ -212,12 +222,30 @@ struct hv_device *kmcl_hvi_device_new(struct vmbus_channel *ch,
 	guid_copy(&dev->dev_type, type);
 	guid_copy(&dev->dev_instance, instance);
 	dev->channel = ch;
+	device_initialize(&dev->device);
+	dev->device.release = kmcl_hvi_device_release;
+	if (dev_set_name(&dev->device, "kmcl-hvi-%pUl", instance))
+		goto fail;
+	dev->device.dma_parms = &dev->dma_parms;
+	dev->device.dma_mask = &dev->dma_mask;
+	if (dma_set_mask_and_coherent(&dev->device, DMA_BIT_MASK(64)))
+		goto fail;
+	dma_set_min_align_mask(&dev->device, HV_HYP_PAGE_SIZE - 1);
 	return dev;
+fail:
+	put_device(&dev->device);
+	return NULL;
 }
 
 void kmcl_hvi_device_free(struct hv_device *dev)
 {
-	kfree(dev);
+	put_device(&dev->device);
+}
+
+/* Whether every DMA mapping of @dev goes through a bounce buffer. */
+bool kmcl_hvi_bounces(struct hv_device *dev)
+{
+	return is_swiotlb_force_bounce(&dev->device);
 }
 
 /*

@@ -17,6 +17,7 @@ bool kmcl_hv_vmbus_present(void);
 
 /* rust/glue/hv_glue.c: kmcl's drivers and channels on hv_vmbus. */
 struct hv_device;
+struct page;
 struct vmbus_channel;
 struct kmcl_hv_rings {
 	void *out;
@@ -34,12 +35,16 @@ void kmcl_hv_close(struct vmbus_channel *ch);
 bool kmcl_hv_signal(struct vmbus_channel *ch);
 void kmcl_hv_set_low_latency(struct vmbus_channel *ch, bool on);
 void kmcl_hv_on_channel(void *link);
-bool kmcl_hv_shares_memory(void);
+bool kmcl_hv_bounces_external(struct vmbus_channel *ch);
+int kmcl_hv_dma_map(struct hv_device *dev, struct page *page, u32 offset,
+		    u32 len, u64 *addr);
+void kmcl_hv_dma_unmap(struct hv_device *dev, u64 addr, u32 len);
 struct kmcl_mdl;
 void *kmcl_hv_gpadl_create(struct vmbus_channel *ch,
 			   const struct kmcl_mdl *mdl, u32 *handle);
 int kmcl_hv_gpadl_delete(struct vmbus_channel *ch, void *gpadl);
-void *kmcl_hv_mmio_allocate(struct hv_device *dev, void **va, u64 *size);
+void *kmcl_hv_mmio_allocate(struct hv_device *dev, void **va, u64 *size,
+			    u64 *start);
 void kmcl_hv_mmio_free(void *mmio);
 /* Defined in Rust (rust/transport/hyperv/vmbus.rs). */
 int kmcl_host_probe(const void *bus, struct hv_device *dev,
@@ -110,6 +115,7 @@ struct hv_device *kmcl_hvi_device_new(struct vmbus_channel *ch,
 				      const guid_t *type,
 				      const guid_t *instance);
 void kmcl_hvi_device_free(struct hv_device *dev);
+bool kmcl_hvi_bounces(struct hv_device *dev);
 void kmcl_hvi_make_subchannel(struct vmbus_channel *sc,
 			      struct vmbus_channel *primary, u16 index);
 void kmcl_hvi_rescind(struct vmbus_channel *ch);

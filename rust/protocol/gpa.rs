@@ -83,6 +83,47 @@ pub fn hv_frames<I: Iterator<Item = u64>>(
     Some(((offset % HV_PAGE_SIZE) as u32, frames))
 }
 
+/// `len` bytes from byte `offset` of a run of memory, split at every
+/// 4-KiB frame boundary: (position from the run's start, length) of each
+/// piece, in order. A DMA mapping that keeps a piece's place in its frame
+/// (swiotlb with a 4-KiB `min_align_mask`) maps each piece to one frame,
+/// so that the mapped pieces still make one GPA range ([`mapped_range`]).
+pub fn frame_pieces(offset: usize, len: usize) -> impl Iterator<Item = (usize, usize)> {
+    let end = offset.saturating_add(len);
+    let mut at = offset;
+    core::iter::from_fn(move || {
+        if at >= end {
+            return None;
+        }
+        let n = (HV_PAGE_SIZE - at % HV_PAGE_SIZE).min(end - at);
+        let piece = (at, n);
+        at += n;
+        Some(piece)
+    })
+}
+
+/// The GPA range that mapped pieces make, given each piece's bus address
+/// and length in order: its offset into its first 4-KiB frame and its
+/// frames (one a piece). `None` unless they line up as one range: no
+/// piece empty or leaving its frame, every piece but the first starting
+/// at a frame's start and every piece but the last ending at a frame's
+/// end.
+pub fn mapped_range(pieces: &[(u64, usize)]) -> Option<(u32, impl Iterator<Item = u64> + '_)> {
+    const PAGE: u64 = HV_PAGE_SIZE as u64;
+    const SHIFT: u32 = HV_PAGE_SIZE.trailing_zeros();
+    let last = pieces.len().checked_sub(1)?;
+    let (first, _) = *pieces.first()?;
+    for (i, (addr, len)) in pieces.iter().enumerate() {
+        let start = addr & (PAGE - 1);
+        let end = start.checked_add(u64::try_from(*len).ok()?)?;
+        if *len == 0 || end > PAGE || (i > 0 && start != 0) || (i < last && end != PAGE) {
+            return None;
+        }
+    }
+    let offset = (first & (PAGE - 1)) as u32;
+    Some((offset, pieces.iter().map(|(addr, _)| addr >> SHIFT)))
+}
+
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     let s = b.get(at..at.checked_add(4)?)?;
     Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
@@ -309,6 +350,57 @@ mod tests {
                     assert!(f.iter().all(|fr| pfns[..n].contains(&(fr / ratio))));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn frame_pieces_split_at_every_4k_boundary() {
+        let p: Vec<_> = frame_pieces(300, 5000).collect();
+        assert_eq!(p, std::vec![(300, 3796), (4096, 1204)]);
+        let p: Vec<_> = frame_pieces(4096, 8192).collect();
+        assert_eq!(p, std::vec![(4096, 4096), (8192, 4096)]);
+        assert_eq!(frame_pieces(5, 0).count(), 0);
+        assert_eq!(
+            frame_pieces(4095, 2).collect::<Vec<_>>(),
+            std::vec![(4095, 1), (4096, 1)]
+        );
+    }
+
+    #[test]
+    fn mapped_pieces_make_one_range_only_when_they_line_up() {
+        let range = |p: &[(u64, usize)]| mapped_range(p).map(|(o, f)| (o, f.collect::<Vec<_>>()));
+        // Bounced to frames 0x90 and 0x31, keeping the offset.
+        assert_eq!(
+            range(&[(0x9012c, 3796), (0x31000, 1204)]),
+            Some((300, std::vec![0x90, 0x31]))
+        );
+        assert_eq!(range(&[(0x5000, 10)]), Some((0, std::vec![5])));
+        // A piece that does not end its frame, or starts inside one.
+        assert_eq!(range(&[(0x9012c, 3000), (0x31000, 1204)]), None);
+        assert_eq!(range(&[(0x9012c, 3796), (0x31004, 1204)]), None);
+        // Leaving its frame, empty, none.
+        assert_eq!(range(&[(0x9012c, 4000)]), None);
+        assert_eq!(range(&[(0x9000, 0)]), None);
+        assert_eq!(range(&[]), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn pieces_mapped_in_place_give_the_ranges_frames(
+            offset in 0usize..20000, len in 1usize..40000, base in 1u64..1 << 30
+        ) {
+            // Memory mapped where it is (no bounce): the frames of the
+            // range itself.
+            let pieces: Vec<(u64, usize)> = frame_pieces(offset, len)
+                .map(|(at, n)| (base * 4096 + at as u64, n))
+                .collect();
+            proptest::prop_assert_eq!(pieces.iter().map(|p| p.1).sum::<usize>(), len);
+            let (o, f) = mapped_range(&pieces).unwrap();
+            proptest::prop_assert_eq!(o as usize, offset % 4096);
+            let f: Vec<u64> = f.collect();
+            proptest::prop_assert_eq!(f.len(), pages_spanned(offset % 4096, len).unwrap());
+            let first = base + (offset / 4096) as u64;
+            proptest::prop_assert!(f.iter().enumerate().all(|(i, x)| *x == first + i as u64));
         }
     }
 

@@ -218,6 +218,18 @@ impl GpadlPages {
         crate::protocol::gpa::hv_frames(self.offset, self.len, shift, self.pfns())
     }
 
+    /// The data split at every 4-KiB frame boundary: (page, offset in the
+    /// page, bytes) of each piece, in order (what a DMA mapping for VMBus
+    /// maps one by one; [`crate::protocol::gpa::frame_pieces`]).
+    pub(crate) fn frame_pieces(&self) -> impl Iterator<Item = (*mut Page, u32, u32)> + '_ {
+        crate::protocol::gpa::frame_pieces(self.offset, self.len).filter_map(|(at, n)| {
+            // The pieces lie within the pages (invariant: `offset + len`
+            // fits them); `get` keeps that checked.
+            let page = *self.pages.get(at >> PAGE_SHIFT)?;
+            Some((page, (at & (PAGE_SIZE - 1)) as u32, n as u32))
+        })
+    }
+
     /// Bytes of data.
     pub(crate) fn len(&self) -> usize {
         self.len

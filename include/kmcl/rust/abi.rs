@@ -434,6 +434,10 @@ kmcl_functions! {
     FnLoopbackVmbusCreate = kmcl_loopback_vmbus_create(handle: *mut u64) -> c_int;
     /// kmcl's own: forgets a loopback bus from `kmcl_loopback_vmbus_create`.
     FnLoopbackVmbusDestroy = kmcl_loopback_vmbus_destroy(handle: u64) -> c_int;
+    /// kmcl's own: the guest physical range of the MMIO space (KMCL's
+    /// physical `MmioAddress`).
+    FnChannelGetMmioPhysical = kmcl_channel_get_mmio_physical(channel: *mut KmclChannel,
+        start: *mut u64, size: *mut u64) -> c_int;
     /// kmcl's own: which VMBus a client looks for its offer on
     /// (`TRANSPORT_*`).
     FnClientChannelInitSetTransport = kmcl_client_channel_init_set_transport(
@@ -569,6 +573,7 @@ pub struct V2Methods {
     pub stash_take: FnStashTake,
     pub loopback_vmbus_create: FnLoopbackVmbusCreate,
     pub loopback_vmbus_destroy: FnLoopbackVmbusDestroy,
+    pub channel_get_mmio_physical: FnChannelGetMmioPhysical,
 }
 
 /// The client table, version 2 (C `struct kmcl_client_interface_v2`).

@@ -456,6 +456,16 @@ impl ChannelRef<'_> {
         Ok((va as usize, size))
     }
 
+    /// kmcl's `kmcl_channel_get_mmio_physical`: (guest physical start,
+    /// bytes) of the connection's MMIO space, what a driver tells its host
+    /// (KMCL's physical `MmioAddress`). `EOPNOTSUPP` on the loopback bus.
+    pub fn mmio_physical(&self) -> Result<(u64, u64)> {
+        let (mut start, mut size) = (0u64, 0u64);
+        // SAFETY: `raw` is live for `'a`; both outputs are writable.
+        result(unsafe { abi::kmcl_channel_get_mmio_physical(self.raw, &mut start, &mut size) })?;
+        Ok((start, size))
+    }
+
     /// Sends `payload` in a new packet object (`VmbPacketAllocate` +
     /// `VmbPacketSend`); `done` runs once when the transaction is over
     /// (with `wait_for_completion`: when the other endpoint completed it).

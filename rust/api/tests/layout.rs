@@ -52,6 +52,7 @@ mod cases {
             offset_of!(KmclPageBuffer, pfn),
             offset_of!(abi::ClientInterfaceV2, v2),
             offset_of!(abi::ClientInterfaceV2, v2.loopback_vmbus_destroy),
+            offset_of!(abi::ClientInterfaceV2, v2.channel_get_mmio_physical),
             offset_of!(abi::ServerInterfaceV2, v2),
             offset_of!(
                 abi::ServerInterfaceV2,
@@ -134,9 +135,9 @@ mod cases {
             size_of::<ServerInterfaceV1>(),
             size_of::<ServerInterfaceV2>(),
         );
-        // 15 additions, and kmcl_packet_restored for servers.
-        assert_eq!(c2n, c1n + 15 * 8);
-        assert_eq!(s2n, s1n + 16 * 8);
+        // 16 additions, and kmcl_packet_restored for servers.
+        assert_eq!(c2n, c1n + 16 * 8);
+        assert_eq!(s2n, s1n + 17 * 8);
         // SAFETY: each buffer has the size passed.
         unsafe {
             assert_eq!(
@@ -189,6 +190,8 @@ mod cases {
         let context: abi::FnChannelPacketGetClientContext = kmcl_channel_packet_get_client_context;
         let destroy: abi::FnLoopbackVmbusDestroy = kmcl_loopback_vmbus_destroy;
         let restored: abi::FnPacketRestored = kmcl_packet_restored;
+        let physical: abi::FnChannelGetMmioPhysical = kmcl_channel_get_mmio_physical;
+        assert!(c2.v2.channel_get_mmio_physical as usize == physical as usize);
         assert!(c2.v2.channel_register_transfer_page_set as usize == register as usize);
         assert!(c2.v2.channel_init_set_primary_channel as usize == primary as usize);
         assert!(c2.v2.channel_packet_get_client_context as usize == context as usize);

@@ -110,6 +110,16 @@ mod cases {
             assert_eq!(kmcl_channel_get_mmio_space(server, &mut sva, &mut ssize), 0);
             assert_eq!(csize, 3 << 20);
             assert_eq!((sva, ssize), (cva, csize));
+            // Ordinary memory: no physical range to tell a host.
+            let (mut start, mut bytes) = (0u64, 0u64);
+            assert_eq!(
+                kmcl_channel_get_mmio_physical(client, &mut start, &mut bytes),
+                -95
+            );
+            assert_eq!(
+                kmcl_channel_get_mmio_physical(client, core::ptr::null_mut(), &mut bytes),
+                -22
+            );
             let space = core::slice::from_raw_parts_mut(cva.cast::<u8>(), csize as usize);
             assert!(space.iter().all(|b| *b == 0));
             space[0] = 0x11;
@@ -120,6 +130,10 @@ mod cases {
             assert_eq!(kmcl_channel_disable(client), 0);
             assert_eq!(
                 kmcl_channel_get_mmio_space(client, &mut cva, &mut csize),
+                -107
+            );
+            assert_eq!(
+                kmcl_channel_get_mmio_physical(client, &mut start, &mut bytes),
                 -107
             );
             assert_eq!(kmcl_channel_disable(server), 0);

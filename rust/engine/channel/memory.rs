@@ -32,4 +32,13 @@ impl Channel {
         }
         space.ok_or(ENODATA)
     }
+
+    /// KMCL's `MmioAddress` as its page describes it: the guest physical
+    /// range (start, bytes) of the connection's MMIO space, from Opened
+    /// until Closed. As [`Self::mmio_space`], and `-EOPNOTSUPP` on the
+    /// loopback bus (ordinary memory, no physical range). Any context.
+    pub(crate) fn mmio_physical(&self) -> Result<(u64, usize)> {
+        let space = self.mmio_space()?;
+        Ok((space.physical.ok_or(EOPNOTSUPP)?, space.len))
+    }
 }

@@ -21,7 +21,14 @@ use crate::{
 
 use crate::engine::types::ExternalLimits;
 
-use super::Peer;
+use super::{
+    MappedExternal,
+    Peer, //
+};
+
+/// One transaction's external data: the pages, and their mapping for the
+/// other endpoint if it needs one ([`super::Remote::map_external`]).
+type Exposure = (u64, Arc<External>, Option<KBox<dyn MappedExternal>>);
 
 /// The external data `peer` exposed for transaction `tid`, if `header` (a
 /// GPA range list read from the ring) describes exactly its ranges, in
@@ -52,7 +59,7 @@ pub(super) fn check_external(
 #[pin_data]
 pub(crate) struct Exposed {
     #[pin]
-    table: SpinLockIrq<KVec<(u64, Arc<External>)>>,
+    table: SpinLockIrq<KVec<Exposure>>,
     /// Signalled when the table becomes empty.
     #[pin]
     drained: CondVar,
@@ -67,19 +74,31 @@ impl Exposed {
         })
     }
 
-    /// Exposes `pages` for transaction `tid`.
-    pub(crate) fn add(&self, tid: u64, pages: Arc<External>) -> Result {
-        self.table.lock().push((tid, pages), GFP_ATOMIC)?;
+    /// Exposes `pages` (mapped as `mapped` for the other endpoint) for
+    /// transaction `tid`. On failure (no memory) `mapped` is given back.
+    pub(crate) fn add(
+        &self,
+        tid: u64,
+        pages: Arc<External>,
+        mapped: Option<KBox<dyn MappedExternal>>,
+    ) -> Result<(), Option<KBox<dyn MappedExternal>>> {
+        let mut t = self.table.lock();
+        if t.reserve(1, GFP_ATOMIC).is_err() {
+            return Err(mapped);
+        }
+        // Room was reserved.
+        let _ = t.push_within_capacity((tid, pages, mapped));
         Ok(())
     }
 
-    /// Ends the exposure for transaction `tid` (its completion came).
+    /// Ends the exposure for transaction `tid` (its completion came, or
+    /// its packet was never written): its mapping ends (outside the lock).
     pub(crate) fn remove(&self, tid: u64) {
         let (gone, empty) = {
             let mut t = self.table.lock();
             let gone = t
                 .iter()
-                .position(|(id, _)| *id == tid)
+                .position(|(id, _, _)| *id == tid)
                 .and_then(|i| t.remove(i).ok());
             (gone, t.is_empty())
         };
@@ -101,15 +120,22 @@ impl Exposed {
         self.table
             .lock()
             .iter()
-            .find(|(id, _)| *id == tid)
-            .map(|(_, p)| p.clone())
+            .find(|(id, _, _)| *id == tid)
+            .map(|(_, p, _)| p.clone())
     }
 
     /// Ends every exposure (the connection ended, or the other endpoint
-    /// left).
+    /// left) without their completions: mappings are retired, to end when
+    /// the other endpoint's channel is closed
+    /// ([`MappedExternal::retire`]).
     pub(crate) fn clear(&self) {
-        let all = core::mem::take(&mut *self.table.lock());
+        let mut all = core::mem::take(&mut *self.table.lock());
         self.drained.notify_all();
+        for (_, _, mapped) in all.iter_mut() {
+            if let Some(m) = mapped {
+                m.retire();
+            }
+        }
         drop(all);
     }
 

@@ -105,6 +105,7 @@ pub(crate) use packet::IncomingPacket;
 pub(crate) use packet::PacketObject;
 pub(crate) use remote::{
     GpadlHost,
+    MappedExternal,
     Remote, //
 };
 use routine::{

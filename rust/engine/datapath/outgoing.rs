@@ -352,13 +352,12 @@ impl DataPath {
         may_queue: bool,
     ) -> Result<Sent, SendError> {
         self.admits(payload)?;
-        // An isolated VM's host cannot read guest pages it is only told of.
-        if !self.peer.shares_memory() {
-            return Err(EOPNOTSUPP.into());
-        }
         // The range list: one range per range of the external data, each
         // with its 4-KiB frame numbers (VMBus's, whatever the kernel's page
-        // size).
+        // size): the pages' own, or those of their mapping for an endpoint
+        // that cannot read them where they are (the host of an isolated
+        // VM). Dropped on any failure below: the mapping ends.
+        let mapped = self.peer.map_external(&pages)?;
         let ranges = pages.ranges();
         let frames: usize = ranges
             .iter()
@@ -366,16 +365,28 @@ impl DataPath {
             .sum();
         let mut pfns = KVec::with_capacity(frames, GFP_ATOMIC)?;
         let mut lists = KVec::with_capacity(ranges.len(), GFP_ATOMIC)?;
-        for r in ranges {
-            let at = pfns.len();
-            let (offset, frames) = r.hv_range().ok_or(EINVAL)?;
-            for pfn in frames {
-                pfns.push(pfn, GFP_ATOMIC)?;
+        match mapped.as_deref() {
+            Some(m) => {
+                for i in 0..m.count() {
+                    let at = pfns.len();
+                    let (offset, len, frames) = m.range(i).ok_or(EINVAL)?;
+                    pfns.extend_from_slice(frames, GFP_ATOMIC)?;
+                    lists.push((offset, len, at..pfns.len()), GFP_ATOMIC)?;
+                }
             }
-            lists.push(
-                (offset, u32::try_from(r.len())?, at..pfns.len()),
-                GFP_ATOMIC,
-            )?;
+            None => {
+                for r in ranges {
+                    let at = pfns.len();
+                    let (offset, frames) = r.hv_range().ok_or(EINVAL)?;
+                    for pfn in frames {
+                        pfns.push(pfn, GFP_ATOMIC)?;
+                    }
+                    lists.push(
+                        (offset, u32::try_from(r.len())?, at..pfns.len()),
+                        GFP_ATOMIC,
+                    )?;
+                }
+            }
         }
         let hlen = gpa::encoded_len(lists.iter().map(|(o, l, _)| (*o, *l))).ok_or(EINVAL)?;
         let mut header = KVec::from_elem(0u8, hlen, GFP_ATOMIC)?;
@@ -388,9 +399,9 @@ impl DataPath {
             Err((InsertError::NoMemory, _)) => return Err(ENOMEM.into()),
             Err((InsertError::Full, _)) => return Err(EBUSY.into()),
         };
-        if let Err(e) = exposed.add(id, pages) {
+        if exposed.add(id, pages, mapped).is_err() {
             self.forget(Some(id));
-            return Err(e.into());
+            return Err(ENOMEM.into());
         }
         let packet = Packet {
             ptype: PacketType::GpaDirect,

@@ -9,7 +9,28 @@ use kernel::{
     sync::Arc, //
 };
 
-use crate::shmem::GpadlPages;
+use crate::shmem::{
+    External,
+    GpadlPages, //
+};
+
+/// External data mapped for the other endpoint for one transaction (the
+/// host of an isolated VM: DMA bounce buffers), as the packet names it.
+/// Dropping it ends the mapping (the transaction completed: what the
+/// other endpoint wrote reaches the pages then).
+pub(crate) trait MappedExternal: Send + Sync {
+    /// How many ranges: one for each range of the external data.
+    fn count(&self) -> usize;
+
+    /// Range `i`: its offset into its first 4-KiB frame, its bytes and its
+    /// frames.
+    fn range(&self, i: usize) -> Option<(u32, u32, &[u64])>;
+
+    /// The connection ended before the transaction completed: the other
+    /// endpoint may reach the memory until its channel is closed, so the
+    /// mapping is ended then, not when this is dropped.
+    fn retire(&mut self);
+}
 
 /// The other endpoint of a data path. Any context unless a method says
 /// otherwise.
@@ -45,10 +66,13 @@ pub(crate) trait Remote: Send + Sync {
         None
     }
 
-    /// Whether the other endpoint may be given memory by page number
-    /// (external data). The host of an isolated VM cannot read it.
-    fn shares_memory(&self) -> bool {
-        true
+    /// Makes external data `pages` reachable by the other endpoint for one
+    /// transaction: `None` when it reads them where they are (a loopback
+    /// peer, the host of a VM that is not isolated), else their mapping
+    /// (the host of an isolated VM: DMA bounce buffers it can reach), whose
+    /// frames the packet must name instead. Any context.
+    fn map_external(&self, _pages: &External) -> Result<Option<KBox<dyn MappedExternal>>> {
+        Ok(None)
     }
 
     /// The other endpoint keeps its client's GPADLs itself (a VMBus host).

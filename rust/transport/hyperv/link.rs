@@ -35,6 +35,7 @@ use crate::{
         },
         datapath::{
             GpadlHost,
+            MappedExternal,
             Remote, //
         },
         types::{
@@ -44,11 +45,15 @@ use crate::{
             RingPageCounts, //
         },
     },
-    shmem::GpadlPages,
+    shmem::{
+        External,
+        GpadlPages, //
+    },
     sys::wait::wait_bounded,
 };
 
 use super::{
+    bounce::Bounces,
     Device,
     HostChannel,
     HostOffers,
@@ -97,6 +102,10 @@ pub(crate) struct HostLink {
     /// The client's GPADLs on the device's channel.
     #[pin]
     gpadls: Mutex<KVec<HostGpadl>>,
+    /// External data mapped for the host of an isolated VM whose
+    /// transactions ended with the connection: unmapped once the channel
+    /// is closed.
+    bounces: Arc<Bounces>,
 }
 
 /// A GPADL the host has.
@@ -111,7 +120,7 @@ struct LinkState {
     /// The device's channel is open.
     opened: bool,
     /// The offer's MMIO space while open: (address, bytes, token).
-    mmio: Option<(usize, usize, usize)>,
+    mmio: Option<(MmioSpace, usize)>,
     /// The client has not left yet.
     attached: bool,
 }
@@ -125,8 +134,10 @@ impl HostLink {
         instance: Guid,
         pages: RingPageCounts,
     ) -> Result<Arc<Self>> {
+        let bounces = Bounces::new(ops.clone(), dev)?;
         Arc::pin_init(
             pin_init!(HostLink {
+                bounces,
                 offers,
                 client,
                 ops,
@@ -294,7 +305,7 @@ impl Link for HostLink {
             Ok(rings) => rings,
             Err(e) => {
                 self.live.store(false, Relaxed);
-                if let Some((_, _, token)) = mmio {
+                if let Some((_, token)) = mmio {
                     self.ops.free_mmio(self.dev, token);
                 }
                 return Err(e);
@@ -324,7 +335,7 @@ impl Link for HostLink {
                 self.offers.forget_subchannels(self.dev);
             }
             st.opened = false;
-            if let Some((_, _, token)) = st.mmio.take() {
+            if let Some((_, token)) = st.mmio.take() {
                 self.ops.free_mmio(self.dev, token);
             }
         }
@@ -361,8 +372,14 @@ impl Link for HostLink {
                 // clients have left (`end_subchannels` above), or were
                 // abandoned, which ended their data paths.
                 unsafe { self.ops.close(self.channel) };
+                // A primary's channel is closed, the host reaches no
+                // bounce buffer of it any more (a sub-channel's closes
+                // with its primary: its link ends them when dropped).
+                if self.index == 0 {
+                    self.bounces.release_retired();
+                }
                 st.opened = false;
-                if let Some((_, _, token)) = st.mmio.take() {
+                if let Some((_, token)) = st.mmio.take() {
                     self.ops.free_mmio(self.dev, token);
                 }
             }
@@ -377,10 +394,7 @@ impl Link for HostLink {
 
     /// The offer's MMIO space while the channel is open: (address, bytes).
     fn mmio_space(&self) -> Option<MmioSpace> {
-        self.state
-            .lock()
-            .mmio
-            .map(|(address, len, _)| MmioSpace { address, len })
+        self.state.lock().mmio.map(|(space, _)| space)
     }
 
     /// The device's instance GUID.
@@ -409,9 +423,15 @@ impl Remote for HostLink {
         }
     }
 
-    /// Whether the host may be given guest memory by page number.
-    fn shares_memory(&self) -> bool {
-        self.ops.shares_memory()
+    /// In an isolated VM (and on a channel whose host cannot read private
+    /// memory), external data goes through DMA bounce buffers
+    /// ([`super::bounce`]); otherwise the packet names the pages.
+    fn map_external(&self, pages: &External) -> Result<Option<KBox<dyn MappedExternal>>> {
+        if !self.ops.bounces_external(self.channel) {
+            return Ok(None);
+        }
+        let mapped = self.bounces.map(pages)?;
+        Ok(Some(KBox::new(mapped, GFP_ATOMIC)?))
     }
 
     fn gpadl_host(&self) -> Option<&dyn GpadlHost> {

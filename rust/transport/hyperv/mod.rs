@@ -63,6 +63,7 @@ use crate::{
         types::{
             Guid,
             GuidText,
+            MmioSpace,
             RingPageCounts, //
         },
     },
@@ -78,6 +79,7 @@ use crate::{
     },
 };
 
+mod bounce;
 mod link;
 pub(crate) mod vmbus;
 
@@ -169,10 +171,36 @@ pub(crate) trait HostOps: Send + Sync {
     /// host gave it one. Any context.
     fn set_low_latency(&self, ch: HostChannel, on: bool);
 
-    /// Whether the host may be given guest memory by page number (GPADLs,
-    /// external data): not in an isolated (confidential) VM, where memory
-    /// must be decrypted for the host first.
-    fn shares_memory(&self) -> bool;
+    /// Whether external data on channel `ch` must reach the host through
+    /// the DMA API ([`Self::dma_map`]): in an isolated (confidential) VM
+    /// the host cannot read private memory, unless `ch` is a confidential
+    /// VMBus channel (`co_external_memory`). Any context.
+    fn bounces_external(&self, ch: HostChannel) -> bool;
+
+    /// Maps the piece `(page, offset, len)` (within one 4-KiB frame) for
+    /// the host of `dev`, both ways (`dma_map_page()`: in an isolated VM a
+    /// swiotlb bounce buffer the host can reach, filled now, keeping the
+    /// piece's place in its frame); returns the bus address. Any context.
+    ///
+    /// # Safety
+    ///
+    /// The page is valid, the piece within it, and it stays allocated
+    /// until [`Self::dma_unmap`] of the mapping.
+    unsafe fn dma_map(
+        &self,
+        dev: Device,
+        piece: (*mut crate::shmem::Page, u32, u32),
+    ) -> Result<u64>;
+
+    /// Ends a mapping of [`Self::dma_map`]: what the host wrote reaches the
+    /// page. Any context.
+    ///
+    /// # Safety
+    ///
+    /// `(addr, len)` came from [`Self::dma_map`] for `dev`, is unmapped
+    /// once, and the host no longer uses it (the transaction completed or
+    /// the channel closed).
+    unsafe fn dma_unmap(&self, dev: Device, addr: u64, len: u32);
 
     /// Shares the whole pages of `pages` with the host as a GPADL of the
     /// open channel `ch` (`vmbus_establish_gpadl()`): returns (handle,
@@ -180,10 +208,10 @@ pub(crate) trait HostOps: Send + Sync {
     fn create_gpadl(&self, ch: HostChannel, pages: &GpadlPages) -> Result<(u32, usize)>;
 
     /// Reserves and maps the MMIO space `dev`'s offer asks for
-    /// (`vmbus_allocate_mmio()`): `None` if it asks for none, else
-    /// (kernel virtual address, bytes, token for [`Self::free_mmio`]).
-    /// Process context.
-    fn allocate_mmio(&self, dev: Device) -> Result<Option<(usize, usize, usize)>>;
+    /// (`vmbus_allocate_mmio()`): `None` if it asks for none, else (the
+    /// space: mapping, bytes and physical start; token for
+    /// [`Self::free_mmio`]). Process context.
+    fn allocate_mmio(&self, dev: Device) -> Result<Option<(MmioSpace, usize)>>;
 
     /// Releases MMIO space from [`Self::allocate_mmio`]. Process context.
     fn free_mmio(&self, dev: Device, token: usize);
@@ -219,16 +247,20 @@ impl HostOps for NoHost {
         false
     }
     fn set_low_latency(&self, _ch: HostChannel, _on: bool) {}
-    fn shares_memory(&self) -> bool {
+    fn bounces_external(&self, _ch: HostChannel) -> bool {
         false
     }
+    unsafe fn dma_map(&self, _d: Device, _p: (*mut crate::shmem::Page, u32, u32)) -> Result<u64> {
+        Err(ENODEV)
+    }
+    unsafe fn dma_unmap(&self, _d: Device, _a: u64, _l: u32) {}
     fn create_gpadl(&self, _ch: HostChannel, _pages: &GpadlPages) -> Result<(u32, usize)> {
         Err(ENODEV)
     }
     fn delete_gpadl(&self, _ch: HostChannel, _token: usize) -> Result {
         Err(ENODEV)
     }
-    fn allocate_mmio(&self, _dev: Device) -> Result<Option<(usize, usize, usize)>> {
+    fn allocate_mmio(&self, _dev: Device) -> Result<Option<(MmioSpace, usize)>> {
         Err(ENODEV)
     }
     fn free_mmio(&self, _dev: Device, _token: usize) {}

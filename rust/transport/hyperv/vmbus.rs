@@ -30,7 +30,10 @@ use super::{
     HostRings, //
 };
 use crate::engine::types::Guid;
-use crate::engine::types::RingPageCounts;
+use crate::engine::types::{
+    MmioSpace,
+    RingPageCounts, //
+};
 use crate::shmem::{
     GpadlPages,
     RingPages, //
@@ -67,7 +70,15 @@ pub(super) mod ffi {
         pub(super) fn kmcl_hv_close(ch: *mut c_void);
         pub(super) fn kmcl_hv_signal(ch: *mut c_void) -> bool;
         pub(super) fn kmcl_hv_set_low_latency(ch: *mut c_void, on: bool);
-        pub(super) fn kmcl_hv_shares_memory() -> bool;
+        pub(super) fn kmcl_hv_bounces_external(ch: *mut c_void) -> bool;
+        pub(super) fn kmcl_hv_dma_map(
+            dev: *mut c_void,
+            page: *mut crate::shmem::Page,
+            offset: u32,
+            len: u32,
+            addr: *mut u64,
+        ) -> c_int;
+        pub(super) fn kmcl_hv_dma_unmap(dev: *mut c_void, addr: u64, len: u32);
         pub(super) fn kmcl_hv_gpadl_create(
             ch: *mut c_void,
             mdl: *const c_void,
@@ -78,6 +89,7 @@ pub(super) mod ffi {
             dev: *mut c_void,
             va: *mut *mut c_void,
             size: *mut u64,
+            start: *mut u64,
         ) -> *mut c_void;
         pub(super) fn kmcl_hv_mmio_free(mmio: *mut c_void);
     }
@@ -124,6 +136,49 @@ pub(super) fn set_low_latency(ch: HostChannel, on: bool) {
     // SAFETY: `ch` is an open channel of a device bound to kmcl (as for
     // `signal`); the glue only writes the channel's flag.
     unsafe { ffi::kmcl_hv_set_low_latency(ch.0.as_ptr(), on) }
+}
+
+/// Whether external data on channel `ch` must reach the host through the
+/// DMA API (an isolated VM, `ch` not a confidential channel whose host
+/// reads private memory). Any context.
+pub(super) fn bounces_external(ch: HostChannel) -> bool {
+    // SAFETY: `ch` is a channel of a device bound to kmcl (a `HostLink`
+    // asks only while open); the glue reads the isolation type and a flag
+    // of the channel's offer.
+    unsafe { ffi::kmcl_hv_bounces_external(ch.0.as_ptr()) }
+}
+
+/// Maps `len` bytes at `offset` of `page` for the host of `dev`, both
+/// ways; returns the bus address. Any context.
+///
+/// # Safety
+///
+/// `page` is a valid page, `offset + len` within it, and it stays
+/// allocated until [`dma_unmap`] of the mapping returned.
+pub(super) unsafe fn dma_map(
+    dev: Device,
+    (page, offset, len): (*mut crate::shmem::Page, u32, u32),
+) -> Result<u64> {
+    let mut addr = 0u64;
+    // SAFETY: `dev` is a device bound to kmcl (or a test's made-up one
+    // with a DMA mask); the page is valid (the caller's promise); `addr`
+    // is writable.
+    kernel::error::to_result(unsafe {
+        ffi::kmcl_hv_dma_map(dev.0.as_ptr(), page, offset, len, &mut addr)
+    })?;
+    Ok(addr)
+}
+
+/// Ends a mapping of [`dma_map`]: what the host wrote reaches the page.
+/// Any context.
+///
+/// # Safety
+///
+/// `(addr, len)` was returned by [`dma_map`] for `dev`, is unmapped once,
+/// and the host no longer uses it.
+pub(super) unsafe fn dma_unmap(dev: Device, addr: u64, len: u32) {
+    // SAFETY: the caller's promise.
+    unsafe { ffi::kmcl_hv_dma_unmap(dev.0.as_ptr(), addr, len) }
 }
 
 /// [`HostOps`] over the real `hv_vmbus`.
@@ -200,9 +255,22 @@ impl HostOps for HvVmbus {
         set_low_latency(ch, on)
     }
 
-    fn shares_memory(&self) -> bool {
-        // SAFETY: no arguments; reads hv_vmbus's isolation type.
-        unsafe { ffi::kmcl_hv_shares_memory() }
+    fn bounces_external(&self, ch: HostChannel) -> bool {
+        bounces_external(ch)
+    }
+
+    unsafe fn dma_map(
+        &self,
+        dev: Device,
+        piece: (*mut crate::shmem::Page, u32, u32),
+    ) -> Result<u64> {
+        // SAFETY: the caller's promise (the same contract).
+        unsafe { dma_map(dev, piece) }
+    }
+
+    unsafe fn dma_unmap(&self, dev: Device, addr: u64, len: u32) {
+        // SAFETY: the caller's promise (the same contract).
+        unsafe { dma_unmap(dev, addr, len) }
     }
 
     fn create_gpadl(&self, ch: HostChannel, pages: &GpadlPages) -> Result<(u32, usize)> {
@@ -221,16 +289,22 @@ impl HostOps for HvVmbus {
         Ok((handle, g as usize))
     }
 
-    fn allocate_mmio(&self, dev: Device) -> Result<Option<(usize, usize, usize)>> {
-        let (mut va, mut size) = (core::ptr::null_mut(), 0u64);
+    fn allocate_mmio(&self, dev: Device) -> Result<Option<(MmioSpace, usize)>> {
+        let (mut va, mut size, mut start) = (core::ptr::null_mut(), 0u64, 0u64);
         // SAFETY: `dev` is a device bound to kmcl; the outputs are
         // writable.
-        let m = unsafe { ffi::kmcl_hv_mmio_allocate(dev.0.as_ptr(), &mut va, &mut size) };
+        let m =
+            unsafe { ffi::kmcl_hv_mmio_allocate(dev.0.as_ptr(), &mut va, &mut size, &mut start) };
         let m = kernel::error::from_err_ptr(m)?;
         if m.is_null() {
             return Ok(None);
         }
-        Ok(Some((va as usize, usize::try_from(size)?, m as usize)))
+        let space = MmioSpace {
+            address: va as usize,
+            len: usize::try_from(size)?,
+            physical: Some(start),
+        };
+        Ok(Some((space, m as usize)))
     }
 
     fn free_mmio(&self, _dev: Device, token: usize) {

@@ -195,7 +195,11 @@ impl Link for Connection {
     fn mmio_space(&self) -> Option<MmioSpace> {
         self.mmio.as_ref().map(|m| {
             let (address, len) = m.space();
-            MmioSpace { address, len }
+            MmioSpace {
+                address,
+                len,
+                physical: None,
+            }
         })
     }
 
