@@ -52,11 +52,14 @@
 #![allow(
     dead_code,
     unreachable_pub,
+    unused_imports,
     reason = "included with #[path] by each driver crate, which uses part of it"
 )]
 
 #[path = "abi.rs"]
 pub mod abi;
+#[path = "shared.rs"]
+mod shared;
 
 use abi::{
     KmclChannel,
@@ -82,6 +85,10 @@ pub use abi::KmclPageBuffer as PageBuffer;
 /// One range of a transfer-page set (C `struct kmcl_transfer_range`):
 /// `byte_count` bytes from `byte_offset`.
 pub use abi::KmclTransferRange as TransferRange;
+pub use shared::{
+    ExternalData,
+    SharedPages, //
+};
 
 /// Which endpoint a channel is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,19 +104,25 @@ pub enum Role {
 pub trait Driver: Send + Sync {
     /// `EvtChannelOpened` (process context). An error abandons the
     /// connection.
+    #[doc(alias = "EvtChannelOpened")]
     fn opened(&self, _channel: ChannelRef<'_>) -> Result {
         Ok(())
     }
     /// `EvtChannelClosed` (process context).
+    #[doc(alias = "EvtChannelClosed")]
     fn closed(&self, _channel: ChannelRef<'_>) {}
     /// `EvtChannelSuspend` (process context).
+    #[doc(alias = "EvtChannelSuspend")]
     fn suspend(&self, _channel: ChannelRef<'_>) {}
     /// `EvtChannelStarted` (process context).
+    #[doc(alias = "EvtChannelStarted")]
     fn started(&self, _channel: ChannelRef<'_>) {}
     /// `EvtChannelPostStarted` (process context).
+    #[doc(alias = "EvtChannelPostStarted")]
     fn post_started(&self, _channel: ChannelRef<'_>) {}
     /// `EvtChannelPnpFailure` (client, process context): the target was
     /// found but the connection failed; the channel is disabled again.
+    #[doc(alias = "EvtChannelPnpFailure")]
     fn pnp_failure(&self, _channel: ChannelRef<'_>, _status: Error) {}
     /// Client primary channel (kmcl's `kmcl_channel_init_set_subchannel_
     /// callback`, process context): the server offered sub-channel `index`
@@ -118,8 +131,10 @@ pub trait Driver: Send + Sync {
     fn subchannel_offered(&self, _primary: ChannelRef<'_>, _index: u16) {}
     /// `EvtVmbChannelProcessPacket` (softirq, or process context at
     /// passive). The default completes the packet with no payload.
+    #[doc(alias = "EvtVmbChannelProcessPacket")]
     fn process_packet(&self, _channel: ChannelRef<'_>, _packet: Incoming) {}
     /// `EvtVmbChannelProcessingComplete`.
+    #[doc(alias = "EvtVmbChannelProcessingComplete")]
     fn processing_complete(&self, _channel: ChannelRef<'_>, _packets: u32) {}
 }
 
@@ -127,6 +142,7 @@ pub trait Driver: Send + Sync {
 /// `EvtVmbPacketCompletionRoutine`): called once per send when its
 /// transaction is over, in softirq or process context. One routine object
 /// may serve many packets.
+#[doc(alias = "EvtVmbPacketCompletionRoutine")]
 pub trait PacketDone: Send + Sync {
     /// `packet` is the driver's again (to send again, from here too, or to
     /// drop); `status` is `Ok` or `ENODEV` (the connection ended first);
@@ -152,11 +168,38 @@ fn len32(bytes: &[u8]) -> Result<u32> {
 
 /// A channel endpoint (KMCL `VMBCHANNEL`), owned: dropping it disables the
 /// channel if needed (waiting for teardown) and frees it. Process context.
+#[doc(alias = "VMBCHANNEL")]
 pub struct Channel {
     raw: *mut KmclChannel,
-    /// The driver, at a stable address the callbacks find through the
-    /// channel's pointer slot.
-    driver: KBox<Arc<dyn Driver>>,
+    /// The driver and what the channel keeps for it, at a stable address
+    /// the callbacks (and [`ChannelRef`]s) find through the channel's
+    /// pointer slot.
+    state: Pin<KBox<State>>,
+}
+
+/// What a [`Channel`] keeps at its pointer slot.
+#[pin_data]
+struct State {
+    driver: Arc<dyn Driver>,
+    /// GPADL memory and mappings ([`shared`]).
+    #[pin]
+    kept: shared::KeptLock,
+}
+
+/// The state at `channel`'s pointer slot, if it has one.
+///
+/// # Safety
+///
+/// `channel` is live and made by [`Channel::new`] (whose state outlives
+/// every use of the channel: see `Channel::drop`).
+unsafe fn shared_state<'a>(channel: *mut KmclChannel) -> Option<&'a State> {
+    // SAFETY: the caller's promise: the slot holds the address of the
+    // `Channel`'s pinned state, or NULL before it is set.
+    unsafe {
+        abi::kmcl_channel_get_pointer(channel)
+            .cast::<State>()
+            .as_ref()
+    }
 }
 
 // SAFETY: kmcl's channel functions may be called from any thread; the
@@ -169,17 +212,31 @@ impl Channel {
     /// KMCL `VmbChannelAllocate` plus the driver's callbacks. `module` is
     /// the calling module (`&THIS_MODULE`): kmcl frees the channel if the
     /// module is unloaded without dropping it.
+    #[doc(alias = "VmbChannelAllocate")]
     pub fn new(module: &'static ThisModule, role: Role, driver: Arc<dyn Driver>) -> Result<Self> {
         let mut raw = core::ptr::null_mut();
         let owner = module.as_ptr().cast::<abi::Module>();
         // SAFETY: `raw` is writable; `owner` is this module.
         result(unsafe { abi::kmcl_channel_allocate(owner, role == Role::Server, &mut raw) })?;
-        // From here on, dropping `channel` cleans it up.
-        let channel = Channel {
-            raw,
-            driver: KBox::new(driver, GFP_KERNEL)?,
+        let state = KBox::pin_init(
+            pin_init!(State {
+                driver,
+                kept <- shared::new_kept(),
+            }),
+            GFP_KERNEL,
+        );
+        let state = match state {
+            Ok(s) => s,
+            Err(e) => {
+                // SAFETY: `raw` is live, has no callbacks yet and is not
+                // used again.
+                unsafe { abi::kmcl_channel_cleanup(raw) };
+                return Err(e);
+            }
         };
-        let slot: *const Arc<dyn Driver> = &*channel.driver;
+        // From here on, dropping `channel` cleans it up.
+        let channel = Channel { raw, state };
+        let slot: *const State = &*channel.state;
         let mut callbacks = abi::StateCallbacks::new();
         callbacks.opened = Some(on_opened);
         callbacks.closed = Some(on_closed);
@@ -212,6 +269,7 @@ impl Channel {
     /// KMCL V5 `VmbChannelInitSetPrimaryChannel`: this (disabled) channel
     /// becomes a sub-channel of `primary` (same role); see
     /// `kmcl_channel_init_set_primary_channel` in `kmcl.h`.
+    #[doc(alias = "VmbChannelInitSetPrimaryChannel")]
     pub fn set_primary(&mut self, primary: ChannelRef<'_>) -> Result {
         // SAFETY: both channels are live.
         result(unsafe { abi::kmcl_channel_init_set_primary_channel(self.raw, primary.raw) })
@@ -226,6 +284,7 @@ impl Channel {
     }
 
     /// Client: `VmbClientChannelInitSetTargetPnp` (instance `None`: any).
+    #[doc(alias = "VmbClientChannelInitSetTargetPnp")]
     pub fn set_target(&mut self, interface_type: &Guid, instance: Option<&Guid>) -> Result {
         let inst = instance.map_or(core::ptr::null(), core::ptr::from_ref);
         // SAFETY: `raw` is live; the GUIDs are readable for the call.
@@ -240,6 +299,7 @@ impl Channel {
     }
 
     /// Server: `VmbServerChannelInitSetTargetInterfaceId`.
+    #[doc(alias = "VmbServerChannelInitSetTargetInterfaceId")]
     pub fn set_offer(&mut self, interface_type: &Guid, instance: &Guid) -> Result {
         // SAFETY: `raw` is live; the GUIDs are readable for the call.
         result(unsafe {
@@ -252,12 +312,14 @@ impl Channel {
     }
 
     /// `VmbChannelInitSetMaximumPacketSize`.
+    #[doc(alias = "VmbChannelInitSetMaximumPacketSize")]
     pub fn set_maximum_packet_size(&mut self, bytes: u32) -> Result {
         // SAFETY: `raw` is live.
         result(unsafe { abi::kmcl_channel_init_set_maximum_packet_size(self.raw, bytes) })
     }
 
     /// Client: `VmbClientChannelInitSetRingBufferPageCount`.
+    #[doc(alias = "VmbClientChannelInitSetRingBufferPageCount")]
     pub fn set_ring_pages(&mut self, incoming: u32, outgoing: u32) -> Result {
         // SAFETY: `raw` is live.
         result(unsafe {
@@ -267,6 +329,7 @@ impl Channel {
 
     /// `VmbServerChannelInitSetMmioMegabytes` (server): MMIO space for the
     /// device, `megabytes` required and `optional` more if available.
+    #[doc(alias = "VmbServerChannelInitSetMmioMegabytes")]
     pub fn set_mmio_megabytes(&mut self, megabytes: u16, optional: u16) -> Result {
         // SAFETY: `raw` is live.
         result(unsafe {
@@ -284,6 +347,7 @@ impl Channel {
     /// `VmbClientChannelInitSetTargetProcessorIndex` (kmcl: servers too):
     /// the CPU whose softirq delivers this channel's packets; `None` (the
     /// default): the CPU the other endpoint signalled from.
+    #[doc(alias = "VmbClientChannelInitSetTargetProcessorIndex")]
     pub fn set_target_processor(&mut self, cpu: Option<u32>) -> Result {
         let cpu = cpu.unwrap_or(abi::TARGET_PROCESSOR_NONE);
         // SAFETY: `raw` is live.
@@ -291,6 +355,7 @@ impl Channel {
     }
 
     /// `VmbChannelInitSetFriendlyName`.
+    #[doc(alias = "VmbChannelInitSetFriendlyName")]
     pub fn set_friendly_name(&mut self, name: &CStr) -> Result {
         // SAFETY: `raw` is live; `name` is NUL-terminated.
         result(unsafe { abi::kmcl_channel_init_set_friendly_name(self.raw, name.as_char_ptr()) })
@@ -298,6 +363,7 @@ impl Channel {
 
     /// `VmbChannelInitSetMaximumExternalData`: the most external data an
     /// incoming packet may carry (`bytes` in at most `ranges` ranges).
+    #[doc(alias = "VmbChannelInitSetMaximumExternalData")]
     pub fn set_maximum_external_data(&mut self, bytes: u32, ranges: u32) -> Result {
         // SAFETY: `raw` is live.
         result(unsafe { abi::kmcl_channel_init_set_maximum_external_data(self.raw, bytes, ranges) })
@@ -305,6 +371,7 @@ impl Channel {
 
     /// `VmbChannelInitSetClientContextSize`: `size` zeroed bytes (at most
     /// 4096) with every incoming packet, for [`Incoming::client_context`].
+    #[doc(alias = "VmbChannelInitSetClientContextSize")]
     pub fn set_client_context_size(&mut self, size: u32) -> Result {
         // SAFETY: `raw` is live.
         result(unsafe { abi::kmcl_channel_init_set_client_context_size(self.raw, size) })
@@ -314,6 +381,7 @@ impl Channel {
     /// the packets the driver holds into a save (then `save_continue` and
     /// `save_end` of the C API, not wrapped yet). On an error every packet
     /// is the driver's again and delivery resumes. Process context.
+    #[doc(alias = "VmbChannelSaveBegin")]
     pub fn save_begin(&self) -> Result {
         // SAFETY: `raw` is live.
         result(unsafe { abi::kmcl_channel_save_begin(self.raw) })
@@ -321,11 +389,13 @@ impl Channel {
 
     /// `VmbChannelSetTransactionQuota` (also from callbacks:
     /// [`ChannelRef::set_transaction_quota`]).
+    #[doc(alias = "VmbChannelSetTransactionQuota")]
     pub fn set_transaction_quota(&mut self, quota: u32) -> Result {
         self.as_ref().set_transaction_quota(quota)
     }
 
     /// `VmbChannelSetIncomingProcessingAtPassive`.
+    #[doc(alias = "VmbChannelSetIncomingProcessingAtPassive")]
     pub fn set_incoming_processing_at_passive(&mut self, at_passive: bool) -> Result {
         // SAFETY: `raw` is live.
         result(unsafe {
@@ -334,18 +404,21 @@ impl Channel {
     }
 
     /// `VmbChannelEnable`: offer (server) or open (client); returns at once.
+    #[doc(alias = "VmbChannelEnable")]
     pub fn enable(&self) -> Result {
         // SAFETY: `raw` is live.
         result(unsafe { abi::kmcl_channel_enable(self.raw) })
     }
 
     /// `VmbChannelDisable`: waits until the channel is torn down.
+    #[doc(alias = "VmbChannelDisable")]
     pub fn disable(&self) -> Result {
         // SAFETY: `raw` is live.
         result(unsafe { abi::kmcl_channel_disable(self.raw) })
     }
 
     /// `VmbChannelStart` (a server starts paused).
+    #[doc(alias = "VmbChannelStart")]
     pub fn start(&self) -> Result {
         // SAFETY: `raw` is live.
         result(unsafe { abi::kmcl_channel_start(self.raw) })
@@ -377,6 +450,7 @@ impl Channel {
     }
 
     /// `VmbChannelPause`: waits for delivered packets to be completed.
+    #[doc(alias = "VmbChannelPause")]
     pub fn pause(&self) -> Result {
         // SAFETY: `raw` is live.
         result(unsafe { abi::kmcl_channel_pause(self.raw) })
@@ -386,7 +460,9 @@ impl Channel {
 impl Drop for Channel {
     fn drop(&mut self) {
         // SAFETY: `raw` is live and not used again; cleanup disables the
-        // channel first, so no callback uses `driver` after this.
+        // channel first, so no callback uses `state` after this (it is
+        // dropped after this function, with the GPADL memory it kept:
+        // kmcl deleted the GPADLs and mappings left).
         unsafe { abi::kmcl_channel_cleanup(self.raw) };
     }
 }
@@ -420,6 +496,7 @@ impl ChannelRef<'_> {
     /// driver may hold uncompleted (greater than 0; `u32::MAX` is as good
     /// as none); lowering it below what is held stops delivery until
     /// enough are completed. Any context, callbacks included.
+    #[doc(alias = "VmbChannelSetTransactionQuota")]
     pub fn set_transaction_quota(&self, quota: u32) -> Result {
         // SAFETY: `raw` is live for `'a`.
         result(unsafe { abi::kmcl_channel_set_transaction_quota(self.raw, quota) })
@@ -431,6 +508,7 @@ impl ChannelRef<'_> {
     /// a VMBus host's channel 0 signals directly, anything else through
     /// the host's monitor page). Returns the value set before on this
     /// connection (0 at first). Any context.
+    #[doc(alias = "VmbChannelSetInterruptLatency")]
     pub fn set_interrupt_latency(&self, latency: u16) -> Result<u16> {
         let mut old = 0u16;
         // SAFETY: `raw` is live for `'a`; `old` is writable.
@@ -439,6 +517,7 @@ impl ChannelRef<'_> {
     }
 
     /// `VmbChannelGetInterfaceInstance`.
+    #[doc(alias = "VmbChannelGetInterfaceInstance")]
     pub fn interface_instance(&self) -> Guid {
         let mut g = Guid::default();
         // SAFETY: `raw` is live for `'a`; `g` is writable.
@@ -449,6 +528,7 @@ impl ChannelRef<'_> {
     /// `VmbChannelGetMmioSpace`: (kernel virtual address, bytes) of the
     /// connection's MMIO space, from Opened until Closed. Accessing it is
     /// the driver's business (raw memory, or I/O memory on a VMBus host).
+    #[doc(alias = "VmbChannelGetMmioSpace")]
     pub fn mmio_space(&self) -> Result<(usize, u64)> {
         let (mut va, mut size) = (core::ptr::null_mut(), 0u64);
         // SAFETY: `raw` is live for `'a`; both outputs are writable.
@@ -471,6 +551,8 @@ impl ChannelRef<'_> {
     /// (with `wait_for_completion`: when the other endpoint completed it).
     /// Any context. On an error `done` does not run. Drivers that send
     /// often reuse [`Packet`]s instead, which allocates nothing per send.
+    #[doc(alias = "VmbPacketAllocate")]
+    #[doc(alias = "VmbPacketSend")]
     pub fn send(
         &self,
         payload: &[u8],
@@ -500,6 +582,7 @@ impl ChannelRef<'_> {
     /// `VmbChannelSendSynchronousRequest`: sends `payload`, waits for the
     /// completion, copies its payload into `reply` and returns its length.
     /// `timeout_ms` `None` waits for ever. Process context.
+    #[doc(alias = "VmbChannelSendSynchronousRequest")]
     pub fn send_sync(
         &self,
         payload: &[u8],
@@ -531,6 +614,8 @@ impl ChannelRef<'_> {
 /// An outgoing packet object (KMCL `VMBPACKET`), reusable: sending hands it
 /// to kmcl until its transaction is over, then its [`PacketDone`] gets it
 /// back. Dropping it frees it (`VmbPacketFree`). Sending allocates nothing.
+#[doc(alias = "VmbPacketFree")]
+#[doc(alias = "VMBPACKET")]
 pub struct Packet {
     raw: *mut KmclPacket,
 }
@@ -548,17 +633,29 @@ enum Done {
 struct Slot {
     done: Done,
     tag: usize,
+    /// The external data of the send in flight, kept until its
+    /// transaction is over.
+    external: Option<Arc<SharedPages>>,
 }
 
 impl Packet {
     /// `VmbPacketAllocate` with `done` as its completion routine
     /// (`VmbPacketSetCompletionRoutine`). Any context.
+    #[doc(alias = "VmbPacketAllocate")]
+    #[doc(alias = "VmbPacketSetCompletionRoutine")]
     pub fn new(channel: ChannelRef<'_>, done: Arc<dyn PacketDone>) -> Result<Self> {
         Self::make(channel, Done::Shared(done))
     }
 
     fn make(channel: ChannelRef<'_>, done: Done) -> Result<Self> {
-        let slot = KBox::into_raw(KBox::new(Slot { done, tag: 0 }, GFP_ATOMIC)?);
+        let slot = KBox::into_raw(KBox::new(
+            Slot {
+                done,
+                tag: 0,
+                external: None,
+            },
+            GFP_ATOMIC,
+        )?);
         // SAFETY: the channel is live.
         let raw = unsafe { abi::kmcl_packet_allocate(channel.raw) };
         if raw.is_null() {
@@ -580,17 +677,20 @@ impl Packet {
     }
 
     /// The driver's word for this packet (KMCL `VmbPacketGetPointer`).
+    #[doc(alias = "VmbPacketGetPointer")]
     pub fn tag(&mut self) -> usize {
         self.slot().tag
     }
 
     /// Sets the driver's word (KMCL `VmbPacketSetPointer`).
+    #[doc(alias = "VmbPacketSetPointer")]
     pub fn set_tag(&mut self, tag: usize) {
         self.slot().tag = tag;
     }
 
     /// `VmbPacketSend` (in-band). On an error the packet is given back and
     /// its routine does not run.
+    #[doc(alias = "VmbPacketSend")]
     pub fn send(
         self,
         payload: &[u8],
@@ -697,6 +797,7 @@ impl Packet {
     /// # Safety
     ///
     /// `page` stays allocated until the packet's routine runs.
+    #[doc(alias = "VmbPacketSend")]
     pub unsafe fn send_with_page(
         self,
         payload: &[u8],
@@ -761,6 +862,7 @@ impl Drop for Packet {
 /// An incoming packet (KMCL `VMBPACKETCOMPLETION`), given to
 /// [`Driver::process_packet`]. Completing, deferring or failing consumes
 /// it; dropping it completes it with an empty payload.
+#[doc(alias = "VMBPACKETCOMPLETION")]
 pub struct Incoming {
     raw: *mut KmclIncoming,
     data: *const u8,
@@ -784,6 +886,7 @@ impl Incoming {
     /// `VmbChannelPacketGetClientContext` (KMCL V2): the packet's context
     /// area of [`Channel`]'s `ClientContextSize` bytes, zeroed when the
     /// packet arrived and kept across a deferral; empty without one.
+    #[doc(alias = "VmbChannelPacketGetClientContext")]
     pub fn client_context(&mut self) -> &mut [u8] {
         let mut size = 0u32;
         // SAFETY: the packet is live (held by `self`); `size` is writable.
@@ -821,6 +924,7 @@ impl Incoming {
 
     /// `VmbChannelPacketComplete`, with `reply` as the completion payload
     /// if the sender asked for one.
+    #[doc(alias = "VmbChannelPacketComplete")]
     pub fn complete(self, reply: &[u8]) -> Result {
         let me = ManuallyDrop::new(self);
         let len = len32(reply)?;
@@ -830,6 +934,7 @@ impl Incoming {
 
     /// `VmbChannelPacketComplete` with the packet's own payload as the
     /// completion payload (an echo).
+    #[doc(alias = "VmbChannelPacketComplete")]
     pub fn echo(self) -> Result {
         let me = ManuallyDrop::new(self);
         // SAFETY: the packet is live and given up here; kmcl copies the
@@ -838,6 +943,7 @@ impl Incoming {
     }
 
     /// `VmbChannelPacketDeferToPassive`: delivered again in process context.
+    #[doc(alias = "VmbChannelPacketDeferToPassive")]
     pub fn defer_to_passive(self) {
         let me = ManuallyDrop::new(self);
         // SAFETY: the packet is live and given up here.
@@ -845,6 +951,7 @@ impl Incoming {
     }
 
     /// `VmbChannelPacketFail`: delivery stops and the connection closes.
+    #[doc(alias = "VmbChannelPacketFail")]
     pub fn fail(self) {
         let me = ManuallyDrop::new(self);
         // SAFETY: the packet is live and given up here.
@@ -868,11 +975,12 @@ impl Drop for Incoming {
 ///
 /// `channel` is a live channel made by [`Channel::new`].
 unsafe fn driver<'a>(channel: *mut KmclChannel) -> (&'a Arc<dyn Driver>, ChannelRef<'a>) {
-    // SAFETY: the slot holds the address of the `Channel`'s boxed driver,
-    // which outlives every callback (see `Channel::drop`).
-    let d = unsafe { &*abi::kmcl_channel_get_pointer(channel).cast::<Arc<dyn Driver>>() };
+    // SAFETY: the slot holds the address of the `Channel`'s state, set
+    // before any callback can run, which outlives every callback (see
+    // `Channel::drop`).
+    let s = unsafe { shared_state(channel) }.expect("kmcl::Channel's state");
     (
-        d,
+        &s.driver,
         ChannelRef {
             raw: channel,
             _life: PhantomData,
@@ -886,6 +994,13 @@ unsafe fn driver<'a>(channel: *mut KmclChannel) -> (&'a Arc<dyn Driver>, Channel
 unsafe extern "C" fn on_opened(channel: *mut KmclChannel) -> c_int {
     // SAFETY: the caller's promise.
     let (d, c) = unsafe { driver(channel) };
+    // A new connection: the last one's GPADLs were deleted (by the driver,
+    // or by kmcl after its Closed), their memory is no longer shared.
+    // SAFETY: the caller's promise.
+    if let Some(s) = unsafe { shared_state(channel) } {
+        let old = s.kept.lock().forget_gpadls();
+        drop(old);
+    }
     match d.opened(c) {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
@@ -899,6 +1014,8 @@ unsafe extern "C" fn on_closed(channel: *mut KmclChannel) {
     // SAFETY: the caller's promise.
     let (d, c) = unsafe { driver(channel) };
     d.closed(c);
+    // Mappings the driver left end with the connection.
+    c.unmap_all();
 }
 
 /// # Safety
@@ -993,6 +1110,9 @@ unsafe extern "C" fn on_packet_done(
         unsafe { core::slice::from_raw_parts(buffer.cast::<u8>(), length as usize) }
     };
     let mut packet = Packet { raw: packet };
+    // The transaction is over: the other endpoint reaches its external
+    // data no more.
+    drop(packet.slot().external.take());
     match &mut packet.slot().done {
         Done::Shared(d) => {
             // The routine may drop the packet, and with it the slot.

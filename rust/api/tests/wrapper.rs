@@ -5,8 +5,11 @@
 //! server and a client made with `kmcl::Channel`, packets sent with
 //! `Channel::send` and echoed by a `kmcl::Driver`, the per-packet context
 //! area through `Incoming::client_context`, transfer pages through
-//! `Packet::send_with_transfer_pages` and `Incoming::transfer_pages`.  The wrapper's `extern "C"`
-//! declarations resolve to kmcl's own exports.
+//! `Packet::send_with_transfer_pages` and `Incoming::transfer_pages`,
+//! GPADLs, a server's mappings and external data through `SharedPages`,
+//! `ChannelRef::{create,delete,map,unmap}_gpadl` and
+//! `Incoming::external_data`, all without `unsafe`.  The wrapper's
+//! `extern "C"` declarations resolve to kmcl's own exports.
 
 use kernel::prelude::*;
 
@@ -132,8 +135,8 @@ mod cases {
     /// the pattern its payload's byte names, in its receive buffer.
     struct Receiver {
         running: AtomicBool,
-        /// The receive buffer's address (the set's memory).
-        buf: core::sync::atomic::AtomicUsize,
+        /// The receive buffer (the set's memory).
+        mem: Arc<kmcl::SharedPages>,
         good: AtomicU32,
         bad: AtomicU32,
     }
@@ -145,17 +148,18 @@ mod cases {
 
         fn process_packet(&self, _channel: kmcl::ChannelRef<'_>, packet: kmcl::Incoming) {
             let tag = packet.data().first().copied().unwrap_or(0);
-            let base = self.buf.load(Ordering::SeqCst) as *const u8;
             let ok = match packet.transfer_pages() {
                 Some((SET, ranges)) if !ranges.is_empty() => ranges.iter().all(|r| {
                     let at = r.byte_offset as usize;
-                    // SAFETY: kmcl checked the range lies in the set, the
-                    // test's live buffer.
-                    let data =
-                        unsafe { core::slice::from_raw_parts(base.add(at), r.byte_count as usize) };
-                    data.iter()
-                        .enumerate()
-                        .all(|(i, b)| *b == ((at + i) as u8 ^ tag))
+                    let mut data = [0u8; 512];
+                    let Some(data) = data.get_mut(..r.byte_count as usize) else {
+                        return false;
+                    };
+                    self.mem.read(at, data).is_ok()
+                        && data
+                            .iter()
+                            .enumerate()
+                            .all(|(i, b)| *b == ((at + i) as u8 ^ tag))
                 }),
                 _ => false,
             };
@@ -185,20 +189,13 @@ mod cases {
 
     #[test]
     fn transfer_pages_through_the_wrapper() {
-        use kmcl::abi::{
-            kmcl_channel_create_gpadl_from_buffer,
-            kmcl_channel_delete_gpadl,
-            kmcl_channel_map_gpadl,
-            kmcl_channel_unmap_gpadl, //
-        };
         SENT_DONE.store(0, Ordering::SeqCst);
         let module: &'static ThisModule = &<crate::Kmcl as kernel::ModuleMetadata>::THIS_MODULE;
-        let mut buf = kernel::alloc::VVec::<u8>::with_capacity(8192, GFP_KERNEL).unwrap();
-        buf.resize(8192, 0, GFP_KERNEL).unwrap();
+        let mem = kmcl::SharedPages::new(2).unwrap();
         let receiver = Arc::new(
             Receiver {
                 running: AtomicBool::new(false),
-                buf: core::sync::atomic::AtomicUsize::new(buf.as_ptr() as usize),
+                mem: mem.clone(),
                 good: AtomicU32::new(0),
                 bad: AtomicU32::new(0),
             },
@@ -221,26 +218,8 @@ mod cases {
         assert!(crate::engine::testing::wait_until(|| receiver
             .running
             .load(Ordering::SeqCst)));
-        let mut gpadl = 0u32;
-        let mut mdl = core::ptr::null_mut();
-        // SAFETY: live handles; `buf` outlives the GPADL (deleted when the
-        // client is dropped, before `buf`).
-        unsafe {
-            assert_eq!(
-                kmcl_channel_create_gpadl_from_buffer(
-                    client.as_ref().as_raw(),
-                    0,
-                    buf.as_mut_ptr().cast(),
-                    8192,
-                    &mut gpadl
-                ),
-                0
-            );
-            assert_eq!(
-                kmcl_channel_map_gpadl(server.as_ref().as_raw(), 0, gpadl, &mut mdl),
-                0
-            );
-        }
+        let gpadl = client.as_ref().create_gpadl(&mem, false).unwrap();
+        assert_eq!(server.as_ref().map_gpadl(gpadl, true), Ok(8192));
         assert_eq!(
             client.as_ref().register_transfer_page_set(gpadl, SET),
             Ok(())
@@ -249,8 +228,6 @@ mod cases {
             client.as_ref().register_transfer_page_set(gpadl, SET),
             Err(EEXIST)
         );
-        // SAFETY: the mapping lives until unmapped below.
-        let mdl = unsafe { &*mdl };
         let done: Arc<dyn kmcl::PacketDone> = Arc::new(Sent, GFP_KERNEL).unwrap();
         for tag in 1..=10u8 {
             let ranges = [
@@ -264,14 +241,13 @@ mod cases {
                 },
             ];
             for r in ranges {
-                for i in 0..r.byte_count as usize {
-                    let at = r.byte_offset as usize + i;
-                    // SAFETY: `at` is inside the 8192-byte mapping.
-                    unsafe {
-                        let page = *mdl.pages.add(at / 4096);
-                        crate::shmem::page_write(page.cast(), at % 4096, &[at as u8 ^ tag]);
-                    }
+                let at = r.byte_offset as usize;
+                let mut data = [0u8; 300];
+                let data = &mut data[..r.byte_count as usize];
+                for (i, b) in data.iter_mut().enumerate() {
+                    *b = (at + i) as u8 ^ tag;
                 }
+                assert_eq!(server.as_ref().write_gpadl(gpadl, at, data), Ok(()));
             }
             let p = kmcl::Packet::new(server.as_ref(), done.clone()).unwrap();
             assert!(p
@@ -299,17 +275,161 @@ mod cases {
             client.as_ref().unregister_transfer_page_set(SET),
             Err(ENOENT)
         );
-        // SAFETY: a live handle and the mapping made above.
-        unsafe {
-            assert_eq!(kmcl_channel_unmap_gpadl(server.as_ref().as_raw(), gpadl), 0);
-            assert_eq!(
-                kmcl_channel_delete_gpadl(client.as_ref().as_raw(), gpadl),
-                0
-            );
-        }
+        assert_eq!(server.as_ref().unmap_gpadl(gpadl), Ok(()));
+        assert_eq!(client.as_ref().delete_gpadl(gpadl), Ok(()));
         drop(client);
         drop(server);
-        drop(buf);
+    }
+
+    /// A server that takes every packet's external data: records it,
+    /// writes `VSP!` over its first bytes and completes the packet with
+    /// the external data's length.
+    #[pin_data]
+    struct Vsp {
+        #[pin]
+        seen: kernel::sync::SpinLockIrq<KVec<u8>>,
+        ranges: AtomicU32,
+        without: AtomicU32,
+    }
+
+    impl kmcl::Driver for Vsp {
+        fn process_packet(&self, _channel: kmcl::ChannelRef<'_>, packet: kmcl::Incoming) {
+            let Some(ext) = packet.external_data() else {
+                self.without.fetch_add(1, Ordering::SeqCst);
+                return;
+            };
+            let Ok(mut copy) = KVec::from_elem(0u8, ext.len(), GFP_ATOMIC) else {
+                return;
+            };
+            if ext.read(0, &mut copy).is_ok() && ext.write(0, b"VSP!").is_ok() {
+                self.ranges.store(ext.ranges() as u32, Ordering::SeqCst);
+                *self.seen.lock() = copy;
+            }
+            let len = (ext.len() as u32).to_le_bytes();
+            let _ = packet.complete(&len);
+        }
+    }
+
+    static EXT_DONE: AtomicU32 = AtomicU32::new(0);
+    static EXT_REPLY: AtomicU32 = AtomicU32::new(0);
+
+    struct ExtDone;
+
+    impl kmcl::PacketDone for ExtDone {
+        fn done(&self, packet: kmcl::Packet, status: Result, reply: &[u8]) {
+            if status.is_ok() {
+                if let Some(r) = reply.first_chunk::<4>() {
+                    EXT_REPLY.store(u32::from_le_bytes(*r), Ordering::SeqCst);
+                }
+                EXT_DONE.fetch_add(1, Ordering::SeqCst);
+            }
+            drop(packet);
+        }
+    }
+
+    /// GPADLs, a server's mappings and external data through the wrapper,
+    /// without `unsafe`: the memory a driver shares is `SharedPages`, kept
+    /// alive by the channel (GPADLs) and the packet (external data).
+    #[test]
+    fn gpadls_and_external_data_through_the_wrapper() {
+        EXT_DONE.store(0, Ordering::SeqCst);
+        EXT_REPLY.store(0, Ordering::SeqCst);
+        let module: &'static ThisModule = &<crate::Kmcl as kernel::ModuleMetadata>::THIS_MODULE;
+        let ty = kmcl::Guid { b: [0x75; 16] };
+        let vsp = Arc::pin_init(
+            pin_init!(Vsp {
+                seen <- kernel::new_spinlock_irq!(KVec::new()),
+                ranges: AtomicU32::new(0),
+                without: AtomicU32::new(0),
+            }),
+            GFP_KERNEL,
+        )
+        .unwrap();
+        let mut server = kmcl::Channel::new(module, kmcl::Role::Server, vsp.clone()).unwrap();
+        assert_eq!(server.set_offer(&ty, &INSTANCE), Ok(()));
+        assert_eq!(server.set_maximum_external_data(8192, 1), Ok(()));
+        assert_eq!(server.enable(), Ok(()));
+        assert_eq!(server.start(), Ok(()));
+        let client_driver = Arc::new(
+            Client {
+                running: AtomicBool::new(false),
+            },
+            GFP_KERNEL,
+        )
+        .unwrap();
+        let mut client =
+            kmcl::Channel::new(module, kmcl::Role::Client, client_driver.clone()).unwrap();
+        assert_eq!(client.set_target(&ty, Some(&INSTANCE)), Ok(()));
+        assert_eq!(client.enable(), Ok(()));
+        assert!(crate::engine::testing::wait_until(|| client_driver
+            .running
+            .load(Ordering::SeqCst)));
+        let (c, s) = (client.as_ref(), server.as_ref());
+
+        // Three pages, each byte telling its place.
+        assert_eq!(kmcl::SharedPages::new(0).err(), Some(EINVAL));
+        let mem = kmcl::SharedPages::new(3).unwrap();
+        assert_eq!(mem.len(), 3 * 4096);
+        let mut pattern = KVec::from_elem(0u8, 3 * 4096, GFP_KERNEL).unwrap();
+        for (i, b) in pattern.iter_mut().enumerate() {
+            *b = (i % 251) as u8;
+        }
+        assert_eq!(mem.write(0, &pattern), Ok(()));
+        assert_eq!(mem.write(3 * 4096 - 1, b"xy"), Err(EINVAL));
+        let ro_mem = kmcl::SharedPages::new(1).unwrap();
+        assert_eq!(ro_mem.write(10, b"read only"), Ok(()));
+
+        let g = c.create_gpadl(&mem, false).unwrap();
+        let ro = c.create_gpadl(&ro_mem, true).unwrap();
+        assert_ne!(g, ro);
+        // The server maps them: the read-only one only for reading.
+        assert_eq!(s.map_gpadl(g, true), Ok(3 * 4096));
+        assert_eq!(s.map_gpadl(ro, true), Err(EACCES));
+        assert_eq!(s.map_gpadl(ro, false), Ok(4096));
+        let mut buf = [0u8; 300];
+        assert_eq!(s.read_gpadl(g, 4000, &mut buf), Ok(()));
+        assert!(buf[..] == pattern[4000..4300]);
+        assert_eq!(s.write_gpadl(g, 8190, b"abcd"), Ok(()));
+        let mut back = [0u8; 4];
+        assert_eq!(mem.read(8190, &mut back), Ok(()));
+        assert_eq!(&back, b"abcd");
+        assert_eq!(s.write_gpadl(g, 3 * 4096 - 2, b"abcd"), Err(EINVAL));
+        assert_eq!(s.write_gpadl(ro, 0, b"no"), Err(EACCES));
+        let mut nine = [0u8; 9];
+        assert_eq!(s.read_gpadl(ro, 10, &mut nine), Ok(()));
+        assert_eq!(&nine, b"read only");
+        assert_eq!(s.read_gpadl(0x7777, 0, &mut nine), Err(ENOENT));
+        // Unmapped: gone from the server; the client may delete it.
+        assert_eq!(s.unmap_gpadl(g), Ok(()));
+        assert_eq!(s.read_gpadl(g, 0, &mut nine), Err(ENOENT));
+        assert_eq!(s.unmap_gpadl(g), Err(ENOENT));
+        assert_eq!(c.delete_gpadl(g), Ok(()));
+        assert_eq!(c.delete_gpadl(g), Err(ENOENT));
+
+        // External data: 5000 bytes from 100 of `mem`, kept alive by the
+        // packet; the server reads them and writes its answer over them.
+        assert_eq!(mem.write(0, &pattern), Ok(()));
+        let done: Arc<dyn kmcl::PacketDone> = Arc::new(ExtDone, GFP_KERNEL).unwrap();
+        let p = kmcl::Packet::new(c, done.clone()).unwrap();
+        let (p, e) = p.send_with_shared(b"ext", &mem, 12000, 1000).unwrap_err();
+        assert_eq!(e, EINVAL);
+        assert!(p.send_with_shared(b"ext", &mem, 100, 5000).is_ok());
+        assert!(crate::engine::testing::wait_until(|| EXT_DONE
+            .load(Ordering::SeqCst)
+            == 1));
+        assert_eq!(EXT_REPLY.load(Ordering::SeqCst), 5000);
+        assert_eq!(vsp.ranges.load(Ordering::SeqCst), 1);
+        assert!(vsp.seen.lock()[..] == pattern[100..5100]);
+        assert_eq!(mem.read(100, &mut back), Ok(()));
+        assert_eq!(&back, b"VSP!");
+        assert_eq!(vsp.without.load(Ordering::SeqCst), 0);
+
+        // `ro` is left mapped and not deleted: the server's Closed unmaps
+        // it, kmcl deletes it, and the channel lets go of its memory.
+        drop(client);
+        drop(server);
+        assert_eq!(ro_mem.read(10, &mut nine), Ok(()));
+        assert_eq!(&nine, b"read only");
     }
 
     /// A client primary channel that opens every sub-channel offered to it
