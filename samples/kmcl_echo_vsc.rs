@@ -13,7 +13,9 @@
 //!
 //! A template for Rust drivers: copy it, change the GUIDs, the [`Driver`]
 //! callbacks and what is sent. It uses kmcl only through the safe wrapper
-//! `include/kmcl/rust/kmcl.rs`: no `unsafe` here.
+//! `include/kmcl/rust/kmcl.rs`: no `unsafe` here. The echo protocol (GUIDs,
+//! packets, the flow of packets) is in `kmcl_echo.rs`, which the Rust echo
+//! server `kmcl_echo_vsp_rs` shares.
 //!
 //! [`Driver`]: kmcl::Driver
 
@@ -23,14 +25,21 @@ use core::sync::atomic::{
     Ordering, //
 };
 use kernel::{
-    new_spinlock_irq,
     prelude::*,
-    sync::{Arc, SpinLockIrq},
+    sync::Arc,
     time::{delay::fsleep, Delta, Instant, Monotonic},
 };
 
+#[path = "kmcl_echo.rs"]
+mod echo;
 #[path = "../include/kmcl/rust/kmcl.rs"]
 mod kmcl;
+
+use echo::{
+    Flow,
+    ECHO_INSTANCE,
+    ECHO_TYPE, //
+};
 
 module! {
     type: EchoVsc,
@@ -58,21 +67,6 @@ module! {
         },
     },
 }
-
-/// The echo interface (the same GUIDs are in kmcl_echo_vsp.c).
-const ECHO_TYPE: kmcl::Guid = kmcl::Guid {
-    b: [
-        0x6c, 0x63, 0x6d, 0x6b, 0x63, 0x65, 0x6f, 0x68, 0x8a, 0x11, 0, 0, 0, 0, 0, 0x01,
-    ],
-};
-const ECHO_INSTANCE: kmcl::Guid = kmcl::Guid {
-    b: [
-        0x6c, 0x63, 0x6d, 0x6b, 0x63, 0x65, 0x6f, 0x68, 0x8a, 0x11, 0, 0, 0, 0, 0, 0x02,
-    ],
-};
-
-/// Largest payload sent: kmcl's default maximum packet size.
-const MAX_PAYLOAD: usize = 4096;
 
 /// Bytes of the context area kmcl gives the client with each packet from
 /// the server (`VmbChannelInitSetClientContextSize`).
@@ -125,80 +119,6 @@ impl kmcl::Driver for Vsc {
     }
 }
 
-/// Packet `tag`'s size: 1 to [`MAX_PAYLOAD`] bytes, from a xorshift of the
-/// tag (so the receiver of an echo can recompute it).
-fn size_of_packet(tag: u32) -> usize {
-    let mut x = tag.wrapping_mul(0x9e37_79b9) | 1;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    (x as usize & (MAX_PAYLOAD - 1)) + 1
-}
-
-/// The byte at `i` of packet `tag`.
-fn pattern(tag: u32, i: usize) -> u8 {
-    (tag.wrapping_mul(31) as usize).wrapping_add(i) as u8
-}
-
-/// The client's flow of packets: a window of reused packet objects, each
-/// sent again from its completion routine with the next tag until `count`
-/// packets were sent.
-#[pin_data]
-struct Flow {
-    count: u32,
-    /// Next tag to send.
-    next: AtomicU32,
-    good: AtomicU32,
-    bad: AtomicU32,
-    /// Where payloads are built (completion routines run in softirq
-    /// context, where 4 KiB does not fit on the stack).
-    #[pin]
-    buf: SpinLockIrq<KVec<u8>>,
-}
-
-impl Flow {
-    /// Sends `packet` with the next tag, or drops it when all were sent.
-    fn send_next(&self, mut packet: kmcl::Packet) {
-        let tag = self.next.fetch_add(1, Ordering::SeqCst);
-        if tag >= self.count {
-            return;
-        }
-        let len = size_of_packet(tag);
-        packet.set_tag(tag as usize);
-        let mut buf = self.buf.lock();
-        for (i, b) in buf[..len].iter_mut().enumerate() {
-            *b = pattern(tag, i);
-        }
-        if packet.send(&buf[..len], true).is_err() {
-            // Counted as bad: the total still reaches `count`.
-            self.bad.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn finished(&self) -> u32 {
-        self.good.load(Ordering::SeqCst) + self.bad.load(Ordering::SeqCst)
-    }
-}
-
-impl kmcl::PacketDone for Flow {
-    fn done(&self, mut packet: kmcl::Packet, status: Result, reply: &[u8]) {
-        let tag = packet.tag() as u32;
-        let len = size_of_packet(tag);
-        // VMBus pads payloads to 8 bytes: compare the bytes that were sent.
-        let good = status.is_ok()
-            && reply.len() >= len
-            && reply[..len]
-                .iter()
-                .enumerate()
-                .all(|(i, b)| *b == pattern(tag, i));
-        let counter = if good { &self.good } else { &self.bad };
-        counter.fetch_add(1, Ordering::SeqCst);
-        if status.is_ok() {
-            self.send_next(packet);
-        }
-    }
-}
-
 /// Polls `what` every 10 ms for up to `ms` milliseconds.
 fn wait_for(ms: u32, what: impl Fn() -> bool) -> bool {
     for _ in 0..ms.div_ceil(10) {
@@ -217,21 +137,9 @@ struct EchoVsc {
 impl EchoVsc {
     /// Sends `count` packets, `window` at a time, and checks every echo.
     fn exercise(channel: &kmcl::Channel, count: u32, window: u32) -> Result {
-        let buf = KVec::from_elem(0u8, MAX_PAYLOAD, GFP_KERNEL)?;
-        let flow = Arc::pin_init(
-            pin_init!(Flow {
-                count,
-                next: AtomicU32::new(0),
-                good: AtomicU32::new(0),
-                bad: AtomicU32::new(0),
-                buf <- new_spinlock_irq!(buf),
-            }),
-            GFP_KERNEL,
-        )?;
+        let flow = Flow::new(count, None)?;
         let start = Instant::<Monotonic>::now();
-        for _ in 0..window.clamp(1, 1024) {
-            flow.send_next(kmcl::Packet::new(channel.as_ref(), flow.clone())?);
-        }
+        flow.start(channel.as_ref(), window)?;
         // No progress for `stall_ms` means something is stuck.
         let mut last = 0;
         while flow.finished() < count {
@@ -251,10 +159,7 @@ impl EchoVsc {
         let n = channel.send_sync(request, &mut reply, Some(5000))?;
         let sync_ok = n >= request.len() && reply[..request.len()] == request[..];
 
-        let (good, bad) = (
-            flow.good.load(Ordering::SeqCst),
-            flow.bad.load(Ordering::SeqCst),
-        );
+        let (good, bad) = (flow.good(), flow.bad());
         pr_info!(
             "{} of {} packets echoed byte-exact, {} bad, in {} ms; synchronous request {}\n",
             good,

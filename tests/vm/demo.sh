@@ -15,7 +15,8 @@
 #     fill from debugfs every second; kmcl's trace events are recorded.
 #  3. A summary, the channels' debugfs state files and a trace excerpt.
 #  4. A live update: the server is unloaded and loaded again while the
-#     client has packets in flight.
+#     client has packets in flight.  Then both ends in Rust: the echo server
+#     kmcl_echo_vsp_rs with the Rust client, PACKETS packets each way.
 #  5. The network-style pair (kmcl_net_vsp, kmcl_net_vsc, both C): receive
 #     and send buffers shared as GPADLs, three sub-channels the server
 #     offers and the client opens, NET_FRAMES frames each way over the four
@@ -150,6 +151,21 @@ since_lu | grep -q 'kmcl_echo_vsc: channel closed' && { say "the client saw its 
 since_lu | grep -q 'kmcl_echo_vsc: 2000 of 2000 packets echoed byte-exact, 0 bad' ||
 	{ say "the client's packets were not all echoed"; exit 1; }
 rmmod kmcl_echo_vsc && rmmod kmcl_echo_vsp || { say "rmmod failed"; exit 1; }
+
+# Both ends in Rust: the Rust echo server with the Rust client.
+echo "kmcl-demo: rust pair" >/dev/kmsg
+since_rs() { dmesg | awk 'f; index($0, "kmcl-demo: rust pair") { f = 1 }'; }
+say "Rust pair: insmod kmcl_echo_vsp_rs.ko packets=$PACKETS; insmod kmcl_echo_vsc.ko packets=$PACKETS"
+insmod /kmcl/kmcl_echo_vsp_rs.ko packets="$PACKETS" || { say "insmod failed"; exit 1; }
+insmod /kmcl/kmcl_echo_vsc.ko packets="$PACKETS" || { say "insmod failed"; exit 1; }
+for _ in $(seq 120); do
+	since_rs | grep -q 'kmcl_echo_vsp_rs: [0-9]* of [0-9]* packets to the client' && break
+	sleep 1
+done
+since_rs | grep -E 'kmcl_echo_vs(c|p_rs): [0-9]+ of' | sed 's/^\[[ 0-9.]*\] /    /'
+since_rs | grep -q "kmcl_echo_vsp_rs: $PACKETS of $PACKETS packets to the client echoed byte-exact, 0 bad" ||
+	{ say "the Rust server's packets were not all echoed"; exit 1; }
+rmmod kmcl_echo_vsc && rmmod kmcl_echo_vsp_rs || { say "rmmod failed"; exit 1; }
 
 NET_FRAMES=${NET_FRAMES:-4000}
 echo "kmcl-demo: net" >/dev/kmsg

@@ -58,6 +58,8 @@
 
 #[path = "abi.rs"]
 pub mod abi;
+#[path = "message.rs"]
+mod message;
 #[path = "shared.rs"]
 mod shared;
 

@@ -335,7 +335,7 @@ mod cases {
         EXT_DONE.store(0, Ordering::SeqCst);
         EXT_REPLY.store(0, Ordering::SeqCst);
         let module: &'static ThisModule = &<crate::Kmcl as kernel::ModuleMetadata>::THIS_MODULE;
-        let ty = kmcl::Guid { b: [0x75; 16] };
+        let ty = kmcl::Guid { b: [0x79; 16] };
         let vsp = Arc::pin_init(
             pin_init!(Vsp {
                 seen <- kernel::new_spinlock_irq!(KVec::new()),
@@ -432,6 +432,128 @@ mod cases {
         assert_eq!(&nine, b"read only");
     }
 
+    /// A protocol message: a request...
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct Ping {
+        seq: u32,
+        op: u32,
+        value: u64,
+    }
+
+    /// ...and its reply.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct Pong {
+        seq: u32,
+        status: u32,
+        doubled: u64,
+        echo: [u8; 8],
+    }
+
+    // SAFETY: `repr(C)` integers only, no padding; any bytes are a value.
+    unsafe impl kernel::transmute::FromBytes for Ping {}
+    // SAFETY: as above.
+    unsafe impl kernel::transmute::AsBytes for Ping {}
+    // SAFETY: as above.
+    unsafe impl kernel::transmute::FromBytes for Pong {}
+    // SAFETY: as above.
+    unsafe impl kernel::transmute::AsBytes for Pong {}
+
+    /// A server answering `Ping`s with `Pong`s (op 1), with four bytes
+    /// (op 2, a reply too short for a `Pong`), and counting payloads too
+    /// short for a `Ping`.
+    struct Responder {
+        short: AtomicU32,
+    }
+
+    impl kmcl::Driver for Responder {
+        fn process_packet(&self, _channel: kmcl::ChannelRef<'_>, packet: kmcl::Incoming) {
+            let Some(ping) = packet.message::<Ping>() else {
+                self.short.fetch_add(1, Ordering::SeqCst);
+                let _ = packet.complete(&[]);
+                return;
+            };
+            let _ = match ping.op {
+                1 => packet.complete_with(&Pong {
+                    seq: ping.seq,
+                    status: 0,
+                    doubled: ping.value * 2,
+                    echo: *b"pong!!!!",
+                }),
+                _ => packet.complete(&[1, 2, 3, 4]),
+            };
+        }
+    }
+
+    /// Typed messages both ways: `request` (a synchronous request whose
+    /// reply is read as a type), `message` and `complete_with` on the
+    /// server, `send_message`.
+    #[test]
+    fn typed_messages_through_the_wrapper() {
+        let module: &'static ThisModule = &<crate::Kmcl as kernel::ModuleMetadata>::THIS_MODULE;
+        let ty = kmcl::Guid { b: [0x76; 16] };
+        let responder = Arc::new(
+            Responder {
+                short: AtomicU32::new(0),
+            },
+            GFP_KERNEL,
+        )
+        .unwrap();
+        let mut server = kmcl::Channel::new(module, kmcl::Role::Server, responder.clone()).unwrap();
+        assert_eq!(server.set_offer(&ty, &INSTANCE), Ok(()));
+        assert_eq!(server.enable(), Ok(()));
+        assert_eq!(server.start(), Ok(()));
+        let client_driver = Arc::new(
+            Client {
+                running: AtomicBool::new(false),
+            },
+            GFP_KERNEL,
+        )
+        .unwrap();
+        let mut client =
+            kmcl::Channel::new(module, kmcl::Role::Client, client_driver.clone()).unwrap();
+        assert_eq!(client.set_target(&ty, Some(&INSTANCE)), Ok(()));
+        assert_eq!(client.enable(), Ok(()));
+        assert!(crate::engine::testing::wait_until(|| client_driver
+            .running
+            .load(Ordering::SeqCst)));
+        let c = client.as_ref();
+        for seq in 1..=20u32 {
+            let ping = Ping {
+                seq,
+                op: 1,
+                value: u64::from(seq) << 33,
+            };
+            let pong: Pong = c.request(&ping, Some(5000)).unwrap();
+            assert_eq!(
+                pong,
+                Pong {
+                    seq,
+                    status: 0,
+                    doubled: u64::from(seq) << 34,
+                    echo: *b"pong!!!!",
+                }
+            );
+        }
+        // A reply shorter than the reply type.
+        let short = Ping {
+            seq: 0,
+            op: 2,
+            value: 0,
+        };
+        assert_eq!(c.request::<Ping, Pong>(&short, Some(5000)), Err(EPROTO));
+        // A payload shorter than the server's message type.
+        assert_eq!(c.send_sync(&[9, 9, 9, 9], &mut [0u8; 8], Some(5000)), Ok(0));
+        assert_eq!(responder.short.load(Ordering::SeqCst), 1);
+        // One-way, without a completion.
+        REPLIES_OK.store(0, Ordering::SeqCst);
+        let done = KBox::new(Echo(0), GFP_KERNEL).unwrap();
+        assert_eq!(c.send_message(&short, false, done), Ok(()));
+        drop(client);
+        drop(server);
+    }
+
     /// A client primary channel that opens every sub-channel offered to it
     /// from its callback, keeping the channel.
     #[pin_data]
@@ -525,9 +647,12 @@ mod cases {
         assert_eq!(s_sub.set_client_context_size(CONTEXT_SIZE as u32), Ok(()));
         assert_eq!(s_sub.enable(), Ok(()));
         assert_eq!(s_sub.start(), Ok(()));
+        // The callback keeps the sub-channel once its Enable returned,
+        // which may be after the sub-channel started.
         assert!(crate::engine::testing::wait_until(|| sub_client
             .running
-            .load(Ordering::SeqCst)));
+            .load(Ordering::SeqCst)
+            && primary.sub.lock().is_some()));
         assert_eq!(primary.offered.load(Ordering::SeqCst), 1);
         assert_eq!(s_sub.as_ref().subchannel_index(), Ok(1));
         {

@@ -5,8 +5,9 @@
 # echo server (kmcl_echo_vsp) and the Rust echo client (kmcl_echo_vsc)
 # each send PACKETS packets of random sizes (1 byte to the maximum packet
 # size) to the other, which echoes them as completion payloads, checked
-# byte for byte; kmcl stays loaded while they use it; a module unloaded with
-# its channel still allocated is cleaned up by kmcl.
+# byte for byte; then the Rust echo server (kmcl_echo_vsp_rs) does the
+# same with the Rust client; kmcl stays loaded while they use it; a module
+# unloaded with its channel still allocated is cleaned up by kmcl.
 
 . "$(dirname "$0")/lib/common.sh"
 PACKETS=${PACKETS:-100000}
@@ -16,8 +17,8 @@ loaded() {
 }
 
 ktap_print_header
-need_modules kmcl kmcl_echo_vsp kmcl_echo_vsc
-ktap_set_plan 18
+need_modules kmcl kmcl_echo_vsp kmcl_echo_vsc kmcl_echo_vsp_rs
+ktap_set_plan 22
 
 marker="kmcl-test: samples $$"
 echo "$marker" >/dev/kmsg
@@ -72,6 +73,29 @@ check "unloading the server withdraws its offer" \
 	logged "kmcl_echo_vsp: echo interface withdrawn"
 check "debugfs: no channel directories are left" \
 	sh -c "[ -z \"\$(ls $DBG)\" ]"
+
+# The Rust echo server with the Rust client: both drivers in Rust.
+marker="kmcl-test: samples rust pair $$"
+echo "$marker" >/dev/kmsg
+check "Rust echo server (kmcl_echo_vsp_rs) loads and offers" \
+	sh -c "insmod $MODULES/kmcl_echo_vsp_rs.ko packets=$PACKETS && dmesg | grep -qF 'kmcl_echo_vsp_rs: echo interface offered'"
+rust_client_echoed() {
+	insmod "$MODULES/kmcl_echo_vsc.ko" packets="$PACKETS" &&
+		log_since "$marker" | grep -F "kmcl_echo_vsc: $PACKETS of $PACKETS packets echoed byte-exact, 0 bad" |
+		grep -qF 'synchronous request ok'
+}
+check "Rust client to Rust server: every packet and a synchronous request echoed byte-exact" \
+	rust_client_echoed
+check "Rust server to Rust client: every packet echoed byte-exact" \
+	wait_logged "kmcl_echo_vsp_rs: $PACKETS of $PACKETS packets to the client echoed byte-exact, 0 bad" 600
+log_since "$marker" | grep -E 'kmcl_echo_vs[pc](_rs)?: [0-9]+ of' | sed 's/^/# /'
+rmmod kmcl_echo_vsc
+rmmod kmcl_echo_vsp_rs
+rust_server_done() {
+	logged "kmcl_echo_vsp_rs: client disconnected; $((PACKETS + 1)) packets echoed" &&
+		logged "kmcl_echo_vsp_rs: echo interface withdrawn; $((PACKETS + 1)) packets echoed"
+}
+check "the Rust server saw the client leave and withdrew its offer" rust_server_done
 
 # 8-11: a module that leaves its channel allocated.
 marker="kmcl-test: samples leak $$"

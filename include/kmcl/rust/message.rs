@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Typed protocol messages: a driver's `#[repr(C)]` message structs sent
+//! and received as themselves instead of byte slices, through the kernel's
+//! [`AsBytes`] and [`FromBytes`] (a struct implements them once, with
+//! `unsafe impl`, promising it has no padding and that any bytes are a
+//! valid value, as for any kernel type read from a device).
+//!
+//! Incoming messages are copied out of the payload (a VMBus payload is
+//! 8-byte aligned; a message type may need more, and the payload is only
+//! valid while the packet is held).
+
+use super::{
+    ChannelRef,
+    Incoming,
+    Packet,
+    SendDone, //
+};
+use kernel::{
+    prelude::*,
+    transmute::{
+        AsBytes,
+        FromBytes, //
+    },
+};
+
+impl ChannelRef<'_> {
+    /// [`ChannelRef::send`] of the message `msg` (its bytes are the
+    /// payload). Any context.
+    #[doc(alias = "VmbPacketSend")]
+    pub fn send_message<T: AsBytes>(
+        &self,
+        msg: &T,
+        wait_for_completion: bool,
+        done: KBox<dyn SendDone>,
+    ) -> Result {
+        self.send(msg.as_bytes(), wait_for_completion, done)
+    }
+
+    /// `VmbChannelSendSynchronousRequest` with typed messages: sends `msg`,
+    /// waits for the completion and returns its payload read as `R`
+    /// (`EPROTO` when the other endpoint's reply is shorter than `R`;
+    /// bytes beyond `R` are ignored). `timeout_ms` `None` waits for ever.
+    /// Process context.
+    #[doc(alias = "VmbChannelSendSynchronousRequest")]
+    pub fn request<T: AsBytes, R: FromBytes>(&self, msg: &T, timeout_ms: Option<u32>) -> Result<R> {
+        let mut reply = KVec::from_elem(0u8, core::mem::size_of::<R>(), GFP_KERNEL)?;
+        let len = self.send_sync(msg.as_bytes(), &mut reply, timeout_ms)?;
+        let got = reply.get(..len).ok_or(EPROTO)?;
+        R::from_bytes_copy_prefix(got).map(|(r, _)| r).ok_or(EPROTO)
+    }
+}
+
+impl Packet {
+    /// [`Packet::send`] of the message `msg`. Any context. On an error the
+    /// packet is given back and its routine does not run.
+    #[doc(alias = "VmbPacketSend")]
+    pub fn send_message<T: AsBytes>(
+        self,
+        msg: &T,
+        wait_for_completion: bool,
+    ) -> core::result::Result<(), (Packet, Error)> {
+        self.send(msg.as_bytes(), wait_for_completion)
+    }
+}
+
+impl Incoming {
+    /// The payload read as the message `T` (a copy of its first
+    /// `size_of::<T>()` bytes); `None` when the payload is shorter.
+    pub fn message<T: FromBytes>(&self) -> Option<T> {
+        T::from_bytes_copy_prefix(self.data()).map(|(m, _)| m)
+    }
+
+    /// `VmbChannelPacketComplete` with the message `reply` as the
+    /// completion payload.
+    #[doc(alias = "VmbChannelPacketComplete")]
+    pub fn complete_with<T: AsBytes>(self, reply: &T) -> Result {
+        self.complete(reply.as_bytes())
+    }
+}
