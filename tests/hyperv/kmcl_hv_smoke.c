@@ -57,6 +57,10 @@ static void response_written(struct kmcl_packet *pkt, int status,
 	kmcl_packet_free(pkt);
 }
 
+/* Connections opened so far; a heartbeat on a later one is logged once. */
+static unsigned int opens;
+static bool reopened;
+
 static void reply(const u8 *buf, u32 len)
 {
 	struct kmcl_packet *pkt = kmcl_packet_allocate(channel);
@@ -102,6 +106,14 @@ static void hb_process_packet(struct kmcl_channel *ch, struct kmcl_incoming *pac
 		last_seq = hb->seq_num;
 		hb->seq_num += 1;
 		heartbeat = true;
+		/*
+		 * The first heartbeat of a later connection (a resumed
+		 * channel: KMCL_SMOKE_PM_TEST in hyperv.sh).
+		 */
+		if (READ_ONCE(reopened)) {
+			WRITE_ONCE(reopened, false);
+			pr_info("answered heartbeat %llu after reopening\n", last_seq);
+		}
 	} else {
 		pr_warn("IC message type %u not handled\n", hdr->icmsgtype);
 	}
@@ -125,6 +137,8 @@ static void hb_pnp_failure(struct kmcl_channel *ch, int status)
 static int hb_opened(struct kmcl_channel *ch)
 {
 	pr_info("heartbeat channel opened through kmcl\n");
+	if (opens++)
+		WRITE_ONCE(reopened, true);
 	return 0;
 }
 
