@@ -148,6 +148,12 @@ rc=$?
 [ "$rc" -ne 0 ] && tail -20 out/api-example.log
 result "api.rst: its build command builds a module that uses kmcl, as pasted" $rc
 
+step "build: misuses of the Rust wrapper must not compile (scripts/compile_fail.sh)"
+scripts/compile_fail.sh >out/compile-fail.log 2>&1
+rc=$?
+sed 's/^/  /' out/compile-fail.log
+result "compile-fail: $(ls tests/compile-fail/*.rs | wc -l) lifetime misuses refused by the compiler with the expected error" $rc
+
 step "docs: sphinx-build -W (make docs)"
 make --no-print-directory docs KSRC="$KSRC" >out/docs.log 2>&1
 rc=$?
