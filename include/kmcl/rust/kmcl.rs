@@ -58,6 +58,8 @@
 
 #[path = "abi.rs"]
 pub mod abi;
+#[path = "bus.rs"]
+mod bus;
 #[path = "message.rs"]
 mod message;
 #[path = "shared.rs"]
@@ -87,6 +89,13 @@ pub use abi::KmclPageBuffer as PageBuffer;
 /// One range of a transfer-page set (C `struct kmcl_transfer_range`):
 /// `byte_count` bytes from `byte_offset`.
 pub use abi::KmclTransferRange as TransferRange;
+pub use bus::{
+    stash_put,
+    stash_take,
+    LoopbackBus,
+    INIT_FLAG_IS_PIPE,
+    SERVER_FLAG_LOOPBACK_OFFER, //
+};
 pub use shared::{
     ExternalData,
     SharedPages, //

@@ -554,6 +554,77 @@ mod cases {
         drop(server);
     }
 
+    /// Init flags, VTL, a loopback bus of its own and the stash, through
+    /// the wrapper.
+    #[test]
+    fn buses_flags_and_the_stash_through_the_wrapper() {
+        let module: &'static ThisModule = &<crate::Kmcl as kernel::ModuleMetadata>::THIS_MODULE;
+        let ty = kmcl::Guid { b: [0x7a; 16] };
+        let bus = kmcl::LoopbackBus::new().unwrap();
+        let other = kmcl::LoopbackBus::new().unwrap();
+        assert_ne!(bus.handle(), other.handle());
+        let quiet = Arc::new(Quiet, GFP_KERNEL).unwrap();
+        let mut server = kmcl::Channel::new(module, kmcl::Role::Server, quiet).unwrap();
+        assert_eq!(server.set_flags(kmcl::INIT_FLAG_IS_PIPE), Err(EOPNOTSUPP));
+        assert_eq!(server.set_flags(0x80), Err(EINVAL));
+        assert_eq!(server.set_flags(0), Ok(()));
+        assert_eq!(
+            server.set_server_flags(kmcl::SERVER_FLAG_LOOPBACK_OFFER),
+            Ok(())
+        );
+        assert_eq!(server.set_server_flags(0x2), Err(EOPNOTSUPP));
+        assert_eq!(server.set_target_vtl(16), Err(EINVAL));
+        assert_eq!(server.set_target_vtl(0), Ok(()));
+        assert_eq!(server.set_bus(&bus), Ok(()));
+        assert_eq!(server.set_offer(&ty, &INSTANCE), Ok(()));
+        assert_eq!(server.enable(), Ok(()));
+        assert_eq!(server.start(), Ok(()));
+        // A client on another bus does not see the offer; one on its bus
+        // does.
+        let lost = Arc::new(
+            Client {
+                running: AtomicBool::new(false),
+            },
+            GFP_KERNEL,
+        )
+        .unwrap();
+        let mut elsewhere = kmcl::Channel::new(module, kmcl::Role::Client, lost.clone()).unwrap();
+        assert_eq!(elsewhere.set_bus(&other), Ok(()));
+        assert_eq!(elsewhere.set_target(&ty, Some(&INSTANCE)), Ok(()));
+        assert_eq!(elsewhere.enable(), Ok(()));
+        let found = Arc::new(
+            Client {
+                running: AtomicBool::new(false),
+            },
+            GFP_KERNEL,
+        )
+        .unwrap();
+        let mut client = kmcl::Channel::new(module, kmcl::Role::Client, found.clone()).unwrap();
+        assert_eq!(client.set_bus(&bus), Ok(()));
+        assert_eq!(client.set_target(&ty, Some(&INSTANCE)), Ok(()));
+        assert_eq!(client.enable(), Ok(()));
+        assert!(crate::engine::testing::wait_until(|| found
+            .running
+            .load(Ordering::SeqCst)));
+        assert!(!lost.running.load(Ordering::SeqCst));
+        // The buses may go before their channels.
+        drop(bus);
+        drop(other);
+        drop(client);
+        drop(elsewhere);
+        drop(server);
+
+        // The stash.
+        let key = kmcl::Guid { b: [0x7b; 16] };
+        assert_eq!(kmcl::stash_take(&key).err(), Some(ENOENT));
+        assert_eq!(kmcl::stash_put(&key, b"first"), Ok(()));
+        assert_eq!(kmcl::stash_put(&key, b"the saved state"), Ok(()));
+        assert_eq!(kmcl::stash_put(&key, b""), Err(EINVAL));
+        let got = kmcl::stash_take(&key).unwrap();
+        assert_eq!(&got[..], b"the saved state");
+        assert_eq!(kmcl::stash_take(&key).err(), Some(ENOENT));
+    }
+
     /// A client primary channel that opens every sub-channel offered to it
     /// from its callback, keeping the channel.
     #[pin_data]
