@@ -6,7 +6,7 @@
 #  1. The host ring benchmark (criterion, rust/host/benches/ring.rs).
 #  2. The in-kernel benchmark (bench/bench_main.rs) in the VM, on the
 #     non-debug ("fast") test kernel: KASAN and kmemleak would measure
-#     themselves.  Built on first use (about 6 minutes on 2 cores), cached.
+#     themselves.  Built on first use (about 6 to 13 minutes on 2 cores), cached.
 #  3. scripts/bench_report.py: table, out/bench/results.csv,
 #     out/bench/throughput.svg, out/bench/report.txt.
 #

@@ -115,7 +115,7 @@ else
 	say "resuming the $flavour kernel build in $out"
 fi
 
-say "building bzImage + modules with $JOBS jobs (about 6 minutes on 2 cores; log: $out/build.log)"
+say "building bzImage + modules with $JOBS jobs (about 6 to 13 minutes on 2 cores; log: $out/build.log)"
 start=$(date +%s)
 kmake -j"$JOBS" bzImage modules >"$out/build.log" 2>&1 &
 pid=$!
