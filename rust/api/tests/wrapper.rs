@@ -350,20 +350,7 @@ mod cases {
         assert_eq!(server.set_maximum_external_data(8192, 1), Ok(()));
         assert_eq!(server.enable(), Ok(()));
         assert_eq!(server.start(), Ok(()));
-        let client_driver = Arc::new(
-            Client {
-                running: AtomicBool::new(false),
-            },
-            GFP_KERNEL,
-        )
-        .unwrap();
-        let mut client =
-            kmcl::Channel::new(module, kmcl::Role::Client, client_driver.clone()).unwrap();
-        assert_eq!(client.set_target(&ty, Some(&INSTANCE)), Ok(()));
-        assert_eq!(client.enable(), Ok(()));
-        assert!(crate::engine::testing::wait_until(|| client_driver
-            .running
-            .load(Ordering::SeqCst)));
+        let client = running_client(module, &ty);
         let (c, s) = (client.as_ref(), server.as_ref());
 
         // Three pages, each byte telling its place.
@@ -486,6 +473,24 @@ mod cases {
         }
     }
 
+    /// A client of `ty`/`INSTANCE`, enabled, once it runs.
+    fn running_client(module: &'static ThisModule, ty: &kmcl::Guid) -> kmcl::Channel {
+        let driver = Arc::new(
+            Client {
+                running: AtomicBool::new(false),
+            },
+            GFP_KERNEL,
+        )
+        .unwrap();
+        let mut client = kmcl::Channel::new(module, kmcl::Role::Client, driver.clone()).unwrap();
+        assert_eq!(client.set_target(ty, Some(&INSTANCE)), Ok(()));
+        assert_eq!(client.enable(), Ok(()));
+        assert!(crate::engine::testing::wait_until(|| driver
+            .running
+            .load(Ordering::SeqCst)));
+        client
+    }
+
     /// Typed messages both ways: `request` (a synchronous request whose
     /// reply is read as a type), `message` and `complete_with` on the
     /// server, `send_message`.
@@ -504,20 +509,7 @@ mod cases {
         assert_eq!(server.set_offer(&ty, &INSTANCE), Ok(()));
         assert_eq!(server.enable(), Ok(()));
         assert_eq!(server.start(), Ok(()));
-        let client_driver = Arc::new(
-            Client {
-                running: AtomicBool::new(false),
-            },
-            GFP_KERNEL,
-        )
-        .unwrap();
-        let mut client =
-            kmcl::Channel::new(module, kmcl::Role::Client, client_driver.clone()).unwrap();
-        assert_eq!(client.set_target(&ty, Some(&INSTANCE)), Ok(()));
-        assert_eq!(client.enable(), Ok(()));
-        assert!(crate::engine::testing::wait_until(|| client_driver
-            .running
-            .load(Ordering::SeqCst)));
+        let client = running_client(module, &ty);
         let c = client.as_ref();
         for seq in 1..=20u32 {
             let ping = Ping {
