@@ -92,6 +92,7 @@ u64 kmcl_page_pfn(struct page *page);
 int kmcl_pages_of_pfns(const u64 *pfns, u32 n, struct page **pages);
 void kmcl_page_read(struct page *page, u32 offset, void *dst, u32 len);
 void kmcl_page_write(struct page *page, u32 offset, const void *src, u32 len);
+void kmcl_ring_copy(void *dst, const void *src, size_t len);
 
 /* rust/glue/hv_interop.c: wire-compatibility tests (KUnit builds only). */
 struct vmbus_channel;

@@ -60,6 +60,17 @@ int kmcl_pages_of_pfns(const u64 *pfns, u32 n, struct page **pages)
 	return 0;
 }
 
+/*
+ * Copies @len bytes between a ring's data area and kmcl's own memory
+ * (rust/shmem/ring_pages.rs): the kernel's memcpy, as hv_vmbus copies ring
+ * payload.  The other endpoint may write the ring bytes meanwhile; the
+ * caller copies them once into private memory and parses only that copy.
+ */
+void kmcl_ring_copy(void *dst, const void *src, size_t len)
+{
+	memcpy(dst, src, len);
+}
+
 /* Copies @len bytes at @offset of @page (within the page) to @dst. */
 void kmcl_page_read(struct page *page, u32 offset, void *dst, u32 len)
 {

@@ -26,6 +26,18 @@ use crate::protocol::ring::{
     CONTROL_WORDS, //
 };
 
+mod glue {
+    extern "C" {
+        /// `memcpy(dst, src, len)` in C (`rust/glue/pages.c`).
+        pub(super) fn kmcl_ring_copy(dst: *mut u8, src: *const u8, len: usize);
+    }
+}
+
+/// Copies of at least this many bytes go through the kernel's `memcpy`;
+/// shorter ones (descriptors, trailers, a payload's last partial word)
+/// are a few volatile words, cheaper than a call.
+const BULK_COPY: usize = 64;
+
 /// The pages of one ring: a control page followed by `data_pages` pages of
 /// data area, laid out exactly like Linux's `struct hv_ring_buffer`.
 /// Either owned by kmcl (one zeroed vmalloc allocation: loopback rings) or
@@ -39,8 +51,9 @@ use crate::protocol::ring::{
 ///   memory the creator of a borrowed ring keeps mapped;
 /// - `data_len` is a non-zero multiple of `PAGE_SIZE`;
 /// - the memory is accessed only through atomics (the control page) and
-///   volatile copies (the data area), never through references to plain
-///   data, since the other endpoint may write it at any time.
+///   volatile or C `memcpy` copies (the data area), never through
+///   references to plain data, since the other endpoint may write it at
+///   any time.
 pub(crate) struct RingPages {
     base: NonNull<u8>,
     data_len: usize,
@@ -49,11 +62,11 @@ pub(crate) struct RingPages {
 }
 
 // SAFETY: `RingPages` owns its allocation and all accesses to it are
-// atomic or volatile (see the type invariants), so it may be moved to and
+// atomic, volatile or C copies (see the type invariants), so it may be moved to and
 // used from any thread.
 unsafe impl Send for RingPages {}
 
-// SAFETY: Shared access only performs atomic or volatile accesses (see the
+// SAFETY: Shared access only performs atomic, volatile or C-copy accesses (see the
 // type invariants); concurrent use from several threads is what the ring
 // protocol on top of it is designed for.
 unsafe impl Sync for RingPages {}
@@ -163,6 +176,21 @@ impl RingMemory for RingPages {
         if !self.in_bounds(offset, buf.len()) {
             return;
         }
+        if buf.len() >= BULK_COPY {
+            // SAFETY: `[offset, offset + len)` lies within the data area
+            // (checked above), which stays mapped while `self` lives; `buf`
+            // is kmcl's own memory, distinct from the ring. The copy is
+            // made in C: the other endpoint may write these bytes
+            // meanwhile, and the ring parses only `buf`, never the ring.
+            unsafe {
+                glue::kmcl_ring_copy(
+                    buf.as_mut_ptr(),
+                    self.data().wrapping_add(offset),
+                    buf.len(),
+                )
+            };
+            return;
+        }
         let src = self.data().wrapping_add(offset).cast::<u64>();
         let (chunks, _) = buf.as_chunks_mut::<8>();
         for (i, chunk) in chunks.iter_mut().enumerate() {
@@ -178,6 +206,15 @@ impl RingMemory for RingPages {
     #[inline]
     fn write_data(&self, offset: usize, buf: &[u8]) {
         if !self.in_bounds(offset, buf.len()) {
+            return;
+        }
+        if buf.len() >= BULK_COPY {
+            // SAFETY: As in `read_data`: within the mapped data area, and
+            // not overlapping `buf`; the other endpoint does not read free
+            // space, and the bytes are published only after the copy.
+            unsafe {
+                glue::kmcl_ring_copy(self.data().wrapping_add(offset), buf.as_ptr(), buf.len())
+            };
             return;
         }
         let dst = self.data().wrapping_add(offset).cast::<u64>();

@@ -4,9 +4,14 @@
 //! benchmarked with criterion (`make bench` runs this and reports).
 //!
 //! - `ring_1t/<size>`: one thread writes a batch of in-band packets,
-//!   commits, reads them back and commits.
+//!   commits, reads them back and commits, on a 1 MiB ring whose payload
+//!   is copied with the platform's `memcpy` ([`HostRing`], as `kmcl.ko`
+//!   copies with the kernel's);
+//! - `ring_1t_256k/<size>`: the same on a 256 KiB ring;
+//! - `ring_1t_words/<size>`: the same on a 1 MiB ring of atomic words
+//!   ([`WordRingMemory`]: copies a word at a time, as kmcl did before);
 //! - `ring_2t/<size>`: a producer thread and a consumer thread, one per
-//!   core, stream packets through the ring.
+//!   core, stream packets through a 1 MiB [`HostRing`];
 //! - `memcpy/<size>`: the same payload bytes copied twice with plain
 //!   `copy_from_slice` (a ring copies each payload in and out), the
 //!   ceiling a copying ring is compared with.
@@ -32,32 +37,40 @@ use criterion::{
     Criterion,
     Throughput, //
 };
+use kmcl_protocol::host_ring::HostRing;
 use kmcl_protocol::packet::PacketType;
 use kmcl_protocol::ring::{
-    init_control, IncomingRing, OutgoingRing, WordRingMemory, WriteError, CONTROL_WORDS,
+    init_control,
+    IncomingRing,
+    OutgoingRing,
+    RingMemory,
+    WordRingMemory,
+    WriteError,
+    CONTROL_WORDS, //
 };
 
 /// Payload sizes, bytes.
 const SIZES: [usize; 5] = [64, 256, 1024, 4096, 65536];
 /// Ring data area: 1 MiB (room for several 64-KiB packets).
-const RING_WORDS: usize = (1 << 20) / 8;
+const RING: usize = 1 << 20;
 
-/// Packets per batch of the one-thread benchmark for `size`: up to 64,
-/// fewer when that many would not fit the ring.
-fn batch(size: usize) -> usize {
-    ((RING_WORDS * 8) / (size + 64) / 2).clamp(1, 64)
+/// Packets per batch of the one-thread benchmark for `size` on a ring of
+/// `ring` bytes: up to 64, no more than fill half the ring.
+fn batch(size: usize, ring: usize) -> usize {
+    (ring / (size + 64) / 2).clamp(1, 64)
 }
 
-struct Ring {
+/// A ring of atomic words (the memory kmcl copied word by word).
+struct Words {
     control: [AtomicU32; CONTROL_WORDS],
     data: Vec<AtomicU64>,
 }
 
-impl Ring {
-    fn new() -> Self {
-        let r = Ring {
+impl Words {
+    fn new(bytes: usize) -> Self {
+        let r = Words {
             control: std::array::from_fn(|_| AtomicU32::new(0)),
-            data: (0..RING_WORDS).map(|_| AtomicU64::new(0)).collect(),
+            data: (0..bytes / 8).map(|_| AtomicU64::new(0)).collect(),
         };
         init_control(&r.control);
         r
@@ -68,41 +81,65 @@ impl Ring {
     }
 }
 
+/// A bulk-copy ring of `bytes`.
+fn host_ring(bytes: usize) -> HostRing {
+    // SAFETY: each benchmark uses one writer end and one reader end.
+    unsafe { HostRing::new(bytes) }
+}
+
+/// One thread: a batch written, committed, read back, committed.
+fn one_thread_on<M: RingMemory>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    size: usize,
+    n: usize,
+    writer: M,
+    reader: M,
+) {
+    let mut out = OutgoingRing::new(writer).unwrap();
+    let mut inc = IncomingRing::new(reader).unwrap();
+    let payload = vec![0x5a_u8; size];
+    let mut buf = vec![0_u8; size + 64];
+    g.throughput(Throughput::Bytes((size * n) as u64));
+    g.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, _| {
+        b.iter(|| {
+            for _ in 0..n {
+                out.write(PacketType::InBand, &[], &payload, false, 0)
+                    .unwrap();
+            }
+            out.commit().unwrap();
+            for _ in 0..n {
+                let p = inc.read(&mut buf).unwrap().unwrap();
+                black_box(p.payload(&buf));
+            }
+            inc.commit();
+        })
+    });
+}
+
 fn one_thread(c: &mut Criterion) {
-    let mut g = c.benchmark_group("ring_1t");
+    for (name, bytes) in [("ring_1t", RING), ("ring_1t_256k", RING / 4)] {
+        let mut g = c.benchmark_group(name);
+        for size in SIZES {
+            let ring = host_ring(bytes);
+            one_thread_on(&mut g, size, batch(size, bytes), &ring, &ring);
+        }
+        g.finish();
+    }
+    let mut g = c.benchmark_group("ring_1t_words");
     for size in SIZES {
-        let n = batch(size);
-        let ring = Ring::new();
-        let mut out = OutgoingRing::new(ring.mem()).unwrap();
-        let mut inc = IncomingRing::new(ring.mem()).unwrap();
-        let payload = vec![0x5a_u8; size];
-        let mut buf = vec![0_u8; size + 64];
-        g.throughput(Throughput::Bytes((size * n) as u64));
-        g.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, _| {
-            b.iter(|| {
-                for _ in 0..n {
-                    out.write(PacketType::InBand, &[], &payload, false, 0)
-                        .unwrap();
-                }
-                out.commit().unwrap();
-                for _ in 0..n {
-                    let p = inc.read(&mut buf).unwrap().unwrap();
-                    black_box(p.payload(&buf));
-                }
-                inc.commit();
-            })
-        });
+        let ring = Words::new(RING);
+        one_thread_on(&mut g, size, batch(size, RING), ring.mem(), ring.mem());
     }
     g.finish();
 }
 
 /// Streams `packets` packets of `size` bytes from a producer thread to a
 /// consumer thread; returns the time it took.
-fn stream(ring: &Ring, size: usize, packets: u64) -> Duration {
+fn stream(ring: &HostRing, size: usize, packets: u64) -> Duration {
     let start = Instant::now();
     std::thread::scope(|s| {
         s.spawn(|| {
-            let mut out = OutgoingRing::new(ring.mem()).unwrap();
+            let mut out = OutgoingRing::new(ring).unwrap();
             let payload = vec![0x5a_u8; size];
             let mut sent = 0;
             while sent < packets {
@@ -123,7 +160,7 @@ fn stream(ring: &Ring, size: usize, packets: u64) -> Duration {
             out.commit().unwrap();
         });
         s.spawn(|| {
-            let mut inc = IncomingRing::new(ring.mem()).unwrap();
+            let mut inc = IncomingRing::new(ring).unwrap();
             let mut buf = vec![0_u8; size + 64];
             let mut got = 0;
             while got < packets {
@@ -153,7 +190,7 @@ fn two_threads(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, &size| {
             b.iter_custom(|iters| {
-                let ring = Ring::new();
+                let ring = host_ring(RING);
                 stream(&ring, size, iters)
             })
         });
@@ -164,7 +201,7 @@ fn two_threads(c: &mut Criterion) {
 fn memcpy(c: &mut Criterion) {
     let mut g = c.benchmark_group("memcpy");
     for size in SIZES {
-        let n = batch(size);
+        let n = batch(size, RING);
         let src = vec![0x5a_u8; size];
         // Each copy goes to its own place, as ring slots do.
         let mut dst = vec![0_u8; size * n];
