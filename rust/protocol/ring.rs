@@ -307,6 +307,7 @@ impl<M: RingMemory> OutgoingRing<M> {
     /// type-specific header such as a GPA range list, 8-byte multiple) and
     /// `payload`, padded to 8 bytes, then the trailer. Nothing is visible to
     /// the reader until [`commit`](Self::commit).
+    #[inline]
     pub fn write(
         &mut self,
         ptype: PacketType,
@@ -338,22 +339,46 @@ impl<M: RingMemory> OutgoingRing<M> {
         }
 
         let start = self.next;
+        // The trailer carries the packet's start offset in its upper half,
+        // as hv_vmbus writes it.
+        let trailer = (u64::from(start) << 32).to_le_bytes();
+        let whole = payload.len() - payload.len() % PACKET_ALIGN;
+        let mut last = [0u8; PACKET_ALIGN];
+        last[..payload.len() - whole].copy_from_slice(&payload[whole..]);
+        if start as usize + needed <= self.size as usize {
+            // The common case: the packet does not wrap, so its pieces go
+            // one after another without splitting.
+            let mut at = start as usize;
+            self.mem.write_data(at, &desc.to_bytes());
+            at += DESCRIPTOR_SIZE;
+            if !header.is_empty() {
+                self.mem.write_data(at, header);
+                at += header.len();
+            }
+            if whole > 0 {
+                self.mem.write_data(at, &payload[..whole]);
+                at += whole;
+            }
+            if whole < payload.len() {
+                self.mem.write_data(at, &last);
+                at += PACKET_ALIGN;
+            }
+            self.mem.write_data(at, &trailer);
+            // INVARIANT: as below; `at + 8 <= size`, so the next packet
+            // starts at `at + 8`, or at 0 at the end of the data area.
+            self.next = advance(start, needed, self.size);
+            return Ok(());
+        }
         let mut at = write_wrapped(&self.mem, self.size, start, &desc.to_bytes());
         if !header.is_empty() {
             at = write_wrapped(&self.mem, self.size, at, header);
         }
-        let whole = payload.len() - payload.len() % PACKET_ALIGN;
         if whole > 0 {
             at = write_wrapped(&self.mem, self.size, at, &payload[..whole]);
         }
         if whole < payload.len() {
-            let mut last = [0u8; PACKET_ALIGN];
-            last[..payload.len() - whole].copy_from_slice(&payload[whole..]);
             at = write_wrapped(&self.mem, self.size, at, &last);
         }
-        // The trailer carries the packet's start offset in its upper half,
-        // as hv_vmbus writes it.
-        let trailer = (u64::from(start) << 32).to_le_bytes();
         at = write_wrapped(&self.mem, self.size, at, &trailer);
         // INVARIANT: `needed` bytes fit in the free space, so `at` is still
         // behind the reader.
@@ -374,16 +399,21 @@ impl<M: RingMemory> OutgoingRing<M> {
             return Ok(false);
         }
         let old = self.committed;
-        // Release: the packet bytes are visible before the index.
-        self.mem.control()[WRITE_INDEX].store(self.next, Ordering::Release);
+        // The packet bytes are visible before the index (release), and the
+        // index store comes before reading the reader's state, so that
+        // either the reader sees our packets or we see its empty ring: a
+        // sequentially consistent store and loads, which order exactly
+        // these accesses (x86: `xchg`, the full barrier hv_vmbus's
+        // `virt_mb()` also is, in place of a store and an `mfence`; arm64:
+        // `stlr` then `ldar`, in place of a `dmb`).
+        let control = self.mem.control();
+        control[WRITE_INDEX].store(self.next, Ordering::SeqCst);
         self.committed = self.next;
-        // Order the index store before reading the reader's state, so that
-        // either the reader sees our packets or we see its empty ring.
-        fence(Ordering::SeqCst);
-        if self.mem.control()[INTERRUPT_MASK].load(Ordering::Relaxed) != 0 {
+        if control[INTERRUPT_MASK].load(Ordering::SeqCst) != 0 {
             return Ok(false);
         }
-        Ok(self.read_index()? == old)
+        let read = checked_index(control[READ_INDEX].load(Ordering::SeqCst), self.size)?;
+        Ok(read == old)
     }
 
     /// Asks the reader to signal once `bytes` are free (0: never). Only
@@ -493,6 +523,7 @@ impl<M: RingMemory> IncomingRing<M> {
     /// Returns `Ok(None)` when the ring is empty. The packet, descriptor
     /// included, is copied out of shared memory before any of it is parsed;
     /// the descriptor is read once. On error nothing is consumed.
+    #[inline]
     pub fn read(&mut self, buf: &mut [u8]) -> Result<Option<ReadPacket>, RingError> {
         let max = buf.len();
         match self.read_into(|d| buf.get_mut(..d.packet_len()))? {
@@ -513,6 +544,7 @@ impl<M: RingMemory> IncomingRing<M> {
     /// `descriptor.packet_len()` bytes, or `None` to leave the packet in the
     /// ring ([`Next::Declined`]; a longer buffer declines too). On error or
     /// decline nothing is consumed.
+    #[inline]
     pub fn read_into<'b>(
         &mut self,
         into: impl FnOnce(&Descriptor) -> Option<&'b mut [u8]>,
@@ -533,7 +565,13 @@ impl<M: RingMemory> IncomingRing<M> {
             }
             .into());
         }
-        read_wrapped(&self.mem, self.size, self.next, &mut raw);
+        let at = self.next as usize;
+        let size = self.size as usize;
+        if at + DESCRIPTOR_SIZE <= size {
+            self.mem.read_data(at, &mut raw);
+        } else {
+            read_wrapped(&self.mem, self.size, self.next, &mut raw);
+        }
         let descriptor = Descriptor::parse(&raw, available)?;
         let len = descriptor.packet_len();
         let Some(buf) = into(&descriptor).filter(|b| b.len() == len) else {
@@ -541,8 +579,16 @@ impl<M: RingMemory> IncomingRing<M> {
         };
         // Use the validated copy of the descriptor, not a second read.
         buf[..DESCRIPTOR_SIZE].copy_from_slice(&raw);
-        let body_at = advance(self.next, DESCRIPTOR_SIZE, self.size);
-        read_wrapped(&self.mem, self.size, body_at, &mut buf[DESCRIPTOR_SIZE..]);
+        if len == DESCRIPTOR_SIZE {
+            // Nothing after the descriptor.
+        } else if at + len <= size {
+            // The common case: the packet does not wrap.
+            self.mem
+                .read_data(at + DESCRIPTOR_SIZE, &mut buf[DESCRIPTOR_SIZE..]);
+        } else {
+            let body_at = advance(self.next, DESCRIPTOR_SIZE, self.size);
+            read_wrapped(&self.mem, self.size, body_at, &mut buf[DESCRIPTOR_SIZE..]);
+        }
         // INVARIANT: the packet and trailer are within `available`.
         self.next = advance(self.next, descriptor.ring_len(), self.size);
         Ok(Next::Read(ReadPacket { descriptor }))
@@ -568,20 +614,22 @@ impl<M: RingMemory> IncomingRing<M> {
             return false;
         }
         let old = self.committed;
-        // Release: our copies of the packets are complete before the writer
-        // may reuse the space.
-        self.mem.control()[READ_INDEX].store(self.next, Ordering::Release);
-        self.committed = self.next;
-        fence(Ordering::SeqCst);
+        // Our copies of the packets are complete before the writer may
+        // reuse the space (release), and the index store comes before
+        // reading the writer's request (sequentially consistent store and
+        // loads, as in `OutgoingRing::commit`).
         let control = self.mem.control();
-        if control[FEATURE_BITS].load(Ordering::Relaxed) & FEATURE_PENDING_SEND_SIZE == 0 {
+        control[READ_INDEX].store(self.next, Ordering::SeqCst);
+        self.committed = self.next;
+        if control[FEATURE_BITS].load(Ordering::SeqCst) & FEATURE_PENDING_SEND_SIZE == 0 {
             return false;
         }
-        let pending = control[PENDING_SEND_SIZE].load(Ordering::Relaxed) as usize;
+        let pending = control[PENDING_SEND_SIZE].load(Ordering::SeqCst) as usize;
         if pending == 0 {
             return false;
         }
-        let Ok(write) = self.write_index() else {
+        let Ok(write) = checked_index(control[WRITE_INDEX].load(Ordering::SeqCst), self.size)
+        else {
             // A corrupt write index is reported by the next read.
             return false;
         };

@@ -44,3 +44,21 @@ fn scripts_reach_reads_and_every_attack() {
     }
     assert!(read > 40, "only {read} packets read");
 }
+
+/// Found by the fuzz target: a packet of only a descriptor ending exactly
+/// at the end of the data area; the reader made a zero-length copy at the
+/// end of the data area (one past its last byte) for the empty body.
+#[test]
+fn a_descriptor_only_packet_at_the_end_copies_nothing_more() {
+    let input: &[u8] = &[
+        3, 4, 4, 1, 0, 0, 0, 0, 0, 0, 3, 4, 0, 0, 20, 1, 0, 0, 0, 0, 0, 0, 3, 4, 20, 1, 0, 0, 0, 0,
+        0, 0, 0, 0, 3, 15, 4, 40, 0, 4, 50, 0, 4, 60, 0, 0, 192, 9, 127, 127, 127, 127, 127, 127,
+        127, 127, 127, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 3, 0, 0, 0,
+        0, 0, 0, 3, 4, 20, 1, 0, 0, 0, 0, 0, 2, 3, 4, 20, 1, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 25, 0, 0, 0, 0, 0, 0, 0, 3, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 4,
+        20, 1, 0, 0, 0, 0, 0, 0, 3, 1, 4, 20, 0, 0, 0, 0, 0, 0, 3, 4, 20, 1, 0, 0, 0, 0, 0, 0, 3,
+        4, 20, 1, 0, 0, 0, 0, 0, 0, 3, 4, 0, 0, 20, 1, 0, 0, 0, 0, 3, 4, 20, 1, 0, 0, 0, 0, 0, 0,
+        3,
+    ];
+    run(input);
+}
