@@ -10,6 +10,9 @@
 //!   the completion routine), with and without WAIT_FOR_COMPLETION;
 //! - `ring`: the raw ring (the same `rust/protocol` files kmcl.ko uses) in
 //!   one thread, for the same sizes, so the API's overhead is a ratio;
+//! - `vs_hv`: kmcl's raw ring on kmcl's ring pages beside hv_vmbus's own
+//!   ring code (`vmbus_sendpacket()` and `foreach_vmbus_pkt()` on a
+//!   made-up channel over the same kind of ring), same sizes and counts;
 //! - `sync`: SendSynchronousRequest round trips (median and p99);
 //! - `pairs`: aggregate throughput with 1, 4, 16 and 64 channel pairs.
 //!
@@ -442,6 +445,17 @@ fn split_nowait(
     r.map(Some)
 }
 
+/// Packets per batch of the one-thread ring measurements on a 256-KiB
+/// ring: up to 64, as long as they fill at most half the ring (no
+/// division by a run-time value: objtool).
+fn ring_batch(size: usize) -> u64 {
+    let mut batch = 64_u64;
+    while batch > 1 && batch as usize * (size + 64) * 2 > 256 * 1024 {
+        batch -= 1;
+    }
+    batch
+}
+
 /// The raw ring in one thread: batches written, committed, read back.
 /// Returns the packets moved (`count` rounded up to whole batches) and ns.
 fn raw_ring(size: usize, count: u64) -> Result<(u64, i64)> {
@@ -466,12 +480,7 @@ fn raw_ring(size: usize, count: u64) -> Result<(u64, i64)> {
     let mut inc = IncomingRing::new(mem()).map_err(|_| EINVAL)?;
     let payload = KVec::from_elem(0x5a_u8, size, GFP_KERNEL)?;
     let mut buf = KVec::from_elem(0_u8, size + 64, GFP_KERNEL)?;
-    // Up to 64 packets per batch, as long as they fill at most half the
-    // ring (no division by a run-time value: objtool).
-    let mut batch = 64_u64;
-    while batch > 1 && batch as usize * (size + 64) * 2 > 256 * 1024 {
-        batch -= 1;
-    }
+    let batch = ring_batch(size);
     let t = Instant::<Monotonic>::now();
     let mut done = 0;
     while done < count {
@@ -487,6 +496,165 @@ fn raw_ring(size: usize, count: u64) -> Result<(u64, i64)> {
         done += batch;
     }
     Ok((done, t.elapsed().as_nanos()))
+}
+
+/// kmcl's ring pages (`rust/shmem/ring_pages.rs`, the memory kmcl.ko's
+/// channels use, copies through the kernel's `memcpy`), compiled into the
+/// benchmark so that its raw ring is kmcl's as channels run it.
+#[path = "../rust/shmem/ring_pages.rs"]
+#[allow(
+    dead_code,
+    unreachable_pub,
+    reason = "the benchmark uses new and base_addr"
+)]
+mod ring_pages;
+
+/// hv_vmbus's own ring code on a made-up channel (`rust/glue/hv_channel.c`,
+/// compiled into this module by `bench/kmcl_shared.c`).
+mod hv {
+    use core::ffi::c_void;
+
+    extern "C" {
+        fn kmcl_hvi_channel_new(
+            inbound: *mut c_void,
+            outbound: *mut c_void,
+            pages: u32,
+            max_pkt: u32,
+        ) -> *mut c_void;
+        fn kmcl_hvi_channel_free(ch: *mut c_void);
+        fn kmcl_hvi_send(
+            ch: *mut c_void,
+            buf: *const u8,
+            len: u32,
+            requestid: u64,
+            ptype: u16,
+            flags: u32,
+        ) -> i32;
+        fn kmcl_hvi_read_all(ch: *mut c_void, bytes: *mut u64) -> u32;
+    }
+
+    /// A `struct vmbus_channel` whose inbound and outbound rings are both
+    /// the ring of `RingPages` it was made for: what hv_vmbus writes with
+    /// `vmbus_sendpacket()` it reads back with `foreach_vmbus_pkt()`.
+    ///
+    /// # Invariants
+    ///
+    /// `ch` is a live channel from `kmcl_hvi_channel_new` over `ring`'s
+    /// pages, which `'a` keeps allocated; it is freed on drop.
+    pub(super) struct Channel<'a> {
+        ch: *mut c_void,
+        _ring: &'a super::ring_pages::RingPages,
+    }
+
+    impl<'a> Channel<'a> {
+        /// A channel over `ring` (a ring of `pages` pages with its control
+        /// page), reading packets up to `max_pkt` bytes.
+        pub(super) fn new(
+            ring: &'a super::ring_pages::RingPages,
+            max_pkt: u32,
+        ) -> kernel::error::Result<Self> {
+            let base = ring.base_addr() as *mut c_void;
+            let pages = (ring.data_pages() + 1) as u32;
+            // SAFETY: `base` is the page-aligned vmalloc ring of `pages`
+            // pages that `ring` keeps allocated for `'a`, longer than the
+            // channel lives (freed in drop).
+            let ch = unsafe { kmcl_hvi_channel_new(base, base, pages, max_pkt) };
+            if ch.is_null() {
+                return Err(kernel::error::code::ENOMEM);
+            }
+            // INVARIANT: a live channel over `ring`, which `'a` keeps.
+            Ok(Self { ch, _ring: ring })
+        }
+
+        /// `vmbus_sendpacket()` of an in-band packet without a completion
+        /// request: 0 or a negative errno (-EAGAIN: the ring is full).
+        pub(super) fn send(&self, buf: &[u8]) -> i32 {
+            // SAFETY: `ch` is live (invariants); `buf` is valid for reads
+            // of its length, which hv_vmbus copies before returning.
+            unsafe { kmcl_hvi_send(self.ch, buf.as_ptr(), buf.len() as u32, 1, 6, 0) }
+        }
+
+        /// `foreach_vmbus_pkt()` over every packet there is: how many.
+        pub(super) fn read_all(&self) -> u64 {
+            let mut bytes = 0u64;
+            // SAFETY: `ch` is live; `bytes` is a valid `u64`.
+            let n = unsafe { kmcl_hvi_read_all(self.ch, &mut bytes) };
+            core::hint::black_box(bytes);
+            u64::from(n)
+        }
+    }
+
+    impl Drop for Channel<'_> {
+        fn drop(&mut self) {
+            // SAFETY: `ch` came from `kmcl_hvi_channel_new` and is not
+            // used again.
+            unsafe { kmcl_hvi_channel_free(self.ch) };
+        }
+    }
+}
+
+/// kmcl's raw ring and hv_vmbus's ring code side by side, each on a ring
+/// of 64 data pages of kmcl's ring pages: `count` packets of `size` in
+/// batches, each packet published as it is sent (kmcl: write and commit;
+/// hv_vmbus: `vmbus_sendpacket()`), then every packet read and copied out
+/// of the ring (kmcl: `IncomingRing::read` into a buffer; hv_vmbus:
+/// `foreach_vmbus_pkt`, whose `hv_pkt_iter_first()` copies each into the
+/// channel's packet buffer) and the read index published. Returns the
+/// packets moved and the nanoseconds of each.
+fn ring_vs_hv(size: usize, count: u64) -> Result<(u64, i64, i64)> {
+    use protocol::packet::PacketType;
+    use protocol::ring::{
+        init_control,
+        IncomingRing,
+        OutgoingRing,
+        RingMemory, //
+    };
+    let kring = ring_pages::RingPages::new(64)?;
+    let hring = ring_pages::RingPages::new(64)?;
+    init_control(kring.control());
+    let ch = hv::Channel::new(&hring, 65536 + 64)?;
+    let payload = KVec::from_elem(0x5a_u8, size, GFP_KERNEL)?;
+    let mut buf = KVec::from_elem(0_u8, size + 64, GFP_KERNEL)?;
+    let batch = ring_batch(size);
+
+    let mut out = OutgoingRing::new(&kring).map_err(|_| EINVAL)?;
+    let mut inc = IncomingRing::new(&kring).map_err(|_| EINVAL)?;
+    let t = Instant::<Monotonic>::now();
+    let mut done = 0;
+    while done < count {
+        for _ in 0..batch {
+            out.write(PacketType::InBand, &[], &payload, false, 1)
+                .map_err(|_| EIO)?;
+            core::hint::black_box(out.commit().map_err(|_| EIO)?);
+        }
+        let mut got = 0;
+        while let Some(p) = inc.read(&mut buf).map_err(|_| EIO)? {
+            core::hint::black_box(p.payload(&buf));
+            got += 1;
+        }
+        core::hint::black_box(inc.commit());
+        if got != batch {
+            return Err(EIO);
+        }
+        done += batch;
+    }
+    let kmcl_ns = t.elapsed().as_nanos();
+
+    let t = Instant::<Monotonic>::now();
+    let mut moved = 0;
+    while moved < count {
+        for _ in 0..batch {
+            if ch.send(&payload) != 0 {
+                return Err(EIO);
+            }
+        }
+        if ch.read_all() != batch {
+            return Err(EIO);
+        }
+        moved += batch;
+    }
+    let hv_ns = t.elapsed().as_nanos();
+    Ok((done, kmcl_ns, hv_ns))
 }
 
 /// A raw ring shared by a writer on CPU 0 and a reader on CPU 1.
@@ -733,6 +901,15 @@ fn ring_and_nowait(module: &'static ThisModule, pair: &Pair, size: usize, n: u64
         size,
         moved,
         ring
+    );
+    ring_vs_hv(size, warm)?;
+    let (moved, kmcl_ns, hv_ns) = ring_vs_hv(size, n)?;
+    pr_info!(
+        "RESULT kind=vs_hv size={} packets={} kmcl_ns={} hv_ns={}\n",
+        size,
+        moved,
+        kmcl_ns,
+        hv_ns
     );
     raw_ring_2cpus(size, warm)?;
     if let Some(ns) = raw_ring_2cpus(size, n)? {

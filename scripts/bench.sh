@@ -7,7 +7,10 @@
 #  2. The in-kernel benchmark (bench/bench_main.rs) in the VM, on the
 #     non-debug ("fast") test kernel: KASAN and kmemleak would measure
 #     themselves.  Built on first use (about 6 to 13 minutes on 2 cores), cached.
-#  3. scripts/bench_report.py: table, out/bench/results.csv,
+#  3. kmcl's ring beside Linux's ring code on the host (rust/host/linux-ring:
+#     drivers/hv/ring_buffer.c from that kernel's source, built for user
+#     space), out/bench/linux-ring.csv.
+#  4. scripts/bench_report.py: table, out/bench/results.csv,
 #     out/bench/throughput.svg, out/bench/report.txt.
 #
 # BENCH_PACKETS sets the packets per in-VM measurement (default 100000).
@@ -30,6 +33,10 @@ scripts/kernel.sh build fast
 KDIR=$(scripts/kernel.sh kdir fast)
 KSRC=$(scripts/kernel.sh src fast)
 export KDIR KSRC
+echo "[bench] kmcl's ring beside Linux's ring code (user-space build of $KSRC/drivers/hv/ring_buffer.c)"
+KMCL_LINUX_SRC=$KSRC GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=2147483647 \
+	/usr/bin/cargo run --quiet --release --manifest-path rust/host/linux-ring/Cargo.toml -- out/bench \
+	2>out/bench/linux-ring.log | sed 's/^/[bench]   /'
 echo "[bench] building kmcl and kmcl_bench against $KDIR"
 make --no-print-directory KDIR="$KDIR" modules bench-module >out/bench/build.log 2>&1 ||
 	{ tail -20 out/bench/build.log; exit 1; }

@@ -94,7 +94,10 @@ void kmcl_page_read(struct page *page, u32 offset, void *dst, u32 len);
 void kmcl_page_write(struct page *page, u32 offset, const void *src, u32 len);
 void kmcl_ring_copy(void *dst, const void *src, size_t len);
 
-/* rust/glue/hv_interop.c: wire-compatibility tests (KUnit builds only). */
+/*
+ * rust/glue/hv_channel.c and hv_interop.c: hv_vmbus's ring code on kmcl's
+ * rings (KUnit builds, and kmcl_bench.ko through bench/kmcl_shared.c).
+ */
 struct vmbus_channel;
 struct vmtransfer_page_range;
 struct vmbus_channel *kmcl_hvi_channel_new(void *inbound, void *outbound,
@@ -105,6 +108,7 @@ int kmcl_hvi_send(struct vmbus_channel *ch, const void *buf, u32 len,
 int kmcl_hvi_send_mpb(struct vmbus_channel *ch, void *desc, u32 desc_size,
 		      const void *buf, u32 len, u64 requestid);
 int kmcl_hvi_recv_all(struct vmbus_channel *ch, u8 *out, u32 cap, u32 *used);
+u32 kmcl_hvi_read_all(struct vmbus_channel *ch, u64 *bytes);
 int kmcl_hvi_xfer_parse(const void *pkt, u32 len, u16 *set_id, u32 *count,
 			struct vmtransfer_page_range *ranges, u32 cap);
 int kmcl_hvi_xfer_build(void *out, u32 cap, u16 set_id,

@@ -113,13 +113,13 @@ impl RingPages {
         })
     }
 
-    #[cfg(kmcl_kunit)]
+    #[cfg(any(kmcl_kunit, kmcl_bench))]
     /// Number of pages in the data area.
     pub(crate) fn data_pages(&self) -> usize {
         self.data_len / PAGE_SIZE
     }
 
-    #[cfg(kmcl_kunit)]
+    #[cfg(any(kmcl_kunit, kmcl_bench))]
     /// Kernel virtual address of the control page (the start of the ring).
     pub(crate) fn base_addr(&self) -> usize {
         self.base.as_ptr() as usize

@@ -1,0 +1,3 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Stands in for <linux/uio.h>: see kshim.h. */
+#include "../kshim.h"
