@@ -13,6 +13,9 @@
 //! - `vs_hv`: kmcl's raw ring on kmcl's ring pages beside hv_vmbus's own
 //!   ring code (`vmbus_sendpacket()` and `foreach_vmbus_pkt()` on a
 //!   made-up channel over the same kind of ring), same sizes and counts;
+//! - `hv_driver`: the same work as `full` done by a minimal driver written
+//!   on hv_vmbus directly (`bench/hv_driver.c`), with and without
+//!   completion requests, same sizes and counts;
 //! - `sync`: SendSynchronousRequest round trips (median and p99);
 //! - `pairs`: aggregate throughput with 1, 4, 16 and 64 channel pairs.
 //!
@@ -941,6 +944,168 @@ fn ring_and_nowait(module: &'static ThisModule, pair: &Pair, size: usize, n: u64
     Ok(())
 }
 
+/// The minimal driver on hv_vmbus (`bench/hv_driver.c`) the full path is
+/// compared with: the same work done with `vmbus_sendpacket()`, a tasklet
+/// callback reading with `foreach_vmbus_pkt()`, completions sent back with
+/// `vmbus_sendpacket()` and looked up by hv_vmbus's request ids.
+mod hv_driver {
+    use core::ffi::c_void;
+
+    extern "C" {
+        fn kmcl_bench_hv_new() -> *mut c_void;
+        fn kmcl_bench_hv_free(h: *mut c_void);
+        fn kmcl_bench_hv_start(
+            h: *mut c_void,
+            payload: *const u8,
+            size: u32,
+            count: u64,
+            window: u32,
+        );
+        fn kmcl_bench_hv_completed(h: *mut c_void) -> u64;
+        fn kmcl_bench_hv_received(h: *mut c_void) -> u64;
+        fn kmcl_bench_hv_failed(h: *mut c_void) -> u64;
+        fn kmcl_bench_hv_send_all(
+            h: *mut c_void,
+            payload: *const u8,
+            size: u32,
+            count: u64,
+            ahead: u64,
+        ) -> i32;
+    }
+
+    /// A client and a server channel of the minimal driver.
+    ///
+    /// # Invariants
+    ///
+    /// `h` is a live `struct kmcl_bench_hv`, freed on drop; `payload`
+    /// outlives every packet sent from it (it is kept until drop, after
+    /// the driver's tasklets are killed).
+    pub(super) struct Driver {
+        h: *mut c_void,
+        payload: kernel::alloc::KVec<u8>,
+    }
+
+    impl Driver {
+        pub(super) fn new() -> kernel::error::Result<Self> {
+            // SAFETY: No arguments; the result is checked.
+            let h = unsafe { kmcl_bench_hv_new() };
+            if h.is_null() {
+                return Err(kernel::error::code::ENOMEM);
+            }
+            let payload =
+                kernel::alloc::KVec::from_elem(0x5a_u8, 65536, kernel::alloc::flags::GFP_KERNEL)?;
+            // INVARIANT: live, and `payload` stays until drop.
+            Ok(Self { h, payload })
+        }
+
+        /// Starts `count` packets of `size` with completion requests, a
+        /// window of `window` in flight.
+        pub(super) fn start(&self, size: usize, count: u64, window: u32) {
+            let size = size.min(self.payload.len());
+            // SAFETY: `h` is live; `payload` outlives the packets
+            // (invariants); nothing else runs the window now.
+            unsafe {
+                kmcl_bench_hv_start(self.h, self.payload.as_ptr(), size as u32, count, window)
+            }
+        }
+
+        /// Sends `count` packets of `size` without completion requests,
+        /// at most `ahead` ahead of the server.
+        pub(super) fn send_all(
+            &self,
+            size: usize,
+            count: u64,
+            ahead: u64,
+        ) -> kernel::error::Result {
+            let size = size.min(self.payload.len());
+            // SAFETY: As in `start`; process context.
+            let rc = unsafe {
+                kmcl_bench_hv_send_all(self.h, self.payload.as_ptr(), size as u32, count, ahead)
+            };
+            kernel::error::to_result(rc)
+        }
+
+        pub(super) fn completed(&self) -> u64 {
+            // SAFETY: `h` is live.
+            unsafe { kmcl_bench_hv_completed(self.h) }
+        }
+
+        pub(super) fn received(&self) -> u64 {
+            // SAFETY: `h` is live.
+            unsafe { kmcl_bench_hv_received(self.h) }
+        }
+
+        pub(super) fn failed(&self) -> u64 {
+            // SAFETY: `h` is live.
+            unsafe { kmcl_bench_hv_failed(self.h) }
+        }
+    }
+
+    impl Drop for Driver {
+        fn drop(&mut self) {
+            // SAFETY: `h` came from `kmcl_bench_hv_new` and is not used
+            // again; freeing kills its tasklets before `payload` goes.
+            unsafe { kmcl_bench_hv_free(self.h) };
+        }
+    }
+}
+
+/// The minimal hv_vmbus driver with completions: `count` packets of
+/// `size`, a window of [`WINDOW`] in flight as [`full_wait`] keeps: ns.
+fn hv_full_wait(d: &hv_driver::Driver, size: usize, count: u64) -> Result<i64> {
+    let t = Instant::<Monotonic>::now();
+    d.start(size, count, WINDOW);
+    if !wait_for(300_000, || d.completed() >= count) {
+        return Err(ETIMEDOUT);
+    }
+    let ns = t.elapsed().as_nanos();
+    if d.failed() != 0 {
+        return Err(EIO);
+    }
+    Ok(ns)
+}
+
+/// The minimal hv_vmbus driver without completions, sent from a loop on
+/// CPU 0 at most 256 packets ahead of the server, as [`one_cpu_nowait`]
+/// sends: ns.
+fn hv_nowait(d: &hv_driver::Driver, size: usize, count: u64) -> Result<i64> {
+    pin(Some(0))?;
+    let base = d.received();
+    let t = Instant::<Monotonic>::now();
+    let r = d.send_all(size, count, 256).and_then(|()| {
+        if wait_for(300_000, || d.received() >= base + count) {
+            Ok(t.elapsed().as_nanos())
+        } else {
+            Err(ETIMEDOUT)
+        }
+    });
+    pin(None)?;
+    r
+}
+
+/// Both modes of the minimal hv_vmbus driver for `size`: `RESULT
+/// kind=hv_driver` lines.
+fn hv_driver_runs(size: usize, n: u64) -> Result {
+    let d = hv_driver::Driver::new()?;
+    hv_nowait(&d, size, warm_up(n))?;
+    let ns = hv_nowait(&d, size, n)?;
+    pr_info!(
+        "RESULT kind=hv_driver wait=0 size={} packets={} ns={}\n",
+        size,
+        n,
+        ns
+    );
+    hv_full_wait(&d, size, warm_up(n))?;
+    let ns = hv_full_wait(&d, size, n)?;
+    pr_info!(
+        "RESULT kind=hv_driver wait=1 size={} packets={} ns={}\n",
+        size,
+        n,
+        ns
+    );
+    Ok(())
+}
+
 /// The packets of the untimed pass before a measurement of `n`.
 fn warm_up(n: u64) -> u64 {
     (n >> 3).max(100)
@@ -1001,6 +1166,7 @@ fn run(module: &'static ThisModule) -> Result {
             n,
             wait
         );
+        hv_driver_runs(size, n)?;
     }
     let (median, p99) = sync_latency(&pair, 2000)?;
     pr_info!(
