@@ -65,7 +65,7 @@ def fmt_rate(x):
 
 def svg_plot(series, path):
     """series: {label: [(size, bytes_per_s)]} -> a log-log line chart."""
-    w, h, left, bottom, top, right = 760, 420, 80, 50, 20, 190
+    w, h, left, bottom, top, right = 900, 440, 80, 50, 20, 290
     pts = [p for s in series.values() for p in s if p[1] > 0]
     if not pts:
         return
@@ -324,6 +324,8 @@ def main():
     if ring:
         series["VM raw ring"] = [(s, v * s) for s, v in sorted(ring.items())]
         if vs_hv:
+            series["VM kmcl ring, its pages"] = [(s, d["packets"] / d["kmcl_ns"] * 1e9 * s)
+                                                 for s, d in sorted(vs_hv.items())]
             series["VM hv_vmbus ring code"] = [(s, d["packets"] / d["hv_ns"] * 1e9 * s)
                                                for s, d in sorted(vs_hv.items())]
         if ring2:
@@ -332,6 +334,10 @@ def main():
         if split:
             series["VM KMCL path, 2 CPUs"] = [(s, v * s) for s, v in sorted(split.items())]
         series["VM KMCL path + completion"] = [(s, v * s) for s, v in sorted(full1.items())]
+        if hvd0:
+            series["VM minimal hv_vmbus driver"] = [(s, v * s) for s, v in sorted(hvd0.items())]
+        if hvd1:
+            series["VM minimal hv_vmbus driver + completion"] = [(s, v * s) for s, v in sorted(hvd1.items())]
     svg_plot(series, os.path.join(a.out, "throughput.svg"))
     text = "\n".join(report) + "\n"
     with open(os.path.join(a.out, "report.txt"), "w") as f:
