@@ -36,7 +36,8 @@ export KDIR KSRC
 echo "[bench] kmcl's ring beside Linux's ring code (user-space build of $KSRC/drivers/hv/ring_buffer.c)"
 KMCL_LINUX_SRC=$KSRC GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=2147483647 \
 	/usr/bin/cargo run --quiet --release --manifest-path rust/host/linux-ring/Cargo.toml -- out/bench \
-	2>out/bench/linux-ring.log | sed 's/^/[bench]   /'
+	2>out/bench/linux-ring.log | sed 's/^/[bench]   /' ||
+	{ tail -20 out/bench/linux-ring.log; exit 1; }
 echo "[bench] building kmcl and kmcl_bench against $KDIR"
 make --no-print-directory KDIR="$KDIR" modules bench-module >out/bench/build.log 2>&1 ||
 	{ tail -20 out/bench/build.log; exit 1; }
