@@ -607,14 +607,12 @@ mod hv {
 fn ring_vs_hv(size: usize, count: u64) -> Result<(u64, i64, i64)> {
     use protocol::packet::PacketType;
     use protocol::ring::{
-        init_control,
         IncomingRing,
-        OutgoingRing,
-        RingMemory, //
+        OutgoingRing, //
     };
+    // Zeroed pages: both rings start empty.
     let kring = ring_pages::RingPages::new(64)?;
     let hring = ring_pages::RingPages::new(64)?;
-    init_control(kring.control());
     let ch = hv::Channel::new(&hring, 65536 + 64)?;
     let payload = KVec::from_elem(0x5a_u8, size, GFP_KERNEL)?;
     let mut buf = KVec::from_elem(0_u8, size + 64, GFP_KERNEL)?;

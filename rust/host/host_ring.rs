@@ -22,13 +22,9 @@ use core::sync::atomic::AtomicU32;
 use crate::ring::{
     init_control,
     RingMemory,
+    BULK_COPY_MIN,
     CONTROL_WORDS, //
 };
-
-/// Copies of at least this many bytes call `memcpy`; shorter ones (a
-/// descriptor, a trailer, a payload's last word) are copied a word at a
-/// time, cheaper than a call. The kernel's ring pages use the same rule.
-const BULK_COPY: usize = 64;
 
 /// One ring's control words and data area, copied by `memcpy`.
 ///
@@ -95,7 +91,7 @@ impl RingMemory for HostRing {
     #[inline]
     fn read_data(&self, offset: usize, buf: &mut [u8]) {
         let src = self.range(offset, buf.len());
-        if buf.len() < BULK_COPY {
+        if buf.len() < BULK_COPY_MIN {
             let (words, _) = buf.as_chunks_mut::<8>();
             for (i, word) in words.iter_mut().enumerate() {
                 // SAFETY: As below; the ring copies whole words.
@@ -113,7 +109,7 @@ impl RingMemory for HostRing {
     #[inline]
     fn write_data(&self, offset: usize, buf: &[u8]) {
         let dst = self.range(offset, buf.len());
-        if buf.len() < BULK_COPY {
+        if buf.len() < BULK_COPY_MIN {
             let (words, _) = buf.as_chunks::<8>();
             for (i, word) in words.iter().enumerate() {
                 // SAFETY: As below; the ring copies whole words.

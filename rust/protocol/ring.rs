@@ -61,6 +61,12 @@ pub const FEATURE_BITS: usize = 16;
 /// `feature_bits` bit: the writer uses `pending_send_sz` for flow control.
 pub const FEATURE_PENDING_SEND_SIZE: u32 = 1;
 
+/// Copies of at least this many bytes are worth a call to a bulk copy
+/// (`memcpy`); a ring memory copies shorter ones (descriptors, trailers, a
+/// payload's last word) a word at a time. The kernel's ring pages and the
+/// host's bulk-copy memory both follow it.
+pub const BULK_COPY_MIN: usize = 64;
+
 /// Memory holding one ring: its control words and its data area.
 ///
 /// Implementations decide how the shared memory is reached (atomics on the
@@ -290,17 +296,15 @@ impl<M: RingMemory> OutgoingRing<M> {
         self.size as usize - PACKET_ALIGN
     }
 
-    /// Reads and validates the reader's index.
-    fn read_index(&self) -> Result<u32, RingError> {
-        checked_index(
-            self.mem.control()[READ_INDEX].load(Ordering::Acquire),
-            self.size,
-        )
+    /// Reads (with `order`) and validates the reader's index.
+    #[inline]
+    fn read_index(&self, order: Ordering) -> Result<u32, RingError> {
+        checked_index(self.mem.control()[READ_INDEX].load(order), self.size)
     }
 
     /// Bytes that can be written now, beyond the uncommitted batch.
     pub fn free_bytes(&self) -> Result<usize, RingError> {
-        Ok(self.free_from(self.read_index()?))
+        Ok(self.free_from(self.read_index(Ordering::Acquire)?))
     }
 
     /// Appends a packet to the batch: the descriptor, `header` (a
@@ -332,7 +336,7 @@ impl<M: RingMemory> OutgoingRing<M> {
             return Err(WriteError::TooLarge);
         }
         if needed > self.free_from(self.known_read) {
-            self.known_read = self.read_index()?;
+            self.known_read = self.read_index(Ordering::Acquire)?;
             if needed > self.free_from(self.known_read) {
                 return Err(WriteError::Full { needed });
             }
@@ -347,7 +351,10 @@ impl<M: RingMemory> OutgoingRing<M> {
         last[..payload.len() - whole].copy_from_slice(&payload[whole..]);
         if start as usize + needed <= self.size as usize {
             // The common case: the packet does not wrap, so its pieces go
-            // one after another without splitting.
+            // one after another without splitting. The same five pieces as
+            // the wrapped path below, written out rather than looped over
+            // an array of slices: the loop measured a third slower at 64 B
+            // (host, kmcl / Linux's ring code 1.45 -> 0.93-1.08).
             let mut at = start as usize;
             self.mem.write_data(at, &desc.to_bytes());
             at += DESCRIPTOR_SIZE;
@@ -412,8 +419,7 @@ impl<M: RingMemory> OutgoingRing<M> {
         if control[INTERRUPT_MASK].load(Ordering::SeqCst) != 0 {
             return Ok(false);
         }
-        let read = checked_index(control[READ_INDEX].load(Ordering::SeqCst), self.size)?;
-        Ok(read == old)
+        Ok(self.read_index(Ordering::SeqCst)? == old)
     }
 
     /// Asks the reader to signal once `bytes` are free (0: never). Only
@@ -505,17 +511,15 @@ impl<M: RingMemory> IncomingRing<M> {
         &self.mem
     }
 
-    /// Reads and validates the writer's index.
-    fn write_index(&self) -> Result<u32, RingError> {
-        checked_index(
-            self.mem.control()[WRITE_INDEX].load(Ordering::Acquire),
-            self.size,
-        )
+    /// Reads (with `order`) and validates the writer's index.
+    #[inline]
+    fn write_index(&self, order: Ordering) -> Result<u32, RingError> {
+        checked_index(self.mem.control()[WRITE_INDEX].load(order), self.size)
     }
 
     /// Bytes the writer has published that we have not read yet.
     pub fn available(&self) -> Result<usize, RingError> {
-        Ok(distance(self.next, self.write_index()?, self.size) as usize)
+        Ok(distance(self.next, self.write_index(Ordering::Acquire)?, self.size) as usize)
     }
 
     /// Copies the next packet into `buf` and validates it.
@@ -551,7 +555,7 @@ impl<M: RingMemory> IncomingRing<M> {
     ) -> Result<Next, RingError> {
         let mut available = distance(self.next, self.known_write, self.size) as usize;
         if available == 0 {
-            self.known_write = self.write_index()?;
+            self.known_write = self.write_index(Ordering::Acquire)?;
             available = distance(self.next, self.known_write, self.size) as usize;
             if available == 0 {
                 return Ok(Next::Empty);
@@ -628,8 +632,7 @@ impl<M: RingMemory> IncomingRing<M> {
         if pending == 0 {
             return false;
         }
-        let Ok(write) = checked_index(control[WRITE_INDEX].load(Ordering::SeqCst), self.size)
-        else {
+        let Ok(write) = self.write_index(Ordering::SeqCst) else {
             // A corrupt write index is reported by the next read.
             return false;
         };

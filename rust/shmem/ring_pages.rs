@@ -23,6 +23,7 @@ use kernel::{
 
 use crate::protocol::ring::{
     RingMemory,
+    BULK_COPY_MIN,
     CONTROL_WORDS, //
 };
 
@@ -32,11 +33,6 @@ mod glue {
         pub(super) fn kmcl_ring_copy(dst: *mut u8, src: *const u8, len: usize);
     }
 }
-
-/// Copies of at least this many bytes go through the kernel's `memcpy`;
-/// shorter ones (descriptors, trailers, a payload's last partial word)
-/// are a few volatile words, cheaper than a call.
-const BULK_COPY: usize = 64;
 
 /// The pages of one ring: a control page followed by `data_pages` pages of
 /// data area, laid out exactly like Linux's `struct hv_ring_buffer`.
@@ -176,7 +172,7 @@ impl RingMemory for RingPages {
         if !self.in_bounds(offset, buf.len()) {
             return;
         }
-        if buf.len() >= BULK_COPY {
+        if buf.len() >= BULK_COPY_MIN {
             // SAFETY: `[offset, offset + len)` lies within the data area
             // (checked above), which stays mapped while `self` lives; `buf`
             // is kmcl's own memory, distinct from the ring. The copy is
@@ -208,7 +204,7 @@ impl RingMemory for RingPages {
         if !self.in_bounds(offset, buf.len()) {
             return;
         }
-        if buf.len() >= BULK_COPY {
+        if buf.len() >= BULK_COPY_MIN {
             // SAFETY: As in `read_data`: within the mapped data area, and
             // not overlapping `buf`; the other endpoint does not read free
             // space, and the bytes are published only after the copy.
