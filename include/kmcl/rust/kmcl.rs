@@ -62,6 +62,8 @@ pub mod abi;
 mod bus;
 #[path = "message.rs"]
 mod message;
+#[path = "save.rs"]
+mod save;
 #[path = "shared.rs"]
 mod shared;
 
@@ -95,6 +97,10 @@ pub use bus::{
     LoopbackBus,
     INIT_FLAG_IS_PIPE,
     SERVER_FLAG_LOOPBACK_OFFER, //
+};
+pub use save::{
+    IncomingId,
+    SaveChunk, //
 };
 pub use shared::{
     ExternalData,
@@ -147,6 +153,26 @@ pub trait Driver: Send + Sync {
     /// `EvtVmbChannelProcessingComplete`.
     #[doc(alias = "EvtVmbChannelProcessingComplete")]
     fn processing_complete(&self, _channel: ChannelRef<'_>, _packets: u32) {}
+    /// `EvtVmbChannelSavePacket` (server, process context, during
+    /// [`Channel::save_begin`]): the driver's own state for `packet`, one
+    /// of the packets it holds (compare [`Incoming::id`]), saved with it
+    /// and handed to [`Driver::restore_packet`] of the server that
+    /// restores the save. Empty (the default): nothing. An error fails
+    /// the save (every packet stays the driver's).
+    #[doc(alias = "EvtVmbChannelSavePacket")]
+    fn save_packet(&self, _channel: ChannelRef<'_>, _packet: IncomingId) -> Result<KVec<u8>> {
+        Ok(KVec::new())
+    }
+    /// `EvtVmbChannelRestorePacket` (server restored from a save, process
+    /// context, after [`Driver::opened`]): a packet the saved server held,
+    /// an incoming packet again (`VmbPacketRestore`), with the state
+    /// [`Driver::save_packet`] saved for it. Its payload is not delivered
+    /// again ([`Incoming::data`] is empty): what the driver needs of it is
+    /// in `state`. Complete it as any packet; the default completes it
+    /// with no payload.
+    #[doc(alias = "EvtVmbChannelRestorePacket")]
+    #[doc(alias = "VmbPacketRestore")]
+    fn restore_packet(&self, _channel: ChannelRef<'_>, _packet: Incoming, _state: &[u8]) {}
 }
 
 /// A packet object's completion routine (KMCL
@@ -195,6 +221,9 @@ struct State {
     /// GPADL memory and mappings ([`shared`]).
     #[pin]
     kept: shared::KeptLock,
+    /// A save's packet state between kmcl's two calls ([`save`]).
+    #[pin]
+    saving: save::SavingLock,
 }
 
 /// The state at `channel`'s pointer slot, if it has one.
@@ -233,6 +262,7 @@ impl Channel {
             pin_init!(State {
                 driver,
                 kept <- shared::new_kept(),
+                saving <- save::new_saving(),
             }),
             GFP_KERNEL,
         );
@@ -272,6 +302,8 @@ impl Channel {
                     raw,
                     Some(on_subchannel_offered),
                 ))?;
+            } else {
+                save::register(raw)?;
             }
         }
         Ok(channel)
@@ -389,9 +421,12 @@ impl Channel {
     }
 
     /// `VmbChannelSaveBegin` (server, connected): stops delivery and takes
-    /// the packets the driver holds into a save (then `save_continue` and
-    /// `save_end` of the C API, not wrapped yet). On an error every packet
-    /// is the driver's again and delivery resumes. Process context.
+    /// the packets the driver holds into a save, asking
+    /// [`Driver::save_packet`] for each; the driver then lets go of them
+    /// with [`Incoming::into_save`], and writes the save out with
+    /// [`Channel::save_continue`] or [`Channel::save_rest`]. On an error
+    /// every packet is the driver's again and delivery resumes. Process
+    /// context.
     #[doc(alias = "VmbChannelSaveBegin")]
     pub fn save_begin(&self) -> Result {
         // SAFETY: `raw` is live.
@@ -527,6 +562,14 @@ impl ChannelRef<'_> {
         Ok(old)
     }
 
+    /// `VmbChannelSizeofPacket`: the bytes of a packet object, what
+    /// [`PacketMemory::new`] allocates. Any context.
+    #[doc(alias = "VmbChannelSizeofPacket")]
+    pub fn sizeof_packet(&self) -> u32 {
+        // SAFETY: `raw` is live for `'a`.
+        unsafe { abi::kmcl_channel_sizeof_packet(self.raw) }
+    }
+
     /// `VmbChannelGetInterfaceInstance`.
     #[doc(alias = "VmbChannelGetInterfaceInstance")]
     pub fn interface_instance(&self) -> Guid {
@@ -647,6 +690,38 @@ struct Slot {
     /// The external data of the send in flight, kept until its
     /// transaction is over.
     external: Option<Arc<SharedPages>>,
+    /// The driver's memory the packet object lives in
+    /// ([`Packet::initialize`]), freed after the object ends.
+    memory: Option<PacketMemory>,
+}
+
+/// Memory for one packet object, for [`Packet::initialize`]
+/// (`VmbPacketInitialize`: a packet object in the driver's memory, say
+/// from a pool it sized at init, rather than one kmcl allocates).
+///
+/// # Invariants
+///
+/// `words` holds at least `kmcl_channel_sizeof_packet()` bytes, aligned
+/// for a pointer; its buffer does not move while `self` lives.
+pub struct PacketMemory {
+    words: KVec<u64>,
+}
+
+impl core::fmt::Debug for PacketMemory {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "PacketMemory({} bytes)", self.words.len() * 8)
+    }
+}
+
+impl PacketMemory {
+    /// `VmbChannelSizeofPacket` bytes of memory (`flags`: `GFP_KERNEL` in
+    /// process context, `GFP_ATOMIC` otherwise).
+    #[doc(alias = "VmbChannelSizeofPacket")]
+    pub fn new(channel: ChannelRef<'_>, flags: kernel::alloc::Flags) -> Result<Self> {
+        let bytes = channel.sizeof_packet() as usize;
+        let words = KVec::from_elem(0u64, bytes.div_ceil(8), flags)?;
+        Ok(PacketMemory { words })
+    }
 }
 
 impl Packet {
@@ -659,21 +734,86 @@ impl Packet {
     }
 
     fn make(channel: ChannelRef<'_>, done: Done) -> Result<Self> {
-        let slot = KBox::into_raw(KBox::new(
+        Self::make_in(channel, done, None).map_err(|(e, _)| e)
+    }
+
+    /// `VmbPacketInitialize`: a packet object in `memory` (from
+    /// [`PacketMemory::new`] for a channel of the same kmcl), with `done`
+    /// as its completion routine. The packet owns `memory` until
+    /// [`Packet::into_memory`] ends it. Any context. On an error `memory`
+    /// is given back.
+    #[doc(alias = "VmbPacketInitialize")]
+    pub fn initialize(
+        channel: ChannelRef<'_>,
+        memory: PacketMemory,
+        done: Arc<dyn PacketDone>,
+    ) -> core::result::Result<Self, (Error, Option<PacketMemory>)> {
+        Self::make_in(channel, Done::Shared(done), Some(memory))
+    }
+
+    /// Ends a packet made by [`Packet::initialize`] (`VmbPacketFree`) and
+    /// gives its memory back, to initialize another; `None` for a packet
+    /// kmcl allocated (which this frees).
+    #[doc(alias = "VmbPacketFree")]
+    pub fn into_memory(mut self) -> Option<PacketMemory> {
+        let memory = self.slot().memory.take();
+        drop(self);
+        memory
+    }
+
+    /// [`Packet::new`] (`memory` `None`) or [`Packet::initialize`].
+    fn make_in(
+        channel: ChannelRef<'_>,
+        done: Done,
+        memory: Option<PacketMemory>,
+    ) -> core::result::Result<Self, (Error, Option<PacketMemory>)> {
+        let slot = match KBox::new(
             Slot {
                 done,
                 tag: 0,
                 external: None,
+                memory,
             },
             GFP_ATOMIC,
-        )?);
-        // SAFETY: the channel is live.
-        let raw = unsafe { abi::kmcl_packet_allocate(channel.raw) };
-        if raw.is_null() {
-            // SAFETY: from `into_raw` above, not shared.
-            drop(unsafe { KBox::from_raw(slot) });
-            return Err(ENOMEM);
-        }
+        ) {
+            Ok(b) => KBox::into_raw(b),
+            Err(_) => return Err((ENOMEM, None)),
+        };
+        // SAFETY: from `into_raw` above, ours until handed to the packet.
+        let mem = unsafe { (*slot).memory.as_mut() };
+        let raw = match mem {
+            None => {
+                // SAFETY: the channel is live.
+                let raw = unsafe { abi::kmcl_packet_allocate(channel.raw) };
+                if raw.is_null() {
+                    // SAFETY: from `into_raw` above, not shared.
+                    drop(unsafe { KBox::from_raw(slot) });
+                    return Err((ENOMEM, None));
+                }
+                raw
+            }
+            Some(m) => {
+                let mut raw = core::ptr::null_mut();
+                let bytes = u32::try_from(m.words.len() * 8).unwrap_or(u32::MAX);
+                // SAFETY: the channel is live; the memory is writable for
+                // `bytes` and stays (in the slot, freed after the packet
+                // object ends: `Drop`); `raw` is writable.
+                let rc = unsafe {
+                    abi::kmcl_packet_initialize(
+                        channel.raw,
+                        m.words.as_mut_ptr().cast(),
+                        bytes,
+                        &mut raw,
+                    )
+                };
+                if rc != 0 {
+                    // SAFETY: from `into_raw` above, not shared.
+                    let mut s = unsafe { KBox::from_raw(slot) };
+                    return Err((Error::from_errno(rc), s.memory.take()));
+                }
+                raw
+            }
+        };
         // SAFETY: `raw` is a new packet; the slot is freed in `drop`.
         unsafe {
             abi::kmcl_packet_set_pointer(raw, slot.cast());
@@ -697,6 +837,23 @@ impl Packet {
     #[doc(alias = "VmbPacketSetPointer")]
     pub fn set_tag(&mut self, tag: usize) {
         self.slot().tag = tag;
+    }
+
+    /// `VmbPacketGetChannel`, as a question: whether the packet was made
+    /// for `channel`. (A `Packet` does not borrow its channel, so it
+    /// cannot hand out a [`ChannelRef`]; [`Packet::channel_raw`] gives the
+    /// C handle.)
+    #[doc(alias = "VmbPacketGetChannel")]
+    pub fn is_for(&self, channel: ChannelRef<'_>) -> bool {
+        self.channel_raw() == channel.raw
+    }
+
+    /// `VmbPacketGetChannel`: the C handle of the packet's channel, for
+    /// kmcl's C API (`abi`); valid while that channel is.
+    #[doc(alias = "VmbPacketGetChannel")]
+    pub fn channel_raw(&self) -> *mut KmclChannel {
+        // SAFETY: the packet is live.
+        unsafe { abi::kmcl_packet_get_channel(self.raw) }
     }
 
     /// `VmbPacketSend` (in-band). On an error the packet is given back and
@@ -801,6 +958,42 @@ impl Packet {
         self.handed_over(rc)
     }
 
+    /// `VmbPacketSendWithExternalPfns`: `payload` in the ring and the whole
+    /// pages with frame numbers `pfns` exposed to the other endpoint as
+    /// external data until it completes the packet (a completion is always
+    /// requested). `EINVAL` for an empty list or an invalid frame. Drivers
+    /// without page frame numbers of their own use
+    /// [`Packet::send_with_shared`], which is safe.
+    ///
+    /// # Safety
+    ///
+    /// Every page `pfns` names stays allocated until the packet's routine
+    /// runs.
+    #[doc(alias = "VmbPacketSendWithExternalPfns")]
+    pub unsafe fn send_with_external_pfns(
+        self,
+        payload: &[u8],
+        pfns: &[u64],
+    ) -> core::result::Result<(), (Packet, Error)> {
+        let (Ok(len), Ok(count)) = (len32(payload), u32::try_from(pfns.len())) else {
+            return Err((self, EINVAL));
+        };
+        // SAFETY: the packet is live and not in flight; the payload and the
+        // frame numbers are read before the call returns; the pages stay
+        // allocated until the routine (the caller's promise).
+        let rc = unsafe {
+            abi::kmcl_packet_send_with_external_pfns(
+                self.raw,
+                payload.as_ptr().cast(),
+                len,
+                pfns.as_ptr(),
+                count,
+                abi::FORMAT_FLAG_WAIT_FOR_COMPLETION,
+            )
+        };
+        self.handed_over(rc)
+    }
+
     /// `VmbPacketSend` with external data: `payload` in the ring, and
     /// `length` bytes from `offset` in `page` exposed to the other endpoint
     /// until it completes the packet (a completion is always requested).
@@ -860,12 +1053,12 @@ impl Packet {
 impl Drop for Packet {
     fn drop(&mut self) {
         // SAFETY: the packet is live, not in flight, not used again; its
-        // slot was made by `make` and is freed once, here.
+        // slot was made by `make_in` and is freed once, here, after the
+        // packet object (which may live in the slot's memory) ends.
         unsafe {
-            drop(KBox::from_raw(
-                abi::kmcl_packet_get_pointer(self.raw).cast::<Slot>(),
-            ));
+            let slot = KBox::from_raw(abi::kmcl_packet_get_pointer(self.raw).cast::<Slot>());
             abi::kmcl_packet_free(self.raw);
+            drop(slot);
         }
     }
 }
@@ -878,6 +1071,8 @@ pub struct Incoming {
     raw: *mut KmclIncoming,
     data: *const u8,
     len: usize,
+    /// The `EvtVmbChannelProcessPacket` flags.
+    flags: u32,
 }
 
 // SAFETY: kmcl lets an incoming packet be completed from any context.
@@ -892,6 +1087,14 @@ impl Incoming {
         // SAFETY: kmcl keeps the payload valid until the packet is
         // completed, which takes `self`.
         unsafe { core::slice::from_raw_parts(self.data, self.len) }
+    }
+
+    /// The flags `EvtVmbChannelProcessPacket` delivered the packet with:
+    /// [`abi::PROCESS_PACKET_FLAG_EXTERNAL_DATA`] (read it with
+    /// [`Incoming::external_data`]), [`abi::PROCESS_PACKET_FLAG_TRANSFER_PAGES`]
+    /// ([`Incoming::transfer_pages`]), or 0.
+    pub fn flags(&self) -> u32 {
+        self.flags
     }
 
     /// `VmbChannelPacketGetClientContext` (KMCL V2): the packet's context
@@ -1083,7 +1286,7 @@ unsafe extern "C" fn on_packet(
     packet: *mut KmclIncoming,
     buffer: *const c_void,
     length: u32,
-    _flags: u32,
+    flags: u32,
 ) {
     // SAFETY: the caller's promise.
     let (d, c) = unsafe { driver(channel) };
@@ -1091,6 +1294,7 @@ unsafe extern "C" fn on_packet(
         raw: packet,
         data: buffer.cast(),
         len: length as usize,
+        flags,
     };
     d.process_packet(c, packet);
 }

@@ -327,15 +327,13 @@ mod cases {
         }
     }
 
-    /// GPADLs, a server's mappings and external data through the wrapper,
-    /// without `unsafe`: the memory a driver shares is `SharedPages`, kept
-    /// alive by the channel (GPADLs) and the packet (external data).
-    #[test]
-    fn gpadls_and_external_data_through_the_wrapper() {
-        EXT_DONE.store(0, Ordering::SeqCst);
-        EXT_REPLY.store(0, Ordering::SeqCst);
-        let module: &'static ThisModule = &<crate::Kmcl as kernel::ModuleMetadata>::THIS_MODULE;
-        let ty = kmcl::Guid { b: [0x79; 16] };
+    /// A running `Vsp` server of `ty`/`INSTANCE` taking up to `max_external`
+    /// bytes of external data in one range.
+    fn vsp_server(
+        module: &'static ThisModule,
+        ty: &kmcl::Guid,
+        max_external: u32,
+    ) -> (Arc<Vsp>, kmcl::Channel) {
         let vsp = Arc::pin_init(
             pin_init!(Vsp {
                 seen <- kernel::new_spinlock_irq!(KVec::new()),
@@ -346,10 +344,23 @@ mod cases {
         )
         .unwrap();
         let mut server = kmcl::Channel::new(module, kmcl::Role::Server, vsp.clone()).unwrap();
-        assert_eq!(server.set_offer(&ty, &INSTANCE), Ok(()));
-        assert_eq!(server.set_maximum_external_data(8192, 1), Ok(()));
+        assert_eq!(server.set_offer(ty, &INSTANCE), Ok(()));
+        assert_eq!(server.set_maximum_external_data(max_external, 1), Ok(()));
         assert_eq!(server.enable(), Ok(()));
         assert_eq!(server.start(), Ok(()));
+        (vsp, server)
+    }
+
+    /// GPADLs, a server's mappings and external data through the wrapper,
+    /// without `unsafe`: the memory a driver shares is `SharedPages`, kept
+    /// alive by the channel (GPADLs) and the packet (external data).
+    #[test]
+    fn gpadls_and_external_data_through_the_wrapper() {
+        EXT_DONE.store(0, Ordering::SeqCst);
+        EXT_REPLY.store(0, Ordering::SeqCst);
+        let module: &'static ThisModule = &<crate::Kmcl as kernel::ModuleMetadata>::THIS_MODULE;
+        let ty = kmcl::Guid { b: [0x79; 16] };
+        let (vsp, server) = vsp_server(module, &ty, 8192);
         let client = running_client(module, &ty);
         let (c, s) = (client.as_ref(), server.as_ref());
 
@@ -736,6 +747,309 @@ mod cases {
         let c_sub = primary.sub.lock().take();
         drop(c_sub);
         drop(s_sub);
+        drop(client);
+        drop(server);
+    }
+
+    /// A held packet: its identity, its payload and (until it is let go)
+    /// the packet.
+    type HeldPacket = (kmcl::IncomingId, KVec<u8>, Option<kmcl::Incoming>);
+
+    /// A server that holds every packet (its transactions in flight), saves
+    /// each one's payload as its state, and, restored, completes each with
+    /// the saved state; counts what its client-facing callbacks see.
+    #[pin_data]
+    struct Holder {
+        #[pin]
+        held: kernel::sync::SpinLockIrq<KVec<HeldPacket>>,
+        saved: AtomicU32,
+        restored: AtomicU32,
+        restored_bad: AtomicU32,
+        flags_seen: AtomicU32,
+    }
+
+    impl kmcl::Driver for Holder {
+        fn process_packet(&self, _channel: kmcl::ChannelRef<'_>, packet: kmcl::Incoming) {
+            self.flags_seen.fetch_or(packet.flags(), Ordering::SeqCst);
+            let Ok(mut copy) = KVec::with_capacity(packet.data().len(), GFP_ATOMIC) else {
+                return;
+            };
+            let _ = copy.extend_from_slice(packet.data(), GFP_ATOMIC);
+            let mut held = self.held.lock();
+            if held.reserve(1, GFP_ATOMIC).is_ok() {
+                let _ = held.push_within_capacity((packet.id(), copy, Some(packet)));
+            }
+        }
+
+        fn save_packet(
+            &self,
+            _channel: kmcl::ChannelRef<'_>,
+            id: kmcl::IncomingId,
+        ) -> Result<KVec<u8>> {
+            let held = self.held.lock();
+            let (_, data, _) = held.iter().find(|(i, _, _)| *i == id).ok_or(ENOENT)?;
+            let mut state = KVec::with_capacity(data.len(), GFP_ATOMIC)?;
+            state.extend_from_slice(data, GFP_ATOMIC)?;
+            self.saved.fetch_add(1, Ordering::SeqCst);
+            Ok(state)
+        }
+
+        fn restore_packet(
+            &self,
+            _channel: kmcl::ChannelRef<'_>,
+            packet: kmcl::Incoming,
+            state: &[u8],
+        ) {
+            // A restored packet's payload is not delivered again.
+            if !packet.data().is_empty() || state.len() != 24 {
+                self.restored_bad.fetch_add(1, Ordering::SeqCst);
+            }
+            if packet.complete(state).is_ok() {
+                self.restored.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn holder() -> Arc<Holder> {
+        Arc::pin_init(
+            pin_init!(Holder {
+                held <- kernel::new_spinlock_irq!(KVec::new()),
+                saved: AtomicU32::new(0),
+                restored: AtomicU32::new(0),
+                restored_bad: AtomicU32::new(0),
+                flags_seen: AtomicU32::new(0),
+            }),
+            GFP_KERNEL,
+        )
+        .unwrap()
+    }
+
+    /// A client that counts Suspend and Closed.
+    struct Watcher {
+        running: AtomicBool,
+        suspended: AtomicU32,
+        closed: AtomicU32,
+    }
+
+    impl kmcl::Driver for Watcher {
+        fn started(&self, _channel: kmcl::ChannelRef<'_>) {
+            self.running.store(true, Ordering::SeqCst);
+        }
+        fn suspend(&self, _channel: kmcl::ChannelRef<'_>) {
+            self.suspended.fetch_add(1, Ordering::SeqCst);
+        }
+        fn closed(&self, _channel: kmcl::ChannelRef<'_>) {
+            self.closed.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A live update through the wrapper: a server holding the client's
+    /// transactions saves them (`save_begin`, `Driver::save_packet`,
+    /// `save_continue`, `save_rest`), is dropped (the connection parks),
+    /// and a new server restores the save (`restore_from_buffer`) and
+    /// completes every packet from `Driver::restore_packet`; the client
+    /// gets every reply byte-exact and sees neither Suspend nor Closed.
+    #[test]
+    fn a_live_update_through_the_wrapper() {
+        REPLIES_OK.store(0, Ordering::SeqCst);
+        let module: &'static ThisModule = &<crate::Kmcl as kernel::ModuleMetadata>::THIS_MODULE;
+        let ty = kmcl::Guid { b: [0x7a; 16] };
+        let first = holder();
+        let mut server = kmcl::Channel::new(module, kmcl::Role::Server, first.clone()).unwrap();
+        assert_eq!(server.set_offer(&ty, &INSTANCE), Ok(()));
+        // Nothing to save before a client connects.
+        assert_eq!(server.save_begin(), Err(ENOTCONN));
+        assert_eq!(server.enable(), Ok(()));
+        assert_eq!(server.start(), Ok(()));
+        let watcher = Arc::new(
+            Watcher {
+                running: AtomicBool::new(false),
+                suspended: AtomicU32::new(0),
+                closed: AtomicU32::new(0),
+            },
+            GFP_KERNEL,
+        )
+        .unwrap();
+        let mut client = kmcl::Channel::new(module, kmcl::Role::Client, watcher.clone()).unwrap();
+        assert_eq!(client.set_target(&ty, Some(&INSTANCE)), Ok(()));
+        assert_eq!(client.enable(), Ok(()));
+        assert!(crate::engine::testing::wait_until(|| watcher
+            .running
+            .load(Ordering::SeqCst)));
+        // Client channels have no save.
+        assert_eq!(client.save_begin(), Err(EINVAL));
+        assert_eq!(client.restore_from_buffer(b"not a save"), Err(EINVAL));
+        for tag in 1..=8u8 {
+            let done = KBox::new(Echo(tag), GFP_KERNEL).unwrap();
+            assert_eq!(client.send(&[tag; 24], true, done), Ok(()));
+        }
+        assert!(crate::engine::testing::wait_until(|| first
+            .held
+            .lock()
+            .len()
+            == 8));
+        assert_eq!(first.flags_seen.load(Ordering::SeqCst), 0);
+        assert_eq!(REPLIES_OK.load(Ordering::SeqCst), 0);
+
+        assert_eq!(server.save_begin(), Ok(()));
+        assert_eq!(server.save_begin(), Err(EBUSY));
+        assert_eq!(first.saved.load(Ordering::SeqCst), 8);
+        for (_, _, p) in first.held.lock().iter_mut() {
+            p.take().unwrap().into_save();
+        }
+        // A buffer too small for the first chunk: nothing written.
+        let mut tiny = [0u8; 8];
+        let need = match server.save_continue(&mut tiny) {
+            Ok(kmcl::SaveChunk::TooSmall(n)) => n,
+            other => panic!("save_continue into 8 bytes: {:?}", other),
+        };
+        assert!(need > 8);
+        let save = server.save_rest().unwrap();
+        assert!(save.len() > 8 * 24);
+        // The save is over: the connection parks when the server goes.
+        drop(server);
+        assert_eq!(watcher.suspended.load(Ordering::SeqCst), 0);
+        assert_eq!(watcher.closed.load(Ordering::SeqCst), 0);
+
+        let second = holder();
+        let mut server = kmcl::Channel::new(module, kmcl::Role::Server, second.clone()).unwrap();
+        assert_eq!(server.set_offer(&ty, &INSTANCE), Ok(()));
+        // A damaged save is refused whole and changes nothing.
+        let mut bad = KVec::with_capacity(save.len(), GFP_KERNEL).unwrap();
+        bad.extend_from_slice(&save, GFP_KERNEL).unwrap();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0x40;
+        assert_eq!(server.restore_from_buffer(&bad), Err(EBADMSG));
+        assert_eq!(server.restore_from_buffer(&save), Ok(true));
+        assert_eq!(server.enable(), Ok(()));
+        assert_eq!(server.start(), Ok(()));
+        assert!(crate::engine::testing::wait_until(|| REPLIES_OK
+            .load(Ordering::SeqCst)
+            == 8));
+        assert_eq!(second.restored.load(Ordering::SeqCst), 8);
+        assert_eq!(second.restored_bad.load(Ordering::SeqCst), 0);
+        // The restored server serves new packets as any other.
+        let done = KBox::new(Echo(9), GFP_KERNEL).unwrap();
+        assert_eq!(client.send(&[9; 24], true, done), Ok(()));
+        assert!(crate::engine::testing::wait_until(|| second
+            .held
+            .lock()
+            .len()
+            == 1));
+        let p = second.held.lock()[0].2.take().unwrap();
+        assert_eq!(p.echo(), Ok(()));
+        assert!(crate::engine::testing::wait_until(|| REPLIES_OK
+            .load(Ordering::SeqCst)
+            == 9));
+        assert_eq!(watcher.suspended.load(Ordering::SeqCst), 0);
+        assert_eq!(watcher.closed.load(Ordering::SeqCst), 0);
+        drop(client);
+        drop(server);
+    }
+
+    static POOL_DONE: AtomicU32 = AtomicU32::new(0);
+
+    /// Keeps the packet its routine gets back, to be ended by the test.
+    #[pin_data]
+    struct Keep {
+        #[pin]
+        back: kernel::sync::SpinLockIrq<Option<kmcl::Packet>>,
+    }
+
+    impl kmcl::PacketDone for Keep {
+        fn done(&self, packet: kmcl::Packet, status: Result, reply: &[u8]) {
+            // The server (`Vsp`) completes packets without external data
+            // with no payload.
+            if status.is_ok() && reply.is_empty() {
+                POOL_DONE.fetch_add(1, Ordering::SeqCst);
+            }
+            *self.back.lock() = Some(packet);
+        }
+    }
+
+    /// Packet objects in the driver's memory (`VmbChannelSizeofPacket`,
+    /// `VmbPacketInitialize`), the packet's channel (`VmbPacketGetChannel`)
+    /// and whole pages by frame number (`VmbPacketSendWithExternalPfns`).
+    #[test]
+    fn packet_objects_in_driver_memory_and_pfns_through_the_wrapper() {
+        POOL_DONE.store(0, Ordering::SeqCst);
+        EXT_DONE.store(0, Ordering::SeqCst);
+        EXT_REPLY.store(0, Ordering::SeqCst);
+        let module: &'static ThisModule = &<crate::Kmcl as kernel::ModuleMetadata>::THIS_MODULE;
+        let ty = kmcl::Guid { b: [0x7b; 16] };
+        let (vsp, server) = vsp_server(module, &ty, 3 * 4096);
+        let client = running_client(module, &ty);
+        let (c, s) = (client.as_ref(), server.as_ref());
+
+        let size = c.sizeof_packet();
+        assert!(size >= 16);
+        assert_eq!(s.sizeof_packet(), size);
+        let keep = Arc::pin_init(
+            pin_init!(Keep {
+                back <- kernel::new_spinlock_irq!(None),
+            }),
+            GFP_KERNEL,
+        )
+        .unwrap();
+        let memory = kmcl::PacketMemory::new(c, GFP_KERNEL).unwrap();
+        let mut p = kmcl::Packet::initialize(c, memory, keep.clone()).unwrap();
+        assert!(p.is_for(c));
+        assert!(!p.is_for(s));
+        assert_eq!(p.channel_raw(), c.as_raw());
+        p.set_tag(7);
+        // Sent, back, sent again: the object lives in the driver's memory.
+        for round in 1..=3u32 {
+            assert!(p.send(&[0x33; 24], true).is_ok());
+            assert!(crate::engine::testing::wait_until(|| keep
+                .back
+                .lock()
+                .is_some()));
+            assert_eq!(POOL_DONE.load(Ordering::SeqCst), round);
+            p = keep.back.lock().take().unwrap();
+            assert_eq!(p.tag(), 7);
+        }
+        assert_eq!(vsp.without.load(Ordering::SeqCst), 3);
+        // Ended, its memory makes another packet object.
+        let memory = p.into_memory().unwrap();
+        let p = kmcl::Packet::initialize(s, memory, keep.clone()).unwrap();
+        assert!(p.is_for(s));
+        assert!(p.into_memory().is_some());
+        let done: Arc<dyn kmcl::PacketDone> = Arc::new(ExtDone, GFP_KERNEL).unwrap();
+        assert!(kmcl::Packet::new(c, done.clone())
+            .unwrap()
+            .into_memory()
+            .is_none());
+
+        // Two whole pages of vmalloc memory by frame number.
+        let mut buf = kernel::alloc::VVec::<u8>::with_capacity(2 * 4096, GFP_KERNEL).unwrap();
+        for i in 0..2 * 4096 {
+            buf.push((i % 249) as u8, GFP_KERNEL).unwrap();
+        }
+        // SAFETY: `buf` outlives the send (waited for below).
+        let pages =
+            unsafe { crate::shmem::GpadlPages::from_buffer(buf.as_ptr() as usize, 2 * 4096) }
+                .unwrap();
+        let mut pfns = KVec::new();
+        for f in pages.pfns() {
+            pfns.push(f, GFP_KERNEL).unwrap();
+        }
+        let p = kmcl::Packet::new(c, done.clone()).unwrap();
+        // SAFETY: no frames: refused before anything is exposed.
+        let (p, e) = unsafe { p.send_with_external_pfns(b"pfns", &[]) }.unwrap_err();
+        assert_eq!(e, EINVAL);
+        // SAFETY: `buf` stays allocated until the routine ran (waited for).
+        assert!(unsafe { p.send_with_external_pfns(b"pfns", &pfns) }.is_ok());
+        assert!(crate::engine::testing::wait_until(|| EXT_DONE
+            .load(Ordering::SeqCst)
+            == 1));
+        assert_eq!(EXT_REPLY.load(Ordering::SeqCst), 2 * 4096);
+        // The server read the pattern and wrote its mark over it.
+        let seen = vsp.seen.lock();
+        assert_eq!(seen.len(), 2 * 4096);
+        assert!(seen.iter().enumerate().all(|(i, &b)| b == (i % 249) as u8));
+        drop(seen);
+        assert_eq!(&buf[..4], b"VSP!");
+        assert_eq!(vsp.ranges.load(Ordering::SeqCst), 1);
         drop(client);
         drop(server);
     }
