@@ -158,6 +158,12 @@ rc=$?
 sed 's/^/  /' out/compile-fail.log
 result "compile-fail: $(ls tests/compile-fail/*.rs | wc -l) lifetime misuses refused by the compiler with the expected error" $rc
 
+step "abi: abi.rs against a bindgen run over kmcl.h (scripts/abi_check.py)"
+scripts/abi_check.py --self-test >out/abi-check.log 2>&1
+rc=$?
+sed 's/^/  /' out/abi-check.log
+result "abi: every function, callback type and structure of kmcl.h has the same signature in abi.rs" $rc
+
 step "docs: sphinx-build -W (make docs)"
 make --no-print-directory docs KSRC="$KSRC" >out/docs.log 2>&1
 rc=$?
