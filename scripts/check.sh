@@ -158,6 +158,12 @@ rc=$?
 sed 's/^/  /' out/compile-fail.log
 result "compile-fail: $(ls tests/compile-fail/*.rs | wc -l) lifetime misuses refused by the compiler with the expected error" $rc
 
+step "build: the Rust wrapper's documentation examples (scripts/doc_examples.sh)"
+scripts/doc_examples.sh >out/doc-examples.log 2>&1
+rc=$?
+sed 's/^/  /' out/doc-examples.log
+result "doc examples: every example in the wrapper's documentation compiles" $rc
+
 step "abi: abi.rs against a bindgen run over kmcl.h (scripts/abi_check.py)"
 scripts/abi_check.py --self-test >out/abi-check.log 2>&1
 rc=$?
@@ -175,7 +181,7 @@ make --no-print-directory rustdoc KDIR="$KDIR" >out/rustdoc.log 2>&1
 rc=$?
 grep -qi 'warning' out/rustdoc.log && rc=1
 [ "$rc" -ne 0 ] && tail -20 out/rustdoc.log
-result "rustdoc: the Rust wrapper's docs build warning-free" $rc
+result "rustdoc: the Rust wrapper's docs build warning-free, every public item documented with an example" $rc
 
 step "vm: kselftest suite in QEMU (TCG; logs in out/vm-check/)"
 scripts/vm.sh check

@@ -6,7 +6,11 @@
 # The wrapper is a module each driver crate includes with #[path]; here a
 # small crate root includes it, and rustdoc gets exactly the flags Kbuild
 # gave rustc for the Rust sample (samples/.kmcl_echo_vsc.o.cmd), less the
-# codegen outputs.  Warnings (broken intra-doc links, ...) fail the build.
+# codegen outputs and the kernel's list of allowed unstable features (the
+# nightly-only lint below needs one more).  Every warning fails the build,
+# and so does any public item without documentation (missing_docs) or
+# without a code example (rustdoc::all with missing_doc_code_examples);
+# scripts/doc_examples.sh compiles those examples.
 #
 # Needs KDIR and the sample built against it (make samples).
 set -euo pipefail
@@ -35,7 +39,7 @@ for w in "${words[@]}"; do
 	if [ "$skip" = 1 ]; then skip=0; continue; fi
 	case "$w" in
 	OBJTREE=* | RUST_MODFILE=* | */rustc | kmcl_echo_vsc.rs) ;;
-	--emit=* | -Zbinary_dep_depinfo=* | -Dwarnings) ;;
+	--emit=* | -Zbinary_dep_depinfo=* | -Dwarnings | -Zallow-features=*) ;;
 	--out-dir | --crate-type) skip=1 ;;
 	-Zcrate-attr=\'*\') flags+=("-Zcrate-attr=${w#-Zcrate-attr=}") ;;
 	*) flags+=("$w") ;;
@@ -48,5 +52,7 @@ done
 cd "$top/samples"
 OBJTREE=$KDIR RUST_MODFILE=kmcl_api RUSTC_BOOTSTRAP=1 "${RUSTDOC:-/usr/bin/rustdoc}" \
 	"${flags[@]}" --crate-type rlib --crate-name kmcl_api -o "$out" \
-	-Drustdoc::broken_intra_doc_links -Dwarnings "$src/kmcl_api.rs"
+	-Zunstable-options '-Zcrate-attr=feature(rustdoc_missing_doc_code_examples)' \
+	-Dwarnings -Dmissing_docs -Drustdoc::all -Drustdoc::missing_doc_code_examples \
+	"$src/kmcl_api.rs"
 echo "rustdoc: $out/kmcl_api/index.html"

@@ -28,18 +28,39 @@ use kernel::ffi::c_char;
 
 /// A kernel module (C `struct module`), opaque here: drivers pass
 /// `THIS_MODULE.as_ptr().cast()`.
+///
+/// ```no_run
+/// # fn example(module: &'static ThisModule) {
+/// let owner: *mut kmcl::abi::Module = module.as_ptr().cast();
+/// # }
+/// ```
 #[repr(C)]
 pub struct Module {
     _opaque: [u8; 0],
 }
 
 /// A page (C `struct page`), opaque here.
+///
+/// ```no_run
+/// # fn example(page: &kernel::page::Page) {
+/// let raw: *mut kmcl::abi::Page = page.as_ptr().cast();
+/// # }
+/// ```
 #[repr(C)]
 pub struct Page {
     _opaque: [u8; 0],
 }
 
 /// A channel handle (C `struct kmcl_channel`, KMCL `VMBCHANNEL`). Opaque.
+///
+/// ```no_run
+/// # fn example(channel: kmcl::ChannelRef<'_>) -> Result {
+/// let raw: *mut kmcl::abi::KmclChannel = channel.as_raw();
+/// // SAFETY: `raw` is live while `channel` is.
+/// let quota_rc = unsafe { kmcl::abi::kmcl_channel_set_transaction_quota(raw, 32) };
+/// # Ok(())
+/// # }
+/// ```
 #[repr(C)]
 pub struct KmclChannel {
     _opaque: [u8; 0],
@@ -47,6 +68,18 @@ pub struct KmclChannel {
 
 /// An outgoing packet object (C `struct kmcl_packet`, KMCL `VMBPACKET`).
 /// Opaque.
+///
+/// ```no_run
+/// # fn example(raw: *mut kmcl::abi::KmclChannel) -> Result {
+/// // SAFETY: `raw` is a live channel.
+/// let packet: *mut kmcl::abi::KmclPacket = unsafe { kmcl::abi::kmcl_packet_allocate(raw) };
+/// if !packet.is_null() {
+///     // SAFETY: allocated above, not in flight.
+///     unsafe { kmcl::abi::kmcl_packet_free(packet) };
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[repr(C)]
 pub struct KmclPacket {
     _opaque: [u8; 0],
@@ -54,12 +87,29 @@ pub struct KmclPacket {
 
 /// An incoming packet (C `struct kmcl_incoming`, KMCL
 /// `VMBPACKETCOMPLETION`). Opaque.
+///
+/// ```no_run
+/// # fn example(incoming: *mut kmcl::abi::KmclIncoming) -> Result {
+/// // SAFETY: `incoming` is a live incoming packet, given up here.
+/// let rc = unsafe { kmcl::abi::kmcl_channel_packet_complete(incoming, core::ptr::null(), 0) };
+/// # Ok(())
+/// # }
+/// ```
 #[repr(C)]
 pub struct KmclIncoming {
     _opaque: [u8; 0],
 }
 
 /// A VMBus interface GUID in wire byte order (C `guid_t`).
+///
+/// ```no_run
+/// /// The interface's type: 6b6d636c-6563-686f-8a11-000000000001.
+/// const TYPE: kmcl::Guid = kmcl::Guid {
+///     b: [
+///         0x6c, 0x63, 0x6d, 0x6b, 0x63, 0x65, 0x6f, 0x68, 0x8a, 0x11, 0, 0, 0, 0, 0, 1,
+///     ],
+/// };
+/// ```
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Guid {
@@ -69,6 +119,20 @@ pub struct Guid {
 
 /// kmcl's counterpart of a Windows MDL (C `struct kmcl_mdl`): `length` bytes
 /// starting `offset` bytes into the first of `nr_pages` pages.
+///
+/// ```no_run
+/// # fn example(page: &kernel::page::Page) -> Result {
+/// let mut pages = [page.as_ptr().cast::<kmcl::abi::Page>()];
+/// let mdl = kmcl::abi::KmclMdl {
+///     pages: pages.as_mut_ptr(),
+///     nr_pages: 1,
+///     offset: 0,
+///     length: 4096,
+///     next: core::ptr::null_mut(),
+/// };
+/// # Ok(())
+/// # }
+/// ```
 #[repr(C)]
 pub struct KmclMdl {
     /// The pages, in order.
@@ -85,6 +149,12 @@ pub struct KmclMdl {
 
 /// One range of a transfer-page set (C `struct kmcl_transfer_range`,
 /// Linux's `struct vmtransfer_page_range`); kmcl's extension.
+///
+/// ```no_run
+/// # fn example() {
+/// let first_frame = kmcl::TransferRange { byte_count: 1514, byte_offset: 0 };
+/// # }
+/// ```
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KmclTransferRange {
@@ -96,6 +166,12 @@ pub struct KmclTransferRange {
 
 /// A range within one page (C `struct kmcl_page_buffer`, Linux's `struct
 /// hv_page_buffer`); kmcl's extension.
+///
+/// ```no_run
+/// # fn example(pfn: u64) {
+/// let range = kmcl::PageBuffer { len: 100, offset: 12, pfn };
+/// # }
+/// ```
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KmclPageBuffer {
@@ -164,6 +240,16 @@ pub type EvtRestorePacket = Option<
 pub const STATE_CALLBACKS_VERSION: u32 = 1;
 
 /// `VMB_CHANNEL_STATE_CHANGE_CALLBACKS` (C `struct kmcl_state_callbacks`).
+///
+/// ```no_run
+/// # unsafe extern "C" fn opened(_channel: *mut kmcl::abi::KmclChannel) -> core::ffi::c_int {
+/// #     0
+/// # }
+/// # fn example() {
+/// let mut callbacks = kmcl::abi::StateCallbacks::new();
+/// callbacks.opened = Some(opened);
+/// # }
+/// ```
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct StateCallbacks {
@@ -186,6 +272,12 @@ pub struct StateCallbacks {
 impl StateCallbacks {
     /// `VMB_CHANNEL_STATE_CHANGE_CALLBACKS_INIT`: version and size set, no
     /// callbacks.
+    ///
+    /// ```no_run
+    /// # fn example() {
+    /// let callbacks = kmcl::abi::StateCallbacks::new(); // no callbacks yet
+    /// # }
+    /// ```
     pub const fn new() -> Self {
         Self {
             version: STATE_CALLBACKS_VERSION,
@@ -458,6 +550,20 @@ kmcl_functions! {
 
 /// `KMCL_CLIENT_INTERFACE_V1` (C `struct kmcl_client_interface_v1`), in
 /// KMCL's field order. Each field is the function of the same name.
+///
+/// ```no_run
+/// # fn example() -> Result {
+/// let mut table = core::mem::MaybeUninit::<kmcl::abi::ClientInterfaceV1>::zeroed();
+/// let size = core::mem::size_of::<kmcl::abi::ClientInterfaceV1>() as u32;
+/// // SAFETY: `table` is writable for `size` bytes.
+/// kernel::error::to_result(unsafe {
+///     kmcl::abi::kmcl_query_interface(kmcl::abi::CLIENT_INTERFACE, size, kmcl::abi::INTERFACE_VERSION_1, table.as_mut_ptr().cast())
+/// })?;
+/// // SAFETY: filled by kmcl_query_interface.
+/// let table = unsafe { table.assume_init() };
+/// # Ok(())
+/// # }
+/// ```
 #[repr(C)]
 #[allow(
     missing_docs,
@@ -514,6 +620,20 @@ pub struct ClientInterfaceV1 {
 
 /// `KMCL_SERVER_ONLY_METHODS` (C `struct kmcl_server_only_methods`), in
 /// KMCL's field order. Each field is the function of the same name.
+///
+/// ```no_run
+/// # fn example() -> Result {
+/// let mut table = core::mem::MaybeUninit::<kmcl::abi::ServerInterfaceV1>::zeroed();
+/// let size = core::mem::size_of::<kmcl::abi::ServerInterfaceV1>() as u32;
+/// // SAFETY: `table` is writable for `size` bytes.
+/// kernel::error::to_result(unsafe {
+///     kmcl::abi::kmcl_query_interface(kmcl::abi::SERVER_INTERFACE, size, kmcl::abi::INTERFACE_VERSION_1, table.as_mut_ptr().cast())
+/// })?;
+/// // SAFETY: filled by kmcl_query_interface.
+/// let table = unsafe { table.assume_init() };
+/// # Ok(())
+/// # }
+/// ```
 #[repr(C)]
 #[allow(
     missing_docs,
@@ -540,6 +660,20 @@ pub struct ServerOnlyMethods {
 
 /// The server interface (C `struct kmcl_server_interface_v1`): the client
 /// table, then the server-only methods.
+///
+/// ```no_run
+/// # fn example() -> Result {
+/// let mut table = core::mem::MaybeUninit::<kmcl::abi::ServerInterfaceV1>::zeroed();
+/// let size = core::mem::size_of::<kmcl::abi::ServerInterfaceV1>() as u32;
+/// // SAFETY: `table` is writable for `size` bytes.
+/// kernel::error::to_result(unsafe {
+///     kmcl::abi::kmcl_query_interface(kmcl::abi::SERVER_INTERFACE, size, kmcl::abi::INTERFACE_VERSION_1, table.as_mut_ptr().cast())
+/// })?;
+/// // SAFETY: filled by kmcl_query_interface.
+/// let table = unsafe { table.assume_init() };
+/// # Ok(())
+/// # }
+/// ```
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct ServerInterfaceV1 {
@@ -551,6 +685,20 @@ pub struct ServerInterfaceV1 {
 
 /// What version 2 of kmcl's tables adds (C `struct kmcl_v2_methods`), in
 /// the header's order. Each field is the function of the same name.
+///
+/// ```no_run
+/// # fn example() -> Result {
+/// let mut table = core::mem::MaybeUninit::<kmcl::abi::ClientInterfaceV2>::zeroed();
+/// let size = core::mem::size_of::<kmcl::abi::ClientInterfaceV2>() as u32;
+/// // SAFETY: `table` is writable for `size` bytes.
+/// kernel::error::to_result(unsafe {
+///     kmcl::abi::kmcl_query_interface(kmcl::abi::CLIENT_INTERFACE, size, kmcl::abi::INTERFACE_VERSION_2, table.as_mut_ptr().cast())
+/// })?;
+/// // SAFETY: filled by kmcl_query_interface.
+/// let table = unsafe { table.assume_init() };
+/// # Ok(())
+/// # }
+/// ```
 #[repr(C)]
 #[allow(
     missing_docs,
@@ -577,6 +725,20 @@ pub struct V2Methods {
 }
 
 /// The client table, version 2 (C `struct kmcl_client_interface_v2`).
+///
+/// ```no_run
+/// # fn example() -> Result {
+/// let mut table = core::mem::MaybeUninit::<kmcl::abi::ClientInterfaceV2>::zeroed();
+/// let size = core::mem::size_of::<kmcl::abi::ClientInterfaceV2>() as u32;
+/// // SAFETY: `table` is writable for `size` bytes.
+/// kernel::error::to_result(unsafe {
+///     kmcl::abi::kmcl_query_interface(kmcl::abi::CLIENT_INTERFACE, size, kmcl::abi::INTERFACE_VERSION_2, table.as_mut_ptr().cast())
+/// })?;
+/// // SAFETY: filled by kmcl_query_interface.
+/// let table = unsafe { table.assume_init() };
+/// # Ok(())
+/// # }
+/// ```
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct ClientInterfaceV2 {
@@ -588,6 +750,20 @@ pub struct ClientInterfaceV2 {
 }
 
 /// The server table, version 2 (C `struct kmcl_server_interface_v2`).
+///
+/// ```no_run
+/// # fn example() -> Result {
+/// let mut table = core::mem::MaybeUninit::<kmcl::abi::ServerInterfaceV2>::zeroed();
+/// let size = core::mem::size_of::<kmcl::abi::ServerInterfaceV2>() as u32;
+/// // SAFETY: `table` is writable for `size` bytes.
+/// kernel::error::to_result(unsafe {
+///     kmcl::abi::kmcl_query_interface(kmcl::abi::SERVER_INTERFACE, size, kmcl::abi::INTERFACE_VERSION_2, table.as_mut_ptr().cast())
+/// })?;
+/// // SAFETY: filled by kmcl_query_interface.
+/// let table = unsafe { table.assume_init() };
+/// # Ok(())
+/// # }
+/// ```
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct ServerInterfaceV2 {

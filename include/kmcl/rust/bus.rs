@@ -22,6 +22,13 @@ pub const SERVER_FLAG_LOOPBACK_OFFER: u32 = 0x1;
 impl Channel {
     /// `VmbChannelInitSetFlags`: `EINVAL` for unknown bits, `EOPNOTSUPP`
     /// for pipe mode ([`INIT_FLAG_IS_PIPE`]). Disabled channels only.
+    ///
+    /// ```no_run
+    /// # fn example(channel: &mut kmcl::Channel) -> Result {
+    /// channel.set_flags(0)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelInitSetFlags")]
     pub fn set_flags(&mut self, flags: u32) -> Result {
         // SAFETY: `raw` is live.
@@ -31,6 +38,13 @@ impl Channel {
     /// `VmbServerChannelInitSetFlags` (server): only
     /// [`SERVER_FLAG_LOOPBACK_OFFER`] is taken (`EOPNOTSUPP` for the
     /// others, `EINVAL` for unknown bits).
+    ///
+    /// ```no_run
+    /// # fn example(channel: &mut kmcl::Channel) -> Result {
+    /// channel.set_server_flags(kmcl::SERVER_FLAG_LOOPBACK_OFFER)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbServerChannelInitSetFlags")]
     pub fn set_server_flags(&mut self, flags: u32) -> Result {
         // SAFETY: `raw` is live.
@@ -39,6 +53,13 @@ impl Channel {
 
     /// `VmbServerChannelInitSetTargetVtl` (server): only clients running
     /// in `vtl` (0 to 15) may open the offer.
+    ///
+    /// ```no_run
+    /// # fn example(channel: &mut kmcl::Channel) -> Result {
+    /// channel.set_target_vtl(0)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbServerChannelInitSetTargetVtl")]
     pub fn set_target_vtl(&mut self, vtl: u8) -> Result {
         // SAFETY: `raw` is live.
@@ -48,6 +69,14 @@ impl Channel {
     /// `VmbServerChannelInitSetVmbusHandle` (kmcl: clients too): the
     /// channel is on `bus` instead of kmcl's own loopback bus; it keeps the
     /// bus until it is dropped.
+    ///
+    /// ```no_run
+    /// # fn example(channel: &mut kmcl::Channel) -> Result {
+    /// let bus = kmcl::LoopbackBus::new()?;
+    /// channel.set_bus(&bus)?; // offers there are seen by clients on `bus` only
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbServerChannelInitSetVmbusHandle")]
     #[doc(alias = "VmbConvertVmbusHandleToKernelHandle")]
     pub fn set_bus(&mut self, bus: &LoopbackBus) -> Result {

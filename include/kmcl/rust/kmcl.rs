@@ -108,6 +108,13 @@ pub use shared::{
 };
 
 /// Which endpoint a channel is.
+///
+/// ```no_run
+/// # fn example(module: &'static ThisModule, driver: Arc<dyn kmcl::Driver>) -> Result {
+/// let server = kmcl::Channel::new(module, kmcl::Role::Server, driver)?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     /// Opens an offer (a VSC).
@@ -118,39 +125,146 @@ pub enum Role {
 
 /// A channel's callbacks: KMCL's state-change callbacks and its packet
 /// callbacks, all optional.
+///
+/// ```no_run
+/// use core::sync::atomic::{AtomicU32, Ordering};
+///
+/// struct Echo {
+///     echoed: AtomicU32,
+/// }
+///
+/// impl kmcl::Driver for Echo {
+///     fn process_packet(&self, _channel: kmcl::ChannelRef<'_>, packet: kmcl::Incoming) {
+///         if packet.echo().is_ok() {
+///             self.echoed.fetch_add(1, Ordering::Relaxed);
+///         }
+///     }
+/// }
+/// ```
 pub trait Driver: Send + Sync {
     /// `EvtChannelOpened` (process context). An error abandons the
     /// connection.
+    ///
+    /// ```no_run
+    /// # struct Vsc;
+    /// impl kmcl::Driver for Vsc {
+    ///     fn opened(&self, channel: kmcl::ChannelRef<'_>) -> Result {
+    ///         // Connected; packets flow after `started`.
+    ///         channel.set_transaction_quota(64)
+    ///     }
+    /// }
+    /// ```
     #[doc(alias = "EvtChannelOpened")]
     fn opened(&self, _channel: ChannelRef<'_>) -> Result {
         Ok(())
     }
     /// `EvtChannelClosed` (process context).
+    ///
+    /// ```no_run
+    /// # struct Vsc;
+    /// impl kmcl::Driver for Vsc {
+    ///     fn closed(&self, _channel: kmcl::ChannelRef<'_>) {
+    ///         pr_info!("the other endpoint is gone\n");
+    ///     }
+    /// }
+    /// ```
     #[doc(alias = "EvtChannelClosed")]
     fn closed(&self, _channel: ChannelRef<'_>) {}
     /// `EvtChannelSuspend` (process context).
+    ///
+    /// ```no_run
+    /// # struct Vsc;
+    /// impl kmcl::Driver for Vsc {
+    ///     fn suspend(&self, _channel: kmcl::ChannelRef<'_>) {
+    ///         pr_info!("connection suspended: stop sending\n");
+    ///     }
+    /// }
+    /// ```
     #[doc(alias = "EvtChannelSuspend")]
     fn suspend(&self, _channel: ChannelRef<'_>) {}
     /// `EvtChannelStarted` (process context).
+    ///
+    /// ```no_run
+    /// # struct Vsc;
+    /// impl kmcl::Driver for Vsc {
+    ///     fn started(&self, _channel: kmcl::ChannelRef<'_>) {
+    ///         pr_info!("packets flow\n");
+    ///     }
+    /// }
+    /// ```
     #[doc(alias = "EvtChannelStarted")]
     fn started(&self, _channel: ChannelRef<'_>) {}
     /// `EvtChannelPostStarted` (process context).
+    ///
+    /// ```no_run
+    /// # struct Ignore;
+    /// # impl kmcl::SendDone for Ignore {
+    /// #     fn done(&mut self, _status: Result, _reply: &[u8]) {}
+    /// # }
+    /// # struct Vsc;
+    /// impl kmcl::Driver for Vsc {
+    ///     fn post_started(&self, channel: kmcl::ChannelRef<'_>) {
+    ///         if let Ok(done) = KBox::new(Ignore, GFP_KERNEL) {
+    ///             let _ = channel.send(b"hello", false, done);
+    ///         }
+    ///     }
+    /// }
+    /// ```
     #[doc(alias = "EvtChannelPostStarted")]
     fn post_started(&self, _channel: ChannelRef<'_>) {}
     /// `EvtChannelPnpFailure` (client, process context): the target was
     /// found but the connection failed; the channel is disabled again.
+    ///
+    /// ```no_run
+    /// # struct Vsc;
+    /// impl kmcl::Driver for Vsc {
+    ///     fn pnp_failure(&self, _channel: kmcl::ChannelRef<'_>, status: Error) {
+    ///         pr_err!("could not connect: {:?}\n", status);
+    ///     }
+    /// }
+    /// ```
     #[doc(alias = "EvtChannelPnpFailure")]
     fn pnp_failure(&self, _channel: ChannelRef<'_>, _status: Error) {}
     /// Client primary channel (kmcl's `kmcl_channel_init_set_subchannel_
     /// callback`, process context): the server offered sub-channel `index`
     /// of this connection; open it with a [`Channel`] whose primary
     /// ([`Channel::set_primary`]) is this one.
+    ///
+    /// ```no_run
+    /// # struct Vsc;
+    /// impl kmcl::Driver for Vsc {
+    ///     fn subchannel_offered(&self, _primary: kmcl::ChannelRef<'_>, index: u16) {
+    ///         // Typically: a Channel with set_primary(primary), enabled from a
+    ///         // work item, kept by the driver.
+    ///         pr_info!("sub-channel {} offered\n", index);
+    ///     }
+    /// }
+    /// ```
     fn subchannel_offered(&self, _primary: ChannelRef<'_>, _index: u16) {}
     /// `EvtVmbChannelProcessPacket` (softirq, or process context at
     /// passive). The default completes the packet with no payload.
+    ///
+    /// ```no_run
+    /// # struct Vsc;
+    /// impl kmcl::Driver for Vsc {
+    ///     fn process_packet(&self, _channel: kmcl::ChannelRef<'_>, packet: kmcl::Incoming) {
+    ///         let len = packet.data().len() as u32;
+    ///         let _ = packet.complete(&len.to_le_bytes());
+    ///     }
+    /// }
+    /// ```
     #[doc(alias = "EvtVmbChannelProcessPacket")]
     fn process_packet(&self, _channel: ChannelRef<'_>, _packet: Incoming) {}
     /// `EvtVmbChannelProcessingComplete`.
+    ///
+    /// ```no_run
+    /// # struct Vsc;
+    /// impl kmcl::Driver for Vsc {
+    ///     fn processing_complete(&self, _channel: kmcl::ChannelRef<'_>, packets: u32) {
+    ///         pr_debug!("{} packets in this run\n", packets);
+    ///     }
+    /// }
+    /// ```
     #[doc(alias = "EvtVmbChannelProcessingComplete")]
     fn processing_complete(&self, _channel: ChannelRef<'_>, _packets: u32) {}
     /// `EvtVmbChannelSavePacket` (server, process context, during
@@ -159,6 +273,26 @@ pub trait Driver: Send + Sync {
     /// and handed to [`Driver::restore_packet`] of the server that
     /// restores the save. Empty (the default): nothing. An error fails
     /// the save (every packet stays the driver's).
+    ///
+    /// ```no_run
+    /// # struct Vsp {
+    /// #     held: kernel::sync::SpinLock<KVec<(kmcl::IncomingId, u64)>>,
+    /// # }
+    /// impl kmcl::Driver for Vsp {
+    ///     fn save_packet(
+    ///         &self,
+    ///         _channel: kmcl::ChannelRef<'_>,
+    ///         packet: kmcl::IncomingId,
+    ///     ) -> Result<KVec<u8>> {
+    ///         // `held` is the driver's list of the packets it holds.
+    ///         let held = self.held.lock();
+    ///         let (_, cookie) = held.iter().find(|(id, _)| *id == packet).ok_or(ENOENT)?;
+    ///         let mut state = KVec::new();
+    ///         state.extend_from_slice(&cookie.to_le_bytes(), GFP_KERNEL)?;
+    ///         Ok(state)
+    ///     }
+    /// }
+    /// ```
     #[doc(alias = "EvtVmbChannelSavePacket")]
     fn save_packet(&self, _channel: ChannelRef<'_>, _packet: IncomingId) -> Result<KVec<u8>> {
         Ok(KVec::new())
@@ -170,6 +304,21 @@ pub trait Driver: Send + Sync {
     /// again ([`Incoming::data`] is empty): what the driver needs of it is
     /// in `state`. Complete it as any packet; the default completes it
     /// with no payload.
+    ///
+    /// ```no_run
+    /// # struct Vsp;
+    /// impl kmcl::Driver for Vsp {
+    ///     fn restore_packet(
+    ///         &self,
+    ///         _channel: kmcl::ChannelRef<'_>,
+    ///         packet: kmcl::Incoming,
+    ///         state: &[u8],
+    ///     ) {
+    ///         // `state` is what `save_packet` returned for this packet.
+    ///         let _ = packet.complete(state);
+    ///     }
+    /// }
+    /// ```
     #[doc(alias = "EvtVmbChannelRestorePacket")]
     #[doc(alias = "VmbPacketRestore")]
     fn restore_packet(&self, _channel: ChannelRef<'_>, _packet: Incoming, _state: &[u8]) {}
@@ -179,17 +328,74 @@ pub trait Driver: Send + Sync {
 /// `EvtVmbPacketCompletionRoutine`): called once per send when its
 /// transaction is over, in softirq or process context. One routine object
 /// may serve many packets.
+///
+/// ```no_run
+/// struct Resend;
+///
+/// impl kmcl::PacketDone for Resend {
+///     fn done(&self, packet: kmcl::Packet, status: Result, _reply: &[u8]) {
+///         if status.is_ok() {
+///             // The same packet object again; dropped (freed) on an error.
+///             let _ = packet.send(b"again", true);
+///         }
+///     }
+/// }
+/// # fn example(channel: kmcl::ChannelRef<'_>) -> Result {
+/// let packet = kmcl::Packet::new(channel, Arc::new(Resend, GFP_KERNEL)?)?;
+/// packet.send(b"first", true).map_err(|(_packet, e)| e)?;
+/// # Ok(())
+/// # }
+/// ```
 #[doc(alias = "EvtVmbPacketCompletionRoutine")]
 pub trait PacketDone: Send + Sync {
     /// `packet` is the driver's again (to send again, from here too, or to
     /// drop); `status` is `Ok` or `ENODEV` (the connection ended first);
     /// `reply` is the completion payload, valid for the call.
+    ///
+    /// ```no_run
+    /// struct Count(core::sync::atomic::AtomicU32);
+    ///
+    /// impl kmcl::PacketDone for Count {
+    ///     fn done(&self, packet: kmcl::Packet, status: Result, reply: &[u8]) {
+    ///         if status.is_ok() && !reply.is_empty() {
+    ///             self.0.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    ///         }
+    ///         drop(packet); // or keep it for the next send
+    ///     }
+    /// }
+    /// ```
     fn done(&self, packet: Packet, status: Result, reply: &[u8]);
 }
 
 /// The routine of a one-off send ([`ChannelRef::send`]).
+///
+/// ```no_run
+/// struct Print;
+///
+/// impl kmcl::SendDone for Print {
+///     fn done(&mut self, status: Result, reply: &[u8]) {
+///         pr_info!("{:?}: {} bytes back\n", status, reply.len());
+///     }
+/// }
+/// # fn example(channel: kmcl::ChannelRef<'_>) -> Result {
+/// channel.send(b"ping", true, KBox::new(Print, GFP_KERNEL)?)?;
+/// # Ok(())
+/// # }
+/// ```
 pub trait SendDone: Send {
     /// As [`PacketDone::done`], without the packet.
+    ///
+    /// ```no_run
+    /// struct Store(KVec<u8>);
+    ///
+    /// impl kmcl::SendDone for Store {
+    ///     fn done(&mut self, status: Result, reply: &[u8]) {
+    ///         if status.is_ok() {
+    ///             let _ = self.0.extend_from_slice(reply, GFP_ATOMIC);
+    ///         }
+    ///     }
+    /// }
+    /// ```
     fn done(&mut self, status: Result, reply: &[u8]);
 }
 
@@ -205,6 +411,22 @@ fn len32(bytes: &[u8]) -> Result<u32> {
 
 /// A channel endpoint (KMCL `VMBCHANNEL`), owned: dropping it disables the
 /// channel if needed (waiting for teardown) and frees it. Process context.
+///
+/// ```no_run
+/// # struct Vsc;
+/// # impl kmcl::Driver for Vsc {}
+/// # const TYPE: kmcl::Guid = kmcl::Guid { b: [0x11; 16] };
+/// # const INSTANCE: kmcl::Guid = kmcl::Guid { b: [0x12; 16] };
+/// # fn example(module: &'static ThisModule) -> Result {
+/// let driver = Arc::new(Vsc, GFP_KERNEL)?;
+/// let mut channel = kmcl::Channel::new(module, kmcl::Role::Client, driver)?;
+/// channel.set_target(&TYPE, None)?;
+/// channel.enable()?;
+/// // ... until the driver is done with it:
+/// drop(channel); // disables (waiting for teardown) and frees
+/// # Ok(())
+/// # }
+/// ```
 #[doc(alias = "VMBCHANNEL")]
 pub struct Channel {
     raw: *mut KmclChannel,
@@ -252,6 +474,20 @@ impl Channel {
     /// KMCL `VmbChannelAllocate` plus the driver's callbacks. `module` is
     /// the calling module (`&THIS_MODULE`): kmcl frees the channel if the
     /// module is unloaded without dropping it.
+    ///
+    /// ```no_run
+    /// # struct Vsp;
+    /// # impl kmcl::Driver for Vsp {}
+    /// # const TYPE: kmcl::Guid = kmcl::Guid { b: [0x11; 16] };
+    /// # const INSTANCE: kmcl::Guid = kmcl::Guid { b: [0x12; 16] };
+    /// # fn example(module: &'static ThisModule) -> Result {
+    /// let mut channel = kmcl::Channel::new(module, kmcl::Role::Server, Arc::new(Vsp, GFP_KERNEL)?)?;
+    /// channel.set_offer(&TYPE, &INSTANCE)?;
+    /// channel.enable()?;
+    /// channel.start()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelAllocate")]
     pub fn new(module: &'static ThisModule, role: Role, driver: Arc<dyn Driver>) -> Result<Self> {
         let mut raw = core::ptr::null_mut();
@@ -312,6 +548,15 @@ impl Channel {
     /// KMCL V5 `VmbChannelInitSetPrimaryChannel`: this (disabled) channel
     /// becomes a sub-channel of `primary` (same role); see
     /// `kmcl_channel_init_set_primary_channel` in `kmcl.h`.
+    ///
+    /// ```no_run
+    /// # fn example(module: &'static ThisModule, primary: &kmcl::Channel, driver: Arc<dyn kmcl::Driver>) -> Result {
+    /// let mut sub = kmcl::Channel::new(module, kmcl::Role::Server, driver)?;
+    /// sub.set_primary(primary.as_ref())?;
+    /// sub.enable()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelInitSetPrimaryChannel")]
     pub fn set_primary(&mut self, primary: ChannelRef<'_>) -> Result {
         // SAFETY: both channels are live.
@@ -319,6 +564,14 @@ impl Channel {
     }
 
     /// The channel, borrowed (what callbacks get).
+    ///
+    /// ```no_run
+    /// # fn example(channel: &kmcl::Channel) -> Result {
+    /// let borrowed: kmcl::ChannelRef<'_> = channel.as_ref();
+    /// borrowed.set_transaction_quota(32)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn as_ref(&self) -> ChannelRef<'_> {
         ChannelRef {
             raw: self.raw,
@@ -327,6 +580,15 @@ impl Channel {
     }
 
     /// Client: `VmbClientChannelInitSetTargetPnp` (instance `None`: any).
+    ///
+    /// ```no_run
+    /// # const TYPE: kmcl::Guid = kmcl::Guid { b: [0x11; 16] };
+    /// # const INSTANCE: kmcl::Guid = kmcl::Guid { b: [0x12; 16] };
+    /// # fn example(channel: &mut kmcl::Channel) -> Result {
+    /// channel.set_target(&TYPE, Some(&INSTANCE))?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbClientChannelInitSetTargetPnp")]
     pub fn set_target(&mut self, interface_type: &Guid, instance: Option<&Guid>) -> Result {
         let inst = instance.map_or(core::ptr::null(), core::ptr::from_ref);
@@ -342,6 +604,15 @@ impl Channel {
     }
 
     /// Server: `VmbServerChannelInitSetTargetInterfaceId`.
+    ///
+    /// ```no_run
+    /// # const TYPE: kmcl::Guid = kmcl::Guid { b: [0x11; 16] };
+    /// # const INSTANCE: kmcl::Guid = kmcl::Guid { b: [0x12; 16] };
+    /// # fn example(channel: &mut kmcl::Channel) -> Result {
+    /// channel.set_offer(&TYPE, &INSTANCE)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbServerChannelInitSetTargetInterfaceId")]
     pub fn set_offer(&mut self, interface_type: &Guid, instance: &Guid) -> Result {
         // SAFETY: `raw` is live; the GUIDs are readable for the call.
@@ -355,6 +626,13 @@ impl Channel {
     }
 
     /// `VmbChannelInitSetMaximumPacketSize`.
+    ///
+    /// ```no_run
+    /// # fn example(channel: &mut kmcl::Channel) -> Result {
+    /// channel.set_maximum_packet_size(16 * 1024)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelInitSetMaximumPacketSize")]
     pub fn set_maximum_packet_size(&mut self, bytes: u32) -> Result {
         // SAFETY: `raw` is live.
@@ -362,6 +640,13 @@ impl Channel {
     }
 
     /// Client: `VmbClientChannelInitSetRingBufferPageCount`.
+    ///
+    /// ```no_run
+    /// # fn example(channel: &mut kmcl::Channel) -> Result {
+    /// channel.set_ring_pages(64, 64)?; // 256 KiB each way
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbClientChannelInitSetRingBufferPageCount")]
     pub fn set_ring_pages(&mut self, incoming: u32, outgoing: u32) -> Result {
         // SAFETY: `raw` is live.
@@ -372,6 +657,13 @@ impl Channel {
 
     /// `VmbServerChannelInitSetMmioMegabytes` (server): MMIO space for the
     /// device, `megabytes` required and `optional` more if available.
+    ///
+    /// ```no_run
+    /// # fn example(channel: &mut kmcl::Channel) -> Result {
+    /// channel.set_mmio_megabytes(4, 0)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbServerChannelInitSetMmioMegabytes")]
     pub fn set_mmio_megabytes(&mut self, megabytes: u16, optional: u16) -> Result {
         // SAFETY: `raw` is live.
@@ -382,6 +674,13 @@ impl Channel {
 
     /// Which VMBus a client looks for its offer on (kmcl's own;
     /// `abi::TRANSPORT_AUTO`, `TRANSPORT_LOOPBACK` or `TRANSPORT_HOST`).
+    ///
+    /// ```no_run
+    /// # fn example(channel: &mut kmcl::Channel) -> Result {
+    /// channel.set_transport(kmcl::abi::TRANSPORT_LOOPBACK)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn set_transport(&mut self, transport: u32) -> Result {
         // SAFETY: `raw` is live.
         result(unsafe { abi::kmcl_client_channel_init_set_transport(self.raw, transport) })
@@ -390,6 +689,13 @@ impl Channel {
     /// `VmbClientChannelInitSetTargetProcessorIndex` (kmcl: servers too):
     /// the CPU whose softirq delivers this channel's packets; `None` (the
     /// default): the CPU the other endpoint signalled from.
+    ///
+    /// ```no_run
+    /// # fn example(channel: &mut kmcl::Channel) -> Result {
+    /// channel.set_target_processor(Some(0))?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbClientChannelInitSetTargetProcessorIndex")]
     pub fn set_target_processor(&mut self, cpu: Option<u32>) -> Result {
         let cpu = cpu.unwrap_or(abi::TARGET_PROCESSOR_NONE);
@@ -398,6 +704,13 @@ impl Channel {
     }
 
     /// `VmbChannelInitSetFriendlyName`.
+    ///
+    /// ```no_run
+    /// # fn example(channel: &mut kmcl::Channel) -> Result {
+    /// channel.set_friendly_name(c"my_vsc")?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelInitSetFriendlyName")]
     pub fn set_friendly_name(&mut self, name: &CStr) -> Result {
         // SAFETY: `raw` is live; `name` is NUL-terminated.
@@ -406,6 +719,13 @@ impl Channel {
 
     /// `VmbChannelInitSetMaximumExternalData`: the most external data an
     /// incoming packet may carry (`bytes` in at most `ranges` ranges).
+    ///
+    /// ```no_run
+    /// # fn example(channel: &mut kmcl::Channel) -> Result {
+    /// channel.set_maximum_external_data(1 << 20, 256)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelInitSetMaximumExternalData")]
     pub fn set_maximum_external_data(&mut self, bytes: u32, ranges: u32) -> Result {
         // SAFETY: `raw` is live.
@@ -414,6 +734,13 @@ impl Channel {
 
     /// `VmbChannelInitSetClientContextSize`: `size` zeroed bytes (at most
     /// 4096) with every incoming packet, for [`Incoming::client_context`].
+    ///
+    /// ```no_run
+    /// # fn example(channel: &mut kmcl::Channel) -> Result {
+    /// channel.set_client_context_size(64)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelInitSetClientContextSize")]
     pub fn set_client_context_size(&mut self, size: u32) -> Result {
         // SAFETY: `raw` is live.
@@ -427,6 +754,19 @@ impl Channel {
     /// [`Channel::save_continue`] or [`Channel::save_rest`]. On an error
     /// every packet is the driver's again and delivery resumes. Process
     /// context.
+    ///
+    /// ```no_run
+    /// # const KEY: kmcl::Guid = kmcl::Guid { b: [0x13; 16] };
+    /// # fn example(channel: &kmcl::Channel, held: &mut KVec<kmcl::Incoming>) -> Result {
+    /// channel.save_begin()?;
+    /// for packet in held.drain_all() {
+    ///     packet.into_save();
+    /// }
+    /// let save = channel.save_rest()?;
+    /// kmcl::stash_put(&KEY, &save)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelSaveBegin")]
     pub fn save_begin(&self) -> Result {
         // SAFETY: `raw` is live.
@@ -435,12 +775,26 @@ impl Channel {
 
     /// `VmbChannelSetTransactionQuota` (also from callbacks:
     /// [`ChannelRef::set_transaction_quota`]).
+    ///
+    /// ```no_run
+    /// # fn example(channel: &mut kmcl::Channel) -> Result {
+    /// channel.set_transaction_quota(128)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelSetTransactionQuota")]
     pub fn set_transaction_quota(&mut self, quota: u32) -> Result {
         self.as_ref().set_transaction_quota(quota)
     }
 
     /// `VmbChannelSetIncomingProcessingAtPassive`.
+    ///
+    /// ```no_run
+    /// # fn example(channel: &mut kmcl::Channel) -> Result {
+    /// channel.set_incoming_processing_at_passive(true)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelSetIncomingProcessingAtPassive")]
     pub fn set_incoming_processing_at_passive(&mut self, at_passive: bool) -> Result {
         // SAFETY: `raw` is live.
@@ -450,6 +804,13 @@ impl Channel {
     }
 
     /// `VmbChannelEnable`: offer (server) or open (client); returns at once.
+    ///
+    /// ```no_run
+    /// # fn example(channel: &mut kmcl::Channel) -> Result {
+    /// channel.enable()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelEnable")]
     pub fn enable(&self) -> Result {
         // SAFETY: `raw` is live.
@@ -457,6 +818,15 @@ impl Channel {
     }
 
     /// `VmbChannelDisable`: waits until the channel is torn down.
+    ///
+    /// ```no_run
+    /// # fn example(channel: &mut kmcl::Channel) -> Result {
+    /// channel.disable()?;
+    /// channel.set_maximum_packet_size(8192)?; // disabled again: settable
+    /// channel.enable()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelDisable")]
     pub fn disable(&self) -> Result {
         // SAFETY: `raw` is live.
@@ -464,6 +834,14 @@ impl Channel {
     }
 
     /// `VmbChannelStart` (a server starts paused).
+    ///
+    /// ```no_run
+    /// # fn example(channel: &kmcl::Channel) -> Result {
+    /// channel.enable()?;
+    /// channel.start()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelStart")]
     pub fn start(&self) -> Result {
         // SAFETY: `raw` is live.
@@ -471,11 +849,29 @@ impl Channel {
     }
 
     /// [`ChannelRef::interface_instance`].
+    ///
+    /// ```no_run
+    /// # fn example(channel: &kmcl::Channel) -> Result {
+    /// let instance: kmcl::Guid = channel.interface_instance();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn interface_instance(&self) -> Guid {
         self.as_ref().interface_instance()
     }
 
     /// [`ChannelRef::send`].
+    ///
+    /// ```no_run
+    /// # struct Ignore;
+    /// # impl kmcl::SendDone for Ignore {
+    /// #     fn done(&mut self, _status: Result, _reply: &[u8]) {}
+    /// # }
+    /// # fn example(channel: &kmcl::Channel) -> Result {
+    /// channel.send(b"hello", false, KBox::new(Ignore, GFP_KERNEL)?)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn send(
         &self,
         payload: &[u8],
@@ -486,6 +882,15 @@ impl Channel {
     }
 
     /// [`ChannelRef::send_sync`].
+    ///
+    /// ```no_run
+    /// # fn example(channel: &kmcl::Channel) -> Result {
+    /// let mut reply = [0u8; 64];
+    /// let n = channel.send_sync(b"query", &mut reply, Some(1000))?;
+    /// let reply = &reply[..n];
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn send_sync(
         &self,
         payload: &[u8],
@@ -496,6 +901,15 @@ impl Channel {
     }
 
     /// `VmbChannelPause`: waits for delivered packets to be completed.
+    ///
+    /// ```no_run
+    /// # fn example(channel: &kmcl::Channel) -> Result {
+    /// channel.pause()?;
+    /// // ... no packets are delivered here ...
+    /// channel.start()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelPause")]
     pub fn pause(&self) -> Result {
         // SAFETY: `raw` is live.
@@ -515,6 +929,15 @@ impl Drop for Channel {
 
 /// A borrowed channel: what callbacks get, and [`Channel::as_ref`]. It
 /// cannot outlive the channel it borrows.
+///
+/// ```no_run
+/// # struct Vsc;
+/// impl kmcl::Driver for Vsc {
+///     fn started(&self, channel: kmcl::ChannelRef<'_>) {
+///         let _ = channel.set_transaction_quota(16);
+///     }
+/// }
+/// ```
 #[derive(Clone, Copy)]
 pub struct ChannelRef<'a> {
     raw: *mut KmclChannel,
@@ -525,12 +948,28 @@ impl ChannelRef<'_> {
     /// The C handle, for calls to kmcl's C API (`abi`) that this wrapper
     /// does not cover yet. Calling them is `unsafe`; the handle is valid
     /// while this reference is.
+    ///
+    /// ```no_run
+    /// # fn example(channel: kmcl::ChannelRef<'_>) -> Result {
+    /// let raw: *mut kmcl::abi::KmclChannel = channel.as_raw();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn as_raw(&self) -> *mut KmclChannel {
         self.raw
     }
 
     /// Which sub-channel of its primary's connection the channel is (1..;
     /// 0 for a primary channel); `ENOTCONN` while not connected.
+    ///
+    /// ```no_run
+    /// # fn example(channel: kmcl::ChannelRef<'_>) -> Result {
+    /// if channel.subchannel_index()? == 0 {
+    ///     pr_info!("the primary channel\n");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn subchannel_index(&self) -> Result<u16> {
         // SAFETY: `raw` is live for `'a`.
         let rc = unsafe { abi::kmcl_channel_get_subchannel_index(self.raw) };
@@ -542,6 +981,17 @@ impl ChannelRef<'_> {
     /// driver may hold uncompleted (greater than 0; `u32::MAX` is as good
     /// as none); lowering it below what is held stops delivery until
     /// enough are completed. Any context, callbacks included.
+    ///
+    /// ```no_run
+    /// # struct Vsc;
+    /// impl kmcl::Driver for Vsc {
+    ///     fn process_packet(&self, channel: kmcl::ChannelRef<'_>, packet: kmcl::Incoming) {
+    ///         // Slow down: hold at most 8 packets from now on.
+    ///         let _ = channel.set_transaction_quota(8);
+    ///         let _ = packet.echo();
+    ///     }
+    /// }
+    /// ```
     #[doc(alias = "VmbChannelSetTransactionQuota")]
     pub fn set_transaction_quota(&self, quota: u32) -> Result {
         // SAFETY: `raw` is live for `'a`.
@@ -554,6 +1004,13 @@ impl ChannelRef<'_> {
     /// a VMBus host's channel 0 signals directly, anything else through
     /// the host's monitor page). Returns the value set before on this
     /// connection (0 at first). Any context.
+    ///
+    /// ```no_run
+    /// # fn example(channel: kmcl::ChannelRef<'_>) -> Result {
+    /// let before = channel.set_interrupt_latency(100)?; // 10 us
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelSetInterruptLatency")]
     pub fn set_interrupt_latency(&self, latency: u16) -> Result<u16> {
         let mut old = 0u16;
@@ -564,6 +1021,13 @@ impl ChannelRef<'_> {
 
     /// `VmbChannelSizeofPacket`: the bytes of a packet object, what
     /// [`PacketMemory::new`] allocates. Any context.
+    ///
+    /// ```no_run
+    /// # fn example(channel: kmcl::ChannelRef<'_>) -> Result {
+    /// let bytes = channel.sizeof_packet();
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelSizeofPacket")]
     pub fn sizeof_packet(&self) -> u32 {
         // SAFETY: `raw` is live for `'a`.
@@ -571,6 +1035,13 @@ impl ChannelRef<'_> {
     }
 
     /// `VmbChannelGetInterfaceInstance`.
+    ///
+    /// ```no_run
+    /// # fn example(channel: kmcl::ChannelRef<'_>) -> Result {
+    /// let instance = channel.interface_instance();
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelGetInterfaceInstance")]
     pub fn interface_instance(&self) -> Guid {
         let mut g = Guid::default();
@@ -582,6 +1053,13 @@ impl ChannelRef<'_> {
     /// `VmbChannelGetMmioSpace`: (kernel virtual address, bytes) of the
     /// connection's MMIO space, from Opened until Closed. Accessing it is
     /// the driver's business (raw memory, or I/O memory on a VMBus host).
+    ///
+    /// ```no_run
+    /// # fn example(channel: kmcl::ChannelRef<'_>) -> Result {
+    /// let (address, bytes) = channel.mmio_space()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelGetMmioSpace")]
     pub fn mmio_space(&self) -> Result<(usize, u64)> {
         let (mut va, mut size) = (core::ptr::null_mut(), 0u64);
@@ -593,6 +1071,13 @@ impl ChannelRef<'_> {
     /// kmcl's `kmcl_channel_get_mmio_physical`: (guest physical start,
     /// bytes) of the connection's MMIO space, what a driver tells its host
     /// (KMCL's physical `MmioAddress`). `EOPNOTSUPP` on the loopback bus.
+    ///
+    /// ```no_run
+    /// # fn example(channel: kmcl::ChannelRef<'_>) -> Result {
+    /// let (start, bytes) = channel.mmio_physical()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn mmio_physical(&self) -> Result<(u64, u64)> {
         let (mut start, mut size) = (0u64, 0u64);
         // SAFETY: `raw` is live for `'a`; both outputs are writable.
@@ -605,6 +1090,17 @@ impl ChannelRef<'_> {
     /// (with `wait_for_completion`: when the other endpoint completed it).
     /// Any context. On an error `done` does not run. Drivers that send
     /// often reuse [`Packet`]s instead, which allocates nothing per send.
+    ///
+    /// ```no_run
+    /// # struct Ignore;
+    /// # impl kmcl::SendDone for Ignore {
+    /// #     fn done(&mut self, _status: Result, _reply: &[u8]) {}
+    /// # }
+    /// # fn example(channel: kmcl::ChannelRef<'_>) -> Result {
+    /// channel.send(b"hello", true, KBox::new(Ignore, GFP_ATOMIC)?)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbPacketAllocate")]
     #[doc(alias = "VmbPacketSend")]
     pub fn send(
@@ -622,12 +1118,28 @@ impl ChannelRef<'_> {
     /// connected): the other endpoint may from now on deliver data into
     /// GPADL `gpadl` by naming ranges of it as set `set_id`; such packets
     /// arrive with [`Incoming::transfer_pages`]. Process context.
+    ///
+    /// ```no_run
+    /// # fn example(channel: kmcl::ChannelRef<'_>) -> Result {
+    /// let buffer = kmcl::SharedPages::new(16)?;
+    /// let gpadl = channel.create_gpadl(&buffer, false)?;
+    /// channel.register_transfer_page_set(gpadl, 1)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn register_transfer_page_set(&self, gpadl: u32, set_id: u16) -> Result {
         // SAFETY: `raw` is live for `'a`.
         result(unsafe { abi::kmcl_channel_register_transfer_page_set(self.raw, gpadl, set_id) })
     }
 
     /// kmcl's `kmcl_channel_unregister_transfer_page_set`. Process context.
+    ///
+    /// ```no_run
+    /// # fn example(channel: kmcl::ChannelRef<'_>) -> Result {
+    /// channel.unregister_transfer_page_set(1)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn unregister_transfer_page_set(&self, set_id: u16) -> Result {
         // SAFETY: `raw` is live for `'a`.
         result(unsafe { abi::kmcl_channel_unregister_transfer_page_set(self.raw, set_id) })
@@ -636,6 +1148,14 @@ impl ChannelRef<'_> {
     /// `VmbChannelSendSynchronousRequest`: sends `payload`, waits for the
     /// completion, copies its payload into `reply` and returns its length.
     /// `timeout_ms` `None` waits for ever. Process context.
+    ///
+    /// ```no_run
+    /// # fn example(channel: kmcl::ChannelRef<'_>) -> Result {
+    /// let mut reply = [0u8; 16];
+    /// let n = channel.send_sync(b"version?", &mut reply, None)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelSendSynchronousRequest")]
     pub fn send_sync(
         &self,
@@ -668,6 +1188,19 @@ impl ChannelRef<'_> {
 /// An outgoing packet object (KMCL `VMBPACKET`), reusable: sending hands it
 /// to kmcl until its transaction is over, then its [`PacketDone`] gets it
 /// back. Dropping it frees it (`VmbPacketFree`). Sending allocates nothing.
+///
+/// ```no_run
+/// # struct Done;
+/// # impl kmcl::PacketDone for Done {
+/// #     fn done(&self, _packet: kmcl::Packet, _status: Result, _reply: &[u8]) {}
+/// # }
+/// # fn example(channel: kmcl::ChannelRef<'_>) -> Result {
+/// let done: Arc<dyn kmcl::PacketDone> = Arc::new(Done, GFP_KERNEL)?;
+/// let packet = kmcl::Packet::new(channel, done)?;
+/// packet.send(b"data", true).map_err(|(_packet, e)| e)?;
+/// # Ok(())
+/// # }
+/// ```
 #[doc(alias = "VmbPacketFree")]
 #[doc(alias = "VMBPACKET")]
 pub struct Packet {
@@ -703,6 +1236,21 @@ struct Slot {
 ///
 /// `words` holds at least `kmcl_channel_sizeof_packet()` bytes, aligned
 /// for a pointer; its buffer does not move while `self` lives.
+///
+/// ```no_run
+/// # struct Done;
+/// # impl kmcl::PacketDone for Done {
+/// #     fn done(&self, _packet: kmcl::Packet, _status: Result, _reply: &[u8]) {}
+/// # }
+/// # fn example(channel: kmcl::ChannelRef<'_>) -> Result {
+/// # let done: Arc<dyn kmcl::PacketDone> = Arc::new(Done, GFP_KERNEL)?;
+/// let memory = kmcl::PacketMemory::new(channel, GFP_KERNEL)?;
+/// let packet = kmcl::Packet::initialize(channel, memory, done).map_err(|(e, _)| e)?;
+/// // ... sent and back ...
+/// let memory = packet.into_memory(); // for the next packet object
+/// # Ok(())
+/// # }
+/// ```
 pub struct PacketMemory {
     words: KVec<u64>,
 }
@@ -716,6 +1264,13 @@ impl core::fmt::Debug for PacketMemory {
 impl PacketMemory {
     /// `VmbChannelSizeofPacket` bytes of memory (`flags`: `GFP_KERNEL` in
     /// process context, `GFP_ATOMIC` otherwise).
+    ///
+    /// ```no_run
+    /// # fn example(channel: kmcl::ChannelRef<'_>) -> Result {
+    /// let memory = kmcl::PacketMemory::new(channel, GFP_ATOMIC)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelSizeofPacket")]
     pub fn new(channel: ChannelRef<'_>, flags: kernel::alloc::Flags) -> Result<Self> {
         let bytes = channel.sizeof_packet() as usize;
@@ -727,6 +1282,17 @@ impl PacketMemory {
 impl Packet {
     /// `VmbPacketAllocate` with `done` as its completion routine
     /// (`VmbPacketSetCompletionRoutine`). Any context.
+    ///
+    /// ```no_run
+    /// # struct Done;
+    /// # impl kmcl::PacketDone for Done {
+    /// #     fn done(&self, _packet: kmcl::Packet, _status: Result, _reply: &[u8]) {}
+    /// # }
+    /// # fn example(channel: kmcl::ChannelRef<'_>) -> Result {
+    /// let packet = kmcl::Packet::new(channel, Arc::new(Done, GFP_KERNEL)?)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbPacketAllocate")]
     #[doc(alias = "VmbPacketSetCompletionRoutine")]
     pub fn new(channel: ChannelRef<'_>, done: Arc<dyn PacketDone>) -> Result<Self> {
@@ -742,6 +1308,16 @@ impl Packet {
     /// as its completion routine. The packet owns `memory` until
     /// [`Packet::into_memory`] ends it. Any context. On an error `memory`
     /// is given back.
+    ///
+    /// ```no_run
+    /// # fn example(channel: kmcl::ChannelRef<'_>, memory: kmcl::PacketMemory, done: Arc<dyn kmcl::PacketDone>) -> Result {
+    /// let packet = match kmcl::Packet::initialize(channel, memory, done) {
+    ///     Ok(p) => p,
+    ///     Err((e, _memory)) => return Err(e),
+    /// };
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbPacketInitialize")]
     pub fn initialize(
         channel: ChannelRef<'_>,
@@ -754,6 +1330,15 @@ impl Packet {
     /// Ends a packet made by [`Packet::initialize`] (`VmbPacketFree`) and
     /// gives its memory back, to initialize another; `None` for a packet
     /// kmcl allocated (which this frees).
+    ///
+    /// ```no_run
+    /// # fn example(packet: kmcl::Packet, pool: &mut KVec<kmcl::PacketMemory>) -> Result {
+    /// if let Some(memory) = packet.into_memory() {
+    ///     pool.push(memory, GFP_ATOMIC)?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbPacketFree")]
     pub fn into_memory(mut self) -> Option<PacketMemory> {
         let memory = self.slot().memory.take();
@@ -828,12 +1413,26 @@ impl Packet {
     }
 
     /// The driver's word for this packet (KMCL `VmbPacketGetPointer`).
+    ///
+    /// ```no_run
+    /// # fn example(packet: &mut kmcl::Packet) -> Result {
+    /// let slot = packet.tag();
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbPacketGetPointer")]
     pub fn tag(&mut self) -> usize {
         self.slot().tag
     }
 
     /// Sets the driver's word (KMCL `VmbPacketSetPointer`).
+    ///
+    /// ```no_run
+    /// # fn example(packet: &mut kmcl::Packet) -> Result {
+    /// packet.set_tag(42);
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbPacketSetPointer")]
     pub fn set_tag(&mut self, tag: usize) {
         self.slot().tag = tag;
@@ -843,6 +1442,15 @@ impl Packet {
     /// for `channel`. (A `Packet` does not borrow its channel, so it
     /// cannot hand out a [`ChannelRef`]; [`Packet::channel_raw`] gives the
     /// C handle.)
+    ///
+    /// ```no_run
+    /// # fn example(packet: &kmcl::Packet, channel: kmcl::ChannelRef<'_>) -> Result {
+    /// if !packet.is_for(channel) {
+    ///     return Err(EINVAL);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbPacketGetChannel")]
     pub fn is_for(&self, channel: ChannelRef<'_>) -> bool {
         self.channel_raw() == channel.raw
@@ -850,6 +1458,13 @@ impl Packet {
 
     /// `VmbPacketGetChannel`: the C handle of the packet's channel, for
     /// kmcl's C API (`abi`); valid while that channel is.
+    ///
+    /// ```no_run
+    /// # fn example(packet: &kmcl::Packet) -> Result {
+    /// let raw: *mut kmcl::abi::KmclChannel = packet.channel_raw();
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbPacketGetChannel")]
     pub fn channel_raw(&self) -> *mut KmclChannel {
         // SAFETY: the packet is live.
@@ -858,6 +1473,19 @@ impl Packet {
 
     /// `VmbPacketSend` (in-band). On an error the packet is given back and
     /// its routine does not run.
+    ///
+    /// ```no_run
+    /// # fn example(packet: kmcl::Packet) -> Result {
+    /// match packet.send(b"data", true) {
+    ///     Ok(()) => {} // its routine gets it back
+    ///     Err((packet, e)) => {
+    ///         pr_warn!("not sent: {:?}\n", e);
+    ///         drop(packet);
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbPacketSend")]
     pub fn send(
         self,
@@ -894,6 +1522,15 @@ impl Packet {
     /// set's GPADL). The ranges must lie in a set the other endpoint
     /// registered (`EINVAL` otherwise). Any context. On an error the
     /// packet is given back and its routine does not run.
+    ///
+    /// ```no_run
+    /// # fn example(packet: kmcl::Packet) -> Result {
+    /// // The data is in bytes 0..1500 of the other endpoint's set 1.
+    /// let ranges = [kmcl::TransferRange { byte_count: 1500, byte_offset: 0 }];
+    /// packet.send_with_transfer_pages(1, &ranges, b"rx", true).map_err(|(_, e)| e)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn send_with_transfer_pages(
         self,
         set_id: u16,
@@ -934,6 +1571,15 @@ impl Packet {
     ///
     /// Every page `ranges` names stays allocated until the packet's
     /// routine runs.
+    ///
+    /// ```no_run
+    /// # fn example(packet: kmcl::Packet, pfn: u64) -> Result {
+    /// let ranges = [kmcl::PageBuffer { len: 512, offset: 0, pfn }];
+    /// // SAFETY: the page stays allocated until the packet's routine runs.
+    /// unsafe { packet.send_with_page_buffers(b"hdr", &ranges) }.map_err(|(_, e)| e)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub unsafe fn send_with_page_buffers(
         self,
         payload: &[u8],
@@ -969,6 +1615,14 @@ impl Packet {
     ///
     /// Every page `pfns` names stays allocated until the packet's routine
     /// runs.
+    ///
+    /// ```no_run
+    /// # fn example(packet: kmcl::Packet, pfns: &[u64]) -> Result {
+    /// // SAFETY: the pages stay allocated until the packet's routine runs.
+    /// unsafe { packet.send_with_external_pfns(b"hdr", pfns) }.map_err(|(_, e)| e)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbPacketSendWithExternalPfns")]
     pub unsafe fn send_with_external_pfns(
         self,
@@ -1001,6 +1655,14 @@ impl Packet {
     /// # Safety
     ///
     /// `page` stays allocated until the packet's routine runs.
+    ///
+    /// ```no_run
+    /// # fn example(packet: kmcl::Packet, page: &kernel::page::Page) -> Result {
+    /// // SAFETY: the page stays allocated until the packet's routine runs.
+    /// unsafe { packet.send_with_page(b"hdr", page, 0, 4096) }.map_err(|(_, e)| e)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbPacketSend")]
     pub unsafe fn send_with_page(
         self,
@@ -1066,6 +1728,19 @@ impl Drop for Packet {
 /// An incoming packet (KMCL `VMBPACKETCOMPLETION`), given to
 /// [`Driver::process_packet`]. Completing, deferring or failing consumes
 /// it; dropping it completes it with an empty payload.
+///
+/// ```no_run
+/// # struct Vsc;
+/// impl kmcl::Driver for Vsc {
+///     fn process_packet(&self, _channel: kmcl::ChannelRef<'_>, packet: kmcl::Incoming) {
+///         match packet.data().first() {
+///             Some(0) => drop(packet), // completed with no payload
+///             Some(_) => packet.defer_to_passive(),
+///             None => packet.fail(),
+///         }
+///     }
+/// }
+/// ```
 #[doc(alias = "VMBPACKETCOMPLETION")]
 pub struct Incoming {
     raw: *mut KmclIncoming,
@@ -1080,6 +1755,13 @@ unsafe impl Send for Incoming {}
 
 impl Incoming {
     /// The payload (padded to 8 bytes by VMBus).
+    ///
+    /// ```no_run
+    /// # fn example(packet: &kmcl::Incoming) -> Result {
+    /// let header = packet.data().get(..8).ok_or(EINVAL)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn data(&self) -> &[u8] {
         if self.len == 0 {
             return &[];
@@ -1093,6 +1775,15 @@ impl Incoming {
     /// [`abi::PROCESS_PACKET_FLAG_EXTERNAL_DATA`] (read it with
     /// [`Incoming::external_data`]), [`abi::PROCESS_PACKET_FLAG_TRANSFER_PAGES`]
     /// ([`Incoming::transfer_pages`]), or 0.
+    ///
+    /// ```no_run
+    /// # fn example(packet: &kmcl::Incoming) -> Result {
+    /// if packet.flags() & kmcl::abi::PROCESS_PACKET_FLAG_EXTERNAL_DATA != 0 {
+    ///     let data = packet.external_data().ok_or(EINVAL)?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn flags(&self) -> u32 {
         self.flags
     }
@@ -1100,6 +1791,16 @@ impl Incoming {
     /// `VmbChannelPacketGetClientContext` (KMCL V2): the packet's context
     /// area of [`Channel`]'s `ClientContextSize` bytes, zeroed when the
     /// packet arrived and kept across a deferral; empty without one.
+    ///
+    /// ```no_run
+    /// # fn example(packet: &mut kmcl::Incoming) -> Result {
+    /// let context = packet.client_context();
+    /// if let Some(first) = context.first_mut() {
+    ///     *first = 1; // seen once; kept across a deferral
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelPacketGetClientContext")]
     pub fn client_context(&mut self) -> &mut [u8] {
         let mut size = 0u32;
@@ -1119,6 +1820,17 @@ impl Incoming {
     /// buffer the driver registered as that set, each checked to lie
     /// inside it. `None` for any other packet. Completing the packet tells
     /// the sender the ranges are free again.
+    ///
+    /// ```no_run
+    /// # fn example(packet: &kmcl::Incoming) -> Result {
+    /// if let Some((set, ranges)) = packet.transfer_pages() {
+    ///     for r in ranges {
+    ///         pr_debug!("set {}: {} bytes at {}\n", set, r.byte_count, r.byte_offset);
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn transfer_pages(&self) -> Option<(u16, &[TransferRange])> {
         let (mut set, mut ranges, mut count) = (0u16, core::ptr::null(), 0u32);
         // SAFETY: the packet is live (held by `self`); the outputs are
@@ -1138,6 +1850,13 @@ impl Incoming {
 
     /// `VmbChannelPacketComplete`, with `reply` as the completion payload
     /// if the sender asked for one.
+    ///
+    /// ```no_run
+    /// # fn example(packet: kmcl::Incoming) -> Result {
+    /// packet.complete(b"done")?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelPacketComplete")]
     pub fn complete(self, reply: &[u8]) -> Result {
         let me = ManuallyDrop::new(self);
@@ -1148,6 +1867,13 @@ impl Incoming {
 
     /// `VmbChannelPacketComplete` with the packet's own payload as the
     /// completion payload (an echo).
+    ///
+    /// ```no_run
+    /// # fn example(packet: kmcl::Incoming) -> Result {
+    /// packet.echo()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelPacketComplete")]
     pub fn echo(self) -> Result {
         let me = ManuallyDrop::new(self);
@@ -1157,6 +1883,16 @@ impl Incoming {
     }
 
     /// `VmbChannelPacketDeferToPassive`: delivered again in process context.
+    ///
+    /// ```no_run
+    /// # struct Vsc;
+    /// impl kmcl::Driver for Vsc {
+    ///     fn process_packet(&self, _channel: kmcl::ChannelRef<'_>, packet: kmcl::Incoming) {
+    ///         // Delivered again, in process context, where it may sleep.
+    ///         packet.defer_to_passive();
+    ///     }
+    /// }
+    /// ```
     #[doc(alias = "VmbChannelPacketDeferToPassive")]
     pub fn defer_to_passive(self) {
         let me = ManuallyDrop::new(self);
@@ -1165,6 +1901,15 @@ impl Incoming {
     }
 
     /// `VmbChannelPacketFail`: delivery stops and the connection closes.
+    ///
+    /// ```no_run
+    /// # fn example(packet: kmcl::Incoming) -> Result {
+    /// if packet.data().len() < 8 {
+    ///     packet.fail(); // a malformed packet: close the connection
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelPacketFail")]
     pub fn fail(self) {
         let me = ManuallyDrop::new(self);

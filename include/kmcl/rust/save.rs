@@ -73,6 +73,13 @@ pub(super) fn new_saving() -> impl PinInit<SavingLock> {
 
 impl Incoming {
     /// This packet's identity, as [`super::Driver::save_packet`] names it.
+    ///
+    /// ```no_run
+    /// # fn example(packet: &kmcl::Incoming) -> Result {
+    /// let id = packet.id(); // what Driver::save_packet will name it by
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn id(&self) -> IncomingId {
         IncomingId(self.raw as usize)
     }
@@ -81,6 +88,16 @@ impl Incoming {
     /// [`Channel::save_begin`] returned `Ok`, the packets the driver held
     /// belong to the save (the server that restores it completes them), so
     /// the driver lets go of each with this instead of completing it.
+    ///
+    /// ```no_run
+    /// # fn example(channel: &kmcl::Channel, held: &mut KVec<kmcl::Incoming>) -> Result {
+    /// channel.save_begin()?;
+    /// for packet in held.drain_all() {
+    ///     packet.into_save();
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn into_save(self) {
         core::mem::forget(self);
     }
@@ -89,6 +106,18 @@ impl Incoming {
 impl Channel {
     /// `VmbChannelSaveContinue`: as many whole chunks of the save under way
     /// as fit in `buf`. Process context.
+    ///
+    /// ```no_run
+    /// # fn example(channel: &kmcl::Channel) -> Result {
+    /// let mut buf = KVec::from_elem(0u8, 4096, GFP_KERNEL)?;
+    /// match channel.save_continue(&mut buf)? {
+    ///     kmcl::SaveChunk::Done(n) => buf.truncate(n),
+    ///     kmcl::SaveChunk::More(n) => buf.truncate(n), // and call again
+    ///     kmcl::SaveChunk::TooSmall(need) => buf.resize(need, 0, GFP_KERNEL)?,
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelSaveContinue")]
     pub fn save_continue(&self, buf: &mut [u8]) -> Result<SaveChunk> {
         let (mut filled, mut required) = (0u32, 0u32);
@@ -114,6 +143,14 @@ impl Channel {
     /// `VmbChannelSaveEnd`: the save is over; dropping (or disabling) the
     /// channel now parks its connection for the server that restores the
     /// save. Process context.
+    ///
+    /// ```no_run
+    /// # fn example(channel: kmcl::Channel) -> Result {
+    /// channel.save_end();
+    /// drop(channel); // parks the connection for the next server
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelSaveEnd")]
     pub fn save_end(&self) {
         // SAFETY: `raw` is live.
@@ -123,6 +160,16 @@ impl Channel {
     /// After [`Channel::save_begin`]: the whole save, in one buffer
     /// ([`Channel::save_continue`] until done), then [`Channel::save_end`]
     /// (also on an error). Process context.
+    ///
+    /// ```no_run
+    /// # const KEY: kmcl::Guid = kmcl::Guid { b: [0x13; 16] };
+    /// # fn example(channel: &kmcl::Channel) -> Result {
+    /// channel.save_begin()?;
+    /// let save = channel.save_rest()?;
+    /// kmcl::stash_put(&KEY, &save)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn save_rest(&self) -> Result<KVVec<u8>> {
         let rest = (|| {
             let mut out = KVVec::new();
@@ -161,6 +208,18 @@ impl Channel {
     /// more chunks are needed (`STATUS_MORE_PROCESSING_REQUIRED`).
     /// `EBADMSG`: not (the rest of) a valid save; nothing changed. Process
     /// context.
+    ///
+    /// ```no_run
+    /// # const KEY: kmcl::Guid = kmcl::Guid { b: [0x13; 16] };
+    /// # fn example(channel: &mut kmcl::Channel) -> Result {
+    /// let save = kmcl::stash_take(&KEY)?;
+    /// if !channel.restore_from_buffer(&save)? {
+    ///     return Err(EBADMSG); // not the whole save
+    /// }
+    /// channel.enable()?; // takes the parked connection over
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelRestoreFromBuffer")]
     pub fn restore_from_buffer(&mut self, buf: &[u8]) -> Result<bool> {
         // SAFETY: `raw` is live; `buf` is readable for its length.

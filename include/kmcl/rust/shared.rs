@@ -256,6 +256,15 @@ impl ChannelRef<'_> {
     /// until [`Self::delete_gpadl`], or until the connection ends (kmcl
     /// deletes the GPADLs a driver left in Closed). `read_only`: the
     /// server may only map it for reading. Process context.
+    ///
+    /// ```no_run
+    /// # fn example(channel: kmcl::ChannelRef<'_>) -> Result {
+    /// let memory = kmcl::SharedPages::new(4)?;
+    /// let gpadl = channel.create_gpadl(&memory, false)?;
+    /// // tell the server `gpadl` in the driver's protocol
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelCreateGpadlFromBuffer")]
     #[doc(alias = "VmbChannelCreateGpadlFromMdl")]
     pub fn create_gpadl(&self, memory: &Arc<SharedPages>, read_only: bool) -> Result<u32> {
@@ -288,6 +297,13 @@ impl ChannelRef<'_> {
     /// `VmbChannelDeleteGpadl` (client): waits while the server has the
     /// GPADL mapped, then the channel lets go of its memory. Process
     /// context.
+    ///
+    /// ```no_run
+    /// # fn example(channel: kmcl::ChannelRef<'_>, gpadl: u32) -> Result {
+    /// channel.delete_gpadl(gpadl)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelDeleteGpadl")]
     pub fn delete_gpadl(&self, handle: u32) -> Result {
         let kept = self.kept()?;
@@ -308,6 +324,13 @@ impl ChannelRef<'_> {
     /// [`Self::read_gpadl`] and [`Self::write_gpadl`] until
     /// [`Self::unmap_gpadl`]; a mapping left in Closed is unmapped after the
     /// driver's `closed` returns. Process context.
+    ///
+    /// ```no_run
+    /// # fn example(channel: kmcl::ChannelRef<'_>, gpadl: u32) -> Result {
+    /// let bytes = channel.map_gpadl(gpadl, true)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelMapGpadl")]
     pub fn map_gpadl(&self, handle: u32, writable: bool) -> Result<usize> {
         let kept = self.kept()?;
@@ -340,6 +363,14 @@ impl ChannelRef<'_> {
     /// Copies `buf.len()` bytes from `at` of the mapped GPADL `handle`
     /// into `buf`: `ENOENT` if not mapped, `EINVAL` beyond its end. Any
     /// context.
+    ///
+    /// ```no_run
+    /// # fn example(channel: kmcl::ChannelRef<'_>, gpadl: u32) -> Result {
+    /// let mut header = [0u8; 16];
+    /// channel.read_gpadl(gpadl, 0, &mut header)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn read_gpadl(&self, handle: u32, at: usize, buf: &mut [u8]) -> Result {
         self.with_mapping(handle, |mdl, _| copy(mdl, at, Dir::Out(buf)))
     }
@@ -347,6 +378,13 @@ impl ChannelRef<'_> {
     /// Copies `data` into the mapped GPADL `handle` at `at`: `ENOENT` if
     /// not mapped, `EACCES` if mapped read-only, `EINVAL` beyond its end.
     /// Any context.
+    ///
+    /// ```no_run
+    /// # fn example(channel: kmcl::ChannelRef<'_>, gpadl: u32) -> Result {
+    /// channel.write_gpadl(gpadl, 0, b"ready")?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn write_gpadl(&self, handle: u32, at: usize, data: &[u8]) -> Result {
         self.with_mapping(handle, |mdl, writable| {
             if !writable {
@@ -376,6 +414,13 @@ impl ChannelRef<'_> {
     /// `VmbChannelUnmapGpadl` (server): ends the mapping of `handle`
     /// (`ENOENT` if not mapped); the client's DeleteGpadl may then go on.
     /// Process context.
+    ///
+    /// ```no_run
+    /// # fn example(channel: kmcl::ChannelRef<'_>, gpadl: u32) -> Result {
+    /// channel.unmap_gpadl(gpadl)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelUnmapGpadl")]
     pub fn unmap_gpadl(&self, handle: u32) -> Result {
         let kept = self.kept()?;
@@ -453,6 +498,16 @@ impl super::Incoming {
     /// carries (`None` for none), checked by kmcl against what the sender
     /// exposed for this transaction and the channel's maximum external
     /// data; valid while the packet is held.
+    ///
+    /// ```no_run
+    /// # fn example(packet: &kmcl::Incoming) -> Result {
+    /// if let Some(data) = packet.external_data() {
+    ///     let mut first = [0u8; 64];
+    ///     data.read(0, &mut first)?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbChannelPacketGetExternalData")]
     pub fn external_data(&self) -> Option<ExternalData<'_>> {
         let mut mdl = core::ptr::null_mut();
@@ -478,6 +533,15 @@ impl super::Packet {
     /// requested). The packet keeps `memory` alive until then. Any
     /// context. On an error the packet is given back and its routine does
     /// not run.
+    ///
+    /// ```no_run
+    /// # fn example(packet: kmcl::Packet) -> Result {
+    /// let memory = kmcl::SharedPages::new(2)?;
+    /// memory.write(0, b"payload")?;
+    /// packet.send_with_shared(b"hdr", &memory, 0, 8192).map_err(|(_, e)| e)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[doc(alias = "VmbPacketSendWithExternalMdl")]
     pub fn send_with_shared(
         mut self,
