@@ -1053,4 +1053,245 @@ mod cases {
         drop(client);
         drop(server);
     }
+
+    /// A server that records the context each delivery ran in, defers a
+    /// packet whose first byte is 1 once (its context area remembers),
+    /// fails one whose first byte is 0xff, and echoes the rest.
+    struct Contexts {
+        softirq: AtomicU32,
+        process: AtomicU32,
+        deferred: AtomicU32,
+        echoed: AtomicU32,
+    }
+
+    impl kmcl::Driver for Contexts {
+        fn process_packet(&self, _channel: kmcl::ChannelRef<'_>, mut packet: kmcl::Incoming) {
+            if crate::sys::context::may_sleep() {
+                self.process.fetch_add(1, Ordering::SeqCst);
+            } else {
+                self.softirq.fetch_add(1, Ordering::SeqCst);
+            }
+            let first = packet.data().first().copied();
+            match first {
+                Some(0xff) => packet.fail(),
+                Some(1) if packet.client_context()[0] == 0 => {
+                    packet.client_context()[0] = 1;
+                    self.deferred.fetch_add(1, Ordering::SeqCst);
+                    packet.defer_to_passive();
+                }
+                _ => {
+                    if packet.echo().is_ok() {
+                        self.echoed.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+    }
+
+    fn contexts() -> Arc<Contexts> {
+        Arc::new(
+            Contexts {
+                softirq: AtomicU32::new(0),
+                process: AtomicU32::new(0),
+                deferred: AtomicU32::new(0),
+                echoed: AtomicU32::new(0),
+            },
+            GFP_KERNEL,
+        )
+        .unwrap()
+    }
+
+    /// The init setters, MMIO space, delivery contexts (softirq, deferral
+    /// to passive, processing at passive), pause and start, disable and
+    /// enable again, and PacketFail, through the wrapper.
+    #[test]
+    fn settings_contexts_and_flow_control_through_the_wrapper() {
+        REPLIES_OK.store(0, Ordering::SeqCst);
+        let module: &'static ThisModule = &<crate::Kmcl as kernel::ModuleMetadata>::THIS_MODULE;
+        let ty = kmcl::Guid { b: [0x7c; 16] };
+        let vsp = contexts();
+        let mut server = kmcl::Channel::new(module, kmcl::Role::Server, vsp.clone()).unwrap();
+        assert_eq!(server.set_offer(&ty, &INSTANCE), Ok(()));
+        assert_eq!(server.set_friendly_name(c"kmcl_wrapper_settings"), Ok(()));
+        assert_eq!(server.set_mmio_megabytes(1, 1), Ok(()));
+        assert_eq!(server.set_client_context_size(8), Ok(()));
+        assert_eq!(server.set_target_processor(Some(0)), Ok(()));
+        assert_eq!(server.set_ring_pages(8, 8), Err(EINVAL)); // client only
+        assert_eq!(server.enable(), Ok(()));
+        // Init setters refuse an enabled channel.
+        assert_eq!(server.set_maximum_packet_size(512), Err(EBUSY));
+        assert_eq!(server.start(), Ok(()));
+        let watcher = Arc::new(
+            Watcher {
+                running: AtomicBool::new(false),
+                suspended: AtomicU32::new(0),
+                closed: AtomicU32::new(0),
+            },
+            GFP_KERNEL,
+        )
+        .unwrap();
+        let mut client = kmcl::Channel::new(module, kmcl::Role::Client, watcher.clone()).unwrap();
+        assert_eq!(client.set_target(&ty, Some(&INSTANCE)), Ok(()));
+        assert_eq!(client.set_transport(kmcl::abi::TRANSPORT_LOOPBACK), Ok(()));
+        assert_eq!(client.set_transport(7), Err(EINVAL));
+        assert_eq!(client.set_ring_pages(8, 8), Ok(()));
+        assert_eq!(client.set_maximum_packet_size(64), Ok(()));
+        assert_eq!(client.set_friendly_name(c"kmcl_wrapper_settings_c"), Ok(()));
+        assert_eq!(client.as_ref().mmio_space().err(), Some(ENOTCONN));
+        assert_eq!(client.enable(), Ok(()));
+        assert!(crate::engine::testing::wait_until(|| watcher
+            .running
+            .load(Ordering::SeqCst)));
+        // The server's MMIO space, as the client sees it: 1 + 1 MiB here.
+        let (va, size) = client.as_ref().mmio_space().unwrap();
+        assert_ne!(va, 0);
+        assert_eq!(size, 2 << 20);
+        assert_eq!(client.as_ref().mmio_physical().err(), Some(EOPNOTSUPP));
+        // The maximum packet size: a longer payload is refused.
+        let done = KBox::new(Echo(2), GFP_KERNEL).unwrap();
+        assert_eq!(client.send(&[2; 72], true, done), Err(EINVAL));
+
+        // Softirq delivery; a deferred packet comes again in process
+        // context (the same packet: its context area says so).
+        for (n, first) in [(1u32, 2u8), (2, 1)] {
+            let done = KBox::new(Echo(first), GFP_KERNEL).unwrap();
+            assert_eq!(client.send(&[first; 24], true, done), Ok(()));
+            assert!(crate::engine::testing::wait_until(|| REPLIES_OK
+                .load(Ordering::SeqCst)
+                == n));
+        }
+        assert_eq!(vsp.deferred.load(Ordering::SeqCst), 1);
+        assert_eq!(vsp.softirq.load(Ordering::SeqCst), 2);
+        assert_eq!(vsp.process.load(Ordering::SeqCst), 1);
+
+        // Paused, the server gets nothing; started, it gets the packet.
+        assert_eq!(server.pause(), Ok(()));
+        let done = KBox::new(Echo(3), GFP_KERNEL).unwrap();
+        assert_eq!(client.send(&[3; 24], true, done), Ok(()));
+        assert!(!crate::engine::testing::wait_for(1, || REPLIES_OK
+            .load(Ordering::SeqCst)
+            == 3));
+        assert_eq!(vsp.echoed.load(Ordering::SeqCst), 2);
+        assert_eq!(server.start(), Ok(()));
+        assert!(crate::engine::testing::wait_until(|| REPLIES_OK
+            .load(Ordering::SeqCst)
+            == 3));
+
+        // The client closes and opens again.
+        assert_eq!(client.disable(), Ok(()));
+        assert_eq!(watcher.closed.load(Ordering::SeqCst), 1);
+        watcher.running.store(false, Ordering::SeqCst);
+        assert_eq!(client.enable(), Ok(()));
+        assert!(crate::engine::testing::wait_until(|| watcher
+            .running
+            .load(Ordering::SeqCst)));
+        let done = KBox::new(Echo(4), GFP_KERNEL).unwrap();
+        assert_eq!(client.send(&[4; 24], true, done), Ok(()));
+        assert!(crate::engine::testing::wait_until(|| REPLIES_OK
+            .load(Ordering::SeqCst)
+            == 4));
+
+        // PacketFail: the connection closes; the client is told.
+        let done = KBox::new(Echo(0xff), GFP_KERNEL).unwrap();
+        assert_eq!(client.send(&[0xff; 24], true, done), Ok(()));
+        assert!(crate::engine::testing::wait_until(|| watcher
+            .closed
+            .load(Ordering::SeqCst)
+            == 2));
+        assert_eq!(REPLIES_OK.load(Ordering::SeqCst), 4);
+        drop(client);
+        drop(server);
+
+        // Processing at passive: every delivery in process context.
+        let vsp = contexts();
+        let mut server = kmcl::Channel::new(module, kmcl::Role::Server, vsp.clone()).unwrap();
+        assert_eq!(server.set_offer(&ty, &INSTANCE), Ok(()));
+        assert_eq!(server.set_incoming_processing_at_passive(true), Ok(()));
+        assert_eq!(server.enable(), Ok(()));
+        assert_eq!(server.start(), Ok(()));
+        let client = running_client(module, &ty);
+        for n in 5..=7u8 {
+            let done = KBox::new(Echo(n), GFP_KERNEL).unwrap();
+            assert_eq!(client.send(&[n; 24], true, done), Ok(()));
+        }
+        assert!(crate::engine::testing::wait_until(|| REPLIES_OK
+            .load(Ordering::SeqCst)
+            == 7));
+        assert_eq!(vsp.process.load(Ordering::SeqCst), 3);
+        assert_eq!(vsp.softirq.load(Ordering::SeqCst), 0);
+        drop(client);
+        drop(server);
+    }
+
+    /// External data from one page (`send_with_page`) and from page ranges
+    /// (`send_with_page_buffers`), through the wrapper.
+    #[test]
+    fn page_sends_through_the_wrapper() {
+        EXT_DONE.store(0, Ordering::SeqCst);
+        EXT_REPLY.store(0, Ordering::SeqCst);
+        let module: &'static ThisModule = &<crate::Kmcl as kernel::ModuleMetadata>::THIS_MODULE;
+        let ty = kmcl::Guid { b: [0x7d; 16] };
+        let (vsp, server) = vsp_server(module, &ty, 3 * 4096);
+        // Not connected yet: no sub-channel index.
+        assert_eq!(server.as_ref().subchannel_index(), Err(ENOTCONN));
+        let client = running_client(module, &ty);
+        let c = client.as_ref();
+        let done: Arc<dyn kmcl::PacketDone> = Arc::new(ExtDone, GFP_KERNEL).unwrap();
+
+        let page = kernel::page::Page::alloc_page(GFP_KERNEL).unwrap();
+        let mut pattern = KVec::with_capacity(4096, GFP_KERNEL).unwrap();
+        for i in 0..4096 {
+            pattern.push((i % 253) as u8, GFP_KERNEL).unwrap();
+        }
+        // SAFETY: `pattern` holds 4096 readable bytes.
+        unsafe { page.write_raw(pattern.as_ptr(), 0, 4096) }.unwrap();
+        let p = kmcl::Packet::new(c, done.clone()).unwrap();
+        // SAFETY: `page` outlives the transaction (waited for below).
+        assert!(unsafe { p.send_with_page(b"page", &page, 100, 1000) }.is_ok());
+        assert!(crate::engine::testing::wait_until(|| EXT_DONE
+            .load(Ordering::SeqCst)
+            == 1));
+        assert_eq!(EXT_REPLY.load(Ordering::SeqCst), 1000);
+        assert!(vsp.seen.lock()[..] == pattern[100..1100]);
+        let mut mark = [0u8; 4];
+        // SAFETY: `mark` holds 4 writable bytes.
+        unsafe { page.read_raw(mark.as_mut_ptr(), 100, 4) }.unwrap();
+        assert_eq!(&mark, b"VSP!");
+
+        // Page ranges of vmalloc memory: one range (the server takes one).
+        let mut buf = kernel::alloc::VVec::<u8>::with_capacity(4096, GFP_KERNEL).unwrap();
+        for i in 0..4096 {
+            buf.push((i % 241) as u8, GFP_KERNEL).unwrap();
+        }
+        // SAFETY: `buf` outlives the sends (waited for).
+        let pages =
+            unsafe { crate::shmem::GpadlPages::from_buffer(buf.as_ptr() as usize, 4096) }.unwrap();
+        let pfn = pages.pfns().next().unwrap();
+        let one = [kmcl::PageBuffer {
+            len: 300,
+            offset: 40,
+            pfn,
+        }];
+        let p = kmcl::Packet::new(c, done.clone()).unwrap();
+        // SAFETY: no range: refused before anything is exposed.
+        let (p, e) = unsafe { p.send_with_page_buffers(b"pb", &[]) }.unwrap_err();
+        assert_eq!(e, EINVAL);
+        // SAFETY: `buf` stays allocated until the routine ran.
+        assert!(unsafe { p.send_with_page_buffers(b"pb", &one) }.is_ok());
+        assert!(crate::engine::testing::wait_until(|| EXT_DONE
+            .load(Ordering::SeqCst)
+            == 2));
+        assert_eq!(EXT_REPLY.load(Ordering::SeqCst), 300);
+        // What the server read (before it wrote its mark over it).
+        let seen = vsp.seen.lock();
+        assert_eq!(seen.len(), 300);
+        assert!(seen
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == ((i + 40) % 241) as u8));
+        drop(seen);
+        assert_eq!(&buf[40..44], b"VSP!");
+        drop(client);
+        drop(server);
+    }
 }
