@@ -4,8 +4,9 @@
 # Misuses of the Rust wrapper that must not compile: each
 # tests/compile-fail/NAME.rs is a small driver module that breaks one
 # lifetime the wrapper makes a compile error (a packet's external data or
-# payload used after the packet was completed, a borrowed channel used
-# after the channel was dropped or kept beyond its callback).  Each is built as an out-of-tree module
+# payload used after the packet was completed, a borrowed channel or a
+# GPADL used after the channel was dropped, a borrowed channel kept beyond
+# its callback).  Each is built as an out-of-tree module
 # against kmcl's Module.symvers; the build must fail with the error code its
 # "// expect: EXXXX" line names (not merely fail).  The same file with the
 # misuse removed is what a driver writes.  Needs KDIR and a built kmcl.

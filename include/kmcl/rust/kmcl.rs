@@ -60,6 +60,8 @@
 pub mod abi;
 #[path = "bus.rs"]
 mod bus;
+#[path = "guards.rs"]
+mod guards;
 #[path = "message.rs"]
 mod message;
 #[path = "save.rs"]
@@ -97,6 +99,10 @@ pub use bus::{
     LoopbackBus,
     INIT_FLAG_IS_PIPE,
     SERVER_FLAG_LOOPBACK_OFFER, //
+};
+pub use guards::{
+    Gpadl,
+    Mapping, //
 };
 pub use save::{
     IncomingId,

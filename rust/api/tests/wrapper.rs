@@ -1294,4 +1294,51 @@ mod cases {
         drop(client);
         drop(server);
     }
+
+    /// The scoped forms: a `Gpadl` deleted when dropped, a server's
+    /// `Mapping` unmapped when dropped, and both kept by handle with
+    /// `into_handle`.
+    #[test]
+    fn gpadl_and_mapping_guards_through_the_wrapper() {
+        let module: &'static ThisModule = &<crate::Kmcl as kernel::ModuleMetadata>::THIS_MODULE;
+        let ty = kmcl::Guid { b: [0x7e; 16] };
+        let (_vsp, server) = vsp_server(module, &ty, 4096);
+        let client = running_client(module, &ty);
+        let (c, s) = (client.as_ref(), server.as_ref());
+        let mem = kmcl::SharedPages::new(2).unwrap();
+        assert_eq!(mem.write(100, b"from the client"), Ok(()));
+        let gpadl = c.share(&mem, false).unwrap();
+        let handle = gpadl.handle();
+        {
+            let mapping = s.map(handle, true).unwrap();
+            assert_eq!(mapping.len(), 2 * 4096);
+            assert!(!mapping.is_empty());
+            let mut buf = [0u8; 15];
+            assert_eq!(mapping.read(100, &mut buf), Ok(()));
+            assert_eq!(&buf, b"from the client");
+            assert_eq!(mapping.write(5000, b"from the server"), Ok(()));
+            assert_eq!(mapping.write(2 * 4096 - 1, b"xx"), Err(EINVAL));
+            // Dropped here: unmapped.
+        }
+        let mut back = [0u8; 15];
+        assert_eq!(mem.read(5000, &mut back), Ok(()));
+        assert_eq!(&back, b"from the server");
+        assert_eq!(s.read_gpadl(handle, 0, &mut back), Err(ENOENT));
+        // A read-only mapping kept by handle, then unmapped by handle.
+        let kept = s.map(handle, false).unwrap();
+        assert_eq!(kept.write(0, b"no"), Err(EACCES));
+        let kept = kept.into_handle();
+        assert_eq!(kept, handle);
+        assert_eq!(s.read_gpadl(handle, 100, &mut back), Ok(()));
+        assert_eq!(s.unmap_gpadl(handle), Ok(()));
+        // Dropped: deleted (deleting it again finds nothing).
+        drop(gpadl);
+        assert_eq!(c.delete_gpadl(handle), Err(ENOENT));
+        // Kept by handle beyond the object, deleted by handle.
+        let other = c.share(&mem, true).unwrap().into_handle();
+        assert_eq!(s.map(other, true).err(), Some(EACCES));
+        assert_eq!(c.delete_gpadl(other), Ok(()));
+        drop(client);
+        drop(server);
+    }
 }
