@@ -104,16 +104,18 @@ fn net_frame_len(seq: u32, max: u32) -> u32 {
     x ^= x << 13;
     x ^= x >> 17;
     x ^= x << 5;
-    x % max + 1
+    x.checked_rem(max).unwrap_or(0) + 1
 }
 
-/// Little-endian `u32`s, then what follows.
+/// Little-endian `u32`s, then what follows. (Byte by byte: no slice
+/// operation that could panic.)
 fn le_words<const N: usize>(words: &[u32], tail: &[u8]) -> [u8; N] {
     let mut out = [0u8; N];
-    for (chunk, w) in out.chunks_exact_mut(4).zip(words) {
-        chunk.copy_from_slice(&w.to_le_bytes());
+    let bytes = words.iter().flat_map(|w| w.to_le_bytes());
+    let bytes = Iterator::chain(bytes, tail.iter().copied());
+    for (o, b) in out.iter_mut().zip(bytes) {
+        *o = b;
     }
-    out[words.len() * 4..words.len() * 4 + tail.len()].copy_from_slice(tail);
     out
 }
 
@@ -312,7 +314,7 @@ impl Net {
         let mut scratch = KVec::from_elem(0u8, NET_MAX_FRAME as usize, GFP_KERNEL)?;
         let mut sent = 0;
         for seq in 0..self.frames {
-            let ci = seq as usize % self.nch;
+            let ci = (seq as usize).checked_rem(self.nch).unwrap_or(0);
             let Some(slot) = self.take_slot(ci) else {
                 pr_err!("frame {}: no slot free in 60 s\n", seq);
                 break;
@@ -465,7 +467,9 @@ impl kmcl::Driver for Primary {
 /// Sub-channel `index`'s target processor: the CPU ids in turn (kmcl
 /// takes the next online CPU for one that is not).
 fn target_cpu(index: u16) -> u32 {
-    u32::from(index) % kernel::cpu::nr_cpu_ids()
+    u32::from(index)
+        .checked_rem(kernel::cpu::nr_cpu_ids())
+        .unwrap_or(0)
 }
 
 /// A sub-channel's callbacks (its index).
