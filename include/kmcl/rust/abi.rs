@@ -252,6 +252,7 @@ pub const STATE_CALLBACKS_VERSION: u32 = 1;
 /// ```
 #[repr(C)]
 #[derive(Clone, Copy)]
+#[doc(alias = "VMB_CHANNEL_STATE_CHANGE_CALLBACKS")]
 pub struct StateCallbacks {
     /// [`STATE_CALLBACKS_VERSION`].
     pub version: u32,
@@ -278,6 +279,7 @@ impl StateCallbacks {
     /// let callbacks = kmcl::abi::StateCallbacks::new(); // no callbacks yet
     /// # }
     /// ```
+    #[doc(alias = "VMB_CHANNEL_STATE_CHANGE_CALLBACKS_INIT")]
     pub const fn new() -> Self {
         Self {
             version: STATE_CALLBACKS_VERSION,
@@ -570,6 +572,7 @@ kmcl_functions! {
     reason = "each field is the exported function of the same name, documented in kmcl.h"
 )]
 #[derive(Clone, Copy)]
+#[doc(alias = "KMCL_CLIENT_INTERFACE_V1")]
 pub struct ClientInterfaceV1 {
     /// `size_of` the whole interface asked for.
     pub size: u32,
@@ -640,6 +643,7 @@ pub struct ClientInterfaceV1 {
     reason = "each field is the exported function of the same name, documented in kmcl.h"
 )]
 #[derive(Clone, Copy)]
+#[doc(alias = "KMCL_SERVER_ONLY_METHODS")]
 pub struct ServerOnlyMethods {
     pub channel_map_gpadl: FnChannelMapGpadl,
     pub channel_restore_from_buffer: FnChannelRestoreFromBuffer,

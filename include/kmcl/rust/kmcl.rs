@@ -147,6 +147,12 @@ pub enum Role {
 ///     }
 /// }
 /// ```
+#[doc(alias = "VMB_CHANNEL_STATE_CHANGE_CALLBACKS")]
+#[doc(alias = "VmbChannelInitSetStateChangeCallbacks")]
+#[doc(alias = "VmbChannelInitSetProcessPacketCallbacks")]
+#[doc(alias = "VmbServerChannelInitSetSaveRestorePacketCallbacks")]
+#[doc(alias = "VmbChannelSetPointer")]
+#[doc(alias = "VmbChannelGetPointer")]
 pub trait Driver: Send + Sync {
     /// `EvtChannelOpened` (process context). An error abandons the
     /// connection.
@@ -161,6 +167,7 @@ pub trait Driver: Send + Sync {
     /// }
     /// ```
     #[doc(alias = "EvtChannelOpened")]
+    #[doc(alias = "EvtVmbChannelOpened")]
     fn opened(&self, _channel: ChannelRef<'_>) -> Result {
         Ok(())
     }
@@ -175,6 +182,7 @@ pub trait Driver: Send + Sync {
     /// }
     /// ```
     #[doc(alias = "EvtChannelClosed")]
+    #[doc(alias = "EvtVmbChannelClosed")]
     fn closed(&self, _channel: ChannelRef<'_>) {}
     /// `EvtChannelSuspend` (process context).
     ///
@@ -187,6 +195,7 @@ pub trait Driver: Send + Sync {
     /// }
     /// ```
     #[doc(alias = "EvtChannelSuspend")]
+    #[doc(alias = "EvtVmbChannelSuspend")]
     fn suspend(&self, _channel: ChannelRef<'_>) {}
     /// `EvtChannelStarted` (process context).
     ///
@@ -199,6 +208,7 @@ pub trait Driver: Send + Sync {
     /// }
     /// ```
     #[doc(alias = "EvtChannelStarted")]
+    #[doc(alias = "EvtVmbChannelStarted")]
     fn started(&self, _channel: ChannelRef<'_>) {}
     /// `EvtChannelPostStarted` (process context).
     ///
@@ -217,6 +227,7 @@ pub trait Driver: Send + Sync {
     /// }
     /// ```
     #[doc(alias = "EvtChannelPostStarted")]
+    #[doc(alias = "EvtVmbChannelPostStarted")]
     fn post_started(&self, _channel: ChannelRef<'_>) {}
     /// `EvtChannelPnpFailure` (client, process context): the target was
     /// found but the connection failed; the channel is disabled again.
@@ -434,6 +445,7 @@ fn len32(bytes: &[u8]) -> Result<u32> {
 /// # }
 /// ```
 #[doc(alias = "VMBCHANNEL")]
+#[doc(alias = "VmbChannelCleanup")]
 pub struct Channel {
     raw: *mut KmclChannel,
     /// The driver and what the channel keeps for it, at a stable address

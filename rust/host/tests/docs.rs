@@ -138,6 +138,37 @@ fn mapping_table_has_a_row_for_every_kmcl_name() {
     );
 }
 
+/// The Rust wrapper's sources, concatenated.
+fn wrapper_sources() -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../include/kmcl/rust");
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .expect("include/kmcl/rust")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|p| std::fs::read_to_string(p).expect("readable"))
+        .collect()
+}
+
+/// Searching the rustdoc for a KMCL name finds its Rust item: each name
+/// is a `#[doc(alias)]` of some item of the wrapper.
+#[test]
+fn every_kmcl_name_is_a_rustdoc_alias_of_the_wrapper() {
+    let src = wrapper_sources();
+    let missing: Vec<&str> = KMCL_NAMES
+        .iter()
+        .copied()
+        .filter(|n| !src.contains(&format!("#[doc(alias = \"{n}\")]")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "no #[doc(alias)] in include/kmcl/rust/ for: {missing:?}"
+    );
+}
+
 /// The header with comments removed and whitespace collapsed.
 fn header() -> String {
     let src = include_str!("../../../include/kmcl/kmcl.h");
