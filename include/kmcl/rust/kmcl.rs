@@ -1132,6 +1132,40 @@ impl ChannelRef<'_> {
             .map_err(|(_, e)| e)
     }
 
+    /// Sends `payload` without a completion request and without a routine
+    /// (`VmbPacketAllocate` + `VmbPacketSend` of a packet object whose
+    /// completion routine is NULL: kmcl frees the object, to the channel's
+    /// lookaside list, once the packet is in the ring). Allocates nothing
+    /// once the lookaside list is warm: the cheapest way to send a packet
+    /// nobody waits for. Any context.
+    ///
+    /// ```no_run
+    /// # fn example(channel: kmcl::ChannelRef<'_>) -> Result {
+    /// channel.post(b"fire and forget")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[doc(alias = "VmbPacketSend")]
+    pub fn post(&self, payload: &[u8]) -> Result {
+        let len = len32(payload)?;
+        // SAFETY: the channel is live.
+        let raw = unsafe { abi::kmcl_packet_allocate(self.raw) };
+        if raw.is_null() {
+            return Err(ENOMEM);
+        }
+        // SAFETY: `raw` is a new packet object without a routine: on
+        // success kmcl frees it when the packet is in the ring; the
+        // payload is copied before the call returns.
+        let rc = unsafe {
+            abi::kmcl_packet_send(raw, payload.as_ptr().cast(), len, core::ptr::null(), 0)
+        };
+        if rc != 0 {
+            // SAFETY: a failed send leaves the packet object ours.
+            unsafe { abi::kmcl_packet_free(raw) };
+        }
+        result(rc)
+    }
+
     /// kmcl's `kmcl_channel_register_transfer_page_set` (client,
     /// connected): the other endpoint may from now on deliver data into
     /// GPADL `gpadl` by naming ranges of it as set `set_id`; such packets

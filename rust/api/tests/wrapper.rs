@@ -1150,6 +1150,18 @@ mod cases {
         // The maximum packet size: a longer payload is refused.
         let done = KBox::new(Echo(2), GFP_KERNEL).unwrap();
         assert_eq!(client.send(&[2; 72], true, done), Err(EINVAL));
+        assert_eq!(client.as_ref().post(&[2; 72]), Err(EINVAL));
+        // Posted packets (no routine): delivered and echoed; nobody waits.
+        for _ in 0..5 {
+            assert_eq!(client.as_ref().post(&[6; 24]), Ok(()));
+        }
+        assert!(crate::engine::testing::wait_until(|| vsp
+            .echoed
+            .load(Ordering::SeqCst)
+            == 5));
+        assert_eq!(REPLIES_OK.load(Ordering::SeqCst), 0);
+        vsp.echoed.store(0, Ordering::SeqCst);
+        vsp.softirq.store(0, Ordering::SeqCst);
 
         // Softirq delivery; a deferred packet comes again in process
         // context (the same packet: its context area says so).
