@@ -140,6 +140,36 @@ fn word(data: &[u8], i: usize) -> Option<u32> {
     Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
+/// Outcomes of a fixed number of frames, counted from any context.
+#[derive(Default)]
+struct Tally {
+    good: AtomicU32,
+    bad: AtomicU32,
+    /// Outcomes counted so far (the last one counted reports).
+    counted: AtomicU32,
+}
+
+impl Tally {
+    /// Counts one outcome; `Some((good, bad))` for the call that counts the
+    /// `total`-th, and for no other.
+    fn count(&self, ok: bool, total: u32) -> Option<(u32, u32)> {
+        let counter = if ok { &self.good } else { &self.bad };
+        counter.fetch_add(1, Ordering::SeqCst);
+        if self.counted.fetch_add(1, Ordering::SeqCst) + 1 != total {
+            return None;
+        }
+        Some((
+            self.good.load(Ordering::SeqCst),
+            self.bad.load(Ordering::SeqCst),
+        ))
+    }
+
+    /// Outcomes counted so far.
+    fn counted(&self) -> u32 {
+        self.counted.load(Ordering::SeqCst)
+    }
+}
+
 /// The client's state, shared by its channels' drivers and its frames'
 /// completion routine.
 #[pin_data]
@@ -164,10 +194,10 @@ struct Net {
     shared: AtomicBool,
     /// Frames from the server, per channel.
     received: [AtomicU32; NET_MAX_CHANNELS],
-    good: AtomicU32,
-    bad: AtomicU32,
-    sent_ok: AtomicU32,
-    sent_failed: AtomicU32,
+    /// Frames from the server: byte-exact or not.
+    from_server: Tally,
+    /// Frames to the server: completed or failed.
+    to_server: Tally,
     /// Slots in flight, a bit each, per channel.
     #[pin]
     busy: SpinLockIrq<[u32; NET_MAX_CHANNELS]>,
@@ -189,13 +219,7 @@ impl Net {
         if let Some(r) = self.received.get(ci) {
             r.fetch_add(1, Ordering::Relaxed);
         }
-        let counter = if ok { &self.good } else { &self.bad };
-        counter.fetch_add(1, Ordering::SeqCst);
-        let (good, bad) = (
-            self.good.load(Ordering::SeqCst),
-            self.bad.load(Ordering::SeqCst),
-        );
-        if good + bad == self.frames {
+        if let Some((good, bad)) = self.from_server.count(ok, self.frames) {
             pr_info!(
                 "{} of {} frames from the server byte-exact over {} channels, {} bad\n",
                 good,
@@ -335,9 +359,7 @@ impl Net {
             }
             sent += 1;
         }
-        let finished = wait_for(600_000, || {
-            self.sent_ok.load(Ordering::SeqCst) + self.sent_failed.load(Ordering::SeqCst) >= sent
-        });
+        let finished = wait_for(600_000, || self.to_server.counted() >= sent);
         pr_info!("sent in {} ms\n", start.elapsed().as_millis());
         if finished && sent == self.frames {
             Ok(())
@@ -367,17 +389,7 @@ impl kmcl::PacketDone for FrameDone {
         let index = packet.tag();
         net.free_slot(index / NET_SLOTS, index % NET_SLOTS);
         drop(packet);
-        let counter = if status.is_ok() {
-            &net.sent_ok
-        } else {
-            &net.sent_failed
-        };
-        counter.fetch_add(1, Ordering::SeqCst);
-        let (ok, failed) = (
-            net.sent_ok.load(Ordering::SeqCst),
-            net.sent_failed.load(Ordering::SeqCst),
-        );
-        if ok + failed == net.frames {
+        if let Some((ok, failed)) = net.to_server.count(status.is_ok(), net.frames) {
             pr_info!(
                 "{} of {} frames to the server completed, {} failed\n",
                 ok,
@@ -513,10 +525,8 @@ impl kernel::Module for NetVsc {
                 subs_up: AtomicU32::new(0),
                 shared: AtomicBool::new(false),
                 received: Default::default(),
-                good: AtomicU32::new(0),
-                bad: AtomicU32::new(0),
-                sent_ok: AtomicU32::new(0),
-                sent_failed: AtomicU32::new(0),
+                from_server: Tally::default(),
+                to_server: Tally::default(),
                 busy <- new_spinlock_irq!([0; NET_MAX_CHANNELS]),
                 freed <- new_condvar!(),
             }),

@@ -843,6 +843,18 @@ mod cases {
         }
     }
 
+    fn watcher() -> Arc<Watcher> {
+        Arc::new(
+            Watcher {
+                running: AtomicBool::new(false),
+                suspended: AtomicU32::new(0),
+                closed: AtomicU32::new(0),
+            },
+            GFP_KERNEL,
+        )
+        .unwrap()
+    }
+
     /// A live update through the wrapper: a server holding the client's
     /// transactions saves them (`save_begin`, `Driver::save_packet`,
     /// `save_continue`, `save_rest`), is dropped (the connection parks),
@@ -861,15 +873,7 @@ mod cases {
         assert_eq!(server.save_begin(), Err(ENOTCONN));
         assert_eq!(server.enable(), Ok(()));
         assert_eq!(server.start(), Ok(()));
-        let watcher = Arc::new(
-            Watcher {
-                running: AtomicBool::new(false),
-                suspended: AtomicU32::new(0),
-                closed: AtomicU32::new(0),
-            },
-            GFP_KERNEL,
-        )
-        .unwrap();
+        let watcher = watcher();
         let mut client = kmcl::Channel::new(module, kmcl::Role::Client, watcher.clone()).unwrap();
         assert_eq!(client.set_target(&ty, Some(&INSTANCE)), Ok(()));
         assert_eq!(client.enable(), Ok(()));
@@ -1121,15 +1125,7 @@ mod cases {
         // Init setters refuse an enabled channel.
         assert_eq!(server.set_maximum_packet_size(512), Err(EBUSY));
         assert_eq!(server.start(), Ok(()));
-        let watcher = Arc::new(
-            Watcher {
-                running: AtomicBool::new(false),
-                suspended: AtomicU32::new(0),
-                closed: AtomicU32::new(0),
-            },
-            GFP_KERNEL,
-        )
-        .unwrap();
+        let watcher = watcher();
         let mut client = kmcl::Channel::new(module, kmcl::Role::Client, watcher.clone()).unwrap();
         assert_eq!(client.set_target(&ty, Some(&INSTANCE)), Ok(()));
         assert_eq!(client.set_transport(kmcl::abi::TRANSPORT_LOOPBACK), Ok(()));
