@@ -10,6 +10,7 @@
 void kmcl_bench_run_softirqs(void);
 void kmcl_bench_primitive(u32 which);
 int kmcl_bench_pin(u32 cpu);
+void kmcl_bench_mark(void);
 
 struct task_struct;
 struct task_struct *kmcl_bench_thread_start(u32 cpu, int (*fn)(void *arg), void *arg);

@@ -87,6 +87,10 @@ module! {
             default: 0,
             description: "Only measure this many packets on the ring and the full path without completions (for profiling)",
         },
+        count: u32 {
+            default: 0,
+            description: "Only run the counted windows (make bench's per-packet counts), this many packets each",
+        },
         profile_size: u32 {
             default: 64,
             description: "Packet size for profile (64 to 65536)",
@@ -132,6 +136,7 @@ mod glue {
         pub(super) fn kmcl_bench_run_softirqs();
         pub(super) fn kmcl_bench_primitive(which: u32);
         pub(super) fn kmcl_bench_pin(cpu: u32) -> core::ffi::c_int;
+        pub(super) fn kmcl_bench_mark();
         pub(super) fn kmcl_bench_thread_start(
             cpu: u32,
             f: unsafe extern "C" fn(*mut core::ffi::c_void) -> core::ffi::c_int,
@@ -147,6 +152,13 @@ fn run_softirqs() {
     // SAFETY: takes no arguments; called from process context, where
     // disabling and enabling bottom halves is allowed.
     unsafe { glue::kmcl_bench_run_softirqs() }
+}
+
+/// Marks an edge of a counted window (`count=N`): the QEMU plugin
+/// `tools/count/kmcl_count.c` reports what ran between two marks.
+fn mark() {
+    // SAFETY: takes no arguments and changes nothing (a no-op instruction).
+    unsafe { glue::kmcl_bench_mark() }
 }
 
 /// Lets this thread run on `cpu` only (`None`: anywhere again).
@@ -1072,6 +1084,49 @@ fn hv_driver_runs(size: usize, n: u64) -> Result {
     Ok(())
 }
 
+/// The windows of `make bench`'s per-packet counts: kmcl's full path and
+/// the minimal hv_vmbus driver, without and with completion requests, at
+/// 64 B and 4 KiB, `n` packets each after an untimed pass. Each window lies
+/// between two [`mark`]s and is named by the `COUNT` line after it
+/// (`scripts/count_report.py` pairs them in order).
+fn counts(module: &'static ThisModule, n: u64) -> Result {
+    let pair = Pair::new(module, 0)?;
+    let d = hv_driver::Driver::new()?;
+    let warm = warm_up(n);
+    // tests/vm/bench.sh reads the module symbols now.
+    pr_info!("COUNT start\n");
+    fsleep(Delta::from_secs(5));
+    let window = |kind: &str, wait: u32, size: usize, run: &dyn Fn(u64) -> Result| -> Result {
+        run(warm)?;
+        mark();
+        let r = run(n);
+        mark();
+        r?;
+        pr_info!(
+            "COUNT kind={} wait={} size={} packets={}\n",
+            kind,
+            wait,
+            size,
+            n
+        );
+        Ok(())
+    };
+    for size in [64, 4096] {
+        window("full", 0, size, &|c| {
+            one_cpu_nowait(&pair, size, c).map(|_| ())
+        })?;
+        window("hv_driver", 0, size, &|c| {
+            hv_nowait(&d, size, c).map(|_| ())
+        })?;
+        window("full", 1, size, &|c| full_wait(&pair, size, c).map(|_| ()))?;
+        window("hv_driver", 1, size, &|c| {
+            hv_full_wait(&d, size, c).map(|_| ())
+        })?;
+    }
+    pr_info!("COUNT done\n");
+    Ok(())
+}
+
 /// The packets of the untimed pass before a measurement of `n`.
 fn warm_up(n: u64) -> u64 {
     (n >> 3).max(100)
@@ -1435,6 +1490,11 @@ impl kernel::Module for Bench {
         let micro_n = module_parameters::micro.value();
         if micro_n > 0 {
             micro(micro_n)?;
+            return Ok(Bench { _held: KVec::new() });
+        }
+        let count = module_parameters::count.value();
+        if count > 0 {
+            counts(module, u64::from(count)).inspect_err(|e| pr_err!("count failed: {:?}\n", e))?;
             return Ok(Bench { _held: KVec::new() });
         }
         let profile = module_parameters::profile.value();

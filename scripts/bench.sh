@@ -12,6 +12,10 @@
 #     space), out/bench/linux-ring.csv.
 #  4. scripts/bench_report.py: table, out/bench/results.csv,
 #     out/bench/throughput.svg, out/bench/report.txt.
+#  5. scripts/count.sh: per-packet counts of instructions, atomics, fences,
+#     indirect calls and spinlock calls on kmcl's full path and on the
+#     minimal hv_vmbus driver (QEMU's TCG plugin tools/count/kmcl_count.c),
+#     out/bench/counts.txt (appended to report.txt) and counts.csv.
 #
 # BENCH_PACKETS sets the packets per in-VM measurement (default 100000).
 set -euo pipefail
@@ -48,4 +52,7 @@ VM_TIMEOUT=${VM_TIMEOUT:-1800} KMCL_APPEND="BENCH_PACKETS=${BENCH_PACKETS:-10000
 echo
 python3 scripts/bench_report.py --criterion rust/host/target/criterion \
 	--console out/vm-bench/console.log --out out/bench
-echo "[bench] results: out/bench/ (report.txt, results.csv, throughput.svg)"
+echo "[bench] per-packet counts in the VM under QEMU's counting plugin (about 2 minutes)"
+scripts/count.sh
+{ echo; cat out/bench/counts.txt; } >>out/bench/report.txt
+echo "[bench] results: out/bench/ (report.txt, results.csv, throughput.svg, counts.txt, counts.csv)"

@@ -7,6 +7,8 @@
 #   scripts/vm.sh check   run the kselftest suite; KTAP goes to ttyS1
 #   scripts/vm.sh run     run the demo on the console
 #   scripts/vm.sh bench   run the in-kernel benchmark on the console
+#   scripts/vm.sh count   the benchmark's counted windows under QEMU's
+#                         counting plugin (scripts/count.sh; VM_PLUGIN=.so)
 #   scripts/vm.sh shell   an interactive shell on this terminal (make shell)
 #
 # Needs KDIR (kernel build dir) and KSRC (its source: the kselftest
@@ -21,7 +23,7 @@
 # Exit status: QEMU's, or 124 when the VM did not finish within VM_TIMEOUT.
 set -euo pipefail
 
-mode=${1:?usage: vm.sh check|run|bench|shell}
+mode=${1:?usage: vm.sh check|run|bench|count|shell}
 top=$(cd "$(dirname "$0")/.." && pwd)
 : "${KDIR:?KDIR must name the kernel build directory}"
 : "${KSRC:?KSRC must name the kernel source directory}"
@@ -71,7 +73,7 @@ fi
 # early-boot KASAN report (an interrupt during identify_cpu) in 3 of 7
 # test boots here, against none of 9 with "max".
 cpu=max
-[ "$mode" = bench ] && cpu=max,fsrm=off
+case $mode in bench | count) cpu=max,fsrm=off ;; esac
 qemu=(qemu-system-x86_64 -machine q35,accel=tcg -cpu "${VM_CPU:-$cpu}" -m "$VM_MEM" -smp 2
 	-kernel "$KDIR/arch/x86/boot/bzImage" -initrd "$out/initramfs.cpio.gz"
 	-display none -monitor none -no-reboot)
@@ -79,6 +81,13 @@ qemu=(qemu-system-x86_64 -machine q35,accel=tcg -cpu "${VM_CPU:-$cpu}" -m "$VM_M
 # works, other reboot methods can hang under TCG) and -no-reboot makes QEMU
 # exit.  Only kmcl's KUnit suites run: the kernel's own would add a minute.
 cmdline="console=ttyS0 panic=-1 reboot=t kunit.filter_glob=kmcl_* KMCL_VM=$mode ${KMCL_APPEND:-}"
+# count: the benchmark (tests/vm/bench.sh, BENCH_COUNT) under the counting
+# plugin, which writes what ran between the benchmark's markers.
+if [ "$mode" = count ]; then
+	: "${VM_PLUGIN:?VM_PLUGIN must name the counting plugin (scripts/count.sh builds it)}"
+	qemu+=(-plugin "$VM_PLUGIN,out=$out/counts.raw")
+	cmdline="console=ttyS0 panic=-1 reboot=t KMCL_VM=bench ${KMCL_APPEND:-}"
+fi
 # swiotlb=force (check mode): every DMA mapping bounces, as in an isolated
 # (confidential) guest, so the stand-in host's isolated mode moves external
 # data through real swiotlb bounce buffers (the VM has no other DMA device).

@@ -11,6 +11,29 @@ say() { echo "[kmcl-bench] $*"; }
 	echo kmcl_no_suite >/sys/module/kunit/parameters/filter_glob
 say "kernel $(uname -r)"
 insmod /kmcl/kmcl.ko || { say "insmod kmcl.ko failed"; exit 1; }
+# BENCH_COUNT=N: only the counted windows (scripts/count.sh, which runs the
+# VM with QEMU's counting plugin): the module symbols first, for
+# scripts/count_report.py to name the code the plugin counted.
+if [ -n "${BENCH_COUNT:-}" ]; then
+	# The module announces itself and waits 5 s before its first window:
+	# its symbols and kmcl's are read meanwhile.
+	insmod /kmcl/kmcl_bench.ko count="$BENCH_COUNT" &
+	pid=$!
+	i=0
+	until dmesg | grep -q 'COUNT start'; do
+		i=$((i + 1))
+		[ "$i" -gt 600 ] && break
+		sleep 0.1
+	done
+	grep -E '^[0-9a-f]+ [tT] ' /proc/kallsyms | grep -E '\[(kmcl|kmcl_bench)\]$' |
+		sed 's/^/KSYM /'
+	grep -E ' T (_stext|_text)$' /proc/kallsyms | sed 's/^/KSYM /'
+	wait "$pid"
+	rc=$?
+	rmmod kmcl_bench 2>/dev/null
+	rmmod kmcl
+	exit "$rc"
+fi
 # BENCH_PROFILE=N: only the ring and the full path without completions, N
 # packets of BENCH_SIZE bytes (default 64); with VM_PERF=1 on the host sampled by perf, whose
 # report goes to the console.  Nothing else runs.

@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * kmcl_count: a QEMU TCG plugin that counts what the guest executes
+ * between two markers, for the benchmark's per-packet counts
+ * (scripts/count.sh, Documentation/performance.rst).
+ *
+ * Every translation block (TB) gets a record: its guest address, how many
+ * instructions it has, and how many of them are atomic read-modify-writes
+ * (a LOCK prefix, or XCHG with a memory operand, which locks implicitly),
+ * fences (MFENCE, LFENCE, SFENCE), indirect calls (CALL through a register
+ * or memory) and interrupt-flag changes (CLI, STI, POPF).  Each execution
+ * of the TB adds one to its count.  The guest marks the edges of a
+ * measured window with "xchg %bx,%bx" (a no-op, Bochs's magic
+ * breakpoint); at each marker the plugin writes every TB that ran since the
+ * previous marker and clears the counts:
+ *
+ *   mark <n>
+ *   tb <vaddr hex> <executions> <insns> <atomics> <fences> <icalls> <irq>
+ *   ...
+ *
+ * scripts/count_report.py maps the TB addresses to functions (entries of
+ * a TB that starts a function are calls to it: spinlock calls are counted
+ * that way) and divides by the packets of the window.
+ *
+ * Plugin argument: out=<file> (default: kmcl-count.txt).
+ *
+ * Only the few entry points of QEMU's plugin API this needs are declared
+ * here, as QEMU documents them (include/qemu/qemu-plugin.h); Debian ships
+ * the plugin-enabled QEMU but not that header.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+
+/* --- QEMU's plugin API (the subset used) ------------------------------- */
+typedef uint64_t qemu_plugin_id_t;
+struct qemu_plugin_tb;
+struct qemu_plugin_insn;
+typedef struct {
+	const char *target_name;
+	struct {
+		int min;
+		int cur;
+	} version;
+	bool system_emulation;
+} qemu_info_head;
+enum qemu_plugin_cb_flags { QEMU_PLUGIN_CB_NO_REGS };
+typedef void (*tb_trans_cb)(qemu_plugin_id_t id, struct qemu_plugin_tb *tb);
+typedef void (*vcpu_udata_cb)(unsigned int vcpu_index, void *userdata);
+typedef void (*udata_cb)(qemu_plugin_id_t id, void *userdata);
+
+#define EXPORT __attribute__((visibility("default")))
+EXPORT int qemu_plugin_version = 2;
+void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id, tb_trans_cb cb);
+void qemu_plugin_register_vcpu_tb_exec_cb(struct qemu_plugin_tb *tb, vcpu_udata_cb cb,
+					  enum qemu_plugin_cb_flags flags, void *userdata);
+void qemu_plugin_register_vcpu_insn_exec_cb(struct qemu_plugin_insn *insn, vcpu_udata_cb cb,
+					    enum qemu_plugin_cb_flags flags, void *userdata);
+void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, udata_cb cb, void *userdata);
+size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
+uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *tb);
+struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t idx);
+size_t qemu_plugin_insn_data(const struct qemu_plugin_insn *insn, void *dest, size_t len);
+/* ----------------------------------------------------------------------- */
+
+struct tb_rec {
+	uint64_t vaddr;
+	uint64_t execs;		/* since the last marker */
+	uint32_t insns, atomics, fences, icalls, irq;
+	struct tb_rec *next;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tb_rec *all;	/* every TB translated (under lock) */
+static FILE *out;
+static uint64_t marks;
+
+/* What one x86-64 instruction is, from its bytes. */
+static void classify(const uint8_t *b, size_t n, struct tb_rec *r)
+{
+	size_t i = 0;
+	bool lock_prefix = false;
+
+	/* Legacy prefixes, then at most one REX prefix. */
+	while (i < n && (b[i] == 0xf0 || b[i] == 0xf2 || b[i] == 0xf3 || b[i] == 0x66 ||
+			 b[i] == 0x67 || b[i] == 0x2e || b[i] == 0x3e || b[i] == 0x26 ||
+			 b[i] == 0x36 || b[i] == 0x64 || b[i] == 0x65)) {
+		lock_prefix |= b[i] == 0xf0;
+		i++;
+	}
+	if (i < n && (b[i] & 0xf0) == 0x40)
+		i++;
+	if (i >= n)
+		return;
+	if (lock_prefix) {
+		r->atomics++;
+		return;
+	}
+	switch (b[i]) {
+	case 0x86:
+	case 0x87:	/* XCHG r/m, r: locked when r/m is memory */
+		if (i + 1 < n && (b[i + 1] >> 6) != 3)
+			r->atomics++;
+		return;
+	case 0xfa:	/* CLI */
+	case 0xfb:	/* STI */
+	case 0x9d:	/* POPF */
+		r->irq++;
+		return;
+	case 0xff:	/* group 5: /2 is CALL r/m */
+		if (i + 1 < n && ((b[i + 1] >> 3) & 7) == 2)
+			r->icalls++;
+		return;
+	case 0x0f:	/* 0F AE /5 /6 /7 with a register operand: fences */
+		if (i + 2 < n && b[i + 1] == 0xae && b[i + 2] >= 0xe8)
+			r->fences++;
+		return;
+	}
+}
+
+static bool is_marker(const uint8_t *b, size_t n)
+{
+	return n == 3 && b[0] == 0x66 && b[1] == 0x87 && b[2] == 0xdb;
+}
+
+static void on_exec(unsigned int vcpu, void *udata)
+{
+	struct tb_rec *r = udata;
+
+	(void)vcpu;
+	__atomic_fetch_add(&r->execs, 1, __ATOMIC_RELAXED);
+}
+
+static void dump(void)
+{
+	struct tb_rec *r;
+
+	fprintf(out, "mark %llu\n", (unsigned long long)marks++);
+	for (r = all; r; r = r->next) {
+		uint64_t e = __atomic_exchange_n(&r->execs, 0, __ATOMIC_RELAXED);
+
+		if (e)
+			fprintf(out, "tb %llx %llu %u %u %u %u %u\n",
+				(unsigned long long)r->vaddr, (unsigned long long)e,
+				r->insns, r->atomics, r->fences, r->icalls, r->irq);
+	}
+	fflush(out);
+}
+
+static void on_marker(unsigned int vcpu, void *udata)
+{
+	(void)vcpu;
+	(void)udata;
+	pthread_mutex_lock(&lock);
+	dump();
+	pthread_mutex_unlock(&lock);
+}
+
+static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
+{
+	size_t i, n = qemu_plugin_tb_n_insns(tb);
+	struct tb_rec *r = calloc(1, sizeof(*r));
+
+	(void)id;
+	if (!r)
+		return;
+	r->vaddr = qemu_plugin_tb_vaddr(tb);
+	r->insns = n;
+	for (i = 0; i < n; i++) {
+		struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
+		uint8_t b[16];
+		size_t len = qemu_plugin_insn_data(insn, b, sizeof(b));
+
+		if (is_marker(b, len))
+			qemu_plugin_register_vcpu_insn_exec_cb(insn, on_marker,
+							       QEMU_PLUGIN_CB_NO_REGS, NULL);
+		else
+			classify(b, len, r);
+	}
+	qemu_plugin_register_vcpu_tb_exec_cb(tb, on_exec, QEMU_PLUGIN_CB_NO_REGS, r);
+	pthread_mutex_lock(&lock);
+	r->next = all;
+	all = r;
+	pthread_mutex_unlock(&lock);
+}
+
+static void on_atexit(qemu_plugin_id_t id, void *udata)
+{
+	(void)id;
+	(void)udata;
+	fclose(out);
+}
+
+EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_head *info, int argc,
+			       char **argv)
+{
+	const char *path = "kmcl-count.txt";
+	int i;
+
+	if (strcmp(info->target_name, "x86_64") != 0) {
+		fprintf(stderr, "kmcl_count: x86_64 guests only\n");
+		return -1;
+	}
+	for (i = 0; i < argc; i++)
+		if (!strncmp(argv[i], "out=", 4))
+			path = argv[i] + 4;
+	out = fopen(path, "w");
+	if (!out) {
+		perror(path);
+		return -1;
+	}
+	qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
+	qemu_plugin_register_atexit_cb(id, on_atexit, NULL);
+	return 0;
+}
