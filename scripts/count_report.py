@@ -22,6 +22,11 @@ from collections import defaultdict
 
 LOCK_RE = re.compile(r"^_raw_(spin|read|write)_(try)?lock(_irqsave|_irq_disable|_irq|_bh)?$")
 TOP = 14
+# Rust's helpers around them (their callers are the Rust code).
+HELPER_RE = re.compile(r"^rust_helper_(spin_lock|spin_unlock|krealloc|kvrealloc|kfree)")
+# Allocator entry points whose callers the report names.
+ALLOC_FUNCS = {"krealloc_node_align_noprof", "__kmalloc_noprof", "kfree", "kmem_cache_alloc_noprof",
+               "__kmalloc_node_track_caller_noprof"}
 
 
 def read_symbols(system_map, console):
@@ -61,7 +66,7 @@ def read_windows(raw):
         if p[0] == "mark":
             cur = marks.setdefault(int(p[1]), [])
         elif p[0] == "tb" and cur is not None:
-            cur.append((int(p[1], 16),) + tuple(int(x) for x in p[2:]))
+            cur.append((int(p[1], 16),) + tuple(int(x) for x in p[2:8]) + (int(p[8], 16),))
     return marks
 
 
@@ -106,18 +111,25 @@ def main():
     rows = []
     lines = []
     tops = []
+    calls_from = []
     for k, (kind, wait, size, packets) in enumerate(windows):
         tbs = marks.get(2 * k + 1)
         if tbs is None:
             sys.exit(f"count_report: no plugin data for window {k} ({kind} wait={wait} size={size})")
         tot = [0] * 5
         locks = 0
-        per_fn = defaultdict(lambda: [0, 0])  # instructions, calls
-        for vaddr, execs, insns, atomics, fences, icalls, irq in tbs:
+        per_fn = defaultdict(lambda: [0, 0, 0])  # instructions, calls, atomics
+        callers = defaultdict(lambda: defaultdict(int))  # callee -> caller -> calls
+        for vaddr, execs, insns, atomics, fences, icalls, irq, callee in tbs:
+            if callee:
+                target, entry = symbol(callee)
+                if entry:
+                    callers[target][symbol(vaddr)[0]] += execs
             for i, v in enumerate((insns, atomics, fences, icalls, irq)):
                 tot[i] += execs * v
             name, entry = symbol(vaddr)
             per_fn[name][0] += execs * insns
+            per_fn[name][2] += execs * atomics
             if entry:
                 per_fn[name][1] += execs
                 if LOCK_RE.match(name.split(" ")[0]):
@@ -136,12 +148,27 @@ def main():
                      "{irq_flag_changes:.2f} interrupt-flag changes".format(**row))
         top = sorted(per_fn.items(), key=lambda kv: -kv[1][0])[:TOP]
         tops.append((len(lines), top, packets))
+        # Where the spinlock and allocator calls come from.
+        for callee in sorted(callers):
+            base = callee.split(" ")[0]
+            if not (LOCK_RE.match(base) or base in ALLOC_FUNCS or HELPER_RE.match(base)):
+                continue
+            for caller, n in sorted(callers[callee].items(), key=lambda kv: -kv[1]):
+                if n / packets >= 0.05:
+                    calls_from.append((len(lines), callee, caller, n / packets))
         lines.append("")
 
-    nice = demangler(name for _, top, _ in tops for name, _ in top)
-    for at, top, packets in reversed(tops):
-        lines[at:at] = [f"    {insns / packets:8.1f} insns {calls / packets:6.2f} calls  {nice(name)}"
-                        for name, (insns, calls) in top]
+    nice = demangler([name for _, top, _ in tops for name, _ in top]
+                     + [c for _, _, c, _ in calls_from])
+    inserts = defaultdict(list)
+    for at, top, packets in tops:
+        inserts[at] += [f"    {insns / packets:8.1f} insns {calls / packets:6.2f} calls "
+                        f"{atomics / packets:5.2f} atomics  {nice(name)}"
+                        for name, (insns, calls, atomics) in top]
+    for at, callee, caller, n in calls_from:
+        inserts[at].append(f"    {n:6.2f} calls of {callee} from {nice(caller)}")
+    for at in sorted(inserts, reverse=True):
+        lines[at:at] = inserts[at]
     header = (f"{'window':<44} {'insns':>7} {'atomics':>8} {'fences':>7} {'icalls':>7} "
               f"{'locks':>6} {'irq':>5}")
     table = [header]

@@ -73,6 +73,7 @@ pub unsafe extern "C" fn kmcl_channel_allocate(
                 pnp_failure <- new_spinlock!(None),
                 subchannel <- new_spinlock!(None),
                 lookaside <- new_spinlock_irq!(Some(kept)),
+                last_freed: super::outgoing::LastFreed::new(),
                 debugfs <- new_spinlock!(None),
                 mdls <- new_mutex!(KVec::new()),
                 save_restore <- new_spinlock!((None, None)),

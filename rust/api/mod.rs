@@ -179,6 +179,8 @@ pub struct Handle {
     /// list); `None` once the channel is cleaned up.
     #[pin]
     lookaside: SpinLockIrq<Option<KVec<KBox<CPacket>>>>,
+    /// The packet object freed last, in front of `lookaside` (no lock).
+    last_freed: outgoing::LastFreed,
     /// Server: the MDLs of its GPADL mappings.
     #[pin]
     mdls: Mutex<KVec<MappedMdl>>,
@@ -398,7 +400,9 @@ fn gfp() -> kernel::alloc::Flags {
 
 /// Disables and frees a channel whose handle left the registry.
 fn release(h: &Arc<Handle>) {
-    // Kept packet objects hold the handle: free them, and keep no more.
+    // Kept packet objects hold the handle: free them, and keep no more
+    // (the slot first: a free that finds it closed goes to the list).
+    drop(h.last_freed.close());
     let kept = h.lookaside.lock().take();
     drop(kept);
     let debugfs = h.debugfs.lock().take();

@@ -9,6 +9,7 @@ use core::{
         c_void, //
     },
     sync::atomic::{
+        AtomicPtr,
         AtomicUsize,
         Ordering, //
     },
@@ -53,6 +54,76 @@ pub struct CPacket {
     pub(super) restored: AtomicUsize,
 }
 
+/// The packet object a channel freed last, kept without a lock: an
+/// allocation after a free (a driver sending one packet after another)
+/// takes it back with one atomic instead of the lookaside list's lock.
+///
+/// # Invariants
+///
+/// The pointer is null (empty), [`LastFreed::CLOSED`] (the channel is
+/// being released: nothing is kept any more), or a packet object made by
+/// `KBox::into_raw` that the slot alone owns.
+pub(super) struct LastFreed(AtomicPtr<CPacket>);
+
+impl LastFreed {
+    /// The value of a closed slot: never a live packet object's address
+    /// (a dangling, well-aligned pointer).
+    const CLOSED: *mut CPacket = core::ptr::dangling_mut::<CPacket>();
+
+    pub(super) const fn new() -> Self {
+        // INVARIANT: empty.
+        Self(AtomicPtr::new(core::ptr::null_mut()))
+    }
+
+    /// Takes the kept packet object, if there is one.
+    fn take(&self) -> Option<KBox<CPacket>> {
+        let p = self.0.load(Ordering::Acquire);
+        if p.is_null() || p == Self::CLOSED {
+            return None;
+        }
+        // Another taker (or `close`) may have emptied the slot since: the
+        // exchange tells, and only the winner owns `p`.
+        self.0
+            .compare_exchange(
+                p,
+                core::ptr::null_mut(),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .ok()?;
+        // SAFETY: the slot owned `p`, a `KBox::into_raw` packet object
+        // (invariants), and gave it to this caller alone.
+        Some(unsafe { KBox::from_raw(p) })
+    }
+
+    /// Keeps `b` if the slot is empty; gives it back otherwise.
+    fn put(&self, b: KBox<CPacket>) -> core::result::Result<(), KBox<CPacket>> {
+        let p = KBox::into_raw(b);
+        match self.0.compare_exchange(
+            core::ptr::null_mut(),
+            p,
+            Ordering::Release,
+            Ordering::Relaxed,
+        ) {
+            // INVARIANT: the slot owns `p` now.
+            Ok(_) => Ok(()),
+            // SAFETY: `p` was not stored: it is still this caller's box.
+            Err(_) => Err(unsafe { KBox::from_raw(p) }),
+        }
+    }
+
+    /// Closes the slot (the channel is released): returns what it kept;
+    /// nothing is kept from now on.
+    pub(super) fn close(&self) -> Option<KBox<CPacket>> {
+        let p = self.0.swap(Self::CLOSED, Ordering::AcqRel);
+        if p.is_null() || p == Self::CLOSED {
+            return None;
+        }
+        // SAFETY: the slot owned `p` (invariants) and let go of it.
+        Some(unsafe { KBox::from_raw(p) })
+    }
+}
+
 /// Frees a packet object (its record, if handles are checked, is gone
 /// already).
 ///
@@ -70,6 +141,9 @@ pub(super) unsafe fn free_packet(p: *mut CPacket) {
     // SAFETY: a kmalloc'ed packet object is `KBox::into_raw` of its box.
     let b = unsafe { KBox::from_raw(p) };
     let handle = b.handle.clone();
+    let Err(b) = handle.last_freed.put(b) else {
+        return;
+    };
     let rejected = match &mut *handle.lookaside.lock() {
         Some(kept) => kept.push_within_capacity(b).err().map(|e| e.0),
         None => Some(b),
@@ -198,7 +272,10 @@ pub unsafe extern "C" fn kmcl_packet_allocate(channel: *mut KmclChannel) -> *mut
     let Some(h) = (unsafe { handle(channel) }) else {
         return core::ptr::null_mut();
     };
-    let kept = Option::as_mut(&mut *h.lookaside.lock()).and_then(|k| k.pop());
+    let kept = h
+        .last_freed
+        .take()
+        .or_else(|| Option::as_mut(&mut *h.lookaside.lock()).and_then(|k| k.pop()));
     let b = match kept {
         Some(mut b) => {
             b.pointer.store(0, Ordering::Relaxed);

@@ -15,12 +15,13 @@
  * previous marker and clears the counts:
  *
  *   mark <n>
- *   tb <vaddr hex> <executions> <insns> <atomics> <fences> <icalls> <irq>
+ *   tb <vaddr hex> <executions> <insns> <atomics> <fences> <icalls> <irq> <callee hex>
  *   ...
  *
  * scripts/count_report.py maps the TB addresses to functions (entries of
  * a TB that starts a function are calls to it: spinlock calls are counted
- * that way) and divides by the packets of the window.
+ * that way; a TB that ends with a direct CALL names its callee, so calls
+ * are also counted by caller) and divides by the packets of the window.
  *
  * Plugin argument: out=<file> (default: kmcl-count.txt).
  *
@@ -65,11 +66,13 @@ size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
 uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *tb);
 struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t idx);
 size_t qemu_plugin_insn_data(const struct qemu_plugin_insn *insn, void *dest, size_t len);
+uint64_t qemu_plugin_insn_vaddr(const struct qemu_plugin_insn *insn);
 /* ----------------------------------------------------------------------- */
 
 struct tb_rec {
 	uint64_t vaddr;
 	uint64_t execs;		/* since the last marker */
+	uint64_t calls;		/* target of a direct CALL ending the TB, or 0 */
 	uint32_t insns, atomics, fences, icalls, irq;
 	struct tb_rec *next;
 };
@@ -144,9 +147,10 @@ static void dump(void)
 		uint64_t e = __atomic_exchange_n(&r->execs, 0, __ATOMIC_RELAXED);
 
 		if (e)
-			fprintf(out, "tb %llx %llu %u %u %u %u %u\n",
+			fprintf(out, "tb %llx %llu %u %u %u %u %u %llx\n",
 				(unsigned long long)r->vaddr, (unsigned long long)e,
-				r->insns, r->atomics, r->fences, r->icalls, r->irq);
+				r->insns, r->atomics, r->fences, r->icalls, r->irq,
+				(unsigned long long)r->calls);
 	}
 	fflush(out);
 }
@@ -180,6 +184,13 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 							       QEMU_PLUGIN_CB_NO_REGS, NULL);
 		else
 			classify(b, len, r);
+		/* A direct CALL rel32 (it ends its TB): its target. */
+		if (i == n - 1 && len == 5 && b[0] == 0xe8) {
+			int32_t rel;
+
+			memcpy(&rel, b + 1, sizeof(rel));
+			r->calls = qemu_plugin_insn_vaddr(insn) + 5 + (int64_t)rel;
+		}
 	}
 	qemu_plugin_register_vcpu_tb_exec_cb(tb, on_exec, QEMU_PLUGIN_CB_NO_REGS, r);
 	pthread_mutex_lock(&lock);

@@ -26,6 +26,34 @@ use crate::engine::{
 
 use super::Channel;
 
+/// What one batch of the receive work read, in ring order.
+enum Item {
+    /// A data packet, for the driver.
+    Data(IncomingPacket),
+    /// A completion of one of our packets: its routine and payload.
+    Completion(crate::engine::datapath::Routine, KVec<u8>),
+}
+
+/// Keeps in `spare` the larger of two completion payload buffers.
+fn keep_larger(spare: &mut KVec<u8>, data: KVec<u8>) {
+    if data.capacity() > spare.capacity() {
+        forget_empty(core::mem::replace(spare, data));
+    } else {
+        forget_empty(data);
+    }
+}
+
+/// Drops `v`; an empty vector without capacity owns no memory, so it is
+/// forgotten instead: dropping it would still call the allocator (the
+/// kernel's `Vec` frees unconditionally), once per completion here.
+fn forget_empty(v: KVec<u8>) {
+    if v.capacity() == 0 {
+        core::mem::forget(v);
+    } else {
+        drop(v);
+    }
+}
+
 /// Incoming packet callbacks (KMCL `EvtVmbChannelProcessPacket` and
 /// `EvtVmbChannelProcessingComplete`), called in softirq context.
 pub(crate) trait PacketCallbacks: Send + Sync {
@@ -338,9 +366,10 @@ impl Channel {
         // a batch and not filled, and packets given back during their
         // delivery. Settled in the next critical section.
         let (mut unused, mut caught) = (0u32, 0u32);
-        // Packet objects from the pool for the next batch, and the batch.
+        // Packet objects from the pool for the next batch, and the batch:
+        // data packets and completions in ring order.
         let mut objects: [Option<KBox<PacketObject>>; RX_BATCH] = Default::default();
-        let mut batch: [Option<IncomingPacket>; RX_BATCH] = Default::default();
+        let mut batch: [Option<Item>; RX_BATCH] = Default::default();
         loop {
             if fetched >= RX_BUDGET {
                 // Let other channels' work run; this one is queued again.
@@ -380,10 +409,11 @@ impl Channel {
                 }
                 allowed
             };
-            // Up to `allowed` data packets under one hold of the data lock,
-            // ending early at a completion (its routine runs without the
-            // lock) or an empty ring.
-            let (n, last, peer, written) = {
+            // Up to `allowed` data packets, and the completions among
+            // them (their routines run without the lock, in ring order
+            // with the data packets), under one hold of the data lock,
+            // ending early at an empty ring.
+            let (n, items, last, peer, written) = {
                 let mut data = self.data.lock();
                 let Some(dp) = Option::as_mut(&mut *data) else {
                     break;
@@ -394,6 +424,7 @@ impl Channel {
                     Err(why) => (false, Some(why)),
                 };
                 let mut n = 0;
+                let mut items = 0;
                 let mut last = Received::Empty;
                 if let Some(why) = broken {
                     last = Received::Broken(why);
@@ -406,13 +437,18 @@ impl Channel {
                     kick |= made_room;
                     last = step;
                 }
-                while broken.is_none() && n < allowed {
+                while broken.is_none() && n < allowed && items < RX_BATCH {
                     let (step, made_room) = dp.receive(self, &self.exposed, &mut objects[n], true);
                     kick |= made_room;
                     match step {
                         Received::Data(packet) => {
-                            batch[n] = Some(packet);
+                            batch[items] = Some(Item::Data(packet));
                             n += 1;
+                            items += 1;
+                        }
+                        Received::Completion(routine, data) => {
+                            batch[items] = Some(Item::Completion(routine, data));
+                            items += 1;
                         }
                         other => {
                             last = other;
@@ -422,7 +458,7 @@ impl Channel {
                 }
                 let peer = if kick { Some(dp.peer().clone()) } else { None };
                 severed |= dp.is_severed();
-                (n, last, peer, dp.has_written())
+                (n, items, last, peer, dp.has_written())
             };
             if let Some(peer) = peer {
                 self.signal(peer);
@@ -431,9 +467,23 @@ impl Channel {
                 self.run_written();
             }
             unused += (allowed - n) as u32;
-            fetched += n as u32;
-            for (slot, object) in batch.iter_mut().zip(objects.iter_mut()).take(n) {
-                let Some(packet) = slot.take() else {
+            fetched += items as u32;
+            // The completion payload buffer to hand back: the largest.
+            let mut spare = KVec::new();
+            let mut objects_used = objects.iter_mut();
+            for item in batch.iter_mut().take(items) {
+                let packet = match item.take() {
+                    Some(Item::Data(packet)) => packet,
+                    Some(Item::Completion(routine, data)) => {
+                        routine.run(Ok(()), &data);
+                        keep_larger(&mut spare, data);
+                        continue;
+                    }
+                    None => continue,
+                };
+                let Some(object) = objects_used.next() else {
+                    // Not reached: a data packet was read into each of the
+                    // first `n` objects.
                     continue;
                 };
                 if self.halted.load(core::sync::atomic::Ordering::Relaxed) {
@@ -459,9 +509,17 @@ impl Channel {
                     None => drop(packet),
                 }
             }
+            if spare.capacity() > 0 {
+                if let Some(dp) = Option::as_mut(&mut *self.data.lock()) {
+                    dp.return_spare(spare);
+                }
+            } else {
+                forget_empty(spare);
+            }
             match last {
                 // A full batch: there may be more.
-                Received::Empty | Received::Data(_) if n > 0 && n == allowed => {}
+                Received::Empty | Received::Data(_)
+                    if (n > 0 && n == allowed) || items == RX_BATCH => {}
                 // The ring is empty, or delivery is stopped.
                 Received::Empty | Received::Data(_) => break,
                 Received::Broken(why) => {
@@ -476,11 +534,16 @@ impl Channel {
                     self.need_memory(len);
                     break;
                 }
+                // Read while delivery is off (`allowed` 0).
                 Received::Completion(routine, data) => {
                     fetched += 1;
                     routine.run(Ok(()), &data);
-                    if let Some(dp) = Option::as_mut(&mut *self.data.lock()) {
-                        dp.return_spare(data);
+                    if data.capacity() > 0 {
+                        if let Some(dp) = Option::as_mut(&mut *self.data.lock()) {
+                            dp.return_spare(data);
+                        }
+                    } else {
+                        forget_empty(data);
                     }
                 }
             }

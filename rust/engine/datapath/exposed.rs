@@ -4,6 +4,11 @@
 //! transaction (until its completion), and the check of an incoming
 //! packet's range list against what its sender exposed.
 
+use core::sync::atomic::{
+    AtomicUsize,
+    Ordering, //
+};
+
 use kernel::{
     new_condvar, new_spinlock_irq,
     prelude::*,
@@ -60,6 +65,9 @@ pub(super) fn check_external(
 pub(crate) struct Exposed {
     #[pin]
     table: SpinLockIrq<KVec<Exposure>>,
+    /// `table`'s length, stored under its lock: a completion of a packet
+    /// without external data (when nothing is exposed) takes no lock.
+    entries: AtomicUsize,
     /// Signalled when the table becomes empty.
     #[pin]
     drained: CondVar,
@@ -70,6 +78,7 @@ impl Exposed {
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Exposed {
             table <- new_spinlock_irq!(KVec::new()),
+            entries: AtomicUsize::new(0),
             drained <- new_condvar!(),
         })
     }
@@ -88,18 +97,25 @@ impl Exposed {
         }
         // Room was reserved.
         let _ = t.push_within_capacity((tid, pages, mapped));
+        self.entries.store(t.len(), Ordering::Release);
         Ok(())
     }
 
     /// Ends the exposure for transaction `tid` (its completion came, or
     /// its packet was never written): its mapping ends (outside the lock).
     pub(crate) fn remove(&self, tid: u64) {
+        // Nothing exposed: `tid` has no entry. An entry is added before
+        // its packet is written, so before its completion can be read.
+        if self.entries.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let (gone, empty) = {
             let mut t = self.table.lock();
             let gone = t
                 .iter()
                 .position(|(id, _, _)| *id == tid)
                 .and_then(|i| t.remove(i).ok());
+            self.entries.store(t.len(), Ordering::Release);
             (gone, t.is_empty())
         };
         if gone.is_some() && empty {
@@ -129,7 +145,11 @@ impl Exposed {
     /// the other endpoint's channel is closed
     /// ([`MappedExternal::retire`]).
     pub(crate) fn clear(&self) {
-        let mut all = core::mem::take(&mut *self.table.lock());
+        let mut all = {
+            let mut t = self.table.lock();
+            self.entries.store(0, Ordering::Release);
+            core::mem::take(&mut *t)
+        };
         self.drained.notify_all();
         for (_, _, mapped) in all.iter_mut() {
             if let Some(m) = mapped {

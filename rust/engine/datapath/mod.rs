@@ -182,6 +182,13 @@ pub(crate) struct DataPath {
     /// data lock ([`Self::pop_written`]); room for all of them is reserved
     /// when they are queued.
     written: Fifo<Routine>,
+    /// Payload buffers of queued packets that were written, kept for the
+    /// next packets queued (a sender that keeps the ring full queues every
+    /// packet: without them each would cost an allocation and a free).
+    recycled: KVec<KVec<u8>>,
+    /// The capacity of `recycled`'s buffers, at most one outgoing ring's
+    /// data bytes.
+    recycled_bytes: usize,
     /// Payload bytes in `queue`.
     queued_bytes: usize,
     /// Most payload bytes `queue` may hold.
@@ -233,6 +240,10 @@ pub(crate) struct DataPathState {
 /// Payload bytes a channel queues for a full ring at least (see the
 /// module documentation).
 pub(crate) const QUEUE_LIMIT_MIN: usize = 1 << 20;
+
+/// Most payload buffers of written queued packets a channel keeps for
+/// reuse (their bytes are bounded by the outgoing ring's size too).
+pub(super) const RECYCLED_BUFFERS: usize = 64;
 
 /// How long kmcl waits for the other endpoint (or its driver) before it
 /// takes it for dead: sends waiting for room it does not make, a server's
@@ -350,6 +361,8 @@ impl DataPath {
             max_external,
             queue: Fifo::new(),
             written: Fifo::new(),
+            recycled: KVec::with_capacity(RECYCLED_BUFFERS, GFP_KERNEL)?,
+            recycled_bytes: 0,
             queued_bytes: 0,
             queue_limit,
             progress: Instant::now(),

@@ -90,8 +90,11 @@ pub(super) struct Packet<'a> {
 /// A packet waiting for room in the outgoing ring.
 pub(super) struct Queued {
     pub(super) ptype: PacketType,
-    pub(super) header: KVec<u8>,
-    pub(super) payload: KVec<u8>,
+    /// The header's bytes (`header_len`), then the payload's: one buffer,
+    /// reused for later packets once this one is written
+    /// ([`DataPath::recycle`]).
+    pub(super) bytes: KVec<u8>,
+    pub(super) header_len: usize,
     pub(super) completion_requested: bool,
     pub(super) transaction_id: u64,
     /// For packets without a completion request: run once written.
@@ -100,10 +103,14 @@ pub(super) struct Queued {
 
 impl Queued {
     fn packet(&self) -> Packet<'_> {
+        let (header, payload) = self
+            .bytes
+            .split_at_checked(self.header_len)
+            .unwrap_or((&[], &self.bytes));
         Packet {
             ptype: self.ptype,
-            header: &self.header,
-            payload: &self.payload,
+            header,
+            payload,
             completion_requested: self.completion_requested,
             transaction_id: self.transaction_id,
         }
@@ -257,18 +264,24 @@ impl DataPath {
     /// Queues `p` for room (its routine, if any, runs once it is written)
     /// and writes what fits. Returns whether to kick the peer.
     fn enqueue(&mut self, p: Packet<'_>, routine: Option<Routine>) -> Result<bool> {
-        let mut payload = KVec::with_capacity(p.payload.len(), GFP_ATOMIC)?;
-        payload.extend_from_slice(p.payload, GFP_ATOMIC)?;
-        let mut header = KVec::new();
-        header.extend_from_slice(p.header, GFP_ATOMIC)?;
+        let mut bytes = match self.recycled.pop() {
+            Some(b) => {
+                self.recycled_bytes -= b.capacity();
+                b
+            }
+            None => KVec::new(),
+        };
+        bytes.reserve(p.header.len() + p.payload.len(), GFP_ATOMIC)?;
+        bytes.extend_from_slice(p.header, GFP_ATOMIC)?;
+        bytes.extend_from_slice(p.payload, GFP_ATOMIC)?;
         if routine.is_some() {
             // Room to hand its routine out once written.
             self.written.reserve(self.queue.len() + 1)?;
         }
         self.queue.push(Queued {
             ptype: p.ptype,
-            header,
-            payload,
+            bytes,
+            header_len: p.header.len(),
             completion_requested: p.completion_requested,
             transaction_id: p.transaction_id,
             on_written: routine,
@@ -486,9 +499,14 @@ impl DataPath {
             ) {
                 Ok(()) => {
                     written += 1;
-                    self.queued_bytes -= q.payload.len();
+                    self.queued_bytes -= q.bytes.len() - q.header_len;
                     self.progress = Instant::now();
-                    if let Some(r) = self.queue.pop_front().and_then(|mut q| q.on_written.take()) {
+                    // Moved out whole: its buffer is reused, not freed.
+                    let routine = self.queue.pop_front().and_then(|q| {
+                        self.recycle(q.bytes);
+                        q.on_written
+                    });
+                    if let Some(r) = routine {
                         // Written: a packet without a completion request
                         // is complete. Its routine runs without the lock
                         // (it may send again); room was reserved.
@@ -522,6 +540,21 @@ impl DataPath {
         }
         let kick = self.out.commit().unwrap_or(false);
         Ok((kick, written))
+    }
+
+    /// Keeps the buffer of a written queued packet for the next
+    /// packet queued, within [`RECYCLED_BUFFERS`] buffers and one outgoing
+    /// ring's data bytes; frees it otherwise.
+    fn recycle(&mut self, mut b: KVec<u8>) {
+        let limit = crate::protocol::ring::RingMemory::data_len(self.out.memory());
+        if b.capacity() == 0 || self.recycled_bytes + b.capacity() > limit {
+            return;
+        }
+        b.clear();
+        let cap = b.capacity();
+        if self.recycled.push_within_capacity(b).is_ok() {
+            self.recycled_bytes += cap;
+        }
     }
 
     /// Whether routines of written packets wait to be run.

@@ -394,4 +394,82 @@ mod cases {
         assert_eq!(big.0.load(Ordering::SeqCst), EOVERFLOW.to_errno());
         close(client, server)
     }
+
+    /// What the client saw, in order: the routine of its packet `i` logs
+    /// `2i`, the server's data packet `i` logs `2i + 1`.
+    static ORDER: [AtomicU32; 16] = [const { AtomicU32::new(u32::MAX) }; 16];
+    static ORDER_AT: AtomicU32 = AtomicU32::new(0);
+
+    fn note_order(event: u32) {
+        let at = ORDER_AT.fetch_add(1, Ordering::SeqCst) as usize;
+        if let Some(slot) = ORDER.get(at) {
+            slot.store(event, Ordering::SeqCst);
+        }
+    }
+
+    /// Server: completes each packet, then sends a data packet with the
+    /// same tag (its first byte): the client's ring holds completion 0,
+    /// data 0, completion 1, data 1, ...
+    struct CompleteThenSend;
+
+    impl PacketCallbacks for CompleteThenSend {
+        fn process_packet(&self, channel: &Arc<Channel>, packet: IncomingPacket) {
+            let tag = packet.data().first().copied().unwrap_or(0xff);
+            let _ = packet.complete(&[]);
+            if let Ok(r) = KBox::new(Logged(None), GFP_ATOMIC) {
+                let _ = channel.send(&[tag], false, r);
+            }
+        }
+    }
+
+    /// Client: logs each data packet's tag.
+    struct LogData;
+
+    impl PacketCallbacks for LogData {
+        fn process_packet(&self, _channel: &Arc<Channel>, packet: IncomingPacket) {
+            let tag = packet.data().first().copied().unwrap_or(0xff);
+            note_order(2 * u32::from(tag) + 1);
+            let _ = packet.complete(&[]);
+        }
+    }
+
+    /// A routine that logs its event (`None`: nothing) when it runs.
+    struct Logged(Option<u32>);
+
+    impl SendCompletion for Logged {
+        fn complete(&mut self, _status: Result, _data: &[u8]) {
+            if let Some(event) = self.0 {
+                note_order(event);
+            }
+        }
+    }
+
+    /// Completions and data packets read in one batch of the receive work
+    /// reach the driver in ring order: each routine runs before the data
+    /// packet the other endpoint sent after completing.
+    #[test]
+    fn completions_and_data_packets_run_in_ring_order() -> Result {
+        ORDER_AT.store(0, Ordering::SeqCst);
+        for slot in &ORDER {
+            slot.store(u32::MAX, Ordering::SeqCst);
+        }
+        let bus = LoopbackBus::new()?;
+        let server = Channel::new(Role::Server, bus.clone())?;
+        server.configure(|s| s.interface_type = TYPE)?;
+        server.set_packet_callbacks(Arc::new(CompleteThenSend, GFP_KERNEL)?)?;
+        let client = Channel::new(Role::Client, bus)?;
+        client.configure(|s| s.interface_type = TYPE)?;
+        client.set_packet_callbacks(Arc::new(LogData, GFP_KERNEL)?)?;
+        open(&server, &client)?;
+        for i in 0..8u8 {
+            let routine = KBox::new(Logged(Some(2 * u32::from(i))), GFP_KERNEL)?;
+            client.send(&[i], true, routine)?;
+        }
+        assert!(wait_until(|| ORDER_AT.load(Ordering::SeqCst) == 16));
+        for (i, slot) in ORDER.iter().enumerate() {
+            assert_eq!(slot.load(Ordering::SeqCst), i as u32);
+        }
+        assert_eq!(client.counters().completions_in, 8);
+        close(client, server)
+    }
 }
