@@ -928,6 +928,24 @@ void kmcl_packet_set_completion_routine(struct kmcl_packet *packet,
 int kmcl_packet_send(struct kmcl_packet *packet, const void *buffer,
 		     u32 length, const struct kmcl_mdl *mdl, u32 flags);
 /**
+ * kmcl_channel_post() - sends an in-band packet nobody waits for, without
+ * a packet object (kmcl's extension).
+ * @channel: a connected channel.
+ * @buffer:  the payload, copied before this returns.
+ * @length:  bytes in @buffer (<= the maximum packet size).
+ *
+ * What kmcl_packet_allocate() and kmcl_packet_send() without
+ * WAIT_FOR_COMPLETION and without a routine do, in one call and without
+ * the packet object (hv_vmbus's vmbus_sendpacket() without a completion
+ * request): the packet is written to the ring, or queued as
+ * kmcl_packet_send() queues it.
+ * Context: any.
+ * Return: 0, -ENOTCONN, -EINVAL (NULL, too long), -ENOMEM, -ENOBUFS,
+ * -ENODEV, as kmcl_packet_send().
+ */
+int kmcl_channel_post(struct kmcl_channel *channel, const void *buffer,
+		      u32 length);
+/**
  * kmcl_packet_send_with_external_mdl() - VmbPacketSendWithExternalMdl.
  * @packet:     as kmcl_packet_send().
  * @buffer:     the in-band payload.

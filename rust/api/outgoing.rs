@@ -483,6 +483,33 @@ pub unsafe extern "C" fn kmcl_packet_send(
     end_send(packet, sent)
 }
 
+/// `kmcl_channel_post` (kmcl's own): an in-band packet without a packet
+/// object, a completion request or a routine; written to the ring or
+/// queued as `kmcl_packet_send` queues. Any context.
+///
+/// # Safety
+///
+/// `channel` is NULL or a live handle; `buffer` holds `length` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn kmcl_channel_post(
+    channel: *mut KmclChannel,
+    buffer: *const c_void,
+    length: u32,
+) -> c_int {
+    // SAFETY: the caller's promise.
+    let Some(h) = (unsafe { handle(channel) }) else {
+        return EINVAL.to_errno();
+    };
+    // SAFETY: the caller's promise; the bytes are copied into the ring (or
+    // the send queue) before this returns.
+    let sent = unsafe { bytes(buffer, length) }
+        .and_then(|payload| h.channel.send(payload, false, Routine::Function(posted, 0)));
+    errno(sent)
+}
+
+/// The routine of a posted packet: nothing to do (no packet object).
+fn posted(_word: usize, _status: Result, _data: &[u8]) {}
+
 /// External data must be sent with a completion request (KMCL: its pages
 /// are the sender's again only once the other endpoint completed it).
 pub(super) fn needs_wait(flags: u32) -> Result {

@@ -70,6 +70,7 @@ EXPORT_SYMBOL_NS_GPL(kmcl_packet_get_channel, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_packet_get_pointer, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_packet_initialize, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_packet_send, "KMCL");
+EXPORT_SYMBOL_NS_GPL(kmcl_channel_post, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_packet_send_with_external_mdl, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_packet_send_with_external_pfns, "KMCL");
 EXPORT_SYMBOL_NS_GPL(kmcl_packet_set_completion_routine, "KMCL");

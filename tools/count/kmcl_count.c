@@ -25,9 +25,8 @@
  *
  * Plugin argument: out=<file> (default: kmcl-count.txt).
  *
- * Only the few entry points of QEMU's plugin API this needs are declared
- * here, as QEMU documents them (include/qemu/qemu-plugin.h); Debian ships
- * the plugin-enabled QEMU but not that header.
+ * qemu_plugin_api.h declares the few entry points of QEMU's plugin API
+ * this needs (Debian ships the plugin-enabled QEMU but not its header).
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -37,37 +36,10 @@
 #include <string.h>
 #include <pthread.h>
 
-/* --- QEMU's plugin API (the subset used) ------------------------------- */
-typedef uint64_t qemu_plugin_id_t;
-struct qemu_plugin_tb;
-struct qemu_plugin_insn;
-typedef struct {
-	const char *target_name;
-	struct {
-		int min;
-		int cur;
-	} version;
-	bool system_emulation;
-} qemu_info_head;
-enum qemu_plugin_cb_flags { QEMU_PLUGIN_CB_NO_REGS };
-typedef void (*tb_trans_cb)(qemu_plugin_id_t id, struct qemu_plugin_tb *tb);
-typedef void (*vcpu_udata_cb)(unsigned int vcpu_index, void *userdata);
-typedef void (*udata_cb)(qemu_plugin_id_t id, void *userdata);
+#include "qemu_plugin_api.h"
 
 #define EXPORT __attribute__((visibility("default")))
 EXPORT int qemu_plugin_version = 2;
-void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id, tb_trans_cb cb);
-void qemu_plugin_register_vcpu_tb_exec_cb(struct qemu_plugin_tb *tb, vcpu_udata_cb cb,
-					  enum qemu_plugin_cb_flags flags, void *userdata);
-void qemu_plugin_register_vcpu_insn_exec_cb(struct qemu_plugin_insn *insn, vcpu_udata_cb cb,
-					    enum qemu_plugin_cb_flags flags, void *userdata);
-void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, udata_cb cb, void *userdata);
-size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
-uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *tb);
-struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t idx);
-size_t qemu_plugin_insn_data(const struct qemu_plugin_insn *insn, void *dest, size_t len);
-uint64_t qemu_plugin_insn_vaddr(const struct qemu_plugin_insn *insn);
-/* ----------------------------------------------------------------------- */
 
 struct tb_rec {
 	uint64_t vaddr;
@@ -164,7 +136,7 @@ static void on_marker(unsigned int vcpu, void *udata)
 	pthread_mutex_unlock(&lock);
 }
 
-static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
+static void on_translate(uint64_t id, struct qemu_plugin_tb *tb)
 {
 	size_t i, n = qemu_plugin_tb_n_insns(tb);
 	struct tb_rec *r = calloc(1, sizeof(*r));
@@ -181,7 +153,7 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 
 		if (is_marker(b, len))
 			qemu_plugin_register_vcpu_insn_exec_cb(insn, on_marker,
-							       QEMU_PLUGIN_CB_NO_REGS, NULL);
+							       KMCL_QEMU_PLUGIN_CB_NO_REGS, NULL);
 		else
 			classify(b, len, r);
 		/* A direct CALL rel32 (it ends its TB): its target. */
@@ -192,21 +164,21 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 			r->calls = qemu_plugin_insn_vaddr(insn) + 5 + (int64_t)rel;
 		}
 	}
-	qemu_plugin_register_vcpu_tb_exec_cb(tb, on_exec, QEMU_PLUGIN_CB_NO_REGS, r);
+	qemu_plugin_register_vcpu_tb_exec_cb(tb, on_exec, KMCL_QEMU_PLUGIN_CB_NO_REGS, r);
 	pthread_mutex_lock(&lock);
 	r->next = all;
 	all = r;
 	pthread_mutex_unlock(&lock);
 }
 
-static void on_atexit(qemu_plugin_id_t id, void *udata)
+static void on_atexit(uint64_t id, void *udata)
 {
 	(void)id;
 	(void)udata;
 	fclose(out);
 }
 
-EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_head *info, int argc,
+EXPORT int qemu_plugin_install(uint64_t id, const struct qemu_info_head *info, int argc,
 			       char **argv)
 {
 	const char *path = "kmcl-count.txt";

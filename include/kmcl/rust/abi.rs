@@ -457,6 +457,10 @@ kmcl_functions! {
     /// `VmbPacketSend`.
     FnPacketSend = kmcl_packet_send(packet: *mut KmclPacket, buffer: *const c_void,
         length: u32, mdl: *const KmclMdl, flags: u32) -> c_int;
+    /// kmcl's own: an in-band packet without a packet object, a completion
+    /// request or a routine.
+    FnChannelPost = kmcl_channel_post(channel: *mut KmclChannel, buffer: *const c_void,
+        length: u32) -> c_int;
     /// `VmbPacketSendWithExternalMdl`.
     FnPacketSendWithExternalMdl = kmcl_packet_send_with_external_mdl(packet: *mut KmclPacket,
         buffer: *const c_void, length: u32, mdl: *const KmclMdl, mdl_offset: u32,

@@ -1132,12 +1132,12 @@ impl ChannelRef<'_> {
             .map_err(|(_, e)| e)
     }
 
-    /// Sends `payload` without a completion request and without a routine
-    /// (`VmbPacketAllocate` + `VmbPacketSend` of a packet object whose
-    /// completion routine is NULL: kmcl frees the object, to the channel's
-    /// lookaside list, once the packet is in the ring). Allocates nothing
-    /// once the lookaside list is warm: the cheapest way to send a packet
-    /// nobody waits for. Any context.
+    /// Sends `payload` without a completion request and without a routine:
+    /// kmcl's `kmcl_channel_post`, what `VmbPacketAllocate` +
+    /// `VmbPacketSend` of a packet object whose completion routine is NULL
+    /// do, without the packet object. Written to the ring, or queued when
+    /// the ring is full (`ENOBUFS` once the queue is at its limit). The
+    /// cheapest way to send a packet nobody waits for. Any context.
     ///
     /// ```no_run
     /// # fn example(channel: kmcl::ChannelRef<'_>) -> Result {
@@ -1148,22 +1148,9 @@ impl ChannelRef<'_> {
     #[doc(alias = "VmbPacketSend")]
     pub fn post(&self, payload: &[u8]) -> Result {
         let len = len32(payload)?;
-        // SAFETY: the channel is live.
-        let raw = unsafe { abi::kmcl_packet_allocate(self.raw) };
-        if raw.is_null() {
-            return Err(ENOMEM);
-        }
-        // SAFETY: `raw` is a new packet object without a routine: on
-        // success kmcl frees it when the packet is in the ring; the
-        // payload is copied before the call returns.
-        let rc = unsafe {
-            abi::kmcl_packet_send(raw, payload.as_ptr().cast(), len, core::ptr::null(), 0)
-        };
-        if rc != 0 {
-            // SAFETY: a failed send leaves the packet object ours.
-            unsafe { abi::kmcl_packet_free(raw) };
-        }
-        result(rc)
+        // SAFETY: the channel is live; the payload is copied before the
+        // call returns.
+        result(unsafe { abi::kmcl_channel_post(self.raw, payload.as_ptr().cast(), len) })
     }
 
     /// kmcl's `kmcl_channel_register_transfer_page_set` (client,

@@ -575,6 +575,7 @@ mod cases {
                 kmcl_packet_send(p, b"early".as_ptr().cast(), 5, core::ptr::null(), wait),
                 -107
             );
+            assert_eq!(kmcl_channel_post(client, b"early".as_ptr().cast(), 5), -107);
             assert_eq!(kmcl_channel_enable(server), 0);
             assert_eq!(kmcl_channel_start(server), 0);
             assert_eq!(kmcl_channel_enable(client), 0);
@@ -611,6 +612,20 @@ mod cases {
             assert!(again == plain);
             assert!(kmcl_packet_get_pointer(again).is_null());
             kmcl_packet_free(again);
+            // kmcl_channel_post: a packet without a packet object.
+            let before = s.counters().packets_in;
+            for _ in 0..3 {
+                assert_eq!(kmcl_channel_post(client, b"post".as_ptr().cast(), 4), 0);
+            }
+            assert!(wait_until(|| s.counters().packets_in == before + 3));
+            assert_eq!(kmcl_channel_post(client, big.as_ptr().cast(), 65), -22);
+            assert_eq!(
+                kmcl_channel_post(core::ptr::null_mut(), b"post".as_ptr().cast(), 4),
+                -22
+            );
+            assert_eq!(kmcl_channel_post(client, core::ptr::null(), 4), -22);
+            assert_eq!(kmcl_channel_disable(client), 0);
+            assert_eq!(kmcl_channel_post(client, b"late".as_ptr().cast(), 4), -107);
             kmcl_channel_cleanup(client);
             kmcl_channel_cleanup(server);
         }
