@@ -118,6 +118,7 @@ def main():
             sys.exit(f"count_report: no plugin data for window {k} ({kind} wait={wait} size={size})")
         tot = [0] * 5
         locks = 0
+        blocks = 0
         per_fn = defaultdict(lambda: [0, 0, 0])  # instructions, calls, atomics
         callers = defaultdict(lambda: defaultdict(int))  # callee -> caller -> calls
         for vaddr, execs, insns, atomics, fences, icalls, irq, callee in tbs:
@@ -125,6 +126,7 @@ def main():
                 target, entry = symbol(callee)
                 if entry:
                     callers[target][symbol(vaddr)[0]] += execs
+            blocks += execs
             for i, v in enumerate((insns, atomics, fences, icalls, irq)):
                 tot[i] += execs * v
             name, entry = symbol(vaddr)
@@ -138,12 +140,13 @@ def main():
             "kind": kind, "wait": wait, "size": size, "packets": packets,
             "insns": tot[0] / packets, "atomics": tot[1] / packets, "fences": tot[2] / packets,
             "indirect_calls": tot[3] / packets, "irq_flag_changes": tot[4] / packets,
-            "spinlock_calls": locks / packets,
+            "spinlock_calls": locks / packets, "blocks": blocks / packets,
         }
         rows.append(row)
         label = "kmcl full path" if kind == "full" else "minimal hv_vmbus driver"
         lines.append(f"{label}, {'with' if wait else 'without'} completion requests, {size} B, {packets} packets")
-        lines.append("  per packet: {insns:.0f} instructions, {atomics:.2f} atomics, {fences:.2f} fences, "
+        lines.append("  per packet: {insns:.0f} instructions in {blocks:.0f} translated blocks, "
+                     "{atomics:.2f} atomics, {fences:.2f} fences, "
                      "{indirect_calls:.2f} indirect calls, {spinlock_calls:.2f} spinlock calls, "
                      "{irq_flag_changes:.2f} interrupt-flag changes".format(**row))
         top = sorted(per_fn.items(), key=lambda kv: -kv[1][0])[:TOP]
@@ -169,12 +172,12 @@ def main():
         inserts[at].append(f"    {n:6.2f} calls of {callee} from {nice(caller)}")
     for at in sorted(inserts, reverse=True):
         lines[at:at] = inserts[at]
-    header = (f"{'window':<44} {'insns':>7} {'atomics':>8} {'fences':>7} {'icalls':>7} "
-              f"{'locks':>6} {'irq':>5}")
+    header = (f"{'window':<28} {'insns':>7} {'blocks':>7} {'atomics':>8} {'fences':>7} "
+              f"{'icalls':>7} {'locks':>6} {'irq':>5}")
     table = [header]
     for r in rows:
         name = f"{'kmcl' if r['kind'] == 'full' else 'hv_vmbus'} {'wait' if r['wait'] else 'nowait'} {r['size']} B"
-        table.append(f"{name:<44} {r['insns']:7.0f} {r['atomics']:8.2f} {r['fences']:7.2f} "
+        table.append(f"{name:<28} {r['insns']:7.0f} {r['blocks']:7.0f} {r['atomics']:8.2f} {r['fences']:7.2f} "
                      f"{r['indirect_calls']:7.2f} {r['spinlock_calls']:6.2f} {r['irq_flag_changes']:5.2f}")
     text = "\n".join(["Per packet, counted by QEMU's TCG plugin tools/count/kmcl_count.c",
                       "(both vCPUs, everything the window ran: sender, receive work, idle)", ""]

@@ -2109,17 +2109,20 @@ unsafe extern "C" fn on_packet_done(
         unsafe { core::slice::from_raw_parts(buffer.cast::<u8>(), length as usize) }
     };
     let mut packet = Packet { raw: packet };
+    // One look at the slot (each is a call into kmcl).
+    let slot = packet.slot();
     // The transaction is over: the other endpoint reaches its external
     // data no more.
-    drop(packet.slot().external.take());
-    match &mut packet.slot().done {
-        Done::Shared(d) => {
-            // The routine may drop the packet, and with it the slot.
-            let d = d.clone();
-            d.done(packet, result(status), reply);
-        }
-        Done::Once(d) => {
-            let d = d.take();
+    drop(slot.external.take());
+    // The routine may drop the packet, and with it the slot: what it needs
+    // is taken out first.
+    let done = match &mut slot.done {
+        Done::Shared(d) => Ok(d.clone()),
+        Done::Once(d) => Err(d.take()),
+    };
+    match done {
+        Ok(d) => d.done(packet, result(status), reply),
+        Err(d) => {
             drop(packet);
             if let Some(mut d) = d {
                 d.done(result(status), reply);

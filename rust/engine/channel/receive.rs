@@ -412,8 +412,11 @@ impl Channel {
             // Up to `allowed` data packets, and the completions among
             // them (their routines run without the lock, in ring order
             // with the data packets), under one hold of the data lock,
-            // ending early at an empty ring.
-            let (n, items, last, peer, written) = {
+            // ending early at an empty ring or at a completion with a
+            // payload: that one takes the data path's spare buffer, which
+            // must come back before the next such completion is read, or
+            // each would allocate (and free) a buffer of its own.
+            let (n, items, at_completion, last, peer, written) = {
                 let mut data = self.data.lock();
                 let Some(dp) = Option::as_mut(&mut *data) else {
                     break;
@@ -425,6 +428,7 @@ impl Channel {
                 };
                 let mut n = 0;
                 let mut items = 0;
+                let mut at_completion = false;
                 let mut last = Received::Empty;
                 if let Some(why) = broken {
                     last = Received::Broken(why);
@@ -447,8 +451,15 @@ impl Channel {
                             items += 1;
                         }
                         Received::Completion(routine, data) => {
+                            // A completion with a payload ends the batch:
+                            // its buffer (the data path's one spare) goes
+                            // back before the next completion is read.
+                            at_completion = data.capacity() > 0;
                             batch[items] = Some(Item::Completion(routine, data));
                             items += 1;
+                            if at_completion {
+                                break;
+                            }
                         }
                         other => {
                             last = other;
@@ -458,7 +469,7 @@ impl Channel {
                 }
                 let peer = if kick { Some(dp.peer().clone()) } else { None };
                 severed |= dp.is_severed();
-                (n, items, last, peer, dp.has_written())
+                (n, items, at_completion, last, peer, dp.has_written())
             };
             if let Some(peer) = peer {
                 self.signal(peer);
@@ -517,9 +528,10 @@ impl Channel {
                 forget_empty(spare);
             }
             match last {
-                // A full batch: there may be more.
+                // A full batch, or one that ended at a completion with a
+                // payload: there may be more.
                 Received::Empty | Received::Data(_)
-                    if (n > 0 && n == allowed) || items == RX_BATCH => {}
+                    if (n > 0 && n == allowed) || items == RX_BATCH || at_completion => {}
                 // The ring is empty, or delivery is stopped.
                 Received::Empty | Received::Data(_) => break,
                 Received::Broken(why) => {
