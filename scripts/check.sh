@@ -3,7 +3,8 @@
 #
 # `make check`: every kmcl test, ending with "N passed, N failed".
 #
-#   1. host: cargo test of the protocol layer (each test counts)
+#   1. host: cargo test of the protocol layer (each test counts), the fuzz
+#      targets, the counting plugin's classifier (tools/count)
 #   2. style: rustfmt and checkpatch.pl on our sources
 #   3. build: test kernel (cached), kmcl modules with warnings as errors,
 #      and the same under clippy (CLIPPY=1)
@@ -72,6 +73,19 @@ while read -r line; do
 	"FAIL "*) failed=$((failed + 1)) ;;
 	esac
 done < <(scripts/fuzz.sh "${KMCL_FUZZ_SECONDS:-10}" 2>&1)
+
+step "host: the counting plugin (tools/count: make bench's per-packet counts)"
+# Its instruction classes on known encodings, and the plugin itself builds
+# (QEMU loads it only in make bench).
+if cc -O2 -Wall -Wextra -Werror -o out/count-classify-test tools/count/classify_test.c &&
+	out/count-classify-test; then
+	result "count plugin: instruction classes of known encodings" 0
+else
+	result "count plugin: instruction classes of known encodings" 1
+fi
+cc -O2 -Wall -Wextra -Werror -shared -fPIC -fvisibility=hidden \
+	-o out/kmcl_count.so tools/count/kmcl_count.c
+result "count plugin: builds" $?
 
 step "style: rustfmt --check"
 rustfmt_out=$(git ls-files -co --exclude-standard '*.rs' | xargs /usr/bin/rustfmt --check --color never --edition 2021 2>&1)

@@ -36,6 +36,7 @@
 #include <string.h>
 #include <pthread.h>
 
+#include "classify.h"
 #include "qemu_plugin_api.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -45,7 +46,8 @@ struct tb_rec {
 	uint64_t vaddr;
 	uint64_t execs;		/* since the last marker */
 	uint64_t calls;		/* target of a direct CALL ending the TB, or 0 */
-	uint32_t insns, atomics, fences, icalls, irq;
+	uint32_t insns;
+	struct kmcl_insn_counts c;
 	struct tb_rec *next;
 };
 
@@ -53,54 +55,6 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct tb_rec *all;	/* every TB translated (under lock) */
 static FILE *out;
 static uint64_t marks;
-
-/* What one x86-64 instruction is, from its bytes. */
-static void classify(const uint8_t *b, size_t n, struct tb_rec *r)
-{
-	size_t i = 0;
-	bool lock_prefix = false;
-
-	/* Legacy prefixes, then at most one REX prefix. */
-	while (i < n && (b[i] == 0xf0 || b[i] == 0xf2 || b[i] == 0xf3 || b[i] == 0x66 ||
-			 b[i] == 0x67 || b[i] == 0x2e || b[i] == 0x3e || b[i] == 0x26 ||
-			 b[i] == 0x36 || b[i] == 0x64 || b[i] == 0x65)) {
-		lock_prefix |= b[i] == 0xf0;
-		i++;
-	}
-	if (i < n && (b[i] & 0xf0) == 0x40)
-		i++;
-	if (i >= n)
-		return;
-	if (lock_prefix) {
-		r->atomics++;
-		return;
-	}
-	switch (b[i]) {
-	case 0x86:
-	case 0x87:	/* XCHG r/m, r: locked when r/m is memory */
-		if (i + 1 < n && (b[i + 1] >> 6) != 3)
-			r->atomics++;
-		return;
-	case 0xfa:	/* CLI */
-	case 0xfb:	/* STI */
-	case 0x9d:	/* POPF */
-		r->irq++;
-		return;
-	case 0xff:	/* group 5: /2 is CALL r/m */
-		if (i + 1 < n && ((b[i + 1] >> 3) & 7) == 2)
-			r->icalls++;
-		return;
-	case 0x0f:	/* 0F AE /5 /6 /7 with a register operand: fences */
-		if (i + 2 < n && b[i + 1] == 0xae && b[i + 2] >= 0xe8)
-			r->fences++;
-		return;
-	}
-}
-
-static bool is_marker(const uint8_t *b, size_t n)
-{
-	return n == 3 && b[0] == 0x66 && b[1] == 0x87 && b[2] == 0xdb;
-}
 
 static void on_exec(unsigned int vcpu, void *udata)
 {
@@ -121,7 +75,7 @@ static void dump(void)
 		if (e)
 			fprintf(out, "tb %llx %llu %u %u %u %u %u %llx\n",
 				(unsigned long long)r->vaddr, (unsigned long long)e,
-				r->insns, r->atomics, r->fences, r->icalls, r->irq,
+				r->insns, r->c.atomics, r->c.fences, r->c.icalls, r->c.irq,
 				(unsigned long long)r->calls);
 	}
 	fflush(out);
@@ -151,11 +105,11 @@ static void on_translate(uint64_t id, struct qemu_plugin_tb *tb)
 		uint8_t b[16];
 		size_t len = qemu_plugin_insn_data(insn, b, sizeof(b));
 
-		if (is_marker(b, len))
+		if (kmcl_is_marker(b, len))
 			qemu_plugin_register_vcpu_insn_exec_cb(insn, on_marker,
 							       KMCL_QEMU_PLUGIN_CB_NO_REGS, NULL);
 		else
-			classify(b, len, r);
+			kmcl_classify(b, len, &r->c);
 		/* A direct CALL rel32 (it ends its TB): its target. */
 		if (i == n - 1 && len == 5 && b[0] == 0xe8) {
 			int32_t rel;
