@@ -34,15 +34,6 @@ enum Item {
     Completion(crate::engine::datapath::Routine, KVec<u8>),
 }
 
-/// Keeps in `spare` the larger of two completion payload buffers.
-fn keep_larger(spare: &mut KVec<u8>, data: KVec<u8>) {
-    if data.capacity() > spare.capacity() {
-        forget_empty(core::mem::replace(spare, data));
-    } else {
-        forget_empty(data);
-    }
-}
-
 /// Drops `v`; an empty vector without capacity owns no memory, so it is
 /// forgotten instead: dropping it would still call the allocator (the
 /// kernel's `Vec` frees unconditionally), once per completion here.
@@ -412,11 +403,12 @@ impl Channel {
             // Up to `allowed` data packets, and the completions among
             // them (their routines run without the lock, in ring order
             // with the data packets), under one hold of the data lock,
-            // ending early at an empty ring or at a completion with a
-            // payload: that one takes the data path's spare buffer, which
-            // must come back before the next such completion is read, or
-            // each would allocate (and free) a buffer of its own.
-            let (n, items, at_completion, last, peer, written) = {
+            // ending early at an empty ring. Each completion's payload is
+            // in one of the data path's spare buffers, all handed back
+            // after the batch (a buffer allocated and freed per completion
+            // would churn the allocator, and under KASAN fill its
+            // quarantine, which softirq allocations never trim).
+            let (n, items, last, peer, written) = {
                 let mut data = self.data.lock();
                 let Some(dp) = Option::as_mut(&mut *data) else {
                     break;
@@ -428,7 +420,6 @@ impl Channel {
                 };
                 let mut n = 0;
                 let mut items = 0;
-                let mut at_completion = false;
                 let mut last = Received::Empty;
                 if let Some(why) = broken {
                     last = Received::Broken(why);
@@ -451,15 +442,8 @@ impl Channel {
                             items += 1;
                         }
                         Received::Completion(routine, data) => {
-                            // A completion with a payload ends the batch:
-                            // its buffer (the data path's one spare) goes
-                            // back before the next completion is read.
-                            at_completion = data.capacity() > 0;
                             batch[items] = Some(Item::Completion(routine, data));
                             items += 1;
-                            if at_completion {
-                                break;
-                            }
                         }
                         other => {
                             last = other;
@@ -469,7 +453,7 @@ impl Channel {
                 }
                 let peer = if kick { Some(dp.peer().clone()) } else { None };
                 severed |= dp.is_severed();
-                (n, items, at_completion, last, peer, dp.has_written())
+                (n, items, last, peer, dp.has_written())
             };
             if let Some(peer) = peer {
                 self.signal(peer);
@@ -479,15 +463,22 @@ impl Channel {
             }
             unused += (allowed - n) as u32;
             fetched += items as u32;
-            // The completion payload buffer to hand back: the largest.
-            let mut spare = KVec::new();
+            // The completion payload buffers to hand back.
+            let mut used: [Option<KVec<u8>>; RX_BATCH] = Default::default();
+            let mut n_used = 0;
             let mut objects_used = objects.iter_mut();
             for item in batch.iter_mut().take(items) {
                 let packet = match item.take() {
                     Some(Item::Data(packet)) => packet,
                     Some(Item::Completion(routine, data)) => {
                         routine.run(Ok(()), &data);
-                        keep_larger(&mut spare, data);
+                        match used.get_mut(n_used) {
+                            Some(slot) if data.capacity() > 0 => {
+                                *slot = Some(data);
+                                n_used += 1;
+                            }
+                            _ => forget_empty(data),
+                        }
                         continue;
                     }
                     None => continue,
@@ -520,18 +511,17 @@ impl Channel {
                     None => drop(packet),
                 }
             }
-            if spare.capacity() > 0 {
+            if n_used > 0 {
                 if let Some(dp) = Option::as_mut(&mut *self.data.lock()) {
-                    dp.return_spare(spare);
+                    for b in used.iter_mut().take(n_used).filter_map(Option::take) {
+                        dp.return_spare(b);
+                    }
                 }
-            } else {
-                forget_empty(spare);
             }
             match last {
-                // A full batch, or one that ended at a completion with a
-                // payload: there may be more.
+                // A full batch: there may be more.
                 Received::Empty | Received::Data(_)
-                    if (n > 0 && n == allowed) || items == RX_BATCH || at_completion => {}
+                    if (n > 0 && n == allowed) || items == RX_BATCH => {}
                 // The ring is empty, or delivery is stopped.
                 Received::Empty | Received::Data(_) => break,
                 Received::Broken(why) => {

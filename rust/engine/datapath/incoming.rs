@@ -229,16 +229,15 @@ impl DataPath {
             if d.packet_type() != PacketType::Completion {
                 return self.take_data(spare, &pkt, channel);
             }
-            // The completion payload goes into the spare buffer, which the
+            // The completion payload goes into a spare buffer, which the
             // receive work hands back after the routine ran.
-            let mut data = core::mem::take(&mut self.spare);
-            data.clear();
+            let mut data = self.take_spare();
             let payload = pkt.payload(&self.buf);
             if injected_failure() || data.extend_from_slice(payload, GFP_ATOMIC).is_err() {
                 // Out of memory: read it again once memory for it was
                 // found in process context.
                 let len = payload.len();
-                self.spare = data;
+                self.return_spare(data);
                 self.inc.revert();
                 return (Received::NoMemory(len), false);
             }
@@ -253,12 +252,12 @@ impl DataPath {
                 Matched::Late => {
                     self.counters.late_completions += 1;
                     exposed.remove(id);
-                    self.spare = data;
+                    self.return_spare(data);
                 }
                 Matched::Unknown if let Some(i) = self.orphans.iter().position(|o| *o == id) => {
                     let _ = self.orphans.remove(i);
                     self.counters.late_completions += 1;
-                    self.spare = data;
+                    self.return_spare(data);
                 }
                 Matched::Unknown => {
                     pr_err!(
@@ -267,7 +266,7 @@ impl DataPath {
                         id
                     );
                     self.counters.bad_completions += 1;
-                    self.spare = data;
+                    self.return_spare(data);
                     self.broken = true;
                     return (Received::Broken(CloseReason::BadCompletion), kick);
                 }
@@ -358,10 +357,35 @@ impl DataPath {
         (Received::Broken(why), false)
     }
 
-    /// Hands back the buffer of a [`Received::Completion`].
+    /// A spare buffer for a completion payload, empty (one without
+    /// capacity when none is kept).
+    fn take_spare(&mut self) -> KVec<u8> {
+        match self.spares.pop() {
+            Some(mut b) => {
+                self.spare_bytes -= b.capacity();
+                b.clear();
+                b
+            }
+            None => KVec::new(),
+        }
+    }
+
+    /// Hands back the buffer of a [`Received::Completion`]: kept for a
+    /// later completion within [`super::SPARE_BUFFERS`] buffers and one
+    /// incoming ring's bytes, freed otherwise. A buffer without capacity
+    /// owns no memory and is forgotten (dropping it would still call the
+    /// allocator: the kernel's `Vec` frees unconditionally).
     pub(crate) fn return_spare(&mut self, data: KVec<u8>) {
-        if data.capacity() > self.spare.capacity() {
-            self.spare = data;
+        let cap = data.capacity();
+        if cap == 0 {
+            core::mem::forget(data);
+            return;
+        }
+        if self.spare_bytes + cap > crate::protocol::ring::RingMemory::data_len(self.inc.memory()) {
+            return;
+        }
+        if self.spares.push_within_capacity(data).is_ok() {
+            self.spare_bytes += cap;
         }
     }
 }

@@ -198,8 +198,12 @@ pub(crate) struct DataPath {
     progress: Instant<Monotonic>,
     /// Sent packets awaiting a completion, by transaction id.
     outstanding: Transactions<Routine, RoutineSlots>,
-    /// The buffer completion payloads are received into.
-    spare: KVec<u8>,
+    /// The buffers completion payloads are received into, one per
+    /// completion of a receive batch ([`Self::return_spare`] keeps at
+    /// most [`SPARE_BUFFERS`] of them, within one incoming ring's bytes).
+    spares: KVec<KVec<u8>>,
+    /// The capacity of `spares`' buffers.
+    spare_bytes: usize,
     /// The incoming ring was found corrupt: stop reading it.
     broken: bool,
     /// The other endpoint left (or the channel is closing): no new packet
@@ -240,6 +244,10 @@ pub(crate) struct DataPathState {
 /// Payload bytes a channel queues for a full ring at least (see the
 /// module documentation).
 pub(crate) const QUEUE_LIMIT_MIN: usize = 1 << 20;
+
+/// Most completion payload buffers a channel keeps for reuse: one per
+/// completion the receive work reads in one batch.
+pub(crate) const SPARE_BUFFERS: usize = 16;
 
 /// Most payload buffers of written queued packets a channel keeps for
 /// reuse (their bytes are bounded by the outgoing ring's size too).
@@ -367,7 +375,8 @@ impl DataPath {
             queue_limit,
             progress: Instant::now(),
             outstanding: no_transactions(),
-            spare: KVec::new(),
+            spares: KVec::with_capacity(SPARE_BUFFERS, GFP_KERNEL)?,
+            spare_bytes: 0,
             broken: false,
             severed: false,
             closing: false,
