@@ -9,7 +9,9 @@ order, and the KSYM lines with the module symbols), and the kernel's
 System.map.  For each window it writes, per packet: instructions, atomic
 read-modify-writes, fences, indirect calls, interrupt-flag changes, calls
 to the kernel's spinlock functions (entries of `_raw_spin_lock*` and
-`_raw_spin_trylock*`), and the functions that executed most instructions.
+`_raw_spin_trylock*`), and the functions that entered most translated
+blocks (under TCG the time follows the blocks more than the instructions),
+with their instructions, calls and atomics.
 
 usage: count_report.py COUNTS.RAW CONSOLE.LOG SYSTEM.MAP OUT.TXT [OUT.CSV]
 """
@@ -21,7 +23,7 @@ import sys
 from collections import defaultdict
 
 LOCK_RE = re.compile(r"^_raw_(spin|read|write)_(try)?lock(_irqsave|_irq_disable|_irq|_bh)?$")
-TOP = 14
+TOP = 24
 # Rust's helpers around them (their callers are the Rust code).
 HELPER_RE = re.compile(r"^rust_helper_(spin_lock|spin_unlock|krealloc|kvrealloc|kfree)")
 # Allocator entry points whose callers the report names.
@@ -119,7 +121,7 @@ def main():
         tot = [0] * 5
         locks = 0
         blocks = 0
-        per_fn = defaultdict(lambda: [0, 0, 0])  # instructions, calls, atomics
+        per_fn = defaultdict(lambda: [0, 0, 0, 0])  # instructions, calls, atomics, blocks
         callers = defaultdict(lambda: defaultdict(int))  # callee -> caller -> calls
         for vaddr, execs, insns, atomics, fences, icalls, irq, callee in tbs:
             if callee:
@@ -132,6 +134,7 @@ def main():
             name, entry = symbol(vaddr)
             per_fn[name][0] += execs * insns
             per_fn[name][2] += execs * atomics
+            per_fn[name][3] += execs
             if entry:
                 per_fn[name][1] += execs
                 if LOCK_RE.match(name.split(" ")[0]):
@@ -149,7 +152,9 @@ def main():
                      "{atomics:.2f} atomics, {fences:.2f} fences, "
                      "{indirect_calls:.2f} indirect calls, {spinlock_calls:.2f} spinlock calls, "
                      "{irq_flag_changes:.2f} interrupt-flag changes".format(**row))
-        top = sorted(per_fn.items(), key=lambda kv: -kv[1][0])[:TOP]
+        # Under TCG time follows the blocks entered more than the
+        # instructions: the functions that enter most come first.
+        top = sorted(per_fn.items(), key=lambda kv: (-kv[1][3], -kv[1][0]))[:TOP]
         tops.append((len(lines), top, packets))
         # Where the spinlock and allocator calls come from.
         for callee in sorted(callers):
@@ -165,9 +170,9 @@ def main():
                      + [c for _, _, c, _ in calls_from])
     inserts = defaultdict(list)
     for at, top, packets in tops:
-        inserts[at] += [f"    {insns / packets:8.1f} insns {calls / packets:6.2f} calls "
-                        f"{atomics / packets:5.2f} atomics  {nice(name)}"
-                        for name, (insns, calls, atomics) in top]
+        inserts[at] += [f"    {blocks / packets:6.1f} blocks {insns / packets:7.1f} insns "
+                        f"{calls / packets:5.2f} calls {atomics / packets:5.2f} atomics  {nice(name)}"
+                        for name, (insns, calls, atomics, blocks) in top]
     for at, callee, caller, n in calls_from:
         inserts[at].append(f"    {n:6.2f} calls of {callee} from {nice(caller)}")
     for at in sorted(inserts, reverse=True):
