@@ -117,7 +117,14 @@ fn find(addr: usize) -> Option<(&'static AtomicUsize, usize)> {
 }
 
 /// Whether `addr` is recorded as `kind` (always, when not checking).
+#[inline]
 pub(super) fn is(addr: usize, kind: Kind) -> bool {
+    // The usual case first, inline: the handle in the first slot it may be
+    // in (an aligned address only: `entry` of a misaligned one could equal
+    // another handle's entry).
+    if addr & KIND_MASK == 0 && TABLE[start(addr)].load(Ordering::Acquire) == entry(addr, kind) {
+        return true;
+    }
     !enabled() || find(addr).is_some_and(|(_, v)| v == entry(addr, kind))
 }
 

@@ -502,13 +502,9 @@ pub unsafe extern "C" fn kmcl_channel_post(
     };
     // SAFETY: the caller's promise; the bytes are copied into the ring (or
     // the send queue) before this returns.
-    let sent = unsafe { bytes(buffer, length) }
-        .and_then(|payload| h.channel.send(payload, false, Routine::Function(posted, 0)));
+    let sent = unsafe { bytes(buffer, length) }.and_then(|payload| h.channel.post_packet(payload));
     errno(sent)
 }
-
-/// The routine of a posted packet: nothing to do (no packet object).
-fn posted(_word: usize, _status: Result, _data: &[u8]) {}
 
 /// External data must be sent with a completion request (KMCL: its pages
 /// are the sender's again only once the other endpoint completed it).

@@ -148,13 +148,22 @@ fn checked_index(raw: u32, size: u32) -> Result<u32, RingError> {
     Ok(raw)
 }
 
-/// Bytes from `from` to `to` going forward around a ring of `size` bytes.
+/// Bytes from `from` to `to` going forward around a ring of `size` bytes,
+/// for `from` and `to` below `size` (validated indices).
+///
+/// The ring's offset arithmetic (here, in [`advance`] and in
+/// `OutgoingRing::free_from`) wraps instead of checking for overflow: its
+/// operands are validated indices below `size`, so no result leaves
+/// `0..size`, and with `CONFIG_RUST_OVERFLOW_CHECKS` (the kernel's
+/// default) each checked operation is a branch to a panic on the
+/// per-packet path.
 #[inline]
 fn distance(from: u32, to: u32, size: u32) -> u32 {
+    let d = to.wrapping_sub(from);
     if to >= from {
-        to - from
+        d
     } else {
-        size - from + to
+        d.wrapping_add(size)
     }
 }
 
@@ -165,9 +174,10 @@ fn distance(from: u32, to: u32, size: u32) -> u32 {
 /// value carries a division-by-zero panic path that objtool cannot follow.
 #[inline]
 fn advance(offset: u32, len: usize, size: u32) -> u32 {
-    let end = offset as usize + len;
+    // Both below 2^32: no overflow (see `distance`).
+    let end = (offset as usize).wrapping_add(len);
     if end >= size as usize {
-        (end - size as usize) as u32
+        end.wrapping_sub(size as usize) as u32
     } else {
         end as u32
     }
@@ -286,8 +296,9 @@ impl<M: RingMemory> OutgoingRing<M> {
     fn free_from(&self, read: u32) -> usize {
         let used = distance(read, self.next, self.size);
         // A ring is never filled completely: keep 8 bytes so that a full
-        // ring does not look empty.
-        (self.size - used) as usize - PACKET_ALIGN
+        // ring does not look empty. `used` is a distance between 8-aligned
+        // indices below `size`, so at most `size - 8` (see `distance`).
+        (self.size.wrapping_sub(used) as usize).wrapping_sub(PACKET_ALIGN)
     }
 
     /// The largest packet (trailer included) this ring can ever take.
@@ -475,13 +486,16 @@ pub enum Next {
 /// # Invariants
 ///
 /// `size` is `mem.data_len()`, a non-zero multiple of 8 that fits in `u32`;
-/// `committed` and `next` are 8-aligned and below `size`, and `next` never
-/// passes the last validated write index.
+/// `committed`, `last` and `next` are 8-aligned and below `size`, `last`
+/// lies from `committed` to `next` (in ring order), and `next` never passes
+/// the last validated write index.
 pub struct IncomingRing<M: RingMemory> {
     mem: M,
     size: u32,
     /// The `read_index` we last published.
     committed: u32,
+    /// Where the packet read last starts (`committed` after a commit).
+    last: u32,
     /// Where the next packet to read starts.
     next: u32,
     /// The writer's index as last read (validated): packets up to it are
@@ -495,12 +509,13 @@ impl<M: RingMemory> IncomingRing<M> {
     pub fn new(mem: M) -> Result<Self, RingError> {
         let size = checked_size(&mem)?;
         let committed = checked_index(mem.control()[READ_INDEX].load(Ordering::Acquire), size)?;
-        // INVARIANT: size and committed were validated; next == committed;
-        // nothing is known to be published yet.
+        // INVARIANT: size and committed were validated; last == next ==
+        // committed; nothing is known to be published yet.
         Ok(Self {
             mem,
             size,
             committed,
+            last: committed,
             next: committed,
             known_write: committed,
         })
@@ -593,7 +608,9 @@ impl<M: RingMemory> IncomingRing<M> {
             let body_at = advance(self.next, DESCRIPTOR_SIZE, self.size);
             read_wrapped(&self.mem, self.size, body_at, &mut buf[DESCRIPTOR_SIZE..]);
         }
-        // INVARIANT: the packet and trailer are within `available`.
+        // INVARIANT: the packet and trailer are within `available`; the
+        // packet read last starts where `next` was.
+        self.last = self.next;
         self.next = advance(self.next, descriptor.ring_len(), self.size);
         Ok(Next::Read(ReadPacket { descriptor }))
     }
@@ -606,7 +623,17 @@ impl<M: RingMemory> IncomingRing<M> {
     /// Forgets the packets read since the last commit: they will be read
     /// again (for a reader that could not take a packet after all).
     pub fn revert(&mut self) {
+        // INVARIANT: last == next == committed.
         self.next = self.committed;
+        self.last = self.committed;
+    }
+
+    /// Forgets the packet read last (only that one: those before it stay
+    /// read, for a reader that commits once per batch). It will be read
+    /// again. Does nothing right after a commit or a revert.
+    pub fn unread(&mut self) {
+        // INVARIANT: `last` lies from `committed` to `next`.
+        self.next = self.last;
     }
 
     /// Returns the packets read since the last commit to the writer.
@@ -624,7 +651,9 @@ impl<M: RingMemory> IncomingRing<M> {
         // loads, as in `OutgoingRing::commit`).
         let control = self.mem.control();
         control[READ_INDEX].store(self.next, Ordering::SeqCst);
+        // INVARIANT: last == committed == next.
         self.committed = self.next;
+        self.last = self.next;
         if control[FEATURE_BITS].load(Ordering::SeqCst) & FEATURE_PENDING_SEND_SIZE == 0 {
             return false;
         }
@@ -640,6 +669,21 @@ impl<M: RingMemory> IncomingRing<M> {
         let free_before = size - distance(old, write, self.size) as usize - PACKET_ALIGN;
         let free_now = size - distance(self.next, write, self.size) as usize - PACKET_ALIGN;
         free_before < pending && free_now >= pending
+    }
+
+    /// [`commit`](Self::commit), then a look at the writer's index:
+    /// (whether the writer must be signalled, whether packets arrived
+    /// since the ring was last found empty). For a reader that commits
+    /// once per batch and has just found the ring empty: a writer decides
+    /// whether to signal from the read index we published, so a packet it
+    /// committed after our last look and before this commit came with no
+    /// signal, and the reader must go on reading instead of stopping.
+    pub fn commit_and_poll(&mut self) -> Result<(bool, bool), RingError> {
+        let kick = self.commit();
+        // Ordered after the index store (sequentially consistent, as the
+        // writer's store of its index and load of ours).
+        self.known_write = self.write_index(Ordering::SeqCst)?;
+        Ok((kick, self.known_write != self.next))
     }
 
     /// Sets or clears `interrupt_mask`: while set, the writer does not
@@ -1132,6 +1176,70 @@ mod tests {
         assert!(!rd.has_uncommitted());
         assert_eq!(next_id(&mut rd), Some(2));
         assert_eq!(next_id(&mut rd), None);
+    }
+
+    #[test]
+    fn unread_puts_back_only_the_last_packet_of_a_batch() {
+        let r = Ring::new(512);
+        let mut w = OutgoingRing::new(r.mem()).unwrap();
+        let mut rd = IncomingRing::new(r.mem()).unwrap();
+        for id in 1..=3 {
+            w.write(PacketType::InBand, &[], &[id as u8; 8], false, id)
+                .unwrap();
+        }
+        w.commit().unwrap();
+        let read_index = |r: &Ring| r.control[READ_INDEX].load(Ordering::SeqCst);
+        let mut buf = [0u8; 64];
+        let mut next_id = |rd: &mut IncomingRing<_>| {
+            rd.read(&mut buf)
+                .unwrap()
+                .map(|p| p.descriptor.transaction_id())
+        };
+        // A batch of two, the second put back: the first stays read.
+        assert_eq!(next_id(&mut rd), Some(1));
+        assert_eq!(next_id(&mut rd), Some(2));
+        rd.unread();
+        assert!(rd.has_uncommitted());
+        // Twice in a row changes nothing more.
+        rd.unread();
+        assert_eq!(read_index(&r), 0);
+        rd.commit();
+        // 32 bytes a packet: descriptor, 8 bytes of payload, trailer.
+        assert_eq!(read_index(&r), 32);
+        assert_eq!(next_id(&mut rd), Some(2));
+        rd.commit();
+        // Right after a commit there is nothing to put back.
+        rd.unread();
+        assert!(!rd.has_uncommitted());
+        assert_eq!(next_id(&mut rd), Some(3));
+        assert_eq!(next_id(&mut rd), None);
+    }
+
+    #[test]
+    fn a_packet_committed_between_empty_and_commit_is_polled() {
+        let r = Ring::new(512);
+        let mut w = OutgoingRing::new(r.mem()).unwrap();
+        let mut rd = IncomingRing::new(r.mem()).unwrap();
+        w.write(PacketType::InBand, &[], &[1; 8], false, 1).unwrap();
+        assert_eq!(w.commit(), Ok(true));
+        let mut buf = [0u8; 64];
+        assert!(rd.read(&mut buf).unwrap().is_some());
+        // The reader finds the ring empty, its read not published yet...
+        assert_eq!(rd.read(&mut buf), Ok(None));
+        // ... and the writer commits another packet meanwhile: the read
+        // index it sees is behind, so it does not signal.
+        w.write(PacketType::InBand, &[], &[2; 8], false, 2).unwrap();
+        assert_eq!(w.commit(), Ok(false));
+        // The reader learns of it when it publishes its batch.
+        assert_eq!(rd.commit_and_poll(), Ok((false, true)));
+        let p = rd.read(&mut buf).unwrap().unwrap();
+        assert_eq!(p.descriptor.transaction_id(), 2);
+        // Nothing more: empty after the commit too.
+        assert_eq!(rd.read(&mut buf), Ok(None));
+        assert_eq!(rd.commit_and_poll(), Ok((false, false)));
+        // Now the ring is empty as the writer sees it: it signals.
+        w.write(PacketType::InBand, &[], &[3; 8], false, 3).unwrap();
+        assert_eq!(w.commit(), Ok(true));
     }
 
     #[test]

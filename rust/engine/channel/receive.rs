@@ -361,6 +361,7 @@ impl Channel {
         // data packets and completions in ring order.
         let mut objects: [Option<KBox<PacketObject>>; RX_BATCH] = Default::default();
         let mut batch: [Option<Item>; RX_BATCH] = Default::default();
+        let mut used: [Option<KVec<u8>>; RX_BATCH] = Default::default();
         loop {
             if fetched >= RX_BUDGET {
                 // Let other channels' work run; this one is queued again.
@@ -451,6 +452,8 @@ impl Channel {
                         }
                     }
                 }
+                // The batch's reads, published at once.
+                kick |= dp.commit_reads();
                 let peer = if kick { Some(dp.peer().clone()) } else { None };
                 severed |= dp.is_severed();
                 (n, items, last, peer, dp.has_written())
@@ -463,8 +466,9 @@ impl Channel {
             }
             unused += (allowed - n) as u32;
             fetched += items as u32;
-            // The completion payload buffers to hand back.
-            let mut used: [Option<KVec<u8>>; RX_BATCH] = Default::default();
+            // The completion payload buffers to hand back (the array lives
+            // across batches: each batch leaves it empty, and its drop, a
+            // look at every slot, runs once per run).
             let mut n_used = 0;
             let mut objects_used = objects.iter_mut();
             for item in batch.iter_mut().take(items) {

@@ -103,6 +103,19 @@ impl Channel {
         })
     }
 
+    /// `kmcl_channel_post`: an in-band packet without a completion request
+    /// and without a routine. A full ring queues it. `-ENOTCONN` if the
+    /// channel is not connected. Any context.
+    pub(crate) fn post_packet(self: &Arc<Self>, payload: &[u8]) -> Result {
+        let sent = self.send_through(ENOTCONN, |dp| dp.post(payload))?;
+        // Owns nothing now: the kick went out in `send_through` and a
+        // posted packet has no routine. Forgotten rather than dropped,
+        // which is a call to its drop glue on every packet.
+        debug_assert!(sent.kick.is_none() && sent.run_now.is_none());
+        core::mem::forget(sent);
+        Ok(())
+    }
+
     /// [`Self::send_through`] for a send that is not synchronous: a packet
     /// without a completion request that was written at once has its
     /// routine run here. `-ENOTCONN` when not connected.

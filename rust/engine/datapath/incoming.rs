@@ -137,7 +137,10 @@ pub(super) fn take_incoming(
     let mut b = spare.take()?;
     let d = pkt.descriptor;
     b.payload_at = d.data_offset();
-    b.context.fill(0);
+    if !b.context.is_empty() {
+        // (An empty fill is still a call to `memset`.)
+        b.context.fill(0);
+    }
     b.transaction_id = d.transaction_id();
     b.completion_requested = d.completion_requested();
     b.done = false;
@@ -152,7 +155,9 @@ impl DataPath {
     /// there is one. Returns what it was, and whether the peer must be
     /// kicked (it is waiting for room we just made). Without `data` only a
     /// completion is read: a data packet at the head of the ring stays
-    /// there (`Received::Empty`).
+    /// there (`Received::Empty`). A data packet or completion read stays
+    /// uncommitted: the caller commits its batch with
+    /// [`DataPath::commit_reads`] before it lets go of the data lock.
     pub(crate) fn receive(
         &mut self,
         channel: &Arc<Channel>,
@@ -188,7 +193,28 @@ impl DataPath {
             });
             let pkt = match next {
                 Ok(Next::Read(p)) => p,
-                Ok(Next::Empty) => return (Received::Empty, self.inc.commit()),
+                Ok(Next::Empty) if !self.inc.has_uncommitted() => return (Received::Empty, false),
+                // Empty, with reads of this batch not published yet: a
+                // writer decides whether to signal from the read index we
+                // published, so a packet it committed after our look at
+                // its index and before our commit would get no signal.
+                // Published first, then looked at again.
+                Ok(Next::Empty) => match self.inc.commit_and_poll() {
+                    Ok((kick, false)) => return (Received::Empty, kick),
+                    Ok((kick, true)) => {
+                        // Reported by the batch's `commit_reads`.
+                        self.kick_pending |= kick;
+                        continue;
+                    }
+                    Err(e) => {
+                        pr_err!(
+                            "channel {}: incoming ring is corrupt ({:?}); closing the channel\n",
+                            self.chan,
+                            e
+                        );
+                        return self.refuse(CloseReason::CorruptRing);
+                    }
+                },
                 // Completions only: a data packet waits in the ring.
                 Ok(Next::Declined(d)) if !data && d.packet_type() != PacketType::Completion => {
                     return (Received::Empty, false)
@@ -238,10 +264,12 @@ impl DataPath {
                 // found in process context.
                 let len = payload.len();
                 self.return_spare(data);
-                self.inc.revert();
+                self.inc.unread();
                 return (Received::NoMemory(len), false);
             }
-            let kick = self.inc.commit();
+            // Committed with the rest of the batch (the caller's
+            // `commit_reads`).
+            let kick = false;
             let id = d.transaction_id();
             match self.outstanding.complete(id) {
                 Matched::Done(routine) => {
@@ -339,13 +367,15 @@ impl DataPath {
         };
         let Some(packet) = take_incoming(spare, pkt, external, transfer) else {
             // Not reached: the packet was read into the object.
-            self.inc.revert();
+            self.inc.unread();
             return (Received::Empty, false);
         };
-        let kick = self.inc.commit();
         self.counters.packets_in += 1;
         self.counters.bytes_in += d.payload_len() as u64;
-        (Received::Data(IncomingPacket(packet)), kick)
+        // Committed with the rest of the batch (the caller's
+        // `commit_reads`): one index store and one look at the writer's
+        // request per batch, as hv_vmbus's `hv_pkt_iter_close()`.
+        (Received::Data(IncomingPacket(packet)), false)
     }
 
     /// The other endpoint wrote something that is not a valid packet

@@ -204,6 +204,10 @@ pub(crate) struct DataPath {
     spares: KVec<KVec<u8>>,
     /// The capacity of `spares`' buffers.
     spare_bytes: usize,
+    /// A commit made room the other endpoint waits for, and the receive
+    /// step that made it went on reading: reported by the next
+    /// [`Self::commit_reads`].
+    kick_pending: bool,
     /// The incoming ring was found corrupt: stop reading it.
     broken: bool,
     /// The other endpoint left (or the channel is closing): no new packet
@@ -377,6 +381,7 @@ impl DataPath {
             outstanding: no_transactions(),
             spares: KVec::with_capacity(SPARE_BUFFERS, GFP_KERNEL)?,
             spare_bytes: 0,
+            kick_pending: false,
             broken: false,
             severed: false,
             closing: false,
@@ -420,10 +425,13 @@ impl DataPath {
         self.peer = peer;
     }
 
-    /// Publishes the read index of every packet read so far (before the
-    /// data path is handed over: its successor starts there).
+    /// Publishes the read index of every packet read so far: at the end
+    /// of each receive batch, and before the data path is handed over (its
+    /// successor starts there). Whether the other endpoint must be kicked
+    /// (it waits for the room this made).
+    #[inline]
     pub(crate) fn commit_reads(&mut self) -> bool {
-        self.inc.commit()
+        self.inc.commit() | core::mem::take(&mut self.kick_pending)
     }
 
     /// The other endpoint left, or the channel is closing: new packets

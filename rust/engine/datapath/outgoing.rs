@@ -164,6 +164,22 @@ impl DataPath {
         self.send_with_id(ptype, payload, completion, wait_for_completion, true)
     }
 
+    /// An in-band packet without a completion request and without a
+    /// routine (`kmcl_channel_post`): written, or queued for room; nothing
+    /// runs once it is in the ring.
+    #[inline]
+    pub(crate) fn post(&mut self, payload: &[u8]) -> Result<Sent, SendError> {
+        self.admits(payload)?;
+        let packet = Packet {
+            ptype: PacketType::InBand,
+            header: &[],
+            payload,
+            completion_requested: false,
+            transaction_id: 0,
+        };
+        self.write_or_queue(packet, None, true)
+    }
+
     /// [`Self::send`], also returning the transaction id (0 without a
     /// completion request). With `may_queue` false a packet that does not
     /// fit now fails with `-EOVERFLOW` instead of being queued.
