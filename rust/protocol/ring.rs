@@ -359,7 +359,11 @@ impl<M: RingMemory> OutgoingRing<M> {
         let trailer = (u64::from(start) << 32).to_le_bytes();
         let whole = payload.len() - payload.len() % PACKET_ALIGN;
         let mut last = [0u8; PACKET_ALIGN];
-        last[..payload.len() - whole].copy_from_slice(&payload[whole..]);
+        if whole < payload.len() {
+            // (Unconditionally, a payload of whole words would still be a
+            // `memcpy` call, of nothing.)
+            last[..payload.len() - whole].copy_from_slice(&payload[whole..]);
+        }
         if start as usize + needed <= self.size as usize {
             // The common case: the packet does not wrap, so its pieces go
             // one after another without splitting. The same five pieces as

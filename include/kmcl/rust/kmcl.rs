@@ -417,7 +417,13 @@ pub trait SendDone: Send {
 }
 
 /// 0 or a negative errno as a `Result`.
+#[inline]
 fn result(rc: c_int) -> Result {
+    // The usual case inline (`to_result` is a call into the kernel crate
+    // on every packet sent or completed).
+    if rc == 0 {
+        return Ok(());
+    }
     to_result(rc)
 }
 

@@ -119,7 +119,7 @@ impl Queued {
 
 /// Every packet kmcl writes goes through here: written to `out` (not yet
 /// committed), counted and traced (`queued`: it waited for room first).
-#[inline]
+#[inline(always)]
 fn write_packet(
     out: &mut OutgoingRing<Arc<RingPages>>,
     counters: &mut Counters,
@@ -252,7 +252,7 @@ impl DataPath {
 
     /// Writes `p` now if nothing is queued and it fits: `Some(kick)`;
     /// `None` if it must wait for room.
-    #[inline]
+    #[inline(always)]
     fn write_now(&mut self, p: Packet<'_>) -> Result<Option<bool>, SendError> {
         if !self.queue.is_empty() {
             return Ok(None);
@@ -313,6 +313,9 @@ impl DataPath {
     /// for room (unless `may_queue` is false: `-EOVERFLOW`). On an error
     /// nothing was written or queued; the caller undoes the transaction.
     /// `routine` runs once the packet is written (no completion request).
+    /// Inlined into each kind of send (a call and a return are two
+    /// translated blocks more per packet under TCG).
+    #[inline(always)]
     pub(super) fn write_or_queue(
         &mut self,
         p: Packet<'_>,
