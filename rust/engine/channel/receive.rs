@@ -566,19 +566,19 @@ impl Channel {
                 left.complete_all(Err(ENODEV));
             }
         }
-        // Objects not used go back to the pool (freed if it is gone).
-        let rejected = {
+        // Objects not used go back to the pool; those it has no room for
+        // (or all, once it is gone) stay in their slots and are freed
+        // without the lock (each holds a reference to this channel).
+        {
             let mut rx = self.rx.lock();
             rx.settle(unused, caught);
-            let mut rejected: [Option<KBox<PacketObject>>; RX_BATCH] = Default::default();
-            for (slot, out) in objects.iter_mut().zip(rejected.iter_mut()) {
+            for slot in objects.iter_mut() {
                 if let Some(b) = slot.take() {
-                    *out = crate::engine::datapath::recycle(&mut rx.pool, b);
+                    *slot = crate::engine::datapath::recycle(&mut rx.pool, b);
                 }
             }
-            rejected
-        };
-        drop(rejected);
+        }
+        drop(objects);
         if delivered > 0 {
             if let Some(cb) = &callbacks {
                 cb.processing_complete(self, delivered);
