@@ -808,6 +808,23 @@ mod tests {
         (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
     }
 
+    /// Writes an 8-byte in-band packet with transaction id `id` for each
+    /// of `ids` (not committed).
+    fn write_ids<M: RingMemory>(w: &mut OutgoingRing<M>, ids: impl IntoIterator<Item = u64>) {
+        for id in ids {
+            w.write(PacketType::InBand, &[], &[id as u8; 8], false, id)
+                .unwrap();
+        }
+    }
+
+    /// The transaction id of the next packet read, `None` at an empty ring.
+    fn next_id<M: RingMemory>(rd: &mut IncomingRing<M>) -> Option<u64> {
+        let mut buf = [0u8; 64];
+        rd.read(&mut buf)
+            .unwrap()
+            .map(|p| p.descriptor.transaction_id())
+    }
+
     #[test]
     fn packet_bytes_on_the_wire() {
         let r = Ring::new(4096);
@@ -1164,15 +1181,8 @@ mod tests {
         let r = Ring::new(256);
         let mut w = OutgoingRing::new(r.mem()).unwrap();
         let mut rd = IncomingRing::new(r.mem()).unwrap();
-        w.write(PacketType::InBand, &[], &[1; 8], false, 1).unwrap();
-        w.write(PacketType::InBand, &[], &[2; 8], false, 2).unwrap();
+        write_ids(&mut w, 1..=2);
         w.commit().unwrap();
-        let mut buf = [0u8; 64];
-        let mut next_id = |rd: &mut IncomingRing<_>| {
-            rd.read(&mut buf)
-                .unwrap()
-                .map(|p| p.descriptor.transaction_id())
-        };
         assert_eq!(next_id(&mut rd), Some(1));
         rd.commit();
         assert_eq!(next_id(&mut rd), Some(2));
@@ -1187,18 +1197,9 @@ mod tests {
         let r = Ring::new(512);
         let mut w = OutgoingRing::new(r.mem()).unwrap();
         let mut rd = IncomingRing::new(r.mem()).unwrap();
-        for id in 1..=3 {
-            w.write(PacketType::InBand, &[], &[id as u8; 8], false, id)
-                .unwrap();
-        }
+        write_ids(&mut w, 1..=3);
         w.commit().unwrap();
         let read_index = |r: &Ring| r.control[READ_INDEX].load(Ordering::SeqCst);
-        let mut buf = [0u8; 64];
-        let mut next_id = |rd: &mut IncomingRing<_>| {
-            rd.read(&mut buf)
-                .unwrap()
-                .map(|p| p.descriptor.transaction_id())
-        };
         // A batch of two, the second put back: the first stays read.
         assert_eq!(next_id(&mut rd), Some(1));
         assert_eq!(next_id(&mut rd), Some(2));
@@ -1224,25 +1225,23 @@ mod tests {
         let r = Ring::new(512);
         let mut w = OutgoingRing::new(r.mem()).unwrap();
         let mut rd = IncomingRing::new(r.mem()).unwrap();
-        w.write(PacketType::InBand, &[], &[1; 8], false, 1).unwrap();
+        write_ids(&mut w, [1]);
         assert_eq!(w.commit(), Ok(true));
-        let mut buf = [0u8; 64];
-        assert!(rd.read(&mut buf).unwrap().is_some());
+        assert_eq!(next_id(&mut rd), Some(1));
         // The reader finds the ring empty, its read not published yet...
-        assert_eq!(rd.read(&mut buf), Ok(None));
+        assert_eq!(next_id(&mut rd), None);
         // ... and the writer commits another packet meanwhile: the read
         // index it sees is behind, so it does not signal.
-        w.write(PacketType::InBand, &[], &[2; 8], false, 2).unwrap();
+        write_ids(&mut w, [2]);
         assert_eq!(w.commit(), Ok(false));
         // The reader learns of it when it publishes its batch.
         assert_eq!(rd.commit_and_poll(), Ok((false, true)));
-        let p = rd.read(&mut buf).unwrap().unwrap();
-        assert_eq!(p.descriptor.transaction_id(), 2);
+        assert_eq!(next_id(&mut rd), Some(2));
         // Nothing more: empty after the commit too.
-        assert_eq!(rd.read(&mut buf), Ok(None));
+        assert_eq!(next_id(&mut rd), None);
         assert_eq!(rd.commit_and_poll(), Ok((false, false)));
         // Now the ring is empty as the writer sees it: it signals.
-        w.write(PacketType::InBand, &[], &[3; 8], false, 3).unwrap();
+        write_ids(&mut w, [3]);
         assert_eq!(w.commit(), Ok(true));
     }
 
