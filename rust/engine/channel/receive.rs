@@ -361,6 +361,9 @@ impl Channel {
         // data packets and completions in ring order.
         let mut objects: [Option<KBox<PacketObject>>; RX_BATCH] = Default::default();
         let mut batch: [Option<Item>; RX_BATCH] = Default::default();
+        // The completion payload buffers of a batch, handed back after it
+        // (the array lives across batches: each batch leaves it empty, and
+        // its drop, a look at every slot, runs once per run).
         let mut used: [Option<KVec<u8>>; RX_BATCH] = Default::default();
         loop {
             if fetched >= RX_BUDGET {
@@ -466,9 +469,7 @@ impl Channel {
             }
             unused += (allowed - n) as u32;
             fetched += items as u32;
-            // The completion payload buffers to hand back (the array lives
-            // across batches: each batch leaves it empty, and its drop, a
-            // look at every slot, runs once per run).
+            // How many of `used` this batch filled.
             let mut n_used = 0;
             let mut objects_used = objects.iter_mut();
             for item in batch.iter_mut().take(items) {
