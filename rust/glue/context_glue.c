@@ -8,6 +8,7 @@
 #include <linux/printk.h>
 #include <linux/preempt.h>
 #include <linux/sched.h>
+#include <linux/spinlock.h>
 
 #include "kmcl_glue.h"
 
@@ -79,3 +80,32 @@ void kmcl_test_bh_enable(void)
 	local_bh_enable();
 }
 #endif
+
+/*
+ * spin_lock_irqsave() and friends for kmcl's IrqSpinLock (rust/sys/lock.rs):
+ * macros, so called through these.
+ */
+unsigned long kmcl_spin_lock_irqsave(spinlock_t *lock)
+	__acquires(lock)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(lock, flags);
+	return flags;
+}
+
+bool kmcl_spin_trylock_irqsave(spinlock_t *lock, unsigned long *flags)
+{
+	unsigned long f;
+
+	if (!spin_trylock_irqsave(lock, f))
+		return false;
+	*flags = f;
+	return true;
+}
+
+void kmcl_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags)
+	__releases(lock)
+{
+	spin_unlock_irqrestore(lock, flags);
+}

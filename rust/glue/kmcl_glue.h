@@ -10,6 +10,7 @@
 #ifndef _KMCL_GLUE_H
 #define _KMCL_GLUE_H
 
+#include <linux/spinlock_types.h>
 #include <linux/types.h>
 #include <linux/uuid.h>
 
@@ -65,6 +66,9 @@ void kmcl_refuse_atomic(const char *fn, const struct module *owner);
 void kmcl_refuse_handle(const char *fn, const void *handle, const char *why);
 void kmcl_test_bh_disable(void);
 void kmcl_test_bh_enable(void);
+unsigned long kmcl_spin_lock_irqsave(spinlock_t *lock);
+bool kmcl_spin_trylock_irqsave(spinlock_t *lock, unsigned long *flags);
+void kmcl_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
 
 struct workqueue_struct;
 struct workqueue_struct *kmcl_wq_alloc(bool bh);

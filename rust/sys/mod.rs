@@ -5,6 +5,7 @@
 //! C glue, confined here), and bounded waits.
 
 pub(crate) mod context;
+pub(crate) mod lock;
 pub(crate) mod queues;
 pub(crate) mod trace;
 pub(crate) mod wait;

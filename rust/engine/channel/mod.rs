@@ -27,13 +27,17 @@
 //! | `bus` | `SpinLock` | which loopback bus the channel is on | process context | 3: after `control`; held only to clone the `Arc` |
 //! | `gpadl` | `Mutex` (inside [`Gpadls`]) | the GPADL and mapping tables | process context | 3: after `turn` or `control`; a server's mapping takes the client's table alone |
 //! | `events` | `SpinLockIrq` | [`PeerEvent`]s not yet handled | posted from any context, drained by the control work | last: after any other lock, of any channel |
-//! | `rx` | `SpinLockIrq` | [`RxState`]: delivery on/off, packets held by the driver, quota, pool of packet objects | softirq (receive work) and process context | 4: before `deferred` |
-//! | `deferred` | `SpinLockIrq` | packets deferred to process context | softirq and process context | 5: after `rx` |
-//! | `data` | `SpinLockIrq` | the [`DataPath`]: rings, send queue, transactions, counters | softirq and process context; never held across a driver callback or routine | 4: alone (not nested with `rx`) |
+//! | `rx` | `IrqSpinLock` | [`RxState`]: delivery on/off, packets held by the driver, quota, pool of packet objects | softirq (receive work) and process context | 4: before `deferred` |
+//! | `deferred` | `IrqSpinLock` | packets deferred to process context | softirq and process context | 5: after `rx` |
+//! | `data` | `IrqSpinLock` | the [`DataPath`]: rings, send queue, transactions, counters | softirq and process context; never held across a driver callback or routine | 4: alone (not nested with `rx`) |
 //! | `mmio` | `SpinLockIrq` | whether connected, and the MMIO space | any context | leaf |
-//! | `exposed` | `SpinLockIrq` | external data exposed to the other endpoint, by transaction id | any context | leaf; taken by the *other* endpoint's receive work under its `data` lock |
+//! | `exposed` | `IrqSpinLock` | external data exposed to the other endpoint, by transaction id | any context | leaf; taken by the *other* endpoint's receive work under its `data` lock |
 //! | `transfer` | `SpinLockIrq` | which [`TransferSets`] the channel uses (its own, or its primary's) | any context | leaf; held only to clone the `Arc` |
 //! | (the sets) | `SpinLockIrq` (inside [`TransferSets`]) | the transfer-page sets registered | any context | leaf; taken under a `data` lock: the channel's (receive) and the *other* endpoint's (its sends check their ranges) |
+//!
+//! `SpinLockIrq` is the kernel crate's; `IrqSpinLock` ([`crate::sys::lock`])
+//! is `spin_lock_irqsave()`, cheaper per acquisition, for the locks the data
+//! path takes per packet. Both may be taken in any context.
 //!
 //! Rules that follow from the table:
 //!
@@ -97,6 +101,10 @@ use kernel::{
     },
 };
 
+use crate::sys::lock::{
+    new_irq_spinlock,
+    IrqSpinLock, //
+};
 use crate::{
     engine::datapath::{
         DataPath,
@@ -323,9 +331,9 @@ pub(crate) struct Channel {
     #[pin]
     work: Work<Channel, CONTROL_WORK>,
     #[pin]
-    data: SpinLockIrq<Option<DataPath>>,
+    data: IrqSpinLock<Option<DataPath>>,
     #[pin]
-    rx: SpinLockIrq<RxState>,
+    rx: IrqSpinLock<RxState>,
     /// Signalled when the receive work stops or a packet is completed.
     #[pin]
     rx_changed: CondVar,
@@ -338,7 +346,7 @@ pub(crate) struct Channel {
     rx_task_work: Work<Channel, RECEIVE_TASK_WORK>,
     /// Packets deferred to process context, oldest first.
     #[pin]
-    deferred: SpinLockIrq<KVec<IncomingPacket>>,
+    deferred: IrqSpinLock<KVec<IncomingPacket>>,
     #[pin]
     passive_work: Work<Channel, DEFERRAL_WORK>,
     /// Finds memory in process context for a packet the receive work
@@ -681,8 +689,8 @@ impl Channel {
                 instance <- new_spinlock_irq!([0; 16]),
                 events <- new_spinlock_irq!(KVec::new()),
                 work <- new_work!("kmcl::Channel::work"),
-                data <- new_spinlock_irq!(None),
-                rx <- new_spinlock_irq!(RxState {
+                data <- new_irq_spinlock!(None),
+                rx <- new_irq_spinlock!(RxState {
                     enabled: false,
                     active: false,
                     outstanding: 0,
@@ -702,7 +710,7 @@ impl Channel {
                     callbacks: None,
                 }),
                 rx_task_work <- new_work!("kmcl::Channel::rx_task_work"),
-                deferred <- new_spinlock_irq!(KVec::new()),
+                deferred <- new_irq_spinlock!(KVec::new()),
                 passive_work <- new_work!("kmcl::Channel::passive_work"),
                 replenish_work <- new_work!("kmcl::Channel::replenish_work"),
                 release_work <- new_work!("kmcl::Channel::release_work"),

@@ -70,6 +70,81 @@ pub(crate) const RX_BUDGET: u32 = 128;
 /// Most packets the receive work reads under one hold of the data lock.
 const RX_BATCH: usize = 16;
 
+/// The packet objects a run of the receive work holds for its batches: a
+/// stack, so that a batch takes, and a packet completed during its
+/// delivery returns, an object without a look at the slots it does not
+/// use.
+///
+/// # Invariants
+///
+/// `len <= RX_BATCH`; `slots[..len]` are `Some`, the rest `None` (between
+/// calls: [`Objects::top`] lends a slot that [`Objects::settle_top`]
+/// accounts for again).
+#[derive(Default)]
+struct Objects {
+    slots: [Option<KBox<PacketObject>>; RX_BATCH],
+    len: usize,
+}
+
+impl Objects {
+    /// Takes objects from `next` until there are `want` (or `next` has
+    /// none).
+    fn fill(&mut self, want: usize, mut next: impl FnMut() -> Option<KBox<PacketObject>>) {
+        while self.len < want {
+            let Some(slot) = self.slots.get_mut(self.len) else {
+                break;
+            };
+            let Some(b) = next() else {
+                break;
+            };
+            *slot = Some(b);
+            self.len += 1;
+        }
+    }
+
+    /// The slot the next data packet is read into: the top object's, or
+    /// an empty one (the data path allocates an object into it). Followed
+    /// by [`Objects::settle_top`].
+    fn top(&mut self) -> &mut Option<KBox<PacketObject>> {
+        let i = self.len.saturating_sub(1).min(RX_BATCH - 1);
+        &mut self.slots[i]
+    }
+
+    /// Counts the slot [`Objects::top`] lent: its object was used, or is
+    /// still there (or was allocated there).
+    fn settle_top(&mut self) {
+        let i = self.len.saturating_sub(1).min(RX_BATCH - 1);
+        self.len = i + usize::from(self.slots[i].is_some());
+    }
+
+    /// Puts `b` on the stack; gives it back if the stack is full.
+    fn push(&mut self, b: KBox<PacketObject>) -> Option<KBox<PacketObject>> {
+        match self.slots.get_mut(self.len) {
+            Some(slot) => {
+                *slot = Some(b);
+                self.len += 1;
+                None
+            }
+            None => Some(b),
+        }
+    }
+
+    /// Returns the objects to `pool` (the run ends). Those it has no room
+    /// for are returned, to be freed without the caller's lock (each holds
+    /// a reference to its channel).
+    fn recycle(
+        mut self,
+        pool: &mut KVec<KBox<PacketObject>>,
+    ) -> [Option<KBox<PacketObject>>; RX_BATCH] {
+        for slot in self.slots.iter_mut().take(self.len) {
+            if let Some(b) = slot.take() {
+                *slot = crate::engine::datapath::recycle(pool, b);
+            }
+        }
+        self.slots
+    }
+}
+
 impl Channel {
     /// Stops delivery: no packet reaches the driver after this returns
     /// (KMCL's Suspend rule); packets already deferred are delivered
@@ -359,7 +434,7 @@ impl Channel {
         let (mut unused, mut caught) = (0u32, 0u32);
         // Packet objects from the pool for the next batch, and the batch:
         // data packets and completions in ring order.
-        let mut objects: [Option<KBox<PacketObject>>; RX_BATCH] = Default::default();
+        let mut objects = Objects::default();
         let mut batch: [Option<Item>; RX_BATCH] = Default::default();
         // The completion payload buffers of a batch, handed back after it
         // (the array lives across batches: each batch leaves it empty, and
@@ -394,14 +469,7 @@ impl Channel {
                 let allowed = allowed.min((RX_BUDGET - fetched) as usize);
                 // Counted before the driver can complete one.
                 rx.outstanding += allowed as u32;
-                for slot in objects.iter_mut().take(allowed) {
-                    if slot.is_none() {
-                        *slot = match rx.reserve.take() {
-                            Some(b) => Some(b),
-                            None => rx.pool.pop(),
-                        };
-                    }
-                }
+                objects.fill(allowed, || rx.reserve.take().or_else(|| rx.pool.pop()));
                 allowed
             };
             // Up to `allowed` data packets, and the completions among
@@ -437,7 +505,8 @@ impl Channel {
                     last = step;
                 }
                 while broken.is_none() && n < allowed && items < RX_BATCH {
-                    let (step, made_room) = dp.receive(self, &self.exposed, &mut objects[n], true);
+                    let (step, made_room) = dp.receive(self, &self.exposed, objects.top(), true);
+                    objects.settle_top();
                     kick |= made_room;
                     match step {
                         Received::Data(packet) => {
@@ -471,7 +540,6 @@ impl Channel {
             fetched += items as u32;
             // How many of `used` this batch filled.
             let mut n_used = 0;
-            let mut objects_used = objects.iter_mut();
             for item in batch.iter_mut().take(items) {
                 let packet = match item.take() {
                     Some(Item::Data(packet)) => packet,
@@ -488,11 +556,6 @@ impl Channel {
                     }
                     None => continue,
                 };
-                let Some(object) = objects_used.next() else {
-                    // Not reached: a data packet was read into each of the
-                    // first `n` objects.
-                    continue;
-                };
                 if self.halted.load(core::sync::atomic::Ordering::Relaxed) {
                     // The channel failed (PacketFail) during the batch:
                     // the rest are dropped as if never read, without a
@@ -500,7 +563,8 @@ impl Channel {
                     packet.discard();
                     continue;
                 }
-                delivered += 1;
+                // (Counts below RX_BUDGET: no overflow to check.)
+                delivered = delivered.wrapping_add(1);
                 match &callbacks {
                     Some(cb) => {
                         let delivering = self.catch.expect(packet.object());
@@ -508,8 +572,10 @@ impl Channel {
                         // Completed meanwhile: its object is ours again, for
                         // a later packet of this run.
                         if let Some(b) = self.catch.settle(delivering) {
-                            *object = Some(crate::engine::datapath::scrub(b));
-                            caught += 1;
+                            // (Never full: the batch took an object off or
+                            // allocated one for each packet it read.)
+                            drop(objects.push(crate::engine::datapath::scrub(b)));
+                            caught = caught.wrapping_add(1);
                         }
                     }
                     // No driver callback: completed (empty) on drop.
@@ -570,16 +636,12 @@ impl Channel {
         // Objects not used go back to the pool; those it has no room for
         // (or all, once it is gone) stay in their slots and are freed
         // without the lock (each holds a reference to this channel).
-        {
+        let rejected = {
             let mut rx = self.rx.lock();
             rx.settle(unused, caught);
-            for slot in objects.iter_mut() {
-                if let Some(b) = slot.take() {
-                    *slot = crate::engine::datapath::recycle(&mut rx.pool, b);
-                }
-            }
-        }
-        drop(objects);
+            objects.recycle(&mut rx.pool)
+        };
+        drop(rejected);
         if delivered > 0 {
             if let Some(cb) = &callbacks {
                 cb.processing_complete(self, delivered);

@@ -10,18 +10,21 @@ use core::sync::atomic::{
 };
 
 use kernel::{
-    new_condvar, new_spinlock_irq,
+    new_condvar,
     prelude::*,
     sync::{
         Arc,
-        CondVar,
-        SpinLockIrq, //
+        CondVar, //
     },
 };
 
 use crate::{
     protocol::gpa::GpaRanges,
-    shmem::External, //
+    shmem::External,
+    sys::lock::{
+        new_irq_spinlock,
+        IrqSpinLock, //
+    },
 };
 
 use crate::engine::types::ExternalLimits;
@@ -64,7 +67,7 @@ pub(super) fn check_external(
 #[pin_data]
 pub(crate) struct Exposed {
     #[pin]
-    table: SpinLockIrq<KVec<Exposure>>,
+    table: IrqSpinLock<KVec<Exposure>>,
     /// `table`'s length, stored under its lock: a completion of a packet
     /// without external data (when nothing is exposed) takes no lock.
     entries: AtomicUsize,
@@ -77,7 +80,7 @@ impl Exposed {
     /// Nothing exposed.
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Exposed {
-            table <- new_spinlock_irq!(KVec::new()),
+            table <- new_irq_spinlock!(KVec::new()),
             entries: AtomicUsize::new(0),
             drained <- new_condvar!(),
         })
