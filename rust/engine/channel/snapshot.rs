@@ -151,6 +151,11 @@ impl fmt::Display for Snapshot {
             c.late_completions
         )?;
         writeln!(f, "ring full (sends queued): {}", c.ring_full)?;
+        writeln!(
+            f,
+            "queued sends that allocated a buffer: {}",
+            c.queue_allocations
+        )?;
         writeln!(f, "ring errors: {}", c.ring_errors)?;
         writeln!(f, "sends awaiting completion: {}", self.awaiting_completion)?;
         writeln!(f, "sends queued now: {}", self.queued)?;

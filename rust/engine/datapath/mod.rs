@@ -141,6 +141,9 @@ pub(crate) struct Counters {
     pub(crate) late_completions: u64,
     /// Sends that found the ring full and were queued.
     pub(crate) ring_full: u64,
+    /// Queued sends that allocated their buffer (none written before was
+    /// left to reuse).
+    pub(crate) queue_allocations: u64,
     /// Malformed data found in the incoming ring (the channel stops
     /// reading).
     pub(crate) ring_errors: u64,
@@ -186,8 +189,9 @@ pub(crate) struct DataPath {
     /// next packets queued (a sender that keeps the ring full queues every
     /// packet: without them each would cost an allocation and a free).
     recycled: KVec<KVec<u8>>,
-    /// The capacity of `recycled`'s buffers, at most one outgoing ring's
-    /// data bytes.
+    /// The capacity of `recycled`'s buffers: at most the queue's limit,
+    /// one outgoing ring's data bytes when a queue starts after
+    /// [`RECYCLED_IDLE_MS`] without one.
     recycled_bytes: usize,
     /// Payload bytes in `queue`.
     queued_bytes: usize,
@@ -254,8 +258,13 @@ pub(crate) const QUEUE_LIMIT_MIN: usize = 1 << 20;
 pub(crate) const SPARE_BUFFERS: usize = 16;
 
 /// Most payload buffers of written queued packets a channel keeps for
-/// reuse (their bytes are bounded by the outgoing ring's size too).
-pub(super) const RECYCLED_BUFFERS: usize = 64;
+/// reuse: a queue at [`QUEUE_LIMIT_MIN`] holds this many packets of 4 KiB.
+/// Their bytes are bounded by the queue's limit too.
+pub(super) const RECYCLED_BUFFERS: usize = QUEUE_LIMIT_MIN / 4096;
+
+/// How long a channel's queue must have been empty for the next one to
+/// start with kept buffers of one outgoing ring's bytes at most.
+pub(crate) const RECYCLED_IDLE_MS: i64 = 1000;
 
 /// How long kmcl waits for the other endpoint (or its driver) before it
 /// takes it for dead: sends waiting for room it does not make, a server's
@@ -373,7 +382,7 @@ impl DataPath {
             max_external,
             queue: Fifo::new(),
             written: Fifo::new(),
-            recycled: KVec::with_capacity(RECYCLED_BUFFERS, GFP_KERNEL)?,
+            recycled: KVec::new(),
             recycled_bytes: 0,
             queued_bytes: 0,
             queue_limit,

@@ -42,7 +42,9 @@ use super::{
     Exposed,
     Routine,
     Sent,
-    PEER_STALL_MS, //
+    PEER_STALL_MS,
+    RECYCLED_BUFFERS,
+    RECYCLED_IDLE_MS, //
 };
 
 /// Why the data path did not take a packet.
@@ -280,12 +282,18 @@ impl DataPath {
     /// Queues `p` for room (its routine, if any, runs once it is written)
     /// and writes what fits. Returns whether to kick the peer.
     fn enqueue(&mut self, p: Packet<'_>, routine: Option<Routine>) -> Result<bool> {
+        if self.queue.is_empty() {
+            self.trim_recycled_if_idle();
+        }
         let mut bytes = match self.recycled.pop() {
             Some(b) => {
                 self.recycled_bytes -= b.capacity();
                 b
             }
-            None => KVec::new(),
+            None => {
+                self.counters.queue_allocations += 1;
+                KVec::new()
+            }
         };
         bytes.reserve(p.header.len() + p.payload.len(), GFP_ATOMIC)?;
         bytes.extend_from_slice(p.header, GFP_ATOMIC)?;
@@ -519,7 +527,6 @@ impl DataPath {
                 Ok(()) => {
                     written += 1;
                     self.queued_bytes -= q.bytes.len() - q.header_len;
-                    self.progress = Instant::now();
                     // Moved out whole: its buffer is reused, not freed.
                     let routine = self.queue.pop_front().and_then(|q| {
                         self.recycle(q.bytes);
@@ -554,6 +561,11 @@ impl DataPath {
                 Err(WriteError::TooLarge) => return Err(CloseReason::CorruptRing),
             }
         }
+        if written > 0 {
+            // The other endpoint made room (once per flush: reading the
+            // clock is a call).
+            self.progress = Instant::now();
+        }
         if self.queue.is_empty() {
             self.out.set_pending_send_size(0);
         }
@@ -561,18 +573,43 @@ impl DataPath {
         Ok((kick, written))
     }
 
-    /// Keeps the buffer of a written queued packet for the next
-    /// packet queued, within [`RECYCLED_BUFFERS`] buffers and one outgoing
-    /// ring's data bytes; frees it otherwise.
+    /// Keeps the buffer of a written queued packet for the next packet
+    /// queued, within [`RECYCLED_BUFFERS`] buffers and the queue's limit in
+    /// bytes (as much as the queue itself may hold: a sender that keeps
+    /// queueing gets back every buffer written out); frees it otherwise.
     fn recycle(&mut self, mut b: KVec<u8>) {
-        let limit = crate::protocol::ring::RingMemory::data_len(self.out.memory());
-        if b.capacity() == 0 || self.recycled_bytes + b.capacity() > limit {
+        let cap = b.capacity();
+        if cap == 0
+            || self.recycled_bytes + cap > self.queue_limit
+            || self.recycled.len() >= RECYCLED_BUFFERS
+        {
             return;
         }
         b.clear();
-        let cap = b.capacity();
-        if self.recycled.push_within_capacity(b).is_ok() {
+        let kept = match self.recycled.push_within_capacity(b) {
+            Ok(()) => true,
+            // Grown as the queue is used (most channels never queue).
+            Err(e) => self.recycled.push(e.0, GFP_ATOMIC).is_ok(),
+        };
+        if kept {
             self.recycled_bytes += cap;
+        }
+    }
+
+    /// A queue that starts again after [`RECYCLED_IDLE_MS`] without one
+    /// (the last write out of the queue was that long ago) starts with at
+    /// most one outgoing ring's data bytes of kept buffers: the rest, kept
+    /// for a sender that queues all the time, is freed.
+    fn trim_recycled_if_idle(&mut self) {
+        if self.recycled_bytes == 0 || self.progress.elapsed().as_millis() < RECYCLED_IDLE_MS {
+            return;
+        }
+        let limit = crate::protocol::ring::RingMemory::data_len(self.out.memory());
+        while self.recycled_bytes > limit {
+            let Some(b) = self.recycled.pop() else {
+                break;
+            };
+            self.recycled_bytes -= b.capacity();
         }
     }
 

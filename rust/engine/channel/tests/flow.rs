@@ -71,6 +71,76 @@ mod cases {
     }
 
     #[test]
+    fn queued_sends_reuse_the_buffers_written_out_until_the_queue_idles() -> Result {
+        use crate::engine::{
+            channel::RX_BUDGET,
+            datapath::RECYCLED_IDLE_MS, //
+        };
+        let bus = LoopbackBus::new()?;
+        let holder = Holder::new(false)?;
+        let (server, client) = pair_with(&bus, holder.clone())?;
+        // The server's driver holds what it gets: delivery stops at the
+        // quota, after one receive run.
+        server.set_transaction_quota(RX_BUDGET)?;
+        let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
+        let payload = pattern(4096, 7)?;
+        let mut sent = 0u32;
+        // Sends until `n` more than now were queued (the server paused,
+        // its ring full); the buffers they allocated.
+        let queue = |n: u64, sent: &mut u32| -> Result<u64> {
+            let (full, allocated) = (
+                client.counters().ring_full,
+                client.counters().queue_allocations,
+            );
+            while client.counters().ring_full < full + n {
+                send_counted(&client, &tally, &payload, false)?;
+                *sent += 1;
+            }
+            Ok(client.counters().queue_allocations - allocated)
+        };
+        server.pause()?;
+        assert_eq!(queue(200, &mut sent)?, 200);
+        server.start()?;
+        // One run: RX_BUDGET packets read, the queue written into the
+        // room they made; packets are still queued.
+        assert!(holder.wait(|h| h.held() == RX_BUDGET));
+        fsleep(Delta::from_millis(100));
+        let queued = client.snapshot().queued;
+        assert!(queued > 0 && queued < 200);
+        // The sender keeps queueing: each send takes a buffer a written
+        // packet left, none allocates.
+        assert_eq!(queue(100, &mut sent)?, 0);
+        // Everything delivered (and completed by the driver).
+        let drain = |sent: u32| {
+            while holder.delivered.load(Ordering::SeqCst) < sent {
+                holder.complete(RX_BUDGET as usize);
+                fsleep(Delta::from_millis(10));
+            }
+            holder.complete(RX_BUDGET as usize);
+            assert!(holder.wait(|h| h.held() == 0));
+        };
+        drain(sent);
+        // A queue right after the last one reuses its buffers too.
+        server.pause()?;
+        assert_eq!(queue(150, &mut sent)?, 0);
+        server.start()?;
+        drain(sent);
+        // After RECYCLED_IDLE_MS without a queue, the next starts with at
+        // most one ring's bytes of them: it allocates, but not for all.
+        server.pause()?;
+        fsleep(Delta::from_millis(RECYCLED_IDLE_MS + 200));
+        let allocated = queue(200, &mut sent)?;
+        assert!(allocated > 0 && allocated < 200);
+        server.start()?;
+        drain(sent);
+        assert!(tally.wait_total(sent));
+        assert_eq!(tally.ok.load(Ordering::SeqCst), sent);
+        assert_eq!(server.counters().packets_in, u64::from(sent));
+        assert_eq!(client.counters().ring_full, 650);
+        close(client, server)
+    }
+
+    #[test]
     fn a_peer_that_never_reads_is_closed_after_the_stall_time() -> Result {
         let bus = LoopbackBus::new()?;
         let (server, client) = pair(&bus)?;
