@@ -256,10 +256,18 @@ impl DataPath {
                 return self.take_data(spare, &pkt, channel);
             }
             // The completion payload goes into a spare buffer, which the
-            // receive work hands back after the routine ran.
-            let mut data = self.take_spare();
+            // receive work hands back after the routine ran; an empty one
+            // needs none (nor a call to copy nothing).
+            let empty = pkt.payload(&self.buf).is_empty();
+            let mut data = if empty {
+                KVec::new()
+            } else {
+                self.take_spare()
+            };
             let payload = pkt.payload(&self.buf);
-            if injected_failure() || data.extend_from_slice(payload, GFP_ATOMIC).is_err() {
+            if injected_failure()
+                || (!empty && data.extend_from_slice(payload, GFP_ATOMIC).is_err())
+            {
                 // Out of memory: read it again once memory for it was
                 // found in process context.
                 let len = payload.len();
