@@ -55,13 +55,18 @@ static bool shared;
 static DECLARE_COMPLETION(ready);
 static DECLARE_WAIT_QUEUE_HEAD(wake);
 static struct task_struct *sender;
-static atomic_t subs_up, good, bad, sent_ok, sent_failed;
+static atomic_t subs_up, good, bad, counted, sent_ok, sent_failed;
 
+/*
+ * Called once per frame after its counts: only the call that counts the
+ * last frame prints (atomic_inc_return() orders every frame's counts
+ * before it), once, however the channels' callbacks interleave.
+ */
 static void all_received(void)
 {
 	unsigned int c;
 
-	if (atomic_read(&good) + atomic_read(&bad) != frames)
+	if (atomic_inc_return(&counted) != frames)
 		return;
 	pr_info("%d of %u frames from the server byte-exact over %u channels, %d bad\n",
 		atomic_read(&good), frames, nch, atomic_read(&bad));

@@ -45,7 +45,7 @@ static u32 recv_gpadl, send_gpadl;
 static struct kmcl_mdl *recv_mdl, *send_mdl;
 static struct task_struct *sender;
 static DECLARE_WAIT_QUEUE_HEAD(wake);
-static atomic_t subs_up, good, bad, by_pages, by_section, sent_ok, sent_failed;
+static atomic_t subs_up, good, bad, counted, by_pages, by_section, sent_ok, sent_failed;
 static bool closing;
 
 /* Checks (@check) or writes (@!check) @len bytes of frame @seq, its bytes
@@ -95,12 +95,16 @@ static bool check_pages(struct kmcl_incoming *packet, u32 seq, u32 len)
 	return at == len;
 }
 
+/*
+ * Called once per frame after its counts: only the call that counts the
+ * last frame prints (atomic_inc_return() orders every frame's counts
+ * before it), once, however the channels' callbacks interleave.
+ */
 static void all_received(void)
 {
-	u32 n = atomic_read(&good) + atomic_read(&bad);
 	unsigned int c;
 
-	if (n != frames)
+	if (atomic_inc_return(&counted) != frames)
 		return;
 	pr_info("%d of %u frames from the client byte-exact (%d by page buffers, %d in send-buffer sections), %d bad\n",
 		atomic_read(&good), frames, atomic_read(&by_pages),

@@ -28,7 +28,10 @@
  *    start, cleanup, the init setters, save and restore) return -EDEADLK,
  *    doing nothing, when called from one of the channel's own state
  *    callbacks, or at passive from its packet callbacks and completion
- *    routines, where they would wait for the callback itself.
+ *    routines, where they would wait for the callback itself; so do those
+ *    of a primary channel called from a state callback of one of its
+ *    sub-channels (a primary's callback may disable its sub-channels, so
+ *    the reverse order could deadlock).
  *  - A NULL handle is refused with -EINVAL (or ignored by functions
  *    without a return value, NULL from those returning a pointer).  With
  *    checked handles (module parameter checked_handles, on by default) so

@@ -22,6 +22,7 @@
 //! |---|---|---|---|---|
 //! | `turn` | `Mutex<()>` | the right to change [`Control`]: one transition (and its state callbacks), setter or save step at a time | process context only; held across the state callbacks | 1: first of a channel's locks |
 //! | `sub_turn` | `Mutex<()>` | the same, for a sub-channel (its turn from [`Channel::set_primary`] on; a lock class of its own) | as `turn` | 1: as `turn`; after its primary's `turn` when a primary's state callback calls into its sub-channel |
+//! | `sub_turns` | `Mutex` | the tasks holding the turn of one of this channel's sub-channels | process context only | leaf; taken with a sub-channel's `sub_turn` held, and alone before `turn` |
 //! | `control` | `Mutex` | [`Control`]: lifecycle state, settings, state callbacks, the connection, save/restore | process context only; held briefly, never across a driver callback or a wait on the other endpoint; changed only by the holder of `turn` | 2: after `turn` |
 //! | `instance` | `SpinLockIrq` | the interface instance the driver reads | any context | leaf |
 //! | `bus` | `SpinLock` | which loopback bus the channel is on | process context | 3: after `control`; held only to clone the `Arc` |
@@ -59,8 +60,9 @@
 //!   so turns nest in one order: a primary's state callback may Disable or
 //!   Cleanup its sub-channels (the primary's `turn`, then the
 //!   sub-channel's `sub_turn`, which lockdep tells apart); a sub-channel's
-//!   state callback must not call a turn-taking function of its primary
-//!   (the reverse order: it would deadlock with the former).
+//!   state callback calling a turn-taking function of its primary (the
+//!   reverse order: it would deadlock with the former) is refused with
+//!   `-EDEADLK` (`sub_turns`).
 //! - Driver callbacks (ProcessPacket, completion routines) are called with
 //!   none of these locks held.
 //!
@@ -307,6 +309,12 @@ pub(crate) struct Channel {
     /// channel from that task (one of its state callbacks) is refused
     /// with `-EDEADLK` instead of deadlocking.
     turn_owner: core::sync::atomic::AtomicUsize,
+    /// The tasks that hold the turn of one of this channel's sub-channels
+    /// now (one entry per turn held): a call from one of them that takes
+    /// this channel's turn is refused with `-EDEADLK` (the reverse of the
+    /// order turns nest in).
+    #[pin]
+    sub_turns: Mutex<KVec<usize>>,
     /// The task running this channel's receive or deferral work now (0:
     /// none): packet callbacks and routines at passive run there, and a
     /// Disable or Pause from them, which waits for that work, is refused
@@ -524,11 +532,20 @@ pub(crate) const NO_TARGET_CPU: u32 = u32::MAX;
 pub(super) struct Turn<'a> {
     _guard: kernel::sync::lock::Guard<'a, (), kernel::sync::lock::mutex::MutexBackend>,
     owner: &'a core::sync::atomic::AtomicUsize,
+    /// A sub-channel's primary, whose `sub_turns` records the holder.
+    primary: Option<Arc<Channel>>,
 }
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
         // Before `_guard` unlocks (fields drop after this).
+        if let Some(primary) = self.primary.take() {
+            let me = crate::sys::context::current_task();
+            let mut tasks = primary.sub_turns.lock();
+            if let Some(i) = tasks.iter().position(|t| *t == me) {
+                let _ = tasks.remove(i);
+            }
+        }
         self.owner.store(0, core::sync::atomic::Ordering::Relaxed);
     }
 }
@@ -586,7 +603,8 @@ impl Channel {
     /// [`Self::take_turn`], calling `on_busy` first if another task holds
     /// the turn (and it must be waited for).
     pub(super) fn take_turn_or(&self, on_busy: impl FnOnce()) -> Result<Turn<'_>> {
-        if self.in_own_callback() {
+        let me = crate::sys::context::current_task();
+        if self.in_own_callback() || self.sub_turns.lock().contains(&me) {
             return Err(EDEADLK);
         }
         use core::sync::atomic::Ordering::Acquire;
@@ -609,13 +627,21 @@ impl Channel {
                 break guard;
             }
         };
-        self.turn_owner.store(
-            crate::sys::context::current_task(),
-            core::sync::atomic::Ordering::Relaxed,
-        );
+        self.turn_owner
+            .store(me, core::sync::atomic::Ordering::Relaxed);
+        // A sub-channel's turn: its primary learns who holds it (without
+        // memory for the record, the primary's turn is not refused to
+        // the holder: the rule stands, unchecked, as before).
+        let primary = if self.is_sub.load(Acquire) {
+            self.primary()
+                .filter(|p| p.sub_turns.lock().push(me, GFP_KERNEL).is_ok())
+        } else {
+            None
+        };
         Ok(Turn {
             _guard: guard,
             owner: &self.turn_owner,
+            primary,
         })
     }
 
@@ -683,6 +709,7 @@ impl Channel {
                 sub_turn <- new_mutex!(()),
                 is_sub: core::sync::atomic::AtomicBool::new(false),
                 turn_owner: core::sync::atomic::AtomicUsize::new(0),
+                sub_turns <- new_mutex!(KVec::new()),
                 rx_owner: core::sync::atomic::AtomicUsize::new(0),
                 deferral_owner: core::sync::atomic::AtomicUsize::new(0),
                 link: core::sync::atomic::AtomicUsize::new(0),

@@ -290,6 +290,43 @@ mod cases {
         Ok(())
     }
 
+    /// A task holding a sub-channel's turn (one of its state callbacks)
+    /// calling a turn-taking function of its primary would deadlock with
+    /// the primary's callback waiting for the sub-channel's turn: refused
+    /// with `-EDEADLK` whether or not that is under way.
+    #[test]
+    fn a_subchannels_turn_holder_is_refused_its_primarys_turn() -> Result {
+        let bus = LoopbackBus::new()?;
+        let (server, client, _offered) = primaries(&bus)?;
+        let s_sub = server_sub(&bus, &server)?;
+        let letters = Letters::new(false)?;
+        let c_sub = client_sub(&bus, &client, &letters)?;
+        assert!(wait_until(|| c_sub.is_running() && s_sub.is_running()));
+        {
+            // What a state callback of the client sub-channel runs under.
+            let _turn = c_sub.take_turn()?;
+            assert!(matches!(client.take_turn(), Err(e) if e == EDEADLK));
+            assert_eq!(client.pause(), Err(EDEADLK));
+            assert!(client.is_running());
+            // The sub-channel's own turn-taking calls are refused as
+            // ever, the sibling direction (the server's) is not involved.
+            assert_eq!(c_sub.pause(), Err(EDEADLK));
+            drop(server.take_turn()?);
+        }
+        // The turn released: the primary's calls go through again.
+        drop(client.take_turn()?);
+        client.disable()?;
+        assert!(wait_until(|| !c_sub.is_enabled()));
+        if s_sub.is_enabled() {
+            s_sub.disable()?;
+        }
+        s_sub.cleanup()?;
+        c_sub.cleanup()?;
+        server.disable()?;
+        client.cleanup()?;
+        server.cleanup()
+    }
+
     /// Holds a channel's turn from a work item for `ms` milliseconds, as
     /// the engine's own work does while it ends a sub-channel's connection.
     #[pin_data]
