@@ -102,18 +102,24 @@ impl Objects {
         }
     }
 
+    /// The index of the slot [`Objects::top`] lends: the top object's, or
+    /// the first (empty) one when there is none.
+    fn top_index(&self) -> usize {
+        self.len.saturating_sub(1).min(RX_BATCH - 1)
+    }
+
     /// The slot the next data packet is read into: the top object's, or
     /// an empty one (the data path allocates an object into it). Followed
     /// by [`Objects::settle_top`].
     fn top(&mut self) -> &mut Option<KBox<PacketObject>> {
-        let i = self.len.saturating_sub(1).min(RX_BATCH - 1);
+        let i = self.top_index();
         &mut self.slots[i]
     }
 
     /// Counts the slot [`Objects::top`] lent: its object was used, or is
     /// still there (or was allocated there).
     fn settle_top(&mut self) {
-        let i = self.len.saturating_sub(1).min(RX_BATCH - 1);
+        let i = self.top_index();
         self.len = i + usize::from(self.slots[i].is_some());
     }
 

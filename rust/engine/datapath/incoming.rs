@@ -258,7 +258,7 @@ impl DataPath {
             // The completion payload goes into a spare buffer, which the
             // receive work hands back after the routine ran; an empty one
             // needs none (nor a call to copy nothing).
-            let empty = pkt.payload(&self.buf).is_empty();
+            let empty = d.payload_len() == 0;
             let mut data = if empty {
                 KVec::new()
             } else {
