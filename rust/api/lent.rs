@@ -158,16 +158,18 @@ fn take_from_slots(handle: usize) -> bool {
 /// was not called and the packet must not be handed out.
 pub(super) fn lend_for(handle: usize, owner: usize, deliver: impl FnOnce()) -> Result {
     let i = shard_of(handle);
-    let cpu = kernel::cpu::CpuId::current().as_u32() as usize;
-    let use_slot = !crate::sys::context::in_task()
-        && cpu < SLOTS
-        && SPARE[i].load(Ordering::Relaxed) >= HEADROOM
-        && DELIVERING[cpu].load(Ordering::Relaxed) == 0;
-    if !use_slot {
+    // In process context (a deferred delivery) the task could move to
+    // another CPU inside the callback: the table records it.
+    let slot = crate::sys::context::interrupt_cpu().filter(|&cpu| {
+        cpu < SLOTS
+            && SPARE[i].load(Ordering::Relaxed) >= HEADROOM
+            && DELIVERING[cpu].load(Ordering::Relaxed) == 0
+    });
+    let Some(cpu) = slot else {
         lend(handle, owner)?;
         deliver();
         return Ok(());
-    }
+    };
     // Softirq: no other delivery runs on this CPU until `deliver` returns.
     DELIVERING[cpu].store(handle, Ordering::Release);
     deliver();

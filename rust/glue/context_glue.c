@@ -12,10 +12,13 @@
 
 #include "kmcl_glue.h"
 
-/* True in process context: not in hard or soft interrupt context. */
-bool kmcl_in_task(void)
+/*
+ * The CPU the caller runs on if it runs in interrupt context (hard or
+ * soft, where it cannot migrate), else U32_MAX (process context).
+ */
+u32 kmcl_interrupt_cpu(void)
 {
-	return in_task();
+	return in_task() ? U32_MAX : raw_smp_processor_id();
 }
 
 /* Lets the calling thread run on CPU @cpu only (tests). */

@@ -57,7 +57,7 @@ void kmcl_host_remove(const void *bus, struct hv_device *dev);
 void kmcl_host_suspend(const void *bus, struct hv_device *dev);
 void kmcl_host_resume(const void *bus, struct hv_device *dev);
 void kmcl_host_interrupt(const void *link);
-bool kmcl_in_task(void);
+u32 kmcl_interrupt_cpu(void);
 int kmcl_pin_current(u32 cpu);
 bool kmcl_may_sleep(void);
 void kmcl_might_sleep(void);

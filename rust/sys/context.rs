@@ -8,7 +8,7 @@ mod ffi {
     use kernel::ffi::c_char;
 
     extern "C" {
-        pub(super) fn kmcl_in_task() -> bool;
+        pub(super) fn kmcl_interrupt_cpu() -> u32;
         #[cfg(kmcl_kunit)]
         pub(super) fn kmcl_pin_current(cpu: u32) -> core::ffi::c_int;
         pub(super) fn kmcl_may_sleep() -> bool;
@@ -26,13 +26,15 @@ mod ffi {
     }
 }
 
-/// Whether the caller runs in process context (not in hard or soft
-/// interrupt context): KMCL's `PASSIVE_LEVEL`. It may still hold a
-/// spinlock or have bottom halves disabled: [`may_sleep`] tells.
-pub(crate) fn in_task() -> bool {
-    // SAFETY: `kmcl_in_task` takes no arguments and only reads the
-    // preemption count; it may be called from any context.
-    unsafe { ffi::kmcl_in_task() }
+/// The CPU the caller runs on if it runs in interrupt context (hard or
+/// soft: it stays on that CPU until it returns), `None` in process
+/// context (KMCL's `PASSIVE_LEVEL`; it may still hold a spinlock or have
+/// bottom halves disabled: [`may_sleep`] tells).
+pub(crate) fn interrupt_cpu() -> Option<usize> {
+    // SAFETY: `kmcl_interrupt_cpu` takes no arguments and only reads the
+    // preemption count and the CPU number; any context.
+    let cpu = unsafe { ffi::kmcl_interrupt_cpu() };
+    (cpu != u32::MAX).then_some(cpu as usize)
 }
 
 /// Whether the caller may sleep: process context with bottom halves and

@@ -21,7 +21,7 @@ mod cases {
 
     impl PacketCallbacks for ContextProbe {
         fn process_packet(&self, _channel: &Arc<Channel>, packet: IncomingPacket) {
-            if crate::sys::context::in_task() {
+            if crate::sys::context::interrupt_cpu().is_none() {
                 self.in_task.fetch_add(1, Ordering::SeqCst);
             } else {
                 self.in_softirq.fetch_add(1, Ordering::SeqCst);
