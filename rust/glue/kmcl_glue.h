@@ -77,7 +77,7 @@ bool kmcl_queue_work_on(u32 cpu, struct workqueue_struct *wq,
 			struct work_struct *work);
 struct kmcl_timer;
 struct kmcl_timer *kmcl_timer_new(void);
-void kmcl_timer_arm(struct kmcl_timer *t, struct workqueue_struct *wq,
+bool kmcl_timer_arm(struct kmcl_timer *t, struct workqueue_struct *wq,
 		    void (*fn)(void *ctx), void *ctx, u32 usecs);
 void *kmcl_timer_disarm(struct kmcl_timer *t);
 void kmcl_timer_free(struct kmcl_timer *t);

@@ -77,14 +77,15 @@ struct kmcl_timer *kmcl_timer_new(void)
 
 /*
  * Arms @t to call @fn(@ctx) on @wq after @usecs (at least one tick); the
- * caller arms it only when it is not armed.
+ * caller arms it only when it is not armed.  False: not armed, because a
+ * disarm is cancelling it right now (@fn will not get @ctx).
  */
-void kmcl_timer_arm(struct kmcl_timer *t, struct workqueue_struct *wq,
+bool kmcl_timer_arm(struct kmcl_timer *t, struct workqueue_struct *wq,
 		    void (*fn)(void *ctx), void *ctx, u32 usecs)
 {
 	t->fn = fn;
 	t->ctx = ctx;
-	queue_delayed_work(wq, &t->dw, max(usecs_to_jiffies(usecs), 1UL));
+	return queue_delayed_work(wq, &t->dw, max(usecs_to_jiffies(usecs), 1UL));
 }
 
 /*

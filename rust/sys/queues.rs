@@ -44,7 +44,7 @@ mod ffi {
             f: unsafe extern "C" fn(*mut c_void),
             ctx: *mut c_void,
             usecs: u32,
-        );
+        ) -> bool;
         pub(super) fn kmcl_timer_disarm(t: *mut c_void) -> *mut c_void;
         pub(super) fn kmcl_timer_free(t: *mut c_void);
     }
@@ -148,8 +148,8 @@ where
     unsafe { w.__enqueue(move |work| ffi::kmcl_queue_work_on(cpu, wq, work)) }
 }
 
-/// What a [`Timer`] calls when it fires.
-pub(crate) trait TimerFired: Send + Sync + Sized {
+/// What a [`Timer`] calls when it fires; `K` tells a type's timers apart.
+pub(crate) trait TimerFired<const K: u8>: Send + Sync + Sized {
     /// Runs in process context on kmcl's queue, with the reference the
     /// arming took.
     fn fired(this: Arc<Self>);
@@ -164,19 +164,19 @@ pub(crate) trait TimerFired: Send + Sync + Sized {
 /// `raw` is a `kmcl_timer` from `kmcl_timer_new`, owned. While armed, its
 /// context is a pointer from `Arc::into_raw` of a `T` that the arming
 /// owns.
-pub(crate) struct Timer<T: TimerFired> {
+pub(crate) struct Timer<T: TimerFired<K>, const K: u8> {
     raw: core::ptr::NonNull<core::ffi::c_void>,
     _t: core::marker::PhantomData<Arc<T>>,
 }
 
 // SAFETY: the C timer may be armed and disarmed from any thread; the `T`
 // references it holds are `Send + Sync`.
-unsafe impl<T: TimerFired> Send for Timer<T> {}
+unsafe impl<T: TimerFired<K>, const K: u8> Send for Timer<T, K> {}
 
 // SAFETY: As for `Send`; callers serialise arming (see `arm`).
-unsafe impl<T: TimerFired> Sync for Timer<T> {}
+unsafe impl<T: TimerFired<K>, const K: u8> Sync for Timer<T, K> {}
 
-impl<T: TimerFired> Timer<T> {
+impl<T: TimerFired<K>, const K: u8> Timer<T, K> {
     /// A disarmed timer. Process context.
     pub(crate) fn new() -> Result<Self> {
         // SAFETY: allocates; may sleep (process context).
@@ -190,21 +190,29 @@ impl<T: TimerFired> Timer<T> {
     /// Arms the timer to call `T::fired(this)` after `usecs` (rounded up to
     /// the timer tick). The caller must know it is not armed (one armer at
     /// a time, and only after the last arming fired or was disarmed).
-    /// Any context.
-    pub(crate) fn arm(&self, this: &Arc<T>, usecs: u32) {
+    /// `false`: not armed, because a [`Self::disarm`] is cancelling it
+    /// (an arming from `T::fired` can meet one). Any context.
+    #[must_use]
+    pub(crate) fn arm(&self, this: &Arc<T>, usecs: u32) -> bool {
         let ctx = Arc::into_raw(this.clone()).cast_mut().cast();
         // SAFETY: `raw` is live (invariant); the queue is kmcl's, drained
         // at module exit; `ctx` is an owned reference that `trampoline`
-        // or `disarm` takes back exactly once.
-        unsafe {
+        // or `disarm` takes back exactly once if the timer was armed.
+        let armed = unsafe {
             ffi::kmcl_timer_arm(
                 self.raw.as_ptr(),
                 process_raw(),
-                trampoline::<T>,
+                trampoline::<T, K>,
                 ctx,
                 usecs,
             )
         };
+        if !armed {
+            // SAFETY: the reference made above, which nothing will take
+            // back now.
+            drop(unsafe { Arc::<T>::from_raw(ctx.cast_const().cast()) });
+        }
+        armed
     }
 
     /// Disarms the timer, waiting for a running callback; returns whether
@@ -222,7 +230,7 @@ impl<T: TimerFired> Timer<T> {
     }
 }
 
-impl<T: TimerFired> Drop for Timer<T> {
+impl<T: TimerFired<K>, const K: u8> Drop for Timer<T, K> {
     fn drop(&mut self) {
         // An arming holds a reference to the owner of the timer, so the
         // owner (and this timer) cannot be dropped while it is armed.
@@ -236,10 +244,10 @@ impl<T: TimerFired> Drop for Timer<T> {
 /// # Safety
 ///
 /// `ctx` is the reference an arming took with `Arc::into_raw`.
-unsafe extern "C" fn trampoline<T: TimerFired>(ctx: *mut core::ffi::c_void) {
+unsafe extern "C" fn trampoline<T: TimerFired<K>, const K: u8>(ctx: *mut core::ffi::c_void) {
     // SAFETY: the caller's promise; taken back once.
     let this = unsafe { Arc::<T>::from_raw(ctx.cast_const().cast()) };
-    T::fired(this);
+    <T as TimerFired<K>>::fired(this);
 }
 
 /// kmcl's process queue as a raw pointer (the system queue outside the

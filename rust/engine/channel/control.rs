@@ -180,6 +180,9 @@ impl Channel {
             dp.take_unfinished()
         });
         self.wait_rx_idle();
+        // (After the receive work, which may arm it, and without a data
+        // path, which it needs.)
+        self.disarm_trim();
         // Packet objects completed from now on are freed.
         let spare = {
             let mut rx = self.rx.lock();
@@ -347,6 +350,7 @@ impl Channel {
         let packet_callbacks = self.rx.lock().callbacks.take();
         // A signal armed by a send that raced with the disconnect.
         self.disarm_signal();
+        self.disarm_trim();
         // Dropped without locks: their drop may drop the last reference.
         drop((callbacks, packet_callbacks));
         Ok(())

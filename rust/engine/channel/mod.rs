@@ -398,7 +398,11 @@ pub(crate) struct Channel {
     /// Signals merged into an armed one.
     signals_coalesced: core::sync::atomic::AtomicU64,
     /// Fires the delayed signal.
-    signal_timer: crate::sys::queues::Timer<Channel>,
+    signal_timer: crate::sys::queues::Timer<Channel, SIGNAL_TIMER>,
+    /// The trim of kept send-queue buffers is armed.
+    trim_armed: core::sync::atomic::AtomicBool,
+    /// Trims the kept send-queue buffers of a queue gone idle.
+    trim_timer: crate::sys::queues::Timer<Channel, TRIM_TIMER>,
     /// GPADLs (client) and mappings of them (server).
     #[pin]
     gpadl: gpadl::Gpadls,
@@ -422,6 +426,12 @@ pub(crate) struct Channel {
     #[pin]
     transfer: SpinLockIrq<Arc<TransferSets>>,
 }
+
+/// The delayed signal of an interrupt latency ([`Channel::signal`]).
+pub(crate) const SIGNAL_TIMER: u8 = 0;
+/// The trim of an idle send queue's kept buffers
+/// ([`crate::engine::datapath::RECYCLED_IDLE_MS`]).
+pub(crate) const TRIM_TIMER: u8 = 1;
 
 /// The control work: drains `events` (process context).
 pub(crate) const CONTROL_WORK: u64 = 0;
@@ -755,6 +765,8 @@ impl Channel {
                 signal_armed: core::sync::atomic::AtomicBool::new(false),
                 signals_coalesced: core::sync::atomic::AtomicU64::new(0),
                 signal_timer: crate::sys::queues::Timer::new()?,
+                trim_armed: core::sync::atomic::AtomicBool::new(false),
+                trim_timer: crate::sys::queues::Timer::new()?,
                 rx_changed <- new_condvar!(),
                 rx_work <- new_work!("kmcl::Channel::rx_work"),
                 gpadl <- gpadl::Gpadls::new(),

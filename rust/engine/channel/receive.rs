@@ -486,7 +486,7 @@ impl Channel {
             // after the batch (a buffer allocated and freed per completion
             // would churn the allocator, and under KASAN fill its
             // quarantine, which softirq allocations never trim).
-            let (n, items, last, peer, written) = {
+            let (n, items, last, peer, written, trim) = {
                 let mut data = self.data.lock();
                 let Some(dp) = Option::as_mut(&mut *data) else {
                     break;
@@ -534,10 +534,22 @@ impl Channel {
                 kick |= dp.commit_reads();
                 let peer = if kick { Some(dp.peer().clone()) } else { None };
                 severed |= dp.is_severed();
-                (n, items, last, peer, dp.has_written())
+                (
+                    n,
+                    items,
+                    last,
+                    peer,
+                    dp.has_written(),
+                    dp.keeps_more_than_idle(),
+                )
             };
             if let Some(peer) = peer {
                 self.signal(peer);
+            }
+            if trim {
+                // The queue emptied, keeping buffers: trimmed if it stays
+                // idle.
+                self.arm_trim(crate::engine::datapath::RECYCLED_IDLE_MS);
             }
             if written {
                 self.run_written();

@@ -282,6 +282,45 @@ impl Channel {
         dst.copy_from_slice(&st.reply);
         Ok(n)
     }
+
+    /// Arms the trim of the send queue's kept buffers to look in `ms`
+    /// milliseconds, unless it is armed. Any context.
+    pub(super) fn arm_trim(self: &Arc<Self>, ms: i64) {
+        use core::sync::atomic::Ordering::{AcqRel, Relaxed, Release};
+        // (A look first: a receive work that keeps emptying a queue asks
+        // once a batch.)
+        if self.trim_armed.load(Relaxed) || self.trim_armed.swap(true, AcqRel) {
+            return;
+        }
+        let ms = ms.clamp(1, crate::engine::datapath::RECYCLED_IDLE_MS) as u32;
+        // Not armed only while the connection ends (its disarm cancels it).
+        if !self.trim_timer.arm(self, ms * 1000) {
+            self.trim_armed.store(false, Release);
+        }
+    }
+
+    /// Drops an armed trim (the connection ends; its kept buffers go with
+    /// the data path). Process context.
+    pub(super) fn disarm_trim(&self) {
+        if self.trim_timer.disarm() {
+            self.trim_armed
+                .store(false, core::sync::atomic::Ordering::Release);
+        }
+    }
+}
+
+/// The trim timer: a send queue idle since it was armed gives back the
+/// buffers it kept beyond one ring's bytes; one used meanwhile is looked
+/// at again once it may have been idle long enough.
+impl crate::sys::queues::TimerFired<{ super::TRIM_TIMER }> for Channel {
+    fn fired(this: Arc<Self>) {
+        this.trim_armed
+            .store(false, core::sync::atomic::Ordering::Release);
+        let again = Option::as_mut(&mut *this.data.lock()).and_then(|dp| dp.trim_idle_queue());
+        if let Some(ms) = again {
+            this.arm_trim(ms);
+        }
+    }
 }
 
 /// A synchronous request's rendezvous.

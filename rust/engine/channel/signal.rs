@@ -25,14 +25,17 @@ impl Channel {
     /// the peer, which a loopback peer hands on to its receive work.
     #[inline]
     pub(crate) fn signal(self: &Arc<Self>, peer: Peer) {
-        use core::sync::atomic::Ordering::{AcqRel, Relaxed};
+        use core::sync::atomic::Ordering::{AcqRel, Relaxed, Release};
         let latency = self.latency.load(Relaxed);
         if latency > 0 && peer.delays_signals() {
             if self.signal_armed.swap(true, AcqRel) {
                 self.signals_coalesced.fetch_add(1, Relaxed);
             } else {
-                // 100 ns units to microseconds, rounded up.
-                self.signal_timer.arm(self, latency.div_ceil(10));
+                // 100 ns units to microseconds, rounded up. Not armed only
+                // while the connection ends (its disarm cancels it).
+                if !self.signal_timer.arm(self, latency.div_ceil(10)) {
+                    self.signal_armed.store(false, Release);
+                }
             }
             return;
         }
@@ -120,7 +123,7 @@ impl Channel {
 }
 
 /// The delayed signal of a channel with an interrupt latency.
-impl crate::sys::queues::TimerFired for Channel {
+impl crate::sys::queues::TimerFired<{ super::SIGNAL_TIMER }> for Channel {
     fn fired(this: Arc<Self>) {
         this.signal_armed
             .store(false, core::sync::atomic::Ordering::Release);

@@ -46,6 +46,8 @@ pub(crate) struct Snapshot {
     pub(crate) awaiting_completion: usize,
     /// Sends queued for room in the outgoing ring.
     pub(crate) queued: usize,
+    /// Bytes of send-queue buffers kept for reuse.
+    pub(crate) kept_send_bytes: usize,
     /// Incoming packets the driver holds uncompleted.
     pub(crate) held: u32,
     pub(crate) quota: u32,
@@ -159,6 +161,7 @@ impl fmt::Display for Snapshot {
         writeln!(f, "ring errors: {}", c.ring_errors)?;
         writeln!(f, "sends awaiting completion: {}", self.awaiting_completion)?;
         writeln!(f, "sends queued now: {}", self.queued)?;
+        writeln!(f, "send queue buffers kept: {} bytes", self.kept_send_bytes)?;
         writeln!(f, "incoming held by the driver: {}", self.held)?;
         writeln!(
             f,
@@ -269,6 +272,7 @@ impl Channel {
             counters: Counters::default(),
             awaiting_completion: 0,
             queued: 0,
+            kept_send_bytes: 0,
             held,
             quota,
             quota_hits,
@@ -297,6 +301,7 @@ impl Channel {
             let state = dp.snapshot();
             s.awaiting_completion = state.awaiting_completion;
             s.queued = state.queued;
+            s.kept_send_bytes = state.kept_send_bytes;
             s.rings = Some(state.rings);
         }
     }

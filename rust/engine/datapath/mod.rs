@@ -189,9 +189,10 @@ pub(crate) struct DataPath {
     /// next packets queued (a sender that keeps the ring full queues every
     /// packet: without them each would cost an allocation and a free).
     recycled: KVec<KVec<u8>>,
-    /// The capacity of `recycled`'s buffers: at most the queue's limit,
-    /// one outgoing ring's data bytes when a queue starts after
-    /// [`RECYCLED_IDLE_MS`] without one.
+    /// The capacity of `recycled`'s buffers: at most the queue's limit;
+    /// cut to one outgoing ring's data bytes once the queue has been idle
+    /// for [`RECYCLED_IDLE_MS`] (by the channel's trim timer, or by the
+    /// next queue to start).
     recycled_bytes: usize,
     /// Payload bytes in `queue`.
     queued_bytes: usize,
@@ -246,6 +247,8 @@ pub(crate) struct DataPathState {
     pub(crate) awaiting_completion: usize,
     /// Sends queued for room.
     pub(crate) queued: usize,
+    /// Bytes of the buffers of written queued packets kept for reuse.
+    pub(crate) kept_send_bytes: usize,
     pub(crate) rings: RingStates,
 }
 
@@ -262,8 +265,9 @@ pub(crate) const SPARE_BUFFERS: usize = 16;
 /// Their bytes are bounded by the queue's limit too.
 pub(super) const RECYCLED_BUFFERS: usize = QUEUE_LIMIT_MIN / 4096;
 
-/// How long a channel's queue must have been empty for the next one to
-/// start with kept buffers of one outgoing ring's bytes at most.
+/// How long a channel's queue must have been empty (since its last write
+/// out of the queue) for its kept buffers to be cut to one outgoing ring's
+/// bytes.
 pub(crate) const RECYCLED_IDLE_MS: i64 = 1000;
 
 /// How long kmcl waits for the other endpoint (or its driver) before it
@@ -406,6 +410,7 @@ impl DataPath {
         DataPathState {
             awaiting_completion: self.outstanding.outstanding(),
             queued: self.queue.len(),
+            kept_send_bytes: self.recycled_bytes,
             rings: RingStates {
                 outgoing: ring_state(self.out.memory()),
                 incoming: ring_state(self.inc.memory()),

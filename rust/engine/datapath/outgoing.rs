@@ -596,15 +596,47 @@ impl DataPath {
         }
     }
 
+    /// Bytes of kept buffers a queue that has been idle for
+    /// [`RECYCLED_IDLE_MS`] keeps at most: one outgoing ring's data bytes.
+    fn idle_kept_limit(&self) -> usize {
+        crate::protocol::ring::RingMemory::data_len(self.out.memory())
+    }
+
+    /// Whether the queue is empty and keeps more buffers than it may once
+    /// idle: the channel's trim timer is to look again
+    /// ([`Self::trim_idle_queue`]).
+    pub(crate) fn keeps_more_than_idle(&self) -> bool {
+        self.queue.is_empty() && self.recycled_bytes > self.idle_kept_limit()
+    }
+
+    /// The trim timer's look: the kept buffers of a queue idle for
+    /// [`RECYCLED_IDLE_MS`] (the last write out of it was that long ago)
+    /// are cut to [`Self::idle_kept_limit`]. Returns the milliseconds
+    /// after which to look again, for a queue that was used since the
+    /// timer was armed (`None`: trimmed, nothing to trim, or a queue is
+    /// running, whose end arms the timer again).
+    pub(crate) fn trim_idle_queue(&mut self) -> Option<i64> {
+        if !self.keeps_more_than_idle() {
+            return None;
+        }
+        let idle = self.progress.elapsed().as_millis();
+        if idle < RECYCLED_IDLE_MS {
+            return Some(RECYCLED_IDLE_MS - idle);
+        }
+        self.trim_recycled_if_idle();
+        None
+    }
+
     /// A queue that starts again after [`RECYCLED_IDLE_MS`] without one
     /// (the last write out of the queue was that long ago) starts with at
     /// most one outgoing ring's data bytes of kept buffers: the rest, kept
-    /// for a sender that queues all the time, is freed.
+    /// for a sender that queues all the time, is freed. (The trim timer
+    /// does the same for a channel that stays idle.)
     fn trim_recycled_if_idle(&mut self) {
         if self.recycled_bytes == 0 || self.progress.elapsed().as_millis() < RECYCLED_IDLE_MS {
             return;
         }
-        let limit = crate::protocol::ring::RingMemory::data_len(self.out.memory());
+        let limit = self.idle_kept_limit();
         while self.recycled_bytes > limit {
             let Some(b) = self.recycled.pop() else {
                 break;

@@ -141,6 +141,41 @@ mod cases {
     }
 
     #[test]
+    fn kept_send_queue_buffers_are_freed_once_the_queue_idles() -> Result {
+        use crate::engine::datapath::RECYCLED_IDLE_MS;
+        let bus = LoopbackBus::new()?;
+        let (server, client) = pair(&bus)?;
+        let ring = client
+            .snapshot()
+            .rings
+            .map_or(0, |r| r.outgoing.size as usize);
+        assert!(ring > 0);
+        let tally = Arc::new(Tally::default(), GFP_KERNEL)?;
+        let payload = pattern(4096, 3)?;
+        // A burst into a paused server: three rings' bytes queued.
+        server.pause()?;
+        let mut sent = 0u32;
+        while client.snapshot().queued * 4096 < 3 * ring {
+            send_counted(&client, &tally, &payload, false)?;
+            sent += 1;
+        }
+        server.start()?;
+        assert!(tally.wait_total(sent));
+        assert_eq!(tally.ok.load(Ordering::SeqCst), sent);
+        // Written out: their buffers are kept for the next burst.
+        let s = client.snapshot();
+        assert_eq!(s.queued, 0);
+        assert!(s.kept_send_bytes > ring);
+        // Nothing is sent any more: after the idle time an idle channel
+        // holds at most one ring's bytes of them.
+        fsleep(Delta::from_millis(RECYCLED_IDLE_MS + 500));
+        let kept = client.snapshot().kept_send_bytes;
+        assert!(kept <= ring);
+        assert!(kept > 0);
+        close(client, server)
+    }
+
+    #[test]
     fn a_peer_that_never_reads_is_closed_after_the_stall_time() -> Result {
         let bus = LoopbackBus::new()?;
         let (server, client) = pair(&bus)?;
