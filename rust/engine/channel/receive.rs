@@ -70,6 +70,115 @@ pub(crate) const RX_BUDGET: u32 = 128;
 /// Most packets the receive work reads under one hold of the data lock.
 const RX_BATCH: usize = 16;
 
+/// `N` slots, filled from the front and emptied by [`Slots::take_first`],
+/// whose drop looks only at the slots used since they were last emptied:
+/// a plain array's drop looks at all `N`, a loop of `N` steps for each of
+/// the receive work's arrays at the end of every run (some 100 translated
+/// blocks a run under TCG, where runs with completions are short).
+///
+/// # Invariants
+///
+/// `slots[used..]` are `None`.
+struct Slots<T, const N: usize> {
+    slots: core::mem::ManuallyDrop<[Option<T>; N]>,
+    used: usize,
+}
+
+impl<T, const N: usize> Default for Slots<T, N> {
+    fn default() -> Self {
+        Self {
+            slots: core::mem::ManuallyDrop::new([const { None }; N]),
+            used: 0,
+        }
+    }
+}
+
+impl<T, const N: usize> Slots<T, N> {
+    /// Slot `i`, `None` past the end.
+    #[inline]
+    fn get(&mut self, i: usize) -> Option<&mut Option<T>> {
+        let slot = self.slots.get_mut(i)?;
+        self.used = self.used.max(i + 1);
+        Some(slot)
+    }
+
+    /// Slot `i` (`i < N`, else this panics, as indexing an array does).
+    #[inline]
+    fn at(&mut self, i: usize) -> &mut Option<T> {
+        self.used = self.used.max(i + 1);
+        &mut self.slots[i]
+    }
+
+    /// Whether slot `i` holds something.
+    #[inline]
+    fn is_some(&self, i: usize) -> bool {
+        self.slots.get(i).is_some_and(Option::is_some)
+    }
+
+    /// The first `n` slots (all if `n >= N`).
+    #[inline]
+    fn first(&mut self, n: usize) -> &mut [Option<T>] {
+        let n = n.min(N);
+        self.used = self.used.max(n);
+        &mut self.slots[..n]
+    }
+
+    /// Takes what the first `n` slots hold, in order. Those the caller
+    /// does not get (it stops early) are dropped with the iterator; once
+    /// `n` covers every slot used, the slots count as unused again.
+    #[inline]
+    fn take_first(&mut self, n: usize) -> TakeFirst<'_, T, N> {
+        TakeFirst {
+            n: n.min(N),
+            next: 0,
+            slots: self,
+        }
+    }
+}
+
+impl<T, const N: usize> Drop for Slots<T, N> {
+    fn drop(&mut self) {
+        // The others hold nothing (invariant): the array itself is never
+        // dropped, which would look at them.
+        for slot in self.first(self.used) {
+            drop(slot.take());
+        }
+    }
+}
+
+/// [`Slots::take_first`]'s iterator.
+struct TakeFirst<'a, T, const N: usize> {
+    slots: &'a mut Slots<T, N>,
+    n: usize,
+    next: usize,
+}
+
+impl<T, const N: usize> Iterator for TakeFirst<'_, T, N> {
+    type Item = Option<T>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Option<T>> {
+        if self.next >= self.n {
+            return None;
+        }
+        let taken = self.slots.slots.get_mut(self.next).and_then(Option::take);
+        self.next += 1;
+        Some(taken)
+    }
+}
+
+impl<T, const N: usize> Drop for TakeFirst<'_, T, N> {
+    fn drop(&mut self) {
+        for rest in self.by_ref() {
+            drop(rest);
+        }
+        // Every slot used is empty now.
+        if self.n >= self.slots.used {
+            self.slots.used = 0;
+        }
+    }
+}
+
 /// The packet objects a run of the receive work holds for its batches: a
 /// stack, so that a batch takes, and a packet completed during its
 /// delivery returns, an object without a look at the slots it does not
@@ -82,7 +191,7 @@ const RX_BATCH: usize = 16;
 /// accounts for again).
 #[derive(Default)]
 struct Objects {
-    slots: [Option<KBox<PacketObject>>; RX_BATCH],
+    slots: Slots<KBox<PacketObject>, RX_BATCH>,
     len: usize,
 }
 
@@ -91,7 +200,7 @@ impl Objects {
     /// none).
     fn fill(&mut self, want: usize, mut next: impl FnMut() -> Option<KBox<PacketObject>>) {
         while self.len < want {
-            let Some(slot) = self.slots.get_mut(self.len) else {
+            let Some(slot) = self.slots.get(self.len) else {
                 break;
             };
             let Some(b) = next() else {
@@ -113,19 +222,19 @@ impl Objects {
     /// by [`Objects::settle_top`].
     fn top(&mut self) -> &mut Option<KBox<PacketObject>> {
         let i = self.top_index();
-        &mut self.slots[i]
+        self.slots.at(i)
     }
 
     /// Counts the slot [`Objects::top`] lent: its object was used, or is
     /// still there (or was allocated there).
     fn settle_top(&mut self) {
         let i = self.top_index();
-        self.len = i + usize::from(self.slots[i].is_some());
+        self.len = i + usize::from(self.slots.is_some(i));
     }
 
     /// Puts `b` on the stack; gives it back if the stack is full.
     fn push(&mut self, b: KBox<PacketObject>) -> Option<KBox<PacketObject>> {
-        match self.slots.get_mut(self.len) {
+        match self.slots.get(self.len) {
             Some(slot) => {
                 *slot = Some(b);
                 self.len += 1;
@@ -136,17 +245,20 @@ impl Objects {
     }
 
     /// Returns the objects to `pool` (the run ends). Those it has no room
-    /// for are returned, to be freed without the caller's lock (each holds
-    /// a reference to its channel).
+    /// for stay, to be freed with what is returned, without the caller's
+    /// lock (each holds a reference to its channel).
     fn recycle(
         mut self,
         pool: &mut KVec<KBox<PacketObject>>,
-    ) -> [Option<KBox<PacketObject>>; RX_BATCH] {
-        for slot in self.slots.iter_mut().take(self.len) {
+    ) -> Slots<KBox<PacketObject>, RX_BATCH> {
+        for slot in self.slots.first(self.len) {
             if let Some(b) = slot.take() {
                 *slot = crate::engine::datapath::recycle(pool, b);
             }
         }
+        // The slots past `len` are empty (invariant): its drop need not
+        // look at them.
+        self.slots.used = self.len;
         self.slots
     }
 }
@@ -441,11 +553,10 @@ impl Channel {
         // Packet objects from the pool for the next batch, and the batch:
         // data packets and completions in ring order.
         let mut objects = Objects::default();
-        let mut batch: [Option<Item>; RX_BATCH] = Default::default();
+        let mut batch: Slots<Item, RX_BATCH> = Slots::default();
         // The completion payload buffers of a batch, handed back after it
-        // (the array lives across batches: each batch leaves it empty, and
-        // its drop, a look at every slot, runs once per run).
-        let mut used: [Option<KVec<u8>>; RX_BATCH] = Default::default();
+        // (they live across batches: each batch leaves them empty).
+        let mut used: Slots<KVec<u8>, RX_BATCH> = Slots::default();
         loop {
             if fetched >= RX_BUDGET {
                 // Let other channels' work run; this one is queued again.
@@ -516,12 +627,12 @@ impl Channel {
                     kick |= made_room;
                     match step {
                         Received::Data(packet) => {
-                            batch[items] = Some(Item::Data(packet));
+                            *batch.at(items) = Some(Item::Data(packet));
                             n += 1;
                             items += 1;
                         }
                         Received::Completion(routine, data) => {
-                            batch[items] = Some(Item::Completion(routine, data));
+                            *batch.at(items) = Some(Item::Completion(routine, data));
                             items += 1;
                         }
                         other => {
@@ -558,17 +669,22 @@ impl Channel {
             fetched += items as u32;
             // How many of `used` this batch filled.
             let mut n_used = 0;
-            for item in batch.iter_mut().take(items) {
-                let packet = match item.take() {
+            for item in batch.take_first(items) {
+                let packet = match item {
                     Some(Item::Data(packet)) => packet,
                     Some(Item::Completion(routine, data)) => {
                         routine.run(Ok(()), &data);
-                        match used.get_mut(n_used) {
-                            Some(slot) if data.capacity() > 0 => {
+                        let slot = if data.capacity() > 0 {
+                            used.get(n_used)
+                        } else {
+                            None
+                        };
+                        match slot {
+                            Some(slot) => {
                                 *slot = Some(data);
                                 n_used += 1;
                             }
-                            _ => forget_empty(data),
+                            None => forget_empty(data),
                         }
                         continue;
                     }
@@ -602,7 +718,7 @@ impl Channel {
             }
             if n_used > 0 {
                 if let Some(dp) = Option::as_mut(&mut *self.data.lock()) {
-                    for b in used.iter_mut().take(n_used).filter_map(Option::take) {
+                    for b in used.take_first(n_used).flatten() {
                         dp.return_spare(b);
                     }
                 }
