@@ -10,6 +10,7 @@
 use core::{
     ptr::null_mut,
     sync::atomic::{
+        AtomicBool,
         AtomicPtr,
         Ordering, //
     },
@@ -150,22 +151,40 @@ where
 
 /// What a [`Timer`] calls when it fires; `K` tells a type's timers apart.
 pub(crate) trait TimerFired<const K: u8>: Send + Sync + Sized {
+    /// The timer `K` of `self`.
+    fn timer(&self) -> &Timer<Self, K>;
+
     /// Runs in process context on kmcl's queue, with the reference the
-    /// arming took.
+    /// arming took; the timer is disarmed (it may be armed again).
     fn fired(this: Arc<Self>);
+}
+
+/// What [`Timer::arm`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Arming {
+    /// Armed by this call.
+    Armed,
+    /// Armed already: that arming fires.
+    AlreadyArmed,
+    /// Not armed: a [`Timer::disarm`] is cancelling it (an arming from
+    /// [`TimerFired::fired`] can meet one).
+    Refused,
 }
 
 /// A one-shot timer on kmcl's process queue whose arming holds a reference
 /// to a `T` until it fires (then [`TimerFired::fired`] gets it) or is
-/// disarmed.
+/// disarmed; armed once at a time.
 ///
 /// # Invariants
 ///
 /// `raw` is a `kmcl_timer` from `kmcl_timer_new`, owned. While armed, its
 /// context is a pointer from `Arc::into_raw` of a `T` that the arming
-/// owns.
+/// owns. `armed` is set from before an arming is made until it fired
+/// (before `fired` runs), was disarmed or was refused: one arming at a
+/// time.
 pub(crate) struct Timer<T: TimerFired<K>, const K: u8> {
     raw: core::ptr::NonNull<core::ffi::c_void>,
+    armed: AtomicBool,
     _t: core::marker::PhantomData<Arc<T>>,
 }
 
@@ -173,7 +192,7 @@ pub(crate) struct Timer<T: TimerFired<K>, const K: u8> {
 // references it holds are `Send + Sync`.
 unsafe impl<T: TimerFired<K>, const K: u8> Send for Timer<T, K> {}
 
-// SAFETY: As for `Send`; callers serialise arming (see `arm`).
+// SAFETY: As for `Send`; `armed` lets one arming through at a time.
 unsafe impl<T: TimerFired<K>, const K: u8> Sync for Timer<T, K> {}
 
 impl<T: TimerFired<K>, const K: u8> Timer<T, K> {
@@ -183,17 +202,18 @@ impl<T: TimerFired<K>, const K: u8> Timer<T, K> {
         let raw = unsafe { ffi::kmcl_timer_new() };
         Ok(Self {
             raw: core::ptr::NonNull::new(raw).ok_or(ENOMEM)?,
+            armed: AtomicBool::new(false),
             _t: core::marker::PhantomData,
         })
     }
 
     /// Arms the timer to call `T::fired(this)` after `usecs` (rounded up to
-    /// the timer tick). The caller must know it is not armed (one armer at
-    /// a time, and only after the last arming fired or was disarmed).
-    /// `false`: not armed, because a [`Self::disarm`] is cancelling it
-    /// (an arming from `T::fired` can meet one). Any context.
-    #[must_use]
-    pub(crate) fn arm(&self, this: &Arc<T>, usecs: u32) -> bool {
+    /// the timer tick), unless it is armed. Any context.
+    pub(crate) fn arm(&self, this: &Arc<T>, usecs: u32) -> Arming {
+        // (A look first: the swap is an atomic write.)
+        if self.armed.load(Ordering::Relaxed) || self.armed.swap(true, Ordering::AcqRel) {
+            return Arming::AlreadyArmed;
+        }
         let ctx = Arc::into_raw(this.clone()).cast_mut().cast();
         // SAFETY: `raw` is live (invariant); the queue is kmcl's, drained
         // at module exit; `ctx` is an owned reference that `trampoline`
@@ -211,8 +231,10 @@ impl<T: TimerFired<K>, const K: u8> Timer<T, K> {
             // SAFETY: the reference made above, which nothing will take
             // back now.
             drop(unsafe { Arc::<T>::from_raw(ctx.cast_const().cast()) });
+            self.armed.store(false, Ordering::Release);
+            return Arming::Refused;
         }
-        armed
+        Arming::Armed
     }
 
     /// Disarms the timer, waiting for a running callback; returns whether
@@ -226,6 +248,7 @@ impl<T: TimerFired<K>, const K: u8> Timer<T, K> {
         // SAFETY: the cancelled arming's reference (invariant), not taken
         // back by the callback, which will not run.
         drop(unsafe { Arc::<T>::from_raw(ctx.cast_const().cast()) });
+        self.armed.store(false, Ordering::Release);
         true
     }
 }
@@ -247,6 +270,10 @@ impl<T: TimerFired<K>, const K: u8> Drop for Timer<T, K> {
 unsafe extern "C" fn trampoline<T: TimerFired<K>, const K: u8>(ctx: *mut core::ffi::c_void) {
     // SAFETY: the caller's promise; taken back once.
     let this = unsafe { Arc::<T>::from_raw(ctx.cast_const().cast()) };
+    // Fired: it may be armed again from here on (`fired` too may).
+    <T as TimerFired<K>>::timer(&this)
+        .armed
+        .store(false, Ordering::Release);
     <T as TimerFired<K>>::fired(this);
 }
 

@@ -172,7 +172,7 @@ impl Channel {
     /// (still in flight), which the caller completes. Process context.
     pub(super) fn end_data_path(&self) -> Option<crate::engine::datapath::Unfinished> {
         *self.mmio.lock() = (false, None);
-        self.disarm_signal();
+        self.signal_timer.disarm();
         let unfinished = self.data.lock().take().map(|mut dp| {
             // The interrupt latency is the connection's.
             self.latency.store(0, core::sync::atomic::Ordering::Relaxed);
@@ -180,9 +180,9 @@ impl Channel {
             dp.take_unfinished()
         });
         self.wait_rx_idle();
-        // (After the receive work, which may arm it, and without a data
-        // path, which it needs.)
-        self.disarm_trim();
+        // The trim of the send queue's kept buffers, which go with the data
+        // path (after the receive work, which may arm it).
+        self.trim_timer.disarm();
         // Packet objects completed from now on are freed.
         let spare = {
             let mut rx = self.rx.lock();
@@ -348,9 +348,10 @@ impl Channel {
             ctl.callbacks.take()
         };
         let packet_callbacks = self.rx.lock().callbacks.take();
-        // A signal armed by a send that raced with the disconnect.
-        self.disarm_signal();
-        self.disarm_trim();
+        // A signal (or trim) armed by a send that raced with the
+        // disconnect.
+        self.signal_timer.disarm();
+        self.trim_timer.disarm();
         // Dropped without locks: their drop may drop the last reference.
         drop((callbacks, packet_callbacks));
         Ok(())

@@ -393,14 +393,10 @@ pub(crate) struct Channel {
     /// KMCL interrupt latency, in 100 ns: signals to a loopback endpoint
     /// are delayed by it, and those made meanwhile are merged (0: none).
     latency: core::sync::atomic::AtomicU32,
-    /// A delayed signal is armed.
-    signal_armed: core::sync::atomic::AtomicBool,
-    /// Signals merged into an armed one.
+    /// Signals merged into an armed one (the signal timer's arming).
     signals_coalesced: core::sync::atomic::AtomicU64,
     /// Fires the delayed signal.
     signal_timer: crate::sys::queues::Timer<Channel, SIGNAL_TIMER>,
-    /// The trim of kept send-queue buffers is armed.
-    trim_armed: core::sync::atomic::AtomicBool,
     /// Trims the kept send-queue buffers of a queue gone idle.
     trim_timer: crate::sys::queues::Timer<Channel, TRIM_TIMER>,
     /// GPADLs (client) and mappings of them (server).
@@ -762,10 +758,8 @@ impl Channel {
                 signals_sent: core::sync::atomic::AtomicU64::new(0),
                 signals_received: core::sync::atomic::AtomicU64::new(0),
                 latency: core::sync::atomic::AtomicU32::new(0),
-                signal_armed: core::sync::atomic::AtomicBool::new(false),
                 signals_coalesced: core::sync::atomic::AtomicU64::new(0),
                 signal_timer: crate::sys::queues::Timer::new()?,
-                trim_armed: core::sync::atomic::AtomicBool::new(false),
                 trim_timer: crate::sys::queues::Timer::new()?,
                 rx_changed <- new_condvar!(),
                 rx_work <- new_work!("kmcl::Channel::rx_work"),

@@ -286,26 +286,11 @@ impl Channel {
     /// Arms the trim of the send queue's kept buffers to look in `ms`
     /// milliseconds, unless it is armed. Any context.
     pub(super) fn arm_trim(self: &Arc<Self>, ms: i64) {
-        use core::sync::atomic::Ordering::{AcqRel, Relaxed, Release};
-        // (A look first: a receive work that keeps emptying a queue asks
-        // once a batch.)
-        if self.trim_armed.load(Relaxed) || self.trim_armed.swap(true, AcqRel) {
-            return;
-        }
         let ms = ms.clamp(1, crate::engine::datapath::RECYCLED_IDLE_MS) as u32;
-        // Not armed only while the connection ends (its disarm cancels it).
-        if !self.trim_timer.arm(self, ms * 1000) {
-            self.trim_armed.store(false, Release);
-        }
-    }
-
-    /// Drops an armed trim (the connection ends; its kept buffers go with
-    /// the data path). Process context.
-    pub(super) fn disarm_trim(&self) {
-        if self.trim_timer.disarm() {
-            self.trim_armed
-                .store(false, core::sync::atomic::Ordering::Release);
-        }
+        // Armed already (a receive work that keeps emptying a queue asks
+        // once a batch), or refused while the connection ends (its disarm
+        // cancels it): either way nothing more to do.
+        let _ = self.trim_timer.arm(self, ms * 1000);
     }
 }
 
@@ -313,9 +298,11 @@ impl Channel {
 /// buffers it kept beyond one ring's bytes; one used meanwhile is looked
 /// at again once it may have been idle long enough.
 impl crate::sys::queues::TimerFired<{ super::TRIM_TIMER }> for Channel {
+    fn timer(&self) -> &crate::sys::queues::Timer<Self, { super::TRIM_TIMER }> {
+        &self.trim_timer
+    }
+
     fn fired(this: Arc<Self>) {
-        this.trim_armed
-            .store(false, core::sync::atomic::Ordering::Release);
         let again = Option::as_mut(&mut *this.data.lock()).and_then(|dp| dp.trim_idle_queue());
         if let Some(ms) = again {
             this.arm_trim(ms);

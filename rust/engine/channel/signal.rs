@@ -25,17 +25,14 @@ impl Channel {
     /// the peer, which a loopback peer hands on to its receive work.
     #[inline]
     pub(crate) fn signal(self: &Arc<Self>, peer: Peer) {
-        use core::sync::atomic::Ordering::{AcqRel, Relaxed, Release};
+        use core::sync::atomic::Ordering::Relaxed;
         let latency = self.latency.load(Relaxed);
         if latency > 0 && peer.delays_signals() {
-            if self.signal_armed.swap(true, AcqRel) {
+            // 100 ns units to microseconds, rounded up. (Refused only
+            // while the connection ends: its disarm cancels the timer.)
+            let arming = self.signal_timer.arm(self, latency.div_ceil(10));
+            if arming == crate::sys::queues::Arming::AlreadyArmed {
                 self.signals_coalesced.fetch_add(1, Relaxed);
-            } else {
-                // 100 ns units to microseconds, rounded up. Not armed only
-                // while the connection ends (its disarm cancels it).
-                if !self.signal_timer.arm(self, latency.div_ceil(10)) {
-                    self.signal_armed.store(false, Release);
-                }
             }
             return;
         }
@@ -71,15 +68,6 @@ impl Channel {
     pub(crate) fn signals_coalesced(&self) -> u64 {
         self.signals_coalesced
             .load(core::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Drops an armed delayed signal (the connection ends). Process
-    /// context.
-    pub(super) fn disarm_signal(&self) {
-        if self.signal_timer.disarm() {
-            self.signal_armed
-                .store(false, core::sync::atomic::Ordering::Release);
-        }
     }
 
     /// The other endpoint signalled this channel (`self` is the
@@ -124,9 +112,11 @@ impl Channel {
 
 /// The delayed signal of a channel with an interrupt latency.
 impl crate::sys::queues::TimerFired<{ super::SIGNAL_TIMER }> for Channel {
+    fn timer(&self) -> &crate::sys::queues::Timer<Self, { super::SIGNAL_TIMER }> {
+        &self.signal_timer
+    }
+
     fn fired(this: Arc<Self>) {
-        this.signal_armed
-            .store(false, core::sync::atomic::Ordering::Release);
         let peer = this.data.lock().as_ref().map(|dp| dp.peer().clone());
         if let Some(peer) = peer {
             this.signal_now(peer);
