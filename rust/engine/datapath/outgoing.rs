@@ -623,7 +623,7 @@ impl DataPath {
         if idle < RECYCLED_IDLE_MS {
             return Some(RECYCLED_IDLE_MS - idle);
         }
-        self.trim_recycled_if_idle();
+        self.cut_recycled();
         None
     }
 
@@ -636,6 +636,11 @@ impl DataPath {
         if self.recycled_bytes == 0 || self.progress.elapsed().as_millis() < RECYCLED_IDLE_MS {
             return;
         }
+        self.cut_recycled();
+    }
+
+    /// Frees kept buffers beyond [`Self::idle_kept_limit`].
+    fn cut_recycled(&mut self) {
         let limit = self.idle_kept_limit();
         while self.recycled_bytes > limit {
             let Some(b) = self.recycled.pop() else {
